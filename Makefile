@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both create .venv, install what they need, prepare the default voice when it
+# is missing (a no-op once prepared), then serve or test.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+
+.PHONY: run test models bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+models: $(VENV)/.installed
+	$(BIN)/huiyin models prepare
+
+run: models
+	$(BIN)/huiyin serve
+
+test: install-test models
+	$(BIN)/python -m pytest
+
+bench: install-test models
+	$(BIN)/python bench/synth_rtf.py
+	$(BIN)/python bench/intelligibility.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

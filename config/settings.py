@@ -1,0 +1,184 @@
+"""Typed settings: defaults, then a YAML file, then HUIYIN_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "HUIYIN_"
+DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has the wrong type; the message names it and its source."""
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+def _default_models_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "huiyin" / "models"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Huiyin reads. Each field's `doc` metadata is its reference text."""
+
+    host: str = field(default="127.0.0.1", metadata=_doc("Address the gateway listens on."))
+    port: int = field(default=8080, metadata=_doc("TCP port the gateway listens on."))
+    data_dir: Path = field(
+        default=Path("data"), metadata=_doc("Folder for the phrase store and its index.")
+    )
+    models_dir: Path = field(
+        default_factory=_default_models_dir,
+        metadata=_doc("Folder where prepared voice models are cached (one sub-folder per recipe)."),
+    )
+    threads: int = field(
+        default=0, metadata=_doc("ONNX Runtime intra-op threads per engine; 0 uses every core.")
+    )
+    lexicon: Path | None = field(
+        default=None,
+        metadata=_doc("Optional pronunciation lexicon (TSV: word, then pinyin with tone digits)."),
+    )
+    max_text_length: int = field(
+        default=1024, metadata=_doc("Longest text, in characters, one request may synthesize.")
+    )
+    admin_token: str | None = field(
+        default=None, metadata=_doc("Bearer token for the admin routes; unset disables them.")
+    )
+    phrases: tuple[Path, ...] = field(
+        default=(), metadata=_doc("Phrase YAML files to pre-warm (comma-separated in the env).")
+    )
+    log_level: str = field(default="info", metadata=_doc("Log level: debug, info, warning, error."))
+
+    def resolved_threads(self) -> int:
+        """The intra-op thread count to use: the setting, or every core when it is 0."""
+        return self.threads if self.threads > 0 else (os.cpu_count() or 1)
+
+
+def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The settings' dataclass fields, in declaration order (for docs and validation)."""
+    return dataclasses.fields(Settings)
+
+
+_HINTS = typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Convert a raw YAML or environment value to the field's declared type."""
+    hint = _HINTS[name]
+    optional = False
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if raw is None or (optional and isinstance(raw, str) and raw == ""):
+        if optional:
+            return None
+        raise ConfigError(f"{source}: setting '{name}' must not be empty")
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple):
+                raise TypeError
+            return tuple(Path(str(i).strip()).expanduser() for i in items if str(i).strip())
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise TypeError
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise TypeError
+            return float(raw)
+        if hint is Path:
+            if not isinstance(raw, str | Path):
+                raise TypeError
+            return Path(raw).expanduser()
+        if hint is str:
+            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+                raise TypeError
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"unhandled settings type for {name}: {hint}")
+    type_name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"{source}: setting '{name}' must be {type_name}, got {raw!r}")
+
+
+def _validate(values: Mapping[str, Any], source: str) -> None:
+    if values.get("port") is not None and not 0 < values["port"] < 65536:
+        raise ConfigError(f"{source}: setting 'port' must be between 1 and 65535")
+    if values.get("threads") is not None and values["threads"] < 0:
+        raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
+    if values.get("max_text_length") is not None and values["max_text_length"] < 1:
+        raise ConfigError(f"{source}: setting 'max_text_length' must be at least 1")
+    level = values.get("log_level")
+    if level is not None and level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"{source}: setting 'log_level' must be debug, info, warning or error")
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults, a YAML file, HUIYIN_* variables and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    names = {f.name for f in setting_fields()}
+    values: dict[str, Any] = {}
+
+    file = path if path is not None else DEFAULT_SETTINGS_FILE
+    if path is not None or file.exists():
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read settings file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the settings file must be a mapping of key: value")
+        for key, raw in loaded.items():
+            if key not in names:
+                raise ConfigError(f"{file}: unknown setting '{key}'")
+            values[key] = _coerce(key, raw, str(file))
+        _validate(values, str(file))
+
+    env_values: dict[str, Any] = {}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key not in names:
+            continue  # other HUIYIN_* variables (test switches, for example) are not settings
+        env_values[key] = _coerce(key, raw, f"environment variable {var}")
+    _validate(env_values, "environment")
+    values.update(env_values)
+
+    for key, raw in (overrides or {}).items():
+        if key not in names:
+            raise ConfigError(f"command line: unknown setting '{key}'")
+        if raw is not None:
+            values[key] = _coerce(key, raw, "command line")
+    _validate(values, "command line")
+    return Settings(**values)
