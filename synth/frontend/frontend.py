@@ -1,0 +1,108 @@
+"""The Mandarin frontend: written text to symbol-id sequences, one per sentence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synth.frontend.g2p import G2P, ClausePinyin, Lexicon, Word
+from synth.frontend.normalize import TextNormalizer
+from synth.frontend.split import split_sentences
+from synth.frontend.symbols import SymbolTable
+
+# Bump when anything here changes what the voice is asked to say.
+FRONTEND_VERSION = "1"
+# Longest input one acoustic-model call gets: its position tables cover about 2000 mel
+# frames, which 60 syllables stay under even at half speed.
+MAX_SYLLABLES = 60
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence: its normalized text, pinyin and the voice's symbol ids."""
+
+    text: str
+    pinyin: tuple[ClausePinyin, ...]
+    ids: tuple[int, ...]
+
+    @property
+    def syllables(self) -> list[str]:
+        """All toned syllables, in order."""
+        return [s for c in self.pinyin for w in c.words for s in w.syllables]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A whole text ready for the acoustic model, and what could not be read."""
+
+    normalized: str
+    sentences: tuple[Sentence, ...]
+    unread: tuple[str, ...]
+
+
+class Frontend:
+    """Holds the loaded normalizer, segmenter and symbol table; `analyze` is pure given them."""
+
+    def __init__(self, symbols: SymbolTable, lexicon: Lexicon) -> None:
+        self._normalizer = TextNormalizer()
+        self._g2p = G2P(lexicon)
+        self._symbols = symbols
+
+    def normalize(self, text: str) -> str:
+        """Written text to spoken characters (numbers, times, codes read out)."""
+        return self._normalizer.normalize(text)
+
+    def analyze(self, text: str) -> Utterance:
+        """Normalize, split, look up pinyin and map to ids; sentences with no sound are dropped."""
+        normalized = self.normalize(text)
+        sentences: list[Sentence] = []
+        unread: list[str] = []
+        for clauses in split_sentences(normalized):
+            pinyin = [self._g2p.clause(c.text) for c in clauses]
+            for p in pinyin:
+                unread.extend(p.unread)
+            for chunk in _chunks(pinyin):
+                ids, unknown = self._symbols.sentence(chunk)
+                unread.extend(unknown)
+                text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
+                sentences.append(Sentence(text_of, tuple(chunk), tuple(ids)))
+        return Utterance(normalized, tuple(sentences), tuple(unread))
+
+
+def _count(clause: ClausePinyin) -> int:
+    return sum(len(w.syllables) for w in clause.words)
+
+
+def _chunks(clauses: list[ClausePinyin]) -> list[list[ClausePinyin]]:
+    """Group a sentence's clauses into model calls of at most MAX_SYLLABLES syllables,
+    splitting an over-long clause at word boundaries; clauses with no sound are dropped."""
+    pieces: list[ClausePinyin] = []
+    for clause in clauses:
+        if _count(clause) <= MAX_SYLLABLES:
+            pieces.append(clause)
+            continue
+        words: list[Word] = []
+        parts = [
+            Word(w.text, w.syllables[k : k + MAX_SYLLABLES])
+            for w in clause.words
+            for k in range(0, len(w.syllables), MAX_SYLLABLES)
+        ]
+        for word in parts:
+            if words and sum(len(w.syllables) for w in words) + len(word.syllables) > MAX_SYLLABLES:
+                pieces.append(ClausePinyin(tuple(words), ()))
+                words = []
+            words.append(word)
+        if words:
+            pieces.append(ClausePinyin(tuple(words), ()))
+    chunks: list[list[ClausePinyin]] = []
+    size = 0
+    for piece in pieces:
+        n = _count(piece)
+        if n == 0:
+            continue
+        if chunks and size + n <= MAX_SYLLABLES:
+            chunks[-1].append(piece)
+            size += n
+        else:
+            chunks.append([piece])
+            size = n
+    return chunks

@@ -1,0 +1,187 @@
+"""Normalized Chinese text to toned pinyin: phrase-level polyphones from pypinyin,
+lexicon overrides, tone sandhi, and Latin letters by their Mandarin names."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from synth.frontend.sandhi import Token, apply_sandhi
+
+# How Mandarin speakers name Latin letters, in pinyin the Baker voice can say.
+LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
+    "A": ("ei1",), "B": ("bi4",), "C": ("xi1",), "D": ("di4",), "E": ("yi4",),
+    "F": ("ai2", "fu5"), "G": ("ji4",), "H": ("ei1", "qu1"), "I": ("ai4",),
+    "J": ("jie4",), "K": ("kai4",), "L": ("ai2", "le5"), "M": ("ai2", "mu5"),
+    "N": ("en1",), "O": ("ou1",), "P": ("pi1",), "Q": ("qiu1",), "R": ("a1", "er5"),
+    "S": ("ai2", "si1"), "T": ("ti4",), "U": ("you1",), "V": ("wei1",),
+    "W": ("da2", "bu5", "liu5"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
+}
+
+# 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
+_WEI4_NEXT = set("您你他她它我们了何什此之")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SYLLABLE = re.compile(r"^[a-z]+[1-5]$")
+
+
+class LexiconError(ValueError):
+    """A lexicon file line is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Word -> syllables overrides, matched longest first."""
+
+    entries: Mapping[str, tuple[str, ...]]
+
+    @property
+    def longest(self) -> int:
+        """Length of the longest word, for matching."""
+        return max((len(w) for w in self.entries), default=0)
+
+
+def parse_lexicon(lines: Iterable[str], source: str, valid: set[str] | None = None) -> Lexicon:
+    """Parse 'word<TAB>pin1 yin1' lines ('#' starts a comment); errors name source:line."""
+    entries: dict[str, tuple[str, ...]] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise LexiconError(f"{source}:{number}: expected a word, then its pinyin")
+        word, pinyin = parts
+        syllables = tuple(s.lower().replace("ü", "v") for s in pinyin.split())
+        if len(syllables) != len(word) or not all(_HAN.fullmatch(c) for c in word):
+            raise LexiconError(
+                f"{source}:{number}: '{word}' needs one syllable per Chinese character"
+            )
+        for s in syllables:
+            if not _SYLLABLE.match(s) or (valid is not None and s[:-1] not in valid):
+                raise LexiconError(f"{source}:{number}: '{s}' is not a toned pinyin syllable")
+        entries[word] = syllables
+    return Lexicon(entries)
+
+
+def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
+    """The built-in domain lexicon, overlaid with the user's file when one is given."""
+    builtin = resources.files("synth.frontend").joinpath("lexicon.tsv").read_text("utf-8")
+    merged = dict(parse_lexicon(builtin.splitlines(), "built-in lexicon", valid).entries)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LexiconError(f"{path}: cannot read lexicon: {exc.strerror}") from None
+        merged.update(parse_lexicon(text.splitlines(), str(path), valid).entries)
+    return Lexicon(merged)
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word's characters and toned syllables (one per character; letters may have more)."""
+
+    text: str
+    syllables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClausePinyin:
+    """A clause as words of syllables, plus what could not be read."""
+
+    words: tuple[Word, ...]
+    unread: tuple[str, ...]
+
+
+def _is_silent(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char).startswith(("P", "Z"))
+
+
+class G2P:
+    """Word segmentation (jieba), pinyin (pypinyin) and our rules. Dictionaries load once."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        import jieba
+        from pypinyin import Style
+        from pypinyin.contrib.neutral_tone import NeutralToneWith5Mixin
+        from pypinyin.converter import DefaultConverter
+        from pypinyin.core import Pinyin
+
+        class _Converter(NeutralToneWith5Mixin, DefaultConverter):
+            pass
+
+        jieba.setLogLevel(logging.WARNING)
+        self._tokenizer = jieba.Tokenizer()
+        self._tokenizer.initialize()
+        for word in lexicon.entries:
+            self._tokenizer.add_word(word, freq=100000)
+        self._pinyin = Pinyin(_Converter()).pinyin
+        self._style = Style.TONE3
+        self._lexicon = lexicon
+
+    def _han_pinyin(self, run: str) -> list[str]:
+        """Pinyin for a run of Han characters, lexicon first, longest match."""
+        out: list[str] = [""] * len(run)
+        i = 0
+        longest = self._lexicon.longest
+        pending_start = 0
+
+        def flush(end: int) -> None:
+            if end > pending_start:
+                chunk = run[pending_start:end]
+                items = self._pinyin(chunk, style=self._style, errors=lambda s: [""] * len(s))
+                for k, item in enumerate(items):
+                    out[pending_start + k] = item[0] if item else ""
+
+        while i < len(run):
+            for size in range(min(longest, len(run) - i), 1, -1):
+                entry = self._lexicon.entries.get(run[i : i + size])
+                if entry is not None:
+                    flush(i)
+                    out[i : i + size] = entry
+                    i += size
+                    pending_start = i
+                    break
+            else:
+                i += 1
+        flush(len(run))
+        for k, char in enumerate(run):
+            if char == "为" and out[k] == "wei4":
+                nxt = run[k + 1] if k + 1 < len(run) else ""
+                if nxt not in _WEI4_NEXT and (k == 0 or run[k - 1] != "因"):
+                    out[k] = "wei2"
+        return out
+
+    def clause(self, text: str) -> ClausePinyin:
+        """Pinyin for one clause of normalized text."""
+        unread: list[str] = []
+        words: list[list[Token]] = []
+        han_chars = "".join(c for c in text if _HAN.match(c))
+        han_syllables = iter(self._han_pinyin(han_chars))
+        for piece in self._tokenizer.lcut(text, HMM=False):
+            tokens: list[Token] = []
+            for char in piece:
+                if _HAN.match(char):
+                    syllable = next(han_syllables)
+                    if syllable and _SYLLABLE.match(syllable):
+                        tokens.append(Token(char, syllable))
+                    else:
+                        unread.append(char)
+                elif char.upper() in LETTER_NAMES:
+                    if tokens:
+                        words.append(tokens)
+                        tokens = []
+                    words.append([Token(char.upper(), s) for s in LETTER_NAMES[char.upper()]])
+                elif not _is_silent(char):
+                    unread.append(char)
+            if tokens:
+                words.append(tokens)
+        result = apply_sandhi(words)
+        return ClausePinyin(
+            tuple(Word("".join(t.char for t in w), tuple(t.syllable for t in w)) for w in result),
+            tuple(unread),
+        )

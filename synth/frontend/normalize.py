@@ -1,0 +1,184 @@
+"""Text normalization for IVR speech: our rules for digit strings, times and symbols,
+then WeTextProcessing for the rest of Chinese number reading."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+
+DIGITS = "零一二三四五六七八九"
+DIGITS_YAO = "零幺二三四五六七八九"
+
+# Words after which a number is an identifier read digit by digit.
+_ID_KEYWORDS = (
+    "验证码|校验码|动态码|动态密码|取件码|提货码|取餐码|邀请码|优惠码|兑换码|激活码|密码|"
+    "订单号|单号|运单号|工单号|流水号|合同号|保单号|会员号|工号|编号|账号|帐号|卡号|"
+    "尾号|号码|手机号|电话号|分机号?|热线|电话|致电|拨打|呼叫|回拨|来电|车牌号?|房间号?|"
+    "航班号?|车次|座位号|身份证号?|证件号|邮编|代码|序号|批次号?"
+)
+_ID_AFTER_KEYWORD = re.compile(
+    rf"(?P<kw>{_ID_KEYWORDS})(?P<link>(?:是|为|：|:|\s|号|码|请)*)"
+    r"(?P<id>[A-Za-z]*\d[\dA-Za-z\- ]*\d|[A-Za-z]*\d)(?![\dA-Za-z]|[.,]\d)"
+    r"(?!\s*(?:次|个|位|天|小时|分钟|秒|元|块|年|月|日|周|岁|人|%|点|倍|折))"
+)
+_PHONE_PATTERNS = (
+    re.compile(r"(?<!\d)(?<!\d\.)(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d|\.\d)"),  # mobile
+    re.compile(r"(?<!\d)(?<!\d\.)[48]00[ -]?\d{3}[ -]?\d{4}(?!\d|\.\d)"),  # 400 / 800 service lines
+    re.compile(r"(?<!\d)(?<!\d\.)\(?0\d{2,3}\)?[ -]\d{7,8}(?!\d|\.\d)"),  # landline with area code
+    re.compile(r"(?<!\d)(?<!\d[.,])\d{3,4}-\d{3,4}-\d{3,4}(?!\d|\.\d)"),  # any dashed number
+)
+# Letters followed by digits: flight, train and tracking numbers (CA1831, G1234, SF123456).
+_ALNUM_CODE = re.compile(r"(?<![A-Za-z\d])(?P<letters>[A-Za-z]{2,}|[A-Za-z](?=\d{4}))(?P<digits>\d{3,})")
+# Seven or more bare digits are an identifier unless a currency or unit follows.
+_LONG_DIGITS = re.compile(r"(?<!\d)(?<!\d[.,])\d{7,}(?!\d|[.,]\d|\s*(?:元|块|万|亿|美元|人民币|%|‰))")
+_CLOCK = re.compile(r"(?<!\d)(?<!\d\.)([01]?\d|2[0-4])[:：]([0-5]\d)(?:[:：]([0-5]\d))?(?![\d])")
+_HOUR_MINUTE = re.compile(r"(?<!\d)(?<!\d\.)([01]?\d|2[0-4])点(?:([0-5]?\d)分?|(半|整|钟))?(?!\d|\.\d)")
+_ISO_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])(?!\d)")
+_RANGE = re.compile(
+    r"(?<![\d.\-])(\d+(?:\.\d+)?)\s*[-~～—–]\s*(?!0\d)(\d+(?:\.\d+)?)(?=\s*[^\d\s.\-:：/])"
+)
+_MONEY_PREFIX = re.compile(r"(?:[¥￥]|RMB\s?|CNY\s?)(\d[\d,]*(?:\.\d+)?)")
+_DOLLAR_PREFIX = re.compile(r"(?:US)?\$\s?(\d[\d,]*(?:\.\d+)?)")
+_KEY_SYMBOLS = (
+    (re.compile(r"[#＃](?=号?键)"), "井"),
+    (re.compile(r"[*＊✱](?=号?键)"), "星"),
+    (re.compile(r"[#＃]"), "井号"),
+    (re.compile(r"(?<=按)[*＊]|[*＊](?=号)"), "星"),
+)
+_UNITS = (
+    (re.compile(r"(?<=\d)\s*°C"), "摄氏度"),
+    (re.compile(r"(?<=\d)\s*°F"), "华氏度"),
+    (re.compile(r"(?<=\d)\s*km/h"), "公里每小时"),
+    (re.compile(r"(?<=\d)\s*(?:kg|KG|Kg)(?![A-Za-z])"), "公斤"),
+    (re.compile(r"(?<=\d)\s*km(?![A-Za-z])"), "公里"),
+    (re.compile(r"(?<=\d)\s*cm(?![A-Za-z])"), "厘米"),
+    (re.compile(r"(?<=\d)\s*mm(?![A-Za-z])"), "毫米"),
+    (re.compile(r"(?<=\d)\s*m²|(?<=\d)\s*㎡"), "平方米"),
+    (re.compile(r"(?<=\d)\s*ml(?![A-Za-z])"), "毫升"),
+    (re.compile(r"(?<=\d)\s*(?:min|mins)(?![A-Za-z])"), "分钟"),
+)
+_OTHER_SYMBOLS = (
+    (re.compile(r"(?<=\d)\s*\+(?=\s*\d)"), "加"),
+    (re.compile(r"(?<=\d)\s*(?:=|＝)"), "等于"),
+    (re.compile(r"(?<=[A-Za-z\d])@(?=[A-Za-z\d])"), "艾特"),
+    (re.compile(r"&"), "和"),
+    (re.compile(r"‰"), "千分之"),
+)
+
+
+def read_digits(digits: str, *, yao: bool = True) -> str:
+    """Read a digit string one digit at a time, 1 as 幺 when `yao` (phone-number style)."""
+    table = DIGITS_YAO if yao else DIGITS
+    return "".join(table[int(d)] if d.isdigit() else d for d in digits)
+
+
+def _read_identifier(raw: str) -> str:
+    """Digits one by one; letters kept (read by name later); dashes and spaces dropped."""
+    return "".join(read_digits(c) if c.isdigit() else c for c in raw if c not in "- ")
+
+
+def read_cardinal(number: int) -> str:
+    """Read 0..9999 as a Chinese cardinal (used for clock times; WeTextProcessing does the rest)."""
+    if number == 0:
+        return "零"
+    units = ((1000, "千"), (100, "百"), (10, "十"), (1, ""))
+    out: list[str] = []
+    zero_pending = False
+    for value, unit in units:
+        digit = number // value % 10
+        if digit == 0:
+            zero_pending = bool(out)
+            continue
+        if zero_pending:
+            out.append("零")
+            zero_pending = False
+        out.append(DIGITS[digit] + unit)
+    text = "".join(out)
+    return text[1:] if text.startswith("一十") else text
+
+
+def _hour(hour: int) -> str:
+    return "两" if hour == 2 else read_cardinal(hour)
+
+
+def _minutes(minute: int) -> str:
+    if minute == 0:
+        return ""
+    if minute < 10:
+        return f"零{DIGITS[minute]}分"
+    return f"{read_cardinal(minute)}分"
+
+
+def _clock(match: re.Match[str]) -> str:
+    hour, minute = int(match.group(1)), int(match.group(2))
+    text = f"{_hour(hour)}点{_minutes(minute)}"
+    if match.group(3) is not None:
+        second = int(match.group(3))
+        text += f"{read_cardinal(second)}秒" if second else ""
+    return text
+
+
+def _hour_minute(match: re.Match[str]) -> str:
+    hour = int(match.group(1))
+    text = f"{_hour(hour)}点"
+    if match.group(2) is not None:
+        text += _minutes(int(match.group(2))) or "整"
+    elif match.group(3) is not None:
+        text += match.group(3)
+    return text
+
+
+def _keyword_id(match: re.Match[str]) -> str:
+    return match.group("kw") + match.group("link") + _read_identifier(match.group("id"))
+
+
+def _phone(match: re.Match[str]) -> str:
+    return _read_identifier(match.group(0).replace("+", "").replace("(", "").replace(")", ""))
+
+
+def apply_ivr_rules(text: str) -> str:
+    """Rewrite the parts of IVR text that general normalizers misread; leaves the rest."""
+    text = _ISO_DATE.sub(lambda m: f"{m.group(1)}年{int(m.group(2))}月{int(m.group(3))}日", text)
+    text = _CLOCK.sub(_clock, text)
+    text = _HOUR_MINUTE.sub(_hour_minute, text)
+    for pattern in _PHONE_PATTERNS:
+        text = pattern.sub(_phone, text)
+    text = _ID_AFTER_KEYWORD.sub(_keyword_id, text)
+    text = _ALNUM_CODE.sub(lambda m: m.group("letters") + read_digits(m.group("digits")), text)
+    text = _LONG_DIGITS.sub(lambda m: read_digits(m.group(0)), text)
+    text = _MONEY_PREFIX.sub(r"\1元", text)
+    text = _DOLLAR_PREFIX.sub(r"\1美元", text)
+    text = _RANGE.sub(r"\1到\2", text)
+    for pattern, spoken in (*_KEY_SYMBOLS, *_UNITS, *_OTHER_SYMBOLS):
+        text = pattern.sub(spoken, text)
+    return text
+
+
+_SPACES = re.compile(r"\s+")
+_SPACE_BETWEEN_CJK = re.compile(r"(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
+
+
+def canonical_text(text: str) -> str:
+    """NFKC, unified quotes and dashes, collapsed whitespace: changes nothing that is spoken."""
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\u2014", "-").replace("\u2013", "-").replace("\u2212", "-")
+    text = "".join(" " if unicodedata.category(c) in {"Cc", "Zs", "Zl", "Zp"} else c for c in text)
+    text = _SPACES.sub(" ", text).strip()
+    return _SPACE_BETWEEN_CJK.sub("", text)
+
+
+class TextNormalizer:
+    """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once."""
+
+    def __init__(self) -> None:
+        # WeTextProcessing logs every load at INFO; keep our logs for our own events.
+        logging.getLogger("wetext-zh_normalizer").setLevel(logging.WARNING)
+        from tn.chinese.normalizer import Normalizer
+
+        self._wetext: Callable[[str], str] = Normalizer(remove_erhua=False).normalize
+
+    def normalize(self, text: str) -> str:
+        """Canonicalize, apply the IVR rules, then WeTextProcessing for the remaining numbers."""
+        return self._wetext(apply_ivr_rules(canonical_text(text)))
