@@ -1,0 +1,130 @@
+"""The Engine protocol every voice implements, and the values it exchanges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+class SynthesisError(Exception):
+    """The engine could not produce audio for a request."""
+
+
+class InvalidInputError(SynthesisError):
+    """Input the engine cannot accept (unknown voice or style, value out of range, nothing to say); `field` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The accepted range of one numeric setting and its default."""
+
+    minimum: float
+    maximum: float
+    default: float
+
+    def check(self, name: str, value: float) -> float:
+        """Return value if it lies in range, else raise InvalidInputError naming `name`."""
+        if not self.minimum <= value <= self.maximum:
+            raise InvalidInputError(
+                name, f"{name} must be between {self.minimum} and {self.maximum}, got {value}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice an engine offers, with its styles."""
+
+    name: str
+    language: str
+    styles: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Relative prosody controls; 1.0 is the voice's own manner.
+
+    `intonation` scales how far pitch moves around its mean (used by style presets);
+    `pitch` moves the mean itself.
+    """
+
+    speed: float = 1.0
+    pitch: float = 1.0
+    volume: float = 1.0
+    intonation: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pcm:
+    """Mono 16-bit PCM audio, with what the frontend could not read."""
+
+    samples: npt.NDArray[np.int16]
+    sample_rate: int
+    unread: tuple[str, ...] = field(default=())
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+    @staticmethod
+    def concat(parts: list[Pcm]) -> Pcm:
+        """Join chunks of one rate into one Pcm."""
+        if not parts:
+            raise ValueError("nothing to join")
+        rate = parts[0].sample_rate
+        if any(p.sample_rate != rate for p in parts):
+            raise ValueError("chunks have different sample rates")
+        unread = tuple(u for p in parts for u in p.unread)
+        return Pcm(np.concatenate([p.samples for p in parts]), rate, unread)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A speech synthesizer. Implementations are not thread-safe; callers serialize use."""
+
+    @property
+    def name(self) -> str:
+        """Stable engine identifier, e.g. 'fastspeech2'."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the audio for the same request would change."""
+        ...
+
+    @property
+    def sample_rate(self) -> int:
+        """Native output rate in Hz."""
+        ...
+
+    def voices(self) -> tuple[VoiceInfo, ...]:
+        """The voices this engine offers."""
+        ...
+
+    def setting_ranges(self) -> Mapping[str, SettingRange]:
+        """The accepted range of speed, pitch and volume."""
+        ...
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Pcm:
+        """Synthesize the whole text."""
+        ...
+
+    def stream(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Iterator[Pcm]:
+        """Synthesize sentence by sentence, yielding each as soon as it is ready."""
+        ...

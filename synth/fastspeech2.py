@@ -1,0 +1,157 @@
+"""The default voice: Mandarin FastSpeech2 + Multi-band MelGAN (Baker corpus) on ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import soxr
+
+from synth.engine import InvalidInputError, Pcm, Prosody, SettingRange, SynthesisError, VoiceInfo
+from synth.frontend import FRONTEND_VERSION, Frontend, Sentence, SymbolTable, load_lexicon
+from synth.models import PreparedModel, find_prepared
+from synth.styles import PRESETS, apply_style
+
+SAMPLE_RATE = 24000
+VOICE = VoiceInfo(
+    name="baker",
+    language="zh-CN",
+    styles=tuple(PRESETS),
+    description="Mandarin female voice (Baker corpus); styles are prosody presets",
+)
+RANGES: Mapping[str, SettingRange] = {
+    "speed": SettingRange(0.5, 2.0, 1.0),
+    "pitch": SettingRange(0.7, 1.4, 1.0),
+    "volume": SettingRange(0.25, 2.0, 1.0),
+}
+# Silence between sentences, in seconds; each sentence already starts and ends with `sil`.
+SENTENCE_PAUSE = 0.12
+
+
+class ModelNotPreparedError(SynthesisError):
+    """The default voice's files are missing; `huiyin models prepare` makes them."""
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class FastSpeech2Engine:
+    """FastSpeech2 acoustic model and MB-MelGAN vocoder; sessions load once."""
+
+    name = "fastspeech2"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self, model: PreparedModel, *, threads: int = 1, lexicon: Path | None = None
+    ) -> None:
+        mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
+        symbols = SymbolTable.from_mapper(mapper)
+        self._frontend = Frontend(symbols, load_lexicon(lexicon, set(symbols.syllables)))
+        self._acoustic = _session(model.path("fastspeech2.onnx"), threads)
+        self._vocoder = _session(model.path("mb_melgan.onnx"), threads)
+        # Graph simplification may drop inputs that are constant for one speaker.
+        self._acoustic_inputs = {i.name for i in self._acoustic.get_inputs()}
+        lexicon_hash = hashlib.sha256(lexicon.read_bytes()).hexdigest()[:8] if lexicon else "none"
+        self._version = f"{model.recipe}.fe{FRONTEND_VERSION}.lx{lexicon_hash}"
+
+    @classmethod
+    def load(
+        cls, models_dir: Path, *, threads: int = 1, lexicon: Path | None = None
+    ) -> FastSpeech2Engine:
+        """Load the prepared voice from models_dir, or say how to prepare it."""
+        model = find_prepared(models_dir)
+        if model is None:
+            raise ModelNotPreparedError(
+                f"the default voice is not prepared in {models_dir}; "
+                "run `huiyin models prepare` (or `make run`, which does it)"
+            )
+        return cls(model, threads=threads, lexicon=lexicon)
+
+    @property
+    def version(self) -> str:
+        """Model recipe, frontend version and lexicon hash: any change alters the audio."""
+        return self._version
+
+    @property
+    def frontend(self) -> Frontend:
+        """The text frontend this engine reads with."""
+        return self._frontend
+
+    def voices(self) -> tuple[VoiceInfo, ...]:
+        """The one built-in voice."""
+        return (VOICE,)
+
+    def setting_ranges(self) -> Mapping[str, SettingRange]:
+        """Accepted speed, pitch and volume."""
+        return RANGES
+
+    def _check(self, voice: str | None, prosody: Prosody) -> None:
+        if voice not in (None, VOICE.name):
+            raise InvalidInputError("voice", f"unknown voice '{voice}'; this engine has '{VOICE.name}'")
+        for name in ("speed", "pitch", "volume"):
+            RANGES[name].check(name, getattr(prosody, name))
+
+    def _mel(self, ids: tuple[int, ...], prosody: Prosody) -> npt.NDArray[np.float32]:
+        feeds = {
+            "input_ids": np.asarray([ids], dtype=np.int32),
+            "speaker_ids": np.zeros(1, dtype=np.int32),
+            # The model's speed ratio scales durations (larger is slower). Pitch is shifted
+            # by resampling afterwards, which shortens the audio by the same factor, so the
+            # durations are stretched by it here first.
+            "speed_ratios": np.asarray([prosody.pitch / prosody.speed], dtype=np.float32),
+            # The f0 ratio scales the normalized contour: the range of intonation, not its mean.
+            "f0_ratios": np.asarray([prosody.intonation], dtype=np.float32),
+            "energy_ratios": np.asarray([prosody.volume], dtype=np.float32),
+        }
+        feeds = {k: v for k, v in feeds.items() if k in self._acoustic_inputs}
+        mel: npt.NDArray[np.float32] = self._acoustic.run(None, feeds)[1]
+        return mel
+
+    def _sentence(self, sentence: Sentence, prosody: Prosody) -> npt.NDArray[np.float32]:
+        mel = self._mel(sentence.ids, prosody)
+        audio: npt.NDArray[np.float32] = self._vocoder.run(None, {"mels": mel})[0][0, :, 0]
+        if prosody.pitch != 1.0:
+            # Played back `pitch` times faster: F0 rises by that factor, duration returns.
+            audio = soxr.resample(audio, SAMPLE_RATE * prosody.pitch, SAMPLE_RATE, quality="HQ")
+        return audio * np.float32(prosody.volume)
+
+    @staticmethod
+    def _to_pcm16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+        return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+    def stream(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Iterator[Pcm]:
+        """Yield each sentence as PCM as soon as it is synthesized (a pause follows all but the last)."""
+        self._check(voice, prosody)
+        effective = apply_style(style, prosody)
+        utterance = self._frontend.analyze(text)
+        if not utterance.sentences:
+            raise InvalidInputError("text", "the text has nothing to say")
+        pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), dtype=np.int16)
+        last = len(utterance.sentences) - 1
+        for i, sentence in enumerate(utterance.sentences):
+            samples = self._to_pcm16(self._sentence(sentence, effective))
+            if i < last:
+                samples = np.concatenate([samples, pause])
+            yield Pcm(samples, SAMPLE_RATE, utterance.unread if i == 0 else ())
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Pcm:
+        """The whole text as one PCM buffer: exactly the concatenation of `stream`."""
+        return Pcm.concat(list(self.stream(text, voice=voice, style=style, prosody=prosody)))
