@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 ENV_PREFIX = "HUIYIN_"
+# Names a settings file; not a setting itself.
+CONFIG_ENV = "HUIYIN_CONFIG"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
 
 
@@ -148,6 +150,8 @@ def load_settings(
     names = {f.name for f in setting_fields()}
     values: dict[str, Any] = {}
 
+    if path is None and environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV]).expanduser()
     file = path if path is not None else DEFAULT_SETTINGS_FILE
     if path is not None or file.exists():
         try:
@@ -170,7 +174,7 @@ def load_settings(
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in names:
-            continue  # other HUIYIN_* variables (test switches, for example) are not settings
+            continue  # HUIYIN_CONFIG and other HUIYIN_* variables are not settings
         env_values[key] = _coerce(key, raw, f"environment variable {var}")
     _validate(env_values, "environment")
     values.update(env_values)

