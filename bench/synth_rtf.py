@@ -1,0 +1,103 @@
+"""Speed of the default voice over the public IVR corpus.
+
+Prints the real-time factor (synthesis seconds / audio seconds), the first-sentence
+latency of streaming, the cold start (process start to first audio, in a fresh
+process) and the peak resident memory.
+
+usage: .venv/bin/python bench/synth_rtf.py [--corpus PATH] [--threads N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config import load_settings  # noqa: E402
+from synth.fastspeech2 import FastSpeech2Engine  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ivr_public.tsv"
+
+_COLD_PROBE = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from config import load_settings
+from synth.fastspeech2 import FastSpeech2Engine
+s = load_settings()
+engine = FastSpeech2Engine.load(s.models_dir, threads={threads})
+next(engine.stream({text!r}))
+print("first-audio", flush=True)
+"""
+
+
+def read_corpus(path: Path) -> list[tuple[str, str]]:
+    """(id, text) rows of a corpus TSV with `id` and `text` columns."""
+    with path.open(encoding="utf-8") as fh:
+        return [(row["id"], row["text"]) for row in csv.DictReader(fh, delimiter="\t")]
+
+
+def cold_start(threads: int, text: str) -> float:
+    """Seconds from starting a fresh Python process to its first synthesized audio."""
+    code = _COLD_PROBE.format(repo=str(REPO), threads=threads, text=text)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "first-audio":
+            elapsed = time.perf_counter() - started
+            proc.wait()
+            return elapsed
+    raise RuntimeError(f"cold-start probe failed (exit {proc.wait()})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes over the corpus")
+    args = parser.parse_args()
+
+    settings = load_settings()
+    threads = args.threads or settings.resolved_threads()
+    rows = read_corpus(args.corpus)
+
+    cold = cold_start(threads, rows[0][1])
+    engine = FastSpeech2Engine.load(settings.models_dir, threads=threads)
+    for _, text in rows[:3]:  # warm-up: first runs allocate and plan
+        engine.synthesize(text)
+
+    synth_s = audio_s = 0.0
+    firsts: list[float] = []
+    for _ in range(args.rounds):
+        for _, text in rows:
+            started = time.perf_counter()
+            chunks = []
+            for chunk in engine.stream(text):
+                if not chunks:
+                    firsts.append(time.perf_counter() - started)
+                chunks.append(chunk)
+            synth_s += time.perf_counter() - started
+            audio_s += sum(c.duration for c in chunks)
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"corpus            {args.corpus.name}: {len(rows)} sentences x {args.rounds} rounds")
+    print(f"threads           {threads}")
+    print(f"audio             {audio_s / args.rounds:.1f} s per round")
+    print(f"RTF               {synth_s / audio_s:.4f}  (synthesis s / audio s; target <= 0.05)")
+    print(f"first sentence    median {statistics.median(firsts) * 1000:.0f} ms, "
+          f"max {max(firsts) * 1000:.0f} ms")
+    print(f"cold start        {cold:.2f} s  (process start to first audio; target <= 3 s)")
+    print(f"peak RSS          {peak_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
