@@ -1,0 +1,83 @@
+"""The default engine, synthesizing for real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synth.engine import Engine, InvalidInputError, Pcm, Prosody
+from synth.fastspeech2 import FastSpeech2Engine
+
+
+def rms(pcm: Pcm) -> float:
+    return float(np.sqrt(np.mean(pcm.samples.astype(np.float64) ** 2)))
+
+
+def test_engine_follows_the_protocol(engine: FastSpeech2Engine) -> None:
+    assert isinstance(engine, Engine)
+    assert engine.name == "fastspeech2"
+    assert engine.sample_rate == 24000
+    assert engine.voices()[0].name == "baker"
+    assert set(engine.voices()[0].styles) >= {"neutral", "cheerful", "calm", "serious", "apologetic"}
+    assert set(engine.setting_ranges()) == {"speed", "pitch", "volume"}
+
+
+def test_synthesis_has_plausible_length_and_is_not_silent(engine: FastSpeech2Engine) -> None:
+    text = "您好，欢迎致电客户服务中心。"  # 12 syllables
+    pcm = engine.synthesize(text)
+    assert pcm.sample_rate == 24000
+    assert pcm.samples.dtype == np.int16
+    assert 1.5 < pcm.duration < 6.0
+    assert rms(pcm) > 500  # clearly audible, not silence or noise floor
+    assert np.abs(pcm.samples).max() < 32767  # not clipped flat
+
+
+def test_synthesis_is_deterministic(engine: FastSpeech2Engine) -> None:
+    a = engine.synthesize("查询账户余额请按一")
+    b = engine.synthesize("查询账户余额请按一")
+    assert np.array_equal(a.samples, b.samples)
+
+
+def test_stream_yields_sentences_that_join_to_the_whole(engine: FastSpeech2Engine) -> None:
+    text = "您好。查询余额请按一。转人工服务请按零。"
+    chunks = list(engine.stream(text))
+    assert len(chunks) == 3
+    whole = engine.synthesize(text)
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), whole.samples)
+
+
+def test_long_text_synthesizes_in_full(engine: FastSpeech2Engine) -> None:
+    pcm = engine.synthesize("请您耐心等待" * 25)  # 150 syllables with no punctuation
+    assert pcm.duration > 150 * 0.12
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"style": "furious"}, "style"),
+        ({"voice": "nobody"}, "voice"),
+        ({"prosody": Prosody(speed=5.0)}, "speed"),
+        ({"prosody": Prosody(pitch=0.1)}, "pitch"),
+        ({"prosody": Prosody(volume=9.0)}, "volume"),
+    ],
+)
+def test_bad_settings_name_the_field(engine: FastSpeech2Engine, kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        engine.synthesize("您好", **kwargs)
+    assert err.value.field == field
+
+
+def test_text_with_nothing_to_say_is_an_input_error(engine: FastSpeech2Engine) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        engine.synthesize("……！？")
+    assert err.value.field == "text"
+
+
+def test_unreadable_characters_are_reported_with_the_audio(engine: FastSpeech2Engine) -> None:
+    pcm = engine.synthesize("您好😀")
+    assert pcm.unread == ("😀",)
+    assert pcm.duration > 0.3
+
+
+def test_version_names_model_and_frontend(engine: FastSpeech2Engine) -> None:
+    assert ".fe" in engine.version and ".lx" in engine.version

@@ -1,0 +1,116 @@
+"""Pinyin, polyphones, tone sandhi, letters, lexicon and unread-text reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth.frontend import Frontend, LexiconError, load_lexicon, parse_lexicon
+from synth.frontend.g2p import G2P
+from synth.frontend.sandhi import Token, apply_sandhi
+
+
+def syllables(frontend: Frontend, text: str) -> list[str]:
+    return [s for sentence in frontend.analyze(text).sentences for s in sentence.syllables]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("银行", ["yin2", "hang2"]),
+        ("行走", ["xing2", "zou3"]),
+        ("重新", ["chong2", "xin1"]),
+        ("重要", ["zhong4", "yao4"]),
+        ("还款", ["huan2", "kuan3"]),
+        ("还有", ["hai2", "you3"]),
+        ("长城", ["chang2", "cheng2"]),
+        ("长大", ["zhang3", "da4"]),
+        ("重庆", ["chong2", "qing4"]),
+        ("本期应还", ["ben3", "qi1", "ying1", "huan2"]),
+        ("请长按井号键", ["qing3", "chang2", "an4", "jing3", "hao4", "jian4"]),
+        ("余额为五元", ["yu2", "e2", "wei2", "wu3", "yuan2"]),
+        ("正在为您转接", ["zheng4", "zai4", "wei4", "nin2", "zhuan3", "jie1"]),
+    ],
+)
+def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
+    assert syllables(frontend, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("你好", ["ni2", "hao3"]),
+        ("展览馆", ["zhan2", "lan2", "guan3"]),
+        ("一个", ["yi2", "ge4"]),
+        ("一起", ["yi4", "qi3"]),
+        ("一样", ["yi2", "yang4"]),
+        ("第一", ["di4", "yi1"]),
+        ("十一", ["shi2", "yi1"]),
+        ("一百", ["yi4", "bai3"]),
+        ("一万", ["yi2", "wan4"]),
+        ("一月一日", ["yi1", "yue4", "yi1", "ri4"]),
+        ("一二三", ["yi1", "er4", "san1"]),
+        ("不是", ["bu2", "shi4"]),
+        ("不好", ["bu4", "hao3"]),
+        ("不来", ["bu4", "lai2"]),
+    ],
+)
+def test_tone_sandhi(frontend: Frontend, text: str, expected: list[str]) -> None:
+    assert syllables(frontend, text) == expected
+
+
+def test_third_tone_across_words_does_not_chain() -> None:
+    words = [[Token("贷", "dai4"), Token("款", "kuan3")], [Token("已", "yi3")],
+             [Token("审", "shen3"), Token("批", "pi1")]]
+    out = apply_sandhi(words)
+    assert [t.syllable for w in out for t in w] == ["dai4", "kuan3", "yi2", "shen3", "pi1"]
+
+
+def test_letters_read_by_mandarin_names(frontend: Frontend) -> None:
+    assert syllables(frontend, "VIP") == ["wei1", "ai4", "pi1"]
+    assert syllables(frontend, "请登录app") == ["qing3", "deng1", "lu4", "ei1", "pi1", "pi1"]
+
+
+def test_flight_number_reads_letters_then_digits(frontend: Frontend) -> None:
+    assert syllables(frontend, "航班CA1831") == [
+        "hang2", "ban1", "xi1", "ei1", "yao1", "ba1", "san1", "yao1"
+    ]
+
+
+def test_unreadable_text_is_reported_not_dropped_silently(frontend: Frontend) -> None:
+    utterance = frontend.analyze("您好😀，Привет")
+    assert "😀" in utterance.unread
+    assert "П" in utterance.unread
+    assert [s for sentence in utterance.sentences for s in sentence.syllables] == ["nin2", "hao3"]
+
+
+def test_punctuation_is_silent_not_unread(frontend: Frontend) -> None:
+    assert frontend.analyze("“您好”（请稍候）《通知》").unread == ()
+
+
+def test_user_lexicon_overrides_builtin(tmp_path: Path) -> None:
+    path = tmp_path / "lexicon.tsv"
+    path.write_text("# brand names\n乐途\tle4 tu2\n还款\thuan2 kuan3\n", encoding="utf-8")
+    lexicon = load_lexicon(path)
+    g2p = G2P(lexicon)
+    words = g2p.clause("乐途提醒您还款").words
+    assert [s for w in words for s in w.syllables] == [
+        "le4", "tu2", "ti2", "xing3", "nin2", "huan2", "kuan3"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("乐途 le4", "one syllable per Chinese character"),
+        ("乐途 le tu2", "not a toned pinyin syllable"),
+        ("乐途", "expected a word, then its pinyin"),
+        ("乐途 xx4 tu2", "not a toned pinyin syllable"),
+    ],
+)
+def test_lexicon_errors_name_file_and_line(line: str, message: str) -> None:
+    with pytest.raises(LexiconError) as err:
+        parse_lexicon(["# ok", line], "site.tsv", valid={"le", "tu"})
+    assert "site.tsv:2" in str(err.value)
+    assert message in str(err.value)

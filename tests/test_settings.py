@@ -1,0 +1,66 @@
+"""Settings load from YAML and HUIYIN_* variables and fail clearly on mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_file_and_environment_layer(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 9000\nthreads: 1\n")
+    settings = load_settings(path, environ={"HUIYIN_PORT": "9100", "HUIYIN_PHRASES": "a.yaml,b.yaml"})
+    assert settings.port == 9100  # environment wins over the file
+    assert settings.threads == 1
+    assert settings.phrases == (Path("a.yaml"), Path("b.yaml"))
+    assert settings.host == "127.0.0.1"
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "prot: 9000\n")
+    with pytest.raises(ConfigError, match=r"settings.yaml: unknown setting 'prot'"):
+        load_settings(path, environ={})
+
+
+def test_wrong_type_names_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: eighty\n")
+    with pytest.raises(ConfigError, match=r"setting 'port' must be int"):
+        load_settings(path, environ={})
+
+
+def test_bad_environment_value_names_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"HUIYIN_THREADS"):
+        load_settings(write(tmp_path, ""), environ={"HUIYIN_THREADS": "many"})
+
+
+def test_out_of_range_port(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'port' must be between"):
+        load_settings(write(tmp_path, "port: 70000\n"), environ={})
+
+
+def test_optional_setting_cleared_by_empty_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "admin_token: secret\n")
+    assert load_settings(path, environ={}).admin_token == "secret"
+    assert load_settings(path, environ={"HUIYIN_ADMIN_TOKEN": ""}).admin_token is None
+
+
+def test_resolved_threads_defaults_to_all_cores(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "threads: 0\n"), environ={})
+    assert settings.resolved_threads() >= 1
+
+
+def test_shipped_settings_file_is_valid() -> None:
+    load_settings(environ={})
+
+
+def test_huiyin_config_names_the_settings_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 9300\n")
+    assert load_settings(environ={"HUIYIN_CONFIG": str(path)}).port == 9300
