@@ -1,0 +1,1 @@
+"""Benchmarks: speed and intelligibility of the default voice."""
