@@ -114,3 +114,9 @@ def test_lexicon_errors_name_file_and_line(line: str, message: str) -> None:
         parse_lexicon(["# ok", line], "site.tsv", valid={"le", "tu"})
     assert "site.tsv:2" in str(err.value)
     assert message in str(err.value)
+
+
+def test_digits_read_one_by_one_keep_their_tones(frontend: Frontend) -> None:
+    assert syllables(frontend, "热线95588") == ["re4", "xian4", "jiu3", "wu3", "wu3", "ba1", "ba1"]
+    # a cardinal number still takes sandhi: 五百 -> wu2 bai3
+    assert syllables(frontend, "五百元")[:2] == ["wu2", "bai3"]

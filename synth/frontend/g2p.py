@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from synth.frontend.sandhi import Token, apply_sandhi
+from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 
 # How Mandarin speakers name Latin letters, in pinyin the Baker voice can say.
 LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -101,6 +101,17 @@ def _is_silent(char: str) -> bool:
     return char.isspace() or unicodedata.category(char).startswith(("P", "Z"))
 
 
+def _digits_apart(pieces: list[str]) -> list[str]:
+    """A run of digits read one by one becomes one word per digit, so each is said distinctly."""
+    out: list[str] = []
+    for piece in pieces:
+        if len(piece) > 1 and all(c in DIGIT_CHARS for c in piece):
+            out.extend(piece)
+        else:
+            out.append(piece)
+    return out
+
+
 class G2P:
     """Word segmentation (jieba), pinyin (pypinyin) and our rules. Dictionaries load once."""
 
@@ -162,7 +173,7 @@ class G2P:
         words: list[list[Token]] = []
         han_chars = "".join(c for c in text if _HAN.match(c))
         han_syllables = iter(self._han_pinyin(han_chars))
-        for piece in self._tokenizer.lcut(text, HMM=False):
+        for piece in _digits_apart(self._tokenizer.lcut(text, HMM=False)):
             tokens: list[Token] = []
             for char in piece:
                 if _HAN.match(char):

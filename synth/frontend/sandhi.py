@@ -8,6 +8,9 @@ from dataclasses import dataclass
 # before a multiplier it changes like any other 一 (一百 yi4 bai3, 一万 yi2 wan4).
 _NUMERIC_BEFORE = set("零幺一二两三四五六七八九十百千万亿第")
 _DIGIT_AFTER = set("零幺一二两三四五六七八九点")
+# Digits read one by one (codes, phone numbers) stay distinct: no third-tone sandhi
+# between two of them (九五五 is jiu3 wu3 wu3, not jiu2 wu2 wu3).
+DIGIT_CHARS = set("零幺一二三四五六七八九")
 # After these, 一 names the first of something (一月, 一号, 一楼) and keeps tone 1.
 _ORDINAL_NEXT = set("月日号楼层级期")
 
@@ -86,6 +89,8 @@ def apply_sandhi(words: list[list[Token]]) -> list[list[Token]]:
     for i in range(len(words) - 2, -1, -1):
         left, right = words[i], words[i + 1]
         if not left or not right:
+            continue
+        if left[-1].char in DIGIT_CHARS and right[0].char in DIGIT_CHARS:
             continue
         if left[-1].tone == 3 and right[0].tone == 3 and (len(left) == 1 or len(right) == 1):
             words[i] = [*left[:-1], left[-1].with_tone(2)]
