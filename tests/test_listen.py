@@ -1,0 +1,66 @@
+"""A speech recognizer listens to the default voice: what it hears must match the text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.listen import Listener, edit_distance, score_text, ser
+from synth.fastspeech2 import FastSpeech2Engine
+
+pytestmark = pytest.mark.listen
+
+# Prompts in the style of the product's traffic, with numbers, times, codes and letters.
+PROMPTS = [
+    "您好，这里是客户服务热线，业务咨询请按一，投诉建议请按二。",
+    "您的快递预计明天下午三点前送达，请保持电话畅通。",
+    "您的信用卡本期账单金额为五百六十元，最后还款日为本月二十号。",
+    "您的登录验证码是715302，请在十分钟内完成验证。",
+    "尊敬的VIP客户，您的专属客服经理将在今天下午两点联系您。",
+    "网上银行将于今晚十一点至次日凌晨一点进行系统维护。",
+]
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    yield Listener()
+
+
+def test_recognizer_understands_the_voice(engine: FastSpeech2Engine, listener: Listener) -> None:
+    normalize = engine.frontend.normalize
+    errors = total = 0.0
+    heard = []
+    for text in PROMPTS:
+        pcm = engine.synthesize(text)
+        hypothesis = listener.transcribe(pcm.samples, pcm.sample_rate)
+        ref, hyp = score_text(text, normalize), score_text(hypothesis, normalize)
+        rate = ser(ref, hyp)
+        heard.append(f"{rate:.2f} {ref} -> {hyp}")
+        length = len(ref)
+        errors += rate * length
+        total += length
+    assert errors / total <= 0.12, "\n".join(heard)
+
+
+DIGIT_PROMPTS = {
+    "请拨打客服热线95588": "95588",
+    "您的验证码是280746": "280746",
+    "服务电话400-635-7721": "4006357721",
+    "请回拨0571-86203349": "057186203349",
+    "您的取件码为6049": "6049",
+}
+_TO_ARABIC = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
+
+
+def test_recognizer_hears_digits_one_by_one(engine: FastSpeech2Engine, listener: Listener) -> None:
+    errors = total = 0
+    heard = []
+    for text, digits in DIGIT_PROMPTS.items():
+        pcm = engine.synthesize(text)
+        hypothesis = listener.transcribe(pcm.samples, pcm.sample_rate)
+        got = "".join(c for c in hypothesis.translate(_TO_ARABIC) if c.isdigit())
+        errors += edit_distance(digits, got)
+        total += len(digits)
+        heard.append(f"{digits} -> {got} ({hypothesis})")
+    assert errors / total <= 0.15, "\n".join(heard)
