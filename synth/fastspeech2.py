@@ -58,7 +58,9 @@ class FastSpeech2Engine:
     ) -> None:
         mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
         symbols = SymbolTable.from_mapper(mapper)
-        self._frontend = Frontend(symbols, load_lexicon(lexicon, set(symbols.syllables)))
+        self._frontend = Frontend(
+            symbols, load_lexicon(lexicon, set(symbols.syllables)), cache_dir=model.directory.parent
+        )
         self._acoustic = _session(model.path("fastspeech2.onnx"), threads)
         self._vocoder = _session(model.path("mb_melgan.onnx"), threads)
         # Graph simplification may drop inputs that are constant for one speaker.

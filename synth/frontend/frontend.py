@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from synth.frontend.g2p import G2P, ClausePinyin, Lexicon, Word
 from synth.frontend.normalize import TextNormalizer
@@ -10,7 +11,7 @@ from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
 
 # Bump when anything here changes what the voice is asked to say.
-FRONTEND_VERSION = "2"
+FRONTEND_VERSION = "3"
 # Longest input one acoustic-model call gets: its position tables cover about 2000 mel
 # frames, which 60 syllables stay under even at half speed.
 MAX_SYLLABLES = 60
@@ -42,9 +43,11 @@ class Utterance:
 class Frontend:
     """Holds the loaded normalizer, segmenter and symbol table; `analyze` is pure given them."""
 
-    def __init__(self, symbols: SymbolTable, lexicon: Lexicon) -> None:
+    def __init__(
+        self, symbols: SymbolTable, lexicon: Lexicon, cache_dir: Path | None = None
+    ) -> None:
         self._normalizer = TextNormalizer()
-        self._g2p = G2P(lexicon)
+        self._g2p = G2P(lexicon, cache_dir)
         self._symbols = symbols
 
     def normalize(self, text: str) -> str:

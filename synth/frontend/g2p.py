@@ -4,7 +4,9 @@ lexicon overrides, tone sandhi, and Latin letters by their Mandarin names."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -112,10 +114,36 @@ def _digits_apart(pieces: list[str]) -> list[str]:
     return out
 
 
+# Words rarer than this are left out of the segmentation dictionary: it loads in a
+# quarter of the time, and word boundaries for prosody and sandhi measured the same.
+SEGMENTER_MIN_FREQ = 10
+
+
+def segmenter_dictionary(cache_dir: Path) -> Path:
+    """jieba's word list without its rare words, written once into cache_dir (atomically)."""
+    import jieba
+
+    source = Path(jieba.__file__).with_name("dict.txt")
+    target = cache_dir / f"jieba-{jieba.__version__}-f{SEGMENTER_MIN_FREQ}.txt"
+    if target.is_file():
+        return target
+    kept = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and (len(parts[0]) == 1 or int(parts[1]) >= SEGMENTER_MIN_FREQ):
+            kept.append(line)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".jieba-")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(kept) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
 class G2P:
     """Word segmentation (jieba), pinyin (pypinyin) and our rules. Dictionaries load once."""
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    def __init__(self, lexicon: Lexicon, cache_dir: Path | None = None) -> None:
         import jieba
         from pypinyin import Style
         from pypinyin.contrib.neutral_tone import NeutralToneWith5Mixin
@@ -126,7 +154,9 @@ class G2P:
             pass
 
         jieba.setLogLevel(logging.WARNING)
-        self._tokenizer = jieba.Tokenizer()
+        cache_dir = cache_dir or Path(tempfile.gettempdir()) / "huiyin"
+        self._tokenizer = jieba.Tokenizer(str(segmenter_dictionary(cache_dir)))
+        self._tokenizer.tmp_dir = str(cache_dir)  # jieba's own parsed cache lives beside it
         self._tokenizer.initialize()
         for word in lexicon.entries:
             self._tokenizer.add_word(word, freq=100000)
