@@ -81,3 +81,13 @@ def test_unreadable_characters_are_reported_with_the_audio(engine: FastSpeech2En
 
 def test_version_names_model_and_frontend(engine: FastSpeech2Engine) -> None:
     assert ".fe" in engine.version and ".lx" in engine.version
+
+
+def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engine) -> None:
+    sentence = engine.frontend.analyze(
+        "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清，谢谢配合。"
+    ).sentences[0]
+    mel = engine._mel(sentence.ids, Prosody())
+    assert mel.shape[1] > 300  # long enough to be split into chunks
+    single = engine._vocoder.run(None, {"mels": mel})[0][0, :, 0]
+    assert np.array_equal(engine._vocode(mel), single)
