@@ -173,9 +173,10 @@ class TextNormalizer:
     """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once."""
 
     def __init__(self) -> None:
-        # WeTextProcessing logs every load at INFO; keep our logs for our own events.
-        logging.getLogger("wetext-zh_normalizer").setLevel(logging.WARNING)
         from tn.chinese.normalizer import Normalizer
+
+        # WeTextProcessing sets its logger to INFO on import and logs every load.
+        logging.getLogger("wetext").setLevel(logging.WARNING)
 
         self._wetext: Callable[[str], str] = Normalizer(remove_erhua=False).normalize
 
