@@ -19,6 +19,8 @@ from synth.models import PreparedModel, find_prepared
 from synth.styles import PRESETS, apply_style
 
 SAMPLE_RATE = 24000
+# Bump when this module changes the audio it makes from the same model and frontend.
+ENGINE_REVISION = "1"
 VOICE = VoiceInfo(
     name="baker",
     language="zh-CN",
@@ -78,7 +80,9 @@ class FastSpeech2Engine:
         # Graph simplification may drop inputs that are constant for one speaker.
         self._acoustic_inputs = {i.name for i in self._acoustic.get_inputs()}
         lexicon_hash = hashlib.sha256(lexicon.read_bytes()).hexdigest()[:8] if lexicon else "none"
-        self._version = f"{model.recipe}.fe{FRONTEND_VERSION}.lx{lexicon_hash}"
+        self._version = (
+            f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.lx{lexicon_hash}"
+        )
 
     @classmethod
     def load(
@@ -95,7 +99,7 @@ class FastSpeech2Engine:
 
     @property
     def version(self) -> str:
-        """Model recipe, frontend version and lexicon hash: any change alters the audio."""
+        """Model recipe, engine and frontend revisions, lexicon hash: any change alters the audio."""
         return self._version
 
     @property
