@@ -16,11 +16,12 @@ _ID_KEYWORDS = (
     "验证码|校验码|动态码|动态密码|取件码|提货码|取餐码|邀请码|优惠码|兑换码|激活码|密码|"
     "订单号|单号|运单号|工单号|流水号|合同号|保单号|会员号|工号|编号|账号|帐号|卡号|"
     "尾号|号码|手机号|电话号|分机号?|热线|电话|致电|拨打|呼叫|回拨|来电|车牌号?|房间号?|"
-    "航班号?|车次|座位号|身份证号?|证件号|邮编|代码|序号|批次号?"
+    "航班号?|车次|座位号|身份证号?|证件号|邮编|代码|序号|批次号?|"
+    "(?:后|末|前)(?:[1-9]|[一二三四五六七八九十]{1,2})位"
 )
 _ID_AFTER_KEYWORD = re.compile(
     rf"(?P<kw>{_ID_KEYWORDS})(?P<link>(?:是|为|：|:|\s|号|码|请)*)"
-    r"(?P<id>[A-Za-z]*\d[\dA-Za-z\- ]*\d|[A-Za-z]*\d)(?![\dA-Za-z]|[.,]\d)"
+    r"(?P<id>[A-Za-z]*\d[\dA-Za-z\- ]*[\dA-Za-z]|[A-Za-z]*\d)(?![\dA-Za-z]|[.,]\d)"
     r"(?!\s*(?:次|个|位|天|小时|分钟|秒|元|块|年|月|日|周|岁|人|%|点|倍|折))"
 )
 _PHONE_PATTERNS = (
@@ -33,14 +34,20 @@ _PHONE_PATTERNS = (
 _ALNUM_CODE = re.compile(r"(?<![A-Za-z\d])(?P<letters>[A-Za-z]{2,}|[A-Za-z](?=\d{4}))(?P<digits>\d{3,})")
 # Seven or more bare digits are an identifier unless a currency or unit follows.
 _LONG_DIGITS = re.compile(r"(?<!\d)(?<!\d[.,])\d{7,}(?!\d|[.,]\d|\s*(?:元|块|万|亿|美元|人民币|%|‰))")
+_CLOCK_RANGE = re.compile(
+    r"(?<!\d)((?:[01]?\d|2[0-4])[:：][0-5]\d)\s*[-~～—–]\s*((?:[01]?\d|2[0-4])[:：][0-5]\d)(?!\d)"
+)
 _CLOCK = re.compile(r"(?<!\d)(?<!\d\.)([01]?\d|2[0-4])[:：]([0-5]\d)(?:[:：]([0-5]\d))?(?![\d])")
 _HOUR_MINUTE = re.compile(r"(?<!\d)(?<!\d\.)([01]?\d|2[0-4])点(?:([0-5]?\d)分?|(半|整|钟))?(?!\d|\.\d)")
 _ISO_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])(?!\d)")
 _RANGE = re.compile(
     r"(?<![\d.\-])(\d+(?:\.\d+)?)\s*[-~～—–]\s*(?!0\d)(\d+(?:\.\d+)?)(?=\s*[^\d\s.\-:：/])"
 )
-_MONEY_PREFIX = re.compile(r"(?:[¥￥]|RMB\s?|CNY\s?)(\d[\d,]*(?:\.\d+)?)")
-_DOLLAR_PREFIX = re.compile(r"(?:US)?\$\s?(\d[\d,]*(?:\.\d+)?)")
+_AMOUNT = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_MONEY_PREFIX = re.compile(rf"(?:[¥￥]|RMB\s?|CNY\s?){_AMOUNT}")
+_DOLLAR_PREFIX = re.compile(rf"(?:US)?\$\s?{_AMOUNT}")
+# Whole amounts written with zero cents (1,299.00元) are said without them.
+_ZERO_CENTS = re.compile(r"(?<=\d)\.0+(?=\s*(?:元|块|美元))")
 _KEY_SYMBOLS = (
     (re.compile(r"[#＃](?=号?键)"), "井"),
     (re.compile(r"[*＊✱](?=号?键)"), "星"),
@@ -63,6 +70,7 @@ _OTHER_SYMBOLS = (
     (re.compile(r"(?<=\d)\s*\+(?=\s*\d)"), "加"),
     (re.compile(r"(?<=\d)\s*(?:=|＝)"), "等于"),
     (re.compile(r"(?<=[A-Za-z\d])@(?=[A-Za-z\d])"), "艾特"),
+    (re.compile(r"(?<=[A-Za-z])\.(?=[A-Za-z])"), "点"),
     (re.compile(r"&"), "和"),
     (re.compile(r"‰"), "千分之"),
 )
@@ -141,6 +149,7 @@ def _phone(match: re.Match[str]) -> str:
 def apply_ivr_rules(text: str) -> str:
     """Rewrite the parts of IVR text that general normalizers misread; leaves the rest."""
     text = _ISO_DATE.sub(lambda m: f"{m.group(1)}年{int(m.group(2))}月{int(m.group(3))}日", text)
+    text = _CLOCK_RANGE.sub(r"\1至\2", text)
     text = _CLOCK.sub(_clock, text)
     text = _HOUR_MINUTE.sub(_hour_minute, text)
     for pattern in _PHONE_PATTERNS:
@@ -149,6 +158,7 @@ def apply_ivr_rules(text: str) -> str:
     text = _ALNUM_CODE.sub(lambda m: m.group("letters") + read_digits(m.group("digits")), text)
     text = _LONG_DIGITS.sub(lambda m: read_digits(m.group(0)), text)
     text = _MONEY_PREFIX.sub(r"\1元", text)
+    text = _ZERO_CENTS.sub("", text)
     text = _DOLLAR_PREFIX.sub(r"\1美元", text)
     text = _RANGE.sub(r"\1到\2", text)
     for pattern, spoken in (*_KEY_SYMBOLS, *_UNITS, *_OTHER_SYMBOLS):
