@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run test models bench install install-test clean
+.PHONY: run test models bench install install-test test-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ models: $(VENV)/.installed
 run: models
 	$(BIN)/huiyin serve
 
-test: install-test models
+# ffmpeg's ffprobe checks encoded audio independently of our own decoders.
+test-tools:
+	@command -v ffprobe >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	  else echo "make: install ffmpeg (ffprobe) to run the codec cross-checks"; fi; }
+
+test: install-test models test-tools
 	$(BIN)/python -m pytest
 
 bench: install-test models
