@@ -1,0 +1,325 @@
+"""One engine, one thread: a bounded priority queue in front of a non-thread-safe voice."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import math
+import threading
+import time
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import cast
+
+from synth.engine import Engine, Pcm, Prosody
+
+# Weight of the newest measurement in the moving mean of synthesis seconds.
+_EMA_WEIGHT = 0.2
+# Until something has been measured, assume half a second per job: a prompt of several
+# seconds at the default voice's speed, with headroom. Only retry_after uses it.
+_FIRST_GUESS_SECONDS = 0.5
+
+
+class Priority(enum.IntEnum):
+    """Who is asking; lower values are served first."""
+
+    LIVE = 0  # a caller is waiting on the line
+    WARM = 1  # background pre-warming of the cache
+
+
+class QueueFullError(Exception):
+    """The queue is full; `retry_after` estimates in seconds when there will be room."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the synthesis queue is full; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(Exception):
+    """The request's deadline passed before its audio was ready."""
+
+
+class WorkerClosedError(Exception):
+    """The worker is closed and takes no more work."""
+
+
+@dataclass(eq=False)
+class _Job:
+    text: str
+    voice: str | None
+    style: str
+    prosody: Prosody
+    priority: Priority
+    seq: int
+    # A synthesis resolves to its Pcm; a stream resolves to None once it holds the engine.
+    outcome: asyncio.Future[Pcm | None]
+    # Streams only: chunks, then an exception or None (the end), and the consumer's stop flag.
+    chunks: asyncio.Queue[Pcm | BaseException | None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class SynthesisWorker:
+    """Runs at most one synthesis at a time on one engine, in one thread, LIVE before WARM.
+
+    A deadline covers the wait in the queue and, for `synthesize`, the synthesis itself.
+    A running engine call cannot be interrupted: when its deadline passes the caller gets
+    DeadlineExceededError at once, while the call finishes in the background, holding the
+    engine, and its audio is discarded.
+    """
+
+    def __init__(self, engine: Engine, *, max_queue: int = 32, deadline: float = 30.0) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._engine = engine
+        self._max_queue = max_queue
+        self._deadline = deadline
+        self._waiting: list[_Job] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closed = False
+        self._busy = False
+        self._completed = 0
+        self._mean = 0.0
+        self._synthesis_seconds = 0.0
+        self._audio_seconds = 0.0
+
+    @property
+    def engine(self) -> Engine:
+        """The wrapped engine; read only its name, version and voices from outside."""
+        return self._engine
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting for the engine."""
+        return sum(not job.outcome.done() for job in self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the engine is working (possibly on an abandoned job)."""
+        return self._busy
+
+    @property
+    def completed(self) -> int:
+        """Syntheses and streams the engine finished."""
+        return self._completed
+
+    @property
+    def mean_seconds(self) -> float:
+        """Moving mean of seconds per finished job; 0.0 before the first."""
+        return self._mean
+
+    @property
+    def synthesis_seconds(self) -> float:
+        """Total seconds the engine spent synthesizing."""
+        return self._synthesis_seconds
+
+    @property
+    def audio_seconds(self) -> float:
+        """Total seconds of audio the engine produced."""
+        return self._audio_seconds
+
+    async def start(self) -> None:
+        """Start the worker thread and the dispatcher."""
+        if self._dispatcher is not None:
+            return
+        # One thread: the engine is not thread-safe, and jobs must run in queue order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-worker")
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="synth-worker")
+
+    async def close(self) -> None:
+        """Refuse new work, fail the waiting jobs, let the running one finish, stop the thread."""
+        self._closed = True
+        for job in self._waiting:
+            if not job.outcome.done():
+                job.outcome.set_exception(WorkerClosedError("the synthesis worker closed"))
+        self._waiting.clear()
+        self._wakeup.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+        if self._executor is not None:
+            # The dispatcher has awaited the last engine call, so the thread is idle.
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> SynthesisWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(), priority: Priority = Priority.LIVE,
+        deadline: float | None = None,
+    ) -> Pcm:
+        """Queue one synthesis and return its audio; engine errors are raised unchanged."""
+        job = self._submit(text, voice, style, prosody, priority, streaming=False)
+        limit = self._deadline if deadline is None else deadline
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                return cast(Pcm, await job.outcome)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the engine's own TimeoutError, passed on unchanged
+            raise DeadlineExceededError(f"no audio within the {limit} s deadline") from None
+        finally:
+            self._withdraw(job)
+
+    async def stream(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(), priority: Priority = Priority.LIVE,
+        deadline: float | None = None,
+    ) -> AsyncGenerator[Pcm, None]:
+        """Yield the audio sentence by sentence; the deadline bounds the wait for the engine.
+
+        Close the iterator (aclose, or `contextlib.aclosing` around an early break) to free
+        the engine at once: the worker then pulls no further sentences.
+        """
+        job = self._submit(text, voice, style, prosody, priority, streaming=True)
+        assert job.chunks is not None
+        limit = self._deadline if deadline is None else deadline
+        try:
+            try:
+                async with asyncio.timeout(limit):
+                    await job.outcome
+            except TimeoutError:
+                raise DeadlineExceededError(f"the engine was not free within the {limit} s deadline") from None
+            while (item := await job.chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.stop.set()
+            self._withdraw(job)
+
+    def _submit(
+        self, text: str, voice: str | None, style: str, prosody: Prosody, priority: Priority,
+        *, streaming: bool,
+    ) -> _Job:
+        if self._closed:
+            raise WorkerClosedError("the synthesis worker is closed")
+        if self._dispatcher is None:
+            raise RuntimeError("start() the worker before submitting work")
+        if self.queue_depth >= self._max_queue:
+            self._make_room(priority)
+        job = _Job(
+            text, voice, style, prosody, priority, next(self._seq),
+            asyncio.get_running_loop().create_future(),
+            asyncio.Queue() if streaming else None,
+        )
+        self._waiting.append(job)
+        self._wakeup.set()
+        return job
+
+    def _make_room(self, priority: Priority) -> None:
+        """Displace the newest waiting WARM job for a LIVE one; otherwise refuse."""
+        warm = [j for j in self._waiting if j.priority == Priority.WARM and not j.outcome.done()]
+        if priority != Priority.LIVE or not warm:
+            raise QueueFullError(self._retry_after())
+        newest = max(warm, key=lambda j: j.seq)
+        self._waiting.remove(newest)
+        newest.outcome.set_exception(QueueFullError(self._retry_after()))
+
+    def _retry_after(self) -> int:
+        per_job = self._mean if self._completed else _FIRST_GUESS_SECONDS
+        ahead = self.queue_depth + (1 if self._busy else 0)
+        return max(1, math.ceil(ahead * per_job))
+
+    def _withdraw(self, job: _Job) -> None:
+        """Drop a job its caller no longer waits for, if the engine has not taken it."""
+        if job in self._waiting:
+            self._waiting.remove(job)
+        if job.outcome.done() and not job.outcome.cancelled():
+            job.outcome.exception()  # mark it retrieved: nobody may be left to see it
+
+    def _take(self) -> _Job | None:
+        while self._waiting:
+            job = min(self._waiting, key=lambda j: (j.priority, j.seq))
+            self._waiting.remove(job)
+            # A cancelled caller's future is done before its cleanup runs; skip it.
+            if not job.outcome.done():
+                return job
+        return None
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = self._take()
+            if job is None:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            self._busy = True
+            try:
+                if job.chunks is None:
+                    await self._run_synthesis(loop, job)
+                else:
+                    await self._run_stream(loop, job)
+            finally:
+                self._busy = False
+
+    async def _run_synthesis(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        try:
+            pcm, seconds = await loop.run_in_executor(self._executor, self._synthesize_in_thread, job)
+        except Exception as exc:
+            if not job.outcome.done():
+                job.outcome.set_exception(exc)
+            return
+        self._record(seconds, pcm.duration, True)
+        if not job.outcome.done():  # else the caller gave up: the audio is discarded
+            job.outcome.set_result(pcm)
+
+    def _synthesize_in_thread(self, job: _Job) -> tuple[Pcm, float]:
+        started = time.perf_counter()
+        pcm = self._engine.synthesize(job.text, voice=job.voice, style=job.style, prosody=job.prosody)
+        return pcm, time.perf_counter() - started
+
+    async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        job.outcome.set_result(None)
+        await loop.run_in_executor(self._executor, self._stream_in_thread, loop, job)
+
+    def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        assert job.chunks is not None
+        put = job.chunks.put_nowait
+        started = time.perf_counter()
+        audio, finished = 0.0, False
+        end: BaseException | None = None  # the consumer's last item: an error, or None for the end
+        try:
+            chunks = self._engine.stream(job.text, voice=job.voice, style=job.style, prosody=job.prosody)
+            try:
+                # Check the consumer's flag before each sentence, so leaving early frees the engine.
+                while not job.stop.is_set():
+                    try:
+                        pcm = next(chunks)
+                    except StopIteration:
+                        finished = True
+                        break
+                    audio += pcm.duration
+                    loop.call_soon_threadsafe(put, pcm)
+            finally:
+                close = getattr(chunks, "close", None)  # generators release their state now
+                if close is not None:
+                    close()
+        except Exception as exc:
+            end = exc
+        # Callbacks run in order: the figures are up to date when the consumer sees the end.
+        loop.call_soon_threadsafe(self._record, time.perf_counter() - started, audio, finished)
+        loop.call_soon_threadsafe(put, end)
+
+    def _record(self, seconds: float, audio: float, finished: bool) -> None:
+        if audio == 0.0:
+            return  # failed before any audio: nothing to measure speed by
+        self._synthesis_seconds += seconds
+        self._audio_seconds += audio
+        if finished:
+            self._mean = seconds if self._completed == 0 else (
+                _EMA_WEIGHT * seconds + (1 - _EMA_WEIGHT) * self._mean
+            )
+            self._completed += 1

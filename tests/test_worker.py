@@ -1,0 +1,308 @@
+"""The synthesis worker, in front of the real default voice."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+
+import numpy as np
+import pytest
+
+from synth.engine import InvalidInputError, Pcm, Prosody, SettingRange, VoiceInfo
+from synth.fastspeech2 import FastSpeech2Engine
+from synth.worker import (
+    DeadlineExceededError,
+    Priority,
+    QueueFullError,
+    SynthesisWorker,
+    WorkerClosedError,
+)
+
+THREE_SENTENCES = "您好。查询余额请按一。转人工服务请按零。"
+# Generous bound for waits on the worker thread, so a bug fails the test instead of hanging it.
+PATIENCE = 20.0
+
+
+class Recording:
+    """The real engine, recording the order of calls and optionally held at a gate."""
+
+    def __init__(self, inner: FastSpeech2Engine) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.gates: dict[str, threading.Event] = {}
+        self.entered: dict[str, threading.Event] = {}
+        self.sentences_made = 0
+        self.stream_closed = threading.Event()
+
+    def hold(self, text: str) -> threading.Event:
+        """Make calls for `text` wait (synthesize: before starting; stream: after the first sentence)."""
+        self.gates[text] = threading.Event()
+        self.entered[text] = threading.Event()
+        return self.gates[text]
+
+    async def until_entered(self, text: str) -> None:
+        """Wait until the worker thread is inside the call for `text`."""
+        assert await asyncio.to_thread(self.entered[text].wait, PATIENCE)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    @property
+    def sample_rate(self) -> int:
+        return self.inner.sample_rate
+
+    def voices(self) -> tuple[VoiceInfo, ...]:
+        return self.inner.voices()
+
+    def setting_ranges(self) -> Mapping[str, SettingRange]:
+        return self.inner.setting_ranges()
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Pcm:
+        self.calls.append(text)
+        if text in self.gates:
+            self.entered[text].set()
+            assert self.gates[text].wait(PATIENCE)
+        return self.inner.synthesize(text, voice=voice, style=style, prosody=prosody)
+
+    def stream(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Iterator[Pcm]:
+        self.calls.append(text)
+        try:
+            for i, pcm in enumerate(self.inner.stream(text, voice=voice, style=style, prosody=prosody)):
+                self.sentences_made += 1
+                yield pcm
+                if i == 0 and text in self.gates:
+                    self.entered[text].set()
+                    assert self.gates[text].wait(PATIENCE)
+        finally:
+            self.stream_closed.set()
+
+
+@pytest.fixture
+def recording(engine: FastSpeech2Engine) -> Recording:
+    return Recording(engine)
+
+
+@pytest.fixture
+async def worker(recording: Recording) -> AsyncIterator[SynthesisWorker]:
+    async with SynthesisWorker(recording, max_queue=4) as w:
+        yield w
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until `condition` holds."""
+    async with asyncio.timeout(PATIENCE):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_synthesizes_like_the_engine(
+    worker: SynthesisWorker, engine: FastSpeech2Engine
+) -> None:
+    pcm = await worker.synthesize("您好，欢迎致电客户服务中心。")
+    assert np.array_equal(pcm.samples, engine.synthesize("您好，欢迎致电客户服务中心。").samples)
+    assert worker.completed == 1
+    assert worker.mean_seconds > 0
+    assert worker.audio_seconds == pytest.approx(pcm.duration)
+    assert 0 < worker.synthesis_seconds
+    assert not worker.busy and worker.queue_depth == 0
+    assert worker.engine.name == "fastspeech2"
+
+
+async def test_live_overtakes_queued_warm_jobs(worker: SynthesisWorker, recording: Recording) -> None:
+    blocker = "请您耐心等待，正在为您转接人工服务。"
+    gate = recording.hold(blocker)
+    finished: list[str] = []
+
+    async def say(text: str, priority: Priority) -> None:
+        await worker.synthesize(text, priority=priority)
+        finished.append(text)
+
+    first = asyncio.create_task(say(blocker, Priority.LIVE))
+    await recording.until_entered(blocker)
+    warm = ["预热一。", "预热二。", "预热三。"]
+    tasks = [asyncio.create_task(say(t, Priority.WARM)) for t in warm]
+    await until(lambda: worker.queue_depth == 3)
+    tasks.append(asyncio.create_task(say("来电请按一。", Priority.LIVE)))
+    await until(lambda: worker.queue_depth == 4)
+    gate.set()
+    await asyncio.gather(first, *tasks)
+    assert recording.calls == [blocker, "来电请按一。", *warm]
+    assert finished == [blocker, "来电请按一。", *warm]
+
+
+async def test_full_queue_refuses_then_recovers(worker: SynthesisWorker, recording: Recording) -> None:
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    queued = [asyncio.create_task(worker.synthesize(f"第{n}位。")) for n in "一二三四"]
+    await until(lambda: worker.queue_depth == 4)
+    with pytest.raises(QueueFullError) as refused:
+        await worker.synthesize("第五位。")
+    assert refused.value.retry_after >= 1
+    with pytest.raises(QueueFullError):
+        await worker.synthesize("预热。", priority=Priority.WARM)
+    gate.set()
+    results = await asyncio.gather(running, *queued)
+    assert all(pcm.duration > 0 for pcm in results)
+    assert (await worker.synthesize("第五位。")).duration > 0
+
+
+async def test_live_displaces_the_newest_warm_job(worker: SynthesisWorker, recording: Recording) -> None:
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    warm = {t: asyncio.create_task(worker.synthesize(t, priority=Priority.WARM))
+            for t in ["预热一。", "预热二。", "预热三。", "预热四。"]}
+    await until(lambda: worker.queue_depth == 4)
+    live = asyncio.create_task(worker.synthesize("来电。"))
+    with pytest.raises(QueueFullError) as displaced:
+        await warm["预热四。"]
+    assert displaced.value.retry_after >= 1
+    gate.set()
+    await asyncio.gather(running, live, warm["预热一。"], warm["预热二。"], warm["预热三。"])
+    assert recording.calls == ["占线。", "来电。", "预热一。", "预热二。", "预热三。"]
+
+
+async def test_deadline_in_the_queue_drops_the_job(worker: SynthesisWorker, recording: Recording) -> None:
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    with pytest.raises(DeadlineExceededError):
+        await worker.synthesize("等不及了。", deadline=0.05)
+    assert worker.queue_depth == 0
+    gate.set()
+    await running
+    assert (await worker.synthesize("还在服务。")).duration > 0
+    assert "等不及了。" not in recording.calls
+
+
+async def test_deadline_while_synthesizing_discards_the_result(
+    worker: SynthesisWorker, recording: Recording
+) -> None:
+    gate = recording.hold("慢慢说。")
+    with pytest.raises(DeadlineExceededError):
+        await worker.synthesize("慢慢说。", deadline=0.05)
+    assert worker.busy  # the engine call cannot be interrupted; it still runs
+    gate.set()
+    assert (await worker.synthesize("还在服务。")).duration > 0
+    assert recording.calls == ["慢慢说。", "还在服务。"]
+
+
+async def test_cancelled_caller_leaves_the_queue(worker: SynthesisWorker, recording: Recording) -> None:
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    gone = asyncio.create_task(worker.synthesize("挂断了。"))
+    await until(lambda: worker.queue_depth == 1)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert worker.queue_depth == 0
+    gate.set()
+    await running
+    assert (await worker.synthesize("下一位。")).duration > 0
+    assert recording.calls == ["占线。", "下一位。"]
+
+
+async def test_stream_yields_each_sentence_as_it_is_made(
+    worker: SynthesisWorker, recording: Recording, engine: FastSpeech2Engine
+) -> None:
+    gate = recording.hold(THREE_SENTENCES)
+    chunks = worker.stream(THREE_SENTENCES)
+    first = await anext(chunks)
+    # The engine is held after the first sentence: that chunk arrived before the rest existed.
+    await recording.until_entered(THREE_SENTENCES)
+    assert recording.sentences_made == 1
+    gate.set()
+    rest = [pcm async for pcm in chunks]
+    assert len(rest) == 2
+    whole = np.concatenate([first.samples, *(pcm.samples for pcm in rest)])
+    assert np.array_equal(whole, engine.synthesize(THREE_SENTENCES).samples)
+    assert worker.completed == 1
+
+
+async def test_leaving_a_stream_early_frees_the_engine(
+    worker: SynthesisWorker, recording: Recording
+) -> None:
+    gate = recording.hold(THREE_SENTENCES)
+    chunks = worker.stream(THREE_SENTENCES)
+    assert (await anext(chunks)).duration > 0
+    await chunks.aclose()
+    gate.set()
+    assert (await worker.synthesize("下一位。")).duration > 0
+    assert recording.sentences_made < 3  # stopped pulling sentences
+    assert recording.stream_closed.is_set()
+    assert recording.calls == [THREE_SENTENCES, "下一位。"]
+
+
+async def test_stream_waits_its_turn_by_priority(worker: SynthesisWorker, recording: Recording) -> None:
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    warm = asyncio.create_task(worker.synthesize("预热。", priority=Priority.WARM))
+    await until(lambda: worker.queue_depth == 1)
+
+    async def listen() -> list[Pcm]:
+        return [pcm async for pcm in worker.stream(THREE_SENTENCES)]
+
+    live = asyncio.create_task(listen())
+    await until(lambda: worker.queue_depth == 2)
+    gate.set()
+    _, chunks, _ = await asyncio.gather(running, live, warm)
+    assert len(chunks) == 3
+    assert recording.calls == ["占线。", THREE_SENTENCES, "预热。"]
+
+
+async def test_engine_errors_reach_the_caller(worker: SynthesisWorker) -> None:
+    with pytest.raises(InvalidInputError) as bad_style:
+        await worker.synthesize("您好。", style="angry")
+    assert bad_style.value.field == "style"
+    with pytest.raises(InvalidInputError):
+        async for _ in worker.stream("您好。", prosody=Prosody(speed=9.0)):
+            pass
+    assert (await worker.synthesize("您好。")).duration > 0
+    assert worker.completed == 1
+
+
+async def test_close_fails_waiting_jobs_and_finishes_the_running_one(
+    recording: Recording,
+) -> None:
+    worker = SynthesisWorker(recording)
+    await worker.start()
+    gate = recording.hold("占线。")
+    running = asyncio.create_task(worker.synthesize("占线。"))
+    await recording.until_entered("占线。")
+    waiting: list[asyncio.Task[object]] = [
+        asyncio.create_task(worker.synthesize("稍等。")),
+        asyncio.create_task(worker.synthesize("预热。", priority=Priority.WARM)),
+    ]
+
+    async def listen() -> list[Pcm]:
+        return [pcm async for pcm in worker.stream(THREE_SENTENCES)]
+
+    waiting.append(asyncio.create_task(listen()))
+    await until(lambda: worker.queue_depth == 3)
+    closing = asyncio.create_task(worker.close())
+    for task in waiting:
+        with pytest.raises(WorkerClosedError):
+            await task
+    assert not closing.done()  # still waiting for the running synthesis
+    gate.set()
+    assert (await running).duration > 0
+    await closing
+    await worker.close()
+    with pytest.raises(WorkerClosedError):
+        await worker.synthesize("还在吗？")
+    assert recording.calls == ["占线。"]
