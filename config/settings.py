@@ -41,6 +41,19 @@ class Settings:
     data_dir: Path = field(
         default=Path("data"), metadata=_doc("Folder for the phrase store and its index.")
     )
+    database_url: str | None = field(
+        default=None,
+        metadata=_doc("SQLAlchemy URL of the phrase index; unset uses SQLite in data_dir."),
+    )
+    cache_max_bytes: int = field(
+        default=2 << 30,
+        metadata=_doc("Byte budget of stored audio; least recently used unpinned phrases "
+                      "are evicted beyond it (0 = no limit)."),
+    )
+    hot_set_bytes: int = field(
+        default=64 << 20,
+        metadata=_doc("Bytes of encoded audio kept in memory for the most requested prompts."),
+    )
     models_dir: Path = field(
         default_factory=_default_models_dir,
         metadata=_doc("Folder where prepared voice models are cached (one sub-folder per recipe)."),
@@ -133,6 +146,9 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: setting 'port' must be between 1 and 65535")
     if values.get("threads") is not None and values["threads"] < 0:
         raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
+    for name in ("cache_max_bytes", "hot_set_bytes"):
+        if values.get(name) is not None and values[name] < 0:
+            raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
     if values.get("max_text_length") is not None and values["max_text_length"] < 1:
         raise ConfigError(f"{source}: setting 'max_text_length' must be at least 1")
     level = values.get("log_level")

@@ -10,6 +10,7 @@ import pytest
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
+from tests.support import CountingSynthesizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -26,3 +27,9 @@ def engine() -> Iterator[FastSpeech2Engine]:
 def frontend(engine: FastSpeech2Engine) -> Frontend:
     """The engine's own text frontend."""
     return engine.frontend
+
+
+@pytest.fixture
+def synth(engine: FastSpeech2Engine) -> CountingSynthesizer:
+    """The real engine behind a wrapper that counts syntheses."""
+    return CountingSynthesizer(engine)

@@ -1,0 +1,85 @@
+"""Content-addressed files under the data folder, sharded ab/cd/<key>...; writes are atomic."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cache.keys import is_key
+
+# Only names this store made itself: <key>.wav for a phrase, <key>-<format>-<rate>.<ext> for
+# an encoded variant. No user string ever reaches a path without matching one of these.
+_NAME = re.compile(r"^(?P<key>[0-9a-f]{32})(?:-(?P<format>[a-z0-9]{2,8})-(?P<rate>\d{4,5}))?\.(?P<ext>[a-z0-9]{2,6})$")
+TEMP_PREFIX = ".tmp-"
+
+
+class FileStore:
+    """Reads and writes the store's audio files; knows nothing of the index."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def phrase_name(key: str) -> str:
+        """File name of a phrase's master WAV."""
+        return FileStore._checked(f"{key}.wav")
+
+    @staticmethod
+    def variant_name(key: str, fmt: str, rate: int, ext: str) -> str:
+        """File name of an encoded variant."""
+        return FileStore._checked(f"{key}-{fmt}-{rate}.{ext}")
+
+    @staticmethod
+    def _checked(name: str) -> str:
+        match = _NAME.match(name)
+        if match is None or not is_key(match.group("key")):
+            raise ValueError(f"not a store file name: {name!r}")
+        return name
+
+    def path(self, name: str) -> Path:
+        """Absolute path of a store file name, sharded by the key's first four hex digits."""
+        name = self._checked(name)
+        return self.root / name[0:2] / name[2:4] / name
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write atomically: a temp file in the same folder, fsync, rename, fsync the folder."""
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, or None when it is missing."""
+        try:
+            return self.path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, name: str) -> None:
+        """Remove a file if present."""
+        self.path(name).unlink(missing_ok=True)
+
+    def walk(self) -> Iterator[tuple[Path, str | None]]:
+        """Every file under the shards: (path, store name or None for foreign/temp files)."""
+        for shard in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]")):
+            for path in sorted(shard.iterdir()):
+                if path.is_file():
+                    name = path.name
+                    yield path, (name if _NAME.match(name) and not name.startswith(TEMP_PREFIX) else None)

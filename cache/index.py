@@ -1,0 +1,346 @@
+"""The phrase index: SQLAlchemy 2 tables, schema migrations, and blocking queries.
+
+Every method blocks; the store runs writes on its single writer thread and reads on its
+I/O threads, never on the event loop. SQLite runs in WAL mode with a busy timeout; any
+other database URL SQLAlchemy supports works without code changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the index tables."""
+
+
+class SchemaVersion(Base):
+    """One row: the schema version this database is at."""
+
+    __tablename__ = "huiyin_schema"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class PhraseRow(Base):
+    """A synthesized phrase and its master WAV file."""
+
+    __tablename__ = "phrases"
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(64))
+    engine_version: Mapped[str] = mapped_column(String(128))
+    voice: Mapped[str] = mapped_column(String(64))
+    style: Mapped[str] = mapped_column(String(64))
+    speed: Mapped[float] = mapped_column(Float)
+    pitch: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(16))
+    synth_seconds: Mapped[float] = mapped_column(Float)
+    created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float] = mapped_column(Float, index=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    phrase_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class VariantRow(Base):
+    """An encoded form of a phrase (format and rate) and its file."""
+
+    __tablename__ = "variants"
+    key: Mapped[str] = mapped_column(
+        String(32), ForeignKey("phrases.key", ondelete="CASCADE"), primary_key=True
+    )
+    format: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(16))
+
+
+def _v1(conn: Connection) -> None:
+    Base.metadata.create_all(conn, tables=[PhraseRow.__table__, VariantRow.__table__])
+
+
+# Migrations in order; entry i brings the schema from version i to i + 1.
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A phrase row as plain data."""
+
+    key: str
+    text: str
+    engine: str
+    engine_version: str
+    voice: str
+    style: str
+    speed: float
+    pitch: float
+    volume: float
+    duration: float
+    sample_rate: int
+    bytes: int
+    checksum: str
+    synth_seconds: float
+    created: float
+    last_used: float
+    hits: int
+    pinned: bool
+    phrase_id: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant row as plain data."""
+
+    key: str
+    format: str
+    rate: int
+    file: str
+    size: int
+    checksum: str
+
+
+def _phrase(row: PhraseRow) -> Phrase:
+    return Phrase(
+        row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
+        row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
+        row.synth_seconds, row.created, row.last_used, row.hits, row.pinned, row.phrase_id,
+        tuple(json.loads(row.tags or "[]")),
+    )
+
+
+def _variant(row: VariantRow) -> Variant:
+    return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    # NORMAL in WAL mode survives a killed process; only power loss can undo the last commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Index:
+    """Blocking access to the phrase index."""
+
+    def __init__(self, url: str) -> None:
+        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; returns the version found before."""
+        with self.engine.begin() as conn:
+            Base.metadata.create_all(conn, tables=[SchemaVersion.__table__])
+            found = conn.execute(select(SchemaVersion.version)).scalar()
+            current = found or 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the index is at schema version {current}, newer than this program's "
+                    f"{SCHEMA_VERSION}; upgrade Huiyin"
+                )
+            for step in MIGRATIONS[current:]:
+                step(conn)
+            if found is None:
+                conn.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
+            elif current != SCHEMA_VERSION:
+                conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
+        return current
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # reads
+
+    def get(self, key: str) -> Phrase | None:
+        """The phrase row for key."""
+        with Session(self.engine) as session:
+            row = session.get(PhraseRow, key)
+            return _phrase(row) if row else None
+
+    def variant(self, key: str, fmt: str, rate: int) -> Variant | None:
+        """The variant row, if encoded before."""
+        with Session(self.engine) as session:
+            row = session.get(VariantRow, (key, fmt, rate))
+            return _variant(row) if row else None
+
+    def variants(self, key: str) -> list[Variant]:
+        """Every variant of a phrase."""
+        with Session(self.engine) as session:
+            return [_variant(r) for r in session.scalars(select(VariantRow).where(VariantRow.key == key))]
+
+    def all_phrases(self) -> list[Phrase]:
+        """Every phrase row (for the integrity check)."""
+        with Session(self.engine) as session:
+            return [_phrase(r) for r in session.scalars(select(PhraseRow))]
+
+    def all_variants(self) -> list[Variant]:
+        """Every variant row (for the integrity check)."""
+        with Session(self.engine) as session:
+            return [_variant(r) for r in session.scalars(select(VariantRow))]
+
+    def totals(self) -> tuple[int, int]:
+        """(phrase count, bytes of phrases and variants)."""
+        with Session(self.engine) as session:
+            count, phrase_bytes = session.execute(
+                select(func.count(PhraseRow.key), func.coalesce(func.sum(PhraseRow.bytes), 0))
+            ).one()
+            variant_bytes = session.execute(
+                select(func.coalesce(func.sum(VariantRow.size), 0))
+            ).scalar_one()
+            return int(count), int(phrase_bytes) + int(variant_bytes)
+
+    def eviction_candidates(self, limit: int) -> list[tuple[str, int]]:
+        """Least recently used unpinned phrases: (key, bytes including variants)."""
+        with Session(self.engine) as session:
+            variant_bytes = (
+                select(VariantRow.key, func.sum(VariantRow.size).label("size"))
+                .group_by(VariantRow.key).subquery()
+            )
+            rows = session.execute(
+                select(PhraseRow.key, PhraseRow.bytes + func.coalesce(variant_bytes.c.size, 0))
+                .outerjoin(variant_bytes, variant_bytes.c.key == PhraseRow.key)
+                .where(PhraseRow.pinned.is_(False))
+                .order_by(PhraseRow.last_used)
+                .limit(limit)
+            ).all()
+            return [(str(k), int(b)) for k, b in rows]
+
+    def search(
+        self, *, query: str | None = None, tag: str | None = None, phrase_id: str | None = None,
+        offset: int = 0, limit: int = 50,
+    ) -> tuple[int, list[Phrase]]:
+        """Phrases matching text or id (substring), tag and exact phrase id; (total, page)."""
+        with Session(self.engine) as session:
+            stmt = select(PhraseRow)
+            if query:
+                like = f"%{query.replace('%', '').replace('_', '')}%"
+                stmt = stmt.where(or_(PhraseRow.text.like(like), PhraseRow.phrase_id.like(like)))
+            if tag:
+                stmt = stmt.where(PhraseRow.tags.like(f'%{json.dumps(tag)}%'))
+            if phrase_id:
+                stmt = stmt.where(PhraseRow.phrase_id == phrase_id)
+            total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+            rows = session.scalars(
+                stmt.order_by(PhraseRow.phrase_id, PhraseRow.created).offset(offset).limit(limit)
+            )
+            return int(total), [_phrase(r) for r in rows]
+
+    # writes (single writer thread)
+
+    def put_phrase(self, phrase: Phrase) -> None:
+        """Insert or replace a phrase row; replacing drops its old variants."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(VariantRow).where(VariantRow.key == phrase.key))
+            existing = session.get(PhraseRow, phrase.key)
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            values = dict(phrase.__dict__)
+            values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
+            session.add(PhraseRow(**values))
+
+    def put_variant(self, variant: Variant) -> None:
+        """Insert or replace a variant row."""
+        with Session(self.engine) as session, session.begin():
+            session.merge(VariantRow(**variant.__dict__))
+
+    def touch(self, usage: Iterable[tuple[str, float, int]]) -> None:
+        """Record use: (key, last used, hits to add) for each phrase."""
+        with Session(self.engine) as session, session.begin():
+            for key, last_used, hits in usage:
+                session.execute(
+                    update(PhraseRow).where(PhraseRow.key == key)
+                    .values(
+                        last_used=case(
+                            (PhraseRow.last_used < last_used, last_used),
+                            else_=PhraseRow.last_used,
+                        ),
+                        hits=PhraseRow.hits + hits,
+                    )
+                )
+
+    def set_named(
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool
+    ) -> None:
+        """Name and pin (or unpin) a phrase."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(PhraseRow).where(PhraseRow.key == key).values(
+                    phrase_id=phrase_id, pinned=pinned,
+                    tags=json.dumps(list(tags), ensure_ascii=False),
+                )
+            )
+
+    def unpin_except(self, keep: Iterable[str]) -> int:
+        """Unpin and unname every pinned phrase not in keep; returns how many."""
+        keep = set(keep)
+        with Session(self.engine) as session, session.begin():
+            pinned = session.scalars(select(PhraseRow.key).where(PhraseRow.pinned.is_(True))).all()
+            gone = [k for k in pinned if k not in keep]
+            if gone:
+                session.execute(
+                    update(PhraseRow).where(PhraseRow.key.in_(gone))
+                    .values(pinned=False, phrase_id=None)
+                )
+            return len(gone)
+
+    def delete_phrases(self, keys: Sequence[str]) -> None:
+        """Remove phrase rows and their variants."""
+        if not keys:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(VariantRow).where(VariantRow.key.in_(keys)))
+            session.execute(delete(PhraseRow).where(PhraseRow.key.in_(keys)))
+
+    def delete_variant(self, key: str, fmt: str, rate: int) -> None:
+        """Remove one variant row."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                delete(VariantRow).where(
+                    VariantRow.key == key, VariantRow.format == fmt, VariantRow.rate == rate
+                )
+            )
+
+
+def now() -> float:
+    """Wall-clock seconds, the index's time unit."""
+    return time.time()

@@ -1,0 +1,258 @@
+"""The phrase store with the real voice behind a counting wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cache.files import FileStore
+from cache.hotset import HotSet
+from cache.index import SCHEMA_VERSION, Index
+from cache.keys import SpeechRequest
+from cache.store import Audio, PromptStore
+from synth.engine import Pcm, Prosody, SynthesisError
+from synth.fastspeech2 import FastSpeech2Engine
+from synth.worker import Priority
+from tests.support import CountingSynthesizer
+
+
+def req(text: str, **kw: float | str) -> SpeechRequest:
+    return SpeechRequest.create(text, engine="fastspeech2", voice="baker", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(tmp_path: Path, synth: CountingSynthesizer) -> AsyncIterator[PromptStore]:
+    s = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def reopen(store: PromptStore, synth: CountingSynthesizer, **kw: int) -> PromptStore:
+    await store.close()
+    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600, **kw)
+    await fresh.open()
+    return fresh
+
+
+def plays(data: bytes) -> float:
+    audio, rate = sf.read(io.BytesIO(data), dtype="int16")
+    assert len(audio) > 0 and np.abs(audio).max() > 1000
+    return float(len(audio) / rate)
+
+
+async def test_miss_then_hit_and_the_files_are_sharded(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    first = await store.get_or_synthesize(req("您好，欢迎致电。"))
+    second = await store.get_or_synthesize(req("您好，欢迎致电。"))
+    assert (first.cached, second.cached) == (False, True)
+    assert synth.calls == 1
+    key = first.key
+    path = store.files.root / key[:2] / key[2:4] / f"{key}.wav"
+    assert path.is_file()
+    assert abs(plays(path.read_bytes()) - first.phrase.duration) < 0.01
+    stats = store.stats()
+    assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
+    assert stats.hit_ratio == 0.5 and stats.saved_seconds > 0
+
+
+async def test_a_hit_survives_a_restart(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    await store.get_or_synthesize(req("请稍候。"))
+    store = await reopen(store, synth)
+    try:
+        again = await store.get_or_synthesize(req("请稍候。"))
+        assert again.cached and synth.calls == 1
+    finally:
+        await store.close()
+
+
+async def test_fifty_concurrent_misses_make_one_synthesis(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    results = await asyncio.gather(*[store.audio(req("查询余额请按一。"), "ulaw") for _ in range(50)])
+    assert synth.calls == 1
+    assert len({r.data for r in results}) == 1
+    assert sum(not r.cached for r in results) >= 1
+
+
+async def test_variants_are_encoded_once_and_served_from_memory(store: PromptStore) -> None:
+    audio = await store.audio(req("转人工服务请按零。"), "ulaw")
+    assert audio.rate == 8000 and abs(audio.size / 8000 - audio.duration) < 0.05
+    row = store.index.variant(audio.key, "ulaw", 8000)
+    assert row is not None and store.files.read(row.file) == audio.data
+    hot = store.peek(audio.key, "ulaw", 8000)
+    assert hot is not None and hot.data == audio.data and hot.cached
+    wav = await store.audio(req("转人工服务请按零。"), "wav", 8000)
+    assert abs(plays(wav.data) - audio.duration) < 0.05
+
+
+async def test_a_corrupt_file_is_a_miss_and_is_repaired(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    first = await store.get_or_synthesize(req("感谢您的来电。"))
+    path = store.files.path(FileStore.phrase_name(first.key))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    store = await reopen(store, synth)
+    try:
+        assert not (await store.check()).consistent
+        again = await store.get_or_synthesize(req("感谢您的来电。"))
+        assert not again.cached and synth.calls == 2
+        assert path.read_bytes() != bytes(data)
+        assert (await store.check(grace=0)).clean
+    finally:
+        await store.close()
+
+
+async def test_a_missing_file_is_a_miss_and_is_repaired(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    first = await store.get_or_synthesize(req("再见。"))
+    store.files.delete(FileStore.phrase_name(first.key))
+    store = await reopen(store, synth)
+    try:
+        again = await store.get_or_synthesize(req("再见。"))
+        assert not again.cached and synth.calls == 2
+        assert store.files.read(FileStore.phrase_name(first.key)) is not None
+    finally:
+        await store.close()
+
+
+async def test_eviction_respects_pins_budget_and_recency(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    texts = ["您好。", "请按一。", "请按二。", "请按三。", "请按四。"]
+    phrases = [await store.get_or_synthesize(req(t)) for t in texts]
+    await store.name(phrases[0].key, phrase_id="greeting", tags=["menu"])
+    await asyncio.sleep(0.01)
+    await store.get_or_synthesize(req(texts[1]))  # recently used: survives
+    sizes = {p.key: p.phrase.bytes for p in phrases}
+    budget = sizes[phrases[0].key] + sizes[phrases[1].key] + 100
+    store = await reopen(store, synth, max_bytes=budget)
+    try:
+        await store.get_or_synthesize(req(texts[1]))
+        evicted = await store.evict()
+        assert evicted == 3
+        stats = store.stats()
+        assert stats.bytes <= budget and stats.evictions == 3
+        kept = {p.key for p in store.index.all_phrases()}
+        assert kept == {phrases[0].key, phrases[1].key}
+        assert (await store.check(grace=0)).clean
+    finally:
+        await store.close()
+
+
+async def test_check_reports_and_fixes_strays_and_dangling_rows(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    kept = await store.get_or_synthesize(req("请输入密码。"))
+    lost = await store.get_or_synthesize(req("请重新输入。"))
+    store.files.delete(FileStore.phrase_name(lost.key))
+    orphan = store.files.path(FileStore.phrase_name("0" * 32))
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by an interrupted write")
+    temp = store.files.path(FileStore.phrase_name(kept.key)).parent / ".tmp-abc"
+    temp.write_bytes(b"partial")
+    report = await store.check(grace=0)
+    assert report.missing == [lost.key]
+    assert len(report.orphans) == 1 and len(report.temp_files) == 1
+    fixed = await store.check(fix=True, grace=0)
+    assert fixed.fixed
+    assert (await store.check(grace=0)).clean
+    assert not orphan.exists() and not temp.exists()
+    assert store.index.get(lost.key) is None and store.index.get(kept.key) is not None
+
+
+async def test_young_stray_files_are_left_for_running_writes(store: PromptStore) -> None:
+    await store.get_or_synthesize(req("您好。"))
+    orphan = store.files.path(FileStore.phrase_name("1" * 32))
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"a write in progress")
+    assert (await store.check(fix=True, grace=60)).orphans == []
+    assert orphan.exists()
+
+
+async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> None:
+    class Broken:
+        calls = 0
+
+        def engine_version(self, engine: str) -> str:
+            return "v"
+
+        async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
+            Broken.calls += 1
+            if request.text == "空":
+                return Pcm(np.zeros(0, dtype=np.int16), 24000)
+            raise SynthesisError("engine failed")
+
+    store = PromptStore(tmp_path / "data", Broken(), maintenance_interval=3600)
+    await store.open()
+    try:
+        for text in ("空", "坏"):
+            with pytest.raises(SynthesisError):
+                await store.get_or_synthesize(req(text))
+        with pytest.raises(SynthesisError):
+            await store.get_or_synthesize(req("坏"))
+        assert Broken.calls == 3  # a failure is not remembered as a result
+        assert store.index.all_phrases() == []
+        assert list(store.files.walk()) == []
+    finally:
+        await store.close()
+
+
+async def test_unknown_or_malformed_keys_are_not_found(store: PromptStore) -> None:
+    assert await store.by_key("f" * 32, "wav") is None
+    assert await store.by_key("../../etc/passwd", "wav") is None
+    assert not await store.delete("not-a-key")
+
+
+def test_index_migrations_are_idempotent_and_refuse_newer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    first = Index(url)
+    assert first.migrate() == SCHEMA_VERSION
+    with first.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE huiyin_schema SET version = 99")
+    first.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        Index(url)
+
+
+def test_sqlite_index_runs_in_wal_mode(tmp_path: Path) -> None:
+    index = Index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    with index.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+    index.close()
+
+
+def test_hot_set_is_lru_within_its_budget() -> None:
+    hot: HotSet[str, Audio] = HotSet(100)
+
+    def audio(n: int) -> Audio:
+        return Audio("k" * 32, "ulaw", 8000, bytes(n), "c", 1.0)
+
+    hot.put("a", audio(40))
+    hot.put("b", audio(40))
+    assert hot.get("a") is not None  # a is now the most recent
+    hot.put("c", audio(40))
+    assert hot.get("b") is None and hot.get("a") is not None and hot.bytes == 80
+    hot.put("huge", audio(500))
+    assert hot.get("huge") is None and len(hot) == 2
+
+
+def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None:
+    files = FileStore(tmp_path)
+    for bad in ("../x.wav", "abc.wav", "0" * 32 + "/../../x.wav", "0" * 31 + "g.wav"):
+        with pytest.raises(ValueError):
+            files.path(bad)
+    assert files.path(FileStore.phrase_name("ab" * 16)) == tmp_path / "ab" / "ab" / ("ab" * 16 + ".wav")
