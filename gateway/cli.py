@@ -63,6 +63,39 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache_check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cache.store import PromptStore
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        store = PromptStore(settings.data_dir, None, database_url=settings.database_url)
+        await store.open()
+        try:
+            report = await store.check(fix=args.fix, grace=args.grace)
+        finally:
+            await store.close()
+        print(f"phrases {report.phrases}, variants {report.variants}")
+        for label, items in (
+            ("missing file", report.missing), ("damaged file", report.corrupt),
+            ("bad variant", report.bad_variants), ("orphan file", report.orphans),
+            ("temporary file", report.temp_files),
+        ):
+            for item in items:
+                print(f"{label}: {item}")
+        if report.clean:
+            print("index and files agree")
+        elif report.fixed:
+            print("fixed: dropped rows without intact audio, removed stray files")
+        else:
+            print("run with --fix to repair")
+        return 0 if report.clean or report.fixed else 1
+
+    return asyncio.run(run())
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import run
 
@@ -94,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     synth.add_argument("--models-dir", type=Path, help="prepared models folder")
     synth.set_defaults(func=_cmd_synth)
+
+    cache = sub.add_parser("cache", help="maintain the phrase store")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    check = cache_sub.add_parser("check", help="reconcile the index with the audio files")
+    check.add_argument("--fix", action="store_true",
+                       help="drop rows whose audio is missing or damaged, remove stray files")
+    check.add_argument("--grace", type=float, default=60.0,
+                       help="leave files younger than this many seconds (a running gateway "
+                            "may be writing them); default 60")
+    check.set_defaults(func=_cmd_cache_check)
 
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -39,3 +39,24 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("serve", "synth", "models"):
         assert command in result.stdout
+
+
+def test_cache_check_reports_and_fixes(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data")}
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "cache", "check", "--grace", "0", *extra],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+
+    assert check().returncode == 0  # an empty store is clean
+    stray = tmp_path / "data" / "audio" / "ab" / "cd" / ("abcd" + "0" * 28 + ".wav")
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"orphan")
+    found = check()
+    assert found.returncode == 1 and "orphan file: ab/cd/abcd" in found.stdout
+    fixed = check("--fix")
+    assert fixed.returncode == 0 and "fixed" in fixed.stdout and not stray.exists()
