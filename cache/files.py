@@ -21,6 +21,9 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def create(self) -> None:
+        """Make the root folder (blocking)."""
         self.root.mkdir(parents=True, exist_ok=True)
 
     @staticmethod

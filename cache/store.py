@@ -189,7 +189,7 @@ class PromptStore:
 
     async def open(self) -> None:
         """Open (and migrate) the index and start background maintenance."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._run(self.files.create)
         self._index = await self._write(lambda: Index(self._database_url))
         await self._refresh_totals()
         self._maintenance = asyncio.create_task(self._maintain(), name="store-maintenance")
@@ -207,8 +207,9 @@ class PromptStore:
             index = self._index
             await self._write(index.close)
             self._index = None
-        self._writer.shutdown(wait=True)
-        self._io.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        for pool in (self._writer, self._io):
+            await loop.run_in_executor(None, pool.shutdown)
 
     @property
     def index(self) -> Index:
