@@ -68,6 +68,27 @@ class Settings:
     max_text_length: int = field(
         default=1024, metadata=_doc("Longest text, in characters, one request may synthesize.")
     )
+    max_body_bytes: int = field(
+        default=64 << 10, metadata=_doc("Largest request body accepted, in bytes.")
+    )
+    workers: int = field(
+        default=1,
+        metadata=_doc("Engine instances per engine, each running one synthesis at a time; "
+                      "the cores are shared among them."),
+    )
+    queue_size: int = field(
+        default=32, metadata=_doc("Waiting syntheses per worker before requests get 503.")
+    )
+    synthesis_deadline: float = field(
+        default=30.0, metadata=_doc("Seconds a request may wait and synthesize before 504.")
+    )
+    http_max_age: int = field(
+        default=86400, metadata=_doc("Cache-Control max-age of /tts responses, in seconds.")
+    )
+    phrase_max_age: int = field(
+        default=300,
+        metadata=_doc("Cache-Control max-age of /phrases responses (their text may change)."),
+    )
     admin_token: str | None = field(
         default=None, metadata=_doc("Bearer token for the admin routes; unset disables them.")
     )
@@ -146,7 +167,12 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: setting 'port' must be between 1 and 65535")
     if values.get("threads") is not None and values["threads"] < 0:
         raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
-    for name in ("cache_max_bytes", "hot_set_bytes"):
+    for name in ("workers", "queue_size", "max_body_bytes"):
+        if values.get(name) is not None and values[name] < 1:
+            raise ConfigError(f"{source}: setting '{name}' must be at least 1")
+    if values.get("synthesis_deadline") is not None and values["synthesis_deadline"] <= 0:
+        raise ConfigError(f"{source}: setting 'synthesis_deadline' must be positive")
+    for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age"):
         if values.get(name) is not None and values[name] < 0:
             raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
     if values.get("max_text_length") is not None and values["max_text_length"] < 1:
