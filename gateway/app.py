@@ -3,173 +3,92 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 
-import soundfile as sf
 from aiohttp import web
 
+from cache.store import PromptStore
 from config import Settings
-from synth.engine import Engine, InvalidInputError, Pcm, Prosody, SynthesisError
+from gateway.errors import errors_middleware
+from gateway.metrics import Metrics
+from gateway.routes import add_routes
+from gateway.state import METRICS, SETTINGS, STORE, VOICES
+from gateway.synthesis import Voices
+from synth.engine import Engine
+from synth.worker import SynthesisWorker
 
 log = logging.getLogger("huiyin.gateway")
 
-SETTINGS = web.AppKey("settings", Settings)
-ENGINE = web.AppKey("engine", Engine)
-SYNTH_LOCK = web.AppKey("synth_lock", asyncio.Lock)
-EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
-
-_TTS_PARAMS = {"text", "style", "speed", "pitch", "volume"}
+EngineLoader = Callable[[Settings], Sequence[Engine]]
 
 
-class HttpError(Exception):
-    """An error answered as JSON: {"status": "error", "code", "message", "field"?}."""
+def load_default_engines(settings: Settings) -> Sequence[Engine]:
+    """The built-in voice, one instance per configured worker."""
+    from synth.fastspeech2 import FastSpeech2Engine
 
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class BadParameter(HttpError):
-    status = 422
-    code = "invalid_parameter"
+    threads = max(1, settings.resolved_threads() // settings.workers)
+    return [
+        FastSpeech2Engine.load(settings.models_dir, threads=threads, lexicon=settings.lexicon)
+        for _ in range(settings.workers)
+    ]
 
 
-class NotReady(HttpError):
-    status = 503
-    code = "not_ready"
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    """The one JSON error shape every route uses."""
-    body: dict[str, str] = {"status": "error", "code": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    return web.json_response(body, status=status)
-
-
-@web.middleware
-async def errors_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Turn every failure into JSON; never a traceback, never HTML."""
-    try:
-        return await handler(request)
-    except HttpError as exc:
-        return error_response(exc.status, exc.code, str(exc), exc.field)
-    except InvalidInputError as exc:
-        return error_response(422, "invalid_parameter", str(exc), exc.field)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    except SynthesisError:
-        log.exception("synthesis failed")
-        return error_response(500, "synthesis_failed", "synthesis failed")
-    except Exception:
-        log.exception("unhandled error on %s", request.path)
-        return error_response(500, "internal_error", "internal error")
-
-
-def _number(query: dict[str, str], name: str) -> float:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return 1.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadParameter(f"{name} must be a number, got '{raw}'", name) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise BadParameter(f"{name} must be a finite number", name)
-    return value
-
-
-async def synthesize(app: web.Application, text: str, style: str, prosody: Prosody) -> Pcm:
-    """Run one synthesis off the event loop, one at a time per engine."""
-    engine = app.get(ENGINE)
-    if engine is None:
-        raise NotReady("the voice is still loading")
-    loop = asyncio.get_running_loop()
-    async with app[SYNTH_LOCK]:
-        return await loop.run_in_executor(
-            app[EXECUTOR], lambda: engine.synthesize(text, style=style, prosody=prosody)
-        )
-
-
-async def tts_wav(request: web.Request) -> web.StreamResponse:
-    """GET|HEAD /tts.wav?text=…: synthesize and answer a 16-bit mono WAV."""
-    query = dict(request.query)
-    unknown = sorted(set(query) - _TTS_PARAMS)
-    if unknown:
-        raise BadParameter(f"unknown query parameter '{unknown[0]}'", unknown[0])
-    text = query.get("text", "").strip()
-    if not text:
-        raise BadParameter("text is required", "text")
-    limit = request.app[SETTINGS].max_text_length
-    if len(text) > limit:
-        raise HttpError(f"text is longer than {limit} characters", "text")
-    prosody = Prosody(_number(query, "speed"), _number(query, "pitch"), _number(query, "volume"))
-    pcm = await synthesize(request.app, text, query.get("style", "neutral"), prosody)
-    buffer = io.BytesIO()
-    sf.write(buffer, pcm.samples, pcm.sample_rate, format="WAV", subtype="PCM_16")
-    return web.Response(body=buffer.getvalue(), content_type="audio/wav")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the voice is loaded."""
-    if request.app.get(ENGINE) is None:
-        return error_response(503, "not_ready", "the voice is still loading")
-    return web.json_response({"status": "ready"})
-
-
-def create_app(settings: Settings, engine: Engine | None = None) -> web.Application:
-    """Build the application; loads the default voice at startup unless one is given."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+def create_app(
+    settings: Settings, engines: Sequence[Engine] | None = None,
+    load_engines: EngineLoader = load_default_engines,
+) -> web.Application:
+    """Build the application. Engines load at startup (off the loop) unless given."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[SYNTH_LOCK] = asyncio.Lock()
+    app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
+    app.middlewares.extend([app[METRICS].middleware, errors_middleware])
 
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth")
-        app[EXECUTOR] = executor
-        if engine is not None:
-            app[ENGINE] = engine
-        else:
-            from synth.fastspeech2 import FastSpeech2Engine
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        loaded = engines if engines is not None else await loop.run_in_executor(
+            None, load_engines, settings
+        )
+        workers = [
+            SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline)
+            for e in loaded
+        ]
+        for worker in workers:
+            await worker.start()
+        voices = Voices(workers)
+        voices.observers.append(app[METRICS].observe)
+        store = PromptStore(
+            settings.data_dir, voices, database_url=settings.database_url,
+            max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
+        )
+        await store.open()
+        app[STORE] = store
+        app[VOICES] = voices
+        log.info("ready: voices %s", ", ".join(v["name"] for e in voices.describe()["engines"]
+                                                for v in e["voices"]))
+        try:
+            yield
+        finally:
+            # Finish running syntheses first, so what they produce is committed.
+            for worker in workers:
+                await worker.close()
+            await store.close()
 
-            loop = asyncio.get_running_loop()
-            app[ENGINE] = await loop.run_in_executor(
-                executor,
-                lambda: FastSpeech2Engine.load(
-                    settings.models_dir, threads=settings.resolved_threads(),
-                    lexicon=settings.lexicon,
-                ),
-            )
-        yield
-        executor.shutdown(wait=True)
-
-    app.cleanup_ctx.append(resources)
-    app.router.add_get("/tts.wav", tts_wav)  # GET routes answer HEAD too
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.cleanup_ctx.append(services)
+    add_routes(app)
     return app
 
 
 def run(settings: Settings) -> int:
     """Serve until interrupted."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
     max_line = max(8190, settings.max_text_length * 9 + 2048)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                handler_args={"max_line_size": max_line},
-                print=lambda msg: log.info(msg.strip()))
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port,
+        handler_args={"max_line_size": max_line}, access_log=None,
+        print=lambda msg: log.info(msg.strip()),
+    )
     return 0

@@ -1,0 +1,86 @@
+"""Prometheus metrics. Counters the hit path touches are plain integers, read at scrape time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cache.store import Stats
+from gateway.errors import Handler
+from gateway.synthesis import Voices
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Request counts by route and status, cache and synthesis figures."""
+
+    def __init__(self, stats: Callable[[], Stats], voices: Callable[[], Voices | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self._stats = stats
+        self._voices = voices
+        self.synth_seconds = Histogram(
+            "huiyin_synth_seconds", "Seconds per synthesis (queue wait included).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
+        )
+        self.registry.register(_Collector(self))
+
+    def observe(self, seconds: float, audio_seconds: float) -> None:
+        """Record one synthesis."""
+        self.synth_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count every response by route template and status."""
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        self.requests[(route, response.status)] += 1
+        return response
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        requests = CounterMetricFamily(
+            "huiyin_requests", "HTTP responses by route and status.", labels=["route", "status"]
+        )
+        for (route, status), count in sorted(self._m.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        stats = self._m._stats()
+        yield CounterMetricFamily("huiyin_cache_hits", "Requests answered from the store.", value=stats.hits)
+        yield CounterMetricFamily("huiyin_cache_misses", "Requests that needed synthesis.", value=stats.misses)
+        yield CounterMetricFamily("huiyin_cache_evictions", "Phrases evicted.", value=stats.evictions)
+        yield GaugeMetricFamily("huiyin_cache_entries", "Phrases stored.", value=stats.entries)
+        yield GaugeMetricFamily("huiyin_cache_bytes", "Bytes of stored audio.", value=stats.bytes)
+        yield CounterMetricFamily(
+            "huiyin_cache_saved_seconds", "Synthesis seconds the store saved.", value=stats.saved_seconds
+        )
+        voices = self._m._voices()
+        workers = voices.workers if voices is not None else []
+        yield CounterMetricFamily(
+            "huiyin_synth", "Completed syntheses.", value=sum(w.completed for w in workers)
+        )
+        yield GaugeMetricFamily(
+            "huiyin_queue_depth", "Requests waiting for an engine.",
+            value=sum(w.queue_depth for w in workers),
+        )
+        audio = sum(w.audio_seconds for w in workers)
+        synth = sum(w.synthesis_seconds for w in workers)
+        yield GaugeMetricFamily(
+            "huiyin_rtf", "Synthesis seconds per audio second so far.",
+            value=synth / audio if audio else 0.0,
+        )

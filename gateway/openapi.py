@@ -1,0 +1,162 @@
+"""The OpenAPI 3.0 description of the gateway's routes (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config import Settings
+from gateway.params import EXTENSIONS
+from synth import codecs
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_AUDIO_TYPES = sorted({f.content_type for f in codecs.FORMATS.values()})
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(s): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        for s in statuses
+    }
+
+
+def _audio(description: str) -> dict[str, Any]:
+    headers = {
+        "ETag": {"schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string"}},
+        "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}},
+    }
+    return {
+        "200": {
+            "description": description,
+            "headers": headers,
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _AUDIO_TYPES},
+        },
+        "206": {"description": "the requested byte range",
+                "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _AUDIO_TYPES}},
+        "304": {"description": "not modified (If-None-Match matched the ETag)"},
+        "416": {"description": "range not satisfiable"},
+    }
+
+
+def _ext_param() -> dict[str, Any]:
+    return {"name": "ext", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": sorted(EXTENSIONS)}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+def openapi_spec(settings: Settings) -> dict[str, Any]:
+    """The spec; text limits follow the settings."""
+    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length}
+    number = {"type": "number"}
+    rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000]}
+    tts_params = [
+        _ext_param(),
+        _query("text", text, "Chinese text to speak", required=True),
+        _query("voice", {"type": "string"}, "voice name (GET /api/voices)"),
+        _query("style", {"type": "string"}, "style name"),
+        _query("emotion", {"type": "string"}, "alias of style"),
+        _query("speed", number, "speaking rate factor"),
+        _query("pitch", number, "pitch factor"),
+        _query("volume", number, "loudness factor"),
+        _query("rate", rate, "sample rate (wav only)"),
+    ]
+    audio_get = {
+        "responses": {**_audio("audio"), **_errors(400, 404, 413, 422, 500, 503, 504)},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Huiyin", "version": "0.1.0",
+                 "description": "Caching Mandarin text-to-speech gateway for IVR."},
+        "paths": {
+            "/tts.{ext}": {
+                "get": {"summary": "Speak a text (cached)", "operationId": "tts",
+                        "parameters": tts_params, **audio_get},
+                "head": {"summary": "Headers of /tts", "operationId": "ttsHead",
+                         "parameters": tts_params, **audio_get},
+            },
+            "/prompts/{key}.{ext}": {
+                "get": {
+                    "summary": "Stored audio by content key (immutable)", "operationId": "prompt",
+                    "parameters": [
+                        {"name": "key", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+                        _ext_param(),
+                        _query("rate", rate, "sample rate (wav only)"),
+                        _query("download", {"type": "string"}, "download under this file name"),
+                    ],
+                    "responses": {**_audio("audio"), **_errors(400, 404, 422, 500)},
+                },
+            },
+            "/phrases/{phrase_id}.{ext}": {
+                "get": {
+                    "summary": "Current audio of a named phrase", "operationId": "phrase",
+                    "parameters": [
+                        {"name": "phrase_id", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
+                        _ext_param(),
+                        _query("rate", rate, "sample rate (wav only)"),
+                    ],
+                    "responses": {**_audio("audio"), **_errors(400, 404, 422, 500)},
+                },
+            },
+            "/api/tts": {
+                "post": {
+                    "summary": "Synthesize and return URLs", "operationId": "apiTts",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False, "required": ["text"],
+                        "properties": {
+                            "text": text, "voice": {"type": "string"}, "style": {"type": "string"},
+                            "emotion": {"type": "string"}, "speed": number, "pitch": number,
+                            "volume": number,
+                            "format": {"type": "string", "enum": sorted(EXTENSIONS)},
+                            "sample_rate": rate, "output_wav_name": {"type": "string"},
+                        },
+                    }}}},
+                    "responses": {
+                        "200": {"description": "ready", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/TtsResult"}}}},
+                        **_errors(400, 404, 413, 422, 500, 503, 504),
+                    },
+                },
+            },
+            "/api/voices": {"get": {"summary": "Engines, voices, styles, ranges, formats",
+                                    "operationId": "voices",
+                                    "responses": {"200": {"description": "voices", "content": {
+                                        "application/json": {"schema": {"type": "object"}}}},
+                                        **_errors(503)}}},
+            "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
+                                 "responses": {"200": {"description": "alive", "content": {
+                                     "application/json": {"schema": {"type": "object"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness", "operationId": "readyz",
+                                "responses": {"200": {"description": "ready", "content": {
+                                    "application/json": {"schema": {"type": "object"}}}},
+                                    **_errors(503)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                                 "responses": {"200": {"description": "metrics", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": {
+            "Error": {
+                "type": "object", "required": ["status", "code", "message"],
+                "properties": {"status": {"type": "string", "enum": ["error"]},
+                               "code": {"type": "string"}, "message": {"type": "string"},
+                               "field": {"type": "string"}},
+            },
+            "TtsResult": {
+                "type": "object",
+                "required": ["status", "key", "audio_url", "download_url", "duration", "cached",
+                             "format", "sample_rate"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "key": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "audio_url": {"type": "string"}, "download_url": {"type": "string"},
+                    "duration": {"type": "number"}, "cached": {"type": "boolean"},
+                    "format": {"type": "string"}, "sample_rate": {"type": "integer"},
+                },
+            },
+        }},
+    }

@@ -1,0 +1,104 @@
+"""Reading request parameters strictly: unknown, repeated, malformed or out-of-range input is
+refused with an error naming the field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from multidict import MultiMapping
+
+from gateway.errors import BadRequest, InvalidParameter, NotFound, TooLarge
+from synth import codecs
+
+# URL extensions IVR platforms use for each format (Asterisk: ulaw|ul|mu, alaw|al, sln|slin).
+_ALIASES = {"ul": "ulaw", "mu": "ulaw", "al": "alaw", "slin": "sln", "slin16": "sln16"}
+EXTENSIONS: Mapping[str, str] = {
+    **{f.name: f.name for f in codecs.FORMATS.values()},
+    **{f.extension: f.name for f in codecs.FORMATS.values()},
+    **_ALIASES,
+}
+
+
+def format_for_extension(ext: str) -> str:
+    """The format a URL extension asks for, or a JSON 404 listing the extensions."""
+    fmt = EXTENSIONS.get(ext.lower())
+    if fmt is None:
+        raise NotFound(
+            f"no audio format '.{ext[:16]}'; use one of: {', '.join(sorted(EXTENSIONS))}", "ext"
+        )
+    return fmt
+
+
+def query_values(query: MultiMapping[str], allowed: Iterable[str]) -> dict[str, str]:
+    """The query as a dict; an unknown or repeated parameter is a 400 naming it."""
+    allowed = set(allowed)
+    values: dict[str, str] = {}
+    for name, value in query.items():
+        if name not in allowed:
+            raise BadRequest(
+                f"unknown query parameter '{name[:40]}'; allowed: {', '.join(sorted(allowed))}",
+                name[:40],
+            )
+        if name in values:
+            raise BadRequest(f"query parameter '{name}' is given more than once", name)
+        values[name] = value
+    return values
+
+
+def number(values: Mapping[str, Any], name: str, default: float = 1.0) -> float:
+    """A finite number from a query string or JSON value."""
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise InvalidParameter(f"{name} must be a number", name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"{name} must be a number, got '{str(raw)[:40]}'", name) from None
+    if not math.isfinite(value):
+        raise InvalidParameter(f"{name} must be a finite number", name)
+    return value
+
+
+def integer(values: Mapping[str, Any], name: str) -> int | None:
+    """An optional whole number."""
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise InvalidParameter(f"{name} must be a whole number", name)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"{name} must be a whole number, got '{str(raw)[:40]}'", name) from None
+
+
+def string(values: Mapping[str, Any], name: str) -> str | None:
+    """An optional string (JSON values must really be strings)."""
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise InvalidParameter(f"{name} must be a string", name)
+    return raw
+
+
+def text(values: Mapping[str, Any], limit: int, name: str = "text") -> str:
+    """The text to speak: present, not blank, at most `limit` characters."""
+    raw = string(values, name)
+    if raw is None or not raw.strip():
+        raise InvalidParameter(f"{name} is required", name)
+    if len(raw) > limit:
+        raise TooLarge(f"{name} is longer than {limit} characters ({len(raw)})", name)
+    return raw
+
+
+def check_rate(fmt: str, native: int, rate: int | None) -> int:
+    """The output rate, validated against what the format allows (422 naming 'rate')."""
+    try:
+        return codecs.output_rate(fmt, native, rate)
+    except codecs.UnsupportedRateError as exc:
+        raise InvalidParameter(str(exc), "rate") from None

@@ -1,0 +1,206 @@
+"""HTTP handlers. Each turns its own input into a SpeechRequest and meets the same store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from typing import Any
+
+from aiohttp import web
+
+from cache.store import Audio
+from gateway import params
+from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
+from gateway.metrics import CONTENT_TYPE
+from gateway.openapi import openapi_spec
+from gateway.responses import IMMUTABLE, audio_response
+from gateway.state import METRICS, SETTINGS, STORE, VOICES
+from gateway.synthesis import Voices
+from synth import codecs
+
+TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate")
+API_FIELDS = (
+    "text", "voice", "style", "emotion", "speed", "pitch", "volume", "format", "sample_rate",
+    "output_wav_name",
+)
+_PHRASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def voices_of(request: web.Request) -> Voices:
+    """The engines, or a 503 while they are still loading."""
+    voices = request.app.get(VOICES)
+    if voices is None:
+        raise Unavailable("the voice is still loading", retry_after=2)
+    return voices
+
+
+def _style(values: dict[str, Any]) -> str | None:
+    style, emotion = params.string(values, "style"), params.string(values, "emotion")
+    if style is not None and emotion is not None and style != emotion:
+        raise BadRequest("give style or its alias emotion, not both", "emotion")
+    return style if style is not None else emotion
+
+
+async def tts(request: web.Request) -> web.StreamResponse:
+    """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
+    fmt = params.format_for_extension(request.match_info["ext"])
+    values = params.query_values(request.query, TTS_PARAMS)
+    settings = request.app[SETTINGS]
+    text = params.text(values, settings.max_text_length)
+    voices = voices_of(request)
+    speech = voices.request(
+        text, voice=params.string(values, "voice"), style=_style(values),
+        speed=params.number(values, "speed"), pitch=params.number(values, "pitch"),
+        volume=params.number(values, "volume"),
+    )
+    rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
+    audio = await request.app[STORE].audio(speech, fmt, rate)
+    return audio_response(request, audio, cache_control=f"public, max-age={settings.http_max_age}")
+
+
+async def prompt(request: web.Request) -> web.StreamResponse:
+    """GET|HEAD /prompts/{key}.{ext}: stored audio by content key; immutable."""
+    fmt = params.format_for_extension(request.match_info["ext"])
+    values = params.query_values(request.query, ("rate", "download"))
+    key = request.match_info["key"]
+    store = request.app[STORE]
+    phrase = await store.get_phrase(key)
+    if phrase is None:
+        raise NotFound(f"no stored prompt with key {key}", "key")
+    rate = params.check_rate(fmt, phrase.sample_rate, params.integer(values, "rate"))
+    audio = await store.variant(phrase, fmt, rate)
+    return audio_response(request, audio, cache_control=IMMUTABLE, download=values.get("download"))
+
+
+async def named_phrase(request: web.Request) -> web.StreamResponse:
+    """GET|HEAD /phrases/{phrase_id}.{ext}: the current audio of a named phrase, no redirect."""
+    fmt = params.format_for_extension(request.match_info["ext"])
+    values = params.query_values(request.query, ("rate",))
+    phrase_id = request.match_info["phrase_id"]
+    if not _PHRASE_ID.match(phrase_id):
+        raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
+    store = request.app[STORE]
+    _, rows = await store.search(phrase_id=phrase_id, limit=50)
+    current = max((r for r in rows if r.pinned), key=lambda r: r.created, default=None)
+    if current is None:
+        raise NotFound(f"no phrase '{phrase_id}'", "phrase_id")
+    rate = params.check_rate(fmt, current.sample_rate, params.integer(values, "rate"))
+    audio = await store.variant(current, fmt, rate)
+    settings = request.app[SETTINGS]
+    # Short freshness: the phrase's text may change; the ETag follows the content.
+    return audio_response(request, audio, cache_control=f"public, max-age={settings.phrase_max_age}")
+
+
+async def api_tts(request: web.Request) -> web.Response:
+    """POST /api/tts: synthesize (or find) and answer URLs to the audio."""
+    if request.content_type != "application/json":
+        raise BadRequest("send a JSON body with Content-Type: application/json")
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - set(API_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field '{unknown[0][:40]}'", unknown[0][:40])
+    settings = request.app[SETTINGS]
+    text = params.text(body, settings.max_text_length)
+    voices = voices_of(request)
+    speech = voices.request(
+        text, voice=params.string(body, "voice"), style=_style(body),
+        speed=params.number(body, "speed"), pitch=params.number(body, "pitch"),
+        volume=params.number(body, "volume"),
+    )
+    try:
+        fmt = params.format_for_extension(params.string(body, "format") or "wav")
+    except NotFound as exc:
+        raise InvalidParameter(str(exc).replace("'.", "'"), "format") from None
+    try:
+        rate = params.check_rate(
+            fmt, voices.native_rate(speech.engine), params.integer(body, "sample_rate")
+        )
+    except InvalidParameter as exc:
+        raise InvalidParameter(str(exc), "sample_rate") from None
+    audio: Audio = await request.app[STORE].audio(speech, fmt, rate)
+    extension = codecs.FORMATS[fmt].extension
+    url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
+    if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
+        url = url.with_query(rate=str(rate))
+    download = params.string(body, "output_wav_name") or f"{audio.key}.{extension}"
+    return web.json_response({
+        "status": "success",
+        "key": audio.key,
+        "audio_url": str(url),
+        "download_url": str(url.update_query(download=download)),
+        "duration": round(audio.duration, 3),
+        "cached": audio.cached,
+        "format": fmt,
+        "sample_rate": rate,
+    })
+
+
+async def api_voices(request: web.Request) -> web.Response:
+    """GET /api/voices: engines, voices, styles, setting ranges and formats."""
+    described = voices_of(request).describe()
+    described["formats"] = [
+        {"name": f.name, "extension": f.extension, "content_type": f.content_type,
+         "sample_rate": f.sample_rate, "allowed_rates": list(f.allowed_rates),
+         "description": f.description}
+        for f in codecs.FORMATS.values()
+    ]
+    described["max_text_length"] = request.app[SETTINGS].max_text_length
+    return web.json_response(described)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+def _writable(path: str) -> bool:
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".ready-"):
+            return True
+    except OSError:
+        return False
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: every engine loaded and the store writable."""
+    if request.app.get(VOICES) is None:
+        raise Unavailable("the voice is still loading", retry_after=2)
+    store = request.app[STORE]
+    loop = asyncio.get_running_loop()
+    if not await loop.run_in_executor(None, _writable, os.fspath(store.files.root)):
+        raise Unavailable("the store is not writable", retry_after=10)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics."""
+    response = web.Response(body=request.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI description of these routes."""
+    return web.json_response(openapi_spec(request.app[SETTINGS]))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route; GET routes answer HEAD too."""
+    ext = r"{ext:[A-Za-z0-9]{1,8}}"
+    app.router.add_get(f"/tts.{ext}", tts, name="tts")
+    app.router.add_get(f"/prompts/{{key:[0-9a-f]{{32}}}}.{ext}", prompt, name="prompt")
+    app.router.add_get(f"/phrases/{{phrase_id:[^/]+}}.{ext}", named_phrase, name="phrase")
+    app.router.add_post("/api/tts", api_tts)
+    app.router.add_get("/api/voices", api_voices)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

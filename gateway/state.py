@@ -1,0 +1,15 @@
+"""Typed application state: the services every handler reaches through the app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cache.store import PromptStore
+from config import Settings
+from gateway.metrics import Metrics
+from gateway.synthesis import Voices
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", PromptStore)
+VOICES = web.AppKey("voices", Voices)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,133 @@
+"""The engines behind the gateway: voice lookup, setting checks, and the store's synthesizer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cache.keys import SpeechRequest
+from gateway.errors import InvalidParameter
+from synth.engine import Pcm, Prosody, VoiceInfo
+from synth.worker import Priority, SynthesisWorker
+
+Observer = Callable[[float, float], None]  # (synthesis seconds, audio seconds)
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    """A voice resolved to the engine that speaks it."""
+
+    engine: str
+    voice: VoiceInfo
+
+
+class Voices:
+    """Every engine's worker, keyed by engine name; every voice, keyed by voice name.
+
+    It is the store's Synthesizer: the store hands it SpeechRequests and never sees an engine.
+    """
+
+    def __init__(self, workers: Sequence[SynthesisWorker], default_voice: str | None = None) -> None:
+        if not workers:
+            raise ValueError("at least one engine is needed")
+        self._workers = {w.engine.name: w for w in workers}
+        self._voices: dict[str, VoiceChoice] = {}
+        for worker in workers:
+            for voice in worker.engine.voices():
+                if voice.name in self._voices:
+                    raise ValueError(f"voice '{voice.name}' is offered by two engines")
+                self._voices[voice.name] = VoiceChoice(worker.engine.name, voice)
+        self.default_voice = default_voice or next(iter(self._voices))
+        if self.default_voice not in self._voices:
+            raise ValueError(f"default voice '{self.default_voice}' is not offered by any engine")
+        self.observers: list[Observer] = []
+
+    @property
+    def workers(self) -> Sequence[SynthesisWorker]:
+        """The workers, one per engine."""
+        return list(self._workers.values())
+
+    def resolve(self, voice: str | None) -> VoiceChoice:
+        """The engine and voice for a requested voice name (None: the default voice)."""
+        choice = self._voices.get(voice or self.default_voice)
+        if choice is None:
+            raise InvalidParameter(
+                f"unknown voice '{str(voice)[:40]}'; choose one of: {', '.join(self._voices)}",
+                "voice",
+            )
+        return choice
+
+    def request(
+        self, text: str, *, voice: str | None, style: str | None, speed: float, pitch: float,
+        volume: float,
+    ) -> SpeechRequest:
+        """A checked SpeechRequest: known voice and style, every setting within its range."""
+        choice = self.resolve(voice)
+        style = style or "neutral"
+        if style not in choice.voice.styles:
+            raise InvalidParameter(
+                f"unknown style '{style[:40]}' for voice '{choice.voice.name}'; "
+                f"choose one of: {', '.join(choice.voice.styles)}",
+                "style",
+            )
+        ranges = self._workers[choice.engine].engine.setting_ranges()
+        for name, value in (("speed", speed), ("pitch", pitch), ("volume", volume)):
+            allowed = ranges.get(name)
+            if allowed is not None and not allowed.minimum <= value <= allowed.maximum:
+                raise InvalidParameter(
+                    f"{name} must be between {allowed.minimum} and {allowed.maximum}, got {value}",
+                    name,
+                )
+        return SpeechRequest.create(
+            text, engine=choice.engine, voice=choice.voice.name, style=style,
+            speed=speed, pitch=pitch, volume=volume,
+        )
+
+    def engine_version(self, engine: str) -> str:
+        """The named engine's current version."""
+        return self._workers[engine].engine.version
+
+    def native_rate(self, engine: str) -> int:
+        """The named engine's output rate."""
+        return self._workers[engine].engine.sample_rate
+
+    async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
+        """Synthesize on the request's engine, in its queue."""
+        started = time.perf_counter()
+        pcm = await self._workers[request.engine].synthesize(
+            request.text, voice=request.voice, style=request.style,
+            prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
+        )
+        for observe in self.observers:
+            observe(time.perf_counter() - started, pcm.duration)
+        return pcm
+
+    def stream(self, request: SpeechRequest, priority: Priority = Priority.LIVE) -> AsyncIterator[Pcm]:
+        """Synthesize sentence by sentence on the request's engine."""
+        return self._workers[request.engine].stream(
+            request.text, voice=request.voice, style=request.style,
+            prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Engines, voices, styles and setting ranges, for /api/voices."""
+        engines = []
+        for name, worker in self._workers.items():
+            engine = worker.engine
+            engines.append({
+                "name": name,
+                "version": engine.version,
+                "sample_rate": engine.sample_rate,
+                "settings": {
+                    key: {"min": r.minimum, "max": r.maximum, "default": r.default}
+                    for key, r in engine.setting_ranges().items()
+                },
+                "voices": [
+                    {"name": v.name, "language": v.language, "styles": list(v.styles),
+                     "description": v.description}
+                    for v in engine.voices()
+                ],
+            })
+        return {"default_voice": self.default_voice, "engines": engines}
