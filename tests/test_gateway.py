@@ -2,36 +2,234 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from blockbuster import BlockBuster, blockbuster_ctx
 
-from config import load_settings
+from config import Settings
 from gateway import create_app
+from gateway.state import STORE
+from synth.engine import Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
 
 Client = TestClient[Any, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test in which something blocks the event loop."""
+    with blockbuster_ctx() as bb:
+        yield bb
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    # Built directly: reading the settings file here would block the running loop.
+    return Settings(**{"data_dir": tmp_path / "data", "max_text_length": 100, **overrides})
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: Callable[[web.Application], Awaitable[Client]], engine: FastSpeech2Engine
-) -> Client:
-    settings = load_settings(environ={}, overrides={"max_text_length": 100})
-    return await aiohttp_client(create_app(settings, engine=engine))
+async def client(aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path) -> Client:
+    return await aiohttp_client(create_app(settings_for(tmp_path), engines=[engine]))
 
 
-async def test_tts_wav_returns_speech(client: Client) -> None:
-    response = await client.get("/tts.wav", params={"text": "您好，欢迎致电。"})
-    assert response.status == 200
-    assert response.content_type == "audio/wav"
-    audio, rate = sf.read(io.BytesIO(await response.read()), dtype="int16")
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(io.BytesIO(data), dtype="int16")
+    return audio, int(rate)
+
+
+async def test_tts_miss_then_hit_with_caching_headers(client: Client) -> None:
+    first = await client.get("/tts.wav", params={"text": "您好，欢迎致电。"})
+    assert first.status == 200
+    assert first.headers["Content-Type"] == "audio/wav"
+    assert first.headers["X-Cache"] == "MISS"
+    assert first.headers["Cache-Control"] == "public, max-age=86400"
+    body = await first.read()
+    assert int(first.headers["Content-Length"]) == len(body)
+    audio, rate = decode(body)
     assert rate == 24000 and len(audio) / rate > 1.0
+    second = await client.get("/tts.wav", params={"text": "您好,欢迎致电。"})  # half-width comma
+    assert second.headers["X-Cache"] == "HIT"
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert await second.read() == body
+
+
+@pytest.mark.parametrize(
+    ("ext", "content_type", "rate"),
+    [
+        ("wav16", "audio/wav", 16000),
+        ("ulaw", "audio/basic", 8000),
+        ("ul", "audio/basic", 8000),
+        ("mu", "audio/basic", 8000),
+        ("alaw", "audio/x-alaw-basic", 8000),
+        ("sln", "audio/pcm; rate=8000; channels=1", 8000),
+        ("sln16", "audio/pcm; rate=16000; channels=1", 16000),
+        ("mp3", "audio/mpeg", 24000),
+        ("ogg", "audio/ogg; codecs=opus", 48000),
+        ("opus", "audio/ogg; codecs=opus", 48000),
+    ],
+)
+async def test_every_ivr_and_browser_format(
+    client: Client, ext: str, content_type: str, rate: int
+) -> None:
+    response = await client.get(f"/tts.{ext}", params={"text": "请按一。"})
+    assert response.status == 200
+    assert response.headers["Content-Type"] == content_type
+    data = await response.read()
+    duration = float(response.headers["X-Audio-Duration"])
+    if ext in ("ulaw", "ul", "mu", "alaw"):
+        assert abs(len(data) / 8000 - duration) < 0.02
+    elif ext in ("sln", "sln16"):
+        assert abs(len(data) / 2 / rate - duration) < 0.02
+    else:
+        audio, got = decode(data)
+        assert got in (rate, 24000) and abs(len(audio) / got - duration) < 0.1
+
+
+async def test_wav_rate_choice(client: Client) -> None:
+    response = await client.get("/tts.wav", params={"text": "请按一。", "rate": "8000"})
+    _, rate = decode(await response.read())
+    assert rate == 8000
+    bad = await client.get("/tts.ulaw", params={"text": "请按一。", "rate": "16000"})
+    assert bad.status == 422 and (await bad.json())["field"] == "rate"
+
+
+async def test_head_and_conditional_requests(client: Client) -> None:
+    get = await client.get("/tts.ulaw", params={"text": "感谢来电。"})
+    body = await get.read()
+    etag = get.headers["ETag"]
+    head = await client.head("/tts.ulaw", params={"text": "感谢来电。"})
+    assert head.status == 200 and await head.read() == b""
+    assert head.headers["Content-Length"] == str(len(body)) and head.headers["ETag"] == etag
+    for method in (client.get, client.head):
+        cached = await method("/tts.ulaw", params={"text": "感谢来电。"}, headers={"If-None-Match": etag})
+        assert cached.status == 304 and await cached.read() == b""
+        assert cached.headers["ETag"] == etag and "max-age" in cached.headers["Cache-Control"]
+    weak = await client.get("/tts.ulaw", params={"text": "感谢来电。"}, headers={"If-None-Match": f"W/{etag}"})
+    assert weak.status == 304
+    other = await client.get("/tts.ulaw", params={"text": "感谢来电。"}, headers={"If-None-Match": '"nope"'})
+    assert other.status == 200
+
+
+async def test_byte_ranges_for_browser_players(client: Client) -> None:
+    full = await (await client.get("/tts.wav", params={"text": "再见。"})).read()
+    part = await client.get("/tts.wav", params={"text": "再见。"}, headers={"Range": "bytes=0-99"})
+    assert part.status == 206 and await part.read() == full[:100]
+    assert part.headers["Content-Range"] == f"bytes 0-99/{len(full)}"
+    tail = await client.get("/tts.wav", params={"text": "再见。"}, headers={"Range": "bytes=-10"})
+    assert await tail.read() == full[-10:]
+    beyond = await client.get("/tts.wav", params={"text": "再见。"}, headers={"Range": f"bytes={len(full)}-"})
+    assert beyond.status == 416 and beyond.headers["Content-Range"] == f"bytes */{len(full)}"
+
+
+async def test_prompts_by_key_are_immutable(client: Client) -> None:
+    miss = await client.get("/tts.ulaw", params={"text": "请稍候。"})
+    key = miss.headers["ETag"].strip('"').split("-")[0]
+    response = await client.get(f"/prompts/{key}.ulaw")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert await response.read() == await miss.read()
+    wav8k = await client.get(f"/prompts/{key}.wav", params={"rate": "8000"})
+    assert decode(await wav8k.read())[1] == 8000
+    for path in (f"/prompts/{'0' * 32}.ulaw", "/prompts/not-a-key.ulaw", f"/prompts/{key}.xyz"):
+        missing = await client.get(path)
+        assert missing.status == 404 and missing.content_type == "application/json", path
+
+
+async def test_download_names_are_sanitized(client: Client) -> None:
+    miss = await client.get("/tts.wav", params={"text": "请稍候。"})
+    key = miss.headers["ETag"].strip('"').split("-")[0]
+    response = await client.get(f"/prompts/{key}.wav", params={"download": "../../etc/passwd"})
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="passwd.wav"')
+    chinese = await client.get(f"/prompts/{key}.wav", params={"download": "问候语.wav"})
+    assert "filename*=UTF-8''%E9%97%AE%E5%80%99%E8%AF%AD.wav" in chinese.headers["Content-Disposition"]
+
+
+async def test_named_phrases_follow_their_text(client: Client, engine: FastSpeech2Engine) -> None:
+    store = client.app[STORE]
+    assert (await client.get("/phrases/greeting.ulaw")).status == 404
+    first = await client.get("/tts.ulaw", params={"text": "您好。"})
+    key1 = first.headers["ETag"].strip('"').split("-")[0]
+    await store.name(key1, phrase_id="greeting", tags=["welcome"])
+    named = await client.get("/phrases/greeting.ulaw")
+    assert named.status == 200 and named.headers["ETag"] == first.headers["ETag"]
+    assert named.headers["Cache-Control"] == "public, max-age=300"
+    await asyncio.sleep(0.01)
+    second = await client.get("/tts.ulaw", params={"text": "您好，欢迎致电。"})
+    key2 = second.headers["ETag"].strip('"').split("-")[0]
+    await store.name(key2, phrase_id="greeting", tags=["welcome"])
+    renamed = await client.get("/phrases/greeting.ulaw")
+    assert renamed.headers["ETag"] == second.headers["ETag"] != first.headers["ETag"]
+    assert (await client.get("/phrases/..%2Fetc.ulaw")).status == 404
+
+
+async def test_api_tts_success_shape_and_urls(client: Client) -> None:
+    response = await client.post("/api/tts", json={
+        "text": "您的订单已发货。", "emotion": "cheerful", "format": "ulaw",
+        "output_wav_name": "../order shipped.wav",
+    })
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "success" and body["cached"] is False
+    assert body["format"] == "ulaw" and body["sample_rate"] == 8000 and body["duration"] > 1
+    assert body["audio_url"].endswith(f"/prompts/{body['key']}.ulaw")
+    audio = await client.get(body["audio_url"].split(str(client.make_url("")), 1)[-1] or body["audio_url"])
+    assert audio.status == 200
+    download = await client.get(body["download_url"].replace(str(client.make_url("")).rstrip("/"), ""))
+    assert 'filename="order shipped.ulaw"' in download.headers["Content-Disposition"]
+    again = await client.post("/api/tts", json={"text": "您的订单已发货。", "style": "cheerful", "format": "ulaw"})
+    assert (await again.json())["cached"] is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"text": "您好", "colour": "red"}, 400, "colour"),
+        ({}, 422, "text"),
+        ({"text": "   "}, 422, "text"),
+        ({"text": 5}, 422, "text"),
+        ({"text": "您" * 101}, 413, "text"),
+        ({"text": "您好", "speed": "fast"}, 422, "speed"),
+        ({"text": "您好", "speed": 9}, 422, "speed"),
+        ({"text": "您好", "pitch": True}, 422, "pitch"),
+        ({"text": "您好", "voice": "nobody"}, 422, "voice"),
+        ({"text": "您好", "style": "angry"}, 422, "style"),
+        ({"text": "您好", "style": "calm", "emotion": "cheerful"}, 400, "emotion"),
+        ({"text": "您好", "format": "xyz"}, 422, "format"),
+        ({"text": "您好", "format": "ulaw", "sample_rate": 16000}, 422, "sample_rate"),
+        ({"text": "……"}, 422, "text"),
+    ],
+)
+async def test_api_tts_errors_name_the_field(
+    client: Client, payload: dict[str, Any], status: int, field: str
+) -> None:
+    response = await client.post("/api/tts", json=payload)
+    assert response.status == status
+    body = await response.json()
+    assert body["status"] == "error" and body["field"] == field and body["message"]
+
+
+async def test_api_tts_refuses_broken_bodies(client: Client) -> None:
+    for data, headers in (
+        (b"{not json", {"Content-Type": "application/json"}),
+        (b"[1, 2]", {"Content-Type": "application/json"}),
+        (b"text=hi", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ):
+        response = await client.post("/api/tts", data=data, headers=headers)
+        assert response.status == 400 and (await response.json())["status"] == "error"
+    huge = await client.post("/api/tts", data=b"x" * (70 << 10), headers={"Content-Type": "application/json"})
+    assert huge.status == 413 and huge.content_type == "application/json"
 
 
 @pytest.mark.parametrize(
@@ -39,30 +237,119 @@ async def test_tts_wav_returns_speech(client: Client) -> None:
     [
         ({}, 422, "text"),
         ({"text": "您好", "speed": "fast"}, 422, "speed"),
-        ({"text": "您好", "speed": "9"}, 422, "speed"),
-        ({"text": "您好", "style": "angry"}, 422, "style"),
-        ({"text": "您好", "colour": "red"}, 422, "colour"),
-        ({"text": "您" * 101}, 400, "text"),
-        ({"text": "。。。"}, 422, "text"),
+        ({"text": "您好", "speed": "nan"}, 422, "speed"),
+        ({"text": "您好", "pitch": "3"}, 422, "pitch"),
+        ({"text": "您好", "colour": "red"}, 400, "colour"),
+        ({"text": "您" * 101}, 413, "text"),
     ],
 )
-async def test_bad_requests_get_json_naming_the_field(
+async def test_tts_errors_are_json_naming_the_field(
     client: Client, params: dict[str, str], status: int, field: str
 ) -> None:
     response = await client.get("/tts.wav", params=params)
     assert response.status == status
     assert response.content_type == "application/json"
-    body = await response.json()
-    assert body["status"] == "error" and body["field"] == field
+    assert (await response.json())["field"] == field
 
 
-async def test_unknown_route_is_json_not_html(client: Client) -> None:
-    response = await client.get("/nope")
-    assert response.status == 404
-    assert response.content_type == "application/json"
+async def test_repeated_parameters_and_unknown_routes_are_json(client: Client) -> None:
+    repeated = await client.get("/tts.wav?text=a&text=b")
+    assert repeated.status == 400 and (await repeated.json())["field"] == "text"
+    for response in (await client.get("/nope"), await client.post("/tts.wav"), await client.get("/tts.xyz?text=hi")):
+        assert response.status in (404, 405)
+        assert response.content_type == "application/json"
 
 
-async def test_health_and_readiness(client: Client) -> None:
+async def test_api_voices_lists_engines_styles_ranges_formats(client: Client) -> None:
+    body = await (await client.get("/api/voices")).json()
+    (engine,) = body["engines"]
+    assert engine["name"] == "fastspeech2" and engine["sample_rate"] == 24000
+    assert engine["settings"]["speed"] == {"min": 0.5, "max": 2.0, "default": 1.0}
+    assert "cheerful" in engine["voices"][0]["styles"]
+    assert {f["name"] for f in body["formats"]} >= {"wav", "wav16", "ulaw", "alaw", "sln", "mp3", "ogg"}
+    assert body["default_voice"] == "baker" and body["max_text_length"] == 100
+
+
+async def test_metrics_count_hits_misses_and_syntheses(client: Client) -> None:
+    for _ in range(2):
+        await client.get("/tts.ulaw", params={"text": "您好。"})
+    text = await (await client.get("/metrics")).text()
+    assert "huiyin_cache_hits_total 1.0" in text
+    assert "huiyin_cache_misses_total 1.0" in text
+    assert "huiyin_synth_total 1.0" in text
+    assert "huiyin_queue_depth 0.0" in text
+    assert 'huiyin_requests_total{route="/tts.{ext}",status="200"} 2.0' in text
+    assert "huiyin_synth_seconds_count 1.0" in text and "huiyin_rtf" in text
+
+
+async def test_health_readiness_and_openapi(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
-    ready = await client.get("/readyz")
-    assert ready.status == 200 and (await ready.json())["status"] == "ready"
+    assert (await (await client.get("/readyz")).json())["status"] == "ready"
+    spec = await (await client.get("/openapi.json")).json()
+    assert {"/tts.{ext}", "/prompts/{key}.{ext}", "/phrases/{phrase_id}.{ext}", "/api/tts",
+            "/api/voices"} <= set(spec["paths"])
+
+
+class HeldEngine:
+    """The real engine, but each synthesis waits until the test lets it go."""
+
+    def __init__(self, engine: FastSpeech2Engine) -> None:
+        self._engine = engine
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
+
+    def voices(self) -> Any:
+        return self._engine.voices()
+
+    def setting_ranges(self) -> Any:
+        return self._engine.setting_ranges()
+
+    def synthesize(self, text: str, **kw: Any) -> Pcm:
+        self.started.set()
+        self.release.wait(timeout=30)
+        return self._engine.synthesize(text, **kw)
+
+    def stream(self, text: str, **kw: Any) -> Iterator[Pcm]:
+        self.started.set()
+        self.release.wait(timeout=30)
+        return self._engine.stream(text, **kw)
+
+
+@pytest.fixture
+async def held(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> AsyncIterator[tuple[Client, HeldEngine]]:
+    held_engine = HeldEngine(engine)
+    app = create_app(settings_for(tmp_path, queue_size=1, synthesis_deadline=5.0), engines=[held_engine])  # type: ignore[list-item]
+    client = await aiohttp_client(app)
+    yield client, held_engine
+    held_engine.release.set()
+
+
+async def test_a_full_queue_answers_503_with_retry_after(held: tuple[Client, HeldEngine]) -> None:
+    client, engine = held
+    running = asyncio.ensure_future(client.get("/tts.ulaw", params={"text": "一。"}))
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 10)
+    queued = asyncio.ensure_future(client.get("/tts.ulaw", params={"text": "二。"}))
+    await asyncio.sleep(0.2)
+    refused = await client.get("/tts.ulaw", params={"text": "三。"})
+    assert refused.status == 503
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert (await refused.json())["code"] == "busy"
+    engine.release.set()
+    assert (await running).status == 200 and (await queued).status == 200
+    assert (await client.get("/tts.ulaw", params={"text": "三。"})).status == 200
+
+
+async def test_a_synthesis_past_its_deadline_is_a_504(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    held_engine = HeldEngine(engine)
+    app = create_app(settings_for(tmp_path, synthesis_deadline=0.3), engines=[held_engine])  # type: ignore[list-item]
+    client = await aiohttp_client(app)
+    try:
+        response = await client.get("/tts.ulaw", params={"text": "您好。"})
+        assert response.status == 504 and (await response.json())["code"] == "deadline_exceeded"
+    finally:
+        held_engine.release.set()
