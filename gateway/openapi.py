@@ -48,21 +48,36 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
             "description": description}
 
 
-def openapi_spec(settings: Settings) -> dict[str, Any]:
-    """The spec; text limits follow the settings."""
-    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length}
-    number = {"type": "number"}
+def _range(engines: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    ranges = [e["settings"][name] for e in engines if name in e["settings"]]
+    if not ranges:
+        return {"type": "number"}
+    return {"type": "number", "minimum": min(r["min"] for r in ranges),
+            "maximum": max(r["max"] for r in ranges)}
+
+
+def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
+    """The spec; text limits follow the settings, voices and ranges follow the engines."""
+    engines = voices["engines"]
+    # The text must hold something the frontend can read aloud.
+    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length,
+            "pattern": "[0-9A-Za-z\u4e00-\u9fff]"}
+    voice_names = sorted(v["name"] for e in engines for v in e["voices"])
+    style_names = sorted({st for e in engines for v in e["voices"] for st in v["styles"]})
+    voice = {"type": "string", "enum": voice_names}
+    style = {"type": "string", "enum": style_names}
+    speed, pitch, volume = (_range(engines, n) for n in ("speed", "pitch", "volume"))
     rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000]}
     tts_params = [
         _ext_param(),
         _query("text", text, "Chinese text to speak", required=True),
-        _query("voice", {"type": "string"}, "voice name (GET /api/voices)"),
-        _query("style", {"type": "string"}, "style name"),
-        _query("emotion", {"type": "string"}, "alias of style"),
-        _query("speed", number, "speaking rate factor"),
-        _query("pitch", number, "pitch factor"),
-        _query("volume", number, "loudness factor"),
-        _query("rate", rate, "sample rate (wav only)"),
+        _query("voice", voice, "voice name (GET /api/voices)"),
+        _query("style", style, "style name"),
+        _query("emotion", style, "alias of style"),
+        _query("speed", speed, "speaking rate factor"),
+        _query("pitch", pitch, "pitch factor"),
+        _query("volume", volume, "loudness factor"),
+        _query("rate", rate, "sample rate; only wav lets you choose"),
     ]
     audio_get = {
         "responses": {**_audio("audio"), **_errors(400, 404, 413, 422, 500, 503, 504)},
@@ -109,9 +124,8 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
                         "type": "object", "additionalProperties": False, "required": ["text"],
                         "properties": {
-                            "text": text, "voice": {"type": "string"}, "style": {"type": "string"},
-                            "emotion": {"type": "string"}, "speed": number, "pitch": number,
-                            "volume": number,
+                            "text": text, "voice": voice, "style": style, "emotion": style,
+                            "speed": speed, "pitch": pitch, "volume": volume,
                             "format": {"type": "string", "enum": sorted(EXTENSIONS)},
                             "sample_rate": rate, "output_wav_name": {"type": "string"},
                         },

@@ -189,7 +189,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI description of these routes."""
-    return web.json_response(openapi_spec(request.app[SETTINGS]))
+    return web.json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
 
 
 def add_routes(app: web.Application) -> None:
