@@ -10,10 +10,12 @@ from aiohttp import web
 
 from cache.store import PromptStore
 from config import Settings
+from cache.warm import Warmer
+from gateway.admin import add_admin_routes, configured_phrases
 from gateway.errors import errors_middleware
 from gateway.metrics import Metrics
 from gateway.routes import add_routes
-from gateway.state import METRICS, SETTINGS, STORE, VOICES
+from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from gateway.synthesis import Voices
 from synth.engine import Engine
 from synth.worker import SynthesisWorker
@@ -64,11 +66,22 @@ def create_app(
         await store.open()
         app[STORE] = store
         app[VOICES] = voices
+        warmer = Warmer(store, lambda spec: voices.request(
+            spec.text, voice=spec.voice, style=spec.style, speed=spec.speed, pitch=spec.pitch,
+            volume=spec.volume,
+        ))
+        app[WARMER] = warmer
+        if settings.phrases:
+            # Served from the first second: the warm-up runs behind live requests.
+            phrases = await loop.run_in_executor(None, configured_phrases, app)
+            job = warmer.start(phrases, replace_pins=True)
+            log.info("warming %d configured phrases (job %s)", job.total, job.id)
         log.info("ready: voices %s", ", ".join(v["name"] for e in voices.describe()["engines"]
                                                 for v in e["voices"]))
         try:
             yield
         finally:
+            await warmer.close()
             # Finish running syntheses first, so what they produce is committed.
             for worker in workers:
                 await worker.close()
@@ -76,6 +89,8 @@ def create_app(
 
     app.cleanup_ctx.append(services)
     add_routes(app)
+    if settings.admin_token:
+        add_admin_routes(app)
     return app
 
 

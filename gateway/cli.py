@@ -97,10 +97,18 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from config.phrases import PhraseFileError
     from gateway.app import run
+    from synth.engine import SynthesisError
+    from synth.frontend import LexiconError
 
     settings = _settings(args, host=args.host, port=args.port)
-    return run(settings)
+    try:
+        return run(settings)
+    except (PhraseFileError, LexiconError, SynthesisError) as exc:
+        # Startup problems an operator fixes: a bad phrase or lexicon file, a missing model.
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cache.store import PromptStore
+from cache.warm import Warmer
 from config import Settings
 from gateway.metrics import Metrics
 from gateway.synthesis import Voices
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", PromptStore)
 VOICES = web.AppKey("voices", Voices)
 METRICS = web.AppKey("metrics", Metrics)
+WARMER = web.AppKey("warmer", Warmer)

@@ -1,0 +1,169 @@
+"""Warm-up jobs: fill the store with named phrases at low priority, pin them, report progress."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cache.keys import SpeechRequest
+from cache.store import PromptStore
+from config.phrases import PhraseSpec
+from synth.worker import Priority, QueueFullError
+
+log = logging.getLogger("huiyin.warm")
+
+# Turns a phrase into a checked request; raises an exception whose text says what is wrong.
+RequestFactory = Callable[[PhraseSpec], SpeechRequest]
+Progress = Callable[["WarmJob"], None]
+
+
+@dataclass
+class WarmJob:
+    """One warm-up: its phrases, progress and failures."""
+
+    id: str
+    total: int
+    replace_pins: bool
+    state: str = "queued"  # queued, running, done, failed
+    done: int = 0
+    synthesized: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # phrase id -> key
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the pace so far (None before the first phrase is done)."""
+        if self.state != "running" or not self.started or not self.done:
+            return None if self.state != "done" else 0.0
+        pace = (time.time() - self.started) / self.done
+        return round(pace * (self.total - self.done), 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready progress."""
+        return {
+            "job_id": self.id, "state": self.state, "total": self.total, "done": self.done,
+            "synthesized": self.synthesized, "failed": self.failed, "eta_seconds": self.eta_seconds,
+            "started": self.started, "finished": self.finished, "error": self.error,
+        }
+
+
+class Warmer:
+    """Runs warm-up jobs against the store; keeps the recent ones for progress queries."""
+
+    def __init__(
+        self, store: PromptStore, make_request: RequestFactory, *, concurrency: int = 2,
+        keep: int = 50, retry_delay: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._make_request = make_request
+        self._concurrency = concurrency
+        self._keep = keep
+        self._retry_delay = retry_delay
+        self._jobs: dict[str, WarmJob] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pins_lock = asyncio.Lock()
+
+    def get(self, job_id: str) -> WarmJob | None:
+        """A job by id."""
+        return self._jobs.get(job_id)
+
+    def jobs(self) -> list[WarmJob]:
+        """Recent jobs, newest first."""
+        return sorted(self._jobs.values(), key=lambda j: j.started or time.time(), reverse=True)
+
+    def start(
+        self, phrases: Sequence[PhraseSpec], *, replace_pins: bool = False,
+        progress: Progress | None = None,
+    ) -> WarmJob:
+        """Start a job in the background. With replace_pins, phrases that are not in this
+        set lose their pin and name when it completes (the configured files changed)."""
+        job = WarmJob(uuid.uuid4().hex, len(phrases), replace_pins)
+        self._jobs[job.id] = job
+        while len(self._jobs) > self._keep:
+            oldest = min(self._jobs.values(), key=lambda j: j.finished or float("inf"))
+            if oldest.finished is None:
+                break
+            del self._jobs[oldest.id]
+        task = asyncio.create_task(self._run(job, list(phrases), progress), name=f"warm-{job.id[:8]}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+        return job
+
+    async def run(
+        self, phrases: Sequence[PhraseSpec], *, replace_pins: bool = False,
+        progress: Progress | None = None,
+    ) -> WarmJob:
+        """Start a job and wait for it."""
+        job = self.start(phrases, replace_pins=replace_pins, progress=progress)
+        await self._tasks[job.id]
+        return job
+
+    async def close(self) -> None:
+        """Stop running jobs."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _one(self, job: WarmJob, spec: PhraseSpec) -> None:
+        try:
+            request = self._make_request(spec)
+        except Exception as exc:  # the factory names the field; keep its message
+            job.failed.append({"id": spec.id, "where": spec.where, "reason": str(exc)})
+            return
+        while True:
+            try:
+                stored = await self._store.get_or_synthesize(request, priority=Priority.WARM)
+                for fmt in spec.formats:
+                    await self._store.variant(stored.phrase, fmt)
+                await self._store.name(stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True)
+                job.keys[spec.id] = stored.key
+                job.synthesized += 0 if stored.cached else 1
+                return
+            except QueueFullError as exc:
+                # Live callers come first: wait our turn instead of failing the phrase.
+                await asyncio.sleep(max(self._retry_delay, min(exc.retry_after, 5)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("warming %s failed: %s", spec.where, exc)
+                job.failed.append({"id": spec.id, "where": spec.where, "reason": str(exc) or type(exc).__name__})
+                return
+
+    async def _run(self, job: WarmJob, phrases: list[PhraseSpec], progress: Progress | None) -> None:
+        job.state, job.started = "running", time.time()
+        pending = iter(phrases)
+
+        async def lane() -> None:
+            for spec in pending:
+                await self._one(job, spec)
+                job.done += 1
+                if progress is not None:
+                    progress(job)
+
+        try:
+            await asyncio.gather(*[lane() for _ in range(self._concurrency)])
+            if job.replace_pins:
+                async with self._pins_lock:
+                    unpinned = await self._store.unpin_except(list(job.keys.values()))
+                if unpinned:
+                    log.info("unpinned %d phrases no longer in the phrase files", unpinned)
+            job.state = "done"
+        except asyncio.CancelledError:
+            job.state, job.error = "failed", "cancelled"
+            raise
+        except Exception as exc:
+            log.exception("warm-up job %s failed", job.id)
+            job.state, job.error = "failed", str(exc)
+        finally:
+            job.finished = time.time()
+            log.info("warm-up %s: %d/%d phrases, %d synthesized, %d failed", job.id[:8],
+                     job.done, job.total, job.synthesized, len(job.failed))
