@@ -32,13 +32,16 @@ class Voices:
     def __init__(self, workers: Sequence[SynthesisWorker], default_voice: str | None = None) -> None:
         if not workers:
             raise ValueError("at least one engine is needed")
-        self._workers = {w.engine.name: w for w in workers}
-        self._voices: dict[str, VoiceChoice] = {}
+        # Several workers may share an engine name: instances of one engine, load-balanced.
+        self._workers: dict[str, list[SynthesisWorker]] = {}
         for worker in workers:
-            for voice in worker.engine.voices():
+            self._workers.setdefault(worker.engine.name, []).append(worker)
+        self._voices: dict[str, VoiceChoice] = {}
+        for name, group in self._workers.items():
+            for voice in group[0].engine.voices():
                 if voice.name in self._voices:
                     raise ValueError(f"voice '{voice.name}' is offered by two engines")
-                self._voices[voice.name] = VoiceChoice(worker.engine.name, voice)
+                self._voices[voice.name] = VoiceChoice(name, voice)
         self.default_voice = default_voice or next(iter(self._voices))
         if self.default_voice not in self._voices:
             raise ValueError(f"default voice '{self.default_voice}' is not offered by any engine")
@@ -46,8 +49,12 @@ class Voices:
 
     @property
     def workers(self) -> Sequence[SynthesisWorker]:
-        """The workers, one per engine."""
-        return list(self._workers.values())
+        """Every worker of every engine."""
+        return [w for group in self._workers.values() for w in group]
+
+    def _worker(self, engine: str) -> SynthesisWorker:
+        # The least loaded instance of the engine.
+        return min(self._workers[engine], key=lambda w: w.queue_depth + w.busy)
 
     def resolve(self, voice: str | None) -> VoiceChoice:
         """The engine and voice for a requested voice name (None: the default voice)."""
@@ -72,7 +79,7 @@ class Voices:
                 f"choose one of: {', '.join(choice.voice.styles)}",
                 "style",
             )
-        ranges = self._workers[choice.engine].engine.setting_ranges()
+        ranges = self._workers[choice.engine][0].engine.setting_ranges()
         for name, value in (("speed", speed), ("pitch", pitch), ("volume", volume)):
             allowed = ranges.get(name)
             if allowed is not None and not allowed.minimum <= value <= allowed.maximum:
@@ -87,16 +94,16 @@ class Voices:
 
     def engine_version(self, engine: str) -> str:
         """The named engine's current version."""
-        return self._workers[engine].engine.version
+        return self._workers[engine][0].engine.version
 
     def native_rate(self, engine: str) -> int:
         """The named engine's output rate."""
-        return self._workers[engine].engine.sample_rate
+        return self._workers[engine][0].engine.sample_rate
 
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
         """Synthesize on the request's engine, in its queue."""
         started = time.perf_counter()
-        pcm = await self._workers[request.engine].synthesize(
+        pcm = await self._worker(request.engine).synthesize(
             request.text, voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
         )
@@ -106,7 +113,7 @@ class Voices:
 
     def stream(self, request: SpeechRequest, priority: Priority = Priority.LIVE) -> AsyncIterator[Pcm]:
         """Synthesize sentence by sentence on the request's engine."""
-        return self._workers[request.engine].stream(
+        return self._worker(request.engine).stream(
             request.text, voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
         )
@@ -114,10 +121,11 @@ class Voices:
     def describe(self) -> dict[str, Any]:
         """Engines, voices, styles and setting ranges, for /api/voices."""
         engines = []
-        for name, worker in self._workers.items():
-            engine = worker.engine
+        for name, group in self._workers.items():
+            engine = group[0].engine
             engines.append({
                 "name": name,
+                "workers": len(group),
                 "version": engine.version,
                 "sample_rate": engine.sample_rate,
                 "settings": {
