@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from cache.store import PromptStore
 from config import Settings
-from cache.warm import Warmer
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.errors import errors_middleware
 from gateway.metrics import Metrics
 from gateway.routes import add_routes
 from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
-from gateway.synthesis import Voices
+from gateway.services import EngineLoader, open_services
 from synth.engine import Engine
-from synth.worker import SynthesisWorker
 
 log = logging.getLogger("huiyin.gateway")
-
-EngineLoader = Callable[[Settings], Sequence[Engine]]
 
 
 def load_default_engines(settings: Settings) -> Sequence[Engine]:
@@ -47,45 +42,20 @@ def create_app(
     app.middlewares.extend([app[METRICS].middleware, errors_middleware])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        loaded = engines if engines is not None else await loop.run_in_executor(
-            None, load_engines, settings
-        )
-        workers = [
-            SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline)
-            for e in loaded
-        ]
-        for worker in workers:
-            await worker.start()
-        voices = Voices(workers)
-        voices.observers.append(app[METRICS].observe)
-        store = PromptStore(
-            settings.data_dir, voices, database_url=settings.database_url,
-            max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
-        )
-        await store.open()
-        app[STORE] = store
-        app[VOICES] = voices
-        warmer = Warmer(store, lambda spec: voices.request(
-            spec.text, voice=spec.voice, style=spec.style, speed=spec.speed, pitch=spec.pitch,
-            volume=spec.volume,
-        ))
-        app[WARMER] = warmer
-        if settings.phrases:
-            # Served from the first second: the warm-up runs behind live requests.
-            phrases = await loop.run_in_executor(None, configured_phrases, app)
-            job = warmer.start(phrases, replace_pins=True)
-            log.info("warming %d configured phrases (job %s)", job.total, job.id)
-        log.info("ready: voices %s", ", ".join(v["name"] for e in voices.describe()["engines"]
-                                                for v in e["voices"]))
-        try:
+        async with open_services(
+            settings, engines, load_engines, observers=[app[METRICS].observe]
+        ) as running:
+            app[STORE], app[VOICES], app[WARMER] = running.store, running.voices, running.warmer
+            if settings.phrases:
+                # Served from the first second: the warm-up runs behind live requests.
+                loop = asyncio.get_running_loop()
+                phrases = await loop.run_in_executor(None, configured_phrases, app)
+                job = running.warmer.start(phrases, replace_pins=True)
+                log.info("warming %d configured phrases (job %s)", job.total, job.id)
+            log.info("ready: voices %s", ", ".join(
+                v["name"] for e in running.voices.describe()["engines"] for v in e["voices"]
+            ))
             yield
-        finally:
-            await warmer.close()
-            # Finish running syntheses first, so what they produce is committed.
-            for worker in workers:
-                await worker.close()
-            await store.close()
 
     app.cleanup_ctx.append(services)
     add_routes(app)

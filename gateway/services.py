@@ -1,0 +1,69 @@
+"""The running service stack, shared by the HTTP app and the command line:
+engines -> locked workers -> voices -> store -> warmer, opened and closed in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from cache.keys import SpeechRequest
+from cache.store import PromptStore
+from cache.warm import Warmer
+from config import Settings
+from config.phrases import PhraseSpec
+from gateway.synthesis import Observer, Voices
+from synth.engine import Engine
+from synth.worker import SynthesisWorker
+
+EngineLoader = Callable[[Settings], Sequence[Engine]]
+
+
+@dataclass(frozen=True)
+class Services:
+    """What handlers and commands work with."""
+
+    voices: Voices
+    store: PromptStore
+    warmer: Warmer
+
+
+def phrase_request(voices: Voices, spec: PhraseSpec) -> SpeechRequest:
+    """A checked request for a phrase from a phrase file."""
+    return voices.request(
+        spec.text, voice=spec.voice, style=spec.style, speed=spec.speed, pitch=spec.pitch,
+        volume=spec.volume,
+    )
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, engines: Sequence[Engine] | None, load_engines: EngineLoader,
+    observers: Sequence[Observer] = (),
+) -> AsyncIterator[Services]:
+    """Load (off the loop) and start everything; on exit stop warm-ups, let running
+    syntheses finish so their results are committed, then close the store."""
+    loop = asyncio.get_running_loop()
+    loaded = engines if engines is not None else await loop.run_in_executor(None, load_engines, settings)
+    workers = [
+        SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline)
+        for e in loaded
+    ]
+    for worker in workers:
+        await worker.start()
+    voices = Voices(workers)
+    voices.observers.extend(observers)
+    store = PromptStore(
+        settings.data_dir, voices, database_url=settings.database_url,
+        max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
+    )
+    await store.open()
+    warmer = Warmer(store, lambda spec: phrase_request(voices, spec))
+    try:
+        yield Services(voices, store, warmer)
+    finally:
+        await warmer.close()
+        for worker in workers:
+            await worker.close()
+        await store.close()
