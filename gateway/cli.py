@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from config import ConfigError, Settings, load_settings
 
@@ -111,6 +112,138 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+class ProgressBar:
+    """A one-line progress bar on stderr (a line per tenth when stderr is not a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._tty = sys.stderr.isatty()
+        self._shown = -1
+
+    def __call__(self, job: Any) -> None:
+        done, total = job.done, max(job.total, 1)
+        eta = job.eta_seconds
+        tail = f"{done}/{job.total} {self.label}" + (f", ETA {eta:.0f} s" if eta else "")
+        if self._tty:
+            filled = int(30 * done / total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {tail}  ")
+            if done == job.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif done * 10 // total != self._shown:
+            self._shown = done * 10 // total
+            print(f"huiyin: {tail}", file=sys.stderr, flush=True)
+
+
+def _load_specs(args: argparse.Namespace, settings: Settings) -> tuple[Any, ...]:
+    import dataclasses
+
+    from config.phrases import load_phrase_files
+    from synth import codecs
+
+    specs = load_phrase_files(
+        args.files, formats=list(codecs.FORMATS), max_text_length=settings.max_text_length
+    )
+    formats = getattr(args, "formats", None)
+    if formats:
+        unknown = [f for f in formats if f not in codecs.FORMATS]
+        if unknown:
+            raise ValueError(f"--formats: unknown format '{unknown[0]}'; known: {', '.join(codecs.FORMATS)}")
+        specs = tuple(dataclasses.replace(s, formats=tuple(formats)) for s in specs)
+    return specs
+
+
+def _report(job: Any) -> int:
+    for failure in job.failed:
+        print(f"huiyin: failed: {failure['where']} ({failure['id']}): {failure['reason']}",
+              file=sys.stderr)
+    print(f"huiyin: {job.done - len(job.failed)}/{job.total} phrases ready, "
+          f"{job.synthesized} synthesized now, {len(job.failed)} failed", file=sys.stderr)
+    return 1 if job.failed or job.state != "done" else 0
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from config.phrases import PhraseFileError
+    from gateway.app import load_default_engines
+    from gateway.services import open_services
+
+    settings = _settings(args)
+    try:
+        specs = _load_specs(args, settings)
+    except (PhraseFileError, ValueError) as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        async with open_services(settings, None, load_default_engines) as services:
+            job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
+        return _report(job)
+
+    return asyncio.run(run())
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import asyncio
+    import hashlib
+    import json
+    import os
+    import tempfile
+
+    from config.phrases import PhraseFileError
+    from gateway.app import load_default_engines
+    from gateway.services import open_services
+    from synth import codecs
+
+    settings = _settings(args)
+    args.formats = [args.format]
+    try:
+        specs = _load_specs(args, settings)
+    except (PhraseFileError, ValueError) as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 2
+    fmt = codecs.FORMATS[args.format]
+    out: Path = args.out
+
+    def write(name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out / name)
+
+    async def run() -> int:
+        out.mkdir(parents=True, exist_ok=True)
+        async with open_services(settings, None, load_default_engines) as services:
+            job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
+            entries = []
+            rate = None
+            for spec in specs:
+                key = job.keys.get(spec.id)
+                phrase = await services.store.get_phrase(key) if key else None
+                if phrase is None:
+                    continue
+                audio = await services.store.variant(phrase, fmt.name, args.rate)
+                rate = audio.rate
+                name = f"{spec.id}.{fmt.extension}"
+                write(name, audio.data)
+                entries.append({
+                    "id": spec.id, "file": name, "text": spec.text, "tags": list(spec.tags),
+                    "duration": round(audio.duration, 3), "bytes": audio.size,
+                    "sha256": hashlib.sha256(audio.data).hexdigest(), "key": phrase.key,
+                })
+        manifest = {"format": fmt.name, "content_type": fmt.content_type, "sample_rate": rate,
+                    "phrases": entries}
+        write("manifest.json", (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode())
+        print(f"huiyin: wrote {len(entries)} {fmt.name} files and manifest.json to {out}",
+              file=sys.stderr)
+        return _report(job)
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the CLI)."""
     parser = argparse.ArgumentParser(
@@ -135,6 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     synth.add_argument("--models-dir", type=Path, help="prepared models folder")
     synth.set_defaults(func=_cmd_synth)
+
+    warm = sub.add_parser("warm", help="synthesize and pin every phrase of phrase files")
+    warm.add_argument("files", nargs="+", type=Path, metavar="FILE", help="phrase YAML files")
+    warm.add_argument("--formats", nargs="+", metavar="FORMAT",
+                      help="encodings to prepare (default: each file's defaults)")
+    warm.set_defaults(func=_cmd_warm)
+
+    export = sub.add_parser(
+        "export", help="write one audio file per phrase id, and a manifest, into a folder"
+    )
+    export.add_argument("files", nargs="+", type=Path, metavar="FILE", help="phrase YAML files")
+    export.add_argument("--format", required=True, help="ulaw, alaw, wav, wav16, sln, mp3, …")
+    export.add_argument("--rate", type=int, help="sample rate (wav only)")
+    export.add_argument("--out", type=Path, required=True, help="destination folder")
+    export.set_defaults(func=_cmd_export)
 
     cache = sub.add_parser("cache", help="maintain the phrase store")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
