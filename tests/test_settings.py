@@ -64,3 +64,15 @@ def test_shipped_settings_file_is_valid() -> None:
 def test_huiyin_config_names_the_settings_file(tmp_path: Path) -> None:
     path = write(tmp_path, "port: 9300\n")
     assert load_settings(environ={"HUIYIN_CONFIG": str(path)}).port == 9300
+
+
+def test_configuration_reference_matches_the_settings() -> None:
+    from config.reference import REFERENCE_PATH, render_reference
+    from config.settings import setting_fields
+
+    text = render_reference()
+    assert REFERENCE_PATH.read_text(encoding="utf-8") == text, (
+        "docs/configuration.md is stale: run `huiyin config reference --write`"
+    )
+    for field in setting_fields():
+        assert f"`HUIYIN_{field.name.upper()}`" in text and field.metadata["doc"] in text

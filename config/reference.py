@@ -1,0 +1,62 @@
+"""The configuration reference, generated from the Settings definitions.
+
+`huiyin config reference` prints it; docs/configuration.md is its output, and a test fails
+when the two differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from config.settings import ENV_PREFIX, Settings, setting_fields
+
+_HINTS = typing.get_type_hints(Settings)
+HEADER = """\
+# Configuration reference
+
+Generated from `config/settings.py` by `huiyin config reference`; do not edit by hand.
+
+Settings come from `config/settings.yaml` (or the file named by `--config` or
+`HUIYIN_CONFIG`), then from environment variables, which win. Unknown keys and wrong
+types stop the program with a message naming the key and where it came from.
+
+| key | type | default | environment variable | meaning |
+|---|---|---|---|---|
+"""
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return f"{_type_name(inner)} (optional)"
+    if typing.get_origin(hint) is tuple:
+        return f"list of {_type_name(typing.get_args(hint)[0])}s"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}[hint]
+
+
+def _default(field: dataclasses.Field[Any]) -> str:
+    if field.name == "models_dir":
+        return "`~/.cache/huiyin/models`"
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    if value is None or value == ():
+        return "unset"
+    if isinstance(value, tuple):
+        return "`" + ",".join(str(v) for v in value) + "`"
+    return f"`{value}`"
+
+
+def render_reference() -> str:
+    """The Markdown reference: every key with its type, default and environment variable."""
+    rows = [
+        f"| `{f.name}` | {_type_name(_HINTS[f.name])} | {_default(f)} | "
+        f"`{ENV_PREFIX}{f.name.upper()}` | {f.metadata['doc']} |"
+        for f in setting_fields()
+    ]
+    return HEADER + "\n".join(rows) + "\n"
+
+
+REFERENCE_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
