@@ -244,6 +244,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from config.reference import REFERENCE_PATH, render_reference
+
+    text = render_reference()
+    if args.write:
+        REFERENCE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        REFERENCE_PATH.write_text(text, encoding="utf-8")
+        print(f"huiyin: wrote {REFERENCE_PATH}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the CLI)."""
     parser = argparse.ArgumentParser(
@@ -283,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--rate", type=int, help="sample rate (wav only)")
     export.add_argument("--out", type=Path, required=True, help="destination folder")
     export.set_defaults(func=_cmd_export)
+
+    config_cmd = sub.add_parser("config", help="settings")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
+    reference = config_sub.add_parser(
+        "reference", help="print the configuration reference (every key, type, default, env var)"
+    )
+    reference.add_argument("--write", action="store_true", help="write docs/configuration.md")
+    reference.set_defaults(func=_cmd_config_reference)
 
     cache = sub.add_parser("cache", help="maintain the phrase store")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
