@@ -300,7 +300,28 @@ class PromptStore:
         self._stats.misses += 1
         started = time.perf_counter()
         pcm = await self.synthesizer.synthesize(request, priority)
-        seconds = time.perf_counter() - started
+        return await self._keep(request, key, pcm, time.perf_counter() - started)
+
+    async def find(self, request: SpeechRequest) -> Phrase | None:
+        """The stored phrase for a request, or None; never synthesizes."""
+        key = self.key_for(request)
+        phrase = self._phrases.get(key)
+        if phrase is None:
+            found = await self._load_good(key)
+            if found is None:
+                return None
+            phrase = found[0]
+            self._phrases[key] = phrase
+        self._used(phrase)
+        return phrase
+
+    async def put(self, request: SpeechRequest, pcm: Pcm, seconds: float) -> StoredPhrase:
+        """Store audio synthesized elsewhere (a completed stream) under the request's key."""
+        self._stats.misses += 1
+        key = self.key_for(request)
+        return await self._once(("phrase", key), lambda: self._keep(request, key, pcm, seconds))
+
+    async def _keep(self, request: SpeechRequest, key: str, pcm: Pcm, seconds: float) -> StoredPhrase:
         if len(pcm.samples) == 0:
             raise SynthesisError("the engine returned no audio")
         data = await self._run(lambda: encode_master(pcm))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -63,14 +64,23 @@ class Unavailable(HttpError):
         self.retry_after = retry_after
 
 
+OPENAI_PREFIX = "/v1/"
+
+
 def error_response(
     status: int, code: str, message: str, field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, *, openai: bool = False,
 ) -> web.Response:
-    """The JSON error body every route uses: {"status":"error","code","message","field"?}."""
-    body: dict[str, str] = {"status": "error", "code": code, "message": message}
-    if field is not None:
-        body["field"] = field
+    """The JSON error body: {"status":"error","code","message","field"?}; on the OpenAI
+    routes, OpenAI's own {"error": {"message","type","param","code"}} so its clients parse it."""
+    body: dict[str, object]
+    if openai:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        body = {"error": {"message": message, "type": kind, "param": field, "code": code}}
+    else:
+        body = {"status": "error", "code": code, "message": message}
+        if field is not None:
+            body["field"] = field
     response = web.json_response(body, status=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -81,32 +91,42 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Turn every failure into JSON with the right status; never a traceback, never HTML."""
     try:
         return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        status, code, message, field, headers = _describe(request, exc)
+        return error_response(status, code, message, field, headers,
+                              openai=request.path.startswith(OPENAI_PREFIX))
+
+
+def _describe(
+    request: web.Request, error: Exception
+) -> tuple[int, str, str, str | None, dict[str, str] | None]:
+    try:
+        raise error
     except Unavailable as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return error_response(exc.status, exc.code, str(exc), exc.field, headers)
+        return exc.status, exc.code, str(exc), exc.field, headers
     except HttpError as exc:
-        return error_response(exc.status, exc.code, str(exc), exc.field)
+        return exc.status, exc.code, str(exc), exc.field, None
     except (InvalidInputError, UnknownFormatError, UnsupportedRateError) as exc:
-        return error_response(422, "invalid_parameter", str(exc), getattr(exc, "field", None))
+        return 422, "invalid_parameter", str(exc), getattr(exc, "field", None), None
     except QueueFullError as exc:
-        return error_response(
-            503, "busy", "the synthesizer queue is full; retry later",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
+        return (503, "busy", "the synthesizer queue is full; retry later", None,
+                {"Retry-After": str(exc.retry_after)})
     except DeadlineExceededError:
-        return error_response(504, "deadline_exceeded", "synthesis did not finish in time")
+        return 504, "deadline_exceeded", "synthesis did not finish in time", None, None
     except WorkerClosedError:
-        return error_response(503, "shutting_down", "the server is shutting down",
-                              headers={"Retry-After": "5"})
+        return 503, "shutting_down", "the server is shutting down", None, {"Retry-After": "5"}
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
         message = exc.reason if exc.status != 413 else "request body too large"
-        return error_response(exc.status, code, message)
+        return exc.status, code, message, None, None
     except SynthesisError:
         log.exception("synthesis failed")
-        return error_response(500, "synthesis_failed", "synthesis failed")
+        return 500, "synthesis_failed", "synthesis failed", None, None
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        return error_response(500, "internal_error", "internal error")
+        return 500, "internal_error", "internal error", None, None
