@@ -18,6 +18,7 @@ from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
 from gateway.responses import IMMUTABLE, audio_response
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
+from gateway.streaming import stream_speech
 from gateway.synthesis import Voices
 from synth import codecs
 
@@ -59,6 +60,22 @@ async def tts(request: web.Request) -> web.StreamResponse:
     rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
     audio = await request.app[STORE].audio(speech, fmt, rate)
     return audio_response(request, audio, cache_control=f"public, max-age={settings.http_max_age}")
+
+
+async def tts_stream(request: web.Request) -> web.StreamResponse:
+    """GET /tts/stream.{ext}?text=…: audio sentence by sentence as it is synthesized."""
+    fmt = params.format_for_extension(request.match_info["ext"])
+    values = params.query_values(request.query, TTS_PARAMS)
+    settings = request.app[SETTINGS]
+    text = params.text(values, settings.max_text_length)
+    voices = voices_of(request)
+    speech = voices.request(
+        text, voice=params.string(values, "voice"), style=_style(values),
+        speed=params.number(values, "speed"), pitch=params.number(values, "pitch"),
+        volume=params.number(values, "volume"),
+    )
+    rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
+    return await stream_speech(request, speech, fmt, rate, f"public, max-age={settings.http_max_age}")
 
 
 async def prompt(request: web.Request) -> web.StreamResponse:
@@ -196,6 +213,7 @@ def add_routes(app: web.Application) -> None:
     """Register every route; GET routes answer HEAD too."""
     ext = r"{ext:[A-Za-z0-9]{1,8}}"
     app.router.add_get(f"/tts.{ext}", tts, name="tts")
+    app.router.add_get(f"/tts/stream.{ext}", tts_stream, name="tts_stream")
     app.router.add_get(f"/prompts/{{key:[0-9a-f]{{32}}}}.{ext}", prompt, name="prompt")
     app.router.add_get(f"/phrases/{{phrase_id:[^/]+}}.{ext}", named_phrase, name="phrase")
     app.router.add_post("/api/tts", api_tts)

@@ -1,0 +1,85 @@
+"""Streaming: audio goes out sentence by sentence over chunked transfer as it is synthesized.
+
+A phrase already in the store is sent whole. A miss streams; when the last sentence is
+out, the complete audio (identical to a whole synthesis) is stored. A client that leaves
+early stops the synthesis, and nothing partial is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+import numpy as np
+from aiohttp import web
+
+from cache.keys import SpeechRequest
+from gateway.errors import InvalidParameter
+from gateway.responses import audio_response
+from gateway.state import STORE, VOICES
+from synth import codecs
+from synth.engine import Pcm
+
+# Formats that can be cut at any sentence and joined again by the player.
+STREAMABLE = ("wav", "pcm", "sln", "sln16", "ulaw", "alaw", "mp3")
+
+
+def streaming_wav_header(rate: int) -> bytes:
+    """A 16-bit mono WAV header whose sizes say "unknown length" (0xFFFFFFFF), as streams do."""
+    unknown = 0xFFFFFFFF
+    return (
+        b"RIFF" + struct.pack("<I", unknown) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data" + struct.pack("<I", unknown)
+    )
+
+
+def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
+    """One sentence in the stream's encoding (WAV sends raw samples after its header)."""
+    if fmt == "wav":
+        samples = codecs.resample(pcm.samples, pcm.sample_rate, rate)
+        return np.asarray(samples, dtype="<i2").tobytes()
+    return codecs.encode(pcm.samples, pcm.sample_rate, fmt)
+
+
+async def stream_speech(
+    request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
+) -> web.StreamResponse:
+    """Answer with the speech: whole from the store, or streamed as it is synthesized."""
+    if fmt not in STREAMABLE:
+        raise InvalidParameter(
+            f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
+        )
+    store = request.app[STORE]
+    found = await store.find(speech)
+    if found is not None:
+        audio = await store.variant(found, fmt, rate)
+        return audio_response(request, audio, cache_control=cache_control)
+
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    sentences = request.app[VOICES].stream(speech)
+    try:
+        # The first sentence comes before the headers, so a refusal is still a JSON error.
+        first = await anext(sentences)
+        response = web.StreamResponse(headers={
+            "Content-Type": codecs.FORMATS[fmt].content_type,
+            "Cache-Control": cache_control,
+            "X-Cache": "MISS",
+        })
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if fmt == "wav":
+            await response.write(streaming_wav_header(rate))
+        chunks = [first]
+        await response.write(await loop.run_in_executor(None, encode_chunk, first, fmt, rate))
+        async for pcm in sentences:
+            chunks.append(pcm)
+            await response.write(await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate))
+        await response.write_eof()
+    finally:
+        await sentences.aclose()
+    # Complete: keep it, so the next request for this text is a hit.
+    await store.put(speech, Pcm.concat(chunks), time.perf_counter() - started)
+    return response
