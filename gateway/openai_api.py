@@ -1,0 +1,100 @@
+"""OpenAI-compatible speech: POST /v1/audio/speech and GET /v1/models, from the same store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway import params
+from gateway.errors import BadRequest, InvalidParameter, NotFound
+from gateway.responses import audio_response
+from gateway.routes import voices_of
+from gateway.state import SETTINGS, STORE
+from gateway.streaming import stream_speech
+
+# Model ids OpenAI clients send; every one speaks with this gateway's voices.
+MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "huiyin")
+# OpenAI's voice names; the `openai_voices` setting maps them, the rest go to the default voice.
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+)
+# response_format -> our format
+RESPONSE_FORMATS = {"mp3": "mp3", "opus": "ogg", "flac": "flac", "wav": "wav", "pcm": "pcm"}
+FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
+
+
+def voice_map(setting: str | None) -> dict[str, str]:
+    """'alloy=baker,nova=zhitian' -> {'alloy': 'baker', 'nova': 'zhitian'}."""
+    mapping: dict[str, str] = {}
+    for pair in (setting or "").split(","):
+        if pair.strip():
+            name, _, voice = pair.partition("=")
+            mapping[name.strip()] = voice.strip()
+    return mapping
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    """POST /v1/audio/speech: the input spoken in the requested format."""
+    try:
+        body: Any = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown parameter '{unknown[0][:40]}'", unknown[0][:40])
+    model = params.string(body, "model")
+    if model is None:
+        raise InvalidParameter("model is required", "model")
+    if model not in MODELS:
+        raise NotFound(f"the model '{model[:40]}' does not exist; use one of: {', '.join(MODELS)}", "model")
+    settings = request.app[SETTINGS]
+    text = params.text(body, settings.max_text_length, "input")
+    voices = voices_of(request)
+    asked = params.string(body, "voice")
+    if asked is None:
+        raise InvalidParameter("voice is required", "voice")
+    mapping = voice_map(settings.openai_voices)
+    voice = mapping.get(asked) or (voices.default_voice if asked in OPENAI_VOICES else asked)
+    response_format = params.string(body, "response_format") or "mp3"
+    fmt = RESPONSE_FORMATS.get(response_format)
+    if fmt is None:
+        raise InvalidParameter(
+            f"response_format '{response_format[:20]}' is not offered; use one of: "
+            f"{', '.join(RESPONSE_FORMATS)}", "response_format",
+        )
+    try:
+        request_speech = voices.request(
+            text, voice=voice, style=None, speed=params.number(body, "speed"), pitch=1.0, volume=1.0
+        )
+    except InvalidParameter as exc:
+        if exc.field == "voice":
+            raise InvalidParameter(str(exc), "voice") from None
+        raise
+    rate = params.check_rate(fmt, voices.native_rate(request_speech.engine), None)
+    cache_control = f"public, max-age={settings.http_max_age}"
+    stream_format = params.string(body, "stream_format")
+    if stream_format not in (None, "audio"):
+        raise InvalidParameter("stream_format must be 'audio' (server-sent events are not offered)",
+                               "stream_format")
+    if stream_format == "audio":
+        return await stream_speech(request, request_speech, fmt, rate, cache_control)
+    audio = await request.app[STORE].audio(request_speech, fmt, rate)
+    return audio_response(request, audio, cache_control=cache_control)
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the model ids /v1/audio/speech accepts."""
+    return web.json_response({
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "huiyin"} for m in MODELS],
+    })
+
+
+def add_openai_routes(app: web.Application) -> None:
+    """Register the OpenAI-compatible routes."""
+    app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_get("/v1/models", models)
