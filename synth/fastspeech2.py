@@ -40,6 +40,8 @@ VOCODER_CONTEXT = 32
 # Below this many frames per chunk, splitting costs more than it saves.
 VOCODER_MIN_CHUNK = 96
 HOP = 300  # samples per mel frame
+# Frames (0.8 s) of a long first sentence vocoded alone, so a stream starts early.
+HEAD_FRAMES = 64
 
 
 class ModelNotPreparedError(SynthesisError):
@@ -142,20 +144,28 @@ class FastSpeech2Engine:
         out: npt.NDArray[np.float32] = self._vocoder.run(None, {"mels": mel[:, lo:hi]})[0][0, :, 0]
         return out[(start - lo) * HOP : (end - lo) * HOP]
 
-    def _vocode(self, mel: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Mel to audio, split into overlapping chunks run in parallel (sample-exact)."""
-        frames = mel.shape[1]
+    def _vocode(
+        self, mel: npt.NDArray[np.float32], start: int = 0
+    ) -> npt.NDArray[np.float32]:
+        """Mel frames from `start` on to audio, in overlapping chunks run in parallel.
+
+        Sample-exact: any split gives the samples a single run over the whole mel gives.
+        """
+        frames = mel.shape[1] - start
         parts = max(1, min(self._threads, frames // VOCODER_MIN_CHUNK))
-        if parts == 1:
+        if parts == 1 and start == 0:
             single: npt.NDArray[np.float32] = self._vocoder.run(None, {"mels": mel})[0][0, :, 0]
             return single
-        bounds = [frames * k // parts for k in range(parts + 1)]
+        bounds = [start + frames * k // parts for k in range(parts + 1)]
         spans = self._pool.map(lambda k: self._vocode_span(mel, bounds[k], bounds[k + 1]), range(parts))
         return np.concatenate(list(spans))
 
-    def _sentence(self, sentence: Sentence, prosody: Prosody) -> npt.NDArray[np.float32]:
-        mel = self._mel(sentence.ids, prosody)
-        audio = self._vocode(mel)
+    def _opening(self, mel: npt.NDArray[np.float32], prosody: Prosody, first: bool) -> bool:
+        # A long first sentence's opening is vocoded alone so a stream starts early. Pitch
+        # shifting resamples whole sentences, so those stay in one piece.
+        return first and prosody.pitch == 1.0 and mel.shape[1] >= HEAD_FRAMES + 2 * VOCODER_MIN_CHUNK
+
+    def _finish(self, audio: npt.NDArray[np.float32], prosody: Prosody) -> npt.NDArray[np.float32]:
         if prosody.pitch != 1.0:
             # Played back `pitch` times faster: F0 rises by that factor, duration returns.
             audio = soxr.resample(audio, SAMPLE_RATE * prosody.pitch, SAMPLE_RATE, quality="HQ")
@@ -169,7 +179,8 @@ class FastSpeech2Engine:
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
     ) -> Iterator[Pcm]:
-        """Yield each sentence as PCM as soon as it is synthesized (a pause follows all but the last)."""
+        """Yield PCM as soon as it is synthesized: sentence by sentence (a pause follows all
+        but the last), with a long first sentence's opening ahead of its remainder."""
         self._check(voice, prosody)
         effective = apply_style(style, prosody)
         utterance = self._frontend.analyze(text)
@@ -177,11 +188,19 @@ class FastSpeech2Engine:
             raise InvalidInputError("text", "the text has nothing to say")
         pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), dtype=np.int16)
         last = len(utterance.sentences) - 1
+        unread = utterance.unread
         for i, sentence in enumerate(utterance.sentences):
-            samples = self._to_pcm16(self._sentence(sentence, effective))
+            mel = self._mel(sentence.ids, effective)
+            start = 0
+            if self._opening(mel, effective, first=i == 0):
+                head = self._vocode_span(mel, 0, HEAD_FRAMES)
+                yield Pcm(self._to_pcm16(self._finish(head, effective)), SAMPLE_RATE, unread)
+                unread, start = (), HEAD_FRAMES
+            samples = self._to_pcm16(self._finish(self._vocode(mel, start), effective))
             if i < last:
                 samples = np.concatenate([samples, pause])
-            yield Pcm(samples, SAMPLE_RATE, utterance.unread if i == 0 else ())
+            yield Pcm(samples, SAMPLE_RATE, unread)
+            unread = ()
 
     def synthesize(
         self, text: str, *, voice: str | None = None, style: str = "neutral",

@@ -102,3 +102,14 @@ def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engin
     assert mel.shape[1] > 300  # long enough to be split into chunks
     single = engine._vocoder.run(None, {"mels": mel})[0][0, :, 0]
     assert np.array_equal(engine._vocode(mel), single)
+    head = engine._vocode_span(mel, 0, 64)
+    assert np.array_equal(np.concatenate([head, engine._vocode(mel, 64)]), single)
+
+
+def test_a_long_first_sentence_streams_its_opening_first(engine: FastSpeech2Engine) -> None:
+    text = "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清。谢谢。"
+    chunks = list(engine.stream(text))
+    assert len(chunks) == 3  # opening, rest of the first sentence, second sentence
+    assert abs(chunks[0].duration - 64 * 300 / 24000) < 1e-9
+    joined = np.concatenate([c.samples for c in chunks])
+    assert np.array_equal(joined, engine.synthesize(text).samples)
