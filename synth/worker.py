@@ -58,6 +58,8 @@ class _Job:
     # Streams only: chunks, then an exception or None (the end), and the consumer's stop flag.
     chunks: asyncio.Queue[Pcm | BaseException | None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Seconds the engine spent on it (synthesis only), for the caller's timing.
+    engine_seconds: float = 0.0
 
 
 class SynthesisWorker:
@@ -154,15 +156,23 @@ class SynthesisWorker:
     async def synthesize(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(), priority: Priority = Priority.LIVE,
-        deadline: float | None = None,
+        deadline: float | None = None, timing: dict[str, float] | None = None,
     ) -> Pcm:
-        """Queue one synthesis and return its audio; engine errors are raised unchanged."""
+        """Queue one synthesis and return its audio; engine errors are raised unchanged.
+
+        `timing`, when given, receives `queue_seconds` and `engine_seconds`.
+        """
         job = self._submit(text, voice, style, prosody, priority, streaming=False)
         limit = self._deadline if deadline is None else deadline
         scope = asyncio.timeout(limit)
+        started = time.perf_counter()
         try:
             async with scope:
-                return cast(Pcm, await job.outcome)
+                pcm = cast(Pcm, await job.outcome)
+            if timing is not None:
+                timing["engine_seconds"] = job.engine_seconds
+                timing["queue_seconds"] = max(0.0, time.perf_counter() - started - job.engine_seconds)
+            return pcm
         except TimeoutError:
             if not scope.expired():
                 raise  # the engine's own TimeoutError, passed on unchanged
@@ -273,6 +283,7 @@ class SynthesisWorker:
                 job.outcome.set_exception(exc)
             return
         self._record(seconds, pcm.duration, True)
+        job.engine_seconds = seconds
         if not job.outcome.done():  # else the caller gave up: the audio is discarded
             job.outcome.set_result(pcm)
 
