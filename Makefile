@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,modelscope]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,12 +29,17 @@ models: $(VENV)/.installed
 run: models
 	$(BIN)/huiyin serve
 
-# ffmpeg's ffprobe checks encoded audio independently of our own decoders.
+# ffmpeg's ffprobe checks encoded audio independently of our own decoders; Debian's
+# Chromium runs the browser page in tests/test_page.py (Playwright drives it, downloads none).
 test-tools:
 	@command -v ffprobe >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
 	  else echo "make: install ffmpeg (ffprobe) to run the codec cross-checks"; fi; }
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: install chromium (/usr/bin/chromium) to run the browser page test"; fi; }
 
 test: install-test models test-tools
 	$(BIN)/python -m pytest

@@ -17,6 +17,9 @@ ENV_PREFIX = "HUIYIN_"
 # Names a settings file; not a setting itself.
 CONFIG_ENV = "HUIYIN_CONFIG"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
+# Engine names the `engines` setting accepts (synth/registry.py builds each).
+ENGINES = ("fastspeech2", "sambert")
+DEFAULT_ENGINES = ("fastspeech2",)
 
 
 class ConfigError(ValueError):
@@ -65,6 +68,26 @@ class Settings:
         default=None,
         metadata=_doc("Optional pronunciation lexicon (TSV: word, then pinyin with tone digits)."),
     )
+    engines: tuple[str, ...] = field(
+        default=DEFAULT_ENGINES,
+        metadata=_doc(f"Engines to load, each one failing startup if it cannot load: "
+                      f"{', '.join(ENGINES)} (comma-separated in the env)."),
+    )
+    sambert_model_dir: Path | None = field(
+        default=None,
+        metadata=_doc("Local ModelScope model folder (with configuration.json) for the "
+                      "'sambert' engine."),
+    )
+    sambert_model_id: str | None = field(
+        default=None,
+        metadata=_doc("ModelScope model id (owner/name) for the 'sambert' engine, looked up in "
+                      "the local ModelScope cache (MODELSCOPE_CACHE); never downloaded."),
+    )
+    default_voice: str | None = field(
+        default=None,
+        metadata=_doc("Voice used when a request names none; unset uses the first engine's "
+                      "first voice."),
+    )
     max_text_length: int = field(
         default=1024, metadata=_doc("Longest text, in characters, one request may synthesize.")
     )
@@ -88,6 +111,11 @@ class Settings:
     phrase_max_age: int = field(
         default=300,
         metadata=_doc("Cache-Control max-age of /phrases responses (their text may change)."),
+    )
+    openai_voices: str | None = field(
+        default=None,
+        metadata=_doc("OpenAI voice names mapped to ours for /v1/audio/speech, as "
+                      "'alloy=baker,nova=baker'; unmapped OpenAI names use the default voice."),
     )
     admin_token: str | None = field(
         default=None, metadata=_doc("Bearer token for the admin routes; unset disables them.")
@@ -128,7 +156,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             items = raw.split(",") if isinstance(raw, str) else raw
             if not isinstance(items, list | tuple):
                 raise TypeError
-            return tuple(Path(str(i).strip()).expanduser() for i in items if str(i).strip())
+            texts = [str(i).strip() for i in items if str(i).strip()]
+            if typing.get_args(hint)[0] is Path:
+                return tuple(Path(t).expanduser() for t in texts)
+            return tuple(texts)
         if hint is bool:
             if isinstance(raw, bool):
                 return raw
@@ -180,6 +211,32 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
     level = values.get("log_level")
     if level is not None and level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"{source}: setting 'log_level' must be debug, info, warning or error")
+    engines = values.get("engines")
+    if engines is not None:
+        if not engines:
+            raise ConfigError(f"{source}: setting 'engines' must name at least one of: "
+                              f"{', '.join(ENGINES)}")
+        for name in engines:
+            if name not in ENGINES:
+                raise ConfigError(f"{source}: setting 'engines': unknown engine '{name}'; "
+                                  f"known: {', '.join(ENGINES)}")
+            if engines.count(name) > 1:
+                raise ConfigError(f"{source}: setting 'engines' names '{name}' twice")
+
+
+def _validate_combination(values: Mapping[str, Any]) -> None:
+    """Checks across settings, on the final values (each may come from a different source)."""
+    if "sambert" in values.get("engines", DEFAULT_ENGINES):
+        model_dir, model_id = values.get("sambert_model_dir"), values.get("sambert_model_id")
+        if model_dir is None and model_id is None:
+            raise ConfigError(
+                "setting 'engines' includes 'sambert', which needs setting 'sambert_model_dir' "
+                "(a local model folder) or 'sambert_model_id' (a model in the ModelScope cache)"
+            )
+        if model_dir is not None and model_id is not None:
+            raise ConfigError(
+                "settings 'sambert_model_dir' and 'sambert_model_id' are both set; set one"
+            )
 
 
 def load_settings(
@@ -227,4 +284,5 @@ def load_settings(
         if raw is not None:
             values[key] = _coerce(key, raw, "command line")
     _validate(values, "command line")
+    _validate_combination(values)
     return Settings(**values)

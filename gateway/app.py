@@ -12,6 +12,7 @@ from config import Settings
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.errors import errors_middleware
 from gateway.metrics import Metrics
+from gateway.openai_api import add_openai_routes
 from gateway.routes import add_routes
 from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from gateway.services import EngineLoader, open_services
@@ -21,14 +22,10 @@ log = logging.getLogger("huiyin.gateway")
 
 
 def load_default_engines(settings: Settings) -> Sequence[Engine]:
-    """The built-in voice, one instance per configured worker."""
-    from synth.fastspeech2 import FastSpeech2Engine
+    """Every engine the `engines` setting names, one instance per configured worker."""
+    from synth.registry import load_engines
 
-    threads = max(1, settings.resolved_threads() // settings.workers)
-    return [
-        FastSpeech2Engine.load(settings.models_dir, threads=threads, lexicon=settings.lexicon)
-        for _ in range(settings.workers)
-    ]
+    return load_engines(settings)
 
 
 def create_app(
@@ -59,6 +56,7 @@ def create_app(
 
     app.cleanup_ctx.append(services)
     add_routes(app)
+    add_openai_routes(app)
     if settings.admin_token:
         add_admin_routes(app)
     return app

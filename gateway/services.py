@@ -52,7 +52,7 @@ async def open_services(
     ]
     for worker in workers:
         await worker.start()
-    voices = Voices(workers)
+    voices = Voices(workers, default_voice=settings.default_voice)
     voices.observers.extend(observers)
     store = PromptStore(
         settings.data_dir, voices, database_url=settings.database_url,
