@@ -11,6 +11,8 @@ from aiohttp import web
 from config import Settings
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.errors import errors_middleware
+from gateway.logs import access_log
+from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
 from gateway.openai_api import add_openai_routes
 from gateway.routes import add_routes
@@ -34,9 +36,14 @@ def create_app(
 ) -> web.Application:
     """Build the application. Engines load at startup (off the loop) unless given."""
     app = web.Application(client_max_size=settings.max_body_bytes)
+    # aiohttp's own access log writes whole URLs, customer text included: our JSON access
+    # log replaces it, and it speaks only when debug logging is on, whatever runner serves.
+    logging.getLogger("aiohttp.access").setLevel(
+        logging.DEBUG if settings.log_level == "debug" else logging.WARNING
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
-    app.middlewares.extend([app[METRICS].middleware, errors_middleware])
+    app.middlewares.extend([access_log, app[METRICS].middleware, errors_middleware])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         async with open_services(
@@ -64,14 +71,16 @@ def create_app(
 
 def run(settings: Settings) -> int:
     """Serve until interrupted."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logs(settings.log_level)
     # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
     max_line = max(8190, settings.max_text_length * 9 + 2048)
+    # On SIGTERM aiohttp stops accepting, lets running requests finish (a synthesis may take
+    # up to its deadline), then closes the services: running syntheses end and are committed.
     web.run_app(
         create_app(settings), host=settings.host, port=settings.port,
         handler_args={"max_line_size": max_line}, access_log=None,
+        shutdown_timeout=settings.synthesis_deadline + 5,
         print=lambda msg: log.info(msg.strip()),
     )
+    log.info("stopped")
     return 0

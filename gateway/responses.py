@@ -9,6 +9,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from cache.store import Audio
+from gateway.logs import note
 from synth import codecs
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -42,6 +43,7 @@ def audio_response(
     request: web.Request, audio: Audio, *, cache_control: str, download: str | None = None,
 ) -> web.Response:
     """200, 206, 304 or 416 for encoded audio, with the headers IVR caches rely on."""
+    note(key=audio.key[:8], cached=audio.cached, format=audio.format)
     fmt = codecs.FORMATS[audio.format]
     headers = {
         "ETag": audio.etag,

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from cache.keys import SpeechRequest
 from gateway.errors import InvalidParameter
+from gateway.logs import note
 from gateway.responses import audio_response
 from gateway.state import STORE, VOICES
 from synth import codecs
@@ -69,6 +70,7 @@ async def stream_speech(
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()
+        note(key=store.key_for(speech)[:8], cached=False, format=fmt, streamed=True)
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))

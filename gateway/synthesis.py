@@ -9,6 +9,7 @@ from typing import Any
 
 from cache.keys import SpeechRequest
 from gateway.errors import InvalidParameter
+from gateway.logs import note
 from synth.engine import Pcm, Prosody, VoiceInfo
 from synth.worker import Priority, SynthesisWorker
 
@@ -103,10 +104,14 @@ class Voices:
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
         """Synthesize on the request's engine, in its queue."""
         started = time.perf_counter()
+        timing: dict[str, float] = {}
         pcm = await self._worker(request.engine).synthesize(
             request.text, voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
+            timing=timing,
         )
+        note(synth_ms=round(timing.get("engine_seconds", 0.0) * 1000, 1),
+             queue_ms=round(timing.get("queue_seconds", 0.0) * 1000, 1))
         for observe in self.observers:
             observe(time.perf_counter() - started, pcm.duration)
         return pcm

@@ -1,0 +1,130 @@
+"""Operations: structured logs without customer text, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from cache.store import PromptStore
+from config import Settings
+from gateway import create_app
+from gateway.logs import JsonFormatter
+from synth.fastspeech2 import FastSpeech2Engine
+from tests.conftest import REPO
+from tests.test_serve import free_port
+
+Client = TestClient[Any, web.Application]
+SECRET = "您的验证码是735102"
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]], engine: FastSpeech2Engine, tmp_path: Path
+) -> Client:
+    return await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data"), engines=[engine]))
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "huiyin.access"]
+
+
+async def test_request_logs_are_structured_and_hold_no_customer_text(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    miss = await client.get("/tts.ulaw", params={"text": SECRET}, headers={"X-Request-Id": "call-42"})
+    assert miss.headers["X-Request-Id"] == "call-42"
+    hit = await client.get("/tts.ulaw", params={"text": SECRET})
+    assert len(hit.headers["X-Request-Id"]) == 16
+    first, second = [r.fields for r in access_records(caplog)]  # type: ignore[attr-defined]
+    assert first["request_id"] == "call-42" and first["route"] == "/tts.{ext}" and first["status"] == 200
+    assert first["cached"] is False and len(first["key"]) == 8 and first["synth_ms"] > 0
+    assert first["queue_ms"] >= 0 and first["ms"] > 0
+    assert second["cached"] is True and "synth_ms" not in second
+    everything = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "735102" not in everything and "验证码" not in everything
+
+
+async def test_debug_logging_includes_the_text(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="huiyin.access")
+    await client.get("/tts.ulaw", params={"text": "您好"})
+    (record,) = access_records(caplog)
+    assert record.fields["query"] == {"text": "您好"}  # type: ignore[attr-defined]
+
+
+def test_json_formatter_writes_one_object_per_line() -> None:
+    record = logging.LogRecord("huiyin.access", logging.INFO, __file__, 1, "request", None, None)
+    record.fields = {"route": "/tts.{ext}", "status": 200}
+    line = JsonFormatter().format(record)
+    data = json.loads(line)
+    assert data["level"] == "info" and data["route"] == "/tts.{ext}" and data["time"].endswith("Z")
+    assert "\n" not in line
+
+
+def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "HUIYIN_DATA_DIR": str(data_dir), "HUIYIN_PORT": str(port),
+           "HUIYIN_LOG_LEVEL": "info"}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        text = "感谢您的耐心等待，" * 30 + "再见。"  # several seconds of synthesis
+        result: dict[str, Any] = {}
+
+        def fetch() -> None:
+            with urllib.request.urlopen(f"{base}/tts.wav?text={quote(text)}", timeout=60) as r:
+                result["status"], result["body"] = r.status, r.read()
+
+        import threading
+
+        fetcher = threading.Thread(target=fetch)
+        fetcher.start()
+        time.sleep(0.8)  # the synthesis is running
+        proc.send_signal(signal.SIGTERM)
+        fetcher.join(timeout=60)
+        assert result.get("status") == 200 and len(result["body"]) > 24000 * 2 * 10
+        assert proc.wait(timeout=60) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(entry.get("route") == "/tts.{ext}" and entry.get("status") == 200 for entry in lines)
+    assert lines[-1]["message"] == "stopped"
+
+    async def committed() -> list[str]:
+        store = PromptStore(data_dir, None)
+        await store.open()
+        try:
+            assert (await store.check(grace=0)).clean
+            return [p.text for p in store.index.all_phrases()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(committed()) == [text.replace("，", ",")]
