@@ -29,17 +29,20 @@ models: $(VENV)/.installed
 run: models
 	$(BIN)/huiyin serve
 
-# ffmpeg's ffprobe checks encoded audio independently of our own decoders; Debian's
-# Chromium runs the browser page in tests/test_page.py (Playwright drives it, downloads none).
+# Debian tools the tests use to check our output independently: ffmpeg's ffprobe reads
+# encoded audio, Chromium runs the browser page (Playwright drives it, downloads none),
+# nginx runs the edge config, docker-compose validates the compose file without an engine.
+TEST_TOOLS := /usr/bin/ffprobe:ffmpeg /usr/bin/chromium:chromium /usr/sbin/nginx:nginx \
+              /usr/bin/docker-compose:docker-compose
+
 test-tools:
-	@command -v ffprobe >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  [ -x "$${pair%%:*}" ] || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
-	  else echo "make: install ffmpeg (ffprobe) to run the codec cross-checks"; fi; }
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "make: install chromium (/usr/bin/chromium) to run the browser page test"; fi; }
+	    echo "make: installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make: install these Debian packages to run every test:$$missing"; exit 1; fi; fi
 
 test: install-test models test-tools
 	$(BIN)/python -m pytest

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 from cache.keys import SpeechRequest
 from synth.engine import Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.worker import Priority
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class CountingSynthesizer:
@@ -33,3 +44,53 @@ class CountingSynthesizer:
                     prosody=Prosody(request.speed, request.pitch, request.volume),
                 ),
             )
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_process(
+    env: dict[str, str], *, command: list[str] | None = None, timeout: float = 60.0,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`huiyin serve` (or `command`) as a process on a free port; yields (base URL, process).
+
+    Waits for /readyz; on exit sends SIGTERM and waits, killing it only if it hangs.
+    """
+    port = free_port()
+    full_env = {**os.environ, "HUIYIN_PORT": str(port), "HUIYIN_HOST": "127.0.0.1", **env}
+    proc = subprocess.Popen(
+        command or [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=full_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the gateway exited: {proc.stderr.read() if proc.stderr else ''}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gateway did not become ready") from None
+                time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()

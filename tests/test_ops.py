@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -25,8 +23,7 @@ from config import Settings
 from gateway import create_app
 from gateway.logs import JsonFormatter
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.conftest import REPO
-from tests.test_serve import free_port
+from tests.support import serve_process
 
 Client = TestClient[Any, web.Application]
 SECRET = "您的验证码是735102"
@@ -77,28 +74,14 @@ def test_json_formatter_writes_one_object_per_line() -> None:
 
 
 def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -> None:
-    port = free_port()
     data_dir = tmp_path / "data"
-    env = {**os.environ, "HUIYIN_DATA_DIR": str(data_dir), "HUIYIN_PORT": str(port),
-           "HUIYIN_LOG_LEVEL": "info"}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        text = "感谢您的耐心等待，" * 30 + "再见。"  # several seconds of synthesis
-        result: dict[str, Any] = {}
+    text = "感谢您的耐心等待，" * 30 + "再见。"  # several seconds of synthesis
+    result: dict[str, Any] = {}
+    with serve_process({"HUIYIN_DATA_DIR": str(data_dir), "HUIYIN_LOG_LEVEL": "info"}) as (base, proc):
 
         def fetch() -> None:
             with urllib.request.urlopen(f"{base}/tts.wav?text={quote(text)}", timeout=60) as r:
                 result["status"], result["body"] = r.status, r.read()
-
-        import threading
 
         fetcher = threading.Thread(target=fetch)
         fetcher.start()
@@ -108,12 +91,6 @@ def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -
         assert result.get("status") == 200 and len(result["body"]) > 24000 * 2 * 10
         assert proc.wait(timeout=60) == 0
         stderr = proc.stderr.read() if proc.stderr else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(entry.get("route") == "/tts.{ext}" and entry.get("status") == 200 for entry in lines)
     assert lines[-1]["message"] == "stopped"

@@ -4,12 +4,8 @@ description checked against the live routes by schemathesis."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,53 +16,21 @@ import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 
-from tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import serve_process
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway process on a free port; its text limit keeps generated cases quick."""
-    port = free_port()
     env = {
-        **os.environ,
         "HUIYIN_DATA_DIR": str(tmp_path_factory.mktemp("serve") / "data"),
-        "HUIYIN_PORT": str(port),
         "HUIYIN_MAX_TEXT_LENGTH": "24",
         "HUIYIN_LOG_LEVEL": "warning",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"huiyin serve exited: {proc.stderr.read() if proc.stderr else ''}") from None
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("huiyin serve did not become ready within 60 s")
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    try:
+    with serve_process(env) as (base, proc):
+        yield base
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def test_ivr_fetches_ulaw_that_ffprobe_reads_as_8k_mulaw_mono(server: str, tmp_path: Path) -> None:

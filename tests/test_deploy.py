@@ -1,0 +1,143 @@
+"""Deployment files, tested without a Docker engine: the compose file validates, the image's
+own entrypoint serves here, and the edge profile's nginx config caches in front of a gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import yaml
+
+from config import load_settings
+from tests.support import REPO, free_port, serve_process
+
+
+def compose(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker-compose", "-f", str(REPO / "docker-compose.yml"), *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+
+
+def test_compose_file_validates_with_and_without_the_edge_profile() -> None:
+    assert compose("config", "-q").returncode == 0
+    edge = compose("--profile", "edge", "config", "--services")
+    assert edge.returncode == 0 and sorted(edge.stdout.split()) == ["edge", "huiyin"]
+    resolved = yaml.safe_load(compose("config").stdout)
+    assert resolved["services"]["edge"]["profiles"] == ["edge"]
+    assert "profiles" not in resolved["services"]["huiyin"]
+    gateway = resolved["services"]["huiyin"]
+    assert "huiyin-data:/data:rw" in gateway["volumes"]  # the store lives on a named volume
+    assert any(v.endswith(":/etc/nginx/templates/default.conf.template:ro")
+               for v in resolved["services"]["edge"]["volumes"])
+
+
+def dockerfile_runtime() -> tuple[list[str], dict[str, str]]:
+    """The final stage's ENTRYPOINT + CMD and ENV, read from the Dockerfile."""
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    final = text.split("\nFROM ")[-1]
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", final, re.M).group(1))  # type: ignore[union-attr]
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", final, re.M).group(1))  # type: ignore[union-attr]
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.*)$", final, re.M):
+        for pair in shlex.split(line):
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return entrypoint + cmd, env
+
+
+def test_the_images_entrypoint_serves_outside_docker(tmp_path: Path) -> None:
+    command, env = dockerfile_runtime()
+    assert command == ["huiyin", "serve"]
+    assert env["HUIYIN_HOST"] == "0.0.0.0" and env["HUIYIN_DATA_DIR"] == "/data"
+    assert "tensorflow" not in (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[0]
+    # The image's settings, with this machine's folders for /data, /models and /etc/huiyin.
+    env.pop("PATH")
+    env.pop("HUIYIN_PORT")  # the test picks a free port
+    env.update(
+        HUIYIN_DATA_DIR=str(tmp_path / "data"),
+        HUIYIN_MODELS_DIR=str(load_settings().models_dir),
+        HUIYIN_CONFIG=str(REPO / "config" / "settings.yaml"),
+    )
+    executable = str(Path(__import__("sys").executable).with_name(command[0]))
+    with serve_process(env, command=[executable, *command[1:]]) as (base, _):
+        with urllib.request.urlopen(f"{base}/tts.ulaw?text={quote('您好')}", timeout=60) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "audio/basic"
+
+
+def render_nginx(tmp_path: Path, upstream: str, port: int) -> Path:
+    """The edge template rendered as the nginx image would, inside a minimal main config."""
+    template = (REPO / "deploy" / "nginx" / "huiyin.conf.template").read_text(encoding="utf-8")
+    site = (template.replace("${UPSTREAM}", upstream).replace("${LISTEN}", f"127.0.0.1:{port}")
+            .replace("${CACHE_DIR}", str(tmp_path / "cache")))
+    assert "${" not in site
+    (tmp_path / "site.conf").write_text(site, encoding="utf-8")
+    main = tmp_path / "nginx.conf"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    # Run as root, nginx would drop its workers to "nobody", who cannot enter pytest's
+    # private temporary folders; this harness keeps them as the current user.
+    user = "user root;" if os.geteuid() == 0 else ""
+    main.write_text(f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {tmp_path}/site.conf;
+}}
+""", encoding="utf-8")
+    return main
+
+
+def tts_requests(base: str) -> float:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    found = re.search(r'^huiyin_requests_total\{route="/tts\.\{ext\}",status="200"\} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path) -> None:
+    with serve_process({"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "warning"}) as (base, _):
+        upstream = base.removeprefix("http://")
+        port = free_port()
+        config = render_nginx(tmp_path, upstream, port)
+        nginx = subprocess.Popen(["nginx", "-c", str(config), "-p", str(tmp_path)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            edge = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"{edge}/healthz", timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            url = f"{edge}/tts.ulaw?text={quote('您好，欢迎致电客户服务中心。')}"
+            with urllib.request.urlopen(url, timeout=60) as r:
+                first, first_status = r.read(), r.headers["X-Edge-Cache"]
+            with urllib.request.urlopen(url, timeout=60) as r:
+                second, second_status = r.read(), r.headers["X-Edge-Cache"]
+                assert r.headers["ETag"] and "max-age" in r.headers["Cache-Control"]
+            assert (first_status, second_status) == ("MISS", "HIT")
+            assert first == second and len(first) > 8000
+            assert tts_requests(base) == 1.0  # the second answer never reached the gateway
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+            if nginx.stderr:
+                nginx.stderr.close()
