@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
@@ -162,8 +163,21 @@ def _report(job: Any) -> int:
     return 1 if job.failed or job.state != "done" else 0
 
 
-def _cmd_warm(args: argparse.Namespace) -> int:
+def _run_services(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a command that starts the engines; a start-up failure is one line, not a traceback."""
     import asyncio
+
+    from synth.engine import SynthesisError
+    from synth.frontend import LexiconError
+
+    try:
+        return asyncio.run(main())
+    except (SynthesisError, LexiconError) as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
 
     from config.phrases import PhraseFileError
     from gateway.app import load_default_engines
@@ -181,11 +195,10 @@ def _cmd_warm(args: argparse.Namespace) -> int:
             job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
         return _report(job)
 
-    return asyncio.run(run())
+    return _run_services(run)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import asyncio
     import hashlib
     import json
     import os
@@ -241,7 +254,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return _report(job)
 
-    return asyncio.run(run())
+    return _run_services(run)
 
 
 def _cmd_config_reference(args: argparse.Namespace) -> int:
