@@ -14,7 +14,7 @@ import onnxruntime as ort
 import soxr
 
 from synth.engine import InvalidInputError, Pcm, Prosody, SettingRange, SynthesisError, VoiceInfo
-from synth.frontend import FRONTEND_VERSION, Frontend, Sentence, SymbolTable, load_lexicon
+from synth.frontend import FRONTEND_VERSION, Frontend, SymbolTable, load_lexicon
 from synth.models import PreparedModel, find_prepared
 from synth.styles import PRESETS, apply_style
 
