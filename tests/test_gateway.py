@@ -19,7 +19,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from config import Settings
 from gateway import create_app
 from gateway.state import STORE
-from synth.engine import Pcm, Prosody
+from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
 
 Client = TestClient[Any, web.Application]

@@ -16,8 +16,7 @@ from cache.hotset import HotSet
 from cache.index import SCHEMA_VERSION, Index
 from cache.keys import SpeechRequest
 from cache.store import Audio, PromptStore
-from synth.engine import Pcm, Prosody, SynthesisError
-from synth.fastspeech2 import FastSpeech2Engine
+from synth.engine import Pcm, SynthesisError
 from synth.worker import Priority
 from tests.support import CountingSynthesizer
 
