@@ -45,9 +45,36 @@ def _style(values: dict[str, Any]) -> str | None:
     return style if style is not None else emotion
 
 
+class UrlMemo:
+    """Exact /tts URLs already answered -> (key, format, rate): a repeated URL skips parsing,
+    normalization and checks and goes straight to the hot set. Bounded, oldest out first;
+    valid for the process's life, since engine versions cannot change in it."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._entries: dict[tuple[str, str], tuple[str, str, int]] = {}
+
+    def get(self, ext: str, query: str) -> tuple[str, str, int] | None:
+        """The answer's coordinates, if this URL was answered before."""
+        return self._entries.get((ext, query))
+
+    def put(self, ext: str, query: str, audio: Audio) -> None:
+        """Remember a URL's answer."""
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(ext, query)] = (audio.key, audio.format, audio.rate)
+
+
 async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
-    fmt = params.format_for_extension(request.match_info["ext"])
+    ext, query = request.match_info["ext"], request.query_string
+    memo = request.app[URL_MEMO]
+    seen = memo.get(ext, query)
+    if seen is not None:
+        hot = request.app[STORE].peek(*seen)
+        if hot is not None:
+            return audio_response(request, hot, cache_control=request.app[TTS_CACHE_CONTROL])
+    fmt = params.format_for_extension(ext)
     values = params.query_values(request.query, TTS_PARAMS)
     settings = request.app[SETTINGS]
     text = params.text(values, settings.max_text_length)
@@ -59,7 +86,8 @@ async def tts(request: web.Request) -> web.StreamResponse:
     )
     rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
     audio = await request.app[STORE].audio(speech, fmt, rate)
-    return audio_response(request, audio, cache_control=f"public, max-age={settings.http_max_age}")
+    memo.put(ext, query, audio)
+    return audio_response(request, audio, cache_control=request.app[TTS_CACHE_CONTROL])
 
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
@@ -209,8 +237,14 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
 
 
+URL_MEMO = web.AppKey("url_memo", UrlMemo)
+TTS_CACHE_CONTROL = web.AppKey("tts_cache_control", str)
+
+
 def add_routes(app: web.Application) -> None:
     """Register every route; GET routes answer HEAD too."""
+    app[URL_MEMO] = UrlMemo()
+    app[TTS_CACHE_CONTROL] = f"public, max-age={app[SETTINGS].http_max_age}"
     ext = r"{ext:[A-Za-z0-9]{1,8}}"
     app.router.add_get(f"/tts.{ext}", tts, name="tts")
     app.router.add_get(f"/tts/stream.{ext}", tts_stream, name="tts_stream")
