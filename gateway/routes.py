@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cache.keys import SpeechRequest
 from cache.store import Audio
 from gateway import params
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
@@ -74,17 +75,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
         hot = request.app[STORE].peek(*seen)
         if hot is not None:
             return audio_response(request, hot, cache_control=request.app[TTS_CACHE_CONTROL])
-    fmt = params.format_for_extension(ext)
-    values = params.query_values(request.query, TTS_PARAMS)
-    settings = request.app[SETTINGS]
-    text = params.text(values, settings.max_text_length)
-    voices = voices_of(request)
-    speech = voices.request(
-        text, voice=params.string(values, "voice"), style=_style(values),
-        speed=params.number(values, "speed"), pitch=params.number(values, "pitch"),
-        volume=params.number(values, "volume"),
-    )
-    rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
+    speech, fmt, rate = _speech_from_query(request)
     audio = await request.app[STORE].audio(speech, fmt, rate)
     memo.put(ext, query, audio)
     return audio_response(request, audio, cache_control=request.app[TTS_CACHE_CONTROL])
@@ -92,10 +83,15 @@ async def tts(request: web.Request) -> web.StreamResponse:
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
     """GET /tts/stream.{ext}?text=…: audio sentence by sentence as it is synthesized."""
+    speech, fmt, rate = _speech_from_query(request)
+    return await stream_speech(request, speech, fmt, rate, request.app[TTS_CACHE_CONTROL])
+
+
+def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int]:
+    """The checked request, format and rate a /tts URL asks for."""
     fmt = params.format_for_extension(request.match_info["ext"])
     values = params.query_values(request.query, TTS_PARAMS)
-    settings = request.app[SETTINGS]
-    text = params.text(values, settings.max_text_length)
+    text = params.text(values, request.app[SETTINGS].max_text_length)
     voices = voices_of(request)
     speech = voices.request(
         text, voice=params.string(values, "voice"), style=_style(values),
@@ -103,7 +99,7 @@ async def tts_stream(request: web.Request) -> web.StreamResponse:
         volume=params.number(values, "volume"),
     )
     rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
-    return await stream_speech(request, speech, fmt, rate, f"public, max-age={settings.http_max_age}")
+    return speech, fmt, rate
 
 
 async def prompt(request: web.Request) -> web.StreamResponse:
