@@ -304,7 +304,10 @@ class PromptStore:
 
     async def find(self, request: SpeechRequest) -> Phrase | None:
         """The stored phrase for a request, or None; never synthesizes."""
-        key = self.key_for(request)
+        return await self._stored(self.key_for(request))
+
+    async def _stored(self, key: str) -> Phrase | None:
+        """A stored phrase by key, from memory or from an intact file; counted as used."""
         phrase = self._phrases.get(key)
         if phrase is None:
             found = await self._load_good(key)
@@ -381,17 +384,8 @@ class PromptStore:
 
     async def by_key(self, key: str, fmt: str, rate: int | None = None) -> Audio | None:
         """Audio of a stored phrase by its key, or None when unknown (never synthesizes)."""
-        if not is_key(key):
-            return None
-        phrase = self._phrases.get(key)
-        if phrase is None:
-            found = await self._load_good(key)
-            if found is None:
-                return None
-            phrase = found[0]
-            self._phrases[key] = phrase
-        self._used(phrase)
-        return await self.variant(phrase, fmt, rate)
+        phrase = await self._stored(key) if is_key(key) else None
+        return None if phrase is None else await self.variant(phrase, fmt, rate)
 
     async def variant(self, phrase: Phrase, fmt: str, rate: int | None = None) -> Audio:
         """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored."""
