@@ -78,7 +78,7 @@ def run(settings: Settings) -> int:
     # up to its deadline), then closes the services: running syntheses end and are committed.
     web.run_app(
         create_app(settings), host=settings.host, port=settings.port,
-        handler_args={"max_line_size": max_line}, access_log=None,
+        max_line_size=max_line, access_log=None,
         shutdown_timeout=settings.synthesis_deadline + 5,
         print=lambda msg: log.info(msg.strip()),
     )

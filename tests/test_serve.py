@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,3 +75,20 @@ def test_routes_match_their_openapi_description(server: str) -> None:
             case.call_and_validate(timeout=60, excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_a_url_carries_the_longest_allowed_text(tmp_path: Path) -> None:
+    """1024 Chinese characters percent-encode to over 9 KB; the request line must fit."""
+    env = {"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "warning"}
+    with serve_process(env) as (base, proc):
+        url = f"{base}/tts.wav?text={quote('。' * 1024)}"
+        assert len(url) > 9000
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=30)
+        assert err.value.code == 422  # parsed, and refused for having nothing to say
+        assert json.loads(err.value.read())["field"] == "text"
+        err.value.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log = proc.stderr.read() if proc.stderr else ""
+    assert "custom kwargs" not in log and "Traceback" not in log
