@@ -15,6 +15,7 @@ from gateway.logs import access_log
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
 from gateway.openai_api import add_openai_routes
+from gateway.page import add_page_routes
 from gateway.routes import add_routes
 from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from gateway.services import EngineLoader, open_services
@@ -63,6 +64,7 @@ def create_app(
 
     app.cleanup_ctx.append(services)
     add_routes(app)
+    add_page_routes(app)
     add_openai_routes(app)
     if settings.admin_token:
         add_admin_routes(app)

@@ -1,0 +1,778 @@
+// Huiyin page: "试听 Try a voice" and "管理 Admin" tabs, plain ES module, no dependencies.
+// Anything that comes from the server or the user reaches the DOM through textContent or
+// setAttribute only, never as HTML.
+
+const $ = (selector) => document.querySelector(selector);
+const TOKEN_KEY = "huiyin.adminToken";
+const STYLE_NAMES = {
+  neutral: "中性", cheerful: "愉快", calm: "平静", serious: "严肃", apologetic: "歉意",
+};
+const STATS_EVERY_MS = 5000;
+const WARM_EVERY_MS = 1000;
+
+// ---------------------------------------------------------------- helpers
+
+class ApiError extends Error {
+  constructor(status, message, code = null, field = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** The API's JSON error ({"status":"error","code","message","field"}) as an ApiError. */
+async function errorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: fall back to the status line
+  }
+  const message = body?.message || `${response.status} ${response.statusText || "error"}`;
+  return new ApiError(response.status, message, body?.code ?? null, body?.field ?? null);
+}
+
+/** fetch JSON; the admin token goes in the Authorization header, never in the URL. */
+async function api(path, { method = "GET", json, token, signal } = {}) {
+  const headers = new Headers({ Accept: "application/json" });
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  let body;
+  if (json !== undefined) {
+    headers.set("Content-Type", "application/json");
+    body = JSON.stringify(json);
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, signal, cache: "no-store" });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, "无法连接服务器 (network error)");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.status === 204 ? null : response.json();
+}
+
+function showMessage(element, text, kind = "error") {
+  element.textContent = text || "";
+  element.classList.toggle("info", kind === "info");
+  element.hidden = !text;
+}
+
+/** Characters as the server counts them (code points, like Python's len). */
+const charCount = (text) => [...text].length;
+
+function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return "—";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 || value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+function formatSeconds(seconds) {
+  if (!Number.isFinite(seconds)) return "—";
+  if (seconds < 60) return `${seconds.toFixed(1)} 秒`;
+  if (seconds < 3600) return `${(seconds / 60).toFixed(1)} 分钟`;
+  return `${(seconds / 3600).toFixed(1)} 小时`;
+}
+
+const formatNumber = (n) => (Number.isFinite(n) ? n.toLocaleString("zh-CN") : "—");
+
+function element(tag, { text, className, attrs } = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  return node;
+}
+
+/** Resolves on the target's next `type` event. */
+const once = (target, type) =>
+  new Promise((resolve) => target.addEventListener(type, resolve, { once: true }));
+
+// Only one player sounds at a time.
+const players = [$("#player"), $("#phrase-player")];
+for (const player of players) {
+  player.addEventListener("play", () => {
+    for (const other of players) if (other !== player) other.pause();
+  });
+}
+
+// ---------------------------------------------------------------- tabs
+
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+
+function selectTab(tab, { focus = false, remember = true } = {}) {
+  for (const t of tabs) {
+    const selected = t === tab;
+    t.setAttribute("aria-selected", String(selected));
+    t.tabIndex = selected ? 0 : -1;
+    document.getElementById(t.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (focus) tab.focus();
+  const admin = tab.id === "tab-admin";
+  if (remember) {
+    history.replaceState(null, "", admin ? "#admin" : location.pathname + location.search);
+  }
+  adminShown(admin);
+}
+
+for (const tab of tabs) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (event) => {
+    const i = tabs.indexOf(tab);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    selectTab(tabs[(next + tabs.length) % tabs.length], { focus: true });
+  });
+}
+
+// ---------------------------------------------------------------- try a voice
+
+const form = $("#tts-form");
+const textInput = $("#text");
+const counter = $("#counter");
+const voiceSelect = $("#voice");
+const styleSelect = $("#style");
+const synthButton = $("#synthesize");
+const tryMessage = $("#try-message");
+const player = $("#player");
+const downloadButton = $("#download");
+const result = { cache: $("#r-cache"), duration: $("#r-duration"), latency: $("#r-latency") };
+const ranges = ["speed", "pitch"].map((name) => ({
+  name,
+  input: $(`#${name}`),
+  output: $(`#${name}-value`),
+  field: $(`#field-${name}`),
+}));
+
+const voices = { byName: new Map(), maxLength: 0 };
+
+async function loadVoices() {
+  let data;
+  try {
+    data = await api("/api/voices");
+  } catch (err) {
+    if (err.status === 503) {
+      showMessage(tryMessage, "语音正在加载，请稍候… (voices loading)", "info");
+      setTimeout(loadVoices, 2000);
+    } else {
+      showMessage(tryMessage, `无法加载音色：${err.message}`);
+    }
+    return;
+  }
+  showMessage(tryMessage, "");
+  voices.maxLength = data.max_text_length;
+  voiceSelect.replaceChildren();
+  for (const engine of data.engines) {
+    const parent = data.engines.length > 1
+      ? voiceSelect.appendChild(element("optgroup", { attrs: { label: engine.name } }))
+      : voiceSelect;
+    for (const voice of engine.voices) {
+      voices.byName.set(voice.name, { voice, engine });
+      const option = element("option", { text: voice.name, attrs: { value: voice.name } });
+      if (voice.description) option.title = voice.description;
+      parent.appendChild(option);
+    }
+  }
+  if (voices.byName.has(data.default_voice)) voiceSelect.value = data.default_voice;
+  applyVoice(true);
+  updateCounter();
+  synthButton.disabled = false;
+}
+
+/** Styles and setting ranges of the chosen voice's engine. */
+function applyVoice(resetValues) {
+  const chosen = voices.byName.get(voiceSelect.value);
+  if (!chosen) return;
+  const { voice, engine } = chosen;
+  const previous = styleSelect.value;
+  styleSelect.replaceChildren();
+  for (const style of voice.styles) {
+    const label = STYLE_NAMES[style] ? `${STYLE_NAMES[style]} ${style}` : style;
+    styleSelect.appendChild(element("option", { text: label, attrs: { value: style } }));
+  }
+  styleSelect.disabled = voice.styles.length === 0;
+  if (voice.styles.includes(previous)) styleSelect.value = previous;
+  else if (voice.styles.includes("neutral")) styleSelect.value = "neutral";
+
+  for (const range of ranges) {
+    const limits = engine.settings?.[range.name];
+    range.field.hidden = !limits;
+    if (!limits) continue;
+    range.input.min = String(limits.min);
+    range.input.max = String(limits.max);
+    range.input.step = "0.01";
+    range.input.dataset.default = String(limits.default);
+    const current = Number(range.input.value);
+    if (resetValues || !(current >= limits.min && current <= limits.max)) {
+      range.input.value = String(limits.default);
+    }
+    showRange(range);
+  }
+}
+
+function showRange(range) {
+  range.output.textContent = `${Number(range.input.value).toFixed(2)}×`;
+}
+
+function updateCounter() {
+  const count = charCount(textInput.value);
+  const over = voices.maxLength > 0 && count > voices.maxLength;
+  counter.textContent = `${count} / ${voices.maxLength || "…"}`;
+  counter.classList.toggle("over", over);
+  textInput.classList.toggle("over", over);
+  textInput.setAttribute("aria-invalid", String(over));
+}
+
+/** The synthesis parameters shared by the stream URL and POST /api/tts. */
+function speechParams() {
+  const params = { text: textInput.value, voice: voiceSelect.value };
+  if (!styleSelect.disabled && styleSelect.value) params.style = styleSelect.value;
+  for (const range of ranges) {
+    if (!range.field.hidden) params[range.name] = Number(range.input.value);
+  }
+  return params;
+}
+
+// Playback, the cache label and error messages all come from ONE request to
+// /tts/stream.mp3. fetch() reads its X-Cache header (and, when the server refuses, its JSON
+// error), and the body is fed to the <audio> element through Media Source Extensions as
+// it arrives, so a miss starts playing with its first sentence. Not chosen: <audio
+// src="/tts/stream.mp3?..."> with a HEAD or second GET beside it to learn X-Cache. aiohttp
+// answers HEAD with the GET handler, so that request would synthesize the text a second
+// time; and an <audio> element alone can show neither a header nor the error message.
+// Where MediaSource cannot play MP3 (older iOS Safari), the same response plays whole.
+// A text too long for a URL (servers and proxies refuse request lines past about 8 KB, and
+// a Chinese character takes 9 bytes percent-encoded) goes through POST /api/tts instead and
+// plays whole, its cache label from the answer's `cached`.
+const canStream = "MediaSource" in window && MediaSource.isTypeSupported("audio/mpeg");
+const LONGEST_URL = 8000;
+let synthesis = null; // { controller, params } of the latest synthesis
+let objectUrl = null;
+
+function setPlayerSource(url) {
+  if (objectUrl) URL.revokeObjectURL(objectUrl);
+  objectUrl = url && url.startsWith("blob:") ? url : null;
+  if (url) {
+    player.src = url;
+  } else {
+    player.removeAttribute("src");
+    player.load();
+  }
+}
+
+function startPlayback(controller, started) {
+  player.play().catch((err) => {
+    if (controller.signal.aborted || err.name !== "NotAllowedError") return;
+    // Autoplay refused: report the time to playable audio instead, and ask for a click.
+    showMessage(tryMessage, "浏览器阻止了自动播放，请点击播放按钮。", "info");
+    const report = () => showLatency(started, "可播放");
+    if (player.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) report();
+    else player.addEventListener("canplay", report, { once: true, signal: controller.signal });
+  });
+}
+
+function showLatency(started, note = "") {
+  const ms = Math.round(performance.now() - started);
+  result.latency.textContent = note ? `${ms} ms（${note}）` : `${ms} ms`;
+}
+
+function showDuration(seconds) {
+  if (Number.isFinite(seconds) && seconds > 0) result.duration.textContent = `${seconds.toFixed(2)} 秒`;
+}
+
+function showCache(header) {
+  const hit = header === "HIT";
+  result.cache.textContent = hit ? "命中 HIT（缓存）" : header === "MISS" ? "未命中 MISS（实时合成）" : "—";
+  result.cache.className = hit ? "hit" : header === "MISS" ? "miss" : "";
+}
+
+/** Append the response body to a MediaSource as it arrives; end the stream at its end. */
+async function streamInto(source, body) {
+  if (source.readyState !== "open") await once(source, "sourceopen");
+  const buffer = source.addSourceBuffer("audio/mpeg");
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer.appendBuffer(value);
+    await once(buffer, "updateend");
+    if (player.error) throw new Error("浏览器无法解码音频 (decode error)");
+  }
+  source.endOfStream();
+}
+
+async function synthesize() {
+  const text = textInput.value;
+  if (!text.trim()) {
+    showMessage(tryMessage, "请输入要合成的文本。");
+    textInput.focus();
+    return;
+  }
+  const count = charCount(text);
+  if (count > voices.maxLength) {
+    showMessage(tryMessage, `文本过长：${count} 字，上限 ${voices.maxLength} 字。`);
+    return;
+  }
+  synthesis?.controller.abort();
+  const controller = new AbortController();
+  const params = speechParams();
+  synthesis = { controller, params };
+  const { signal } = controller;
+  const started = performance.now();
+  showMessage(tryMessage, "");
+  showCache(null);
+  result.cache.textContent = "合成中…";
+  result.duration.textContent = "—";
+  result.latency.textContent = "—";
+  downloadButton.disabled = true;
+  player.addEventListener("playing", () => showLatency(started), { once: true, signal });
+
+  const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
+  const url = `/tts/stream.mp3?${query}`;
+  const tooLong = url.length > LONGEST_URL;
+  let source = null;
+  if (canStream && !tooLong) {
+    source = new MediaSource();
+    setPlayerSource(URL.createObjectURL(source));
+    startPlayback(controller, started); // still inside the user's click: allowed to sound
+  }
+  try {
+    if (tooLong) {
+      const json = { ...params, format: "mp3" };
+      const data = await api("/api/tts", { method: "POST", json, signal });
+      showCache(data.cached ? "HIT" : "MISS");
+      showDuration(data.duration);
+      const audio = new URL(data.audio_url, location.href);
+      setPlayerSource(audio.pathname + audio.search);
+      startPlayback(controller, started);
+      downloadButton.disabled = false;
+      return;
+    }
+    // no-store: a copy from the browser's HTTP cache would repeat an old X-Cache header.
+    const response = await fetch(url, { signal, cache: "no-store" });
+    if (!response.ok) throw await errorFrom(response);
+    showCache(response.headers.get("X-Cache"));
+    if (source) {
+      await streamInto(source, response.body);
+    } else {
+      const blob = await response.blob();
+      setPlayerSource(URL.createObjectURL(blob));
+      startPlayback(controller, started);
+    }
+    downloadButton.disabled = false;
+  } catch (err) {
+    if (signal.aborted) return;
+    setPlayerSource(null);
+    showCache(null);
+    result.cache.textContent = "—";
+    const message = err instanceof ApiError ? err.message
+      : err.name === "TypeError" ? "无法连接服务器 (network error)" : err.message;
+    showMessage(tryMessage, message);
+  }
+}
+
+// The download is the stored MP3 with a file name. POST /api/tts asks for it only on a click,
+// after the stream above has been stored, so it finds the audio instead of synthesizing it.
+async function download() {
+  if (!synthesis) return;
+  downloadButton.disabled = true;
+  try {
+    // The file is named after the start of the text (the server makes the name safe).
+    const name = [...synthesis.params.text.trim()].slice(0, 24).join("");
+    const json = { ...synthesis.params, format: "mp3", output_wav_name: name };
+    const data = await api("/api/tts", { method: "POST", json });
+    showDuration(data.duration);
+    const url = new URL(data.download_url, location.href);
+    const link = element("a", { attrs: { href: url.pathname + url.search, download: "" } });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  } catch (err) {
+    showMessage(tryMessage, `下载失败：${err.message}`);
+  } finally {
+    downloadButton.disabled = false;
+  }
+}
+
+player.addEventListener("durationchange", () => showDuration(player.duration));
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  synthesize();
+});
+textInput.addEventListener("input", updateCounter);
+textInput.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !synthButton.disabled) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+voiceSelect.addEventListener("change", () => applyVoice(false));
+for (const range of ranges) range.input.addEventListener("input", () => showRange(range));
+$("#reset-settings").addEventListener("click", () => applyVoice(true));
+downloadButton.addEventListener("click", download);
+
+// ---------------------------------------------------------------- admin
+
+const tokenInput = $("#token");
+const adminMessage = $("#admin-message");
+const adminBody = $("#admin-body");
+const phrasePlayer = $("#phrase-player");
+const warmCard = $("#warm-card");
+const warmButton = $("#warm");
+const warmProgress = $("#warm-progress");
+const warmStatus = $("#warm-status");
+const warmFailures = $("#warm-failures");
+
+const admin = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  shown: false,
+  connected: false,
+  statsTimer: null,
+  statsBusy: false,
+  page: 1,
+  pages: 1,
+  query: { q: "", tag: "" },
+  tags: new Set(),
+  job: null,
+  jobTimer: null,
+  loadedKey: null,
+};
+tokenInput.value = admin.token;
+
+/** Show why an admin call failed; stop asking when the token or the routes are the problem. */
+function adminFailed(err) {
+  let message = err.message;
+  const fatal = err.status === 401 || err.status === 403 || (err.status === 404 && !err.field);
+  if (err.status === 404 && !err.field) {
+    message = "此服务器未开启管理接口（未设置 admin_token）。Admin API is not enabled.";
+  } else if (err.status === 401) {
+    message = "需要管理令牌，请输入后点击连接。Token required.";
+  } else if (err.status === 403) {
+    message = "令牌错误，请重新输入。Wrong token.";
+    sessionStorage.removeItem(TOKEN_KEY);
+    admin.token = "";
+  }
+  if (fatal) {
+    admin.connected = false;
+    stopStats();
+    stopJob();
+    adminBody.hidden = true;
+  }
+  showMessage(adminMessage, message);
+}
+
+function adminShown(shown) {
+  admin.shown = shown;
+  if (!shown) {
+    stopStats();
+  } else if (admin.connected) {
+    refreshStats();
+    startStats();
+  } else if (admin.token) {
+    connect();
+  }
+}
+
+async function connect() {
+  stopStats();
+  try {
+    await loadStats();
+  } catch (err) {
+    adminFailed(err);
+    return;
+  }
+  admin.connected = true;
+  adminBody.hidden = false;
+  showMessage(adminMessage, "");
+  if (admin.shown) startStats();
+  loadPhrases();
+}
+
+function startStats() {
+  stopStats();
+  admin.statsTimer = setInterval(() => {
+    if (document.visibilityState === "visible") refreshStats();
+  }, STATS_EVERY_MS);
+}
+
+function stopStats() {
+  clearInterval(admin.statsTimer);
+  admin.statsTimer = null;
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && admin.shown && admin.connected) refreshStats();
+});
+
+async function refreshStats() {
+  if (admin.statsBusy || !admin.connected) return;
+  try {
+    await loadStats();
+    showMessage(adminMessage, ""); // a passing failure has passed
+  } catch (err) {
+    adminFailed(err);
+  }
+}
+
+async function loadStats() {
+  admin.statsBusy = true;
+  try {
+    renderStats(await api("/admin/stats", { token: admin.token }));
+  } finally {
+    admin.statsBusy = false;
+  }
+}
+
+function renderStats(data) {
+  const c = data.cache;
+  $("#s-entries").textContent = formatNumber(c.entries);
+  $("#s-bytes").textContent = c.max_bytes
+    ? `${formatBytes(c.bytes)} / ${formatBytes(c.max_bytes)}`
+    : formatBytes(c.bytes);
+  $("#s-hits").textContent = formatNumber(c.hits);
+  $("#s-misses").textContent = formatNumber(c.misses);
+  $("#s-ratio").textContent = c.hits + c.misses ? `${(c.hit_ratio * 100).toFixed(1)}%` : "—";
+  $("#s-evictions").textContent = formatNumber(c.evictions);
+  $("#s-saved").textContent = formatSeconds(c.synthesis_seconds_saved);
+  const rows = data.synthesis.map((w) => {
+    const row = element("tr");
+    row.append(
+      element("td", { text: w.engine }),
+      element("td", { text: w.queue_depth, className: "num" }),
+      element("td", { text: w.busy ? "是" : "否" }),
+      element("td", { text: formatNumber(w.completed), className: "num" }),
+      element("td", { text: w.rtf === null ? "—" : w.rtf.toFixed(3), className: "num" }),
+    );
+    return row;
+  });
+  $("#engines").replaceChildren(...rows);
+  $("#stats-updated").textContent = `更新于 ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+  // A warm-up started elsewhere (at startup, or by another admin) shows its progress too;
+  // otherwise the latest one shows how it ended.
+  const jobs = data.warm_jobs || [];
+  const running = jobs.find((j) => j.state === "queued" || j.state === "running");
+  if (admin.job || warmCard.dataset.state === "starting") return;
+  if (running) {
+    trackJob(running.job_id);
+  } else if (jobs.length && !warmCard.dataset.job) {
+    warmCard.dataset.job = jobs[0].job_id;
+    $("#warm-job").hidden = false;
+    renderJob(jobs[0]);
+  }
+}
+
+$("#token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = tokenInput.value.trim();
+  if (!token) {
+    showMessage(adminMessage, "请输入管理令牌。Enter the admin token.");
+    return;
+  }
+  admin.token = token;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  connect();
+});
+
+$("#forget-token").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  admin.token = "";
+  admin.connected = false;
+  tokenInput.value = "";
+  stopStats();
+  stopJob();
+  adminBody.hidden = true;
+  showMessage(adminMessage, "已清除令牌。Token cleared.", "info");
+});
+
+// ---- warm-up
+
+warmButton.addEventListener("click", async () => {
+  warmButton.disabled = true;
+  warmCard.dataset.state = "starting";
+  stopJob();
+  try {
+    // No body: the server warms its configured phrase files.
+    const job = await api("/admin/warm", { method: "POST", token: admin.token });
+    trackJob(job.job_id);
+  } catch (err) {
+    warmButton.disabled = false;
+    warmCard.dataset.state = "failed";
+    $("#warm-job").hidden = false;
+    warmFailures.replaceChildren();
+    warmStatus.textContent = `无法开始预热：${err.message}`;
+    if ([401, 403].includes(err.status) || (err.status === 404 && !err.field)) adminFailed(err);
+  }
+});
+
+function stopJob() {
+  clearTimeout(admin.jobTimer);
+  admin.jobTimer = null;
+  admin.job = null;
+}
+
+function trackJob(jobId) {
+  stopJob();
+  admin.job = jobId;
+  warmCard.dataset.job = jobId;
+  warmCard.dataset.state = "queued";
+  warmButton.disabled = true;
+  $("#warm-job").hidden = false;
+  pollJob(jobId);
+}
+
+async function pollJob(jobId) {
+  let job;
+  try {
+    job = await api(`/admin/warm/${encodeURIComponent(jobId)}`, { token: admin.token });
+  } catch (err) {
+    if (admin.job !== jobId) return;
+    stopJob();
+    warmButton.disabled = false;
+    warmCard.dataset.state = "failed";
+    warmStatus.textContent = err.status === 404 && err.field ? "预热任务已不存在。" : err.message;
+    if (!err.field) adminFailed(err);
+    return;
+  }
+  if (admin.job !== jobId) return;
+  renderJob(job);
+  if (job.state === "done" || job.state === "failed") {
+    stopJob();
+    warmButton.disabled = false;
+    refreshStats();
+    loadPhrases();
+  } else {
+    admin.jobTimer = setTimeout(() => pollJob(jobId), WARM_EVERY_MS);
+  }
+}
+
+function renderJob(job) {
+  warmCard.dataset.state = job.state;
+  warmProgress.max = Math.max(job.total, 1);
+  warmProgress.value = job.total ? job.done : job.state === "done" ? 1 : 0;
+  const label = { queued: "排队中", running: "进行中", done: "完成", failed: "失败" }[job.state] || job.state;
+  const parts = [`${label} ${job.done} / ${job.total}`, `新合成 ${job.synthesized}`];
+  if (job.state === "running" && job.eta_seconds !== null) parts.push(`预计剩余 ${Math.ceil(job.eta_seconds)} 秒`);
+  if (job.failed.length) parts.push(`失败 ${job.failed.length}`);
+  if (job.error) parts.push(job.error);
+  if (job.finished) {
+    parts.push(`结束于 ${new Date(job.finished * 1000).toLocaleTimeString("zh-CN", { hour12: false })}`);
+  }
+  warmStatus.textContent = parts.join(" · ");
+  warmFailures.replaceChildren(
+    ...job.failed.map((f) => element("li", { text: `${f.id}（${f.where}）：${f.reason}` })),
+  );
+}
+
+// ---- phrases
+
+async function loadPhrases() {
+  const params = new URLSearchParams({ page: String(admin.page) });
+  if (admin.query.q) params.set("q", admin.query.q);
+  if (admin.query.tag) params.set("tag", admin.query.tag);
+  let data;
+  try {
+    data = await api(`/admin/phrases?${params}`, { token: admin.token });
+  } catch (err) {
+    adminFailed(err);
+    return;
+  }
+  admin.pages = Math.max(1, Math.ceil(data.total / data.per_page));
+  const body = $("#phrases");
+  if (!data.phrases.length) {
+    const cell = element("td", { text: "没有匹配的短语。", className: "empty", attrs: { colspan: "4" } });
+    const row = element("tr");
+    row.append(cell);
+    body.replaceChildren(row);
+  } else {
+    body.replaceChildren(...data.phrases.map(phraseRow));
+  }
+  for (const phrase of data.phrases) for (const tag of phrase.tags) admin.tags.add(tag);
+  $("#tag-list").replaceChildren(
+    ...[...admin.tags].sort().map((tag) => element("option", { attrs: { value: tag } })),
+  );
+  $("#page-info").textContent = `第 ${data.page} / ${admin.pages} 页 · 共 ${data.total} 条`;
+  markPlaying(phrasePlayer.paused ? null : admin.loadedKey);
+  $("#prev-page").disabled = data.page <= 1;
+  $("#next-page").disabled = data.page >= admin.pages;
+}
+
+function phraseRow(phrase) {
+  const row = element("tr", { attrs: { "data-key": phrase.key } });
+  const play = element("button", {
+    text: "▶",
+    className: "play",
+    attrs: { type: "button", "aria-label": `播放 ${phrase.text.slice(0, 40)}`, "aria-pressed": "false" },
+  });
+  play.addEventListener("click", () => playPhrase(phrase));
+  const text = element("td", { className: "text" });
+  text.append(element("span", { text: phrase.text, className: "t", attrs: { title: phrase.text } }));
+  const meta = element("span", { className: "meta" });
+  if (phrase.pinned) meta.append(element("span", { text: "固定", className: "badge", attrs: { title: "pinned" } }));
+  const details = [phrase.phrase_id, phrase.tags.join(", "), [phrase.voice, phrase.style].filter(Boolean).join(" / ")];
+  meta.append(details.filter(Boolean).join(" · "));
+  text.append(meta);
+  const playCell = element("td");
+  playCell.append(play);
+  row.append(
+    playCell,
+    text,
+    element("td", { text: formatNumber(phrase.hits), className: "num" }),
+    element("td", { text: `${phrase.duration.toFixed(1)} 秒`, className: "num" }),
+  );
+  return row;
+}
+
+function markPlaying(key) {
+  for (const button of document.querySelectorAll("#phrases .play")) {
+    const on = key !== null && button.closest("tr").dataset.key === key;
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? "❚❚" : "▶";
+  }
+}
+
+function playPhrase(phrase) {
+  if (admin.loadedKey === phrase.key) {
+    if (phrasePlayer.paused) phrasePlayer.play().catch(() => {});
+    else phrasePlayer.pause();
+    return;
+  }
+  // Only audio from this server (the API answers a relative /prompts/<key>.wav URL).
+  const url = new URL(phrase.audio_url, location.href);
+  if (url.origin !== location.origin) return;
+  admin.loadedKey = phrase.key;
+  phrasePlayer.hidden = false;
+  phrasePlayer.src = url.pathname + url.search;
+  phrasePlayer.play().catch(() => {});
+}
+
+phrasePlayer.addEventListener("play", () => markPlaying(admin.loadedKey));
+phrasePlayer.addEventListener("pause", () => markPlaying(null));
+phrasePlayer.addEventListener("emptied", () => markPlaying(null));
+
+$("#phrase-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  admin.query = { q: $("#q").value.trim(), tag: $("#tag").value.trim() };
+  admin.page = 1;
+  loadPhrases();
+});
+$("#prev-page").addEventListener("click", () => {
+  admin.page = Math.max(1, admin.page - 1);
+  loadPhrases();
+});
+$("#next-page").addEventListener("click", () => {
+  admin.page = Math.min(admin.pages, admin.page + 1);
+  loadPhrases();
+});
+
+// ---------------------------------------------------------------- start
+
+selectTab(location.hash === "#admin" ? tabs[1] : tabs[0], { remember: false });
+loadVoices();

@@ -1,0 +1,339 @@
+"""The browser page at GET /, in a real browser (Debian's Chromium driven by Playwright)
+against a real `huiyin serve` with the default voice and a small phrase file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unicodedata
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
+
+from tests.conftest import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+TOKEN = "page-test-token-7f3a"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+SENTENCE = "您好，这里是回音的页面测试。请问还有什么可以帮您？"
+PHRASES = """\
+defaults:
+  formats: [ulaw]
+phrases:
+  - {id: hello, text: "您好，欢迎致电。", tags: [greeting]}
+  - {id: hold, text: "请稍候，正在为您转接。", tags: [hold]}
+  - {id: bye, text: "感谢您的来电，再见。", tags: [closing]}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway process with an admin token and a three-phrase file, on a free port."""
+    root = tmp_path_factory.mktemp("page")
+    phrases = root / "phrases.yaml"
+    phrases.write_text(PHRASES, encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        "HUIYIN_DATA_DIR": str(root / "data"),
+        "HUIYIN_ADMIN_TOKEN": TOKEN,
+        "HUIYIN_PHRASES": str(phrases),
+        "HUIYIN_PORT": str(port),
+        "HUIYIN_LOG_LEVEL": "warning",
+    }
+    # Its log goes to a file: a pipe nobody reads could fill up and stall the server.
+    log = root / "serve.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"huiyin serve exited: {log.read_text()}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("huiyin serve did not become ready within 60 s") from None
+                time.sleep(0.2)
+        yield base
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+class Problems:
+    """Console errors, uncaught exceptions, failed requests and error statuses of a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.items: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.items.append(f"page error: {error}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.items.append(f"console {message.type}: {message.text}")
+
+    def _failed(self, request: Request) -> None:
+        self.items.append(f"request failed: {request.method} {request.url} {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.items.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+
+def poll(page: Page, script: str, timeout: float = 30.0) -> Any:
+    """Wait until a function evaluated in the page returns something truthy. (Playwright's
+    wait_for_function compiles its predicate with eval, which the page's CSP forbids.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(script)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {script}")
+        page.wait_for_timeout(50)
+
+
+def open_page(browser: Browser, server: str, viewport: dict[str, int]) -> tuple[Page, Problems]:
+    page = browser.new_context(viewport=viewport).new_page()
+    page.set_default_timeout(20_000)
+    problems = Problems(page)
+    page.goto(f"{server}/")
+    expect(page.locator("#synthesize")).to_be_enabled()  # voices loaded
+    return page, problems
+
+
+def synthesize(page: Page, text: str) -> dict[str, Any]:
+    """Type, click Synthesize, wait for the whole audio; the player's state afterwards."""
+    page.fill("#text", text)
+    page.click("#synthesize")
+    expect(page.locator("#r-latency")).to_have_text(re.compile(r"^\d+ ms"))
+    expect(page.locator("#download")).to_be_enabled()  # the stream has ended
+    return dict(poll(page, """() => {
+        const audio = document.querySelector("#player");
+        const d = audio.duration;
+        return Number.isFinite(d) && d > 0
+            && {duration: d, error: audio.error && audio.error.code, paused: audio.paused};
+    }"""))
+
+
+def connect_admin(page: Page) -> None:
+    page.click("#tab-admin")
+    page.fill("#token", TOKEN)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#admin-body")).to_be_visible()
+    expect(page.locator("#phrases tr")).not_to_have_count(0)
+
+
+def phrase_texts(page: Page) -> list[str]:
+    return page.locator("#phrases td.text .t").all_text_contents()
+
+
+def shot(page: Page, path: Path) -> None:
+    """A full-page screenshot from the top (the header is sticky), to look at by hand."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=True)
+
+
+def test_page_and_assets_are_served_with_cache_headers(server: str) -> None:
+    with urllib.request.urlopen(f"{server}/", timeout=10) as r:
+        html = r.read().decode()
+        assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert r.headers["Cache-Control"] == "no-cache"
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        etag = r.headers["ETag"]
+    versioned = re.findall(r'"(/static/[a-z.]+\?v=[0-9a-f]{16})"', html)
+    assert {u.split("?")[0] for u in versioned} == {"/static/app.js", "/static/app.css", "/static/icon.svg"}
+    assert "http://" not in html and "https://" not in html  # nothing from elsewhere
+    request = urllib.request.Request(f"{server}/", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as not_modified:
+        urllib.request.urlopen(request, timeout=10)
+    with not_modified.value as answer:
+        assert answer.code == 304
+    js = next(u for u in versioned if u.startswith("/static/app.js"))
+    with urllib.request.urlopen(f"{server}{js}", timeout=10) as r:
+        assert r.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    with urllib.request.urlopen(f"{server}/static/app.js", timeout=10) as r:
+        assert r.headers["Cache-Control"] == "no-cache"  # unversioned: revalidate
+    for path in ("/static/index.html", "/static/nope.js", "/static/..%2Fpage.py"):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{server}{path}", timeout=10)
+        with missing.value as answer:
+            assert answer.code == 404
+            assert json.loads(answer.read())["status"] == "error"
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_page_loads_without_console_errors_or_failed_requests(
+    browser: Browser, server: str, viewport: dict[str, int]
+) -> None:
+    page, problems = open_page(browser, server, viewport)
+    page.click("#tab-admin")  # no token yet: asks nothing of the admin API
+    expect(page.locator("#panel-admin")).to_be_visible()
+    expect(page.locator("#panel-try")).to_be_hidden()
+    page.click("#tab-try")
+    expect(page.locator("#counter")).to_have_text(re.compile(r"^0 / \d+$"))
+    page.wait_for_load_state("networkidle")
+    assert problems.items == []
+    # Nothing is wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    page.context.close()
+
+
+def test_synthesize_stream_then_find_it_in_admin_and_warm_up(
+    browser: Browser, server: str, tmp_path: Path
+) -> None:
+    page, problems = open_page(browser, server, DESKTOP)
+    limit = int(page.text_content("#counter").split("/")[1])
+    page.fill("#text", "好" * (limit + 1))
+    expect(page.locator("#counter")).to_have_text(f"{limit + 1} / {limit}")
+    expect(page.locator("#counter")).to_have_class(re.compile(r"\bover\b"))
+
+    played = synthesize(page, SENTENCE)
+    assert played["error"] is None and 2.0 < played["duration"] < 15.0
+    expect(page.locator("#r-cache")).to_have_text(re.compile("MISS"))
+    expect(page.locator("#r-duration")).to_have_text(re.compile(r"^\d+\.\d\d 秒$"))
+    assert page.evaluate("document.querySelector('#player').currentSrc").startswith("blob:")
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = Path(download.value.path())
+    name = download.value.suggested_filename
+    assert name.startswith("您好") and name.endswith(".mp3"), name
+    assert saved.stat().st_size > 1000
+    shot(page, tmp_path / "try-desktop.png")
+
+    # A text too long for a URL is synthesized through POST /api/tts and played whole (the
+    # dashes make it long without making it slow: nothing is spoken for them).
+    long_text = "请稍候。" + "—" * (limit - 10)
+    played = synthesize(page, long_text)
+    assert played["error"] is None and played["duration"] > 0.3
+    expect(page.locator("#r-cache")).to_have_text(re.compile("MISS"))
+    assert "/prompts/" in page.evaluate("document.querySelector('#player').currentSrc")
+
+    connect_admin(page)
+    stored = unicodedata.normalize("NFKC", SENTENCE)  # the store keeps the normalized text
+    assert stored in phrase_texts(page)
+    expect(page.locator("#s-entries")).to_have_text("5")  # 3 configured, 2 tried
+    expect(page.locator("#s-misses")).not_to_have_text("0")
+    page.fill("#q", "页面测试")
+    page.click("#phrase-search button[type=submit]")
+    expect(page.locator("#phrases td.text .t")).to_have_text([stored])
+    page.fill("#q", "")
+    page.fill("#tag", "greeting")
+    page.click("#phrase-search button[type=submit]")
+    expect(page.locator("#phrases td.text .t")).to_have_text(["您好,欢迎致电。"])
+    page.locator("#phrases .play").first.click()
+    expect(page.locator("#phrases .play").first).to_have_attribute("aria-pressed", "true")
+    page.fill("#tag", "")
+    page.click("#phrase-search button[type=submit]")
+    expect(page.locator("#phrases tr")).to_have_count(5)
+
+    with page.expect_response(lambda r: r.url.endswith("/admin/warm")) as started:
+        page.click("#warm")
+    job = started.value.json()
+    assert started.value.status == 202 and job["total"] == 3
+    card = page.locator("#warm-card")
+    expect(card).to_have_attribute("data-job", job["job_id"])
+    expect(card).to_have_attribute("data-state", "done")
+    assert page.evaluate("(p => p.value === p.max)(document.querySelector('#warm-progress'))")
+    expect(page.locator("#warm-status")).to_contain_text("3 / 3")
+    expect(page.locator("#warm-failures li")).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('huiyin.adminToken')") == TOKEN
+    shot(page, tmp_path / "admin-desktop.png")
+    assert problems.items == []
+    page.context.close()
+
+    # On a phone, in a fresh tab: the same sentence now comes from the store.
+    page, problems = open_page(browser, server, PHONE)
+    played = synthesize(page, SENTENCE)
+    assert played["error"] is None and played["duration"] > 2.0
+    expect(page.locator("#r-cache")).to_have_text(re.compile("HIT"))
+    shot(page, tmp_path / "try-phone.png")
+    connect_admin(page)
+    assert stored in phrase_texts(page)
+    shot(page, tmp_path / "admin-phone.png")
+    assert problems.items == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.context.close()
+
+
+def test_errors_are_shown_on_the_page(browser: Browser, server: str) -> None:
+    page, _ = open_page(browser, server, DESKTOP)
+    limit = int(page.text_content("#counter").split("/")[1])
+    page.fill("#text", "好" * (limit + 1))
+    page.click("#synthesize")
+    expect(page.locator("#try-message")).to_contain_text(f"上限 {limit} 字")
+
+    # A value the server refuses: its JSON error message is shown, not an alert.
+    page.on("dialog", lambda dialog: pytest.fail(f"unexpected dialog: {dialog.message}"))
+    page.evaluate("""() => {
+        const speed = document.querySelector("#speed");
+        speed.max = "9"; speed.value = "9";
+    }""")
+    page.fill("#text", "您好")
+    page.click("#synthesize")
+    expect(page.locator("#try-message")).to_contain_text("speed")
+    expect(page.locator("#try-message")).to_be_visible()
+    expect(page.locator("#r-cache")).to_have_text("—")
+    expect(page.locator("#download")).to_be_disabled()
+
+    page.click("#tab-admin")
+    page.fill("#token", "not-the-token")
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#admin-message")).to_contain_text("令牌错误")
+    expect(page.locator("#admin-body")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('huiyin.adminToken')") is None
+
+    # A gateway without an admin token has no admin routes: its 404, as it answers it.
+    page.route("**/admin/**", lambda route: route.fulfill(
+        status=404, content_type="application/json",
+        body=json.dumps({"status": "error", "code": "not_found", "message": "Not Found"}),
+    ))
+    page.fill("#token", TOKEN)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#admin-message")).to_contain_text("未开启管理接口")
+    expect(page.locator("#admin-body")).to_be_hidden()
+    page.context.close()
