@@ -200,13 +200,11 @@ def test_g711_negative_samples_mirror_positive_ones_as_in_g191(fmt: str) -> None
 
 @pytest.fixture(scope="module")
 def ffprobe() -> str:
-    """Path to ffprobe; skips the independent checks where ffmpeg is not installed."""
+    """Path to ffprobe (`make test` installs ffmpeg; without it these checks fail)."""
     path = shutil.which("ffprobe")
     if path is None or shutil.which("ffmpeg") is None:
-        pytest.skip(
-            "ffprobe/ffmpeg not installed; the independent decoding checks need them "
-            "(apt-get install ffmpeg)"
-        )
+        pytest.fail("ffprobe/ffmpeg not installed; the independent decoding checks need them "
+                    "(make test-tools, or apt-get install ffmpeg)")
     return path
 
 
