@@ -58,17 +58,22 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve_process(
     env: dict[str, str], *, command: list[str] | None = None, timeout: float = 60.0,
+    log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`huiyin serve` (or `command`) as a process on a free port; yields (base URL, process).
 
-    Waits for /readyz; on exit sends SIGTERM and waits, killing it only if it hangs.
+    Its stderr is a pipe to read after it exits, or the file `log` for a chatty server (a
+    pipe nobody reads could fill up and stall it). Waits for /readyz; on exit sends SIGTERM
+    and waits, killing it only if it hangs.
     """
     port = free_port()
     full_env = {**os.environ, "HUIYIN_PORT": str(port), "HUIYIN_HOST": "127.0.0.1", **env}
-    proc = subprocess.Popen(
-        command or [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=full_env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        proc = subprocess.Popen(
+            command or [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=full_env,
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -79,7 +84,8 @@ def serve_process(
                         break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the gateway exited: {proc.stderr.read() if proc.stderr else ''}") from None
+                    said = log.read_text() if log is not None else proc.stderr.read() if proc.stderr else ""
+                    raise RuntimeError(f"the gateway exited: {said}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError("the gateway did not become ready") from None
                 time.sleep(0.1)

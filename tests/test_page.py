@@ -4,12 +4,8 @@ against a real `huiyin serve` with the default voice and a small phrase file."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 import unicodedata
 import urllib.error
@@ -21,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
 
-from tests.conftest import REPO
+from tests.support import serve_process
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -42,55 +38,23 @@ phrases:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway process with an admin token and a three-phrase file, on a free port."""
     root = tmp_path_factory.mktemp("page")
     phrases = root / "phrases.yaml"
     phrases.write_text(PHRASES, encoding="utf-8")
-    port = free_port()
     env = {
-        **os.environ,
         "HUIYIN_DATA_DIR": str(root / "data"),
         "HUIYIN_ADMIN_TOKEN": TOKEN,
         "HUIYIN_PHRASES": str(phrases),
-        "HUIYIN_PORT": str(port),
         "HUIYIN_LOG_LEVEL": "warning",
     }
-    # Its log goes to a file: a pipe nobody reads could fill up and stall the server.
     log = root / "serve.log"
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
-            stdout=subprocess.DEVNULL, stderr=stderr,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"huiyin serve exited: {log.read_text()}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("huiyin serve did not become ready within 60 s") from None
-                time.sleep(0.2)
+    with serve_process(env, log=log) as (base, proc):
         yield base
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
