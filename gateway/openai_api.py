@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 from aiohttp import web
 
 from gateway import params
-from gateway.errors import BadRequest, InvalidParameter, NotFound
+from gateway.errors import InvalidParameter, NotFound
 from gateway.responses import audio_response
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
@@ -37,15 +35,7 @@ def voice_map(setting: str | None) -> dict[str, str]:
 
 async def speech(request: web.Request) -> web.StreamResponse:
     """POST /v1/audio/speech: the input spoken in the requested format."""
-    try:
-        body: Any = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown parameter '{unknown[0][:40]}'", unknown[0][:40])
+    body = params.json_object(await request.read(), FIELDS, noun="parameter")
     model = params.string(body, "model")
     if model is None:
         raise InvalidParameter("model is required", "model")

@@ -3,6 +3,7 @@ refused with an error naming the field."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -45,6 +46,20 @@ def query_values(query: MultiMapping[str], allowed: Iterable[str]) -> dict[str, 
             raise BadRequest(f"query parameter '{name}' is given more than once", name)
         values[name] = value
     return values
+
+
+def json_object(raw: bytes, allowed: Iterable[str], noun: str = "field") -> dict[str, Any]:
+    """A request body that must be a JSON object with only the allowed keys (400 otherwise)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown {noun} '{unknown[0][:40]}'", unknown[0][:40])
+    return body
 
 
 def number(values: Mapping[str, Any], name: str, default: float = 1.0) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import tempfile
@@ -139,15 +138,7 @@ async def api_tts(request: web.Request) -> web.Response:
     """POST /api/tts: synthesize (or find) and answer URLs to the audio."""
     if request.content_type != "application/json":
         raise BadRequest("send a JSON body with Content-Type: application/json")
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - set(API_FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field '{unknown[0][:40]}'", unknown[0][:40])
+    body = params.json_object(await request.read(), API_FIELDS)
     settings = request.app[SETTINGS]
     text = params.text(body, settings.max_text_length)
     voices = voices_of(request)
