@@ -21,6 +21,12 @@ _FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def route_template(request: web.Request) -> str:
+    """The matched route's template (never the URL, which may carry customer text)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 def note(**fields: Any) -> None:
     """Add fields to the current request's log line (no-op outside a request)."""
     current = _FIELDS.get()
@@ -73,10 +79,9 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     finally:
         _FIELDS.reset(token)
-        resource = request.match_info.route.resource
         fields.update(
             method=request.method,
-            route=resource.canonical if resource is not None else "unmatched",
+            route=route_template(request),
             status=status,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from cache.store import Stats
 from gateway.errors import Handler
+from gateway.logs import route_template
 from gateway.synthesis import Voices
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -43,9 +44,7 @@ class Metrics:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count every response by route template and status."""
         response = await handler(request)
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        self.requests[(route, response.status)] += 1
+        self.requests[(route_template(request), response.status)] += 1
         return response
 
 
