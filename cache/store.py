@@ -291,10 +291,7 @@ class PromptStore:
         found = await self._load_good(key)
         if found is not None:
             phrase, data = found
-            self._phrases[key] = phrase
-            self._hot.put((key, MASTER_FORMAT, phrase.sample_rate), Audio(
-                key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
-            ))
+            self._hold(phrase, data)
             self._used(phrase)
             return StoredPhrase(phrase, cached=True)
         self._stats.misses += 1
@@ -345,12 +342,16 @@ class PromptStore:
         finally:
             self._writing.discard(name)
         self._forget(key)
-        self._phrases[key] = phrase
-        self._hot.put((key, MASTER_FORMAT, pcm.sample_rate), Audio(
-            key, MASTER_FORMAT, pcm.sample_rate, data, phrase.checksum, phrase.duration,
-        ))
+        self._hold(phrase, data)
         await self._refresh_totals()
         return StoredPhrase(phrase, cached=False)
+
+    def _hold(self, phrase: Phrase, data: bytes) -> None:
+        """Keep a good phrase row, and its master WAV in the hot set, for answers from memory."""
+        self._phrases[phrase.key] = phrase
+        self._hot.put((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
+            phrase.key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
+        ))
 
     # encoded variants
 
