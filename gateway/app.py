@@ -10,10 +10,9 @@ from aiohttp import web
 
 from config import Settings
 from gateway.admin import add_admin_routes, configured_phrases
-from gateway.errors import errors_middleware
-from gateway.logs import access_log
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
+from gateway.middleware import request_middleware
 from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
@@ -44,7 +43,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
-    app.middlewares.extend([access_log, app[METRICS].middleware, errors_middleware])
+    app.middlewares.append(request_middleware(app[METRICS]))
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         async with open_services(

@@ -1,10 +1,8 @@
-"""Errors answered as JSON, and the one middleware that maps every failure to that shape."""
+"""Errors answered as JSON, and the mapping of every failure to that shape."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -13,8 +11,6 @@ from synth.engine import InvalidInputError, SynthesisError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
 
 log = logging.getLogger("huiyin.gateway")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpError(Exception):
@@ -86,17 +82,12 @@ def error_response(
     return response
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into JSON with the right status; never a traceback, never HTML."""
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        status, code, message, field, headers = _describe(request, exc)
-        return error_response(status, code, message, field, headers,
-                              openai=request.path.startswith(OPENAI_PREFIX))
+def error_response_for(request: web.Request, error: Exception) -> web.Response:
+    """The JSON answer to a failure: the right status, never a traceback, never HTML.
+    An aiohttp redirect (status below 400) is not a failure and is raised again."""
+    status, code, message, field, headers = _describe(request, error)
+    return error_response(status, code, message, field, headers,
+                          openai=request.path.startswith(OPENAI_PREFIX))
 
 
 def _describe(

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cache.store import Stats
-from gateway.errors import Handler
 from gateway.logs import route_template
 from gateway.synthesis import Voices
 
@@ -23,7 +22,8 @@ class Metrics:
 
     def __init__(self, stats: Callable[[], Stats], voices: Callable[[], Voices | None]) -> None:
         self.registry = CollectorRegistry()
-        self.requests: Counter[tuple[str, int]] = Counter()
+        # Counted by route object (two per template: GET and HEAD), named at scrape time.
+        self._requests: Counter[tuple[AbstractRoute, int]] = Counter()
         self._stats = stats
         self._voices = voices
         self.synth_seconds = Histogram(
@@ -40,12 +40,16 @@ class Metrics:
         """The text exposition format."""
         return generate_latest(self.registry)
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count every response by route template and status."""
-        response = await handler(request)
-        self.requests[(route_template(request), response.status)] += 1
-        return response
+    def count(self, route: AbstractRoute, status: int) -> None:
+        """Count one response of a route."""
+        self._requests[(route, status)] += 1
+
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Responses so far by route template and status."""
+        totals: Counter[tuple[str, int]] = Counter()
+        for (route, status), n in list(self._requests.items()):
+            totals[(route_template(route), status)] += n
+        return dict(totals)
 
 
 class _Collector(Collector):
@@ -56,7 +60,7 @@ class _Collector(Collector):
         requests = CounterMetricFamily(
             "huiyin_requests", "HTTP responses by route and status.", labels=["route", "status"]
         )
-        for (route, status), count in sorted(self._m.requests.items()):
+        for (route, status), count in sorted(self._m.requests().items()):
             requests.add_metric([route, str(status)], count)
         yield requests
         stats = self._m._stats()
