@@ -7,6 +7,7 @@ import unicodedata
 from urllib.parse import quote
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from cache.store import Audio
 from gateway.logs import note
@@ -39,32 +40,46 @@ def download_name(requested: str | None, key: str, extension: str) -> str:
     return f"{stem.strip(' ._') or key}.{extension}"
 
 
-def audio_response(
-    request: web.Request, audio: Audio, *, cache_control: str, download: str | None = None,
-) -> web.Response:
-    """200, 206, 304 or 416 for encoded audio, with the headers IVR caches rely on."""
-    note(key=audio.key[:8], cached=audio.cached, format=audio.format)
-    fmt = codecs.FORMATS[audio.format]
-    headers = {
+def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
+    """The headers every answer with this audio carries; build once, reuse per request."""
+    return CIMultiDict({
+        "Content-Type": codecs.FORMATS[audio.format].content_type,  # verbatim: "codecs=opus" stays
         "ETag": audio.etag,
         "Cache-Control": cache_control,
         "X-Cache": "HIT" if audio.cached else "MISS",
         "Accept-Ranges": "bytes",
         "X-Audio-Duration": f"{audio.duration:.3f}",
-    }
+    })
+
+
+def audio_response(
+    request: web.Request, audio: Audio, *, cache_control: str, download: str | None = None,
+    headers: CIMultiDict[str] | None = None,
+) -> web.Response:
+    """200, 206, 304 or 416 for encoded audio, with the headers IVR caches rely on.
+    `headers`, when given, are audio_headers(audio, cache_control) built earlier."""
+    note(key=audio.key[:8], cached=audio.cached, format=audio.format)
+    if headers is None:
+        headers = audio_headers(audio, cache_control)
+    asked = request.headers
+    if download is None and "If-None-Match" not in asked and "Range" not in asked:
+        return web.Response(body=audio.data, headers=headers)  # the common case, kept short
+
+    headers = headers.copy()
     if download is not None:
-        name = download_name(download, audio.key, fmt.extension)
+        name = download_name(download, audio.key, codecs.FORMATS[audio.format].extension)
         ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
         headers["Content-Disposition"] = (
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
         )
-    inm = request.headers.get("If-None-Match")
+    inm = asked.get("If-None-Match")
     if inm is not None and _etag_matches(inm, audio.etag):
+        del headers["Content-Type"]
         return web.Response(status=304, headers=headers)
 
     data = audio.data
-    range_header = request.headers.get("Range")
-    if_range = request.headers.get("If-Range")
+    range_header = asked.get("Range")
+    if_range = asked.get("If-Range")
     if range_header and (if_range is None or if_range == audio.etag):
         match = _RANGE.match(range_header.strip())
         if match and (match.group(1) or match.group(2)):
@@ -75,15 +90,9 @@ def audio_response(
             else:  # a suffix: the last N bytes
                 start, end = max(0, size - int(match.group(2))), size - 1
             if start >= size or start > end:
+                del headers["Content-Type"]
                 headers["Content-Range"] = f"bytes */{size}"
                 return web.Response(status=416, headers=headers)
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return _with_type(206, data[start : end + 1], headers, fmt.content_type)
-    return _with_type(200, data, headers, fmt.content_type)
-
-
-def _with_type(status: int, body: bytes, headers: dict[str, str], content_type: str) -> web.Response:
-    # Set Content-Type verbatim: parameters such as "codecs=opus" must survive.
-    response = web.Response(status=status, body=body, headers=headers)
-    response.headers["Content-Type"] = content_type
-    return response
+            return web.Response(status=206, body=data[start : end + 1], headers=headers)
+    return web.Response(body=data, headers=headers)

@@ -6,9 +6,11 @@ import asyncio
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from cache.keys import SpeechRequest
 from cache.store import Audio
@@ -16,7 +18,7 @@ from gateway import params
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
-from gateway.responses import IMMUTABLE, audio_response
+from gateway.responses import IMMUTABLE, audio_headers, audio_response
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
 from gateway.streaming import stream_speech
 from gateway.synthesis import Voices
@@ -45,39 +47,60 @@ def _style(values: dict[str, Any]) -> str | None:
     return style if style is not None else emotion
 
 
+@dataclass
+class Answered:
+    """Where a /tts URL's answer lives, and the response headers built for the audio it
+    served last (for aiohttp's answer, and as bytes for the hit lane's)."""
+
+    key: str
+    format: str
+    rate: int
+    audio: Audio | None = None
+    headers: CIMultiDict[str] | None = None
+    lane_prefix: bytes | None = None
+
+    def refresh(self, audio: Audio, cache_control: str) -> None:
+        """Build the headers for the audio now served."""
+        self.audio, self.headers = audio, audio_headers(audio, cache_control)
+        self.lane_prefix = None
+
+
 class UrlMemo:
-    """Exact /tts URLs already answered -> (key, format, rate): a repeated URL skips parsing,
-    normalization and checks and goes straight to the hot set. Bounded, oldest out first;
-    valid for the process's life, since engine versions cannot change in it."""
+    """Exact /tts URLs (path and query as sent) already answered: a repeated URL skips
+    parsing, normalization and checks and goes straight to the hot set, with its response
+    headers already built. Bounded, oldest out first; valid for the process's life, since
+    engine versions cannot change in it."""
 
     def __init__(self, size: int = 20_000) -> None:
         self._size = size
-        self._entries: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self._entries: dict[str, Answered] = {}
 
-    def get(self, ext: str, query: str) -> tuple[str, str, int] | None:
-        """The answer's coordinates, if this URL was answered before."""
-        return self._entries.get((ext, query))
+    def get(self, target: str) -> Answered | None:
+        """Where this URL's answer lives, if it was answered before."""
+        return self._entries.get(target)
 
-    def put(self, ext: str, query: str, audio: Audio) -> None:
+    def put(self, target: str, audio: Audio) -> None:
         """Remember a URL's answer."""
         if len(self._entries) >= self._size:
             del self._entries[next(iter(self._entries))]
-        self._entries[(ext, query)] = (audio.key, audio.format, audio.rate)
+        self._entries[target] = Answered(audio.key, audio.format, audio.rate)
 
 
 async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
-    ext, query = request.match_info["ext"], request.query_string
-    memo = request.app[URL_MEMO]
-    seen = memo.get(ext, query)
+    app = request.app
+    seen = app[URL_MEMO].get(request.raw_path)
     if seen is not None:
-        hot = request.app[STORE].peek(*seen)
+        hot = app[STORE].peek(seen.key, seen.format, seen.rate)
         if hot is not None:
-            return audio_response(request, hot, cache_control=request.app[TTS_CACHE_CONTROL])
+            if hot is not seen.audio:
+                seen.refresh(hot, app[TTS_CACHE_CONTROL])
+            return audio_response(request, hot, cache_control=app[TTS_CACHE_CONTROL],
+                                  headers=seen.headers)
     speech, fmt, rate = _speech_from_query(request)
-    audio = await request.app[STORE].audio(speech, fmt, rate)
-    memo.put(ext, query, audio)
-    return audio_response(request, audio, cache_control=request.app[TTS_CACHE_CONTROL])
+    audio = await app[STORE].audio(speech, fmt, rate)
+    app[URL_MEMO].put(request.raw_path, audio)
+    return audio_response(request, audio, cache_control=app[TTS_CACHE_CONTROL])
 
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
