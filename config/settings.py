@@ -124,6 +124,11 @@ class Settings:
         default=(), metadata=_doc("Phrase YAML files to pre-warm (comma-separated in the env).")
     )
     log_level: str = field(default="info", metadata=_doc("Log level: debug, info, warning, error."))
+    fast_hits: bool = field(
+        default=True,
+        metadata=_doc("Answer a repeated /tts URL whose audio is in memory as soon as its request "
+                      "arrives, before the full request cycle (the hit lane)."),
+    )
 
     def resolved_threads(self) -> int:
         """The intra-op thread count to use: the setting, or every core when it is 0."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -70,18 +71,42 @@ def create_app(
     return app
 
 
+class ListenError(RuntimeError):
+    """The gateway's address cannot be listened on (in use, not permitted)."""
+
+
 def run(settings: Settings) -> int:
-    """Serve until interrupted."""
+    """Serve until SIGINT or SIGTERM."""
     configure_logs(settings.log_level)
-    # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
-    max_line = max(8190, settings.max_text_length * 9 + 2048)
-    # On SIGTERM aiohttp stops accepting, lets running requests finish (a synthesis may take
-    # up to its deadline), then closes the services: running syntheses end and are committed.
-    web.run_app(
-        create_app(settings), host=settings.host, port=settings.port,
-        max_line_size=max_line, access_log=None,
-        shutdown_timeout=settings.synthesis_deadline + 5,
-        print=lambda msg: log.info(msg.strip()),
-    )
+    asyncio.run(_serve(create_app(settings), settings))
     log.info("stopped")
     return 0
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    from gateway.hitlane import LaneRunner
+
+    # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
+    max_line = max(8190, settings.max_text_length * 9 + 2048)
+    runner_class = LaneRunner if settings.fast_hits else web.AppRunner
+    # On SIGTERM the site stops accepting, running requests finish (a synthesis may take up
+    # to its deadline), then the services close: running syntheses end and are committed.
+    runner = runner_class(
+        app, access_log=None, max_line_size=max_line, handle_signals=False,
+        shutdown_timeout=settings.synthesis_deadline + 5,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()

@@ -100,14 +100,14 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from config.phrases import PhraseFileError
-    from gateway.app import run
+    from gateway.app import ListenError, run
     from synth.engine import SynthesisError
     from synth.frontend import LexiconError
 
     settings = _settings(args, host=args.host, port=args.port)
     try:
         return run(settings)
-    except (PhraseFileError, LexiconError, SynthesisError) as exc:
+    except (PhraseFileError, LexiconError, SynthesisError, ListenError) as exc:
         # Startup problems an operator fixes: a bad phrase or lexicon file, a missing model.
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 1
