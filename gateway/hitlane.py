@@ -24,7 +24,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -39,8 +39,6 @@ from gateway.metrics import Metrics
 from gateway.middleware import request_id
 from gateway.routes import TTS_CACHE_CONTROL, URL_MEMO, UrlMemo
 from gateway.state import METRICS, STORE
-
-log = logging.getLogger("huiyin.gateway")
 
 # A request head larger than this, still incomplete, is aiohttp's to judge (and refuse).
 MAX_HEAD_BYTES = 64 << 10
@@ -60,7 +58,6 @@ _LANE_ENDING = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b
 
 ANSWER, PASS, LEAVE = "answer", "pass", "leave"
 
-
 @dataclass(frozen=True)
 class Head:
     """A strictly parsed request head the lane may answer."""
@@ -68,7 +65,6 @@ class Head:
     method: bytes
     target: str
     request_id: str | None
-
 
 def read_head(block: bytes) -> tuple[str, Head | None]:
     """What to do with one request head (without its final blank line): ANSWER it if its
@@ -96,6 +92,12 @@ def read_head(block: bytes) -> tuple[str, Head | None]:
         return PASS, None
     return verdict, Head(method, target.decode("ascii"), given_id)
 
+class Answer(NamedTuple):
+    """A response the lane sends: its head, its audio, its request id."""
+
+    head: bytes
+    audio: Audio
+    request_id: str
 
 class HitLane:
     """Answers for one application: the URL memo, the hot set, prebuilt response heads."""
@@ -110,7 +112,7 @@ class HitLane:
         self._date = b""
         self.answered = 0  # requests the lane answered
 
-    def answer(self, head: Head) -> tuple[bytes, Audio] | None:
+    def answer(self, head: Head) -> Answer | None:
         """The response head and audio for a request, or None when aiohttp must answer."""
         seen = self._memo.get(head.target)
         if seen is None:
@@ -125,10 +127,8 @@ class HitLane:
         rid = request_id(head.request_id)
         self.answered += 1
         self._metrics.count(self._routes[head.method], 200)
-        if access.isEnabledFor(logging.INFO):
-            self._log(head, rid, audio)
-        return b"".join((seen.lane_prefix, b"Date: ", self._now(), b"\r\nX-Request-Id: ",
-                         rid.encode("ascii"), b"\r\n\r\n")), audio
+        return Answer(b"".join((seen.lane_prefix, b"Date: ", self._now(), b"\r\nX-Request-Id: ",
+                                rid.encode("ascii"), b"\r\n\r\n")), audio, rid)
 
     def _now(self) -> bytes:
         second = int(time.time())
@@ -137,17 +137,19 @@ class HitLane:
             self._date = email.utils.formatdate(second, usegmt=True).encode("ascii")
         return self._date
 
-    def _log(self, head: Head, rid: str, audio: Audio) -> None:
+    def log(self, head: Head, answer: Answer, started: float) -> None:
+        """The access log line of an answer sent."""
+        audio = answer.audio
         fields: dict[str, Any] = {
-            "request_id": rid, "key": audio.key[:8], "cached": True, "format": audio.format,
-            "method": head.method.decode("ascii"), "route": route_template(self._routes[head.method]),
-            "status": 200, "ms": 0.0,
+            "request_id": answer.request_id, "key": audio.key[:8], "cached": True,
+            "format": audio.format, "method": head.method.decode("ascii"),
+            "route": route_template(self._routes[head.method]), "status": 200,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
         }
         if access.isEnabledFor(logging.DEBUG):
             # Customer text appears only when debug logging is switched on.
             fields["query"] = dict(parse_qsl(head.target.partition("?")[2]))
         access.info("request", extra={"fields": fields})
-
 
 def _response_prefix(headers: CIMultiDict[str], length: int) -> bytes:
     """Status line and fixed headers of a 200, from the headers aiohttp's answer has too."""
@@ -156,7 +158,6 @@ def _response_prefix(headers: CIMultiDict[str], length: int) -> bytes:
     lines.append(f"Content-Length: {length}")
     lines.append(f"Server: {SERVER_SOFTWARE}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
-
 
 def _tts_routes(app: web.Application) -> dict[bytes, AbstractRoute]:
     routes = {}
@@ -167,7 +168,6 @@ def _tts_routes(app: web.Application) -> dict[bytes, AbstractRoute]:
     if set(routes) != {b"GET", b"HEAD"}:
         raise RuntimeError("the hit lane needs the GET and HEAD routes of /tts.{ext}")
     return routes
-
 
 class LaneHandler(RequestHandler):
     """aiohttp's connection protocol, with the hit lane in front of its parser."""
@@ -195,9 +195,12 @@ class LaneHandler(RequestHandler):
                 leaving = True
                 break
             if head is not None and verdict == ANSWER and self._idle():
+                started = time.perf_counter()
                 answer = self._lane.answer(head)
                 if answer is not None:
-                    self._send(*answer, with_body=head.method == b"GET")
+                    self._send(answer.head, answer.audio.data if head.method == b"GET" else b"")
+                    if access.isEnabledFor(logging.INFO):
+                        self._lane.log(head, answer, started)
                     start = end + 4
                     continue
             super().data_received(buffer[start : end + 4])  # one whole head, no body
@@ -217,13 +220,12 @@ class LaneHandler(RequestHandler):
         return (
             waiter is not None and not waiter.done() and not self._messages
             and not self._close and not self._force_close and transport is not None
-            and transport.get_write_buffer_size() < MAX_UNSENT_BYTES
+            and not transport.is_closing() and transport.get_write_buffer_size() < MAX_UNSENT_BYTES
         )
 
-    def _send(self, head: bytes, audio: Audio, *, with_body: bool) -> None:
+    def _send(self, head: bytes, body: bytes) -> None:
         transport = self.transport
         assert transport is not None
-        body = audio.data if with_body else b""
         if transport.get_write_buffer_size() == 0:
             # Straight to the socket: the head and the audio go out in one call, uncopied.
             try:
@@ -244,7 +246,6 @@ class LaneHandler(RequestHandler):
         if self._keepalive_timeout > 0:
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
 
-
 class LaneServer(web.Server):
     """aiohttp's protocol factory, making LaneHandler connections."""
 
@@ -260,7 +261,6 @@ class LaneServer(web.Server):
         handler = LaneHandler(self, loop=self._loop, **self._kwargs)
         handler._lane = self._lane
         return handler
-
 
 class LaneRunner(web.AppRunner):
     """An AppRunner whose connections have the hit lane."""

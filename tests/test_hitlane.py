@@ -188,6 +188,7 @@ async def test_lane_answers_are_counted_and_logged(server: Server, caplog: pytes
     (record,) = [r for r in caplog.records if r.name == "huiyin.access"]
     fields = record.fields  # type: ignore[attr-defined]
     assert fields["request_id"] == "call-9" and fields["route"] == "/tts.{ext}" and fields["cached"] is True
+    assert fields["status"] == 200 and fields["method"] == "GET" and fields["ms"] >= 0
     assert "query" not in fields
     _, _, metrics = await server.fetch(get("/metrics"))
     text = metrics.decode()
