@@ -11,6 +11,7 @@ from aiohttp import web
 
 from config import Settings
 from gateway.admin import add_admin_routes, configured_phrases
+from gateway.hitlane import LaneRunner
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
 from gateway.middleware import request_middleware
@@ -84,8 +85,6 @@ def run(settings: Settings) -> int:
 
 
 async def _serve(app: web.Application, settings: Settings) -> None:
-    from gateway.hitlane import LaneRunner
-
     # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
     max_line = max(8190, settings.max_text_length * 9 + 2048)
     runner_class = LaneRunner if settings.fast_hits else web.AppRunner

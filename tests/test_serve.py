@@ -4,8 +4,11 @@ description checked against the live routes by schemathesis."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 
-from tests.support import serve_process
+from tests.support import REPO, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +95,17 @@ def test_a_url_carries_the_longest_allowed_text(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         log = proc.stderr.read() if proc.stderr else ""
     assert "custom kwargs" not in log and "Traceback" not in log
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_HOST": "127.0.0.1",
+               "HUIYIN_PORT": str(port)}
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"huiyin: error: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
