@@ -3,8 +3,8 @@ arrives, before aiohttp builds a request object, a task and a response for it.
 
 IVR platforms fetch the same prompt URLs all day, and for them aiohttp's request cycle
 costs more than sending the audio. The lane answers only what it can answer exactly as
-the full path would: a strictly formed GET or HEAD in HTTP/1.1 with no body and no
-conditional or range header, for a URL the gateway has answered before, whose audio is
+the full path would: a strictly formed GET or HEAD in HTTP/1.1 with no body and no range
+header or condition other than If-None-Match, for a URL the gateway has answered before, whose audio is
 still in the hot set, on a connection where aiohttp has nothing in progress. Everything
 else reaches aiohttp untouched and in order. A connection that sends anything the lane
 does not fully understand (a body, an upgrade, HTTP/1.0, a malformed line, odd bytes)
@@ -37,6 +37,7 @@ from cache.store import Audio, PromptStore
 from gateway.logs import access, route_template
 from gateway.metrics import Metrics
 from gateway.middleware import request_id
+from gateway.responses import etag_matches
 from gateway.routes import TTS_CACHE_CONTROL, URL_MEMO, UrlMemo
 from gateway.state import METRICS, STORE
 
@@ -49,9 +50,10 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 # Headers that change what the answer is or how the connection goes on: aiohttp decides.
+# (If-None-Match the lane answers itself: IVR platforms revalidate with it.)
 _ANSWER_CHANGING = frozenset({
-    b"if-none-match", b"if-match", b"if-modified-since", b"if-unmodified-since",
-    b"if-range", b"range", b"connection",
+    b"if-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range",
+    b"connection",
 })
 # Headers that bring a body or change the protocol: the connection leaves the lane.
 _LANE_ENDING = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
@@ -65,6 +67,7 @@ class Head:
     method: bytes
     target: str
     request_id: str | None
+    if_none_match: str | None = None
 
 def read_head(block: bytes) -> tuple[str, Head | None]:
     """What to do with one request head (without its final blank line): ANSWER it if its
@@ -76,6 +79,7 @@ def read_head(block: bytes) -> tuple[str, Head | None]:
         return LEAVE, None
     method, target = parts[0], parts[1]
     given_id: str | None = None
+    if_none_match: str | None = None
     verdict = ANSWER
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
@@ -88,14 +92,20 @@ def read_head(block: bytes) -> tuple[str, Head | None]:
             verdict = PASS
         elif lowered == b"x-request-id":
             given_id = value.strip(b" \t").decode("ascii")
+        elif lowered == b"if-none-match":
+            if if_none_match is not None:
+                verdict = PASS  # two of them: aiohttp decides
+            if_none_match = value.strip(b" \t").decode("ascii")
     if not target.startswith(b"/tts."):
         return PASS, None
-    return verdict, Head(method, target.decode("ascii"), given_id)
+    return verdict, Head(method, target.decode("ascii"), given_id, if_none_match)
 
 class Answer(NamedTuple):
-    """A response the lane sends: its head, its audio, its request id."""
+    """A response the lane sends: status, head, body, the audio it is for, request id."""
 
+    status: int
     head: bytes
+    body: bytes
     audio: Audio
     request_id: str
 
@@ -122,13 +132,18 @@ class HitLane:
             return None
         if seen.audio is not audio:
             seen.refresh(audio, self._cache_control)
-        if seen.lane_prefix is None:
-            seen.lane_prefix = _response_prefix(seen.headers, len(audio.data))
+        if seen.lane_heads is None:
+            seen.lane_heads = _response_heads(seen.headers, len(audio.data))
+        status = 200
+        if head.if_none_match is not None and etag_matches(head.if_none_match, audio.etag):
+            status = 304
         rid = request_id(head.request_id)
         self.answered += 1
-        self._metrics.count(self._routes[head.method], 200)
-        return Answer(b"".join((seen.lane_prefix, b"Date: ", self._now(), b"\r\nX-Request-Id: ",
-                                rid.encode("ascii"), b"\r\n\r\n")), audio, rid)
+        self._metrics.count(self._routes[head.method], status)
+        response_head = b"".join((seen.lane_heads[status], b"Date: ", self._now(),
+                                  b"\r\nX-Request-Id: ", rid.encode("ascii"), b"\r\n\r\n"))
+        body = audio.data if status == 200 and head.method == b"GET" else b""
+        return Answer(status, response_head, body, audio, rid)
 
     def _now(self) -> bytes:
         second = int(time.time())
@@ -143,7 +158,7 @@ class HitLane:
         fields: dict[str, Any] = {
             "request_id": answer.request_id, "key": audio.key[:8], "cached": True,
             "format": audio.format, "method": head.method.decode("ascii"),
-            "route": route_template(self._routes[head.method]), "status": 200,
+            "route": route_template(self._routes[head.method]), "status": answer.status,
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
         if access.isEnabledFor(logging.DEBUG):
@@ -151,13 +166,17 @@ class HitLane:
             fields["query"] = dict(parse_qsl(head.target.partition("?")[2]))
         access.info("request", extra={"fields": fields})
 
-def _response_prefix(headers: CIMultiDict[str], length: int) -> bytes:
-    """Status line and fixed headers of a 200, from the headers aiohttp's answer has too."""
-    lines = ["HTTP/1.1 200 OK"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append(f"Content-Length: {length}")
-    lines.append(f"Server: {SERVER_SOFTWARE}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+def _response_heads(headers: CIMultiDict[str], length: int) -> dict[int, bytes]:
+    """Status line and fixed headers of a 200 and of a 304, from the headers aiohttp's own
+    answers have: a 304 has neither Content-Type nor Content-Length."""
+    fixed = [f"{name}: {value}" for name, value in headers.items() if name != "Content-Type"]
+    server = f"Server: {SERVER_SOFTWARE}"
+    ok = ["HTTP/1.1 200 OK", f"Content-Type: {headers['Content-Type']}", *fixed,
+          f"Content-Length: {length}", server]
+    not_modified = ["HTTP/1.1 304 Not Modified", *fixed, server]
+    return {200: ("\r\n".join(ok) + "\r\n").encode("ascii"),
+            304: ("\r\n".join(not_modified) + "\r\n").encode("ascii")}
+
 
 def _tts_routes(app: web.Application) -> dict[bytes, AbstractRoute]:
     routes = {}
@@ -198,7 +217,7 @@ class LaneHandler(RequestHandler):
                 started = time.perf_counter()
                 answer = self._lane.answer(head)
                 if answer is not None:
-                    self._send(answer.head, answer.audio.data if head.method == b"GET" else b"")
+                    self._send(answer.head, answer.body)
                     if access.isEnabledFor(logging.INFO):
                         self._lane.log(head, answer, started)
                     start = end + 4

@@ -21,7 +21,8 @@ _AUDIO_EXTENSIONS = {f.extension for f in codecs.FORMATS.values()} | set(codecs.
 }
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an If-None-Match header names the ETag (compared weakly, as RFC 9110 asks)."""
     if header.strip() == "*":
         return True
     # If-None-Match compares weakly: W/"x" matches "x".
@@ -73,7 +74,7 @@ def audio_response(
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
         )
     inm = asked.get("If-None-Match")
-    if inm is not None and _etag_matches(inm, audio.etag):
+    if inm is not None and etag_matches(inm, audio.etag):
         del headers["Content-Type"]
         return web.Response(status=304, headers=headers)
 

@@ -57,12 +57,12 @@ class Answered:
     rate: int
     audio: Audio | None = None
     headers: CIMultiDict[str] | None = None
-    lane_prefix: bytes | None = None
+    lane_heads: dict[int, bytes] | None = None  # by status: 200, 304
 
     def refresh(self, audio: Audio, cache_control: str) -> None:
         """Build the headers for the audio now served."""
         self.audio, self.headers = audio, audio_headers(audio, cache_control)
-        self.lane_prefix = None
+        self.lane_heads = None
 
 
 class UrlMemo:

@@ -108,16 +108,27 @@ async def test_head_and_request_ids_on_the_lane(server: Server) -> None:
     assert server.lane.answered == answered + 3
 
 
-async def test_conditional_and_range_requests_go_to_aiohttp(server: Server) -> None:
+async def test_revalidation_is_answered_by_the_lane_and_ranges_go_to_aiohttp(server: Server) -> None:
+    await server.fetch(get())
     _, headers, body = await server.fetch(get())
+    etag = headers["etag"]
     answered = server.lane.answered
-    status, _, _ = await server.fetch(get(URL, f"If-None-Match: {headers['etag']}"))
+    # A Connection header sends the request to aiohttp: its own 304, to compare with.
+    status, slow_304, _ = await server.fetch(get(URL, f"If-None-Match: {etag}", "Connection: keep-alive"))
+    assert status == 304 and server.lane.answered == answered
+    status, lane_304, empty = await server.fetch(get(URL, f"If-None-Match: {etag}"))
+    assert status == 304 and empty == b"" and server.lane.answered == answered + 1
+    assert set(lane_304) == set(slow_304) and "content-type" not in lane_304 and "content-length" not in lane_304
+    assert lane_304["etag"] == etag and lane_304["cache-control"] == headers["cache-control"]
+    status, _, _ = await server.fetch(get(URL, f"If-None-Match: W/{etag}", method="HEAD"))
     assert status == 304
+    status, _, again = await server.fetch(get(URL, 'If-None-Match: "other"'))
+    assert status == 200 and again == body and server.lane.answered == answered + 3
     status, ranged, part = await server.fetch(get(URL, "Range: bytes=0-99"))
     assert status == 206 and part == body[:100] and ranged["content-range"].endswith(f"/{len(body)}")
     status, _, _ = await server.fetch(get(URL, "Connection: close"))
     assert status == 200
-    assert server.lane.answered == answered
+    assert server.lane.answered == answered + 3
 
 
 async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
@@ -199,7 +210,10 @@ async def test_lane_answers_are_counted_and_logged(server: Server, caplog: pytes
 def test_read_head_is_strict() -> None:
     verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1")
     assert verdict == ANSWER and head is not None and head.target == "/tts.wav?text=a" and head.request_id == "r1"
-    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"")[0] == PASS
+    verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"")
+    assert verdict == ANSWER and head is not None and head.if_none_match == '"e"'
+    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"\r\nIf-None-Match: \"f\"")[0] == PASS
+    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nRange: bytes=0-1")[0] == PASS
     assert read_head(b"GET /healthz HTTP/1.1\r\nHost: x")[0] == PASS
     for leave in (
         b"GET /tts.wav?text=a HTTP/1.0",
