@@ -334,17 +334,20 @@ class PromptStore:
             bytes=len(data), checksum=checksum(data), synth_seconds=seconds, created=stamp,
             last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(),
         )
-        name = FileStore.phrase_name(key)
-        self._writing.add(name)
-        try:
-            await self._run(lambda: self.files.write(name, data))
-            await self._write(lambda: self.index.put_phrase(phrase))
-        finally:
-            self._writing.discard(name)
+        await self._commit(FileStore.phrase_name(key), data, lambda: self.index.put_phrase(phrase))
         self._forget(key)
         self._hold(phrase, data)
         await self._refresh_totals()
         return StoredPhrase(phrase, cached=False)
+
+    async def _commit(self, name: str, data: bytes, put_row: Callable[[], object]) -> None:
+        """File first (atomic), row second; the integrity check leaves the name alone meanwhile."""
+        self._writing.add(name)
+        try:
+            await self._run(lambda: self.files.write(name, data))
+            await self._write(put_row)
+        finally:
+            self._writing.discard(name)
 
     def _hold(self, phrase: Phrase, data: bytes) -> None:
         """Keep a good phrase row, and its master WAV in the hot set, for answers from memory."""
@@ -431,12 +434,7 @@ class PromptStore:
             data = await self._run(encode)
             name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
             row = Variant(key, fmt, rate, name, len(data), checksum(data))
-            self._writing.add(name)
-            try:
-                await self._run(lambda: self.files.write(name, data))
-                await self._write(lambda: self.index.put_variant(row))
-            finally:
-                self._writing.discard(name)
+            await self._commit(name, data, lambda: self.index.put_variant(row))
             self._stats.bytes += len(data)
             audio = Audio(key, fmt, rate, data, row.checksum, phrase.duration)
         self._hot.put((key, fmt, rate), audio)
