@@ -60,6 +60,7 @@ _LANE_ENDING = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b
 
 ANSWER, PASS, LEAVE = "answer", "pass", "leave"
 
+
 @dataclass(frozen=True)
 class Head:
     """A strictly parsed request head the lane may answer."""
@@ -68,6 +69,7 @@ class Head:
     target: str
     request_id: str | None
     if_none_match: str | None = None
+
 
 def read_head(block: bytes) -> tuple[str, Head | None]:
     """What to do with one request head (without its final blank line): ANSWER it if its
@@ -100,6 +102,7 @@ def read_head(block: bytes) -> tuple[str, Head | None]:
         return PASS, None
     return verdict, Head(method, target.decode("ascii"), given_id, if_none_match)
 
+
 class Answer(NamedTuple):
     """A response the lane sends: status, head, body, the audio it is for, request id."""
 
@@ -108,6 +111,7 @@ class Answer(NamedTuple):
     body: bytes
     audio: Audio
     request_id: str
+
 
 class HitLane:
     """Answers for one application: the URL memo, the hot set, prebuilt response heads."""
@@ -166,6 +170,7 @@ class HitLane:
             fields["query"] = dict(parse_qsl(head.target.partition("?")[2]))
         access.info("request", extra={"fields": fields})
 
+
 def _response_heads(headers: CIMultiDict[str], length: int) -> dict[int, bytes]:
     """Status line and fixed headers of a 200 and of a 304, from the headers aiohttp's own
     answers have: a 304 has neither Content-Type nor Content-Length."""
@@ -187,6 +192,7 @@ def _tts_routes(app: web.Application) -> dict[bytes, AbstractRoute]:
     if set(routes) != {b"GET", b"HEAD"}:
         raise RuntimeError("the hit lane needs the GET and HEAD routes of /tts.{ext}")
     return routes
+
 
 class LaneHandler(RequestHandler):
     """aiohttp's connection protocol, with the hit lane in front of its parser."""
@@ -249,10 +255,8 @@ class LaneHandler(RequestHandler):
             # Straight to the socket: the head and the audio go out in one call, uncopied.
             try:
                 sent = os.writev(self._lane_fd, (head, body))
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # would block, or broken: the transport queues it or meets the error
                 sent = 0
-            except OSError:
-                sent = 0  # the transport meets the same error below and closes
             if sent < len(head):
                 transport.write(head[sent:])
                 sent = len(head)
@@ -264,6 +268,7 @@ class LaneHandler(RequestHandler):
                 transport.write(body)
         if self._keepalive_timeout > 0:
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+
 
 class LaneServer(web.Server):
     """aiohttp's protocol factory, making LaneHandler connections."""
@@ -280,6 +285,7 @@ class LaneServer(web.Server):
         handler = LaneHandler(self, loop=self._loop, **self._kwargs)
         handler._lane = self._lane
         return handler
+
 
 class LaneRunner(web.AppRunner):
     """An AppRunner whose connections have the hit lane."""
