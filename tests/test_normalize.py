@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
 from synth.frontend import Frontend, apply_ivr_rules, canonical_text, read_digits
-from tests.conftest import SHARED
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def _tn_rows() -> list[tuple[str, str, str]]:
-    with (SHARED / "corpus" / "tn_public.tsv").open(encoding="utf-8") as fh:
+    with (DATA / "tn_public.tsv").open(encoding="utf-8") as fh:
         return [(r["id"], r["written"], r["spoken"]) for r in csv.DictReader(fh, delimiter="\t")]
 
 
