@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from config import load_settings  # noqa: E402
 from gateway import create_app  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ivr_public.tsv"
+DEFAULT_CORPUS = REPO / "bench" / "data" / "ivr_public.tsv"
 
 
 def hundred_character_texts(corpus: Path, count: int) -> list[str]:

@@ -30,7 +30,7 @@ from bench.listen import Listener, edit_distance, score_text, syllables  # noqa:
 from config import load_settings  # noqa: E402
 from synth.fastspeech2 import FastSpeech2Engine, ModelNotPreparedError  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ivr_public.tsv"
+DEFAULT_CORPUS = REPO / "bench" / "data" / "ivr_public.tsv"
 REF_WIDTH = 44  # display columns given to the reference before the hypothesis column
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from config import load_settings  # noqa: E402
 from synth.fastspeech2 import FastSpeech2Engine  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ivr_public.tsv"
+DEFAULT_CORPUS = REPO / "bench" / "data" / "ivr_public.tsv"
 
 _COLD_PROBE = """
 import sys, time
