@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cache.keys import SpeechRequest
@@ -19,6 +19,33 @@ from synth.fastspeech2 import FastSpeech2Engine
 from synth.worker import Priority
 
 REPO = Path(__file__).resolve().parents[1]
+# Generous bound for waits on threads and processes, so a bug fails the test instead of hanging it.
+PATIENCE = 20.0
+
+
+def until_sync(
+    condition: Callable[[], bool], timeout: float = PATIENCE, *, interval: float = 0.005,
+    what: str = "the condition",
+) -> None:
+    """Wait, outside any event loop, until `condition` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s")
+        time.sleep(interval)
+
+
+async def until(
+    condition: Callable[[], bool], timeout: float = PATIENCE, *, interval: float = 0.005,
+    what: str = "the condition",
+) -> None:
+    """Let the event loop run until `condition` holds; fail after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not hold within {timeout} s") from None
 
 
 class CountingSynthesizer:
@@ -75,20 +102,19 @@ def serve_process(
             stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         )
     base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            if proc.poll() is not None:
+                said = log.read_text() if log is not None else proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"the gateway exited: {said}") from None
+            return False
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    said = log.read_text() if log is not None else proc.stderr.read() if proc.stderr else ""
-                    raise RuntimeError(f"the gateway exited: {said}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the gateway did not become ready") from None
-                time.sleep(0.1)
+        until_sync(ready, timeout, interval=0.1, what="the gateway's readiness")
         yield base, proc
     finally:
         if proc.poll() is None:

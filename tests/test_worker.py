@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import numpy as np
 import pytest
@@ -18,10 +18,9 @@ from synth.worker import (
     SynthesisWorker,
     WorkerClosedError,
 )
+from tests.support import PATIENCE, until
 
 THREE_SENTENCES = "您好。查询余额请按一。转人工服务请按零。"
-# Generous bound for waits on the worker thread, so a bug fails the test instead of hanging it.
-PATIENCE = 20.0
 
 
 class Recording:
@@ -100,18 +99,12 @@ async def worker(recording: Recording) -> AsyncIterator[SynthesisWorker]:
         yield w
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until `condition` holds."""
-    async with asyncio.timeout(PATIENCE):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 async def test_synthesizes_like_the_engine(
     worker: SynthesisWorker, engine: FastSpeech2Engine
 ) -> None:
     pcm = await worker.synthesize("您好，欢迎致电客户服务中心。")
-    assert np.array_equal(pcm.samples, engine.synthesize("您好，欢迎致电客户服务中心。").samples)
+    direct = await asyncio.to_thread(engine.synthesize, "您好，欢迎致电客户服务中心。")
+    assert np.array_equal(pcm.samples, direct.samples)
     assert worker.completed == 1
     assert worker.mean_seconds > 0
     assert worker.audio_seconds == pytest.approx(pcm.duration)
@@ -229,7 +222,7 @@ async def test_stream_yields_each_sentence_as_it_is_made(
     rest = [pcm async for pcm in chunks]
     assert len(rest) == 2
     whole = np.concatenate([first.samples, *(pcm.samples for pcm in rest)])
-    assert np.array_equal(whole, engine.synthesize(THREE_SENTENCES).samples)
+    assert np.array_equal(whole, (await asyncio.to_thread(engine.synthesize, THREE_SENTENCES)).samples)
     assert worker.completed == 1
 
 
