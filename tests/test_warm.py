@@ -10,20 +10,21 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from cache.index import Phrase
 from config import Settings
 from config.phrases import PhraseFileError, load_phrase_files, parse_phrases
 from gateway import create_app
-from gateway.state import STORE, WARMER
+from gateway.state import STORE, VOICES, WARMER
 from synth import codecs
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.conftest import REPO
+from tests.support import REPO, until
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -55,12 +56,11 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 
 
 async def wait_job(client: Client, job_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        body = await (await client.get(f"/admin/warm/{job_id}", headers=auth())).json()
-        if body["state"] in ("done", "failed"):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError("warm-up job did not finish")
+    """The job's progress as the admin API reports it, once the job has ended."""
+    job = client.app[WARMER].get(job_id)
+    assert job is not None
+    await until(lambda: job.state in ("done", "failed"), 60, what=f"the end of warm-up job {job_id}")
+    return cast(dict[str, Any], await (await client.get(f"/admin/warm/{job_id}", headers=auth())).json())
 
 
 # phrase files
@@ -113,6 +113,11 @@ def test_one_id_in_two_files_is_refused(tmp_path: Path) -> None:
 # admin API
 
 
+async def phrase_rows(client: Client) -> list[Phrase]:
+    """Every stored phrase row, read off the event loop."""
+    return await asyncio.to_thread(client.app[STORE].index.all_phrases)
+
+
 @pytest.fixture
 async def client(aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path) -> Client:
     return await aiohttp_client(create_app(settings_for(tmp_path), engines=[engine]))
@@ -133,7 +138,7 @@ async def test_admin_routes_do_not_exist_without_a_token(
     client = await aiohttp_client(create_app(settings_for(tmp_path, admin_token=None), engines=[engine]))
     for method, path in (("POST", "/admin/warm"), ("GET", "/admin/stats")):
         response = await client.request(method, path, headers=auth())
-        assert response.status in (404, 405)
+        assert response.status == 404 and (await response.json())["status"] == "error"
 
 
 async def test_a_warm_job_leaves_every_phrase_a_pinned_hit(client: Client) -> None:
@@ -142,9 +147,9 @@ async def test_a_warm_job_leaves_every_phrase_a_pinned_hit(client: Client) -> No
     job = await wait_job(client, (await started.json())["job_id"])
     assert job["state"] == "done" and job["done"] == 3 and job["failed"] == [] and job["eta_seconds"] == 0
     store = client.app[STORE]
-    rows = {r.phrase_id: r for r in store.index.all_phrases()}
+    rows = {r.phrase_id: r for r in await asyncio.to_thread(store.index.all_phrases)}
     assert set(rows) == {"greeting", "menu", "goodbye"} and all(r.pinned for r in rows.values())
-    assert store.index.variant(rows["menu"].key, "ulaw", 8000) is not None
+    assert await asyncio.to_thread(store.index.variant, rows["menu"].key, "ulaw", 8000) is not None
     hit = await client.get("/tts.ulaw", params={"text": "查询余额请按1。"})
     assert hit.headers["X-Cache"] == "HIT"
     named = await client.get("/phrases/menu.ulaw")
@@ -189,24 +194,30 @@ async def test_delete_and_check(client: Client) -> None:
     assert report["consistent"] and report["phrases"] == 0
 
 
+@pytest.fixture
+def phrases(tmp_path: Path) -> Path:
+    """A phrase file holding SMALL."""
+    path = tmp_path / "phrases.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    return path
+
+
 async def test_a_changed_file_rewarms_only_what_changed_and_unpins_the_removed(
-    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, phrases: Path
 ) -> None:
-    phrases = tmp_path / "phrases.yaml"
-    phrases.write_text(SMALL, encoding="utf-8")
     client = await aiohttp_client(create_app(settings_for(tmp_path, phrases=(phrases,)), engines=[engine]))
     warmer = client.app[WARMER]
     (first,) = warmer.jobs()
     await wait_job(client, first.id)
     assert first.synthesized == 3
-    old_goodbye = next(r for r in client.app[STORE].index.all_phrases() if r.phrase_id == "goodbye")
-    phrases.write_text(
-        SMALL.replace("再见。", "感谢您的来电，再见。").replace(
-            "  - id: menu\n    text: 查询余额请按1。\n    tags: [menu]\n", ""), encoding="utf-8")
+    old_goodbye = next(r for r in await phrase_rows(client) if r.phrase_id == "goodbye")
+    changed = SMALL.replace("再见。", "感谢您的来电，再见。").replace(
+        "  - id: menu\n    text: 查询余额请按1。\n    tags: [menu]\n", "")
+    await asyncio.to_thread(phrases.write_text, changed, encoding="utf-8")
     second = await client.post("/admin/warm", headers=auth())
     job = await wait_job(client, (await second.json())["job_id"])
     assert job["done"] == 2 and job["synthesized"] == 1  # only the changed phrase
-    rows = {r.text: r for r in client.app[STORE].index.all_phrases()}
+    rows = {r.text: r for r in await phrase_rows(client)}
     assert not rows["查询余额请按1。"].pinned and rows["查询余额请按1。"].phrase_id is None
     assert not rows["再见。"].pinned
     assert rows["感谢您的来电,再见。"].pinned
@@ -216,16 +227,22 @@ async def test_a_changed_file_rewarms_only_what_changed_and_unpins_the_removed(
 
 
 async def test_the_gateway_serves_while_configured_phrases_warm(
-    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, phrases: Path
 ) -> None:
-    phrases = tmp_path / "phrases.yaml"
-    phrases.write_text(SMALL, encoding="utf-8")
-    client = await aiohttp_client(create_app(settings_for(tmp_path, phrases=(phrases,)), engines=[engine]))
-    assert (await client.get("/readyz")).status == 200
-    (job,) = client.app[WARMER].jobs()
-    assert job.done < job.total  # still warming, already serving
+    recording = RecordingEngine(engine)
+    app = create_app(settings_for(tmp_path, phrases=(phrases,)), engines=[recording])  # type: ignore[list-item]
+    client = await aiohttp_client(app)
+    try:
+        await until(recording.holding.is_set, what="the first warm-up synthesis")
+        # The warm-up is held in its first synthesis, and the gateway already answers.
+        assert (await client.get("/readyz")).status == 200
+        assert (await client.get("/api/voices")).status == 200
+        (job,) = client.app[WARMER].jobs()
+        assert job.state == "running" and job.done == 0
+    finally:
+        recording.release.set()
     await wait_job(client, job.id)
-    assert {r.phrase_id for r in client.app[STORE].index.all_phrases() if r.pinned} == {"greeting", "menu", "goodbye"}
+    assert {r.phrase_id for r in await phrase_rows(client) if r.pinned} == {"greeting", "menu", "goodbye"}
 
 
 class RecordingEngine:
@@ -260,13 +277,14 @@ async def test_a_live_request_overtakes_queued_warm_up_work(
 ) -> None:
     recording = RecordingEngine(engine)
     client = await aiohttp_client(create_app(settings_for(tmp_path), engines=[recording]))  # type: ignore[list-item]
+    (worker,) = client.app[VOICES].workers
     many = "phrases:\n" + "".join(f"  - id: p{i}\n    text: 请按{i}号键。\n" for i in range(6))
     started = await client.post("/admin/warm", data=many.encode(), headers={**auth(), "Content-Type": "application/yaml"})
     job_id = (await started.json())["job_id"]
-    await asyncio.get_running_loop().run_in_executor(None, recording.holding.wait, 10)
-    await asyncio.sleep(0.2)  # the second warm-up lane is queued behind the held one
+    await until(recording.holding.is_set, what="the first warm-up synthesis")
+    await until(lambda: worker.queue_depth == 1, what="the second warm-up lane queued behind the held one")
     live = asyncio.ensure_future(client.get("/tts.ulaw", params={"text": "转人工服务请按零。"}))
-    await asyncio.sleep(0.2)
+    await until(lambda: worker.queue_depth == 2, what="the live request queued")
     recording.release.set()
     assert (await live).status == 200
     await wait_job(client, job_id)
@@ -278,9 +296,7 @@ async def test_a_live_request_overtakes_queued_warm_up_work(
 # the warm and export commands
 
 
-def test_warm_and_export_commands(tmp_path: Path) -> None:
-    phrases = tmp_path / "phrases.yaml"
-    phrases.write_text(SMALL, encoding="utf-8")
+def test_warm_and_export_commands(tmp_path: Path, phrases: Path) -> None:
     env = {**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data")}
 
     def huiyin(*args: str) -> subprocess.CompletedProcess[str]:
