@@ -7,11 +7,10 @@ import json
 import logging
 import signal
 import threading
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -23,10 +22,11 @@ from config import Settings
 from gateway import create_app
 from gateway.logs import JsonFormatter
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import serve_process
+from tests.support import serve_process, until_sync
 
 Client = TestClient[Any, web.Application]
 SECRET = "您的验证码是735102"
+TOKEN = "ops-token"
 
 
 @pytest.fixture
@@ -74,24 +74,31 @@ def test_json_formatter_writes_one_object_per_line() -> None:
 
 
 def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
     text = "感谢您的耐心等待，" * 30 + "再见。"  # several seconds of synthesis
     result: dict[str, Any] = {}
-    with serve_process({"HUIYIN_DATA_DIR": str(data_dir), "HUIYIN_LOG_LEVEL": "info"}) as (base, proc):
+    env = {"HUIYIN_DATA_DIR": str(data_dir), "HUIYIN_LOG_LEVEL": "info", "HUIYIN_ADMIN_TOKEN": TOKEN}
+    with serve_process(env, log=log) as (base, proc):
 
         def fetch() -> None:
             with urllib.request.urlopen(f"{base}/tts.wav?text={quote(text)}", timeout=60) as r:
                 result["status"], result["body"] = r.status, r.read()
 
+        def synthesis() -> dict[str, Any]:
+            stats = urllib.request.Request(f"{base}/admin/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(stats, timeout=10) as r:
+                (worker,) = json.loads(r.read())["synthesis"]
+                return cast(dict[str, Any], worker)
+
         fetcher = threading.Thread(target=fetch)
         fetcher.start()
-        time.sleep(0.8)  # the synthesis is running
+        until_sync(lambda: synthesis()["busy"], interval=0.02, what="the synthesis running")
+        assert synthesis()["completed"] == 0  # the running synthesis is the request's
         proc.send_signal(signal.SIGTERM)
         fetcher.join(timeout=60)
         assert result.get("status") == 200 and len(result["body"]) > 24000 * 2 * 10
         assert proc.wait(timeout=60) == 0
-        stderr = proc.stderr.read() if proc.stderr else ""
-    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(entry.get("route") == "/tts.{ext}" and entry.get("status") == 200 for entry in lines)
     assert lines[-1]["message"] == "stopped"
 
@@ -100,7 +107,7 @@ def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -
         await store.open()
         try:
             assert (await store.check(grace=0)).clean
-            return [p.text for p in store.index.all_phrases()]
+            return [p.text for p in await asyncio.to_thread(store.index.all_phrases)]
         finally:
             await store.close()
 
