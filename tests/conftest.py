@@ -1,19 +1,31 @@
-"""Shared fixtures: the real default voice, loaded once per test session."""
+"""Shared fixtures: the real default voice, loaded once per test session, and a detector
+that fails any test in which something blocks a running event loop."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
-from tests.support import CountingSynthesizer
+from tests.support import REPO, CountingSynthesizer
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["REPO"]
 SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail the test when a blocking call (file, socket, sleep, SQL, lock) runs on an event loop.
+
+    Only calls made while a loop runs in the calling thread count: sync tests, worker
+    threads and subprocesses are free to block.
+    """
+    with blockbuster_ctx() as bb:
+        yield bb
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import pytest
 import soundfile as sf
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from blockbuster import blockbuster_ctx
 
 from config import ConfigError, Settings, load_settings
 from config.settings import ENGINES
@@ -517,11 +516,10 @@ def two_engines(
 @pytest.fixture
 async def gateway(
     aiohttp_client: MakeClient, two_engines: tuple[FastSpeech2Engine, SambertEngine], tmp_path: Path,
-) -> AsyncIterator[Client]:
+) -> Client:
     # Settings built directly: reading the settings file here would block the running loop.
     settings = Settings(data_dir=tmp_path / "data", max_text_length=100)
-    with blockbuster_ctx():
-        yield await aiohttp_client(create_app(settings, engines=list(two_engines)))
+    return await aiohttp_client(create_app(settings, engines=list(two_engines)))
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:
