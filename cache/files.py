@@ -16,6 +16,26 @@ _NAME = re.compile(r"^(?P<key>[0-9a-f]{32})(?:-(?P<format>[a-z0-9]{2,8})-(?P<rat
 TEMP_PREFIX = ".tmp-"
 
 
+def write_atomic(target: Path, data: bytes) -> None:
+    """A temp file in the same folder, fsync, rename over target, fsync the folder: after a
+    crash the file is whole, old or new, and never half-written (blocking)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class FileStore:
     """Reads and writes the store's audio files; knows nothing of the index."""
 
@@ -49,24 +69,10 @@ class FileStore:
         return self.root / name[0:2] / name[2:4] / name
 
     def write(self, name: str, data: bytes) -> None:
-        """Write atomically: a temp file in the same folder, fsync, rename, fsync the folder."""
+        """Write atomically (see write_atomic), in the name's shard."""
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(target, data)
 
     def read(self, name: str) -> bytes | None:
         """The file's bytes, or None when it is missing."""

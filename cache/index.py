@@ -141,6 +141,13 @@ def _phrase(row: PhraseRow) -> Phrase:
     )
 
 
+# What a new synthesis of an existing key replaces; the rest of the row is the phrase's own.
+_AUDIO_COLUMNS = (
+    "text", "engine", "engine_version", "voice", "style", "speed", "pitch", "volume",
+    "duration", "sample_rate", "bytes", "checksum", "synth_seconds",
+)
+
+
 def _variant(row: VariantRow) -> Variant:
     return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
 
@@ -244,6 +251,16 @@ class Index:
             ).all()
             return [(str(k), int(b)) for k, b in rows]
 
+    def named(self, phrase_id: str) -> Phrase | None:
+        """The newest pinned phrase with this phrase id (one indexed lookup)."""
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(PhraseRow)
+                .where(PhraseRow.phrase_id == phrase_id, PhraseRow.pinned.is_(True))
+                .order_by(PhraseRow.created.desc()).limit(1)
+            ).first()
+            return _phrase(row) if row else None
+
     def search(
         self, *, query: str | None = None, tag: str | None = None, phrase_id: str | None = None,
         offset: int = 0, limit: int = 50,
@@ -266,17 +283,23 @@ class Index:
 
     # writes (single writer thread)
 
-    def put_phrase(self, phrase: Phrase) -> None:
-        """Insert or replace a phrase row; replacing drops its old variants."""
+    def put_phrase(self, phrase: Phrase) -> Phrase:
+        """Insert a phrase row, or refresh the audio of one that exists: its pin, name,
+        tags, usage and encoded variants stay. Returns the row as stored."""
         with Session(self.engine) as session, session.begin():
-            session.execute(delete(VariantRow).where(VariantRow.key == phrase.key))
             existing = session.get(PhraseRow, phrase.key)
-            if existing is not None:
-                session.delete(existing)
-                session.flush()
-            values = dict(phrase.__dict__)
-            values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
-            session.add(PhraseRow(**values))
+            if existing is None:
+                values = dict(phrase.__dict__)
+                values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
+                row = PhraseRow(**values)
+                session.add(row)
+            else:
+                row = existing
+                for name in _AUDIO_COLUMNS:
+                    setattr(row, name, getattr(phrase, name))
+                row.last_used = max(row.last_used, phrase.last_used)
+            session.flush()
+            return _phrase(row)
 
     def put_variant(self, variant: Variant) -> None:
         """Insert or replace a variant row."""
@@ -310,8 +333,8 @@ class Index:
                 )
             )
 
-    def unpin_except(self, keep: Iterable[str]) -> int:
-        """Unpin and unname every pinned phrase not in keep; returns how many."""
+    def unpin_except(self, keep: Iterable[str]) -> list[str]:
+        """Unpin and unname every pinned phrase not in keep; returns their keys."""
         keep = set(keep)
         with Session(self.engine) as session, session.begin():
             pinned = session.scalars(select(PhraseRow.key).where(PhraseRow.pinned.is_(True))).all()
@@ -321,7 +344,7 @@ class Index:
                     update(PhraseRow).where(PhraseRow.key.in_(gone))
                     .values(pinned=False, phrase_id=None)
                 )
-            return len(gone)
+            return gone
 
     def delete_phrases(self, keys: Sequence[str]) -> None:
         """Remove phrase rows and their variants."""

@@ -1,76 +1,37 @@
-"""What a phrase is: a normalized text and the voice settings, and the key derived from them."""
+"""Phrase keys, derived from what is spoken.
+
+Two requests share a key only when the engine would say the same thing with the same
+settings: the key hashes the engine's own reading of the text (its symbol sequence, for an
+engine that exposes its frontend), never a folded spelling of the text. So 10²元 and 102元
+never meet, and １２３ and 123, read alike, do.
+"""
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from dataclasses import dataclass
 
 import xxhash
 
-from synth.frontend import canonical_text
+from synth.request import SpeechRequest, setting_text
 
-KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+__all__ = ["KEY_SCHEME", "SpeechRequest", "is_key", "phrase_key"]
+
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Bump when the canonical encoding below changes.
-KEY_SCHEME = "huiyin-key-1"
-
-# Full-width and CJK punctuation that NFKC leaves alone, mapped to one spelling each.
-# Only marks that the frontend treats identically are merged.
-_PUNCTUATION = str.maketrans({
-    "\u3000": " ",  # ideographic space
-    "\uff61": "。",  # halfwidth ideographic full stop
-    "\uff64": "、",  # halfwidth ideographic comma
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-})
+KEY_SCHEME = "huiyin-key-2"
 
 
-def normalize_for_key(text: str) -> str:
-    """The text as the cache sees it: NFKC, canonical punctuation, collapsed whitespace.
-
-    Nothing here can change what is spoken: the frontend applies the same canonicalization
-    before reading.
-    """
-    return canonical_text(unicodedata.normalize("NFKC", text).translate(_PUNCTUATION))
-
-
-def _setting(value: float) -> str:
-    # Three decimals: finer steps are inaudible, and 1, 1.0 and 1.0000001 must agree.
-    return f"{round(float(value), 3):.3f}"
-
-
-@dataclass(frozen=True)
-class SpeechRequest:
-    """A normalized text and every setting that changes its audio, except the engine version."""
-
-    text: str
-    engine: str
-    voice: str
-    style: str = "neutral"
-    speed: float = 1.0
-    pitch: float = 1.0
-    volume: float = 1.0
-
-    @classmethod
-    def create(
-        cls, text: str, *, engine: str, voice: str, style: str = "neutral",
-        speed: float = 1.0, pitch: float = 1.0, volume: float = 1.0,
-    ) -> SpeechRequest:
-        """A request with normalized text and rounded settings."""
-        return cls(
-            normalize_for_key(text), engine, voice, style,
-            float(_setting(speed)), float(_setting(pitch)), float(_setting(volume)),
-        )
-
-    def key(self, engine_version: str) -> str:
-        """xxh3-128 hex of a canonical encoding of the text, engine, version and settings."""
-        fields = (
-            KEY_SCHEME, self.text, self.engine, engine_version, self.voice, self.style,
-            _setting(self.speed), _setting(self.pitch), _setting(self.volume),
-        )
-        # The unit separator cannot occur in normalized text, so fields cannot run together.
-        return xxhash.xxh3_128_hexdigest("\x1f".join(fields).encode("utf-8"))
+def phrase_key(request: SpeechRequest, engine_version: str, spoken: str) -> str:
+    """xxh3-128 hex of a canonical encoding of what is spoken (the engine's reading of the
+    text), the engine, its version and every audible setting."""
+    fields = (
+        KEY_SCHEME, spoken, request.engine, engine_version, request.voice, request.style,
+        setting_text(request.speed), setting_text(request.pitch), setting_text(request.volume),
+    )
+    # The unit separator is no part of a spoken form, so fields cannot run together.
+    return xxhash.xxh3_128_hexdigest("\x1f".join(fields).encode("utf-8"))
 
 
 def is_key(value: str) -> bool:
     """Whether value has the shape of a phrase key (checked before it names a file)."""
-    return bool(KEY_PATTERN.match(value))
+    return KEY_PATTERN.fullmatch(value) is not None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -19,6 +20,13 @@ from cache.store import Audio, PromptStore
 from synth.engine import Pcm, SynthesisError
 from synth.worker import Priority
 from tests.support import CountingSynthesizer
+
+T = TypeVar("T")
+
+
+async def off(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking file or index work off the loop, as the store itself does."""
+    return await asyncio.to_thread(fn, *args)
 
 
 def req(text: str, **kw: float | str) -> SpeechRequest:
@@ -55,8 +63,7 @@ async def test_miss_then_hit_and_the_files_are_sharded(
     assert synth.calls == 1
     key = first.key
     path = store.files.root / key[:2] / key[2:4] / f"{key}.wav"
-    assert path.is_file()
-    assert abs(plays(path.read_bytes()) - first.phrase.duration) < 0.01
+    assert abs(plays(await off(path.read_bytes)) - first.phrase.duration) < 0.01
     stats = store.stats()
     assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
     assert stats.hit_ratio == 0.5 and stats.saved_seconds > 0
@@ -86,8 +93,8 @@ async def test_fifty_concurrent_misses_make_one_synthesis(
 async def test_variants_are_encoded_once_and_served_from_memory(store: PromptStore) -> None:
     audio = await store.audio(req("转人工服务请按零。"), "ulaw")
     assert audio.rate == 8000 and abs(audio.size / 8000 - audio.duration) < 0.05
-    row = store.index.variant(audio.key, "ulaw", 8000)
-    assert row is not None and store.files.read(row.file) == audio.data
+    row = await off(store.index.variant, audio.key, "ulaw", 8000)
+    assert row is not None and await off(store.files.read, row.file) == audio.data
     hot = store.peek(audio.key, "ulaw", 8000)
     assert hot is not None and hot.data == audio.data and hot.cached
     wav = await store.audio(req("转人工服务请按零。"), "wav", 8000)
@@ -99,15 +106,15 @@ async def test_a_corrupt_file_is_a_miss_and_is_repaired(
 ) -> None:
     first = await store.get_or_synthesize(req("感谢您的来电。"))
     path = store.files.path(FileStore.phrase_name(first.key))
-    data = bytearray(path.read_bytes())
+    data = bytearray(await off(path.read_bytes))
     data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
-    path.write_bytes(bytes(data))
+    await off(path.write_bytes, bytes(data))
     store = await reopen(store, synth)
     try:
         assert not (await store.check()).consistent
         again = await store.get_or_synthesize(req("感谢您的来电。"))
         assert not again.cached and synth.calls == 2
-        assert path.read_bytes() != bytes(data)
+        assert await off(path.read_bytes) != bytes(data)
         assert (await store.check(grace=0)).clean
     finally:
         await store.close()
@@ -117,12 +124,12 @@ async def test_a_missing_file_is_a_miss_and_is_repaired(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     first = await store.get_or_synthesize(req("再见。"))
-    store.files.delete(FileStore.phrase_name(first.key))
+    await off(store.files.delete, FileStore.phrase_name(first.key))
     store = await reopen(store, synth)
     try:
         again = await store.get_or_synthesize(req("再见。"))
         assert not again.cached and synth.calls == 2
-        assert store.files.read(FileStore.phrase_name(first.key)) is not None
+        assert await off(store.files.read, FileStore.phrase_name(first.key)) is not None
     finally:
         await store.close()
 
@@ -144,7 +151,7 @@ async def test_eviction_respects_pins_budget_and_recency(
         assert evicted == 3
         stats = store.stats()
         assert stats.bytes <= budget and stats.evictions == 3
-        kept = {p.key for p in store.index.all_phrases()}
+        kept = {p.key for p in await off(store.index.all_phrases)}
         assert kept == {phrases[0].key, phrases[1].key}
         assert (await store.check(grace=0)).clean
     finally:
@@ -156,29 +163,34 @@ async def test_check_reports_and_fixes_strays_and_dangling_rows(
 ) -> None:
     kept = await store.get_or_synthesize(req("请输入密码。"))
     lost = await store.get_or_synthesize(req("请重新输入。"))
-    store.files.delete(FileStore.phrase_name(lost.key))
+    await off(store.files.delete, FileStore.phrase_name(lost.key))
     orphan = store.files.path(FileStore.phrase_name("0" * 32))
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"left by an interrupted write")
     temp = store.files.path(FileStore.phrase_name(kept.key)).parent / ".tmp-abc"
-    temp.write_bytes(b"partial")
+
+    def strays() -> None:
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"left by an interrupted write")
+        temp.write_bytes(b"partial")
+
+    await off(strays)
     report = await store.check(grace=0)
     assert report.missing == [lost.key]
     assert len(report.orphans) == 1 and len(report.temp_files) == 1
     fixed = await store.check(fix=True, grace=0)
     assert fixed.fixed
     assert (await store.check(grace=0)).clean
-    assert not orphan.exists() and not temp.exists()
-    assert store.index.get(lost.key) is None and store.index.get(kept.key) is not None
+    assert not await off(orphan.exists) and not await off(temp.exists)
+    assert await off(store.index.get, lost.key) is None
+    assert await off(store.index.get, kept.key) is not None
 
 
 async def test_young_stray_files_are_left_for_running_writes(store: PromptStore) -> None:
     await store.get_or_synthesize(req("您好。"))
     orphan = store.files.path(FileStore.phrase_name("1" * 32))
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"a write in progress")
+    await off(lambda: orphan.parent.mkdir(parents=True, exist_ok=True))
+    await off(orphan.write_bytes, b"a write in progress")
     assert (await store.check(fix=True, grace=60)).orphans == []
-    assert orphan.exists()
+    assert await off(orphan.exists)
 
 
 async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> None:
@@ -187,6 +199,12 @@ async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> No
 
         def engine_version(self, engine: str) -> str:
             return "v"
+
+        def spoken(self, request: SpeechRequest) -> str:
+            return request.text
+
+        def stream(self, request: SpeechRequest, priority: Priority) -> AsyncIterator[Pcm]:
+            raise AssertionError("not streamed here")
 
         async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
             Broken.calls += 1
@@ -203,8 +221,8 @@ async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> No
         with pytest.raises(SynthesisError):
             await store.get_or_synthesize(req("坏"))
         assert Broken.calls == 3  # a failure is not remembered as a result
-        assert store.index.all_phrases() == []
-        assert list(store.files.walk()) == []
+        assert await off(store.index.all_phrases) == []
+        assert await off(lambda: list(store.files.walk())) == []
     finally:
         await store.close()
 

@@ -1,0 +1,71 @@
+"""What the store hands out: stored phrases and encoded audio, and the master file format."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+import xxhash
+
+from cache.index import Phrase
+from synth import codecs
+from synth.engine import Pcm
+
+MASTER_FORMAT = "wav"
+
+
+def checksum(data: bytes) -> str:
+    """Content checksum of a stored file (xxh3-64 hex)."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+@dataclass(frozen=True)
+class StoredPhrase:
+    """A phrase that is in the store, and whether this request found it there."""
+
+    phrase: Phrase
+    cached: bool
+
+    @property
+    def key(self) -> str:
+        """The phrase key."""
+        return self.phrase.key
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Encoded bytes of a phrase in one format and rate, ready for the wire."""
+
+    key: str
+    format: str
+    rate: int
+    data: bytes
+    checksum: str
+    duration: float
+    cached: bool = True
+    # Engine seconds the phrase cost once: what each hit saves.
+    synth_seconds: float = 0.0
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire."""
+        return len(self.data)
+
+    @property
+    def etag(self) -> str:
+        """Strong ETag: the content key, format, rate and the bytes' checksum."""
+        return f'"{self.key}-{self.format}-{self.rate}-{self.checksum}"'
+
+
+def encode_master(pcm: Pcm) -> bytes:
+    """The phrase's master file: 16-bit mono WAV at the engine's rate."""
+    return codecs.encode(pcm.samples, pcm.sample_rate, MASTER_FORMAT)
+
+
+def decode_master(data: bytes) -> tuple[npt.NDArray[np.int16], int]:
+    """Samples and rate of a master file."""
+    samples, rate = sf.read(io.BytesIO(data), dtype="int16")
+    return samples, int(rate)

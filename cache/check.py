@@ -1,0 +1,115 @@
+"""The integrity check: the index and the audio files agree, and `fix` makes them agree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cache.audio import checksum
+from cache.files import FileStore
+from cache.storage import Storage
+
+
+@dataclass
+class CheckReport:
+    """What an integrity check found, and whether it fixed it."""
+
+    phrases: int = 0
+    variants: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    bad_variants: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    fixed: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        """Every row has its intact file: nothing committed is lost or damaged."""
+        return not (self.missing or self.corrupt or self.bad_variants)
+
+    @property
+    def clean(self) -> bool:
+        """Consistent, and no stray files left by interrupted writes either."""
+        return self.consistent and not (self.orphans or self.temp_files)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "consistent": self.consistent, "clean": self.clean, "fixed": self.fixed,
+            "phrases": self.phrases,
+            "variants": self.variants, "missing": self.missing, "corrupt": self.corrupt,
+            "bad_variants": self.bad_variants, "orphans": self.orphans,
+            "temp_files": self.temp_files,
+        }
+
+
+def _scan(storage: Storage, busy: set[str], grace: float) -> CheckReport:
+    """Compare every row with its file, and every file with the rows (blocking)."""
+    files, index = storage.files, storage.index
+    report = CheckReport()
+    phrases = index.all_phrases()
+    variants = index.all_variants()
+    report.phrases, report.variants = len(phrases), len(variants)
+    known: set[str] = set()
+    for p in phrases:
+        name = FileStore.phrase_name(p.key)
+        known.add(name)
+        data = files.read(name)
+        if data is None:
+            report.missing.append(p.key)
+        elif len(data) != p.bytes or checksum(data) != p.checksum:
+            report.corrupt.append(p.key)
+    for v in variants:
+        known.add(v.file)
+        data = files.read(v.file)
+        if data is None or len(data) != v.size or checksum(data) != v.checksum:
+            report.bad_variants.append(v.file)
+    cutoff = time.time() - grace
+    for path, name in files.walk():
+        if name is not None and (name in known or name in busy):
+            continue
+        if path.stat().st_mtime > cutoff:
+            continue
+        (report.orphans if name is not None else report.temp_files).append(
+            str(path.relative_to(files.root))
+        )
+    return report
+
+
+async def check(
+    storage: Storage, *, fix: bool, grace: float, forget: Callable[[str], None],
+    forget_variant: Callable[[str, str, int], None],
+) -> CheckReport:
+    """Reconcile index and files; with fix, drop broken rows and remove stray files.
+
+    Files younger than `grace` seconds, or being written right now, are left alone: they
+    may belong to a write whose row is not committed yet.
+    """
+    busy = set(storage.writing)
+    report = await storage.run(lambda: _scan(storage, busy, grace))
+    if not fix or report.clean:
+        return report
+    index = storage.index
+    broken = report.missing + report.corrupt
+    for key in broken:
+        forget(key)
+    await storage.remove(broken)
+    by_file = {v.file: v for v in await storage.run(index.all_variants)}
+    for name in report.bad_variants:
+        v = by_file.get(name)
+        if v is not None:
+            await storage.write(lambda v=v: index.delete_variant(v.key, v.format, v.rate))
+            forget_variant(v.key, v.format, v.rate)
+
+    def unlink() -> None:
+        for rel in report.bad_variants:
+            storage.files.path(rel).unlink(missing_ok=True)
+        for rel in report.orphans + report.temp_files:
+            (storage.files.root / rel).unlink(missing_ok=True)
+
+    await storage.run(unlink)
+    report.fixed = True
+    return report

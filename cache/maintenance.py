@@ -1,0 +1,155 @@
+"""Usage counts and eviction: what was used, when, and what leaves when the store is full.
+
+Usage is kept by key, whatever answered the hit (the hot set, the hit lane, a row from the
+index), and reaches the index in batches. Eviction then removes the least recently used
+unpinned phrases, after writing the usage it has, so it never judges by stale times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cache.index import now
+from cache.storage import Storage
+
+log = logging.getLogger("huiyin.cache")
+
+
+@dataclass
+class Stats:
+    """Counters since start, and totals from the index."""
+
+    entries: int = 0
+    bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    saved_seconds: float = 0.0
+    max_bytes: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        """Hits over all lookups (0 before the first)."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "entries": self.entries, "bytes": self.bytes, "max_bytes": self.max_bytes,
+            "hits": self.hits, "misses": self.misses, "hit_ratio": round(self.hit_ratio, 4),
+            "evictions": self.evictions, "synthesis_seconds_saved": round(self.saved_seconds, 3),
+        }
+
+
+class Usage:
+    """Hits by key not yet written to the index: last use and count."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+        self._pending: dict[str, list[float]] = {}
+
+    def hit(self, key: str, saved_seconds: float) -> None:
+        """A listener was answered with this phrase from the store."""
+        entry = self._pending.get(key)
+        if entry is None:
+            self._pending[key] = [now(), 1.0]
+        else:
+            entry[0] = now()
+            entry[1] += 1
+        self._stats.hits += 1
+        self._stats.saved_seconds += saved_seconds
+
+    def miss(self) -> None:
+        """A listener's phrase had to be synthesized."""
+        self._stats.misses += 1
+
+    def drain(self) -> list[tuple[str, float, int]]:
+        """The pending usage as (key, last used, hits), cleared."""
+        pending, self._pending = self._pending, {}
+        return [(k, v[0], int(v[1])) for k, v in pending.items()]
+
+
+class Maintenance:
+    """Flushes usage and evicts beyond the byte budget, now or every `interval` seconds."""
+
+    def __init__(
+        self, storage: Storage, stats: Stats, usage: Usage, *, max_bytes: int, interval: float,
+        busy: Callable[[str], bool], forget: Callable[[str], None],
+    ) -> None:
+        self._storage = storage
+        self._stats = stats
+        self._usage = usage
+        self.max_bytes = max_bytes
+        self._interval = interval
+        self._busy = busy
+        self._forget = forget
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run in the background."""
+        self._task = asyncio.create_task(self._loop(), name="store-maintenance")
+
+    async def stop(self) -> None:
+        """Stop the background loop and write the usage it has."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write pending usage to the index in one batch."""
+        batch = self._usage.drain()
+        if batch:
+            index = self._storage.index
+            await self._storage.write(lambda: index.touch(batch))
+
+    async def refresh_totals(self) -> None:
+        """Entries and bytes from the index."""
+        self._stats.entries, self._stats.bytes = await self._storage.totals()
+
+    async def evict(self) -> int:
+        """Remove least recently used unpinned phrases until the store fits its byte budget."""
+        if not self.max_bytes:
+            return 0
+        await self.flush()
+        await self.refresh_totals()
+        excess = self._stats.bytes - self.max_bytes
+        if excess <= 0:
+            return 0
+        index = self._storage.index
+        candidates = await self._storage.run(lambda: index.eviction_candidates(10_000))
+        chosen: list[str] = []
+        for key, size in candidates:
+            if excess <= 0:
+                break
+            if self._busy(key):
+                continue
+            chosen.append(key)
+            excess -= size
+        for key in chosen:  # before and after: no hit is answered from memory meanwhile
+            self._forget(key)
+        await self._storage.remove(chosen)
+        for key in chosen:
+            self._forget(key)
+        self._stats.evictions += len(chosen)
+        await self.refresh_totals()
+        if chosen:
+            log.info("evicted %d phrases; store holds %d bytes", len(chosen), self._stats.bytes)
+        return len(chosen)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+                await self.evict()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("store maintenance failed")

@@ -1,0 +1,84 @@
+"""Phrase rows known to be good, kept in memory so hits are answered without the index.
+
+Renaming, pinning and unpinning update a row in place: the cache never has to drop a row to
+stay true, and nothing else (usage, the hot set) depends on a row being here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from cache.index import Phrase
+
+
+class RowCache:
+    """The most recently used phrase rows by key, and the current key of each phrase id."""
+
+    def __init__(self, max_rows: int = 50_000) -> None:
+        self._max_rows = max_rows
+        self._rows: OrderedDict[str, Phrase] = OrderedDict()
+        self._names: dict[str, str] = {}  # phrase id -> key, for rows that are pinned and named
+        self._name_of: dict[str, str] = {}  # the reverse: key -> phrase id
+
+    def get(self, key: str) -> Phrase | None:
+        """The row, marked most recently used."""
+        row = self._rows.get(key)
+        if row is not None:
+            self._rows.move_to_end(key)
+        return row
+
+    def put(self, row: Phrase) -> None:
+        """Keep a row (the oldest beyond the bound leaves)."""
+        self._rows[row.key] = row
+        self._rows.move_to_end(row.key)
+        if row.pinned and row.phrase_id is not None:
+            self._set_name(row.key, row.phrase_id)
+        while len(self._rows) > self._max_rows:
+            self._rows.popitem(last=False)
+
+    def named(self, phrase_id: str) -> str | None:
+        """The key a phrase id names, when known here."""
+        return self._names.get(phrase_id)
+
+    def rename(self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool) -> None:
+        """A row got a (new) phrase id, tags and pin: update it in place."""
+        self._drop_name(key)
+        if pinned and phrase_id is not None:
+            self._set_name(key, phrase_id)
+        row = self._rows.get(key)
+        if row is not None:
+            self._rows[key] = dataclasses.replace(
+                row, phrase_id=phrase_id, tags=tuple(tags), pinned=pinned
+            )
+
+    def unpin(self, keys: Iterable[str]) -> None:
+        """Rows that lost their pin and their name."""
+        for key in keys:
+            self.rename(key, phrase_id=None, tags=self._tags(key), pinned=False)
+
+    def _tags(self, key: str) -> tuple[str, ...]:
+        row = self._rows.get(key)
+        return row.tags if row is not None else ()
+
+    def discard(self, key: str) -> None:
+        """Forget a row that was deleted."""
+        self._rows.pop(key, None)
+        self._drop_name(key)
+
+    def _set_name(self, key: str, phrase_id: str) -> None:
+        self._drop_name(key)
+        previous = self._names.get(phrase_id)
+        if previous is not None:
+            self._name_of.pop(previous, None)
+        self._names[phrase_id] = key
+        self._name_of[key] = phrase_id
+
+    def _drop_name(self, key: str) -> None:
+        name = self._name_of.pop(key, None)
+        if name is not None and self._names.get(name) == key:
+            del self._names[name]
+
+    def __len__(self) -> int:
+        return len(self._rows)
