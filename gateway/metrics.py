@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from cache.store import Stats
 from gateway.logs import route_template
-from gateway.synthesis import Voices
+from synth.voices import Timing, Voices
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,9 +32,9 @@ class Metrics:
         )
         self.registry.register(_Collector(self))
 
-    def observe(self, seconds: float, audio_seconds: float) -> None:
+    def observe(self, timing: Timing) -> None:
         """Record one synthesis."""
-        self.synth_seconds.observe(seconds)
+        self.synth_seconds.observe(timing.wall_seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

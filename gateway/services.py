@@ -13,7 +13,8 @@ from cache.store import PromptStore
 from cache.warm import Warmer
 from config import Settings
 from config.phrases import PhraseSpec
-from gateway.synthesis import Observer, Voices
+from gateway.logs import note
+from synth.voices import Observer, Timing, Voices
 from synth.engine import Engine
 from synth.worker import SynthesisWorker
 
@@ -27,6 +28,12 @@ class Services:
     voices: Voices
     store: PromptStore
     warmer: Warmer
+
+
+def note_timing(timing: Timing) -> None:
+    """Put a synthesis's engine and queue milliseconds on the current request's log line."""
+    note(synth_ms=round(timing.engine_seconds * 1000, 1),
+         queue_ms=round(timing.queue_seconds * 1000, 1))
 
 
 def phrase_request(voices: Voices, spec: PhraseSpec) -> SpeechRequest:
@@ -53,7 +60,7 @@ async def open_services(
     for worker in workers:
         await worker.start()
     voices = Voices(workers, default_voice=settings.default_voice)
-    voices.observers.extend(observers)
+    voices.observers.extend([note_timing, *observers])
     store = PromptStore(
         settings.data_dir, voices, database_url=settings.database_url,
         max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,

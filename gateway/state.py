@@ -8,7 +8,7 @@ from cache.store import PromptStore
 from cache.warm import Warmer
 from config import Settings
 from gateway.metrics import Metrics
-from gateway.synthesis import Voices
+from synth.voices import Voices
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", PromptStore)

@@ -115,6 +115,12 @@ class Engine(Protocol):
         """The accepted range of speed, pitch and volume."""
         ...
 
+    def spoken_form(self, text: str) -> str:
+        """A canonical string of what the voice will say for text: equal only when the audio
+        is (same settings and version). Deterministic, memoized, and safe to call while
+        another thread synthesizes; InvalidInputError('text') when there is nothing to say."""
+        ...
+
     def synthesize(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
@@ -128,3 +134,25 @@ class Engine(Protocol):
     ) -> Iterator[Pcm]:
         """Synthesize sentence by sentence, yielding each as soon as it is ready."""
         ...
+
+
+def check_request(engine: Engine, voice: str | None, style: str, prosody: Prosody) -> VoiceInfo:
+    """The engine's voice for a request (None: its first), once the voice, the style and
+    every setting are checked; InvalidInputError names what is wrong. Every engine and the
+    gateway check with this one function."""
+    voices = engine.voices()
+    info = voices[0] if voice is None else next((v for v in voices if v.name == voice), None)
+    if info is None:
+        raise InvalidInputError(
+            "voice", f"unknown voice '{str(voice)[:40]}'; choose one of: "
+                     f"{', '.join(v.name for v in voices)}"
+        )
+    if style not in info.styles:
+        raise InvalidInputError(
+            "style", f"unknown style '{style[:40]}' for voice '{info.name}'; "
+                     f"choose one of: {', '.join(info.styles)}"
+        )
+    for name, allowed in engine.setting_ranges().items():
+        if name in ("speed", "pitch", "volume"):
+            allowed.check(name, getattr(prosody, name))
+    return info

@@ -1,4 +1,8 @@
-"""The engines behind the gateway: voice lookup, setting checks, and the store's synthesizer."""
+"""Every engine's workers behind one name space of voices: the store's synthesizer.
+
+The store hands `Voices` SpeechRequests and never sees an engine. Timing reaches whoever
+wants it (the gateway's metrics and logs) through observers.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,22 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cache.keys import SpeechRequest
-from gateway.errors import InvalidParameter
-from gateway.logs import note
-from synth.engine import Pcm, Prosody, VoiceInfo
+from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
+from synth.request import SpeechRequest, clean_text
 from synth.worker import Priority, SynthesisWorker
 
-Observer = Callable[[float, float], None]  # (synthesis seconds, audio seconds)
+
+@dataclass(frozen=True)
+class Timing:
+    """One synthesis as measured: wall, queue and engine seconds, and the audio's length."""
+
+    wall_seconds: float
+    queue_seconds: float
+    engine_seconds: float
+    audio_seconds: float
+
+
+Observer = Callable[[Timing], None]
 
 
 @dataclass(frozen=True)
@@ -25,10 +38,7 @@ class VoiceChoice:
 
 
 class Voices:
-    """Every engine's worker, keyed by engine name; every voice, keyed by voice name.
-
-    It is the store's Synthesizer: the store hands it SpeechRequests and never sees an engine.
-    """
+    """Every engine's workers, keyed by engine name; every voice, keyed by voice name."""
 
     def __init__(self, workers: Sequence[SynthesisWorker], default_voice: str | None = None) -> None:
         if not workers:
@@ -53,6 +63,9 @@ class Voices:
         """Every worker of every engine."""
         return [w for group in self._workers.values() for w in group]
 
+    def _engine(self, name: str) -> Engine:
+        return self._workers[name][0].engine
+
     def _worker(self, engine: str) -> SynthesisWorker:
         # The least loaded instance of the engine.
         return min(self._workers[engine], key=lambda w: w.queue_depth + w.busy)
@@ -61,9 +74,9 @@ class Voices:
         """The engine and voice for a requested voice name (None: the default voice)."""
         choice = self._voices.get(voice or self.default_voice)
         if choice is None:
-            raise InvalidParameter(
-                f"unknown voice '{str(voice)[:40]}'; choose one of: {', '.join(self._voices)}",
+            raise InvalidInputError(
                 "voice",
+                f"unknown voice '{str(voice)[:40]}'; choose one of: {', '.join(self._voices)}",
             )
         return choice
 
@@ -74,20 +87,10 @@ class Voices:
         """A checked SpeechRequest: known voice and style, every setting within its range."""
         choice = self.resolve(voice)
         style = style or "neutral"
-        if style not in choice.voice.styles:
-            raise InvalidParameter(
-                f"unknown style '{style[:40]}' for voice '{choice.voice.name}'; "
-                f"choose one of: {', '.join(choice.voice.styles)}",
-                "style",
-            )
-        ranges = self._workers[choice.engine][0].engine.setting_ranges()
-        for name, value in (("speed", speed), ("pitch", pitch), ("volume", volume)):
-            allowed = ranges.get(name)
-            if allowed is not None and not allowed.minimum <= value <= allowed.maximum:
-                raise InvalidParameter(
-                    f"{name} must be between {allowed.minimum} and {allowed.maximum}, got {value}",
-                    name,
-                )
+        check_request(self._engine(choice.engine), choice.voice.name, style,
+                      Prosody(speed, pitch, volume))
+        if not clean_text(text):
+            raise InvalidInputError("text", "text is required")
         return SpeechRequest.create(
             text, engine=choice.engine, voice=choice.voice.name, style=style,
             speed=speed, pitch=pitch, volume=volume,
@@ -95,11 +98,17 @@ class Voices:
 
     def engine_version(self, engine: str) -> str:
         """The named engine's current version."""
-        return self._workers[engine][0].engine.version
+        return self._engine(engine).version
 
     def native_rate(self, engine: str) -> int:
         """The named engine's output rate."""
-        return self._workers[engine][0].engine.sample_rate
+        return self._engine(engine).sample_rate
+
+    def spoken(self, request: SpeechRequest) -> str:
+        """What the request's engine will say for its text (blocking: the engine reads it)."""
+        engine = self._engine(request.engine)
+        spoken_form = getattr(engine, "spoken_form", None)  # TEMPORARY until every engine has it
+        return spoken_form(request.text) if spoken_form is not None else request.text
 
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
         """Synthesize on the request's engine, in its queue."""
@@ -110,10 +119,12 @@ class Voices:
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
             timing=timing,
         )
-        note(synth_ms=round(timing.get("engine_seconds", 0.0) * 1000, 1),
-             queue_ms=round(timing.get("queue_seconds", 0.0) * 1000, 1))
+        measured = Timing(
+            time.perf_counter() - started, timing.get("queue_seconds", 0.0),
+            timing.get("engine_seconds", 0.0), pcm.duration,
+        )
         for observe in self.observers:
-            observe(time.perf_counter() - started, pcm.duration)
+            observe(measured)
         return pcm
 
     def stream(self, request: SpeechRequest, priority: Priority = Priority.LIVE) -> AsyncIterator[Pcm]:

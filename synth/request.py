@@ -1,0 +1,47 @@
+"""What is asked of an engine: a text and every setting that changes its audio."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """The text as a request keeps it: NFC, control characters and runs of white space as
+    one space, trimmed. Nothing that can change a reading is folded here (no NFKC)."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def setting_text(value: float) -> str:
+    """A setting as the key and the request keep it: three decimals (finer is inaudible,
+    and 1, 1.0 and 1.0000001 must agree)."""
+    return f"{round(float(value), 3):.3f}"
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """A text and every setting that changes its audio, except the engine version."""
+
+    text: str
+    engine: str
+    voice: str
+    style: str = "neutral"
+    speed: float = 1.0
+    pitch: float = 1.0
+    volume: float = 1.0
+
+    @classmethod
+    def create(
+        cls, text: str, *, engine: str, voice: str, style: str = "neutral",
+        speed: float = 1.0, pitch: float = 1.0, volume: float = 1.0,
+    ) -> SpeechRequest:
+        """A request with cleaned text and rounded settings."""
+        return cls(
+            clean_text(text), engine, voice, style,
+            float(setting_text(speed)), float(setting_text(pitch)), float(setting_text(volume)),
+        )
