@@ -1,15 +1,15 @@
 """Streaming: audio goes out sentence by sentence over chunked transfer as it is synthesized.
 
 A phrase already in the store is sent whole. A miss streams; when the last sentence is
-out, the complete audio (identical to a whole synthesis) is stored. A client that leaves
-early stops the synthesis, and nothing partial is stored.
+out, the store keeps the complete audio (identical to a whole synthesis). When every
+client following a synthesis leaves early, and no whole request waits for it, the
+synthesis stops and nothing partial is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-import time
 
 import numpy as np
 from aiohttp import web
@@ -18,7 +18,7 @@ from cache.keys import SpeechRequest
 from gateway.errors import InvalidParameter
 from gateway.logs import note
 from gateway.responses import audio_response
-from gateway.state import STORE, VOICES
+from gateway.state import STORE
 from synth import codecs
 from synth.engine import Pcm
 
@@ -47,22 +47,22 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
 async def stream_speech(
     request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
 ) -> web.StreamResponse:
-    """Answer with the speech: whole from the store, or streamed as it is synthesized."""
+    """Answer with the speech: whole from the store, or streamed as it is synthesized.
+
+    The store's generation feeds this stream and every other request for the same phrase
+    that comes while it runs; the store keeps the complete audio when it ends."""
     if fmt not in STREAMABLE:
         raise InvalidParameter(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
         )
     store = request.app[STORE]
-    found = await store.find(speech)
-    if found is not None:
-        audio = await store.variant(found, fmt, rate)
-        return audio_response(request, audio, cache_control=cache_control)
-
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    sentences = request.app[VOICES].stream(speech)
+    sentences = await store.stream(speech)
     try:
-        # The first sentence comes before the headers, so a refusal is still a JSON error.
+        if sentences.stored is not None:
+            audio = await store.variant(sentences.stored.phrase, fmt, rate)
+            return audio_response(request, audio, cache_control=cache_control)
+        loop = asyncio.get_running_loop()
+        # The first chunk comes before the headers, so a refusal is still a JSON error.
         first = await anext(sentences)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.FORMATS[fmt].content_type,
@@ -70,18 +70,14 @@ async def stream_speech(
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()
-        note(key=store.key_for(speech)[:8], cached=False, format=fmt, streamed=True)
+        note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))
-        chunks = [first]
         await response.write(await loop.run_in_executor(None, encode_chunk, first, fmt, rate))
         async for pcm in sentences:
-            chunks.append(pcm)
             await response.write(await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate))
         await response.write_eof()
+        return response
     finally:
         await sentences.aclose()
-    # Complete: keep it, so the next request for this text is a hit.
-    await store.put(speech, Pcm.concat(chunks), time.perf_counter() - started)
-    return response

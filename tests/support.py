@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from cache.keys import SpeechRequest
@@ -59,6 +59,23 @@ class CountingSynthesizer:
 
     def engine_version(self, engine: str) -> str:
         return self.engine.version
+
+    def spoken(self, request: SpeechRequest) -> str:
+        spoken_form = getattr(self.engine, "spoken_form", None)  # TEMPORARY
+        return spoken_form(request.text) if spoken_form is not None else request.text
+
+    async def stream(self, request: SpeechRequest, priority: Priority) -> AsyncIterator[Pcm]:
+        """Sentence by sentence, each off the loop; counted as one synthesis."""
+        self.calls += 1
+        self.texts.append(request.text)
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            chunks = self.engine.stream(
+                request.text, style=request.style,
+                prosody=Prosody(request.speed, request.pitch, request.volume),
+            )
+            while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
+                yield chunk
 
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
         self.calls += 1
