@@ -199,11 +199,7 @@ def _cmd_warm(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import hashlib
-    import json
-    import os
-    import tempfile
-
+    from cache.export import export_phrases
     from config.phrases import PhraseFileError
     from gateway.app import load_default_engines
     from gateway.services import open_services
@@ -217,40 +213,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 2
     fmt = codecs.FORMATS[args.format]
-    out: Path = args.out
-
-    def write(name: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out / name)
 
     async def run() -> int:
-        out.mkdir(parents=True, exist_ok=True)
         async with open_services(settings, None, load_default_engines) as services:
             job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
-            entries = []
-            rate = None
-            for spec in specs:
-                key = job.keys.get(spec.id)
-                phrase = await services.store.get_phrase(key) if key else None
-                if phrase is None:
-                    continue
-                audio = await services.store.variant(phrase, fmt.name, args.rate)
-                rate = audio.rate
-                name = f"{spec.id}.{fmt.extension}"
-                write(name, audio.data)
-                entries.append({
-                    "id": spec.id, "file": name, "text": spec.text, "tags": list(spec.tags),
-                    "duration": round(audio.duration, 3), "bytes": audio.size,
-                    "sha256": hashlib.sha256(audio.data).hexdigest(), "key": phrase.key,
-                })
-        manifest = {"format": fmt.name, "content_type": fmt.content_type, "sample_rate": rate,
-                    "phrases": entries}
-        write("manifest.json", (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode())
-        print(f"huiyin: wrote {len(entries)} {fmt.name} files and manifest.json to {out}",
+            result = await export_phrases(
+                services.store, specs, job.keys, fmt.name, args.rate, args.out
+            )
+        print(f"huiyin: wrote {result.files} {fmt.name} files and manifest.json to {args.out}",
               file=sys.stderr)
         return _report(job)
 
