@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cache.audio import checksum
@@ -68,12 +69,12 @@ def _scan(storage: Storage, busy: set[str], grace: float) -> CheckReport:
         if data is None or len(data) != v.size or checksum(data) != v.checksum:
             report.bad_variants.append(v.file)
     cutoff = time.time() - grace
-    for path, name in files.walk():
-        if name is not None and (name in known or name in busy):
+    for path, stored_name in files.walk():
+        if stored_name is not None and (stored_name in known or stored_name in busy):
             continue
         if path.stat().st_mtime > cutoff:
             continue
-        (report.orphans if name is not None else report.temp_files).append(
+        (report.orphans if stored_name is not None else report.temp_files).append(
             str(path.relative_to(files.root))
         )
     return report
@@ -101,7 +102,7 @@ async def check(
     for name in report.bad_variants:
         v = by_file.get(name)
         if v is not None:
-            await storage.write(lambda v=v: index.delete_variant(v.key, v.format, v.rate))
+            await storage.write(partial(index.delete_variant, v.key, v.format, v.rate))
             forget_variant(v.key, v.format, v.rate)
 
     def unlink() -> None:

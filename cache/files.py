@@ -12,7 +12,9 @@ from cache.keys import is_key
 
 # Only names this store made itself: <key>.wav for a phrase, <key>-<format>-<rate>.<ext> for
 # an encoded variant. No user string ever reaches a path without matching one of these.
-_NAME = re.compile(r"^(?P<key>[0-9a-f]{32})(?:-(?P<format>[a-z0-9]{2,8})-(?P<rate>\d{4,5}))?\.(?P<ext>[a-z0-9]{2,6})$")
+_NAME = re.compile(
+    r"(?P<key>[0-9a-f]{32})(?:-(?P<format>[a-z0-9]{2,8})-(?P<rate>\d{4,5}))?\.(?P<ext>[a-z0-9]{2,6})"
+)
 TEMP_PREFIX = ".tmp-"
 
 
@@ -58,7 +60,7 @@ class FileStore:
 
     @staticmethod
     def _checked(name: str) -> str:
-        match = _NAME.match(name)
+        match = _NAME.fullmatch(name)
         if match is None or not is_key(match.group("key")):
             raise ValueError(f"not a store file name: {name!r}")
         return name
@@ -91,4 +93,4 @@ class FileStore:
             for path in sorted(shard.iterdir()):
                 if path.is_file():
                     name = path.name
-                    yield path, (name if _NAME.match(name) and not name.startswith(TEMP_PREFIX) else None)
+                    yield path, (name if _NAME.fullmatch(name) and not name.startswith(TEMP_PREFIX) else None)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     or_,
     select,
     update,
@@ -86,7 +87,9 @@ class VariantRow(Base):
 
 
 def _v1(conn: Connection) -> None:
-    Base.metadata.create_all(conn, tables=[PhraseRow.__table__, VariantRow.__table__])
+    tables = Base.metadata.tables
+    Base.metadata.create_all(conn, tables=[tables[PhraseRow.__tablename__],
+                                           tables[VariantRow.__tablename__]])
 
 
 # Migrations in order; entry i brings the schema from version i to i + 1.
@@ -175,7 +178,9 @@ class Index:
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION; returns the version found before."""
         with self.engine.begin() as conn:
-            Base.metadata.create_all(conn, tables=[SchemaVersion.__table__])
+            Base.metadata.create_all(
+                conn, tables=[Base.metadata.tables[SchemaVersion.__tablename__]]
+            )
             found = conn.execute(select(SchemaVersion.version)).scalar()
             current = found or 0
             if current > SCHEMA_VERSION:
@@ -186,7 +191,7 @@ class Index:
             for step in MIGRATIONS[current:]:
                 step(conn)
             if found is None:
-                conn.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
+                conn.execute(insert(SchemaVersion).values(id=1, version=SCHEMA_VERSION))
             elif current != SCHEMA_VERSION:
                 conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
         return current

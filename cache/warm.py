@@ -135,7 +135,8 @@ class Warmer:
                 raise
             except Exception as exc:
                 log.warning("warming %s failed: %s", spec.where, exc)
-                job.failed.append({"id": spec.id, "where": spec.where, "reason": str(exc) or type(exc).__name__})
+                job.failed.append({"id": spec.id, "where": spec.where,
+                                   "reason": str(exc) or type(exc).__name__})
                 return
 
     async def _run(self, job: WarmJob, phrases: list[PhraseSpec], progress: Progress | None) -> None:

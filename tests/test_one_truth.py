@@ -239,7 +239,7 @@ async def test_prompt_and_phrase_fetches_count_as_hits_without_a_search(client: 
         raise AssertionError("a phrase fetch searched the index")
 
     client.app[STORE].search = no_search  # type: ignore[method-assign]
-    for path in (f"/phrases/welcome.wav", f"/prompts/{key.key}.wav", f"/phrases/welcome.ulaw"):
+    for path in ("/phrases/welcome.wav", f"/prompts/{key.key}.wav", "/phrases/welcome.ulaw"):
         r = await client.get(path)
         assert r.status == 200, path
         await r.read()
@@ -304,5 +304,5 @@ async def test_repeat_urls_after_a_warm_up_count_in_stats_and_metrics(
         assert r.status == 200 and r.headers["X-Cache"] == "HIT"
     assert await admin_hits(client) == before + 20
     metrics = await (await client.get("/metrics")).text()
-    line = next(l for l in metrics.splitlines() if l.startswith("huiyin_cache_hits_total"))
+    line = next(x for x in metrics.splitlines() if x.startswith("huiyin_cache_hits_total"))
     assert float(line.split()[-1]) >= before + 20

@@ -269,7 +269,8 @@ def test_hot_set_is_lru_within_its_budget() -> None:
 
 def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None:
     files = FileStore(tmp_path)
-    for bad in ("../x.wav", "abc.wav", "0" * 32 + "/../../x.wav", "0" * 31 + "g.wav"):
+    for bad in ("../x.wav", "abc.wav", "0" * 32 + "/../../x.wav", "0" * 31 + "g.wav",
+                "0" * 32 + ".wav\n"):
         with pytest.raises(ValueError):
             files.path(bad)
     assert files.path(FileStore.phrase_name("ab" * 16)) == tmp_path / "ab" / "ab" / ("ab" * 16 + ".wav")
