@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from config import ConfigError, Settings
+from config.settings import ENGINES
 from synth.engine import Engine
 
 
@@ -28,10 +29,10 @@ def _sambert(settings: Settings, threads: int) -> Engine:
     )
 
 
-# One builder per name in config.settings.ENGINES.
+# The engine names are listed once, in config.settings.ENGINES (settings check them before
+# anything loads); each has its builder here, `_<name>`, and a name without one fails import.
 BUILDERS: dict[str, Callable[[Settings, int], Engine]] = {
-    "fastspeech2": _fastspeech2,
-    "sambert": _sambert,
+    name: globals()[f"_{name}"] for name in ENGINES
 }
 
 
