@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway import create_app
 from gateway.state import STORE, VOICES
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
+from tests.support import PATIENCE, until
 
 Client = TestClient[Any, web.Application]
 LONG = ("您好，欢迎致电客户服务中心。查询账户余额请按一，办理信用卡业务请按二。"
@@ -45,8 +47,13 @@ async def in_thread(fn: Callable[[], Any]) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
-async def test_the_official_openai_client_writes_files_that_decode(server: TestServer, tmp_path: Path) -> None:
-    client = openai.OpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+@pytest.fixture
+def client(server: TestServer) -> openai.OpenAI:
+    """The official client; built outside the event loop, as it reads files while it starts."""
+    return openai.OpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+
+
+async def test_the_official_openai_client_writes_files_that_decode(client: openai.OpenAI, tmp_path: Path) -> None:
     for response_format, rate in (("mp3", 24000), ("wav", 24000), ("flac", 24000), ("opus", 24000)):
         out = tmp_path / f"speech.{response_format}"
 
@@ -57,7 +64,7 @@ async def test_the_official_openai_client_writes_files_that_decode(server: TestS
                 response.stream_to_file(path)
 
         await in_thread(create)
-        audio, got = sf.read(out, dtype="int16")
+        audio, got = await asyncio.to_thread(sf.read, out, dtype="int16")
         assert got == rate and len(audio) / got > 1.0, response_format
     pcm = await in_thread(lambda: client.audio.speech.create(
         model="gpt-4o-mini-tts", voice="nova", input="您好。", response_format="pcm", speed=1.2,
@@ -67,8 +74,7 @@ async def test_the_official_openai_client_writes_files_that_decode(server: TestS
     assert "tts-1" in models
 
 
-async def test_openai_errors_come_in_openai_shape_naming_the_param(server: TestServer) -> None:
-    client = openai.OpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+async def test_openai_errors_come_in_openai_shape_naming_the_param(client: openai.OpenAI) -> None:
     for kwargs, param in (
         ({"voice": "nobody"}, "voice"),
         ({"voice": "alloy", "speed": 4.0}, "speed"),
@@ -99,6 +105,7 @@ class GatedEngine:
         self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
         self.gate = threading.Event()
         self.sentences = 0
+        self.closed = threading.Event()  # a stream was closed, finished or not
 
     def voices(self) -> Any:
         return self._engine.voices()
@@ -106,15 +113,21 @@ class GatedEngine:
     def setting_ranges(self) -> Any:
         return self._engine.setting_ranges()
 
+    def spoken_form(self, text: str) -> str:
+        return self._engine.spoken_form(text)
+
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         return Pcm.concat(list(self.stream(text, **kw)))
 
     def stream(self, text: str, **kw: Any) -> Iterator[Pcm]:
-        for i, pcm in enumerate(self._engine.stream(text, **kw)):
-            if i == 1:
-                self.gate.wait(timeout=30)
-            self.sentences += 1
-            yield pcm
+        try:
+            for i, pcm in enumerate(self._engine.stream(text, **kw)):
+                if i == 1:
+                    assert self.gate.wait(PATIENCE)
+                self.sentences += 1
+                yield pcm
+        finally:
+            self.closed.set()
 
 
 @pytest.fixture
@@ -141,30 +154,38 @@ async def test_first_audio_arrives_before_synthesis_finishes_and_lands_in_the_ca
     gated_engine.gate.set()
     rest = await response.read()
     streamed = first + rest
-    whole = engine.synthesize(LONG)
+    whole = await asyncio.to_thread(engine.synthesize, LONG)
     assert streamed == whole.samples.astype("<i2").tobytes()
     cached = await client.get("/tts.pcm", params={"text": LONG})
     assert cached.headers["X-Cache"] == "HIT" and await cached.read() == streamed
 
 
-async def test_a_client_that_leaves_early_does_not_poison_the_cache(
-    gated: tuple[Client, GatedEngine],
+async def test_a_client_that_hangs_up_early_stops_the_synthesis_and_stores_nothing(
+    gated: tuple[Client, GatedEngine], caplog: pytest.LogCaptureFixture,
 ) -> None:
     client, gated_engine = gated
+    caplog.set_level(logging.INFO, logger="huiyin.access")
+    (worker,) = client.app[VOICES].workers
     response = await client.get("/tts/stream.ulaw", params={"text": LONG})
     await response.content.readany()
-    response.close()  # hang up mid-stream
+    response.close()  # hang up while the engine is held before its second sentence
+
+    def request_ended() -> bool:
+        return any(getattr(r, "fields", {}).get("route") == "/tts/stream.{ext}" for r in caplog.records)
+
+    await until(request_ended, what="the gateway ending the stream's request")
     gated_engine.gate.set()
-    store = client.app[STORE]
+    await until(lambda: not worker.busy, what="the engine freed")
+    # The engine finished the sentence it was making when the client left, and no other.
+    made = gated_engine.sentences
+    assert gated_engine.closed.is_set() and made == 2
+    assert worker.completed == 0  # the stream was abandoned, not finished
     speech = client.app[VOICES].request(LONG, voice=None, style=None, speed=1, pitch=1, volume=1)
-    for _ in range(50):  # the server notices the disconnect and stops
-        await asyncio.sleep(0.05)
-        if not client.app[VOICES].workers[0].busy:
-            break
-    assert await store.find(speech) is None
+    assert await client.app[STORE].find(speech) is None
     full = await client.get("/tts.ulaw", params={"text": LONG})
     assert full.headers["X-Cache"] == "MISS"
     assert abs(len(await full.read()) / 8000 - float(full.headers["X-Audio-Duration"])) < 0.02
+    assert gated_engine.sentences - made > made  # the stream left most of the text unsaid
 
 
 async def test_streamed_wav_has_an_open_ended_header_and_cached_text_streams_whole(
