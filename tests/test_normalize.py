@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from synth.frontend import Frontend, apply_ivr_rules, canonical_text, read_digits
+from synth.frontend import (
+    Frontend,
+    apply_ivr_rules,
+    canonical_text,
+    read_cardinal,
+    read_digits,
+    read_numeric_forms,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -108,3 +115,110 @@ def test_read_digits() -> None:
 )
 def test_canonical_text_equates_spellings(a: str, b: str) -> None:
     assert canonical_text(a) == canonical_text(b)
+
+
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        # powers: the raised digits are an exponent, not more digits of the number
+        ("10²元", "十的二次方元"),
+        ("2⁵", "二的五次方"),
+        ("10⁻³", "十的负三次方"),
+        ("10²³个", "十的二十三次方个"),
+        ("x²", "x的二次方"),
+        ("2ⁿ⁺¹", "二的n加一次方"),
+        ("2^10", "二的十次方"),
+        ("10^-3", "十的负三次方"),
+        # squared and cubed units, written with a raised digit or as one sign
+        ("50m²", "五十平方米"),
+        ("50㎡", "五十平方米"),
+        ("每m²售价", "每平方米售价"),
+        ("cm³", "立方厘米"),
+        ("12km²", "十二平方公里"),
+        ("3㎥", "三立方米"),
+        ("9.8m/s²", "九点八米每二次方秒"),
+        # subscripts are plain numbers that never run into their neighbours
+        ("H₂O", "H二O"),
+        ("C₆H₁₂O₆", "C六H十二O六"),
+        ("log₂8", "log二八"),
+        # vulgar fractions and the fraction slash
+        ("½", "二分之一"),
+        ("¾杯", "四分之三杯"),
+        ("1⁄2", "二分之一"),
+        ("3½", "三又二分之一"),
+        ("3 1⁄2", "三又二分之一"),
+        ("31⁄2", "二分之三十一"),
+        ("¹⁄₁₆", "十六分之一"),
+        # Roman numerals, one character or several
+        ("Ⅻ", "十二"),
+        ("第Ⅲ期", "第三期"),
+        ("ⅳ", "四"),
+        ("ⅯⅯⅩⅩⅣ年", "两千零二十四年"),
+        # circled and parenthesized numbers, one number each
+        ("步骤①②③", "步骤一二三"),
+        ("⑩", "十"),
+        # a raised mark after a word is a footnote, not spoken
+        ("详见说明¹", "详见说明"),
+        # two readings, not a fraction
+        ("血压128/82毫米汞柱", "血压一百二十八比八十二毫米汞柱"),
+        ("血压：120/80", "血压:一百二十比八十"),
+        ("128/82mmHg", "一百二十八比八十二毫米汞柱"),
+        ("比分3:2", "比分三比二"),
+    ],
+)
+def test_compatibility_forms_are_read_before_nfkc(frontend: Frontend, written: str, spoken: str) -> None:
+    assert frontend.normalize(written) == spoken
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("10²元", "102元"),
+        ("2⁵", "25"),
+        ("10⁻³", "10-3"),
+        ("3½", "31⁄2"),
+        ("Ⅻ", "XII"),
+        ("①②", "12"),
+        ("log₂8", "log28"),
+    ],
+)
+def test_forms_nfkc_would_merge_are_read_apart(frontend: Frontend, a: str, b: str) -> None:
+    assert frontend.normalize(a) != frontend.normalize(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("½", "1⁄2"),
+        ("½", "1/2"),
+        ("H₂O", "H2O"),
+        ("１２３", "123"),
+        ("第Ⅲ期", "第3期"),
+    ],
+)
+def test_spellings_of_one_reading_agree(frontend: Frontend, a: str, b: str) -> None:
+    assert frontend.normalize(a) == frontend.normalize(b)
+
+
+def test_ordinary_slashes_are_left_to_the_number_reader() -> None:
+    assert read_numeric_forms("3/4杯 2/3的用户") == "3/4杯 2/3的用户"
+    assert apply_ivr_rules("比例128/82") == "比例128/82"
+
+
+def test_reading_numeric_forms_is_deterministic_and_idempotent() -> None:
+    text = "面积50m²，约10²户，占¾，第Ⅻ期①"
+    once = read_numeric_forms(text)
+    assert once == read_numeric_forms(text)
+    assert read_numeric_forms(once) == once
+
+
+@pytest.mark.parametrize(
+    ("number", "spoken"),
+    [
+        (0, "零"), (7, "七"), (10, "十"), (12, "十二"), (20, "二十"), (105, "一百零五"),
+        (110, "一百一十"), (200, "两百"), (1010, "一千零一十"), (2024, "两千零二十四"),
+        (10000, "一万"), (20000, "两万"), (100010, "十万零一十"), (100000001, "一亿零一"),
+    ],
+)
+def test_read_cardinal(number: int, spoken: str) -> None:
+    assert read_cardinal(number) == spoken

@@ -11,7 +11,7 @@ from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
 
 # Bump when anything here changes what the voice is asked to say.
-FRONTEND_VERSION = "4"
+FRONTEND_VERSION = "5"
 # Longest input one acoustic-model call gets: its position tables cover about 2000 mel
 # frames, which 60 syllables stay under even at half speed.
 MAX_SYLLABLES = 60

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import Callable
 
-DIGITS = "零一二三四五六七八九"
-DIGITS_YAO = "零幺二三四五六七八九"
+from synth.frontend.numbers import DIGITS, read_cardinal, read_digits
+from synth.frontend.numeric_forms import read_numeric_forms
 
 # Words after which a number is an identifier read digit by digit.
 _ID_KEYWORDS = (
@@ -59,13 +60,21 @@ _UNITS = (
     (re.compile(r"(?<=\d)\s*°F"), "华氏度"),
     (re.compile(r"(?<=\d)\s*km/h"), "公里每小时"),
     (re.compile(r"(?<=\d)\s*(?:kg|KG|Kg)(?![A-Za-z])"), "公斤"),
+    (re.compile(r"(?<=\d)\s*mmHg(?![A-Za-z])"), "毫米汞柱"),
     (re.compile(r"(?<=\d)\s*km(?![A-Za-z])"), "公里"),
     (re.compile(r"(?<=\d)\s*cm(?![A-Za-z])"), "厘米"),
     (re.compile(r"(?<=\d)\s*mm(?![A-Za-z])"), "毫米"),
-    (re.compile(r"(?<=\d)\s*m²|(?<=\d)\s*㎡"), "平方米"),
     (re.compile(r"(?<=\d)\s*ml(?![A-Za-z])"), "毫升"),
     (re.compile(r"(?<=\d)\s*(?:min|mins)(?![A-Za-z])"), "分钟"),
 )
+# Blood pressure is two readings, systolic to diastolic, said with 比 (not a fraction).
+_BLOOD_PRESSURE = re.compile(
+    r"(?:(?<=血压)(?P<link>(?:值|是|为|：|:|\s)*)|(?<![\d./]))"
+    r"(?P<sys>\d{2,3})/(?P<dia>\d{2,3})(?![\d/.])(?P<unit>\s*(?:mmHg|毫米汞柱))?"
+    r"(?(link)|(?(unit)|(?!)))"  # after 血压, or with its unit
+)
+# 2^10 and 10^-3: a power, as the raised forms are read.
+_CARET_POWER = re.compile(r"(?<=[\dA-Za-z)])\^(?P<sign>[+-]?)(?P<exp>\d+)")
 _OTHER_SYMBOLS = (
     (re.compile(r"(?<=\d)\s*\+(?=\s*\d)"), "加"),
     (re.compile(r"(?<=\d)\s*(?:=|＝)"), "等于"),
@@ -76,35 +85,9 @@ _OTHER_SYMBOLS = (
 )
 
 
-def read_digits(digits: str, *, yao: bool = True) -> str:
-    """Read a digit string one digit at a time, 1 as 幺 when `yao` (phone-number style)."""
-    table = DIGITS_YAO if yao else DIGITS
-    return "".join(table[int(d)] if d.isdigit() else d for d in digits)
-
-
 def _read_identifier(raw: str) -> str:
     """Digits one by one; letters kept (read by name later); dashes and spaces dropped."""
     return "".join(read_digits(c) if c.isdigit() else c for c in raw if c not in "- ")
-
-
-def read_cardinal(number: int) -> str:
-    """Read 0..9999 as a Chinese cardinal (used for clock times; WeTextProcessing does the rest)."""
-    if number == 0:
-        return "零"
-    units = ((1000, "千"), (100, "百"), (10, "十"), (1, ""))
-    out: list[str] = []
-    zero_pending = False
-    for value, unit in units:
-        digit = number // value % 10
-        if digit == 0:
-            zero_pending = bool(out)
-            continue
-        if zero_pending:
-            out.append("零")
-            zero_pending = False
-        out.append(DIGITS[digit] + unit)
-    text = "".join(out)
-    return text[1:] if text.startswith("一十") else text
 
 
 def _hour(hour: int) -> str:
@@ -146,8 +129,21 @@ def _phone(match: re.Match[str]) -> str:
     return _read_identifier(match.group(0).replace("+", "").replace("(", "").replace(")", ""))
 
 
+def _blood_pressure(match: re.Match[str]) -> str:
+    # Said here, not by WeTextProcessing, which reads 110, 120 and 119 as hotline numbers.
+    systolic, diastolic = read_cardinal(int(match.group("sys"))), read_cardinal(int(match.group("dia")))
+    unit = "毫米汞柱" if match.group("unit") else ""
+    return f"{match.group('link') or ''}{systolic}比{diastolic}{unit}"
+
+
+def _power(match: re.Match[str]) -> str:
+    sign = {"+": "正", "-": "负"}.get(match.group("sign"), "")
+    return f"的{sign}{read_cardinal(int(match.group('exp')))}次方"
+
+
 def apply_ivr_rules(text: str) -> str:
     """Rewrite the parts of IVR text that general normalizers misread; leaves the rest."""
+    text = _BLOOD_PRESSURE.sub(_blood_pressure, text)
     text = _ISO_DATE.sub(lambda m: f"{m.group(1)}年{int(m.group(2))}月{int(m.group(3))}日", text)
     text = _CLOCK_RANGE.sub(r"\1至\2", text)
     text = _CLOCK.sub(_clock, text)
@@ -161,6 +157,7 @@ def apply_ivr_rules(text: str) -> str:
     text = _ZERO_CENTS.sub("", text)
     text = _DOLLAR_PREFIX.sub(r"\1美元", text)
     text = _RANGE.sub(r"\1到\2", text)
+    text = _CARET_POWER.sub(_power, text)
     for pattern, spoken in (*_KEY_SYMBOLS, *_UNITS, *_OTHER_SYMBOLS):
         text = pattern.sub(spoken, text)
     return text
@@ -180,7 +177,10 @@ def canonical_text(text: str) -> str:
 
 
 class TextNormalizer:
-    """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once."""
+    """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once.
+
+    Safe to call from several threads: WeTextProcessing's FSTs are used one call at a time.
+    """
 
     def __init__(self) -> None:
         from tn.chinese.normalizer import Normalizer
@@ -189,7 +189,11 @@ class TextNormalizer:
         logging.getLogger("wetext").setLevel(logging.WARNING)
 
         self._wetext: Callable[[str], str] = Normalizer(remove_erhua=False).normalize
+        self._lock = threading.Lock()
 
     def normalize(self, text: str) -> str:
-        """Canonicalize, apply the IVR rules, then WeTextProcessing for the remaining numbers."""
-        return self._wetext(apply_ivr_rules(canonical_text(text)))
+        """Read the forms NFKC would merge, canonicalize, apply the IVR rules, then
+        WeTextProcessing for the remaining numbers."""
+        rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
+        with self._lock:
+            return self._wetext(rewritten)
