@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,9 +39,7 @@ def test_second_prepare_does_nothing() -> None:
     models_dir = load_settings().models_dir
     before = {p.name: p.stat().st_mtime_ns for p in (models_dir / recipe_id()).iterdir()}
     messages: list[str] = []
-    started = time.monotonic()
     prepare(models_dir, progress=messages.append)
-    assert time.monotonic() - started < 10
     assert messages == [f"default voice already prepared in {models_dir / recipe_id()}"]
     after = {p.name: p.stat().st_mtime_ns for p in (models_dir / recipe_id()).iterdir()}
     assert before == after
