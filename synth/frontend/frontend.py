@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,9 @@ FRONTEND_VERSION = "5"
 # Longest input one acoustic-model call gets: its position tables cover about 2000 mel
 # frames, which 60 syllables stay under even at half speed.
 MAX_SYLLABLES = 60
+# Texts whose analysis is kept: enough for every request waiting in a few full queues, so a
+# text whose spoken form was just asked for is not analyzed again when it is synthesized.
+ANALYSES_KEPT = 128
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,11 @@ class Utterance:
 
 
 class Frontend:
-    """Holds the loaded normalizer, segmenter and symbol table; `analyze` is pure given them."""
+    """Holds the loaded normalizer, segmenter and symbol table; `analyze` is pure given them.
+
+    Safe to call from several threads: analyses run one at a time, since neither
+    WeTextProcessing nor jieba promises that concurrent calls are safe.
+    """
 
     def __init__(
         self, symbols: SymbolTable, lexicon: Lexicon, cache_dir: Path | None = None
@@ -49,25 +58,38 @@ class Frontend:
         self._normalizer = TextNormalizer()
         self._g2p = G2P(lexicon, cache_dir)
         self._symbols = symbols
+        self._lock = threading.Lock()
+        self._analyses = functools.lru_cache(maxsize=ANALYSES_KEPT)(self._analyze)
 
     def normalize(self, text: str) -> str:
         """Written text to spoken characters (numbers, times, codes read out)."""
         return self._normalizer.normalize(text)
 
     def analyze(self, text: str) -> Utterance:
-        """Normalize, split, look up pinyin and map to ids; sentences with no sound are dropped."""
-        normalized = self.normalize(text)
-        sentences: list[Sentence] = []
-        unread: list[str] = []
-        for clauses in split_sentences(normalized):
-            pinyin = [self._g2p.clause(c.text) for c in clauses]
-            for p in pinyin:
-                unread.extend(p.unread)
-            for chunk in _chunks(pinyin):
-                ids, unknown = self._symbols.sentence(chunk)
-                unread.extend(unknown)
-                text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
-                sentences.append(Sentence(text_of, tuple(chunk), tuple(ids)))
+        """Normalize, split, look up pinyin and map to ids; sentences with no sound are dropped.
+
+        The last ANALYSES_KEPT results are kept: an Utterance is immutable, so they are shared.
+        """
+        return self._analyses(text)
+
+    def cache_info(self) -> functools._CacheInfo:
+        """Hits, misses and size of the kept analyses."""
+        return self._analyses.cache_info()
+
+    def _analyze(self, text: str) -> Utterance:
+        with self._lock:
+            normalized = self.normalize(text)
+            sentences: list[Sentence] = []
+            unread: list[str] = []
+            for clauses in split_sentences(normalized):
+                pinyin = [self._g2p.clause(c.text) for c in clauses]
+                for p in pinyin:
+                    unread.extend(p.unread)
+                for chunk in _chunks(pinyin):
+                    ids, unknown = self._symbols.sentence(chunk)
+                    unread.extend(unknown)
+                    text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
+                    sentences.append(Sentence(text_of, tuple(chunk), tuple(ids)))
         return Utterance(normalized, tuple(sentences), tuple(unread))
 
 
