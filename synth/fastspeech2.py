@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -43,6 +44,8 @@ VOCODER_MIN_CHUNK = 96
 HOP = 300  # samples per mel frame
 # Frames (0.8 s) of a long first sentence vocoded alone, so a stream starts early.
 HEAD_FRAMES = 64
+# Spoken forms remembered: a few hundred bytes each for a typical prompt.
+SPOKEN_FORMS_KEPT = 4096
 
 
 class ModelNotPreparedError(SynthesisError):
@@ -86,6 +89,7 @@ class FastSpeech2Engine:
         self._version = (
             f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.lx{lexicon_hash}"
         )
+        self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
 
     @classmethod
     def load(
@@ -109,6 +113,27 @@ class FastSpeech2Engine:
     def frontend(self) -> Frontend:
         """The text frontend this engine reads with."""
         return self._frontend
+
+    def spoken_form(self, text: str) -> str:
+        """Exactly what the voice is asked to say: each sentence's symbol ids in decimal,
+        space-separated, sentences joined by '|' (as in "1 18 119 1 218|1 9 29 1 218").
+
+        Equal forms give sample-identical audio under equal settings and engine version.
+        Memoized; safe to call while another thread synthesizes.
+        """
+        return self._spoken_forms(text)
+
+    def spoken_form_cache_info(self) -> functools._CacheInfo:
+        """Hits, misses and size of the remembered spoken forms."""
+        return self._spoken_forms.cache_info()
+
+    def _spoken_form(self, text: str) -> str:
+        # The ids are all the acoustic model sees of the text, and sentences are synthesized
+        # separately with a fixed pause between them: together they decide the audio.
+        utterance = self._frontend.analyze(text)
+        if not utterance.sentences:
+            raise InvalidInputError("text", "the text has nothing to say")
+        return "|".join(" ".join(map(str, s.ids)) for s in utterance.sentences)
 
     def voices(self) -> tuple[VoiceInfo, ...]:
         """The one built-in voice."""

@@ -27,6 +27,7 @@ fixed at 1.0 and `setting_ranges` says so; volume is a gain on the decoded sampl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -81,6 +82,8 @@ _ENDS = re.escape(SENTENCE_END)
 _SENTENCE = re.compile(rf"[^{_ENDS}]+[{_ENDS}]*")
 # Text never carries markup of its own.
 _MARKUP = re.compile(r"[<>]")
+# Spoken forms remembered (each about as long as its text).
+SPOKEN_FORMS_KEPT = 4096
 
 log = logging.getLogger("huiyin.sambert")
 
@@ -345,6 +348,7 @@ class SambertEngine:
         )
         self._pipeline, self._wav_key = self._load(directory, threads)
         self._normalizer = TextNormalizer()
+        self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
         self._voices = tuple(
             VoiceInfo(
                 name=speaker,
@@ -444,6 +448,22 @@ class SambertEngine:
         if prosody.intonation != 1.0:
             raise InvalidInputError("intonation", "this engine has no intonation control")
         return info
+
+    def spoken_form(self, text: str) -> str:
+        """Exactly what the pipeline is asked to say: the normalized sentences, punctuation
+        kept (the model's own frontend reads it), one per line.
+
+        Equal forms give the same audio under equal settings and engine version. Memoized;
+        safe to call while another thread synthesizes.
+        """
+        return self._spoken_forms(text)
+
+    def _spoken_form(self, text: str) -> str:
+        # Sentences are stripped and split at newlines, so a newline cannot occur inside one.
+        sentences = self._sentences(text)
+        if not sentences:
+            raise InvalidInputError("text", "the text has nothing to say")
+        return "\n".join(sentences)
 
     def _sentences(self, text: str) -> list[str]:
         normalized = _MARKUP.sub(" ", self._normalizer.normalize(text))
