@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 
@@ -114,6 +115,14 @@ def _digits_apart(pieces: list[str]) -> list[str]:
     return out
 
 
+def _no_syllables(chars: str) -> Any:
+    """pypinyin's answer for characters it cannot read: an empty syllable for each.
+
+    Typed Any: pypinyin accepts a list here, one item per character, though its hints say str.
+    """
+    return [""] * len(chars)
+
+
 # Words rarer than this are left out of the segmentation dictionary: it loads in a
 # quarter of the time, and word boundaries for prosody and sandhi measured the same.
 SEGMENTER_MIN_FREQ = 10
@@ -174,7 +183,7 @@ class G2P:
         def flush(end: int) -> None:
             if end > pending_start:
                 chunk = run[pending_start:end]
-                items = self._pinyin(chunk, style=self._style, errors=lambda s: [""] * len(s))
+                items = self._pinyin(chunk, style=self._style, errors=_no_syllables)
                 for k, item in enumerate(items):
                     out[pending_start + k] = item[0] if item else ""
 
