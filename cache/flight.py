@@ -158,6 +158,10 @@ class GenerationStream(Generic[R]):
                 return chunk
             if generation.ended:
                 self._open = False  # heard to the end: leaving now stops nothing
+                # End once the phrase is stored, so the next request finds it; a failure to
+                # store it is the store's to log, not this listener's.
+                while not generation.finished:
+                    await generation.changed()
                 raise StopAsyncIteration
             if generation.error is not None:
                 raise generation.error

@@ -14,8 +14,8 @@ from cache.warm import Warmer
 from config import Settings
 from config.phrases import PhraseSpec
 from gateway.logs import note
-from synth.voices import Observer, Timing, Voices
 from synth.engine import Engine
+from synth.voices import Observer, Timing, Voices
 from synth.worker import SynthesisWorker
 
 EngineLoader = Callable[[Settings], Sequence[Engine]]

@@ -106,9 +106,7 @@ class Voices:
 
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
-        engine = self._engine(request.engine)
-        spoken_form = getattr(engine, "spoken_form", None)  # TEMPORARY until every engine has it
-        return spoken_form(request.text) if spoken_form is not None else request.text
+        return self._engine(request.engine).spoken_form(request.text)
 
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
         """Synthesize on the request's engine, in its queue."""

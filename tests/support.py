@@ -61,8 +61,7 @@ class CountingSynthesizer:
         return self.engine.version
 
     def spoken(self, request: SpeechRequest) -> str:
-        spoken_form = getattr(self.engine, "spoken_form", None)  # TEMPORARY
-        return spoken_form(request.text) if spoken_form is not None else request.text
+        return self.engine.spoken_form(request.text)
 
     async def stream(self, request: SpeechRequest, priority: Priority) -> AsyncIterator[Pcm]:
         """Sentence by sentence, each off the loop; counted as one synthesis."""
