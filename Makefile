@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run test models bench install install-test test-tools clean
+.PHONY: run test lint models bench install install-test test-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ test-tools:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "make: install these Debian packages to run every test:$$missing"; exit 1; fi; fi
 
-test: install-test models test-tools
+# Lint and types first: they take seconds and fail for reasons a reader can fix at once.
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install-test models test-tools lint
 	$(BIN)/python -m pytest
 
 bench: install-test models

@@ -54,6 +54,8 @@ def json_object(raw: bytes, allowed: Iterable[str], noun: str = "field") -> dict
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("the body nests too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))
