@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +15,7 @@ from urllib.parse import quote
 import yaml
 
 from config import load_settings
-from tests.support import REPO, free_port, serve_process
+from tests.support import REPO, free_port, serve_process, until_sync
 
 
 def compose(*args: str) -> subprocess.CompletedProcess[str]:
@@ -121,12 +120,16 @@ def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path)
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             edge = f"http://127.0.0.1:{port}"
-            for _ in range(100):
+
+            def edge_answers() -> bool:
+                assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else "nginx exited"
                 try:
                     urllib.request.urlopen(f"{edge}/healthz", timeout=1).close()
-                    break
+                    return True
                 except OSError:
-                    time.sleep(0.05)
+                    return False
+
+            until_sync(edge_answers, interval=0.05, what="nginx answering")
             url = f"{edge}/tts.ulaw?text={quote('您好，欢迎致电客户服务中心。')}"
             with urllib.request.urlopen(url, timeout=60) as r:
                 first, first_status = r.read(), r.headers["X-Edge-Cache"]
