@@ -13,8 +13,7 @@ from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
 from tests.support import REPO, CountingSynthesizer
 
-__all__ = ["REPO"]
-SHARED = REPO.parent / "shared"
+__all__ = ["REPO"]  # for the test modules that import it from here
 
 
 @pytest.fixture(autouse=True)
