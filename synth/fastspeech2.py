@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,15 @@ import numpy.typing as npt
 import onnxruntime as ort
 import soxr
 
-from synth.engine import InvalidInputError, Pcm, Prosody, SettingRange, SynthesisError, VoiceInfo
+from synth.engine import (
+    InvalidInputError,
+    Pcm,
+    Prosody,
+    SettingRange,
+    SynthesisError,
+    VoiceInfo,
+    check_request,
+)
 from synth.frontend import FRONTEND_VERSION, Frontend, SymbolTable, load_lexicon
 from synth.models import PreparedModel, find_prepared
 from synth.styles import PRESETS, apply_style
@@ -85,10 +92,9 @@ class FastSpeech2Engine:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vocoder")
         # Graph simplification may drop inputs that are constant for one speaker.
         self._acoustic_inputs = {i.name for i in self._acoustic.get_inputs()}
-        lexicon_hash = hashlib.sha256(lexicon.read_bytes()).hexdigest()[:8] if lexicon else "none"
-        self._version = (
-            f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.lx{lexicon_hash}"
-        )
+        # The lexicon is not part of the version: a key hashes the symbol ids the lexicon
+        # leads to, so a lexicon edit re-keys exactly the prompts whose reading it changes.
+        self._version = f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}"
         self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
 
     @classmethod
@@ -106,7 +112,7 @@ class FastSpeech2Engine:
 
     @property
     def version(self) -> str:
-        """Model recipe, engine and frontend revisions, lexicon hash: any change alters the audio."""
+        """Model recipe, engine and frontend revisions (the lexicon shows in each spoken form)."""
         return self._version
 
     @property
@@ -142,12 +148,6 @@ class FastSpeech2Engine:
     def setting_ranges(self) -> Mapping[str, SettingRange]:
         """Accepted speed, pitch and volume."""
         return RANGES
-
-    def _check(self, voice: str | None, prosody: Prosody) -> None:
-        if voice not in (None, VOICE.name):
-            raise InvalidInputError("voice", f"unknown voice '{voice}'; this engine has '{VOICE.name}'")
-        for name in ("speed", "pitch", "volume"):
-            RANGES[name].check(name, getattr(prosody, name))
 
     def _mel(self, ids: tuple[int, ...], prosody: Prosody) -> npt.NDArray[np.float32]:
         feeds = {
@@ -214,7 +214,7 @@ class FastSpeech2Engine:
     ) -> Iterator[Pcm]:
         # The opening costs a little throughput (it is vocoded alone), so only streams do it;
         # the samples are the same either way.
-        self._check(voice, prosody)
+        check_request(self, voice, style, prosody)
         effective = apply_style(style, prosody)
         utterance = self._frontend.analyze(text)
         if not utterance.sentences:

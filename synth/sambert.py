@@ -46,7 +46,15 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from synth.engine import InvalidInputError, Pcm, Prosody, SettingRange, SynthesisError, VoiceInfo
+from synth.engine import (
+    InvalidInputError,
+    Pcm,
+    Prosody,
+    SettingRange,
+    SynthesisError,
+    VoiceInfo,
+    check_request,
+)
 from synth.frontend import FRONTEND_VERSION, TextNormalizer
 from synth.frontend.split import SENTENCE_END
 
@@ -427,24 +435,8 @@ class SambertEngine:
         """Volume only: the pipeline offers no speed or pitch control."""
         return RANGES
 
-    def _voice(self, voice: str | None) -> VoiceInfo:
-        if voice is None:
-            return self._voices[0]
-        for info in self._voices:
-            if info.name == voice:
-                return info
-        names = ", ".join(v.name for v in self._voices)
-        raise InvalidInputError("voice", f"unknown voice '{voice}'; this engine has: {names}")
-
     def _check(self, voice: str | None, style: str, prosody: Prosody) -> VoiceInfo:
-        info = self._voice(voice)
-        if style not in info.styles:
-            raise InvalidInputError(
-                "style", f"unknown style '{style}' for voice '{info.name}'; "
-                         f"choose one of: {', '.join(info.styles)}"
-            )
-        for name in ("speed", "pitch", "volume"):
-            RANGES[name].check(name, getattr(prosody, name))
+        info = check_request(self, voice, style, prosody)
         if prosody.intonation != 1.0:
             raise InvalidInputError("intonation", "this engine has no intonation control")
         return info

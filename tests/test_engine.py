@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-from config import load_settings
 
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
@@ -81,17 +77,6 @@ def test_unreadable_characters_are_reported_with_the_audio(engine: FastSpeech2En
     pcm = engine.synthesize("您好😀")
     assert pcm.unread == ("😀",)
     assert pcm.duration > 0.3
-
-
-def test_version_follows_the_lexicon(engine: FastSpeech2Engine, tmp_path: Path) -> None:
-    lexicon = tmp_path / "site.tsv"
-    lexicon.write_text("乐途\tle4 tu2\n", encoding="utf-8")
-    settings = load_settings(environ={})
-    other = FastSpeech2Engine.load(settings.models_dir, threads=1, lexicon=lexicon)
-    assert other.version != engine.version
-    assert other.version.split(".")[0] == engine.version.split(".")[0]  # same model recipe
-    again = FastSpeech2Engine.load(settings.models_dir, threads=1)
-    assert again.version == engine.version
 
 
 def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engine) -> None:

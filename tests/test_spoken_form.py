@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from config import load_settings
 from synth.engine import Engine, InvalidInputError
 from synth.fastspeech2 import FastSpeech2Engine
 
@@ -110,3 +112,17 @@ def test_forms_asked_for_from_a_pool_during_synthesis_are_right(engine: FastSpee
 def test_the_engine_protocol_has_spoken_forms(engine: FastSpeech2Engine) -> None:
     assert isinstance(engine, Engine)
     assert callable(Engine.spoken_form)
+
+
+def test_a_lexicon_edit_rekeys_only_the_prompts_it_reads_differently(
+    engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    lexicon = tmp_path / "site.tsv"
+    lexicon.write_text("乐途\tle4 tu2\n", encoding="utf-8")
+    with_lexicon = FastSpeech2Engine.load(
+        load_settings().models_dir, threads=1, lexicon=lexicon
+    )
+    assert with_lexicon.version == engine.version
+    touched, untouched = "欢迎致电乐途客服。", "您好，请稍候。"
+    assert with_lexicon.spoken_form(touched) != engine.spoken_form(touched)
+    assert with_lexicon.spoken_form(untouched) == engine.spoken_form(untouched)
