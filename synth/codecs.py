@@ -165,8 +165,11 @@ def resample(samples: npt.NDArray[np.int16], from_rate: int, to_rate: int) -> np
         return samples
     # Work in float: the anti-aliasing filter rings past full scale near clipped peaks,
     # and an int16 result would wrap those overshoots around to the opposite sign.
-    resampled = soxr.resample(samples.astype(np.float32), int(from_rate), int(to_rate), quality="HQ")
-    return np.clip(np.rint(resampled), -32768, 32767).astype(np.int16)
+    resampled: npt.NDArray[np.float32] = soxr.resample(
+        samples.astype(np.float32), int(from_rate), int(to_rate), quality="HQ"
+    )
+    out: npt.NDArray[np.int16] = np.clip(np.rint(resampled), -32768, 32767).astype(np.int16)
+    return out
 
 
 # G.711 encoders following the ITU-T G.191 reference: the magnitude of a negative sample is
@@ -184,7 +187,8 @@ def _ulaw_encode(samples: npt.NDArray[np.int16], rate: int) -> bytes:
     segment = np.floor(np.log2(magnitude)).astype(np.int32) - 5
     code = (segment << 4) | ((magnitude >> (segment + 1)) & 0xF)
     # μ-law transmits every bit inverted; positive samples carry the sign bit set.
-    return (np.where(negative, 0x7F, 0xFF) ^ code).astype(np.uint8).tobytes()
+    encoded: bytes = (np.where(negative, 0x7F, 0xFF) ^ code).astype(np.uint8).tobytes()
+    return encoded
 
 
 def _alaw_encode(samples: npt.NDArray[np.int16], rate: int) -> bytes:

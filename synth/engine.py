@@ -15,7 +15,8 @@ class SynthesisError(Exception):
 
 
 class InvalidInputError(SynthesisError):
-    """Input the engine cannot accept (unknown voice or style, value out of range, nothing to say); `field` names it."""
+    """Input the engine cannot accept (unknown voice or style, a value out of range, nothing
+    to say); `field` names it."""
 
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)

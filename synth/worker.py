@@ -198,7 +198,9 @@ class SynthesisWorker:
                 async with asyncio.timeout(limit):
                     await job.outcome
             except TimeoutError:
-                raise DeadlineExceededError(f"the engine was not free within the {limit} s deadline") from None
+                raise DeadlineExceededError(
+                    f"the engine was not free within the {limit} s deadline"
+                ) from None
             while (item := await job.chunks.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
