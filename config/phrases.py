@@ -10,10 +10,13 @@
         text: 您好，欢迎致电客户服务中心。
         tags: [greeting]
         style: cheerful   # any default may be overridden per phrase
+
+Anchors and aliases (&name, *name) are refused: each value is written out where it is used.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,13 @@ from typing import Any
 import yaml
 
 PHRASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# Bounds on one document, checked before and while composing, so that a hostile body or file
+# costs a bounded time and memory (a composed node takes about 750 bytes). A phrase file nests
+# five levels deep and a phrase takes about ten nodes and a hundred characters, so these allow
+# some twenty thousand phrases in one file.
+MAX_DOCUMENT_CHARS = 2 << 20
+MAX_NODES = 250_000
+MAX_DEPTH = 20
 _SETTINGS = ("voice", "style", "speed", "pitch", "volume", "formats")
 _PHRASE_KEYS = {"id", "text", "tags", *_SETTINGS}
 
@@ -59,7 +69,50 @@ class _Node:
     line: int
 
 
-def _plain(node: yaml.Node) -> _Node:
+class _Refused(Exception):
+    """A refusal while composing, at a line; _compose adds the source name."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _PhraseLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors, aliases, deep nesting and too many nodes as it composes.
+
+    An alias is never expanded, so a few hundred bytes cannot stand for billions of nodes,
+    and the depth bound is checked before each level is entered, so the composer's own
+    recursion stays shallow.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """The next node, unless it is an alias or anchor or lies too deep or too far."""
+        self.check_event()  # loads the next event into current_event without consuming it
+        event: yaml.Event = self.current_event
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(line, "aliases (*name) are not allowed; write the value out")
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(line, "anchors (&name) and aliases (*name) are not allowed; "
+                                 "write the value out")
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(line, f"nested deeper than {MAX_DEPTH} levels")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(line, f"more than {MAX_NODES} values; split it into several phrase files")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _plain(node: yaml.Node, loader: yaml.SafeLoader, source: str) -> _Node:
     """A composed YAML node as Python values, keeping each node's line."""
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -67,16 +120,48 @@ def _plain(node: yaml.Node) -> _Node:
         for key_node, value_node in node.value:
             # Keys are plain scalars here; anything else shows up as an unknown key.
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.tag)
-            out[str(key)] = _plain(value_node)
+            out[str(key)] = _plain(value_node, loader, source)
         return _Node(out, line)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_plain(v) for v in node.value], line)
-    # Scalars through the safe constructor, so 1.0, true and null get their types.
-    return _Node(yaml.SafeLoader("").construct_object(node, deep=True), line)
+        return _Node([_plain(v, loader, source) for v in node.value], line)
+    # Scalars through the safe constructor, so 1.0, true and null get their types. It fails in
+    # many ways (KeyError, AttributeError, ...) on an explicit tag it cannot honour, such as
+    # !!python/name:x or !!bool maybe: each is the file's mistake, not ours.
+    try:
+        return _Node(loader.construct_object(node, deep=True), line)
+    except Exception:
+        raise _fail(source, line, f"cannot read {str(node.value)[:40]!r} as {node.tag}") from None
 
 
 def _fail(source: str, line: int, message: str) -> PhraseFileError:
     return PhraseFileError(f"{source}:{line}: {message}")
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The document's node tree, refused with source:line if it is too large or hostile."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise _fail(source, 1, f"longer than {MAX_DOCUMENT_CHARS} characters; split it into "
+                               "several phrase files")
+    loader = _PhraseLoader(text)
+    try:
+        return loader.get_single_node()
+    except _Refused as exc:
+        raise _fail(source, exc.line, str(exc)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _fail(source, line, f"not valid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _parsed(document: yaml.Node, source: str) -> _Node:
+    loader = yaml.SafeLoader("")
+    try:
+        return _plain(document, loader, source)
+    finally:
+        loader.dispose()
 
 
 def _number(source: str, node: _Node, name: str) -> float:
@@ -125,17 +210,15 @@ def _settings(
 def parse_phrases(
     text: str, source: str, *, formats: Sequence[str], max_text_length: int = 1024,
 ) -> tuple[PhraseSpec, ...]:
-    """Parse phrase YAML; `formats` are the known format names. Errors name source:line."""
-    try:
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise _fail(source, line, f"not valid YAML: {problem}") from None
+    """Parse phrase YAML; `formats` are the known format names. Errors name source:line.
+
+    Anchors and aliases are refused, as are documents nested deeper than MAX_DEPTH or longer
+    than MAX_DOCUMENT_CHARS.
+    """
+    document = _compose(text, source)
     if document is None:
         raise _fail(source, 1, "the file is empty; it needs a 'phrases' list")
-    root = _plain(document)
+    root = _parsed(document, source)
     if not isinstance(root.value, dict):
         raise _fail(source, root.line, "the top level must be a mapping with 'phrases'")
     for key in root.value:
@@ -187,6 +270,42 @@ def parse_phrases(
             formats=tuple(values["formats"]), tags=tags, source=source, line=item.line,
         ))
     return tuple(specs)
+
+
+def _nested_within(value: Any, limit: int) -> bool:
+    """Whether decoded JSON nests at most `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def parse_phrase_json(
+    text: str, source: str, *, formats: Sequence[str], max_text_length: int = 1024,
+) -> tuple[PhraseSpec, ...]:
+    """Parse a phrase list sent as JSON: the YAML shape, or a bare list of phrases.
+
+    Malformed JSON raises json.JSONDecodeError; every other problem is a PhraseFileError.
+    """
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise _fail(source, 1, f"longer than {MAX_DOCUMENT_CHARS} characters")
+    try:
+        data: Any = json.loads(text)
+    except RecursionError:
+        raise _fail(source, 1, f"nested deeper than {MAX_DEPTH} levels") from None
+    if not _nested_within(data, MAX_DEPTH):
+        raise _fail(source, 1, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(data, list):
+        data = {"phrases": data}
+    # One parser for both: the YAML form of the same data gets the same checks and messages.
+    text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    return parse_phrases(text, source, formats=formats, max_text_length=max_text_length)
 
 
 def load_phrase_files(

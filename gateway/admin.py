@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-from typing import Any
+from functools import partial
 
-import yaml
 from aiohttp import web
 
-from config.phrases import PhraseFileError, PhraseSpec, load_phrase_files, parse_phrases
+from config.phrases import (
+    PhraseFileError,
+    PhraseSpec,
+    load_phrase_files,
+    parse_phrase_json,
+    parse_phrases,
+)
 from gateway import params
 from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
 from gateway.routes import voices_of
@@ -56,29 +60,29 @@ def configured_phrases(app: web.Application) -> tuple[PhraseSpec, ...]:
     )
 
 
+def body_phrases(body: bytes, is_json: bool, max_text_length: int) -> tuple[PhraseSpec, ...]:
+    """The phrases of a warm-up body, JSON or YAML (CPU-bound: run it off the event loop)."""
+    text = body.decode("utf-8")
+    parse = parse_phrase_json if is_json else parse_phrases
+    return parse(text, "request body", formats=list(codecs.FORMATS), max_text_length=max_text_length)
+
+
 async def warm(request: web.Request) -> web.Response:
     """POST /admin/warm: no body warms the configured files; a YAML or JSON body warms its list."""
     require_token(request)
     body = await request.read()
     settings = request.app[SETTINGS]
+    loop = asyncio.get_running_loop()
     try:
         if not body.strip():
             if not settings.phrases:
                 raise BadRequest("no phrase files are configured (setting 'phrases'); send a phrase list")
-            phrases = await asyncio.get_running_loop().run_in_executor(
-                None, configured_phrases, request.app
-            )
+            phrases = await loop.run_in_executor(None, configured_phrases, request.app)
             replace = True
         else:
-            text = body.decode("utf-8")
-            if request.content_type == "application/json":
-                data: Any = json.loads(text)
-                if isinstance(data, list):
-                    data = {"phrases": data}
-                text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
-            phrases = parse_phrases(
-                text, "request body", formats=list(codecs.FORMATS),
-                max_text_length=settings.max_text_length,
+            is_json = request.content_type == "application/json"
+            phrases = await loop.run_in_executor(
+                None, partial(body_phrases, body, is_json, settings.max_text_length)
             )
             replace = False
     except PhraseFileError as exc:
