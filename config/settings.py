@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -244,6 +245,41 @@ def _validate_combination(values: Mapping[str, Any]) -> None:
             )
 
 
+class _SettingsLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping, or a YAML error at the second occurrence of a key."""
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"'{key_node.value}' is given twice", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _closest(word: str, names: set[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(names), n=1)
+    return close[0] if close else None
+
+
+def _unknown_key(key: str, names: set[str], source: Path) -> ConfigError:
+    close = _closest(key, names)
+    hint = f"; did you mean '{close}'?" if close else ""
+    return ConfigError(f"{source}: unknown setting '{key}'{hint}")
+
+
+def _unknown_variable(var: str, names: set[str]) -> ConfigError:
+    # Refused rather than ignored: a misspelt variable would otherwise change nothing, silently.
+    close = _closest(var[len(ENV_PREFIX) :].lower(), names)
+    hint = (f"did you mean {ENV_PREFIX}{close.upper()}?" if close
+            else "`huiyin config reference` lists the settings")
+    return ConfigError(f"environment variable {var} is not a setting; {hint}")
+
+
 def load_settings(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -259,26 +295,29 @@ def load_settings(
     file = path if path is not None else DEFAULT_SETTINGS_FILE
     if path is not None or file.exists():
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_SettingsLoader) or {}
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read settings file: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{where}: not valid YAML: {problem}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: the settings file must be a mapping of key: value")
         for key, raw in loaded.items():
             if key not in names:
-                raise ConfigError(f"{file}: unknown setting '{key}'")
+                raise _unknown_key(str(key), names, file)
             values[key] = _coerce(key, raw, str(file))
         _validate(values, str(file))
 
     env_values: dict[str, Any] = {}
-    for var, raw in environ.items():
-        if not var.startswith(ENV_PREFIX):
+    for var, raw in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in names:
-            continue  # HUIYIN_CONFIG and other HUIYIN_* variables are not settings
+            raise _unknown_variable(var, names)
         env_values[key] = _coerce(key, raw, f"environment variable {var}")
     _validate(env_values, "environment")
     values.update(env_values)

@@ -76,3 +76,26 @@ def test_configuration_reference_matches_the_settings() -> None:
     )
     for field in setting_fields():
         assert f"`HUIYIN_{field.name.upper()}`" in text and field.metadata["doc"] in text
+
+
+def test_unknown_key_suggests_the_closest_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'cahce_max_bytes'; "
+                                          r"did you mean 'cache_max_bytes'\?"):
+        load_settings(write(tmp_path, "cahce_max_bytes: 1\n"), environ={})
+
+
+def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"settings.yaml:2: not valid YAML: 'port' is given twice"):
+        load_settings(write(tmp_path, "port: 9000\nport: 9001\n"), environ={})
+
+
+def test_an_unknown_huiyin_variable_stops_startup(tmp_path: Path) -> None:
+    empty = write(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"^environment variable HUIYIN_CAHCE_MAX_BYTES is not a "
+                                          r"setting; did you mean HUIYIN_CACHE_MAX_BYTES\?$"):
+        load_settings(empty, environ={"HUIYIN_CAHCE_MAX_BYTES": "1"})
+    with pytest.raises(ConfigError, match=r"HUIYIN_WIBBLE is not a setting; `huiyin config reference`"):
+        load_settings(empty, environ={"HUIYIN_WIBBLE": "1"})
+    # Other variables are none of our business, and HUIYIN_CONFIG names the file.
+    settings = load_settings(environ={"HUIYIN_CONFIG": str(empty), "HUIYINX": "1", "PATH": "/bin"})
+    assert settings.port == 8080
