@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ HEADER = """\
 Generated from `config/settings.py` by `huiyin config reference`; do not edit by hand.
 
 Settings come from `config/settings.yaml` (or the file named by `--config` or
-`HUIYIN_CONFIG`), then from environment variables, which win. Unknown keys and wrong
-types stop the program with a message naming the key and where it came from.
+`HUIYIN_CONFIG`), then from environment variables, which win. In the environment a list
+is written `a,b` and a mapping `name=value,name=value`. Unknown keys, `HUIYIN_*`
+variables that name no setting, and wrong types stop the program with a message naming
+the key and where it came from.
 
 | key | type | default | environment variable | meaning |
 |---|---|---|---|---|
@@ -35,17 +38,27 @@ def _type_name(hint: Any) -> str:
         return f"{_type_name(inner)} (optional)"
     if typing.get_origin(hint) is tuple:
         return f"list of {_type_name(typing.get_args(hint)[0])}s"
+    if typing.get_origin(hint) is Mapping:
+        key, value = typing.get_args(hint)
+        return f"mapping of {_type_name(key)} to {_type_name(value)}"
     return {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}[hint]
 
 
 def _default(field: dataclasses.Field[Any]) -> str:
     if field.name == "models_dir":
         return "`~/.cache/huiyin/models`"
-    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
-    if value is None or value == ():
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        raise AssertionError(f"setting '{field.name}' has no default")
+    if value is None or value == () or (isinstance(value, Mapping) and not value):
         return "unset"
     if isinstance(value, tuple):
         return "`" + ",".join(str(v) for v in value) + "`"
+    if isinstance(value, Mapping):
+        return "`" + ",".join(f"{k}={v}" for k, v in value.items()) + "`"
     return f"`{value}`"
 
 

@@ -31,6 +31,10 @@ def _doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
 
+def _no_mapping() -> Mapping[str, str]:
+    return types.MappingProxyType({})
+
+
 def _default_models_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "huiyin" / "models"
@@ -113,10 +117,11 @@ class Settings:
         default=300,
         metadata=_doc("Cache-Control max-age of /phrases responses (their text may change)."),
     )
-    openai_voices: str | None = field(
-        default=None,
-        metadata=_doc("OpenAI voice names mapped to ours for /v1/audio/speech, as "
-                      "'alloy=baker,nova=baker'; unmapped OpenAI names use the default voice."),
+    openai_voices: Mapping[str, str] = field(
+        default_factory=_no_mapping,
+        metadata=_doc("OpenAI voice names mapped to ours for /v1/audio/speech: a mapping in YAML "
+                      "({alloy: baker, nova: baker}), 'alloy=baker,nova=baker' in the env; "
+                      "unmapped OpenAI names use the default voice."),
     )
     admin_token: str | None = field(
         default=None, metadata=_doc("Bearer token for the admin routes; unset disables them.")
@@ -131,6 +136,13 @@ class Settings:
                       "arrives, before the full request cycle (the hit lane)."),
     )
 
+    def __post_init__(self) -> None:
+        # Stored read-only whatever form it came in: Settings may also be built directly,
+        # with the environment's 'name=value,...' text.
+        object.__setattr__(
+            self, "openai_voices", _mapping("openai_voices", self.openai_voices, "Settings")
+        )
+
     def resolved_threads(self) -> int:
         """The intra-op thread count to use: the setting, or every core when it is 0."""
         return self.threads if self.threads > 0 else (os.cpu_count() or 1)
@@ -144,9 +156,42 @@ def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
 _HINTS = typing.get_type_hints(Settings)
 
 
+def _mapping(name: str, raw: object, source: str) -> Mapping[str, str]:
+    """A read-only mapping from YAML ({a: b}) or the environment ('a=b,c=d'); unset is empty."""
+    where = f"{source}: setting '{name}'"
+    pairs: list[tuple[object, object]] = []
+    if isinstance(raw, str):
+        for item in raw.split(","):
+            if not item.strip():
+                continue  # a trailing comma
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"{where}: '{item.strip()}' must be name=value")
+            pairs.append((key, value))
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    elif raw is not None:
+        raise ConfigError(f"{where} must be a mapping of name: value, got {raw!r}")
+    out: dict[str, str] = {}
+    for raw_key, raw_value in pairs:
+        if not isinstance(raw_key, str) or not isinstance(raw_value, str):
+            raise ConfigError(f"{where}: names and values must be strings, "
+                              f"got {raw_key!r}: {raw_value!r}")
+        key, value = raw_key.strip(), raw_value.strip()
+        if not key or not value:
+            raise ConfigError(f"{where}: every entry needs a name and a value, got "
+                              f"{key!r}: {value!r}")
+        if key in out:
+            raise ConfigError(f"{where}: '{key}' is mapped twice")
+        out[key] = value
+    return types.MappingProxyType(out)
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a raw YAML or environment value to the field's declared type."""
     hint = _HINTS[name]
+    if typing.get_origin(hint) is Mapping:
+        return _mapping(name, raw, source)
     optional = False
     if isinstance(hint, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]

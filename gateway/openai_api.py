@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from aiohttp import web
 
 from gateway import params
@@ -23,16 +22,6 @@ RESPONSE_FORMATS = {"mp3": "mp3", "opus": "ogg", "flac": "flac", "wav": "wav", "
 FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
 
 
-def voice_map(setting: str | None) -> dict[str, str]:
-    """'alloy=baker,nova=zhitian' -> {'alloy': 'baker', 'nova': 'zhitian'}."""
-    mapping: dict[str, str] = {}
-    for pair in (setting or "").split(","):
-        if pair.strip():
-            name, _, voice = pair.partition("=")
-            mapping[name.strip()] = voice.strip()
-    return mapping
-
-
 async def speech(request: web.Request) -> web.StreamResponse:
     """POST /v1/audio/speech: the input spoken in the requested format."""
     body = params.json_object(await request.read(), FIELDS, noun="parameter")
@@ -47,8 +36,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
     asked = params.string(body, "voice")
     if asked is None:
         raise InvalidParameter("voice is required", "voice")
-    mapping = voice_map(settings.openai_voices)
-    voice = mapping.get(asked) or (voices.default_voice if asked in OPENAI_VOICES else asked)
+    voice = settings.openai_voices.get(asked) or (
+        voices.default_voice if asked in OPENAI_VOICES else asked
+    )
     response_format = params.string(body, "response_format") or "mp3"
     fmt = RESPONSE_FORMATS.get(response_format)
     if fmt is None:

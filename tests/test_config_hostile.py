@@ -187,3 +187,15 @@ async def test_a_warm_body_is_parsed_off_the_event_loop(
     response = await client.post("/admin/warm", data=b"phrases: []\n", headers=YAML)
     assert response.status == 202
     assert threads and threads[0] is not threading.main_thread()
+
+
+async def test_a_mapped_openai_voice_reaches_the_voice_check(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", openai_voices={"nova": "no_such_voice"})
+    client = await aiohttp_client(create_app(settings, engines=[engine]))
+    response = await client.post("/v1/audio/speech",
+                                 json={"model": "tts-1", "input": "您好。", "voice": "nova"})
+    body = await response.json()
+    assert response.status == 422 and body["error"]["param"] == "voice"
+    assert "no_such_voice" in body["error"]["message"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -99,3 +99,56 @@ def test_an_unknown_huiyin_variable_stops_startup(tmp_path: Path) -> None:
     # Other variables are none of our business, and HUIYIN_CONFIG names the file.
     settings = load_settings(environ={"HUIYIN_CONFIG": str(empty), "HUIYINX": "1", "PATH": "/bin"})
     assert settings.port == 8080
+
+
+def test_openai_voices_is_a_mapping_in_yaml_and_name_value_pairs_in_the_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "openai_voices:\n  alloy: baker\n  nova: zhitian_emo\n")
+    assert dict(load_settings(path, environ={}).openai_voices) == {"alloy": "baker", "nova": "zhitian_emo"}
+    from_env = load_settings(path, environ={"HUIYIN_OPENAI_VOICES": " alloy = x, echo=y ,"})
+    assert dict(from_env.openai_voices) == {"alloy": "x", "echo": "y"}  # the env wins whole
+    assert dict(load_settings(path, environ={"HUIYIN_OPENAI_VOICES": ""}).openai_voices) == {}
+    assert dict(load_settings(write(tmp_path, "openai_voices: alloy=baker\n"),
+                              environ={}).openai_voices) == {"alloy": "baker"}
+    assert dict(load_settings(write(tmp_path, ""), environ={}).openai_voices) == {}
+
+
+def test_openai_voices_is_read_only_and_also_parsed_when_settings_are_built_directly() -> None:
+    settings = Settings(openai_voices="nova=baker")  # type: ignore[arg-type]
+    assert dict(settings.openai_voices) == {"nova": "baker"}
+    with pytest.raises(TypeError):
+        settings.openai_voices["alloy"] = "baker"  # type: ignore[index]
+    assert Settings(openai_voices={"nova": "baker"}) == settings
+    with pytest.raises(ConfigError, match=r"^Settings: setting 'openai_voices': 'a' is mapped twice"):
+        Settings(openai_voices="a=b,a=c")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("env", "yaml_text", "message"),
+    [
+        ("alloy=baker,alloy=x", None,
+         r"HUIYIN_OPENAI_VOICES: setting 'openai_voices': 'alloy' is mapped twice"),
+        ("alloy", None, r"'alloy' must be name=value"),
+        ("=baker", None, r"every entry needs a name and a value"),
+        ("alloy=", None, r"every entry needs a name and a value"),
+        (None, "openai_voices:\n  alloy: baker\n  alloy: x\n",
+         r"settings.yaml:3: not valid YAML: 'alloy' is given twice"),
+        (None, "openai_voices: [alloy, baker]\n",
+         r"settings.yaml: setting 'openai_voices' must be a mapping"),
+        (None, "openai_voices:\n  alloy: 1\n", r"names and values must be strings"),
+        (None, "openai_voices:\n  alloy: ''\n", r"every entry needs a name and a value"),
+    ],
+)
+def test_bad_openai_voices_are_refused_at_load(
+    tmp_path: Path, env: str | None, yaml_text: str | None, message: str
+) -> None:
+    path = write(tmp_path, yaml_text or "")
+    environ = {} if env is None else {"HUIYIN_OPENAI_VOICES": env}
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ=environ)
+
+
+def test_the_reference_renders_mappings() -> None:
+    from config.reference import render_reference
+
+    row = next(line for line in render_reference().splitlines() if line.startswith("| `openai_voices`"))
+    assert "| mapping of string to string | unset | `HUIYIN_OPENAI_VOICES` |" in row
