@@ -46,14 +46,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
             f"response_format '{response_format[:20]}' is not offered; use one of: "
             f"{', '.join(RESPONSE_FORMATS)}", "response_format",
         )
-    try:
-        request_speech = voices.request(
-            text, voice=voice, style=None, speed=params.number(body, "speed"), pitch=1.0, volume=1.0
-        )
-    except InvalidParameter as exc:
-        if exc.field == "voice":
-            raise InvalidParameter(str(exc), "voice") from None
-        raise
+    request_speech = voices.request(
+        text, voice=voice, style=None, speed=params.number(body, "speed"), pitch=1.0, volume=1.0
+    )
     rate = params.check_rate(fmt, voices.native_rate(request_speech.engine), None)
     cache_control = f"public, max-age={settings.http_max_age}"
     stream_format = params.string(body, "stream_format")
