@@ -302,6 +302,9 @@ class HeldEngine:
     def setting_ranges(self) -> Any:
         return self._engine.setting_ranges()
 
+    def spoken_form(self, text: str) -> str:
+        return self._engine.spoken_form(text)
+
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         self.started.set()
         self.release.wait(timeout=30)

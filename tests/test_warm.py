@@ -220,7 +220,7 @@ async def test_a_changed_file_rewarms_only_what_changed_and_unpins_the_removed(
     rows = {r.text: r for r in await phrase_rows(client)}
     assert not rows["查询余额请按1。"].pinned and rows["查询余额请按1。"].phrase_id is None
     assert not rows["再见。"].pinned
-    assert rows["感谢您的来电,再见。"].pinned
+    assert rows["感谢您的来电，再见。"].pinned  # kept as written
     fresh = await client.get("/phrases/goodbye.ulaw")
     assert old_goodbye.key not in fresh.headers["ETag"]
     assert (await client.get("/phrases/menu.ulaw")).status == 404
@@ -260,6 +260,9 @@ class RecordingEngine:
 
     def setting_ranges(self) -> Any:
         return self._engine.setting_ranges()
+
+    def spoken_form(self, text: str) -> str:
+        return self._engine.spoken_form(text)
 
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         self.order.append(text)
