@@ -55,6 +55,9 @@ def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+YAML_HEADERS = {**auth(), "Content-Type": "application/yaml"}
+
+
 async def wait_job(client: Client, job_id: str) -> dict[str, Any]:
     """The job's progress as the admin API reports it, once the job has ended."""
     job = client.app[WARMER].get(job_id)
@@ -142,7 +145,7 @@ async def test_admin_routes_do_not_exist_without_a_token(
 
 
 async def test_a_warm_job_leaves_every_phrase_a_pinned_hit(client: Client) -> None:
-    started = await client.post("/admin/warm", data=SMALL.encode(), headers={**auth(), "Content-Type": "application/yaml"})
+    started = await client.post("/admin/warm", data=SMALL.encode(), headers=YAML_HEADERS)
     assert started.status == 202
     job = await wait_job(client, (await started.json())["job_id"])
     assert job["state"] == "done" and job["done"] == 3 and job["failed"] == [] and job["eta_seconds"] == 0
@@ -178,7 +181,7 @@ async def test_json_phrase_lists_and_bad_bodies(client: Client) -> None:
 
 async def test_a_bad_phrase_fails_alone_with_its_reason(client: Client) -> None:
     body = "phrases:\n  - id: ok\n    text: 您好。\n  - id: bad\n    text: 您好。\n    style: furious\n"
-    started = await client.post("/admin/warm", data=body.encode(), headers={**auth(), "Content-Type": "application/yaml"})
+    started = await client.post("/admin/warm", data=body.encode(), headers=YAML_HEADERS)
     job = await wait_job(client, (await started.json())["job_id"])
     assert job["done"] == 2 and [f["id"] for f in job["failed"]] == ["bad"]
     assert "style" in job["failed"][0]["reason"] and job["failed"][0]["where"] == "request body:4"
@@ -282,7 +285,7 @@ async def test_a_live_request_overtakes_queued_warm_up_work(
     client = await aiohttp_client(create_app(settings_for(tmp_path), engines=[recording]))  # type: ignore[list-item]
     (worker,) = client.app[VOICES].workers
     many = "phrases:\n" + "".join(f"  - id: p{i}\n    text: 请按{i}号键。\n" for i in range(6))
-    started = await client.post("/admin/warm", data=many.encode(), headers={**auth(), "Content-Type": "application/yaml"})
+    started = await client.post("/admin/warm", data=many.encode(), headers=YAML_HEADERS)
     job_id = (await started.json())["job_id"]
     await until(recording.holding.is_set, what="the first warm-up synthesis")
     await until(lambda: worker.queue_depth == 1, what="the second warm-up lane queued behind the held one")
