@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from synth.engine import Prosody, InvalidInputError
+from synth.engine import InvalidInputError, Prosody
 
 PRESETS: Mapping[str, Prosody] = {
     "neutral": Prosody(),
