@@ -14,12 +14,12 @@ import soundfile as sf
 
 from cache.files import FileStore
 from cache.hotset import HotSet
-from cache.index import SCHEMA_VERSION, Index
+from cache.index import SCHEMA_VERSION, Index, now
 from cache.keys import SpeechRequest
 from cache.store import Audio, PromptStore
 from synth.engine import Pcm, SynthesisError
 from synth.worker import Priority
-from tests.support import CountingSynthesizer
+from tests.support import CountingSynthesizer, until
 
 T = TypeVar("T")
 
@@ -140,7 +140,8 @@ async def test_eviction_respects_pins_budget_and_recency(
     texts = ["您好。", "请按一。", "请按二。", "请按三。", "请按四。"]
     phrases = [await store.get_or_synthesize(req(t)) for t in texts]
     await store.name(phrases[0].key, phrase_id="greeting", tags=["menu"])
-    await asyncio.sleep(0.01)
+    # The next use must carry a later time than every synthesis above.
+    await until(lambda: now() > max(p.phrase.last_used for p in phrases))
     await store.get_or_synthesize(req(texts[1]))  # recently used: survives
     sizes = {p.key: p.phrase.bytes for p in phrases}
     budget = sizes[phrases[0].key] + sizes[phrases[1].key] + 100
