@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.errors import NotFound
+from gateway.responses import IMMUTABLE, etag_matches
 
 STATIC = Path(__file__).resolve().parent / "static"
 INDEX = "index.html"
@@ -24,7 +25,6 @@ ASSETS = {
     "app.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
-IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 # The page loads nothing from elsewhere; audio plays from this origin or a MediaSource (blob:).
 SECURITY_HEADERS = {
@@ -65,20 +65,26 @@ def load_assets(directory: Path = STATIC) -> dict[str, Asset]:
     return assets
 
 
-PAGE_ASSETS = web.AppKey("page_assets", dict[str, Asset])
-_LOADING = web.AppKey("page_assets_loading", asyncio.Lock)
+class _Loaded:
+    """The page and its assets, read once on first use (the app is frozen by then)."""
+
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] | None = None
+        # Created on the thread that builds the app; the lock binds to the loop on first use.
+        self.lock = asyncio.Lock()
+
+
+PAGE_ASSETS = web.AppKey("page_assets", _Loaded)
 
 
 async def _assets(app: web.Application) -> dict[str, Asset]:
-    assets = app.get(PAGE_ASSETS)
-    if assets is None:
-        async with app[_LOADING]:
-            assets = app.get(PAGE_ASSETS)
-            if assets is None:
+    loaded = app[PAGE_ASSETS]
+    if loaded.assets is None:
+        async with loaded.lock:
+            if loaded.assets is None:
                 loop = asyncio.get_running_loop()
-                assets = await loop.run_in_executor(None, load_assets)
-                app[PAGE_ASSETS] = assets
-    return assets
+                loaded.assets = await loop.run_in_executor(None, load_assets)
+    return loaded.assets
 
 
 def _respond(request: web.Request, asset: Asset, cache_control: str) -> web.Response:
@@ -87,8 +93,8 @@ def _respond(request: web.Request, asset: Asset, cache_control: str) -> web.Resp
         headers.update(SECURITY_HEADERS)
     else:
         headers["X-Content-Type-Options"] = "nosniff"
-    inm = request.headers.get("If-None-Match", "")
-    if asset.etag in {t.strip().removeprefix("W/") for t in inm.split(",")}:
+    inm = request.headers.get("If-None-Match")
+    if inm is not None and etag_matches(inm, asset.etag):
         return web.Response(status=304, headers=headers)
     response = web.Response(body=asset.body, headers=headers)
     response.headers["Content-Type"] = asset.content_type
@@ -113,7 +119,6 @@ async def static(request: web.Request) -> web.Response:
 
 def add_page_routes(app: web.Application) -> None:
     """Register GET / and GET /static/{name}."""
-    # Created here, on the thread that builds the app; the lock binds to the loop on first use.
-    app[_LOADING] = asyncio.Lock()
+    app[PAGE_ASSETS] = _Loaded()
     app.router.add_get("/", index, name="page")
     app.router.add_get("/static/{name}", static, name="static")

@@ -13,12 +13,25 @@ from cache.store import Audio
 from gateway.logs import note
 from synth import codecs
 
-IMMUTABLE = "public, max-age=31536000, immutable"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+ONE_YEAR = 31_536_000
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# A byte position with more digits than this is beyond any audio (and beyond what int()
+# accepts from a string).
+_MAX_DIGITS = 18
+# What byte_range says of a range no byte of the audio is in (answered 416).
+UNSATISFIABLE = (-1, -1)
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 _AUDIO_EXTENSIONS = {f.extension for f in codecs.FORMATS.values()} | set(codecs.FORMATS) | {
     "ogg", "mp4", "m4a", "aac", "ul", "al", "mu", "slin", "gsm", "g729"
 }
+
+
+def public_cache_control(max_age: int) -> str:
+    """Cache-Control of an answer any cache may keep for max_age seconds."""
+    return f"public, max-age={max_age}"
+
+
+IMMUTABLE = f"{public_cache_control(ONE_YEAR)}, immutable"
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -82,18 +95,45 @@ def audio_response(
     range_header = asked.get("Range")
     if_range = asked.get("If-Range")
     if range_header and (if_range is None or if_range == audio.etag):
-        match = _RANGE.match(range_header.strip())
-        if match and (match.group(1) or match.group(2)):
-            size = len(data)
-            if match.group(1):
-                start = int(match.group(1))
-                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-            else:  # a suffix: the last N bytes
-                start, end = max(0, size - int(match.group(2))), size - 1
-            if start >= size or start > end:
-                del headers["Content-Type"]
-                headers["Content-Range"] = f"bytes */{size}"
-                return web.Response(status=416, headers=headers)
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        span = byte_range(range_header, len(data))
+        if span == UNSATISFIABLE:
+            del headers["Content-Type"]
+            headers["Content-Range"] = f"bytes */{len(data)}"
+            return web.Response(status=416, headers=headers)
+        if span is not None:
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             return web.Response(status=206, body=data[start : end + 1], headers=headers)
     return web.Response(body=data, headers=headers)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte (inclusive) a single-range header asks for, clamped to the
+    size as RFC 9110 says; UNSATISFIABLE when no byte of it exists; None when the header
+    is to be ignored (not one valid byte range: several, malformed, or last before first)."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not (first or last) or (first and last and _magnitude(first) > _magnitude(last)):
+        return None
+    if first:
+        start = _position(first, size)
+        end = _position(last, size - 1) if last else size - 1
+    else:  # a suffix: the last N bytes, all of them when N is larger
+        start, end = size - _position(last, size), size - 1
+    return UNSATISFIABLE if start >= size else (start, end)
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """A sort key of a decimal number of any length, without converting it."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
+
+
+def _position(digits: str, cap: int) -> int:
+    """A decimal byte position, capped (huge ones included)."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        return cap
+    return min(int(significant or "0"), cap)
