@@ -99,6 +99,16 @@ class Settings:
     max_body_bytes: int = field(
         default=64 << 10, metadata=_doc("Largest request body accepted, in bytes.")
     )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=_doc("Seconds an idle connection stays open after a response, waiting for "
+                      "the next request."),
+    )
+    header_timeout: float = field(
+        default=20.0,
+        metadata=_doc("Seconds a client has to send a whole request head: from opening the "
+                      "connection, or from the first byte of a later request."),
+    )
     workers: int = field(
         default=1,
         metadata=_doc("Engine instances per engine, each running one synthesis at a time; "
@@ -254,6 +264,9 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
             raise ConfigError(f"{source}: setting '{name}' must be at least 1")
     if values.get("synthesis_deadline") is not None and values["synthesis_deadline"] <= 0:
         raise ConfigError(f"{source}: setting 'synthesis_deadline' must be positive")
+    for name in ("keepalive_timeout", "header_timeout"):
+        if values.get(name) is not None and values[name] <= 0:
+            raise ConfigError(f"{source}: setting '{name}' must be positive")
     for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age"):
         if values.get(name) is not None and values[name] < 0:
             raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
