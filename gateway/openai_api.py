@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway import params
 from gateway.errors import InvalidParameter, NotFound
-from gateway.responses import audio_response
+from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
 from gateway.streaming import stream_speech
@@ -50,7 +50,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
         text, voice=voice, style=None, speed=params.number(body, "speed"), pitch=1.0, volume=1.0
     )
     rate = params.check_rate(fmt, voices.native_rate(request_speech.engine), None)
-    cache_control = f"public, max-age={settings.http_max_age}"
+    cache_control = public_cache_control(settings.http_max_age)
     stream_format = params.string(body, "stream_format")
     if stream_format not in (None, "audio"):
         raise InvalidParameter("stream_format must be 'audio' (server-sent events are not offered)",
