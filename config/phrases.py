@@ -250,7 +250,7 @@ def parse_phrases(
             if required not in fields:
                 raise _fail(source, item.line, f"a phrase needs '{required}'")
         phrase_id = fields["id"].value
-        if not isinstance(phrase_id, str | int) or not PHRASE_ID.match(str(phrase_id)):
+        if not isinstance(phrase_id, str | int) or not PHRASE_ID.fullmatch(str(phrase_id)):
             raise _fail(source, fields["id"].line,
                         f"'id' must be letters, digits, '.', '_' or '-' (at most 64), got {phrase_id!r}")
         phrase_id = str(phrase_id)

@@ -48,7 +48,9 @@ def require_token(request: web.Request) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("admin routes need 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    # Header bytes that are not UTF-8 come surrogate-escaped: compared as the bytes sent.
+    sent = token.strip().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sent, expected.encode()):
         raise Forbidden("wrong admin token")
 
 
@@ -123,8 +125,8 @@ async def phrases(request: web.Request) -> web.Response:
     require_token(request)
     values = params.query_values(request.query, ("q", "tag", "page"))
     page = params.integer(values, "page") or 1
-    if page < 1:
-        raise InvalidParameter("page must be 1 or more", "page")
+    if not 1 <= page <= 1_000_000:
+        raise InvalidParameter("page must be between 1 and 1000000", "page")
     total, rows = await request.app[STORE].search(
         query=values.get("q") or None, tag=values.get("tag") or None,
         offset=(page - 1) * PER_PAGE, limit=PER_PAGE,
