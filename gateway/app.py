@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import resource
 import signal
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from config import Settings
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.hitlane import LaneRunner
+from gateway.logs import NoRequestText
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
 from gateway.middleware import request_middleware
 from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
-from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from gateway.services import EngineLoader, open_services
+from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from synth.engine import Engine
 
 log = logging.getLogger("huiyin.gateway")
@@ -43,6 +47,7 @@ def create_app(
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if settings.log_level == "debug" else logging.WARNING
     )
+    NoRequestText.install(logging.getLogger("aiohttp.server"))
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
     app.middlewares.append(request_middleware(app[METRICS]))
@@ -79,23 +84,81 @@ class ListenError(RuntimeError):
 def run(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM."""
     configure_logs(settings.log_level)
+    raise_open_files_limit()
     asyncio.run(_serve(create_app(settings), settings))
     log.info("stopped")
     return 0
 
 
-async def _serve(app: web.Application, settings: Settings) -> None:
-    # A URL carries up to max_text_length characters, each up to 9 bytes percent-encoded.
-    max_line = max(8190, settings.max_text_length * 9 + 2048)
-    runner_class = LaneRunner if settings.fast_hits else web.AppRunner
+def url_limit(max_text_length: int) -> int:
+    """Bytes a request target may have: the longest text percent-encoded (up to 4 UTF-8
+    bytes a character, 3 characters each as %XX), and room for the other parameters."""
+    return max(8190, max_text_length * 12 + 2048)
+
+
+def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> LaneRunner:
+    """The runner `huiyin serve` uses: parser limits, connection timeouts, the hit lane."""
     # On SIGTERM the site stops accepting, running requests finish (a synthesis may take up
     # to its deadline), then the services close: running syntheses end and are committed.
-    runner = runner_class(
-        app, access_log=None, max_line_size=max_line, handle_signals=False,
-        shutdown_timeout=settings.synthesis_deadline + 5,
+    return LaneRunner(
+        app, fast_hits=settings.fast_hits, header_timeout=settings.header_timeout,
+        keepalive_timeout=settings.keepalive_timeout, access_log=None,
+        max_line_size=url_limit(settings.max_text_length), handle_signals=False,
+        shutdown_timeout=settings.synthesis_deadline + 5, **kwargs,
     )
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one: each connection holds one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux caps an unlimited hard limit at fs.nr_open; ask for a large finite one then.
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        log.info("open files limit: %s", "unlimited" if soft == resource.RLIM_INFINITY else soft)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open files limit stays %d: cannot raise it to %d (%s)", soft, wanted, exc)
+    else:
+        log.info("open files limit raised from %d to %d", soft, wanted)
+
+
+class AcceptFailures:
+    """The loop's exception handler. When accept() fails for want of file descriptors,
+    asyncio stops accepting for a second and retries, reporting each failure with a
+    traceback: this says so in one warning per `interval` instead. Other reports go to
+    asyncio's default handler."""
+
+    RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._warned_at: float | None = None
+        self._since = 0  # failures since the last warning
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Handle one report of the loop."""
+        error = context.get("exception")
+        if not (isinstance(error, OSError) and error.errno in self.RESOURCE_ERRORS
+                and "accept" in str(context.get("message", ""))):
+            loop.default_exception_handler(context)
+            return
+        self._since += 1
+        now = loop.time()
+        if self._warned_at is None or now - self._warned_at >= self.interval:
+            log.warning(
+                "cannot accept connections: %s; they wait in the listen queue until descriptors "
+                "free up (%d such failures since the last warning)", error.strerror, self._since,
+            )
+            self._warned_at, self._since = now, 0
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    runner = make_runner(app, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptFailures())
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:

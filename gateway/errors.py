@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 
 from synth.codecs import UnknownFormatError, UnsupportedRateError
 from synth.engine import InvalidInputError, SynthesisError
@@ -121,3 +131,39 @@ def _describe(
     except Exception:
         log.exception("unhandled error on %s", request.path)
         return 500, "internal_error", "internal error", None, None
+
+
+# aiohttp's parser messages that quote nothing from the request; every other one may quote
+# a URL, and with it customer text, so it is replaced by a plain description.
+_SAFE_PARSER_MESSAGE = re.compile(r"Duplicate '[A-Za-z-]+' header found\.|Too many headers received")
+_PARSER_ERRORS: tuple[tuple[type[HttpProcessingError], str], ...] = (
+    (BadHttpMethod, "the request method is not valid"),
+    (BadStatusLine, "the request line is malformed"),
+    (InvalidURLError, "the request URL is malformed"),
+    (InvalidHeader, "a request header is malformed"),
+    (PayloadEncodingError, "the request body is malformed"),
+)
+
+
+def unparsed_request_response(
+    status: int, error: BaseException | None, *, line_limit: int, field_limit: int,
+    openai: bool = False,
+) -> web.Response:
+    """The JSON answer to a request aiohttp's protocol refuses (a head it cannot parse) or
+    fails on outside any handler. It never quotes the request, whose URL may carry text."""
+    if isinstance(error, LineTooLong):
+        limit = error.args[1] if len(error.args) > 1 else None
+        if limit == line_limit != field_limit:
+            return error_response(414, "uri_too_long", f"the URL is longer than {line_limit} bytes")
+        if limit == field_limit != line_limit:
+            return error_response(431, "header_too_long",
+                                  f"a header line is longer than {field_limit} bytes")
+        return error_response(400, "line_too_long", f"a request line is longer than {limit} bytes")
+    if isinstance(error, HttpProcessingError):
+        message = error.message if _SAFE_PARSER_MESSAGE.fullmatch(error.message) else next(
+            (text for kind, text in _PARSER_ERRORS if isinstance(error, kind)), "the request is malformed",
+        )
+        return error_response(status if 400 <= status < 500 else 400, "bad_request", message)
+    if status == 504:
+        return error_response(504, "deadline_exceeded", "the request took too long", openai=openai)
+    return error_response(500, "internal_error", "internal error", openai=openai)

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import AbstractRoute
 
 access = logging.getLogger("huiyin.access")
@@ -29,6 +30,27 @@ def note(**fields: Any) -> None:
     current = FIELDS.get()
     if current is not None:
         current.update(fields)
+
+
+class NoRequestText(logging.Filter):
+    """Keeps request text out of a logger's records at info and above: aiohttp's parser
+    errors quote the offending request line or header, customer text included. Such a
+    record keeps its message and names the error's class, without the error itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Strip a quoted request from the record; never drop the record."""
+        error = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.INFO and isinstance(error, HttpProcessingError):
+            record.msg = f"{record.getMessage()} ({type(error).__name__})"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+    @classmethod
+    def install(cls, logger: logging.Logger) -> None:
+        """Add the filter to a logger, once."""
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.errors import error_response_for
 from gateway.logs import FIELDS, access, route_template
 from gateway.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 _GIVEN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Our own ids: 8 hex digits fixed for the process, then a counter (16 characters in all).

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from cache.keys import SpeechRequest
 from cache.store import Audio
+from config.phrases import PHRASE_ID
 from gateway import params
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
-from gateway.responses import IMMUTABLE, audio_headers, audio_response
+from gateway.responses import IMMUTABLE, audio_response, public_cache_control
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
 from gateway.streaming import stream_speech
+from gateway.urlmemo import URL_MEMO, UrlMemo
 from gateway.synthesis import Voices
 from synth import codecs
 
@@ -29,7 +28,6 @@ API_FIELDS = (
     "text", "voice", "style", "emotion", "speed", "pitch", "volume", "format", "sample_rate",
     "output_wav_name",
 )
-_PHRASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 def voices_of(request: web.Request) -> Voices:
@@ -47,60 +45,18 @@ def _style(values: dict[str, Any]) -> str | None:
     return style if style is not None else emotion
 
 
-@dataclass
-class Answered:
-    """Where a /tts URL's answer lives, and the response headers built for the audio it
-    served last (for aiohttp's answer, and as bytes for the hit lane's)."""
-
-    key: str
-    format: str
-    rate: int
-    audio: Audio | None = None
-    headers: CIMultiDict[str] | None = None
-    lane_heads: dict[int, bytes] | None = None  # by status: 200, 304
-
-    def refresh(self, audio: Audio, cache_control: str) -> None:
-        """Build the headers for the audio now served."""
-        self.audio, self.headers = audio, audio_headers(audio, cache_control)
-        self.lane_heads = None
-
-
-class UrlMemo:
-    """Exact /tts URLs (path and query as sent) already answered: a repeated URL skips
-    parsing, normalization and checks and goes straight to the hot set, with its response
-    headers already built. Bounded, oldest out first; valid for the process's life, since
-    engine versions cannot change in it."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._size = size
-        self._entries: dict[str, Answered] = {}
-
-    def get(self, target: str) -> Answered | None:
-        """Where this URL's answer lives, if it was answered before."""
-        return self._entries.get(target)
-
-    def put(self, target: str, audio: Audio) -> None:
-        """Remember a URL's answer."""
-        if len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
-        self._entries[target] = Answered(audio.key, audio.format, audio.rate)
-
-
 async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
     app = request.app
-    seen = app[URL_MEMO].get(request.raw_path)
-    if seen is not None:
-        hot = app[STORE].peek(seen.key, seen.format, seen.rate)
-        if hot is not None:
-            if hot is not seen.audio:
-                seen.refresh(hot, app[TTS_CACHE_CONTROL])
-            return audio_response(request, hot, cache_control=app[TTS_CACHE_CONTROL],
-                                  headers=seen.headers)
+    memo = app[URL_MEMO]
+    hit = memo.find(request.raw_path, app[STORE])
+    if hit is not None:
+        return audio_response(request, hit.audio, cache_control=memo.cache_control,
+                              headers=hit.prebuilt.headers)
     speech, fmt, rate = _speech_from_query(request)
     audio = await app[STORE].audio(speech, fmt, rate)
-    app[URL_MEMO].put(request.raw_path, audio)
-    return audio_response(request, audio, cache_control=app[TTS_CACHE_CONTROL])
+    memo.remember(request.raw_path, audio)
+    return audio_response(request, audio, cache_control=memo.cache_control)
 
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
@@ -143,7 +99,7 @@ async def named_phrase(request: web.Request) -> web.StreamResponse:
     fmt = params.format_for_extension(request.match_info["ext"])
     values = params.query_values(request.query, ("rate",))
     phrase_id = request.match_info["phrase_id"]
-    if not _PHRASE_ID.match(phrase_id):
+    if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
     _, rows = await store.search(phrase_id=phrase_id, limit=50)
@@ -247,14 +203,13 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
 
 
-URL_MEMO = web.AppKey("url_memo", UrlMemo)
 TTS_CACHE_CONTROL = web.AppKey("tts_cache_control", str)
 
 
 def add_routes(app: web.Application) -> None:
     """Register every route; GET routes answer HEAD too."""
-    app[URL_MEMO] = UrlMemo()
-    app[TTS_CACHE_CONTROL] = f"public, max-age={app[SETTINGS].http_max_age}"
+    app[TTS_CACHE_CONTROL] = public_cache_control(app[SETTINGS].http_max_age)
+    app[URL_MEMO] = UrlMemo(app[TTS_CACHE_CONTROL])
     ext = r"{ext:[A-Za-z0-9]{1,8}}"
     app.router.add_get(f"/tts.{ext}", tts, name="tts")
     app.router.add_get(f"/tts/stream.{ext}", tts_stream, name="tts_stream")

@@ -4,21 +4,27 @@ every other request, and every connection it cannot follow exactly, goes to aioh
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 import soundfile as sf
 from aiohttp import web
 
+import gateway.hitlane
 from config import Settings
 from gateway import create_app
-from gateway.hitlane import ANSWER, LEAVE, PASS, HitLane, LaneRunner, read_head
+from gateway.app import make_runner
+from gateway.hitlane import ANSWER, LEAVE, PASS, HitLane, LaneHandler, LaneRunner, Limits, read_head
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import free_port
+from tests.support import REPO, free_port
 
 TEXT = "您好，请按一号键。"
 URL = "/tts.wav?text=" + quote(TEXT)
@@ -35,6 +41,19 @@ class Server:
         assert self.runner.lane is not None
         return self.runner.lane
 
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    def handler_of(self, writer: asyncio.StreamWriter) -> LaneHandler:
+        """The server side of a client connection."""
+        port = writer.get_extra_info("sockname")[1]
+        assert self.runner.server is not None
+        (handler,) = [h for h in self.runner.server.connections
+                      if h.transport is not None and h.transport.get_extra_info("peername")[1] == port]
+        assert isinstance(handler, LaneHandler)
+        return handler
+
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", self.port)
 
@@ -48,7 +67,9 @@ class Server:
             writer.close()
 
 
-async def read_response(reader: asyncio.StreamReader, *, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+async def read_response(
+    reader: asyncio.StreamReader, *, head_only: bool = False
+) -> tuple[int, dict[str, str], bytes]:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
@@ -65,6 +86,27 @@ async def read_response(reader: asyncio.StreamReader, *, head_only: bool = False
 def get(target: str = URL, *extra: str, method: str = "GET") -> bytes:
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+@contextlib.asynccontextmanager
+async def live(engine: FastSpeech2Engine, data_dir: Path, **overrides: Any) -> AsyncIterator[Server]:
+    """A gateway served as `huiyin serve` serves it (limits, timeouts, lane or not)."""
+    settings = Settings(data_dir=data_dir, **overrides)
+    runner = make_runner(create_app(settings, engines=[engine]), settings)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield Server(runner, port)
+    finally:
+        await runner.cleanup()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait for a condition the event loop brings about, within a bound."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -92,7 +134,8 @@ async def test_a_repeat_url_is_answered_by_the_lane_with_the_same_audio_and_head
     assert rate == 24000 and len(samples) / rate > 0.5
     same = {k: v for k, v in headers.items() if k not in ("date", "x-request-id")}
     assert same == {k: v for k, v in slow_headers.items() if k not in ("date", "x-request-id")}
-    assert headers["x-cache"] == "HIT" and len(headers["x-request-id"]) == 16 and headers["date"].endswith("GMT")
+    assert headers["x-cache"] == "HIT" and len(headers["x-request-id"]) == 16
+    assert headers["date"].endswith("GMT")
 
 
 async def test_head_and_request_ids_on_the_lane(server: Server) -> None:
@@ -118,7 +161,8 @@ async def test_revalidation_is_answered_by_the_lane_and_ranges_go_to_aiohttp(ser
     assert status == 304 and server.lane.answered == answered
     status, lane_304, empty = await server.fetch(get(URL, f"If-None-Match: {etag}"))
     assert status == 304 and empty == b"" and server.lane.answered == answered + 1
-    assert set(lane_304) == set(slow_304) and "content-type" not in lane_304 and "content-length" not in lane_304
+    assert set(lane_304) == set(slow_304)
+    assert "content-type" not in lane_304 and "content-length" not in lane_304
     assert lane_304["etag"] == etag and lane_304["cache-control"] == headers["cache-control"]
     status, _, _ = await server.fetch(get(URL, f"If-None-Match: W/{etag}", method="HEAD"))
     assert status == 304
@@ -152,14 +196,69 @@ async def test_a_request_split_across_reads_is_still_answered(server: Server) ->
     _, _, audio = await server.fetch(get())
     answered = server.lane.answered
     reader, writer = await server.connect()
+    writer.write(get("/healthz"))
+    await read_response(reader)
+    handler = server.handler_of(writer)
+    await until(handler._idle)
     request = get()
-    for piece in (request[:7], request[7:30], request[30:]):
-        writer.write(piece)
-        await writer.drain()
-        await asyncio.sleep(0.05)
+    # Fed to the connection's protocol piece by piece, as three reads of the socket would.
+    handler.data_received(request[:7])
+    assert handler._lane_buffer == request[:7]
+    handler.data_received(request[7:30])
+    assert handler._lane_buffer == request[:30] and server.lane.answered == answered
+    handler.data_received(request[30:])
+    assert handler._lane_buffer == b"" and server.lane.answered == answered + 1
     status, _, body = await read_response(reader)
     writer.close()
-    assert status == 200 and body == audio and server.lane.answered == answered + 1
+    assert status == 200 and body == audio
+
+
+async def test_more_pipelined_requests_than_aiohttp_queues_are_all_answered_in_order(server: Server) -> None:
+    """aiohttp queues at most 32 parsed requests, then pauses reading; as the queue drains it
+    resumes its parser with data_received(b""), which the lane must pass on."""
+    await server.fetch(get())
+    _, _, audio = await server.fetch(get())
+    reader, writer = await server.connect()
+    writer.write(b"".join(get() if i % 2 else get("/healthz") for i in range(40)))
+    answers = [await read_response(reader) for _ in range(40)]
+    writer.close()
+    assert [a[0] for a in answers] == [200] * 40
+    for i, (_, headers, body) in enumerate(answers):
+        if i % 2:
+            assert body == audio
+        else:
+            assert headers["content-type"].startswith("application/json")
+
+
+class FeedSpy:
+    """aiohttp's own request parser, noting what it is fed."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser, self.fed = parser, list[bytes]()
+
+    def feed_data(self, data: bytes) -> Any:
+        self.fed.append(data)
+        return self.parser.feed_data(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.parser, name)
+
+
+async def test_an_empty_read_reaches_aiohttps_parser(server: Server) -> None:
+    """aiohttp calls data_received(b"") to make its parser go on with requests it held back."""
+    reader, writer = await server.connect()
+    writer.write(get("/healthz"))
+    await read_response(reader)
+    handler = server.handler_of(writer)
+    await until(handler._idle)
+    spy = FeedSpy(handler._parser)
+    handler._parser = spy
+    handler.data_received(b"")
+    assert spy.fed == [b""]
+    writer.write(get("/healthz"))
+    status, _, _ = await read_response(reader)
+    writer.close()
+    assert status == 200
 
 
 async def test_a_connection_with_a_body_leaves_the_lane_and_stays_correct(server: Server) -> None:
@@ -207,12 +306,64 @@ async def test_lane_answers_are_counted_and_logged(server: Server, caplog: pytes
     assert "huiyin_cache_hits_total 2.0" in text
 
 
+async def test_what_aiohttp_refuses_the_lane_does_not_answer(
+    engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    """Each request gets the same status with the lane as without it."""
+    hostile = {
+        "two Host headers": get(URL, "Host: elsewhere"),
+        "two User-Agent headers": get(URL, "User-Agent: a", "User-Agent: b"),
+        "a header line over 8190 bytes": get(URL, "X-Pad: " + "a" * 8200),
+        "129 headers": get(URL, *(f"X-H{i}: v" for i in range(128))),
+    }
+    statuses: dict[bool, dict[str, int]] = {}
+    for fast_hits in (True, False):
+        async with live(engine, tmp_path / str(fast_hits), fast_hits=fast_hits) as server:
+            await server.fetch(get())
+            await server.fetch(get())
+            answered = server.lane.answered if fast_hits else 0
+            statuses[fast_hits] = {}
+            for name, request in hostile.items():
+                status, headers, body = await server.fetch(request)
+                assert headers["content-type"].startswith("application/json"), name
+                statuses[fast_hits][name] = status
+            if fast_hits:
+                assert server.lane.answered == answered
+    assert statuses[True] == statuses[False]
+    assert all(400 <= s < 500 for s in statuses[True].values()), statuses
+
+
+def test_the_lane_loads_only_with_the_aiohttp_it_was_written_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert gateway.hitlane.AIOHTTP_VERSION == aiohttp.__version__
+    pin = f'"aiohttp=={gateway.hitlane.AIOHTTP_VERSION}"'
+    assert pin in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    monkeypatch.setattr(aiohttp, "__version__", "3.13.0")
+    spec = importlib.util.spec_from_file_location("hitlane_elsewhere", gateway.hitlane.__file__)
+    assert spec is not None and spec.loader is not None
+    with pytest.raises(RuntimeError, match=r"aiohttp 3\.14\.5.*not 3\.13\.0"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_read_head_keeps_to_aiohttps_limits() -> None:
+    line = b"GET /tts.wav?text=a HTTP/1.1"
+    assert read_head(line + b"\r\nHost: a\r\nHost: b")[0] == PASS
+    assert read_head(line + b"\r\nUser-Agent: a\r\nuser-agent: b")[0] == PASS
+    assert read_head(line + b"\r\nX-Pad: " + b"a" * 8190)[0] == LEAVE
+    many = b"".join(b"\r\nX-H%d: v" % i for i in range(129))
+    assert read_head(line + many)[0] == LEAVE
+    assert read_head(line + many, Limits(headers=200))[0] == ANSWER
+    assert read_head(b"GET /tts.wav?text=" + b"a" * 9000 + b" HTTP/1.1")[0] == LEAVE
+    assert read_head(b"GET /tts.wav?text=" + b"a" * 9000 + b" HTTP/1.1", Limits(line=10000))[0] == ANSWER
+
+
 def test_read_head_is_strict() -> None:
     verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1")
-    assert verdict == ANSWER and head is not None and head.target == "/tts.wav?text=a" and head.request_id == "r1"
+    assert verdict == ANSWER and head is not None
+    assert head.target == "/tts.wav?text=a" and head.request_id == "r1"
     verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"")
     assert verdict == ANSWER and head is not None and head.if_none_match == '"e"'
-    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"\r\nIf-None-Match: \"f\"")[0] == PASS
+    twice = b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"\r\nIf-None-Match: \"f\""
+    assert read_head(twice)[0] == PASS
     assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nRange: bytes=0-1")[0] == PASS
     assert read_head(b"GET /healthz HTTP/1.1\r\nHost: x")[0] == PASS
     for leave in (

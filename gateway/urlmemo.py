@@ -1,0 +1,114 @@
+"""The URL memo: exact /tts URLs already answered, where their audio lives, and the
+response headers built for that audio, shared by the /tts handler and the hit lane.
+
+It never holds audio. The bytes always come from the store's hot set, whose byte budget
+bounds them; a URL whose audio has left the hot set costs only its key here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
+
+from cache.store import Audio
+from gateway.responses import audio_headers
+
+# Exact URLs remembered; a URL costs a few hundred bytes here.
+URLS = 20_000
+# Prebuilt header sets kept, one per distinct audio; only audio in the hot set uses them.
+HEADER_SETS = 4096
+
+
+class HotAudio(Protocol):
+    """Where the memo finds audio: the store's hot set, and nothing slower."""
+
+    def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
+        """Encoded audio from memory, or None."""
+        ...
+
+
+class Place(NamedTuple):
+    """Where a URL's audio lives in the store."""
+
+    key: str
+    format: str
+    rate: int
+
+
+@dataclass(frozen=True)
+class Prebuilt:
+    """The response headers of one audio's answers: for aiohttp's response, and as the
+    status line and fixed header bytes of the hit lane's 200 and 304."""
+
+    headers: CIMultiDict[str]
+    lane_heads: dict[int, bytes]
+
+
+class Hit(NamedTuple):
+    """A remembered URL whose audio is in memory, with the headers built for it."""
+
+    audio: Audio
+    prebuilt: Prebuilt
+
+
+class UrlMemo:
+    """Exact /tts URLs (path and query as sent) already answered: a repeated URL skips
+    parsing, normalization and checks and goes straight to the hot set. Bounded, oldest
+    out first; valid for the process's life, since engine versions cannot change in it."""
+
+    def __init__(self, cache_control: str, size: int = URLS, header_sets: int = HEADER_SETS) -> None:
+        self.cache_control = cache_control
+        self._size = size
+        self._header_sets = header_sets
+        self._places: dict[str, Place] = {}
+        # By ETag, which names the bytes: new audio for a key gets new headers.
+        self._prebuilt: dict[str, Prebuilt] = {}
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    def remember(self, target: str, audio: Audio) -> None:
+        """Remember where a URL's answer lives."""
+        if target not in self._places and len(self._places) >= self._size:
+            del self._places[next(iter(self._places))]
+        self._places[target] = Place(audio.key, audio.format, audio.rate)
+
+    def find(self, target: str, hot: HotAudio) -> Hit | None:
+        """The audio and headers of a URL answered before, if its audio is in memory."""
+        place = self._places.get(target)
+        if place is None:
+            return None
+        audio = hot.peek(place.key, place.format, place.rate)
+        if audio is None:
+            return None
+        prebuilt = self._prebuilt.get(audio.etag)
+        if prebuilt is None:
+            prebuilt = self._build(audio)
+        return Hit(audio, prebuilt)
+
+    def _build(self, audio: Audio) -> Prebuilt:
+        if len(self._prebuilt) >= self._header_sets:
+            del self._prebuilt[next(iter(self._prebuilt))]
+        headers = audio_headers(audio, self.cache_control)
+        prebuilt = Prebuilt(headers, _lane_heads(headers, audio.size))
+        self._prebuilt[audio.etag] = prebuilt
+        return prebuilt
+
+
+def _lane_heads(headers: CIMultiDict[str], length: int) -> dict[int, bytes]:
+    """Status line and fixed headers of a 200 and of a 304, as aiohttp's own answers have
+    them: a 304 has neither Content-Type nor Content-Length."""
+    fixed = [f"{name}: {value}" for name, value in headers.items() if name != "Content-Type"]
+    server = f"Server: {SERVER_SOFTWARE}"
+    ok = ["HTTP/1.1 200 OK", f"Content-Type: {headers['Content-Type']}", *fixed,
+          f"Content-Length: {length}", server]
+    not_modified = ["HTTP/1.1 304 Not Modified", *fixed, server]
+    return {200: ("\r\n".join(ok) + "\r\n").encode("ascii"),
+            304: ("\r\n".join(not_modified) + "\r\n").encode("ascii")}
+
+
+URL_MEMO = web.AppKey("url_memo", UrlMemo)
