@@ -5,7 +5,7 @@ registered with ModelScope here for the text-to-speech task: the pipeline answer
 a tone, 0.2 s per character, and records the voice it was asked for. These tests therefore
 check the adapter (its loading path through `modelscope.pipelines.pipeline`, the handling of
 the model's configuration, the decoding of the pipeline's output, the gateway wiring), not
-Sambert itself. `test_real_sambert` runs a real model when HUIYIN_SAMBERT_DIR points at one.
+Sambert itself. `test_real_sambert` runs a real model when SAMBERT_TEST_MODEL_DIR points at one.
 """
 
 from __future__ import annotations
@@ -406,12 +406,12 @@ def test_model_id_is_found_in_the_modelscope_cache(
 
 
 @pytest.mark.skipif(
-    not os.environ.get("HUIYIN_SAMBERT_DIR"),
-    reason="set HUIYIN_SAMBERT_DIR to a ModelScope Sambert-HifiGAN model folder (kantts and "
+    not os.environ.get("SAMBERT_TEST_MODEL_DIR"),
+    reason="set SAMBERT_TEST_MODEL_DIR to a ModelScope Sambert-HifiGAN model folder (kantts and "
            "ttsfrd installed) to run the real model",
 )
 def test_real_sambert() -> None:
-    engine = SambertEngine(Path(os.environ["HUIYIN_SAMBERT_DIR"]))
+    engine = SambertEngine(Path(os.environ["SAMBERT_TEST_MODEL_DIR"]))
     for voice in engine.voices():
         for style in voice.styles:
             pcm = engine.synthesize("您好，欢迎致电客户服务中心。", voice=voice.name, style=style)
