@@ -167,6 +167,13 @@ class GenerationStream(Generic[R]):
                 raise generation.error
             await generation.changed()
 
+    async def result(self) -> R:
+        """What the generation ended with (the stored phrase), once it has ended."""
+        if self.stored is not None:
+            return self.stored
+        assert self._generation is not None
+        return await asyncio.shield(self._generation.result)
+
     async def aclose(self) -> None:
         """Leave the generation (idempotent)."""
         if not self._open or self._generation is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,8 +53,8 @@ class Synthesizer(Protocol):
         """Synthesize a request whole."""
         ...
 
-    def stream(self, request: SpeechRequest, priority: Priority) -> AsyncIterator[Pcm]:
-        """Synthesize a request in chunks, each as soon as it is ready."""
+    def stream(self, request: SpeechRequest, priority: Priority) -> AsyncGenerator[Pcm, None]:
+        """Synthesize a request in chunks, each as soon as it is ready (aclose stops it)."""
         ...
 
 
@@ -212,6 +212,10 @@ class PromptStore:
         row = self._rows.get(key)
         generation = None if row is not None else self._generations.get(key)
         if row is None and generation is None:
+            # Stored but not in memory (after a restart, say): it is sent whole.
+            row = await self.phrase(key, count=False)
+            generation = None if row is not None else self._generations.get(key)
+        if row is None and generation is None:
             generation = self._start(request, key, priority, streamed=True)
         if row is not None or (generation is not None and not generation.streamed):
             stored = (StoredPhrase(row, cached=True) if row is not None
@@ -264,7 +268,7 @@ class PromptStore:
                     async for chunk in chunks:
                         generation.add(chunk)
                 finally:
-                    await chunks.aclose()  # type: ignore[attr-defined]
+                    await chunks.aclose()
                 if not generation.chunks:
                     raise SynthesisError("the engine returned no audio")
                 pcm = Pcm.concat(generation.chunks)

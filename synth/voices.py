@@ -7,7 +7,7 @@ wants it (the gateway's metrics and logs) through observers.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +125,9 @@ class Voices:
             observe(measured)
         return pcm
 
-    def stream(self, request: SpeechRequest, priority: Priority = Priority.LIVE) -> AsyncIterator[Pcm]:
+    def stream(
+        self, request: SpeechRequest, priority: Priority = Priority.LIVE
+    ) -> AsyncGenerator[Pcm, None]:
         """Synthesize sentence by sentence on the request's engine."""
         return self._worker(request.engine).stream(
             request.text, voice=request.voice, style=request.style,

@@ -305,3 +305,19 @@ async def test_repeat_urls_after_a_warm_up_count_in_stats_and_metrics(
     metrics = await (await client.get("/metrics")).text()
     line = next(x for x in metrics.splitlines() if x.startswith("huiyin_cache_hits_total"))
     assert float(line.split()[-1]) >= before + 20
+
+
+async def test_a_stored_phrase_not_in_memory_streams_whole(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    await store.get_or_synthesize(req(A))
+    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600)
+    await store.close()
+    await fresh.open()
+    try:
+        stream = await fresh.stream(req(A))
+        assert stream.stored is not None and stream.stored.cached
+        assert [c async for c in stream] == [] and synth.calls == 1
+        assert fresh.stats().hits == 1
+    finally:
+        await fresh.close()
