@@ -63,7 +63,10 @@ async def stream_speech(
             return audio_response(request, audio, cache_control=cache_control)
         loop = asyncio.get_running_loop()
         # The first chunk comes before the headers, so a refusal is still a JSON error.
-        first = await anext(sentences)
+        first = await anext(sentences, None)
+        if first is None:  # stored whole while this request joined: no chunks to follow
+            audio = await store.variant((await sentences.result()).phrase, fmt, rate)
+            return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.FORMATS[fmt].content_type,
             "Cache-Control": cache_control,
