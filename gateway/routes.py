@@ -20,8 +20,8 @@ from gateway.responses import IMMUTABLE, audio_response, public_cache_control
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
 from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
-from gateway.synthesis import Voices
 from synth import codecs
+from synth.voices import Voices
 
 TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate")
 API_FIELDS = (
@@ -86,7 +86,7 @@ async def prompt(request: web.Request) -> web.StreamResponse:
     values = params.query_values(request.query, ("rate", "download"))
     key = request.match_info["key"]
     store = request.app[STORE]
-    phrase = await store.get_phrase(key)
+    phrase = await store.phrase(key)
     if phrase is None:
         raise NotFound(f"no stored prompt with key {key}", "key")
     rate = params.check_rate(fmt, phrase.sample_rate, params.integer(values, "rate"))
@@ -102,15 +102,14 @@ async def named_phrase(request: web.Request) -> web.StreamResponse:
     if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
-    _, rows = await store.search(phrase_id=phrase_id, limit=50)
-    current = max((r for r in rows if r.pinned), key=lambda r: r.created, default=None)
+    current = await store.named(phrase_id)
     if current is None:
         raise NotFound(f"no phrase '{phrase_id}'", "phrase_id")
     rate = params.check_rate(fmt, current.sample_rate, params.integer(values, "rate"))
     audio = await store.variant(current, fmt, rate)
     settings = request.app[SETTINGS]
     # Short freshness: the phrase's text may change; the ETag follows the content.
-    return audio_response(request, audio, cache_control=f"public, max-age={settings.phrase_max_age}")
+    return audio_response(request, audio, cache_control=public_cache_control(settings.phrase_max_age))
 
 
 async def api_tts(request: web.Request) -> web.Response:
