@@ -3,11 +3,13 @@ that fails any test in which something blocks a running event loop."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from cache.store import PromptStore
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
@@ -49,3 +51,12 @@ def frontend(engine: FastSpeech2Engine) -> Frontend:
 def synth(engine: FastSpeech2Engine) -> CountingSynthesizer:
     """The real engine behind a wrapper that counts syntheses."""
     return CountingSynthesizer(engine)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, synth: CountingSynthesizer) -> AsyncIterator[PromptStore]:
+    """An open store in tmp_path in front of the counting engine, no background maintenance."""
+    opened = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+    await opened.open()
+    yield opened
+    await opened.close()

@@ -15,10 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import types
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -30,7 +29,7 @@ from cache.store import Audio
 from config.phrases import PhraseFileError, parse_phrases
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, until_sync
 from tests.test_hitlane import URL, Server, get, live, read_response
 
 BOTH = pytest.mark.parametrize("fast_hits", [True, False], ids=["lane", "no-lane"])
@@ -132,7 +131,8 @@ def test_more_connections_than_descriptors_wait_and_the_server_recovers(tmp_path
     base = f"http://127.0.0.1:{port}"
     clients: list[socket.socket] = []
     try:
-        _wait_for(lambda: _answers(f"{base}/readyz") or proc.poll() is not None, 120)
+        until_sync(lambda: _answers(f"{base}/readyz") or proc.poll() is not None, 120,
+                   what="the gateway answering or exiting")
         assert proc.poll() is None, log.read_text()
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
         (line,) = [x for x in limits.splitlines() if x.startswith("Max open files")]
@@ -140,7 +140,8 @@ def test_more_connections_than_descriptors_wait_and_the_server_recovers(tmp_path
         assert "open files limit raised from 40 to 64" in log.read_text()
         for _ in range(100):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        _wait_for(lambda: "cannot accept connections" in log.read_text(), 30)
+        until_sync(lambda: "cannot accept connections" in log.read_text(), 30,
+                   what="the warning about descriptors")
         for client in clients:
             client.close()
         clients.clear()
@@ -167,15 +168,6 @@ def _answers(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    """Poll a condition of another process, within a bound."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not come about in time")
-        time.sleep(0.05)
 
 
 # Request lines and logs

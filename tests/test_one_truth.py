@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,14 +42,6 @@ phrases:
 
 def req(text: str) -> SpeechRequest:
     return SpeechRequest.create(text, engine="fastspeech2", voice="baker")
-
-
-@pytest.fixture
-async def store(tmp_path: Path, synth: CountingSynthesizer) -> AsyncIterator[PromptStore]:
-    s = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def warmer_for(store: PromptStore) -> Warmer:

@@ -33,14 +33,6 @@ def req(text: str, **kw: float | str) -> SpeechRequest:
     return SpeechRequest.create(text, engine="fastspeech2", voice="baker", **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def store(tmp_path: Path, synth: CountingSynthesizer) -> AsyncIterator[PromptStore]:
-    s = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
-    await s.open()
-    yield s
-    await s.close()
-
-
 async def reopen(store: PromptStore, synth: CountingSynthesizer, **kw: int) -> PromptStore:
     await store.close()
     fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600, **kw)
