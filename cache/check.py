@@ -80,36 +80,79 @@ def _scan(storage: Storage, busy: set[str], grace: float) -> CheckReport:
     return report
 
 
+def _recheck(storage: Storage, report: CheckReport, grace: float) -> CheckReport:
+    """What is still wrong now, just before fixing: a scan takes time, and meanwhile a
+    phrase may have been synthesized again or a stray name written for real (blocking)."""
+    files, index = storage.files, storage.index
+    now = CheckReport()
+    for key in report.missing + report.corrupt:
+        row = index.get(key)
+        data = files.read(FileStore.phrase_name(key)) if row is not None else None
+        if row is not None and (data is None or len(data) != row.bytes
+                                or checksum(data) != row.checksum):
+            (now.missing if data is None else now.corrupt).append(key)
+    for name in report.bad_variants:
+        parsed = FileStore.parse(name)
+        if parsed is None or parsed[1] is None or parsed[2] is None:
+            continue
+        v = index.variant(parsed[0], parsed[1], parsed[2])
+        data = files.read(name)
+        if v is not None and (data is None or len(data) != v.size or checksum(data) != v.checksum):
+            now.bad_variants.append(name)
+    cutoff = time.time() - grace
+    for rel in report.orphans + report.temp_files:
+        path = files.root / rel
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        parsed = FileStore.parse(path.name)
+        if parsed is None:
+            now.temp_files.append(rel)
+            continue
+        key, fmt, rate = parsed
+        if path.name in storage.writing:
+            continue
+        known = index.get(key) if fmt is None or rate is None else index.variant(key, fmt, rate)
+        if known is None:
+            now.orphans.append(rel)
+    return now
+
+
 async def check(
     storage: Storage, *, fix: bool, grace: float, forget: Callable[[str], None],
-    forget_variant: Callable[[str, str, int], None],
+    forget_variant: Callable[[str, str, int], None], busy: Callable[[str], bool],
 ) -> CheckReport:
     """Reconcile index and files; with fix, drop broken rows and remove stray files.
 
     Files younger than `grace` seconds, or being written right now, are left alone: they
-    may belong to a write whose row is not committed yet.
+    may belong to a write whose row is not committed yet. Before anything is removed it is
+    checked again, so a phrase repaired or written while the scan ran is kept.
     """
-    busy = set(storage.writing)
-    report = await storage.run(lambda: _scan(storage, busy, grace))
+    writing = set(storage.writing)
+    report = await storage.run(lambda: _scan(storage, writing, grace))
     if not fix or report.clean:
         return report
+    todo = await storage.run(lambda: _recheck(storage, report, grace))
     index = storage.index
-    broken = report.missing + report.corrupt
+    broken = [k for k in todo.missing + todo.corrupt if not busy(k)]
     for key in broken:
         forget(key)
     await storage.remove(broken)
     by_file = {v.file: v for v in await storage.run(index.all_variants)}
-    for name in report.bad_variants:
+    for name in todo.bad_variants:
         v = by_file.get(name)
         if v is not None:
             await storage.write(partial(index.delete_variant, v.key, v.format, v.rate))
             forget_variant(v.key, v.format, v.rate)
 
     def unlink() -> None:
-        for rel in report.bad_variants:
+        for rel in todo.bad_variants:
             storage.files.path(rel).unlink(missing_ok=True)
-        for rel in report.orphans + report.temp_files:
-            (storage.files.root / rel).unlink(missing_ok=True)
+        for rel in todo.orphans + todo.temp_files:
+            if (storage.files.root / rel).name not in storage.writing:
+                (storage.files.root / rel).unlink(missing_ok=True)
 
     await storage.run(unlink)
     report.fixed = True

@@ -59,6 +59,15 @@ class FileStore:
         return FileStore._checked(f"{key}-{fmt}-{rate}.{ext}")
 
     @staticmethod
+    def parse(name: str) -> tuple[str, str | None, int | None] | None:
+        """(key, format, rate) of a store file name (format and rate None for a master)."""
+        match = _NAME.fullmatch(name)
+        if match is None or name.startswith(TEMP_PREFIX):
+            return None
+        rate = match.group("rate")
+        return match.group("key"), match.group("format"), int(rate) if rate else None
+
+    @staticmethod
     def _checked(name: str) -> str:
         match = _NAME.fullmatch(name)
         if match is None or not is_key(match.group("key")):

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from synth.engine import Pcm
+from synth.worker import Urgency
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,8 +55,9 @@ class Generation(Generic[R]):
     when the last of them leaves, and nothing is stored.
     """
 
-    def __init__(self, *, streamed: bool) -> None:
+    def __init__(self, *, streamed: bool, urgency: Urgency) -> None:
         self.streamed = streamed
+        self.urgency = urgency  # rises when a live caller joins a warm-up's generation
         self.chunks: list[Pcm] = []
         self.ended = False  # every chunk is in
         self.finished = False  # stored, failed or stopped

@@ -328,15 +328,25 @@ class Index:
 
     def set_named(
         self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool
-    ) -> None:
-        """Name and pin (or unpin) a phrase."""
+    ) -> bool:
+        """Name and pin (or unpin) a phrase; a phrase id names one phrase, so another that
+        had it loses it and its pin. False when there is no such phrase (evicted)."""
         with Session(self.engine) as session, session.begin():
+            if session.get(PhraseRow, key) is None:
+                return False
+            if phrase_id is not None:
+                session.execute(
+                    update(PhraseRow)
+                    .where(PhraseRow.phrase_id == phrase_id, PhraseRow.key != key)
+                    .values(phrase_id=None, pinned=False)
+                )
             session.execute(
                 update(PhraseRow).where(PhraseRow.key == key).values(
                     phrase_id=phrase_id, pinned=pinned,
                     tags=json.dumps(list(tags), ensure_ascii=False),
                 )
             )
+            return True
 
     def unpin_except(self, keep: Iterable[str]) -> list[str]:
         """Unpin and unname every pinned phrase not in keep; returns their keys."""

@@ -68,6 +68,16 @@ class Usage:
         """A listener's phrase had to be synthesized."""
         self._stats.misses += 1
 
+    def restore(self, batch: list[tuple[str, float, int]]) -> None:
+        """Put back a batch that could not be written (already counted in the stats)."""
+        for key, last_used, hits in batch:
+            entry = self._pending.get(key)
+            if entry is None:
+                self._pending[key] = [last_used, float(hits)]
+            else:
+                entry[0] = max(entry[0], last_used)
+                entry[1] += hits
+
     def drain(self) -> list[tuple[str, float, int]]:
         """The pending usage as (key, last used, hits), cleared."""
         pending, self._pending = self._pending, {}
@@ -107,7 +117,15 @@ class Maintenance:
         batch = self._usage.drain()
         if batch:
             index = self._storage.index
-            await self._storage.write(lambda: index.touch(batch))
+            try:
+                # Shielded: once handed to the writer the batch is written, even if the
+                # caller is cancelled meanwhile, so it is never put back and counted twice.
+                await asyncio.shield(self._storage.write(lambda: index.touch(batch)))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._usage.restore(batch)
+                raise
 
     async def refresh_totals(self) -> None:
         """Entries and bytes from the index."""

@@ -33,7 +33,7 @@ class RowCache:
         """Keep a row (the oldest beyond the bound leaves)."""
         self._rows[row.key] = row
         self._rows.move_to_end(row.key)
-        if row.pinned and row.phrase_id is not None:
+        if row.pinned and row.phrase_id is not None and row.phrase_id not in self._names:
             self._set_name(row.key, row.phrase_id)
         while len(self._rows) > self._max_rows:
             self._rows.popitem(last=False)
@@ -43,7 +43,11 @@ class RowCache:
         return self._names.get(phrase_id)
 
     def rename(self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool) -> None:
-        """A row got a (new) phrase id, tags and pin: update it in place."""
+        """A row got a (new) phrase id, tags and pin: update it in place. A row that had
+        the phrase id before loses it and its pin, as in the index."""
+        previous = self._names.get(phrase_id) if phrase_id is not None else None
+        if previous is not None and previous != key:
+            self.rename(previous, phrase_id=None, tags=self._tags(previous), pinned=False)
         self._drop_name(key)
         if pinned and phrase_id is not None:
             self._set_name(key, phrase_id)

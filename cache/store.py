@@ -9,6 +9,7 @@ Usage is counted by key wherever a hit is answered, and eviction judges by it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
@@ -27,10 +28,12 @@ from cache.rows import RowCache
 from cache.storage import Storage
 from synth import codecs
 from synth.engine import Pcm, SynthesisError
-from synth.worker import Priority
+from synth.worker import Priority, Urgency
 
 __all__ = ["Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
            "Synthesizer"]
+
+log = logging.getLogger("huiyin.cache")
 
 # Request -> key memo: a repeated request skips the engine's reading of its text.
 _KEY_MEMO = 20_000
@@ -49,11 +52,13 @@ class Synthesizer(Protocol):
         """What the engine will say for the request, canonically (blocking; part of the key)."""
         ...
 
-    async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
-        """Synthesize a request whole."""
+    async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
+        """Synthesize a request whole; an Urgency may rise while the request waits."""
         ...
 
-    def stream(self, request: SpeechRequest, priority: Priority) -> AsyncGenerator[Pcm, None]:
+    def stream(
+        self, request: SpeechRequest, priority: Priority | Urgency
+    ) -> AsyncGenerator[Pcm, None]:
         """Synthesize a request in chunks, each as soon as it is ready (aclose stops it)."""
         ...
 
@@ -157,8 +162,9 @@ class PromptStore:
             self._usage.hit(key, row.synth_seconds)
         return row
 
-    async def named(self, phrase_id: str) -> Phrase | None:
-        """The current phrase of a phrase id (the newest pinned one), counted as a hit."""
+    async def named(self, phrase_id: str, *, count: bool = True) -> Phrase | None:
+        """The current phrase of a phrase id (the newest pinned one); `count` records it as
+        a listener's hit."""
         key = self._rows.named(phrase_id)
         if key is None:
             index = self.index
@@ -166,7 +172,7 @@ class PromptStore:
             if row is None:
                 return None
             key = row.key
-        return await self.phrase(key)
+        return await self.phrase(key, count=count)
 
     async def find(self, request: SpeechRequest) -> Phrase | None:
         """The stored phrase for a request, or None; never synthesizes."""
@@ -196,6 +202,7 @@ class PromptStore:
         generation = self._generations.get(key)
         if generation is None:
             generation = self._start(request, key, priority, streamed=False)
+        generation.urgency.raise_to(priority)
         generation.hold()
         stored = await asyncio.shield(generation.result)
         self._count(stored, live)
@@ -223,6 +230,7 @@ class PromptStore:
             self._count(stored, live)
             return SpeechStream(None, stored)
         assert generation is not None
+        generation.urgency.raise_to(priority)
         generation.follow()
         if live:
             self._usage.miss()
@@ -239,10 +247,12 @@ class PromptStore:
     def _start(
         self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool
     ) -> Generation[StoredPhrase]:
-        generation: Generation[StoredPhrase] = Generation(streamed=streamed)
+        generation: Generation[StoredPhrase] = Generation(
+            streamed=streamed, urgency=Urgency(priority)
+        )
         self._generations[key] = generation
         generation.task = asyncio.create_task(
-            self._generate(generation, request, key, priority), name=f"synthesize-{key[:8]}"
+            self._generate(generation, request, key), name=f"synthesize-{key[:8]}"
         )
         return generation
 
@@ -252,7 +262,6 @@ class PromptStore:
 
     async def _generate(
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
-        priority: Priority,
     ) -> None:
         try:
             found = await self._storage.load_good(key)
@@ -263,7 +272,7 @@ class PromptStore:
                 return
             started = time.perf_counter()
             if generation.streamed:
-                chunks = self.synthesizer.stream(request, priority)
+                chunks = self.synthesizer.stream(request, generation.urgency)
                 try:
                     async for chunk in chunks:
                         generation.add(chunk)
@@ -273,7 +282,7 @@ class PromptStore:
                     raise SynthesisError("the engine returned no audio")
                 pcm = Pcm.concat(generation.chunks)
             else:
-                pcm = await self.synthesizer.synthesize(request, priority)
+                pcm = await self.synthesizer.synthesize(request, generation.urgency)
             generation.end()
             stored = await self._keep(request, key, pcm, time.perf_counter() - started)
             generation.finish(stored)
@@ -281,6 +290,8 @@ class PromptStore:
             generation.stop()
             raise
         except Exception as exc:
+            if generation.ended:  # the audio was heard; only storing it failed
+                log.exception("phrase %s… was synthesized but could not be stored", key[:8])
             generation.fail(exc)
         finally:
             self._drop(key, generation)
@@ -407,13 +418,16 @@ class PromptStore:
 
     async def name(
         self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
-    ) -> None:
-        """Give a stored phrase its phrase id and tags, and pin it."""
+    ) -> bool:
+        """Give a stored phrase its phrase id and tags, and pin it (another phrase with that
+        id loses it). False when the phrase is no longer stored."""
         index = self.index
-        await self._storage.write(
+        named = await self._storage.write(
             lambda: index.set_named(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
         )
-        self._rows.rename(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
+        if named:
+            self._rows.rename(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
+        return named
 
     async def unpin_except(self, keep: Sequence[str]) -> int:
         """Unpin and unname every pinned phrase whose key is not in keep."""
@@ -460,6 +474,7 @@ class PromptStore:
         report = await check(
             self._storage, fix=fix, grace=grace, forget=self._forget,
             forget_variant=lambda key, fmt, rate: self._hot.discard((key, fmt, rate)),
+            busy=lambda key: key in self._generations,
         )
         if report.fixed:
             await self._maintenance.refresh_totals()

@@ -70,6 +70,7 @@ class Warmer:
         self._jobs: dict[str, WarmJob] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pins_lock = asyncio.Lock()
+        self._latest_replace: str | None = None
 
     def get(self, job_id: str) -> WarmJob | None:
         """A job by id."""
@@ -87,6 +88,8 @@ class Warmer:
         set lose their pin and name when it completes (the configured files changed)."""
         job = WarmJob(uuid.uuid4().hex, len(phrases), replace_pins)
         self._jobs[job.id] = job
+        if replace_pins:
+            self._latest_replace = job.id
         while len(self._jobs) > self._keep:
             oldest = min(self._jobs.values(), key=lambda j: j.finished or float("inf"))
             if oldest.finished is None:
@@ -119,12 +122,21 @@ class Warmer:
         except Exception as exc:  # the factory names the field; keep its message
             job.failed.append({"id": spec.id, "where": spec.where, "reason": str(exc)})
             return
+        evicted = 0
         while True:
             try:
                 stored = await self._store.get_or_synthesize(request, priority=Priority.WARM)
+                # Pinned first, so eviction cannot take it while its encodings are made.
+                if not await self._store.name(
+                    stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True
+                ):
+                    evicted += 1  # evicted between synthesis and pinning
+                    if evicted < 3:
+                        continue
+                    raise RuntimeError("evicted before it could be pinned; is cache_max_bytes "
+                                       "smaller than the pinned phrases?")
                 for fmt in spec.formats:
                     await self._store.variant(stored.phrase, fmt)
-                await self._store.name(stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True)
                 job.keys[spec.id] = stored.key
                 job.synthesized += 0 if stored.cached else 1
                 return
@@ -138,6 +150,23 @@ class Warmer:
                 job.failed.append({"id": spec.id, "where": spec.where,
                                    "reason": str(exc) or type(exc).__name__})
                 return
+
+    async def _replace_pins(self, job: WarmJob) -> None:
+        """Unpin what the phrase files no longer name. A phrase that failed keeps the audio
+        it had; a newer replacing job, started meanwhile, decides instead of this one."""
+        async with self._pins_lock:
+            if job.id != self._latest_replace:
+                log.info("warm-up %s: a newer warm-up of the phrase files decides the pins",
+                         job.id[:8])
+                return
+            keep = list(job.keys.values())
+            for failure in job.failed:
+                current = await self._store.named(failure["id"], count=False)
+                if current is not None:
+                    keep.append(current.key)
+            unpinned = await self._store.unpin_except(keep)
+        if unpinned:
+            log.info("unpinned %d phrases no longer in the phrase files", unpinned)
 
     async def _run(self, job: WarmJob, phrases: list[PhraseSpec], progress: Progress | None) -> None:
         job.state, job.started = "running", time.time()
@@ -153,10 +182,7 @@ class Warmer:
         try:
             await asyncio.gather(*[lane() for _ in range(self._concurrency)])
             if job.replace_pins:
-                async with self._pins_lock:
-                    unpinned = await self._store.unpin_except(list(job.keys.values()))
-                if unpinned:
-                    log.info("unpinned %d phrases no longer in the phrase files", unpinned)
+                await self._replace_pins(job)
             job.state = "done"
         except asyncio.CancelledError:
             job.state, job.error = "failed", "cancelled"

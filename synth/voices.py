@@ -13,7 +13,7 @@ from typing import Any
 
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
 from synth.request import SpeechRequest, clean_text
-from synth.worker import Priority, SynthesisWorker
+from synth.worker import Priority, SynthesisWorker, Urgency
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Voices:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
         return self._engine(request.engine).spoken_form(request.text)
 
-    async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
+    async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
         """Synthesize on the request's engine, in its queue."""
         started = time.perf_counter()
         timing: dict[str, float] = {}
@@ -125,14 +125,26 @@ class Voices:
             observe(measured)
         return pcm
 
-    def stream(
-        self, request: SpeechRequest, priority: Priority = Priority.LIVE
+    async def stream(
+        self, request: SpeechRequest, priority: Priority | Urgency = Priority.LIVE
     ) -> AsyncGenerator[Pcm, None]:
-        """Synthesize sentence by sentence on the request's engine."""
-        return self._worker(request.engine).stream(
+        """Synthesize sentence by sentence on the request's engine; a stream heard to its
+        end is reported to the observers like a whole synthesis."""
+        started = time.perf_counter()
+        audio = 0.0
+        chunks = self._worker(request.engine).stream(
             request.text, voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
         )
+        try:
+            async for chunk in chunks:
+                audio += chunk.duration
+                yield chunk
+        finally:
+            await chunks.aclose()
+        measured = Timing(time.perf_counter() - started, 0.0, 0.0, audio)
+        for observe in self.observers:
+            observe(measured)
 
     def describe(self) -> dict[str, Any]:
         """Engines, voices, styles and setting ranges, for /api/voices."""

@@ -29,6 +29,21 @@ class Priority(enum.IntEnum):
     WARM = 1  # background pre-warming of the cache
 
 
+class Urgency:
+    """A waiting job's priority, which may rise while it waits: a live caller who joins a
+    warm-up's synthesis of the same phrase makes it live."""
+
+    __slots__ = ("priority",)
+
+    def __init__(self, priority: Priority) -> None:
+        self.priority = priority
+
+    def raise_to(self, priority: Priority) -> None:
+        """At least this urgent from now on (a job not yet taken is served accordingly)."""
+        if priority < self.priority:
+            self.priority = priority
+
+
 class QueueFullError(Exception):
     """The queue is full; `retry_after` estimates in seconds when there will be room."""
 
@@ -51,7 +66,7 @@ class _Job:
     voice: str | None
     style: str
     prosody: Prosody
-    priority: Priority
+    urgency: Urgency
     seq: int
     # A synthesis resolves to its Pcm; a stream resolves to None once it holds the engine.
     outcome: asyncio.Future[Pcm | None]
@@ -60,6 +75,11 @@ class _Job:
     stop: threading.Event = field(default_factory=threading.Event)
     # Seconds the engine spent on it (synthesis only), for the caller's timing.
     engine_seconds: float = 0.0
+
+    @property
+    def priority(self) -> Priority:
+        """How urgent the job is now."""
+        return self.urgency.priority
 
 
 class SynthesisWorker:
@@ -155,7 +175,7 @@ class SynthesisWorker:
 
     async def synthesize(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
-        prosody: Prosody = Prosody(), priority: Priority = Priority.LIVE,
+        prosody: Prosody = Prosody(), priority: Priority | Urgency = Priority.LIVE,
         deadline: float | None = None, timing: dict[str, float] | None = None,
     ) -> Pcm:
         """Queue one synthesis and return its audio; engine errors are raised unchanged.
@@ -182,7 +202,7 @@ class SynthesisWorker:
 
     async def stream(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
-        prosody: Prosody = Prosody(), priority: Priority = Priority.LIVE,
+        prosody: Prosody = Prosody(), priority: Priority | Urgency = Priority.LIVE,
         deadline: float | None = None,
     ) -> AsyncGenerator[Pcm, None]:
         """Yield the audio sentence by sentence; the deadline bounds the wait for the engine.
@@ -210,17 +230,18 @@ class SynthesisWorker:
             self._withdraw(job)
 
     def _submit(
-        self, text: str, voice: str | None, style: str, prosody: Prosody, priority: Priority,
-        *, streaming: bool,
+        self, text: str, voice: str | None, style: str, prosody: Prosody,
+        priority: Priority | Urgency, *, streaming: bool,
     ) -> _Job:
+        urgency = priority if isinstance(priority, Urgency) else Urgency(priority)
         if self._closed:
             raise WorkerClosedError("the synthesis worker is closed")
         if self._dispatcher is None:
             raise RuntimeError("start() the worker before submitting work")
         if self.queue_depth >= self._max_queue:
-            self._make_room(priority)
+            self._make_room(urgency.priority)
         job = _Job(
-            text, voice, style, prosody, priority, next(self._seq),
+            text, voice, style, prosody, urgency, next(self._seq),
             asyncio.get_running_loop().create_future(),
             asyncio.Queue() if streaming else None,
         )
