@@ -8,7 +8,7 @@ import contextlib
 import importlib.util
 import io
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +24,7 @@ from gateway import create_app
 from gateway.app import make_runner
 from gateway.hitlane import ANSWER, LEAVE, PASS, HitLane, LaneHandler, LaneRunner, Limits, read_head
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, until
 
 TEXT = "您好，请按一号键。"
 URL = "/tts.wav?text=" + quote(TEXT)
@@ -100,13 +100,6 @@ async def live(engine: FastSpeech2Engine, data_dir: Path, **overrides: Any) -> A
         yield Server(runner, port)
     finally:
         await runner.cleanup()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait for a condition the event loop brings about, within a bound."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
