@@ -16,16 +16,17 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from cache.audio import MASTER_FORMAT, Audio, StoredPhrase, checksum, decode_master, encode_master
+from cache.audio import Audio, StoredPhrase, checksum, encode_master
 from cache.check import CheckReport, check
 from cache.files import FileStore
-from cache.flight import Generation, GenerationStream, SingleFlight
+from cache.flight import Generation, GenerationStream
 from cache.hotset import HotSet
-from cache.index import Index, Phrase, Variant, now
+from cache.index import Index, Phrase, now
 from cache.keys import SpeechRequest, is_key, phrase_key
 from cache.maintenance import Maintenance, Stats, Usage
 from cache.rows import RowCache
 from cache.storage import Storage
+from cache.variants import Encodings
 from synth import codecs
 from synth.engine import Pcm, SynthesisError
 from synth.worker import Priority, Urgency
@@ -72,12 +73,11 @@ class PromptStore:
     ) -> None:
         self._storage = Storage(data_dir, database_url)
         self._synthesizer = synthesizer
-        self._hot: HotSet[tuple[str, str, int], Audio] = HotSet(hot_bytes)
+        self._stats = Stats(max_bytes=max_bytes)
+        self._encodings = Encodings(self._storage, HotSet(hot_bytes), self._stats)
         self._rows = RowCache()
         self._keys: OrderedDict[SpeechRequest, str] = OrderedDict()
         self._generations: dict[str, Generation[StoredPhrase]] = {}
-        self._variants: SingleFlight[Audio] = SingleFlight()
-        self._stats = Stats(max_bytes=max_bytes)
         self._usage = Usage(self._stats)
         self._maintenance = Maintenance(
             self._storage, self._stats, self._usage, max_bytes=max_bytes,
@@ -98,7 +98,7 @@ class PromptStore:
         running = [g.task for g in self._generations.values() if g.task is not None]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await self._variants.wait()
+        await self._encodings.wait()
         if self._storage.ready:
             await self._maintenance.stop()
         await self._storage.close()
@@ -321,17 +321,14 @@ class PromptStore:
     def _hold(self, phrase: Phrase, data: bytes) -> None:
         """Keep a good phrase row, and its master WAV in the hot set, for answers from memory."""
         self._rows.put(phrase)
-        self._hot.put((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
-            phrase.key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
-            synth_seconds=phrase.synth_seconds,
-        ))
+        self._encodings.hold_master(phrase, data)
 
     # encoded variants
 
     def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
         """Encoded audio from memory only, counted as a hit: the path that touches neither
         disk nor index."""
-        audio = self._hot.get((key, fmt, rate))
+        audio = self._encodings.hot(key, fmt, rate)
         if audio is not None:
             self._usage.hit(key, audio.synth_seconds)
         return audio
@@ -362,57 +359,7 @@ class PromptStore:
 
     async def variant(self, phrase: Phrase, fmt: str, rate: int | None = None) -> Audio:
         """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored."""
-        out_rate = codecs.output_rate(fmt, phrase.sample_rate, rate)
-        hot = self._hot.get((phrase.key, fmt, out_rate))
-        if hot is not None:
-            return hot
-        return await self._variants.run(
-            (phrase.key, fmt, out_rate), lambda: self._load_or_encode(phrase, fmt, out_rate)
-        )
-
-    async def _load_or_encode(self, phrase: Phrase, fmt: str, rate: int) -> Audio:
-        key = phrase.key
-        files, index = self.files, self.index
-        master_name = FileStore.phrase_name(key)
-
-        def audio_of(data: bytes, sum_: str) -> Audio:
-            return Audio(key, fmt, rate, data, sum_, phrase.duration,
-                         synth_seconds=phrase.synth_seconds)
-
-        def master() -> bytes:
-            data = files.read(master_name)
-            if data is None or checksum(data) != phrase.checksum:
-                raise SynthesisError("the phrase's audio file is missing")
-            return data
-
-        if fmt == MASTER_FORMAT and rate == phrase.sample_rate:
-            audio = audio_of(await self._storage.run(master), phrase.checksum)
-            self._hot.put((key, fmt, rate), audio)
-            return audio
-
-        def load() -> Audio | None:
-            row = index.variant(key, fmt, rate)
-            if row is None:
-                return None
-            data = files.read(row.file)
-            if data is None or len(data) != row.size or checksum(data) != row.checksum:
-                return None
-            return audio_of(data, row.checksum)
-
-        found = await self._storage.run(load)
-        if found is None:
-            def encode() -> bytes:
-                samples, native = decode_master(master())
-                return codecs.encode(samples, native, fmt, rate)
-
-            data = await self._storage.run(encode)
-            name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
-            row = Variant(key, fmt, rate, name, len(data), checksum(data))
-            await self._storage.commit(name, data, lambda: index.put_variant(row))
-            self._stats.bytes += len(data)
-            found = audio_of(data, row.checksum)
-        self._hot.put((key, fmt, rate), found)
-        return found
+        return await self._encodings.get(phrase, fmt, rate)
 
     # naming, deleting, searching
 
@@ -448,7 +395,7 @@ class PromptStore:
 
     def _forget(self, key: str) -> None:
         self._rows.discard(key)
-        self._hot.discard_where(lambda k: k[0] == key)
+        self._encodings.forget(key)
 
     async def search(self, **kwargs: Any) -> tuple[int, list[Phrase]]:
         """Search the index (see Index.search)."""
@@ -473,7 +420,7 @@ class PromptStore:
         """Reconcile index and files (see cache.check)."""
         report = await check(
             self._storage, fix=fix, grace=grace, forget=self._forget,
-            forget_variant=lambda key, fmt, rate: self._hot.discard((key, fmt, rate)),
+            forget_variant=self._encodings.discard,
             busy=lambda key: key in self._generations,
         )
         if report.fixed:

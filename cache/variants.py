@@ -1,0 +1,103 @@
+"""Encoded variants of stored phrases: the hot set in memory, files on disk, and encoding
+a format from the master once, however many ask for it at the same time."""
+
+from __future__ import annotations
+
+from cache.audio import MASTER_FORMAT, Audio, checksum, decode_master
+from cache.files import FileStore
+from cache.flight import SingleFlight
+from cache.hotset import HotSet
+from cache.index import Phrase, Variant
+from cache.maintenance import Stats
+from cache.storage import Storage
+from synth import codecs
+from synth.engine import SynthesisError
+
+
+class Encodings:
+    """Every phrase's encodings: from the hot set, from their files, or encoded now."""
+
+    def __init__(
+        self, storage: Storage, hot: HotSet[tuple[str, str, int], Audio], stats: Stats
+    ) -> None:
+        self._storage = storage
+        self._hot = hot
+        self._stats = stats
+        self._encoding: SingleFlight[Audio] = SingleFlight()
+
+    def hot(self, key: str, fmt: str, rate: int) -> Audio | None:
+        """An encoding held in memory, or None."""
+        return self._hot.get((key, fmt, rate))
+
+    def hold_master(self, phrase: Phrase, data: bytes) -> None:
+        """Keep a phrase's master WAV in memory."""
+        self._hot.put((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
+            phrase.key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
+            synth_seconds=phrase.synth_seconds,
+        ))
+
+    def forget(self, key: str) -> None:
+        """Drop every encoding of a phrase from memory."""
+        self._hot.discard_where(lambda k: k[0] == key)
+
+    def discard(self, key: str, fmt: str, rate: int) -> None:
+        """Drop one encoding from memory."""
+        self._hot.discard((key, fmt, rate))
+
+    async def wait(self) -> None:
+        """Wait for encodings under way."""
+        await self._encoding.wait()
+
+    async def get(self, phrase: Phrase, fmt: str, rate: int | None = None) -> Audio:
+        """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored."""
+        out_rate = codecs.output_rate(fmt, phrase.sample_rate, rate)
+        hot = self._hot.get((phrase.key, fmt, out_rate))
+        if hot is not None:
+            return hot
+        return await self._encoding.run(
+            (phrase.key, fmt, out_rate), lambda: self._load_or_encode(phrase, fmt, out_rate)
+        )
+
+    async def _load_or_encode(self, phrase: Phrase, fmt: str, rate: int) -> Audio:
+        key = phrase.key
+        files, index = self._storage.files, self._storage.index
+        master_name = FileStore.phrase_name(key)
+
+        def audio_of(data: bytes, sum_: str) -> Audio:
+            return Audio(key, fmt, rate, data, sum_, phrase.duration,
+                         synth_seconds=phrase.synth_seconds)
+
+        def master() -> bytes:
+            data = files.read(master_name)
+            if data is None or checksum(data) != phrase.checksum:
+                raise SynthesisError("the phrase's audio file is missing")
+            return data
+
+        if fmt == MASTER_FORMAT and rate == phrase.sample_rate:
+            audio = audio_of(await self._storage.run(master), phrase.checksum)
+            self._hot.put((key, fmt, rate), audio)
+            return audio
+
+        def load() -> Audio | None:
+            row = index.variant(key, fmt, rate)
+            if row is None:
+                return None
+            data = files.read(row.file)
+            if data is None or len(data) != row.size or checksum(data) != row.checksum:
+                return None
+            return audio_of(data, row.checksum)
+
+        found = await self._storage.run(load)
+        if found is None:
+            def encode() -> bytes:
+                samples, native = decode_master(master())
+                return codecs.encode(samples, native, fmt, rate)
+
+            data = await self._storage.run(encode)
+            name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
+            row = Variant(key, fmt, rate, name, len(data), checksum(data))
+            await self._storage.commit(name, data, lambda: index.put_variant(row))
+            self._stats.bytes += len(data)
+            found = audio_of(data, row.checksum)
+        self._hot.put((key, fmt, rate), found)
+        return found
