@@ -133,12 +133,17 @@ def serve_process(
         until_sync(ready, timeout, interval=0.1, what="the gateway's readiness")
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if proc.stderr:
             proc.stderr.close()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """SIGTERM, then wait; kill only a process that hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

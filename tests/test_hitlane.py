@@ -104,15 +104,8 @@ async def live(engine: FastSpeech2Engine, data_dir: Path, **overrides: Any) -> A
 
 @pytest.fixture
 async def server(engine: FastSpeech2Engine, tmp_path: Path) -> AsyncIterator[Server]:
-    app = create_app(Settings(data_dir=tmp_path / "data"), engines=[engine])
-    runner = LaneRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield Server(runner, port)
-    finally:
-        await runner.cleanup()
+    async with live(engine, tmp_path / "data") as started:
+        yield started
 
 
 async def test_a_repeat_url_is_answered_by_the_lane_with_the_same_audio_and_headers(server: Server) -> None:

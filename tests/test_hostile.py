@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from cache.store import Audio
 from config.phrases import PhraseFileError, parse_phrases
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import REPO, free_port, until_sync
+from tests.support import REPO, free_port, stop_process, until_sync
 from tests.test_hitlane import URL, Server, get, live, read_response
 
 BOTH = pytest.mark.parametrize("fast_hits", [True, False], ids=["lane", "no-lane"])
@@ -150,12 +149,7 @@ def test_more_connections_than_descriptors_wait_and_the_server_recovers(tmp_path
     finally:
         for client in clients:
             client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=60)
     text = log.read_text()
     assert "Traceback" not in text
     assert text.count("cannot accept connections") == 1
