@@ -9,6 +9,10 @@ same treatment (``score_text``): the product's normalization, Traditional to Sim
 Chinese, upper-case Latin letters, no punctuation or spaces. Two rates come out of it:
 character error rate (``cer``) and, because the recognizer often picks a wrong character
 of the right sound, toneless-syllable error rate (``ser``).
+
+English is scored by words (``english_words``, then ``edit_distance`` over the word lists):
+lower case, no punctuation, and numbers written out, since the recognizer writes "press 9"
+for "press nine".
 """
 
 from __future__ import annotations
@@ -91,11 +95,16 @@ def whisper_model_dir() -> Path:
 
 
 class Listener:
-    """The whisper base recognizer, loaded once, transcribing Mandarin to Simplified Chinese."""
+    """The whisper base recognizer, loaded once, transcribing one language: Mandarin (to
+    Simplified Chinese) unless told otherwise, e.g. ``language="en"``."""
 
-    def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 2) -> None:
+    def __init__(
+        self, model_dir: Path | None = None, *, cpu_threads: int = 2, language: str = "zh"
+    ) -> None:
         from faster_whisper import WhisperModel
 
+        # Told the language, whisper neither guesses it nor translates into another.
+        self.language = language
         self._model = WhisperModel(
             str(model_dir or whisper_model_dir()),
             device="cpu",
@@ -104,7 +113,8 @@ class Listener:
         )
 
     def transcribe(self, samples: npt.NDArray[np.generic], sample_rate: int) -> str:
-        """What the recognizer hears in mono audio (int16, or float in [-1, 1]), in Simplified."""
+        """What the recognizer hears in mono audio (int16, or float in [-1, 1]); Chinese comes
+        out in Simplified characters."""
         import soxr
 
         audio = np.asarray(samples)
@@ -115,8 +125,11 @@ class Listener:
         audio = audio.astype(np.float32, copy=False)
         if sample_rate != WHISPER_RATE:
             audio = soxr.resample(audio, sample_rate, WHISPER_RATE).astype(np.float32, copy=False)
-        segments, _ = self._model.transcribe(audio, language="zh", beam_size=5, vad_filter=False)
-        return to_simplified("".join(s.text for s in segments).strip())
+        segments, _ = self._model.transcribe(
+            audio, language=self.language, beam_size=5, vad_filter=False
+        )
+        text = "".join(s.text for s in segments).strip()
+        return to_simplified(text) if self.language == "zh" else text
 
 
 @functools.cache
@@ -192,3 +205,32 @@ def _other_tokens(text: str) -> list[str]:
 def ser(ref: str, hyp: str) -> float:
     """Syllable error rate: edit distance over toneless syllable tokens / reference token count."""
     return _rate(syllables(ref), syllables(hyp))
+
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
+
+
+def _number_words(digits: str) -> list[str]:
+    """A written-out number: as a count below a hundred, else digit by digit (as codes are read)."""
+    value = int(digits)
+    if len(digits) > 2 or (len(digits) == 2 and digits[0] == "0"):
+        return [_ONES[int(d)] for d in digits]
+    if value < 20:
+        return [_ONES[value]]
+    tens, ones = divmod(value, 10)
+    return [_TENS[tens - 2]] + ([_ONES[ones]] if ones else [])
+
+
+def english_words(text: str) -> list[str]:
+    """English text as scored: lower-case words without punctuation, numbers written out."""
+    # Hyphens and slashes join words ("twenty-four", "24/7"): split there; apostrophes stay.
+    cleaned = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    words: list[str] = []
+    for token in _WORD.findall(re.sub(r"[-/]", " ", cleaned)):
+        words.extend(_number_words(token) if token.isdigit() else [token])
+    return words
