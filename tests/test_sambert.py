@@ -443,8 +443,8 @@ def test_engines_setting_from_file_and_environment(tmp_path: Path) -> None:
 def test_engine_settings_are_checked_at_startup(tmp_path: Path) -> None:
     empty = tmp_path / "settings.yaml"
     empty.write_text("", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"environment: setting 'engines': unknown engine 'piper'"):
-        load_settings(empty, environ={"HUIYIN_ENGINES": "fastspeech2,piper"})
+    with pytest.raises(ConfigError, match=r"environment: setting 'engines': unknown engine 'tacotron'"):
+        load_settings(empty, environ={"HUIYIN_ENGINES": "fastspeech2,tacotron"})
     with pytest.raises(ConfigError, match=r"includes 'sambert', which needs setting 'sambert_model_dir'"):
         load_settings(empty, environ={"HUIYIN_ENGINES": "sambert"})
     with pytest.raises(ConfigError, match="both set"):
