@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -e '.[test,modelscope]'
+	$(PIP) install -e '.[test,modelscope,english]'
 	touch $@
 
 install: $(VENV)/.installed
