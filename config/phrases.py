@@ -137,10 +137,10 @@ def _fail(source: str, line: int, message: str) -> PhraseFileError:
     return PhraseFileError(f"{source}:{line}: {message}")
 
 
-def _compose(text: str, source: str) -> yaml.Node | None:
+def _compose(text: str, source: str, max_chars: int = MAX_DOCUMENT_CHARS) -> yaml.Node | None:
     """The document's node tree, refused with source:line if it is too large or hostile."""
-    if len(text) > MAX_DOCUMENT_CHARS:
-        raise _fail(source, 1, f"longer than {MAX_DOCUMENT_CHARS} characters; split it into "
+    if len(text) > max_chars:
+        raise _fail(source, 1, f"longer than {max_chars} characters; split it into "
                                "several phrase files")
     loader = _PhraseLoader(text)
     try:
@@ -215,7 +215,14 @@ def parse_phrases(
     Anchors and aliases are refused, as are documents nested deeper than MAX_DEPTH or longer
     than MAX_DOCUMENT_CHARS.
     """
-    document = _compose(text, source)
+    return _parse(text, source, formats=formats, max_text_length=max_text_length,
+                  max_chars=MAX_DOCUMENT_CHARS)
+
+
+def _parse(
+    text: str, source: str, *, formats: Sequence[str], max_text_length: int, max_chars: int,
+) -> tuple[PhraseSpec, ...]:
+    document = _compose(text, source, max_chars)
     if document is None:
         raise _fail(source, 1, "the file is empty; it needs a 'phrases' list")
     root = _parsed(document, source)
@@ -272,18 +279,22 @@ def parse_phrases(
     return tuple(specs)
 
 
-def _nested_within(value: Any, limit: int) -> bool:
-    """Whether decoded JSON nests at most `limit` levels (walked without recursion)."""
+def _json_within(value: Any, source: str) -> None:
+    """Refuse decoded JSON nested deeper than MAX_DEPTH or with more than MAX_NODES values,
+    before any of it is converted (walked without recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
+    nodes = 0
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return False
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise _fail(source, 1, f"nested deeper than {MAX_DEPTH} levels")
+        if nodes > MAX_NODES:
+            raise _fail(source, 1, f"more than {MAX_NODES} values; split it into several lists")
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return True
 
 
 def parse_phrase_json(
@@ -299,13 +310,14 @@ def parse_phrase_json(
         data: Any = json.loads(text)
     except RecursionError:
         raise _fail(source, 1, f"nested deeper than {MAX_DEPTH} levels") from None
-    if not _nested_within(data, MAX_DEPTH):
-        raise _fail(source, 1, f"nested deeper than {MAX_DEPTH} levels")
+    _json_within(data, source)
     if isinstance(data, list):
         data = {"phrases": data}
     # One parser for both: the YAML form of the same data gets the same checks and messages.
+    # The size limit was applied to the JSON as sent; its YAML copy may be somewhat longer.
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
-    return parse_phrases(text, source, formats=formats, max_text_length=max_text_length)
+    return _parse(text, source, formats=formats, max_text_length=max_text_length,
+                  max_chars=4 * MAX_DOCUMENT_CHARS)
 
 
 def load_phrase_files(

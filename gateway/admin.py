@@ -124,7 +124,8 @@ async def phrases(request: web.Request) -> web.Response:
     """GET /admin/phrases?q=&tag=&page=: stored phrases, newest named first."""
     require_token(request)
     values = params.query_values(request.query, ("q", "tag", "page"))
-    page = params.integer(values, "page") or 1
+    asked = params.integer(values, "page")
+    page = 1 if asked is None else asked
     if not 1 <= page <= 1_000_000:
         raise InvalidParameter("page must be between 1 and 1000000", "page")
     total, rows = await request.app[STORE].search(

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import aiohttp
-from aiohttp import web
+from aiohttp import http_parser, web, web_protocol
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -128,6 +128,8 @@ def read_head(block: bytes, limits: Limits = AIOHTTP_LIMITS) -> tuple[str, Head 
             if_none_match = value.strip(b" \t").decode("ascii")
     if not target.startswith(b"/tts."):
         return PASS, None
+    if b"host" not in seen or b"sec-websocket-key1" in seen:
+        verdict = PASS  # aiohttp refuses an HTTP/1.1 request without Host, and that header
     return verdict, Head(method, target.decode("ascii"), given_id, if_none_match)
 
 
@@ -229,7 +231,7 @@ class LaneHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self._lane = lane
         self._lane_on = False
-        self._lane_buffer = b""
+        self._lane_buffer = bytearray()
         self._lane_fd = -1
         self._lane_limits = Limits(self.max_line_size, self.max_field_size, self.max_headers)
         self._head_timeout = head_timeout
@@ -256,11 +258,20 @@ class LaneHandler(RequestHandler):
             return
         lane = self._lane
         assert lane is not None
-        buffer = self._lane_buffer + data if self._lane_buffer else data
+        held = len(self._lane_buffer)
+        if held:
+            # A head arriving in pieces: appended in place and searched only where it is
+            # new, so a head sent a byte at a time costs linear, not quadratic, time.
+            self._lane_buffer += data
+            buffer: bytes | bytearray = self._lane_buffer
+        else:
+            buffer = data
         start = 0
+        search = max(0, held - 3)
         leaving = False
-        while (end := buffer.find(b"\r\n\r\n", start)) >= 0:
-            verdict, head = read_head(buffer[start:end], self._lane_limits)
+        while (end := buffer.find(b"\r\n\r\n", search)) >= 0:
+            search = end + 4
+            verdict, head = read_head(bytes(buffer[start:end]), self._lane_limits)
             if verdict == LEAVE:
                 leaving = True
                 break
@@ -274,15 +285,15 @@ class LaneHandler(RequestHandler):
                         lane.log(head, answer, started)
                     start = end + 4
                     continue
-            super().data_received(buffer[start : end + 4])  # one whole head, no body
+            super().data_received(bytes(buffer[start : end + 4]))  # one whole head, no body
             start = end + 4
-        rest = buffer[start:]
+        rest = bytes(buffer[start:])
         if leaving or len(rest) > MAX_HEAD_BYTES:
             # Not for the lane: aiohttp takes this connection from here on, as it comes.
-            self._lane_on, self._lane_buffer = False, b""
+            self._lane_on, self._lane_buffer = False, bytearray()
             super().data_received(rest)
         else:
-            self._lane_buffer = rest  # the start of a head still arriving
+            self._lane_buffer = bytearray(rest)  # the start of a head still arriving
         if self._head_timeout is not None:
             self._watch_head(bool(rest) and self._awaiting_head())
 
@@ -388,6 +399,12 @@ class LaneServer(web.Server):
                            loop=self._loop, **self._kwargs)
 
 
+def c_parser() -> bool:
+    """Whether aiohttp's connections parse with its C parser, whose limits the lane follows."""
+    used = getattr(web_protocol, "HttpRequestParser", None)  # what RequestHandler builds
+    return bool(used is http_parser.HttpRequestParserC)
+
+
 class LaneRunner(web.AppRunner):
     """An AppRunner whose connections are LaneHandlers: with `fast_hits`, they have the hit
     lane; with `header_timeout` (seconds), a deadline for each request head."""
@@ -403,5 +420,10 @@ class LaneRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        if self._fast_hits and not c_parser():
+            log.warning("aiohttp runs its pure-Python HTTP parser here (AIOHTTP_NO_EXTENSIONS, "
+                        "or no C extension): the hit lane, which follows the C parser's "
+                        "limits, is off")
+            self._fast_hits = False
         self.lane = HitLane(self.app) if self._fast_hits else None
         return LaneServer(server, self.lane, self._header_timeout)

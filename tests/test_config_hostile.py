@@ -95,6 +95,17 @@ def test_a_document_past_the_size_bound_is_refused_unread() -> None:
         parse_phrase_json(text, "big.json", formats=FORMATS)
 
 
+def test_a_json_list_past_the_node_bound_is_refused_before_it_is_converted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(phrases, "MAX_NODES", 50)
+    dumped: list[object] = []
+    monkeypatch.setattr(phrases.yaml, "safe_dump", lambda *a, **k: dumped.append(a) or "")
+    with pytest.raises(PhraseFileError, match="more than 50 values"):
+        parse_phrase_json("[" + ",".join("0" * 60) + "]", "body", formats=FORMATS)
+    assert dumped == []
+
+
 def test_a_document_past_the_node_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(phrases, "MAX_NODES", 50)
     many = "phrases:\n" + "".join(f"  - id: p{i}\n    text: x\n" for i in range(20))

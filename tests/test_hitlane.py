@@ -301,6 +301,8 @@ async def test_what_aiohttp_refuses_the_lane_does_not_answer(
         "two User-Agent headers": get(URL, "User-Agent: a", "User-Agent: b"),
         "a header line over 8190 bytes": get(URL, "X-Pad: " + "a" * 8200),
         "129 headers": get(URL, *(f"X-H{i}: v" for i in range(128))),
+        "no Host header": f"GET {URL} HTTP/1.1\r\n\r\n".encode("ascii"),
+        "a Sec-WebSocket-Key1 header": get(URL, "Sec-WebSocket-Key1: 1"),
     }
     statuses: dict[bool, dict[str, int]] = {}
     for fast_hits in (True, False):
@@ -337,20 +339,22 @@ def test_read_head_keeps_to_aiohttps_limits() -> None:
     assert read_head(line + b"\r\nX-Pad: " + b"a" * 8190)[0] == LEAVE
     many = b"".join(b"\r\nX-H%d: v" % i for i in range(129))
     assert read_head(line + many)[0] == LEAVE
-    assert read_head(line + many, Limits(headers=200))[0] == ANSWER
+    assert read_head(line + b"\r\nHost: a" + many, Limits(headers=200))[0] == ANSWER
     assert read_head(b"GET /tts.wav?text=" + b"a" * 9000 + b" HTTP/1.1")[0] == LEAVE
-    assert read_head(b"GET /tts.wav?text=" + b"a" * 9000 + b" HTTP/1.1", Limits(line=10000))[0] == ANSWER
+    long_line = b"GET /tts.wav?text=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a"
+    assert read_head(long_line, Limits(line=10000))[0] == ANSWER
 
 
 def test_read_head_is_strict() -> None:
     verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1")
     assert verdict == ANSWER and head is not None
     assert head.target == "/tts.wav?text=a" and head.request_id == "r1"
-    verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"")
+    verdict, head = read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e\"")
     assert verdict == ANSWER and head is not None and head.if_none_match == '"e"'
-    twice = b"GET /tts.wav?text=a HTTP/1.1\r\nIf-None-Match: \"e\"\r\nIf-None-Match: \"f\""
+    twice = b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e\"\r\nIf-None-Match: \"f\""
     assert read_head(twice)[0] == PASS
-    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nRange: bytes=0-1")[0] == PASS
+    assert read_head(b"GET /tts.wav?text=a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1")[0] == PASS
+    assert read_head(b"GET /tts.wav?text=a HTTP/1.1")[0] == PASS  # no Host: aiohttp's 400
     assert read_head(b"GET /healthz HTTP/1.1\r\nHost: x")[0] == PASS
     for leave in (
         b"GET /tts.wav?text=a HTTP/1.0",
@@ -364,3 +368,4 @@ def test_read_head_is_strict() -> None:
         "GET /tts.wav?text=您 HTTP/1.1".encode(),
     ):
         assert read_head(leave)[0] == LEAVE, leave
+

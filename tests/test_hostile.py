@@ -190,6 +190,16 @@ async def test_a_url_over_the_limit_is_a_json_414(
         assert json.loads(body)["code"] == "uri_too_long"
 
 
+async def test_with_a_short_text_limit_long_urls_and_long_headers_keep_their_statuses(
+    engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    async with live(engine, tmp_path, max_text_length=200) as server:
+        status, _, _ = await server.fetch(get("/tts.wav?text=" + "a" * 9000))
+        assert status == 414
+        status, _, _ = await server.fetch(get("/healthz", "X-Pad: " + "a" * 9000))
+        assert status == 431
+
+
 @BOTH
 async def test_malformed_requests_keep_their_text_out_of_the_logs(
     engine: FastSpeech2Engine, tmp_path: Path, fast_hits: bool, caplog: pytest.LogCaptureFixture
@@ -257,7 +267,7 @@ async def test_a_token_of_other_bytes_is_a_403(engine: FastSpeech2Engine, tmp_pa
 async def test_a_page_beyond_any_is_a_422_naming_page(engine: FastSpeech2Engine, tmp_path: Path) -> None:
     async with live(engine, tmp_path, admin_token="secret") as server:
         auth = "Authorization: Bearer secret"
-        for page in ("99999999999999999999", "1000001", "-3"):
+        for page in ("99999999999999999999", "1000001", "-3", "0"):
             status, _, body = await server.fetch(get(f"/admin/phrases?page={page}", auth))
             assert status == 422 and json.loads(body)["field"] == "page", page
         status, _, body = await server.fetch(get("/admin/phrases?page=1000000", auth))
