@@ -28,6 +28,8 @@ class StoredPhrase:
 
     phrase: Phrase
     cached: bool
+    # The voice that spoke instead of the one asked for, while that one's backend is down.
+    fallback: str | None = None
 
     @property
     def key(self) -> str:
@@ -48,6 +50,8 @@ class Audio:
     cached: bool = True
     # Engine seconds the phrase cost once: what each hit saves.
     synth_seconds: float = 0.0
+    # The voice that spoke instead of the one asked for (its backend is down).
+    fallback: str | None = None
 
     @property
     def size(self) -> int:

@@ -9,6 +9,7 @@ Usage is counted by key wherever a hit is answered, and eviction judges by it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from cache.rows import RowCache
 from cache.storage import Storage
 from cache.variants import Encodings
 from synth import codecs
-from synth.engine import Pcm, SynthesisError
+from synth.engine import Pcm, SynthesisError, UpstreamError
 from synth.worker import Priority, Urgency
 
 __all__ = ["Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
@@ -55,6 +56,10 @@ class Synthesizer(Protocol):
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
         """Synthesize a request whole; an Urgency may rise while the request waits."""
+        ...
+
+    def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
+        """What to synthesize instead while the request's engine (a backend) is down."""
         ...
 
     def stream(
@@ -204,7 +209,16 @@ class PromptStore:
             generation = self._start(request, key, priority, streamed=False)
         generation.urgency.raise_to(priority)
         generation.hold()
-        stored = await asyncio.shield(generation.result)
+        try:
+            stored = await asyncio.shield(generation.result)
+        except UpstreamError:
+            # The voice's backend is down: its fallback voice speaks, stored under its own
+            # key; nothing is stored under this one, so the voice is back once it is.
+            instead = self.synthesizer.fallback(request)
+            if instead is None:
+                raise
+            spoken = await self.get_or_synthesize(instead, priority=priority)
+            return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
         return stored
 
@@ -346,10 +360,8 @@ class PromptStore:
                 return hot
         stored = await self.get_or_synthesize(request, priority=priority)
         variant = await self.variant(stored.phrase, fmt, rate)
-        if not stored.cached:
-            return Audio(variant.key, variant.format, variant.rate, variant.data,
-                         variant.checksum, variant.duration, cached=False,
-                         synth_seconds=variant.synth_seconds)
+        if not stored.cached or stored.fallback is not None:
+            return dataclasses.replace(variant, cached=stored.cached, fallback=stored.fallback)
         return variant
 
     async def by_key(self, key: str, fmt: str, rate: int | None = None) -> Audio | None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from config.backends import KINDS, Backend, ZeroShotVoice, backend_fields
 from config.settings import ENV_PREFIX, Settings, setting_fields
 
 _HINTS = typing.get_type_hints(Settings)
@@ -41,6 +42,10 @@ def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is Mapping:
         key, value = typing.get_args(hint)
         return f"mapping of {_type_name(key)} to {_type_name(value)}"
+    if hint is Backend:
+        return "backend"
+    if hint is ZeroShotVoice:
+        return "{clip, transcript}"
     return {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}[hint]
 
 
@@ -69,7 +74,30 @@ def render_reference() -> str:
         f"`{ENV_PREFIX}{f.name.upper()}` | {f.metadata['doc']} |"
         for f in setting_fields()
     ]
-    return HEADER + "\n".join(rows) + "\n"
+    backend_rows = [
+        f"| `{f.name}` | {_type_name(_BACKEND_HINTS[f.name])} | "
+        f"{'required' if _required(f) else _default(f)} | {f.metadata['kinds']} | "
+        f"{f.metadata['doc']} |"
+        for f in backend_fields()
+    ]
+    return (HEADER + "\n".join(rows) + "\n" + BACKENDS_HEADER + "\n".join(backend_rows) + "\n")
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+_BACKEND_HINTS = typing.get_type_hints(Backend)
+BACKENDS_HEADER = f"""
+## Backends
+
+Each entry of `backends` is one remote upstream, run as an engine of its own. Kinds:
+{", ".join(f"`{k}`" for k in KINDS)}. Credentials are never written in the file: the
+`*_env` fields name the environment variables that hold them.
+
+| field | type | default | kinds | meaning |
+|---|---|---|---|---|
+"""
 
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"

@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from config.backends import Backend, BackendConfigError, parse_backends
+
 ENV_PREFIX = "HUIYIN_"
 # Names a settings file; not a setting itself.
 CONFIG_ENV = "HUIYIN_CONFIG"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
 # Engine names the `engines` setting accepts (synth/registry.py builds each).
-ENGINES = ("fastspeech2", "sambert")
+ENGINES = ("fastspeech2", "sambert", "piper")
 DEFAULT_ENGINES = ("fastspeech2",)
 
 
@@ -88,6 +90,11 @@ class Settings:
         metadata=_doc("ModelScope model id (owner/name) for the 'sambert' engine, looked up in "
                       "the local ModelScope cache (MODELSCOPE_CACHE); never downloaded."),
     )
+    piper_model: Path | None = field(
+        default=None,
+        metadata=_doc("Piper voice (.onnx, its .onnx.json config beside it) for the 'piper' "
+                      "engine; unset uses the packaged US English voice 'joe'."),
+    )
     default_voice: str | None = field(
         default=None,
         metadata=_doc("Voice used when a request names none; unset uses the first engine's "
@@ -146,6 +153,12 @@ class Settings:
                       "arrives, before the full request cycle (the hit lane)."),
     )
 
+    backends: tuple[Backend, ...] = field(
+        default=(),
+        metadata=_doc("Remote backends, each an engine with its own voices: a list of entries "
+                      "(see Backends below; a JSON list in the environment)."),
+    )
+
     def __post_init__(self) -> None:
         # Stored read-only whatever form it came in: Settings may also be built directly,
         # with the environment's 'name=value,...' text.
@@ -200,6 +213,11 @@ def _mapping(name: str, raw: object, source: str) -> Mapping[str, str]:
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a raw YAML or environment value to the field's declared type."""
     hint = _HINTS[name]
+    if name == "backends":
+        try:
+            return parse_backends(raw, source)
+        except BackendConfigError as exc:
+            raise ConfigError(str(exc)) from None
     if typing.get_origin(hint) is Mapping:
         return _mapping(name, raw, source)
     optional = False
@@ -301,6 +319,10 @@ def _validate_combination(values: Mapping[str, Any]) -> None:
             raise ConfigError(
                 "settings 'sambert_model_dir' and 'sambert_model_id' are both set; set one"
             )
+    for backend in values.get("backends", ()):
+        if backend.name in ENGINES:
+            raise ConfigError(f"setting 'backends': '{backend.name}' is the name of an "
+                              "in-process engine; name the backend otherwise")
 
 
 class _SettingsLoader(yaml.SafeLoader):

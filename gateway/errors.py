@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import (
 )
 
 from synth.codecs import UnknownFormatError, UnsupportedRateError
-from synth.engine import InvalidInputError, SynthesisError
+from synth.engine import InvalidInputError, SynthesisError, UpstreamError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
 
 log = logging.getLogger("huiyin.gateway")
@@ -112,6 +112,10 @@ def _describe(
         return exc.status, exc.code, str(exc), exc.field, None
     except (InvalidInputError, UnknownFormatError, UnsupportedRateError) as exc:
         return 422, "invalid_parameter", str(exc), getattr(exc, "field", None), None
+    except UpstreamError as exc:
+        log.warning("upstream failed: %s", exc)
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return exc.status, exc.code, str(exc), None, retry
     except QueueFullError as exc:
         return (503, "busy", "the synthesizer queue is full; retry later", None,
                 {"Retry-After": str(exc.retry_after)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -87,3 +88,28 @@ class _Collector(Collector):
             "huiyin_rtf", "Synthesis seconds per audio second so far.",
             value=synth / audio if audio else 0.0,
         )
+        yield from self._backends(voices.backends() if voices is not None else [])
+
+    @staticmethod
+    def _backends(
+        backends: list[dict[str, Any]]
+    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """Each remote backend's calls, errors, seconds spent and breaker state."""
+        calls = CounterMetricFamily("huiyin_backend_requests", "Calls to a backend.",
+                                    labels=["backend"])
+        errors = CounterMetricFamily("huiyin_backend_errors", "Failed calls to a backend.",
+                                     labels=["backend"])
+        seconds = CounterMetricFamily("huiyin_backend_seconds", "Seconds spent in calls.",
+                                      labels=["backend"])
+        opened = CounterMetricFamily("huiyin_backend_breaker_opened", "Times the breaker opened.",
+                                     labels=["backend"])
+        state = GaugeMetricFamily("huiyin_backend_up", "1 while the breaker is closed, "
+                                  "0.5 half open, 0 open.", labels=["backend"])
+        for b in backends:
+            name = [b["backend"]]
+            calls.add_metric(name, b["requests"])
+            errors.add_metric(name, b["errors"])
+            seconds.add_metric(name, b["seconds"])
+            opened.add_metric(name, b["breaker_opened"])
+            state.add_metric(name, {"closed": 1.0, "half_open": 0.5}.get(b["state"], 0.0))
+        yield from (calls, errors, seconds, opened, state)

@@ -54,9 +54,13 @@ def download_name(requested: str | None, key: str, extension: str) -> str:
     return f"{stem.strip(' ._') or key}.{extension}"
 
 
+# A fallback voice's answer is kept briefly: the voice asked for is back once its backend is.
+FALLBACK_MAX_AGE = 60
+
+
 def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
     """The headers every answer with this audio carries; build once, reuse per request."""
-    return CIMultiDict({
+    headers = CIMultiDict({
         "Content-Type": codecs.FORMATS[audio.format].content_type,  # verbatim: "codecs=opus" stays
         "ETag": audio.etag,
         "Cache-Control": cache_control,
@@ -64,6 +68,10 @@ def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
         "Accept-Ranges": "bytes",
         "X-Audio-Duration": f"{audio.duration:.3f}",
     })
+    if audio.fallback is not None:
+        headers["Cache-Control"] = public_cache_control(FALLBACK_MAX_AGE)
+        headers["X-Huiyin-Fallback"] = audio.fallback
+    return headers
 
 
 def audio_response(

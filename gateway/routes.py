@@ -187,7 +187,9 @@ async def readyz(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     if not await loop.run_in_executor(None, _writable, os.fspath(store.files.root)):
         raise Unavailable("the store is not writable", retry_after=10)
-    return web.json_response({"status": "ready"})
+    # A backend that is down leaves the gateway ready: stored prompts and fallbacks play.
+    backends = {b["backend"]: b["state"] for b in request.app[VOICES].backends()}
+    return web.json_response({"status": "ready", **({"backends": backends} if backends else {})})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -74,3 +74,6 @@ async def open_services(
         for worker in workers:
             await worker.close()
         await store.close()
+        closers = [c for c in (getattr(e, "close", None) for e in loaded) if c is not None]
+        if closers:  # remote backends' connection pools
+            await loop.run_in_executor(None, lambda: [close() for close in closers])

@@ -20,7 +20,7 @@ from gateway.logs import note
 from gateway.responses import audio_response
 from gateway.state import STORE
 from synth import codecs
-from synth.engine import Pcm
+from synth.engine import Pcm, UpstreamError
 
 # Formats that can be cut at any sentence and joined again by the player.
 STREAMABLE = ("wav", "pcm", "sln", "sln16", "ulaw", "alaw", "mp3")
@@ -63,7 +63,12 @@ async def stream_speech(
             return audio_response(request, audio, cache_control=cache_control)
         loop = asyncio.get_running_loop()
         # The first chunk comes before the headers, so a refusal is still a JSON error.
-        first = await anext(sentences, None)
+        try:
+            first = await anext(sentences, None)
+        except UpstreamError:
+            # The voice's backend is down: answered whole, by its fallback voice if it has one.
+            audio = await store.audio(speech, fmt, rate)
+            return audio_response(request, audio, cache_control=cache_control)
         if first is None:  # stored whole while this request joined: no chunks to follow
             audio = await store.variant((await sentences.result()).phrase, fmt, rate)
             return audio_response(request, audio, cache_control=cache_control)

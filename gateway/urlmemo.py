@@ -72,7 +72,10 @@ class UrlMemo:
         return len(self._places)
 
     def remember(self, target: str, audio: Audio) -> None:
-        """Remember where a URL's answer lives."""
+        """Remember where a URL's answer lives (not a fallback's: the URL's own voice is
+        asked again next time)."""
+        if audio.fallback is not None:
+            return
         if target not in self._places and len(self._places) >= self._size:
             del self._places[next(iter(self._places))]
         self._places[target] = Place(audio.key, audio.format, audio.rate)

@@ -23,6 +23,32 @@ class InvalidInputError(SynthesisError):
         self.field = field_name
 
 
+class UpstreamError(SynthesisError):
+    """A remote backend failed to answer with audio (502); `backend` names it."""
+
+    status = 502
+    code = "upstream_failed"
+
+    def __init__(self, backend: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(f"backend '{backend}': {message}")
+        self.backend = backend
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """A remote backend cannot be reached, or its circuit breaker is open (503)."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """A remote backend did not answer in time (504)."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
 @dataclass(frozen=True)
 class SettingRange:
     """The accepted range of one numeric setting and its default."""
@@ -153,7 +179,13 @@ def check_request(engine: Engine, voice: str | None, style: str, prosody: Prosod
             "style", f"unknown style '{style[:40]}' for voice '{info.name}'; "
                      f"choose one of: {', '.join(info.styles)}"
         )
-    for name, allowed in engine.setting_ranges().items():
-        if name in ("speed", "pitch", "volume"):
-            allowed.check(name, getattr(prosody, name))
+    ranges = engine.setting_ranges()
+    for name in ("speed", "pitch", "volume"):
+        value = getattr(prosody, name)
+        allowed = ranges.get(name)
+        if allowed is not None:
+            allowed.check(name, value)
+        elif value != 1.0:
+            raise InvalidInputError(name, f"voice '{info.name}' has no {name} control; "
+                                          f"leave {name} at 1")
     return info

@@ -29,6 +29,12 @@ def _sambert(settings: Settings, threads: int) -> Engine:
     )
 
 
+def _piper(settings: Settings, threads: int) -> Engine:
+    from synth.piper_voice import PiperEngine
+
+    return PiperEngine(settings.piper_model, threads=threads)
+
+
 # The engine names are listed once, in config.settings.ENGINES (settings check them before
 # anything loads); each has its builder here, `_<name>`, and a name without one fails import.
 BUILDERS: dict[str, Callable[[Settings, int], Engine]] = {
@@ -47,6 +53,11 @@ def load_engines(settings: Settings) -> list[Engine]:
                 f"setting 'engines': unknown engine '{name}'; known: {', '.join(BUILDERS)}"
             )
         engines.extend(BUILDERS[name](settings, threads) for _ in range(settings.workers))
+    if settings.backends:
+        from synth.remote import load_backend, shared_normalizer
+
+        for backend in settings.backends:
+            engines.extend(load_backend(backend, shared_normalizer))
     offered: dict[str, str] = {}
     for engine in engines:
         for voice in engine.voices():
@@ -56,6 +67,12 @@ def load_engines(settings: Settings) -> list[Engine]:
                     f"voice '{voice.name}' is offered by engines '{owner}' and '{engine.name}'; "
                     "configure only one of them"
                 )
+    for backend in settings.backends:
+        if backend.fallback is not None and offered.get(backend.fallback) in (None, backend.name):
+            raise ConfigError(
+                f"backend '{backend.name}': fallback '{backend.fallback}' must be a voice of "
+                f"another engine; voices: {', '.join(v for v, e in offered.items() if e != backend.name)}"
+            )
     if settings.default_voice is not None and settings.default_voice not in offered:
         raise ConfigError(
             f"setting 'default_voice': no configured engine offers '{settings.default_voice}'; "

@@ -96,6 +96,29 @@ class Voices:
             speed=speed, pitch=pitch, volume=volume,
         )
 
+    def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
+        """What to synthesize instead while the request's engine is down: its backend's
+        fallback voice, neutral, at the request's speed where that voice allows it."""
+        voice = getattr(self._engine(request.engine), "fallback_voice", None)
+        if voice is None:
+            return None
+        for speed in (request.speed, 1.0):
+            try:
+                return self.request(request.text, voice=voice, style=None, speed=speed,
+                                    pitch=1.0, volume=1.0)
+            except InvalidInputError:
+                continue
+        return None
+
+    def backends(self) -> list[dict[str, Any]]:
+        """Each remote backend's state and figures (one entry per backend)."""
+        seen: list[dict[str, Any]] = []
+        for group in self._workers.values():
+            describe = getattr(group[0].engine, "describe", None)
+            if describe is not None:
+                seen.append(describe())
+        return seen
+
     def engine_version(self, engine: str) -> str:
         """The named engine's current version."""
         return self._engine(engine).version
@@ -166,4 +189,5 @@ class Voices:
                     for v in engine.voices()
                 ],
             })
-        return {"default_voice": self.default_voice, "engines": engines}
+        return {"default_voice": self.default_voice, "engines": engines,
+                "backends": self.backends()}

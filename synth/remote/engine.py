@@ -1,0 +1,163 @@
+"""A remote backend as an engine: the same protocol as an in-process voice, so the store,
+the worker, the routes and warm-up treat an upstream like any other engine.
+
+The instances of one backend (one per `concurrency`) share its circuit breaker and its
+figures. What the key hashes is the text as sent upstream: after Huiyin's normalization,
+or as written where the entry says `normalize: false`.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from config.backends import Backend
+from synth import codecs
+from synth.engine import (
+    InvalidInputError,
+    Pcm,
+    Prosody,
+    SettingRange,
+    UpstreamError,
+    UpstreamUnavailableError,
+    VoiceInfo,
+    check_request,
+)
+from synth.remote.breaker import Breaker
+from synth.remote.client import Caller
+from synth.remote.kinds import Kind
+from synth.request import clean_text
+
+# Bump when what this module sends upstream, or how it decodes, changes.
+REMOTE_REVISION = "1"
+_SPOKEN_FORMS_KEPT = 4096
+
+
+@dataclass
+class BackendState:
+    """What one backend's instances share: the breaker, and figures for the metrics."""
+
+    breaker: Breaker
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, seconds: float, failed: bool) -> None:
+        """One upstream call, answered or failed."""
+        with self._lock:
+            self.requests += 1
+            self.seconds += seconds
+            if failed:
+                self.errors += 1
+
+
+class RemoteEngine:
+    """One instance of a remote backend; calls run on its worker's thread."""
+
+    def __init__(
+        self, backend: Backend, kind: Kind, state: BackendState, *, version: str,
+        sample_rate: int, normalize: Callable[[str], str] | None,
+    ) -> None:
+        self.backend = backend
+        self.state = state
+        self.fallback_voice = backend.fallback
+        self._kind = kind
+        self._version = f"{backend.kind}.{version}.r{REMOTE_REVISION}"
+        self._rate = sample_rate
+        self._normalize = normalize
+        self._voices = tuple(
+            VoiceInfo(name, backend.language, kind.styles(),
+                      f"{backend.kind} voice '{upstream}' of backend '{backend.name}'")
+            for name, upstream in backend.voices.items()
+        )
+        self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
+                            retries=backend.retries)
+        self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
+
+    @property
+    def name(self) -> str:
+        """The backend's name."""
+        return self.backend.name
+
+    @property
+    def version(self) -> str:
+        """The kind, the upstream's version and this module's revision."""
+        return self._version
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is stored at."""
+        return self._rate
+
+    def voices(self) -> tuple[VoiceInfo, ...]:
+        """The voices this backend offers here."""
+        return self._voices
+
+    def setting_ranges(self) -> Mapping[str, SettingRange]:
+        """The settings the upstream honours."""
+        return self._kind.ranges()
+
+    def spoken_form(self, text: str) -> str:
+        """The text exactly as the upstream receives it."""
+        return self._spoken(text)
+
+    def _upstream_text(self, text: str) -> str:
+        sent = clean_text(self._normalize(text) if self._normalize is not None else text)
+        if not sent:
+            raise InvalidInputError("text", "the text has nothing to say")
+        return sent
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._call.close()
+
+    def describe(self) -> dict[str, Any]:
+        """State and figures, for /readyz, /api/voices and the metrics."""
+        state = self.state
+        return {
+            "backend": self.backend.name, "kind": self.backend.kind,
+            "state": state.breaker.state, "requests": state.requests, "errors": state.errors,
+            "seconds": round(state.seconds, 3), "breaker_opened": state.breaker.opened,
+        }
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Pcm:
+        """The upstream's audio for the text, at this engine's rate."""
+        info = check_request(self, voice, style, prosody)
+        sent = self.spoken_form(text)
+        breaker = self.state.breaker
+        if not breaker.allow():
+            raise UpstreamUnavailableError(
+                self.name, "is down (circuit breaker open)", retry_after=breaker.retry_after()
+            )
+        started = time.perf_counter()
+        try:
+            samples, rate = self._kind.synthesize(
+                self._call, sent, self.backend.voices[info.name], style, prosody
+            )
+            if len(samples) == 0:
+                raise UpstreamError(self.name, "answered no audio")
+        except UpstreamError:
+            breaker.failed()
+            self.state.record(time.perf_counter() - started, failed=True)
+            raise
+        breaker.succeeded()
+        self.state.record(time.perf_counter() - started, failed=False)
+        resampled = codecs.resample(np.asarray(samples, dtype=np.int16), rate, self._rate)
+        return Pcm(resampled, self._rate)
+
+    def stream(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Iterator[Pcm]:
+        """The whole answer as one chunk (these upstreams answer whole)."""
+        yield self.synthesize(text, voice=voice, style=style, prosody=prosody)
