@@ -31,7 +31,7 @@ from synth.engine import (
 )
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
-from synth.remote.kinds import Kind
+from synth.remote.kinds import Kind, ZeroShot
 from synth.request import clean_text
 
 # Bump when what this module sends upstream, or how it decodes, changes.
@@ -69,13 +69,22 @@ class RemoteEngine:
         self.state = state
         self.fallback_voice = backend.fallback
         self._kind = kind
-        self._version = f"{backend.kind}.{version}.r{REMOTE_REVISION}"
+        # A kind that clones voices speaks the entry's zero-shot voices too; their clips
+        # are part of the version, so a changed clip or transcript changes every key.
+        self._zero_shot = kind if isinstance(kind, ZeroShot) and backend.zero_shot else None
+        clips = f".z{self._zero_shot.clip_digest()}" if self._zero_shot is not None else ""
+        self._version = f"{backend.kind}.{version}.r{REMOTE_REVISION}{clips}"
         self._rate = sample_rate
         self._normalize = normalize
         self._voices = tuple(
             VoiceInfo(name, backend.language, kind.styles(),
                       f"{backend.kind} voice '{upstream}' of backend '{backend.name}'")
             for name, upstream in backend.voices.items()
+        ) + tuple(
+            VoiceInfo(name, backend.language, kind.styles(),
+                      f"{backend.kind} voice cloned from '{spec.clip.name}' of backend "
+                      f"'{backend.name}'")
+            for name, spec in (backend.zero_shot.items() if self._zero_shot is not None else ())
         )
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
                             retries=backend.retries)
@@ -141,9 +150,14 @@ class RemoteEngine:
             )
         started = time.perf_counter()
         try:
-            samples, rate = self._kind.synthesize(
-                self._call, sent, self.backend.voices[info.name], style, prosody
-            )
+            upstream = self.backend.voices.get(info.name)
+            if upstream is not None:
+                samples, rate = self._kind.synthesize(self._call, sent, upstream, style, prosody)
+            else:
+                assert self._zero_shot is not None  # only cloned voices are not in `voices`
+                samples, rate = self._zero_shot.synthesize_zero_shot(
+                    self._call, sent, info.name, style, prosody
+                )
             if len(samples) == 0:
                 raise UpstreamError(self.name, "answered no audio")
         except UpstreamError:

@@ -7,19 +7,25 @@ can honour, and what the upstream reports about its voices (their version, their
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
 from config.backends import Backend
-from synth.engine import Prosody, SettingRange, UpstreamError
+from synth.engine import Prosody, SettingRange, SynthesisError, UpstreamError
+from synth.remote import aliyun
 from synth.remote.client import Caller
 
 Samples = npt.NDArray[np.int16]
@@ -55,6 +61,25 @@ class Kind(Protocol):
     ) -> tuple[Samples, int]:
         """The upstream's audio for one text: samples and their rate (blocking)."""
         ...
+
+
+@runtime_checkable
+class ZeroShot(Protocol):
+    """A kind that also speaks voices cloned from a reference clip (an entry's `zero_shot`)."""
+
+    def clip_digest(self) -> str:
+        """A hash of every clip's bytes and transcript: part of the engine's version."""
+        ...
+
+    def synthesize_zero_shot(
+        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody
+    ) -> tuple[Samples, int]:
+        """The cloned voice's audio for one text: samples and their rate (blocking)."""
+        ...
+
+
+class KindStartError(SynthesisError):
+    """A kind cannot start: a file or a credential its entry names is missing."""
 
 
 def decode_wav(backend: str, data: bytes) -> tuple[Samples, int]:
@@ -151,10 +176,272 @@ class OpenAI:
         return decode_wav(call.backend, response.content)
 
 
+def _json(backend: str, response: httpx.Response, what: str) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamError(backend, f"{what} answered something that is not JSON") from None
+
+
+def _media_type(response: httpx.Response) -> str:
+    value: str = response.headers.get("content-type", "")
+    return value.split(";")[0].strip().lower()
+
+
+# The emotions of ModelScope's multi-emotion Sambert voices (zhitian_emo, zhibei_emo,
+# zhiyan_emo, zhizhe_emo all take these SSML emotion categories); neutral is the voice as
+# it is, sent as no emotion at all.
+SAMBERT_EMOTIONS = ("happy", "angry", "sad", "fear", "hate", "surprise")
+
+
+class SambertFlask:
+    """The ModelScope Sambert-HifiGAN Flask services: POST /api/tts (JSON, then the WAV
+    fetched from its audio_url) or POST /tts (form fields, answering the WAV).
+
+    The service speaks the one model it loaded, so the entry's upstream voice id is not
+    sent; a style other than neutral is sent as the emotion.
+    """
+
+    default_rate = 16000
+
+    def __init__(self, backend: Backend) -> None:
+        self._form = backend.endpoint == "form"
+        # Relative audio URLs resolve against the backend URL taken as a folder, as the
+        # request paths do.
+        self._base = backend.url.rstrip("/") + "/"
+        self._origin = _origin(backend.url)
+
+    def ranges(self) -> Mapping[str, SettingRange]:
+        """None: the services take no speed, pitch or volume."""
+        return {}
+
+    def styles(self) -> tuple[str, ...]:
+        """Neutral, then the emotions."""
+        return ("neutral", *SAMBERT_EMOTIONS)
+
+    def report(self, call: Caller, backend: Backend) -> Reported:
+        """Nothing: the services report no version (the entry's `version` is required)."""
+        return Reported(None, None)
+
+    def synthesize(
+        self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
+    ) -> tuple[Samples, int]:
+        """One WAV, by the form endpoint or by the JSON one and its audio URL."""
+        emotion = {} if style == "neutral" else {"emotion": style}
+        if self._form:
+            response = call.request("POST", "/tts", data={"text": text, **emotion})
+            return decode_wav(call.backend, response.content)
+        answer = _json(call.backend, call.request("POST", "/api/tts",
+                                                  json={"text": text, **emotion}), "/api/tts")
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            status = answer.get("status") if isinstance(answer, dict) else None
+            # The service's own message is left out: it may quote the text.
+            said = f"status '{status}'" if isinstance(status, str) else "no status"
+            raise UpstreamError(call.backend, f"/api/tts answered {said[:40]}")
+        url = answer.get("audio_url") or answer.get("download_url")
+        if not isinstance(url, str) or not url:
+            raise UpstreamError(call.backend, "/api/tts answered no audio_url")
+        wav = call.request("GET", str(self._audio_url(call.backend, url)))
+        return decode_wav(call.backend, wav.content)
+
+    def _audio_url(self, backend: str, url: str) -> httpx.URL:
+        """The audio URL resolved against the backend's, refused on any other host: a
+        hostile upstream must not make the gateway fetch what it names."""
+        try:
+            target = httpx.URL(self._base).join(url)
+            same = _origin(target) == self._origin and not target.userinfo
+        except (httpx.InvalidURL, ValueError):
+            same = False
+        if not same:
+            raise UpstreamError(backend, "gave an audio_url on another host than the "
+                                         "backend's; refused")
+        return target
+
+
+def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, parsed.host.lower(), port
+
+
+@dataclass(frozen=True)
+class _Clip:
+    filename: str
+    data: bytes
+    transcript: str
+
+
+class CosyVoice:
+    """CosyVoice's FastAPI server: /inference_sft for its speakers, /inference_zero_shot
+    for voices cloned from a clip. Both answer raw int16 mono PCM at the entry's rate."""
+
+    default_rate = 22050
+
+    def __init__(self, backend: Backend) -> None:
+        self._rate = backend.sample_rate or self.default_rate
+        self._clips = {name: _read_clip(backend.name, name, spec.clip, spec.transcript)
+                       for name, spec in backend.zero_shot.items()}
+        digest = hashlib.sha256()
+        for name, clip in sorted(self._clips.items()):
+            for part in (name, clip.transcript, hashlib.sha256(clip.data).hexdigest()):
+                digest.update(part.encode() + b"\0")
+        self._digest = digest.hexdigest()[:12]
+
+    def ranges(self) -> Mapping[str, SettingRange]:
+        """None: these endpoints take no speed, pitch or volume."""
+        return {}
+
+    def styles(self) -> tuple[str, ...]:
+        """One manner per voice."""
+        return ("neutral",)
+
+    def report(self, call: Caller, backend: Backend) -> Reported:
+        """Nothing: the server reports no version (the entry's `version` is required)."""
+        return Reported(None, None)
+
+    def clip_digest(self) -> str:
+        """A hash of every zero-shot voice's name, transcript and clip bytes."""
+        return self._digest
+
+    def synthesize(
+        self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
+    ) -> tuple[Samples, int]:
+        """A built-in speaker, by its spk_id."""
+        response = call.request("POST", "/inference_sft",
+                                data={"tts_text": text, "spk_id": voice_id})
+        return self._pcm(call.backend, response)
+
+    def synthesize_zero_shot(
+        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody
+    ) -> tuple[Samples, int]:
+        """A cloned voice: the text, with its clip and the clip's transcript."""
+        clip = self._clips[voice]
+        response = call.request(
+            "POST", "/inference_zero_shot",
+            data={"tts_text": text, "prompt_text": clip.transcript},
+            files={"prompt_wav": (clip.filename, clip.data, "audio/wav")},
+        )
+        return self._pcm(call.backend, response)
+
+    def _pcm(self, backend: str, response: httpx.Response) -> tuple[Samples, int]:
+        if _media_type(response) == "application/json":
+            raise UpstreamError(backend, "answered JSON, not audio")
+        return decode_pcm(backend, response.content, self._rate)
+
+
+# CosyVoice loads a prompt clip at 16 kHz and refuses one recorded at a lower rate.
+_CLIP_MIN_RATE = 16000
+
+
+def _read_clip(backend: str, voice: str, path: Path, transcript: str) -> _Clip:
+    where = f"backend '{backend}': zero-shot voice '{voice}'"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KindStartError(f"{where}: cannot read clip {path}: {exc.strerror or exc}") from None
+    try:
+        rate = sf.info(io.BytesIO(data)).samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise KindStartError(f"{where}: clip {path} is not a WAV file") from None
+    if rate < _CLIP_MIN_RATE:
+        raise KindStartError(f"{where}: clip {path} is recorded at {rate} Hz; CosyVoice "
+                             f"needs at least {_CLIP_MIN_RATE} Hz")
+    return _Clip(path.name, data, transcript)
+
+
+# Aliyun's published mapping of a speed factor onto speech_rate: -500, 0 and 500 are 0.5x,
+# 1x and 2x, through s = (1 - 1/speed) / 0.002 below 1x and (1 - 1/speed) / 0.001 above,
+# truncated as in its worked examples (0.8x is -125, 1.2x is 166). Aliyun publishes no such
+# mapping for pitch_rate; the same formula maps a pitch factor onto it (0.5 to 2.0).
+_RATE_FACTOR = SettingRange(0.5, 2.0, 1.0)
+_VOLUME = SettingRange(0.0, 2.0, 1.0)
+
+
+def aliyun_rate(factor: float) -> int:
+    """speech_rate (or pitch_rate) for a factor of 0.5 to 2.0, 1.0 being 0."""
+    scale = 0.002 if factor < 1.0 else 0.001
+    value = math.trunc(round((1.0 - 1.0 / factor) / scale, 6))
+    return max(-500, min(500, value))
+
+
+def aliyun_volume(factor: float) -> int:
+    """volume for a factor of 0 to 2: 50 per 1.0, so 1.0 is Aliyun's default of 50."""
+    return max(0, min(100, round(factor * 50)))
+
+
+class Aliyun:
+    """Aliyun NLS RESTful TTS: one POST of the text with a token from CreateToken, asked
+    for 16 kHz WAV. The answer is audio, or JSON that describes an error."""
+
+    default_rate = 16000
+
+    def __init__(self, backend: Backend, environ: Mapping[str, str] = os.environ) -> None:
+        self._url = backend.url
+        self._appkey = _credential(backend, "appkey_env", environ)
+        key_id = _credential(backend, "access_key_id_env", environ)
+        secret = _credential(backend, "access_key_secret_env", environ)
+        self.tokens = aliyun.TokenSource(functools.partial(
+            aliyun.create_token, backend.name, backend.token_url, key_id, secret,
+            timeout=backend.timeout, retries=backend.retries,
+        ))
+
+    def __repr__(self) -> str:
+        return f"Aliyun({self._url!r})"  # never the credentials
+
+    def ranges(self) -> Mapping[str, SettingRange]:
+        """Speed and pitch (0.5 to 2.0) and volume (0 to 2)."""
+        return {"speed": _RATE_FACTOR, "pitch": _RATE_FACTOR, "volume": _VOLUME}
+
+    def styles(self) -> tuple[str, ...]:
+        """One manner per voice."""
+        return ("neutral",)
+
+    def report(self, call: Caller, backend: Backend) -> Reported:
+        """Nothing: the service reports no version (the entry's `version` is required)."""
+        return Reported(None, None)
+
+    def synthesize(
+        self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
+    ) -> tuple[Samples, int]:
+        """One WAV from the TTS URL; a JSON answer is an error, whatever its status."""
+        response = call.request("POST", self._url, json={
+            "appkey": self._appkey, "token": self.tokens.get(), "text": text, "format": "wav",
+            "sample_rate": self.default_rate, "voice": voice_id,
+            "volume": aliyun_volume(prosody.volume), "speech_rate": aliyun_rate(prosody.speed),
+            "pitch_rate": aliyun_rate(prosody.pitch),
+        })
+        media = _media_type(response)
+        if media == "application/json":
+            answer = _json(call.backend, response, "the TTS URL")
+            status = answer.get("status") if isinstance(answer, dict) else None
+            # Only the status code: the message may quote the token or the text.
+            code = f" (status {status})" if isinstance(status, int) else ""
+            raise UpstreamError(call.backend, f"answered an error{code}")
+        if not media.startswith("audio/"):
+            raise UpstreamError(call.backend, f"answered {media[:60] or 'no content type'}, "
+                                              "not audio")
+        return decode_wav(call.backend, response.content)
+
+
+def _credential(backend: Backend, field_name: str, environ: Mapping[str, str]) -> str:
+    variable = getattr(backend, field_name)
+    value = environ.get(variable, "") if variable else ""
+    if not value:
+        raise KindStartError(f"backend '{backend.name}': environment variable {variable} "
+                             f"(field '{field_name}') is not set")
+    return value
+
+
 def kind_for(backend: Backend) -> Kind:
-    """The kind named by a backend entry."""
+    """The kind named by a backend entry (blocking: may read the files it names)."""
     if backend.kind == "piper":
         return Piper()
     if backend.kind == "openai":
         return OpenAI(backend.model)
+    if backend.kind == "sambert_flask":
+        return SambertFlask(backend)
+    if backend.kind == "cosyvoice":
+        return CosyVoice(backend)
+    if backend.kind == "aliyun":
+        return Aliyun(backend)
     raise UpstreamError(backend.name, f"kind '{backend.kind}' is not available in this build")
