@@ -61,8 +61,10 @@ class Backend:
     name: str = field(metadata=_doc("Engine name of this backend (lowercase; unique)."))
     kind: str = field(metadata=_doc(f"Upstream kind: {', '.join(KINDS)}."))
     url: str = field(metadata=_doc("Base URL of the upstream (http or https)."))
-    voices: Mapping[str, str] = field(metadata=_doc(
-        "Voice names offered here, each mapped to the upstream's own voice or speaker id."))
+    voices: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}),
+        metadata=_doc("Voice names offered here, each mapped to the upstream's own voice or "
+                      "speaker id (required, but for a cosyvoice entry with zero_shot voices)."))
     version: str | None = field(default=None, metadata=_doc(
         "Part of every key of this backend's audio; change it when the upstream's voice "
         "changes. Default: what the upstream reports (piper); required for the other kinds."))
@@ -137,7 +139,7 @@ def _entry(raw: object, where: str) -> Backend:
     for key in raw:
         if key not in known:
             raise BackendConfigError(f"{where}: unknown field '{key}'")
-    for required in ("name", "kind", "url", "voices"):
+    for required in ("name", "kind", "url"):
         if raw.get(required) in (None, ""):
             raise BackendConfigError(f"{where}: field '{required}' is required")
     values: dict[str, Any] = {name: _value(name, value, where) for name, value in raw.items()}
@@ -150,12 +152,15 @@ def _value(name: str, raw: Any, where: str) -> Any:
     hint = _HINTS[name]
     field_where = f"{where}: field '{name}'"
     if name == "voices":
-        return _names(raw, field_where)
+        return _names(raw, field_where, allow_empty=False)
     if name == "zero_shot":
         if not isinstance(raw, Mapping):
             raise BackendConfigError(f"{field_where} must be a mapping of voice: {{clip, transcript}}")
         voices = {}
         for voice, spec in raw.items():
+            if not isinstance(voice, str) or not _NAME.fullmatch(voice):
+                raise BackendConfigError(f"{field_where}: voice name {voice!r} must be lowercase "
+                                         "letters, digits, - or _")
             if (not isinstance(spec, Mapping) or set(spec) != {"clip", "transcript"}
                     or not all(isinstance(v, str) and v.strip() for v in spec.values())):
                 raise BackendConfigError(f"{field_where}: '{voice}' needs clip and transcript")
@@ -177,8 +182,8 @@ def _value(name: str, raw: Any, where: str) -> Any:
     raise BackendConfigError(f"{field_where} must be {kind}, got {raw!r}")
 
 
-def _names(raw: Any, where: str) -> Mapping[str, str]:
-    if not isinstance(raw, Mapping) or not raw:
+def _names(raw: Any, where: str, *, allow_empty: bool) -> Mapping[str, str]:
+    if not isinstance(raw, Mapping) or (not raw and not allow_empty):
         raise BackendConfigError(f"{where} must map each voice name to the upstream's voice id")
     out = {}
     for key, value in raw.items():
@@ -221,6 +226,11 @@ def _check(b: Backend, where: str) -> None:
         if value is not None and not _ENV_NAME.fullmatch(value):
             raise BackendConfigError(f"{where}: field '{name}' names an environment variable "
                                      f"(like MY_KEY), got {value!r}")
+    if b.zero_shot and b.kind != "cosyvoice":
+        raise BackendConfigError(f"{where}: field 'zero_shot' is for kind 'cosyvoice' only")
+    if not b.voices and not b.zero_shot:
+        raise BackendConfigError(f"{where}: field 'voices' is required (a cosyvoice entry may "
+                                 "offer only zero_shot voices)")
     clash = set(b.zero_shot) & set(b.voices)
     if clash:
         raise BackendConfigError(f"{where}: voice '{sorted(clash)[0]}' is in voices and zero_shot")

@@ -745,3 +745,35 @@ def test_each_example_settings_file_parses(kind: str) -> None:
     assert settings.backends and all(b.kind == kind for b in settings.backends)
     if kind == "piper":
         assert settings.backends[0].fallback == "baker"
+
+
+def test_backend_entries_refuse_what_they_cannot_use() -> None:
+    from config.backends import BackendConfigError, parse_backends
+
+    base = {"name": "b", "url": "http://127.0.0.1:1", "version": "1"}
+    with pytest.raises(BackendConfigError, match="'zero_shot' is for kind 'cosyvoice' only"):
+        parse_backends([{**base, "kind": "openai", "voices": {"a": "x"},
+                         "zero_shot": {"c": {"clip": "c.wav", "transcript": "t"}}}], "t")
+    with pytest.raises(BackendConfigError, match="voice name 'Bad Name'"):
+        parse_backends([{**base, "kind": "cosyvoice", "sample_rate": 22050,
+                         "zero_shot": {"Bad Name": {"clip": "c.wav", "transcript": "t"}}}], "t")
+    with pytest.raises(BackendConfigError, match="'voices' is required"):
+        parse_backends([{**base, "kind": "openai"}], "t")
+    (only_cloned,) = parse_backends([{**base, "kind": "cosyvoice", "sample_rate": 22050,
+                                      "zero_shot": {"c": {"clip": "c.wav", "transcript": "t"}}}], "t")
+    assert not only_cloned.voices and set(only_cloned.zero_shot) == {"c"}
+
+
+def test_an_openai_backend_sends_the_key_its_entry_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.backends import parse_backends
+    from synth.remote.engine import auth_headers
+    from synth.remote.kinds import KindStartError
+
+    (entry,) = parse_backends([{"name": "cloud", "kind": "openai", "url": "http://127.0.0.1:1",
+                                "version": "1", "voices": {"a": "alloy"},
+                                "api_key_env": "CLOUD_TTS_KEY"}], "t")
+    monkeypatch.delenv("CLOUD_TTS_KEY", raising=False)
+    with pytest.raises(KindStartError, match="CLOUD_TTS_KEY"):
+        auth_headers(entry)
+    monkeypatch.setenv("CLOUD_TTS_KEY", "sk-test")
+    assert auth_headers(entry) == {"Authorization": "Bearer sk-test"}

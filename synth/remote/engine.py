@@ -9,6 +9,7 @@ or as written where the entry says `normalize: false`.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +32,7 @@ from synth.engine import (
 )
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
-from synth.remote.kinds import Kind, ZeroShot
+from synth.remote.kinds import Kind, KindStartError, ZeroShot
 from synth.request import clean_text
 
 # Bump when what this module sends upstream, or how it decodes, changes.
@@ -56,6 +57,18 @@ class BackendState:
             self.seconds += seconds
             if failed:
                 self.errors += 1
+
+
+def auth_headers(backend: Backend) -> dict[str, str]:
+    """The bearer token an entry names by its environment variable (`api_key_env`); read at
+    startup, never from the settings file, never logged."""
+    if backend.api_key_env is None:
+        return {}
+    key = os.environ.get(backend.api_key_env, "")
+    if not key:
+        raise KindStartError(f"backend '{backend.name}': environment variable "
+                             f"{backend.api_key_env} (field 'api_key_env') is not set")
+    return {"Authorization": f"Bearer {key}"}
 
 
 class RemoteEngine:
@@ -87,7 +100,7 @@ class RemoteEngine:
             for name, spec in (backend.zero_shot.items() if self._zero_shot is not None else ())
         )
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
-                            retries=backend.retries)
+                            retries=backend.retries, headers=auth_headers(backend))
         self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
 
     @property
