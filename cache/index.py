@@ -288,11 +288,13 @@ class Index:
 
     # writes (single writer thread)
 
-    def put_phrase(self, phrase: Phrase) -> Phrase:
+    def put_phrase(self, phrase: Phrase) -> tuple[Phrase, int | None]:
         """Insert a phrase row, or refresh the audio of one that exists: its pin, name,
-        tags, usage and encoded variants stay. Returns the row as stored."""
+        tags, usage and encoded variants stay. Returns the row as stored, and the bytes of
+        the master it replaced (None for a new phrase)."""
         with Session(self.engine) as session, session.begin():
             existing = session.get(PhraseRow, phrase.key)
+            replaced = existing.bytes if existing is not None else None
             if existing is None:
                 values = dict(phrase.__dict__)
                 values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
@@ -304,7 +306,7 @@ class Index:
                     setattr(row, name, getattr(phrase, name))
                 row.last_used = max(row.last_used, phrase.last_used)
             session.flush()
-            return _phrase(row)
+            return _phrase(row), replaced
 
     def put_variant(self, variant: Variant) -> None:
         """Insert or replace a variant row."""

@@ -313,7 +313,7 @@ class PromptStore:
     async def _keep(self, request: SpeechRequest, key: str, pcm: Pcm, seconds: float) -> StoredPhrase:
         if len(pcm.samples) == 0:
             raise SynthesisError("the engine returned no audio")
-        data = await self._storage.run(lambda: encode_master(pcm))
+        data = await self._storage.run(lambda: encode_master(pcm))  # off the loop: a few ms
         stamp = now()
         phrase = Phrase(
             key=key, text=request.text, engine=request.engine,
@@ -325,11 +325,13 @@ class PromptStore:
         )
         index = self.index
         # An existing row (its file was damaged) keeps its pin, name, tags and variants.
-        stored = await self._storage.commit(
+        stored, replaced = await self._storage.commit(
             FileStore.phrase_name(key), data, lambda: index.put_phrase(phrase)
         )
         self._hold(stored, data)
-        await self._maintenance.refresh_totals()
+        # Totals follow each write (a full count per miss would grow with the store).
+        self._stats.entries += replaced is None
+        self._stats.bytes += len(data) - (replaced or 0)
         return StoredPhrase(stored, cached=False)
 
     def _hold(self, phrase: Phrase, data: bytes) -> None:

@@ -210,3 +210,18 @@ async def test_the_store_raises_a_warm_generation_when_a_live_request_joins(
     gate.set()
     await asyncio.gather(warm, live)
     assert seen == [Priority.LIVE] and synth.calls == 1
+
+
+async def test_totals_follow_each_write_without_a_recount(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    first = await store.audio(req(A), "ulaw")
+    await store.audio(req(B), "wav")
+    master = store.files.path(f"{first.key}.wav")
+    await asyncio.to_thread(master.write_bytes, b"damaged")
+    store._rows.discard(first.key)  # as after a restart: the row is read again, and repaired
+    again = await store.get_or_synthesize(req(A))
+    assert not again.cached
+    counted = await asyncio.to_thread(store.index.totals)
+    stats = store.stats()
+    assert (stats.entries, stats.bytes) == counted
