@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
+from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
@@ -184,7 +185,7 @@ class SynthesisWorker:
         """
         job = self._submit(text, voice, style, prosody, priority, streaming=False)
         limit = self._deadline if deadline is None else deadline
-        scope = asyncio.timeout(limit)
+        scope = timeout(limit)
         started = time.perf_counter()
         try:
             async with scope:
@@ -215,7 +216,7 @@ class SynthesisWorker:
         limit = self._deadline if deadline is None else deadline
         try:
             try:
-                async with asyncio.timeout(limit):
+                async with timeout(limit):
                     await job.outcome
             except TimeoutError:
                 raise DeadlineExceededError(

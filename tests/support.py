@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from cache.keys import SpeechRequest
+from synth.compat import timeout as time_limit
 from synth.engine import Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.worker import Priority
@@ -41,7 +42,7 @@ async def until(
 ) -> None:
     """Let the event loop run until `condition` holds; fail after `timeout` seconds."""
     try:
-        async with asyncio.timeout(timeout):
+        async with time_limit(timeout):
             while not condition():
                 await asyncio.sleep(interval)
     except TimeoutError:
