@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import soxr
 
 from synth.engine import (
@@ -24,6 +23,8 @@ from synth.engine import (
 )
 from synth.frontend import FRONTEND_VERSION, Frontend, SymbolTable, load_lexicon
 from synth.models import PreparedModel, find_prepared
+from synth.onnx import cpu_session
+from synth.runtimes import runtime_tag
 from synth.styles import PRESETS, apply_style
 
 SAMPLE_RATE = 24000
@@ -59,16 +60,6 @@ class ModelNotPreparedError(SynthesisError):
     """The default voice's files are missing; `huiyin models prepare` makes them."""
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle intra-op threads must not spin: they would steal a core from the vocoder chunks.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class FastSpeech2Engine:
@@ -85,16 +76,16 @@ class FastSpeech2Engine:
         self._frontend = Frontend(
             symbols, load_lexicon(lexicon, set(symbols.syllables)), cache_dir=model.directory.parent
         )
-        self._acoustic = _session(model.path("fastspeech2.onnx"), threads)
+        self._acoustic = cpu_session(model.path("fastspeech2.onnx"), threads)
         # The vocoder barely gains from intra-op threads; it runs chunks side by side instead.
-        self._vocoder = _session(model.path("mb_melgan.onnx"), 1)
+        self._vocoder = cpu_session(model.path("mb_melgan.onnx"), 1)
         self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vocoder")
         # Graph simplification may drop inputs that are constant for one speaker.
         self._acoustic_inputs = {i.name for i in self._acoustic.get_inputs()}
         # The lexicon is not part of the version: a key hashes the symbol ids the lexicon
         # leads to, so a lexicon edit re-keys exactly the prompts whose reading it changes.
-        self._version = f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}"
+        self._version = f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.{runtime_tag()}"
         self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
 
     @classmethod
@@ -112,7 +103,10 @@ class FastSpeech2Engine:
 
     @property
     def version(self) -> str:
-        """Model recipe, engine and frontend revisions (the lexicon shows in each spoken form)."""
+        """Model recipe, engine and frontend revisions, ONNX Runtime and numpy versions.
+
+        The lexicon shows in each spoken form instead.
+        """
         return self._version
 
     @property

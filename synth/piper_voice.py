@@ -42,6 +42,8 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.onnx import cpu_session
+from synth.runtimes import runtime_tag
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -138,18 +140,6 @@ def _voice_info(raw: Mapping[str, Any], model: Path, where: Path) -> VoiceInfo:
     return VoiceInfo(name=name, language=language, styles=("neutral",), description=description)
 
 
-def _session(model: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle intra-op threads must not spin: they would steal cores from the other engines.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def _sounds(phonemes: list[str]) -> bool:
@@ -199,22 +189,22 @@ class PiperEngine:
                 f"{config_path}: a voice with {config.num_speakers} speakers; this engine "
                 "takes single-speaker Piper voices"
             )
-        self._voice: PiperVoice = PiperVoice(session=_session(model, threads), config=config)
+        self._voice: PiperVoice = PiperVoice(session=cpu_session(model, threads), config=config)
         self._info = _voice_info(raw, model, config_path)
         self._id_map = config.phoneme_id_map
         self._length_scale = float(config.length_scale)
         self.model_path = model
-        # The model's weights, the config (phoneme map, scales, espeak voice) and the library
-        # that phonemizes and runs them decide the audio.
+        # The model's weights, the config (phoneme map, scales, espeak voice), the library
+        # that phonemizes and runs them and the ONNX Runtime under it decide the audio.
         self._version = (
             f"{_file_digest(model)[:16]}.{_file_digest(config_path)[:12]}"
-            f".piper{importlib.metadata.version('piper-tts')}.e{ENGINE_REVISION}"
+            f".piper{importlib.metadata.version('piper-tts')}.e{ENGINE_REVISION}.{runtime_tag()}"
         )
         self._readings = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._read)
 
     @property
     def version(self) -> str:
-        """The voice files' digests, piper-tts's version and the engine revision."""
+        """The voice files' digests, the versions of piper-tts, ONNX Runtime and numpy, the revision."""
         return self._version
 
     @property

@@ -61,6 +61,7 @@ def test_the_version_follows_the_voice_files_and_piper(piper_engine: PiperEngine
     config_digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
     assert piper_engine.version == (
         f"{digest}.{config_digest}.piper{importlib.metadata.version('piper-tts')}.e{ENGINE_REVISION}"
+        f".ort{importlib.metadata.version('onnxruntime')}.np{importlib.metadata.version('numpy')}"
     )
 
 
