@@ -1,16 +1,23 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
 # Both create .venv, install what they need, prepare the default voice when it
 # is missing (a no-op once prepared), then serve or test.
+#
+# Another Python in its own environment, the default .venv left alone:
+#   make test PYTHON=/path/to/python3.10 VENV=.venv-3.10
+# (Python 3.10 to 3.13; the modelscope extra installs on 3.11 only, by its markers.)
 
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .PHONY: run test lint models bench install install-test test-tools clean
 
+# pip 23.1 or newer builds packages that ship only setup.py (jieba) into wheels and compiles
+# them; the older pip of Python 3.10's venv installs them uncompiled.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+	$(PIP) install 'pip>=23.1'
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
