@@ -383,6 +383,68 @@ def test_sambert_frontend_packages_are_named_when_absent(tmp_path: Path) -> None
         SambertEngine(model)
 
 
+SAMBERT_MODULES = ("modelscope.models.audio.tts.sambert_hifi", "modelscope.models.audio.tts.voice")
+# What ModelScope's Sambert module imports from the vendor's kantts (not on PyPI) and from
+# matplotlib, none of it used before the frontend step these stand-ins let it reach.
+KANTTS_NAMES = {
+    "kantts.datasets.dataset": ("get_am_datasets", "get_voc_datasets"),
+    "kantts.models": ("model_builder",),
+    "kantts.train.loss": ("criterion_builder",),
+    "kantts.train.trainer": ("GAN_Trainer", "Sambert_Trainer", "distributed_init"),
+}
+
+
+class _LinguisticUnit:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def get_unit_size(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("torch") is None,
+    reason="ModelScope's Sambert module imports torch, whose CPU build is installed here only "
+           "for Python 3.11 (the modelscope extra)",
+)
+def test_modelscopes_sambert_model_stops_at_its_frontend_on_this_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_types: None,
+) -> None:
+    import types
+
+    model = make_model(tmp_path / "model", ("zhitian_emo",), pipeline_type="sambert-hifigan-tts",
+                       model_extra={"type": "sambert-hifigan"})
+    am = {"linguistic_unit": {"language": "PinYin", "has_mask": True},
+          "Model": {"KanTtsSAMBERT": {"params": {}}}}
+    (model / "voices" / "zhitian_emo" / "am" / "config.yaml").write_text(json.dumps(am), "utf-8")
+    (model / "resource.zip").write_bytes(b"")
+    stubs = {name: types.ModuleType(name) for name in
+             ("matplotlib", "matplotlib.pyplot", "kantts", "kantts.utils.ling_unit.ling_unit",
+              *KANTTS_NAMES)}
+    for name, attrs in KANTTS_NAMES.items():
+        for attr in attrs:
+            setattr(stubs[name], attr, None)
+    stubs["kantts.utils.ling_unit.ling_unit"].KanTtsLinguisticUnit = _LinguisticUnit  # type: ignore[attr-defined]
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in SAMBERT_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "ttsfrd", None)  # absent, whatever this machine has
+    try:
+        from modelscope.models.audio.tts.sambert_hifi import SambertHifigan
+
+        config = json.loads((model / "configuration.json").read_text("utf-8"))["model"]
+        with pytest.raises(ImportError) as caught:
+            SambertHifigan(str(model), **config)
+    finally:
+        for name in SAMBERT_MODULES:
+            sys.modules.pop(name, None)
+    if sys.version_info >= (3, 11):
+        assert str(caught.value) == "Python version needs to be <= 3.10"
+    else:
+        assert caught.value.name == "ttsfrd"
+
+
 # --- model id in the ModelScope cache -----------------------------------------------------
 
 
