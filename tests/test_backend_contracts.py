@@ -486,7 +486,7 @@ class Nls(Fake):
         stamp = _STAMP.fullmatch(params["Timestamp"])
         year, month, day, hour, minute, second = map(int, stamp.groups()) if stamp else [0] * 6
         if stamp is None or abs(datetime.datetime(
-                year, month, day, hour, minute, second, tzinfo=datetime.UTC).timestamp()
+                year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc).timestamp()
                 - time.time()) > 900:  # Aliyun refuses a timestamp 15 minutes off
             return self.pop_error("InvalidTimeStamp.Format", "Timestamp must be UTC ISO 8601, now")
         nonce = params["SignatureNonce"]

@@ -61,7 +61,7 @@ def create_token_query(
     access_key_id: str, secret: str, *, nonce: str | None = None, now: float | None = None
 ) -> str:
     """The signed query of one CreateToken call (a fresh nonce and timestamp by default)."""
-    stamp = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.UTC)
+    stamp = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.timezone.utc)
     params = {
         "AccessKeyId": access_key_id,
         "Action": "CreateToken",
