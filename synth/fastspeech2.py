@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import soxr
 
 from synth.engine import (
@@ -24,6 +23,7 @@ from synth.engine import (
 )
 from synth.frontend import FRONTEND_VERSION, Frontend, SymbolTable, load_lexicon
 from synth.models import PreparedModel, find_prepared
+from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
 from synth.styles import PRESETS, apply_style
 
@@ -60,16 +60,6 @@ class ModelNotPreparedError(SynthesisError):
     """The default voice's files are missing; `huiyin models prepare` makes them."""
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle intra-op threads must not spin: they would steal a core from the vocoder chunks.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class FastSpeech2Engine:
@@ -86,9 +76,9 @@ class FastSpeech2Engine:
         self._frontend = Frontend(
             symbols, load_lexicon(lexicon, set(symbols.syllables)), cache_dir=model.directory.parent
         )
-        self._acoustic = _session(model.path("fastspeech2.onnx"), threads)
+        self._acoustic = cpu_session(model.path("fastspeech2.onnx"), threads)
         # The vocoder barely gains from intra-op threads; it runs chunks side by side instead.
-        self._vocoder = _session(model.path("mb_melgan.onnx"), 1)
+        self._vocoder = cpu_session(model.path("mb_melgan.onnx"), 1)
         self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vocoder")
         # Graph simplification may drop inputs that are constant for one speaker.

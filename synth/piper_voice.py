@@ -42,6 +42,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
 
 if TYPE_CHECKING:
@@ -139,18 +140,6 @@ def _voice_info(raw: Mapping[str, Any], model: Path, where: Path) -> VoiceInfo:
     return VoiceInfo(name=name, language=language, styles=("neutral",), description=description)
 
 
-def _session(model: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle intra-op threads must not spin: they would steal cores from the other engines.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def _sounds(phonemes: list[str]) -> bool:
@@ -200,7 +189,7 @@ class PiperEngine:
                 f"{config_path}: a voice with {config.num_speakers} speakers; this engine "
                 "takes single-speaker Piper voices"
             )
-        self._voice: PiperVoice = PiperVoice(session=_session(model, threads), config=config)
+        self._voice: PiperVoice = PiperVoice(session=cpu_session(model, threads), config=config)
         self._info = _voice_info(raw, model, config_path)
         self._id_map = config.phoneme_id_map
         self._length_scale = float(config.length_scale)
