@@ -278,6 +278,8 @@ class Cosy(Fake):
         super().__init__(engine)
         self.sft: list[dict[str, str]] = []
         self.zero_shot: list[dict[str, str | bytes]] = []
+        self.hold: asyncio.Event | None = None  # set: the server pauses after its first chunk
+        self.sent_first = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -291,6 +293,9 @@ class Cosy(Fake):
         await response.prepare(request)
         for start in range(0, len(data), 4097):  # odd chunks: samples straddle them
             await response.write(data[start:start + 4097])
+            if start == 0 and self.hold is not None:
+                self.sent_first.set()
+                await self.hold.wait()  # the rest is not made yet
         await response.write_eof()
         return response
 
@@ -777,3 +782,25 @@ def test_an_openai_backend_sends_the_key_its_entry_names(monkeypatch: pytest.Mon
         auth_headers(entry)
     monkeypatch.setenv("CLOUD_TTS_KEY", "sk-test")
     assert auth_headers(entry) == {"Authorization": "Bearer sk-test"}
+
+
+async def test_a_cosyvoice_stream_is_passed_on_as_it_arrives(
+    aiohttp_client: MakeClient, aiohttp_server: MakeServer, engine: FastSpeech2Engine,
+    tmp_path: Path,
+) -> None:
+    fake = Cosy(engine)
+    fake.hold = asyncio.Event()
+    url = await fake.serve(aiohttp_server)
+    clip = tmp_path / "clone.wav"
+    await write_clip(clip, Audio(engine))
+    client = await app_client(aiohttp_client, engine, settings_for(tmp_path, cosy_backend(url, clip)))
+    r = await client.get(f"/tts/stream.pcm?voice=zhongwen&text={quote(HELLO)}")
+    assert r.status == 200 and r.headers["X-Cache"] == "MISS"
+    first = await asyncio.wait_for(r.content.readany(), 30)
+    # Audio reached the listener while the upstream still holds the rest back.
+    assert first and fake.sent_first.is_set() and not fake.hold.is_set()
+    fake.hold.set()
+    rest = await r.read()
+    assert len(first + rest) == len(await fake.audio.raw())
+    whole = await client.get(tts(HELLO, "zhongwen"))
+    assert whole.headers["X-Cache"] == "HIT" and len(fake.sft) == 1

@@ -61,6 +61,12 @@ class Breaker:
         with self._lock:
             self._failures, self._opened_at, self._probing = 0, None, False
 
+    def abandon(self) -> None:
+        """A call ended without telling whether the upstream is up (its caller left): a
+        probe it was is let through again."""
+        with self._lock:
+            self._probing = False
+
     def failed(self) -> None:
         """A call failed on the upstream's side (not for bad input)."""
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -65,6 +65,32 @@ class Caller:
                 # Only the status: an upstream's own message may quote the text.
                 raise UpstreamError(self.backend, f"answered HTTP {response.status_code}")
             return response
+
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response | bytes]:
+        """The upstream's answer as it arrives: first the response (headers only, a 2xx),
+        then its body in pieces. Retried, like `request`, only before anything arrived."""
+        attempt = 0
+        while True:
+            started = False
+            try:
+                with self._client.stream(method, url, **kwargs) as response:
+                    if response.status_code >= 400:
+                        raise UpstreamError(self.backend, f"answered HTTP {response.status_code}")
+                    started = True
+                    yield response
+                    yield from response.iter_bytes()
+                return
+            except httpx.TimeoutException as exc:
+                if not started and isinstance(exc, httpx.ConnectTimeout) and attempt < self._retries:
+                    attempt = self._wait(attempt)
+                    continue
+                raise UpstreamTimeoutError(self.backend, "no answer in time") from None
+            except httpx.TransportError as exc:
+                if not started and isinstance(exc, httpx.ConnectError) and attempt < self._retries:
+                    attempt = self._wait(attempt)
+                    continue
+                kind = UpstreamUnavailableError if isinstance(exc, httpx.ConnectError) else UpstreamError
+                raise kind(self.backend, _describe(exc)) from None
 
     def _wait(self, attempt: int) -> int:
         delay = min(_BACKOFF_CAP, _BACKOFF * 2 ** attempt) * random.uniform(0.5, 1.5)

@@ -177,6 +177,9 @@ class RemoteEngine:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
             raise
+        except BaseException:
+            breaker.abandon()  # not the upstream's failure; a probe may go again
+            raise
         breaker.succeeded()
         self.state.record(time.perf_counter() - started, failed=False)
         resampled = codecs.resample(np.asarray(samples, dtype=np.int16), rate, self._rate)
@@ -186,5 +189,40 @@ class RemoteEngine:
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
     ) -> Iterator[Pcm]:
-        """The whole answer as one chunk (these upstreams answer whole)."""
-        yield self.synthesize(text, voice=voice, style=style, prosody=prosody)
+        """The upstream's audio as it arrives, where its kind streams; else the whole answer
+        as one chunk. Closing the iterator closes the upstream connection."""
+        streaming = getattr(self._kind, "stream", None)
+        if streaming is None:
+            yield self.synthesize(text, voice=voice, style=style, prosody=prosody)
+            return
+        info = check_request(self, voice, style, prosody)
+        sent = self.spoken_form(text)
+        breaker = self.state.breaker
+        if not breaker.allow():
+            raise UpstreamUnavailableError(
+                self.name, "is down (circuit breaker open)", retry_after=breaker.retry_after()
+            )
+        upstream = self.backend.voices.get(info.name)
+        started = time.perf_counter()
+        heard = 0
+        try:
+            chunks = streaming(self._call, sent, upstream if upstream is not None else info.name,
+                               style, prosody, cloned=upstream is None)
+            for samples, rate in chunks:
+                heard += len(samples)
+                yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate, self._rate),
+                          self._rate)
+            if heard == 0:
+                raise UpstreamError(self.name, "answered no audio")
+        except UpstreamError:
+            breaker.failed()
+            self.state.record(time.perf_counter() - started, failed=True)
+            raise
+        except BaseException:  # the listener left (the generator was closed), or worse
+            if heard:
+                breaker.succeeded()
+            else:
+                breaker.abandon()
+            raise
+        breaker.succeeded()
+        self.state.record(time.perf_counter() - started, failed=False)

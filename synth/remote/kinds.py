@@ -13,7 +13,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -75,6 +75,18 @@ class ZeroShot(Protocol):
         self, call: Caller, text: str, voice: str, style: str, prosody: Prosody
     ) -> tuple[Samples, int]:
         """The cloned voice's audio for one text: samples and their rate (blocking)."""
+        ...
+
+
+class Streaming(Protocol):
+    """A kind whose upstream sends audio as it is made: passed on chunk by chunk."""
+
+    def stream(
+        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody, *,
+        cloned: bool,
+    ) -> Iterator[tuple[Samples, int]]:
+        """The audio in chunks as the upstream sends them (blocking); `voice` is the
+        upstream's id, or the name of a cloned voice when `cloned`."""
         ...
 
 
@@ -322,6 +334,36 @@ class CosyVoice:
             files={"prompt_wav": (clip.filename, clip.data, "audio/wav")},
         )
         return self._pcm(call.backend, response)
+
+    def stream(
+        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody, *,
+        cloned: bool,
+    ) -> Iterator[tuple[Samples, int]]:
+        """The PCM as the server streams it, each piece passed on as it arrives (a sample
+        split between two reads is joined)."""
+        if cloned:
+            clip = self._clips[voice]
+            parts = call.stream(
+                "POST", "/inference_zero_shot",
+                data={"tts_text": text, "prompt_text": clip.transcript},
+                files={"prompt_wav": (clip.filename, clip.data, "audio/wav")},
+            )
+        else:
+            parts = call.stream("POST", "/inference_sft", data={"tts_text": text, "spk_id": voice})
+        response = next(parts)
+        assert isinstance(response, httpx.Response)
+        if _media_type(response) == "application/json":
+            raise UpstreamError(call.backend, "answered JSON, not audio")
+        pending = b""
+        for piece in parts:
+            assert isinstance(piece, bytes)
+            pending += piece
+            if len(pending) >= 2:
+                whole = len(pending) // 2 * 2
+                yield decode_pcm(call.backend, pending[:whole], self._rate)
+                pending = pending[whole:]
+        if len(pending) >= 2:
+            yield decode_pcm(call.backend, pending, self._rate)
 
     def _pcm(self, backend: str, response: httpx.Response) -> tuple[Samples, int]:
         if _media_type(response) == "application/json":
