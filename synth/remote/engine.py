@@ -149,11 +149,10 @@ class RemoteEngine:
             "seconds": round(state.seconds, 3), "breaker_opened": state.breaker.opened,
         }
 
-    def synthesize(
-        self, text: str, *, voice: str | None = None, style: str = "neutral",
-        prosody: Prosody = Prosody(),
-    ) -> Pcm:
-        """The upstream's audio for the text, at this engine's rate."""
+    def _admit(
+        self, text: str, voice: str | None, style: str, prosody: Prosody
+    ) -> tuple[VoiceInfo, str]:
+        """The checked voice and the text to send, if the breaker lets a call go out."""
         info = check_request(self, voice, style, prosody)
         sent = self.spoken_form(text)
         breaker = self.state.breaker
@@ -161,6 +160,15 @@ class RemoteEngine:
             raise UpstreamUnavailableError(
                 self.name, "is down (circuit breaker open)", retry_after=breaker.retry_after()
             )
+        return info, sent
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        prosody: Prosody = Prosody(),
+    ) -> Pcm:
+        """The upstream's audio for the text, at this engine's rate."""
+        info, sent = self._admit(text, voice, style, prosody)
+        breaker = self.state.breaker
         started = time.perf_counter()
         try:
             upstream = self.backend.voices.get(info.name)
@@ -195,13 +203,8 @@ class RemoteEngine:
         if streaming is None:
             yield self.synthesize(text, voice=voice, style=style, prosody=prosody)
             return
-        info = check_request(self, voice, style, prosody)
-        sent = self.spoken_form(text)
+        info, sent = self._admit(text, voice, style, prosody)
         breaker = self.state.breaker
-        if not breaker.allow():
-            raise UpstreamUnavailableError(
-                self.name, "is down (circuit breaker open)", retry_after=breaker.retry_after()
-            )
         upstream = self.backend.voices.get(info.name)
         started = time.perf_counter()
         heard = 0

@@ -115,6 +115,19 @@ def decode_pcm(backend: str, data: bytes, rate: int) -> tuple[Samples, int]:
 _SPEED = SettingRange(0.5, 2.0, 1.0)
 
 
+class _Unversioned:
+    """Voices of one manner, from an upstream that reports no version of them (the entry's
+    `version` is required)."""
+
+    def styles(self) -> tuple[str, ...]:
+        """One manner per voice."""
+        return ("neutral",)
+
+    def report(self, call: Caller, backend: Backend) -> Reported:
+        """Nothing to report."""
+        return Reported(None, None)
+
+
 class Piper:
     """Piper's own HTTP server (`python -m piper.http_server`): POST /synthesize, GET /voices."""
 
@@ -156,7 +169,7 @@ class Piper:
         return decode_wav(call.backend, response.content)
 
 
-class OpenAI:
+class OpenAI(_Unversioned):
     """Any server with OpenAI's POST /v1/audio/speech (another Huiyin, Kokoro-FastAPI, …),
     asked for WAV."""
 
@@ -168,14 +181,6 @@ class OpenAI:
     def ranges(self) -> Mapping[str, SettingRange]:
         """OpenAI's speed range."""
         return {"speed": SettingRange(0.25, 4.0, 1.0)}
-
-    def styles(self) -> tuple[str, ...]:
-        """One manner per voice."""
-        return ("neutral",)
-
-    def report(self, call: Caller, backend: Backend) -> Reported:
-        """Nothing: the API has no voice versions (the entry's `version` is required)."""
-        return Reported(None, None)
 
     def synthesize(
         self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
@@ -283,7 +288,7 @@ class _Clip:
     transcript: str
 
 
-class CosyVoice:
+class CosyVoice(_Unversioned):
     """CosyVoice's FastAPI server: /inference_sft for its speakers, /inference_zero_shot
     for voices cloned from a clip. Both answer raw int16 mono PCM at the entry's rate."""
 
@@ -302,14 +307,6 @@ class CosyVoice:
     def ranges(self) -> Mapping[str, SettingRange]:
         """None: these endpoints take no speed, pitch or volume."""
         return {}
-
-    def styles(self) -> tuple[str, ...]:
-        """One manner per voice."""
-        return ("neutral",)
-
-    def report(self, call: Caller, backend: Backend) -> Reported:
-        """Nothing: the server reports no version (the entry's `version` is required)."""
-        return Reported(None, None)
 
     def clip_digest(self) -> str:
         """A hash of every zero-shot voice's name, transcript and clip bytes."""
@@ -411,7 +408,7 @@ def aliyun_volume(factor: float) -> int:
     return max(0, min(100, round(factor * 50)))
 
 
-class Aliyun:
+class Aliyun(_Unversioned):
     """Aliyun NLS RESTful TTS: one POST of the text with a token from CreateToken, asked
     for 16 kHz WAV. The answer is audio, or JSON that describes an error."""
 
@@ -433,14 +430,6 @@ class Aliyun:
     def ranges(self) -> Mapping[str, SettingRange]:
         """Speed and pitch (0.5 to 2.0) and volume (0 to 2)."""
         return {"speed": _RATE_FACTOR, "pitch": _RATE_FACTOR, "volume": _VOLUME}
-
-    def styles(self) -> tuple[str, ...]:
-        """One manner per voice."""
-        return ("neutral",)
-
-    def report(self, call: Caller, backend: Backend) -> Reported:
-        """Nothing: the service reports no version (the entry's `version` is required)."""
-        return Reported(None, None)
 
     def synthesize(
         self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
