@@ -173,7 +173,11 @@ class Index:
         self.engine: Engine = create_engine(url, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self.engine.dispose()  # an index that cannot open holds no connection
+            raise
 
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION; returns the version found before."""
