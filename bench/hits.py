@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,23 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.procs import (  # noqa: E402
+    BenchError,
+    Interrupted,
+    Processes,
+    free_port,
+    metric,
+    on_sigterm,
+    wait_until,
+)
+
 DEFAULT_TEXT = "您好，欢迎致电客户服务中心，请问有什么可以帮您？"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
@@ -73,14 +83,6 @@ http {{
     }}
 }}
 """
-
-
-class BenchError(RuntimeError):
-    """The run could not be measured; the message says why."""
-
-
-class Interrupted(BaseException):
-    """SIGTERM arrived: unwind through the cleanup like Ctrl-C does."""
 
 
 @dataclass(frozen=True)
@@ -173,13 +175,6 @@ def gateway_command(port: int) -> tuple[list[str], Path]:
     return [sys.executable, "-m", "gateway", "--port", str(port)], REPO
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def fetch(url: str, timeout: float = 60.0) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of a GET; HTTP errors are answers too."""
     try:
@@ -187,73 +182,6 @@ def fetch(url: str, timeout: float = 60.0) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers.items()), exc.read()
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log file, for error messages."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Processes:
-    """Child processes started by the bench, each in its own session, stopped on close."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: Sequence[str], *, log: Path, cwd: Path,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start argv with stdout and stderr going to log."""
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        self._running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
-             grace: float = 15.0) -> None:
-        """Ask proc to stop with sig, then kill its whole process group after grace seconds."""
-        if proc in self._running:
-            self._running.remove(proc)
-        if proc.poll() is None:
-            try:
-                proc.send_signal(sig)
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # its own group: nginx workers or stray children go too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def close(self) -> None:
-        """Stop every process still running, newest first."""
-        while self._running:
-            self.stop(self._running[-1])
-
-
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str,
-               log: Path, timeout: float) -> None:
-    """Poll ready() until it is true; a BenchError if proc exits or timeout passes first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode}:\n{tail(log)}")
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"{what} was not ready after {timeout:.0f} s:\n{tail(log)}")
 
 
 def run_wrk(wrk: str, url: str, duration: int, connections: int) -> WrkResult:
@@ -268,12 +196,6 @@ def run_wrk(wrk: str, url: str, duration: int, connections: int) -> WrkResult:
     if done.returncode != 0:
         raise BenchError(f"wrk failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)
-
-
-def metric(text: str, name: str) -> float:
-    """The value of an unlabelled sample in Prometheus text, 0 when absent."""
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+\-]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def cache_counts(base: str) -> tuple[float, float]:
@@ -384,11 +306,6 @@ def report(gateway: WrkResult, nginx: WrkResult, body_bytes: int) -> bool:
     return ratio_ok and p99_ok
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into an exception so the cleanup runs."""
-    raise Interrupted()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both loads and print the comparison; the exit status says whether targets hold."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -410,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(os.sched_getaffinity(0)) < 2 or (os.cpu_count() or 1) < 2:
         print("hits: warning: fewer than 2 cores; server and client share one", file=sys.stderr)
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="huiyin-hits-"))
     try:
