@@ -10,6 +10,7 @@ JSON errors that name the backend. Example settings files parse.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import datetime
@@ -85,7 +86,7 @@ class Audio:
         return (await self.pcm()).samples.astype("<i2").tobytes()
 
 
-class Fake:
+class Fake(abc.ABC):
     """What every fake upstream shares: the requests it refused, and why."""
 
     def __init__(self, engine: FastSpeech2Engine) -> None:
@@ -100,8 +101,9 @@ class Fake:
         server = await aiohttp_server(self.app())
         return f"http://127.0.0.1:{server.port}"
 
+    @abc.abstractmethod
     def app(self) -> web.Application:
-        raise NotImplementedError
+        """The fake server's routes (each fake upstream has its own)."""
 
 
 # sambert_flask: POST /api/tts (JSON) then GET audio_url, or POST /tts (form)
