@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -135,7 +136,7 @@ class Variant:
     checksum: str
 
 
-def _phrase(row: PhraseRow) -> Phrase:
+def _phrase(row: PhraseRow | Row[Any]) -> Phrase:
     return Phrase(
         row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
         row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
@@ -151,8 +152,16 @@ _AUDIO_COLUMNS = (
 )
 
 
-def _variant(row: VariantRow) -> Variant:
+def _variant(row: VariantRow | Row[Any]) -> Variant:
     return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
+
+
+_PHRASE_BY_KEY = select(PhraseRow.__table__).where(PhraseRow.__table__.c.key == bindparam("key"))
+_VARIANT_BY_KEY = select(VariantRow.__table__).where(
+    VariantRow.__table__.c.key == bindparam("key"),
+    VariantRow.__table__.c.format == bindparam("format"),
+    VariantRow.__table__.c.rate == bindparam("rate"),
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -207,16 +216,19 @@ class Index:
     # reads
 
     def get(self, key: str) -> Phrase | None:
-        """The phrase row for key."""
-        with Session(self.engine) as session:
-            row = session.get(PhraseRow, key)
-            return _phrase(row) if row else None
+        """The phrase row for key (a Core select: every miss asks, and the ORM's identity
+        map costs four times the query)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(_PHRASE_BY_KEY, {"key": key}).first()
+            return _phrase(row) if row is not None else None
 
     def variant(self, key: str, fmt: str, rate: int) -> Variant | None:
         """The variant row, if encoded before."""
-        with Session(self.engine) as session:
-            row = session.get(VariantRow, (key, fmt, rate))
-            return _variant(row) if row else None
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                _VARIANT_BY_KEY, {"key": key, "format": fmt, "rate": rate}
+            ).first()
+            return _variant(row) if row is not None else None
 
     def variants(self, key: str) -> list[Variant]:
         """Every variant of a phrase."""
