@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,8 @@ class StoredPhrase:
     cached: bool
     # The voice that spoke instead of the one asked for, while that one's backend is down.
     fallback: str | None = None
+    # A new phrase is answered while it is written: this tells when (and whether) it landed.
+    saved: asyncio.Future[Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:

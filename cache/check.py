@@ -130,6 +130,7 @@ async def check(
     may belong to a write whose row is not committed yet. Before anything is removed it is
     checked again, so a phrase repaired or written while the scan ran is kept.
     """
+    await storage.settled()
     writing = set(storage.writing)
     report = await storage.run(lambda: _scan(storage, writing, grace))
     if not fix or report.clean:

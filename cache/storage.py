@@ -2,6 +2,11 @@
 
 Writes go file first (atomic rename), row second, so a crash can leave an orphan file but
 never a row without its audio. Deletes go row first, file second, for the same reason.
+
+A new phrase's audio is answered from memory while it is written: `persist` queues the
+file and its row on the writer thread at once, so every index write queued after it (a pin,
+a name, usage, a delete) finds the row, and readers that must see it wait for it
+(`settled`, `written`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cache.audio import checksum
 from cache.files import FileStore
@@ -33,6 +38,7 @@ class Storage:
         self._index: Index | None = None
         # File names written but maybe not yet in the index: the integrity check spares them.
         self.writing: set[str] = set()
+        self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
 
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
@@ -40,7 +46,8 @@ class Storage:
         self._index = await self.write(lambda: Index(self._database_url))
 
     async def close(self) -> None:
-        """Close the index and stop the threads."""
+        """Land the writes behind, close the index and stop the threads."""
+        await self.settled()
         if self._index is not None:
             index = self._index
             await self.write(index.close)
@@ -69,16 +76,28 @@ class Storage:
         """Run a read or file operation on the I/O pool."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn)
 
+    async def read(self, fn: Callable[[], T]) -> T:
+        """Run an index read on the I/O pool once the writes behind have landed."""
+        await self.settled()
+        return await self.run(fn)
+
     async def load_good(self, key: str) -> tuple[Phrase, bytes] | None:
         """The row and master bytes when both exist and agree; else None (a miss)."""
-        def load() -> tuple[Phrase, bytes] | None:
+        row, data = await self.lookup(key)
+        return None if row is None or data is None else (row, data)
+
+    async def lookup(self, key: str) -> tuple[Phrase | None, bytes | None]:
+        """The row, and its master bytes when the file is there and agrees with it."""
+        await self.written(FileStore.phrase_name(key))
+
+        def load() -> tuple[Phrase | None, bytes | None]:
             row = self.index.get(key)
             if row is None:
-                return None
+                return None, None
             data = self.files.read(FileStore.phrase_name(key))
             if data is None or len(data) != row.bytes or checksum(data) != row.checksum:
                 log.warning("phrase %s… has a missing or damaged file; synthesizing again", key[:8])
-                return None
+                return row, None
             return row, data
 
         return await self.run(load)
@@ -92,10 +111,42 @@ class Storage:
         finally:
             self.writing.discard(name)
 
+    def persist(self, name: str, data: bytes, put_row: Callable[[], T]) -> asyncio.Future[T]:
+        """Write behind: the file (atomic), then its row, queued on the writer thread now;
+        the future tells how it went. Until it lands, the name is spared by the integrity
+        check and `settled`/`written` wait for it."""
+        def write() -> T:
+            self.files.write(name, data)
+            return put_row()
+
+        self.writing.add(name)
+        future = asyncio.get_running_loop().run_in_executor(self._writer, write)
+        self._behind[name] = future
+
+        def landed(done: asyncio.Future[T]) -> None:
+            if self._behind.get(name) is done:
+                del self._behind[name]
+                self.writing.discard(name)
+
+        future.add_done_callback(landed)
+        return future
+
+    async def written(self, name: str) -> None:
+        """Wait until a write behind of this file, if one is under way, has landed (or failed)."""
+        future = self._behind.get(name)
+        if future is not None:
+            await asyncio.wait([future])
+
+    async def settled(self) -> None:
+        """Wait until every write behind has landed (or failed)."""
+        if self._behind:
+            await asyncio.wait(list(self._behind.values()))
+
     async def remove(self, keys: Sequence[str]) -> None:
         """Delete phrases' rows, then their files and their variants' files."""
         if not keys:
             return
+        await self.settled()
         variants = await self.run(lambda: [v for k in keys for v in self.index.variants(k)])
         await self.write(lambda: self.index.delete_phrases(keys))
 
@@ -109,4 +160,4 @@ class Storage:
 
     async def totals(self) -> tuple[int, int]:
         """(phrase count, bytes of phrases and variants) from the index."""
-        return await self.run(self.index.totals)
+        return await self.read(self.index.totals)

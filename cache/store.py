@@ -13,20 +13,22 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from cache.audio import Audio, StoredPhrase, checksum, encode_master
+from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
 from cache.files import FileStore
 from cache.flight import Generation, GenerationStream
 from cache.hotset import HotSet
-from cache.index import Index, Phrase, now
+from cache.index import Index, Phrase
+from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
 from cache.maintenance import Maintenance, Stats, Usage
 from cache.rows import RowCache
 from cache.storage import Storage
+from cache.synthesizer import Synthesizer
 from cache.variants import Encodings
 from synth import codecs
 from synth.engine import Pcm, SynthesisError, UpstreamError
@@ -43,32 +45,6 @@ _KEY_MEMO = 20_000
 SpeechStream = GenerationStream[StoredPhrase]
 
 
-class Synthesizer(Protocol):
-    """What the store needs from the synthesis side; it never sees an engine."""
-
-    def engine_version(self, engine: str) -> str:
-        """Current version of the named engine (part of every key)."""
-        ...
-
-    def spoken(self, request: SpeechRequest) -> str:
-        """What the engine will say for the request, canonically (blocking; part of the key)."""
-        ...
-
-    async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
-        """Synthesize a request whole; an Urgency may rise while the request waits."""
-        ...
-
-    def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
-        """What to synthesize instead while the request's engine (a backend) is down."""
-        ...
-
-    def stream(
-        self, request: SpeechRequest, priority: Priority | Urgency
-    ) -> AsyncGenerator[Pcm, None]:
-        """Synthesize a request in chunks, each as soon as it is ready (aclose stops it)."""
-        ...
-
-
 class PromptStore:
     """Stored phrases by key; misses go to the synthesizer, once per key however many ask."""
 
@@ -81,6 +57,7 @@ class PromptStore:
         self._stats = Stats(max_bytes=max_bytes)
         self._encodings = Encodings(self._storage, HotSet(hot_bytes), self._stats)
         self._rows = RowCache()
+        self._keeper = Keeper(self._storage, self._rows, self._encodings, self._stats)
         self._keys: OrderedDict[SpeechRequest, str] = OrderedDict()
         self._generations: dict[str, Generation[StoredPhrase]] = {}
         self._usage = Usage(self._stats)
@@ -162,7 +139,7 @@ class PromptStore:
             if found is None:
                 return None
             row = found[0]
-            self._hold(row, found[1])
+            self._keeper.hold(row, found[1])
         if count:
             self._usage.hit(key, row.synth_seconds)
         return row
@@ -173,7 +150,7 @@ class PromptStore:
         key = self._rows.named(phrase_id)
         if key is None:
             index = self.index
-            row = await self._storage.run(lambda: index.named(phrase_id))
+            row = await self._storage.read(lambda: index.named(phrase_id))
             if row is None:
                 return None
             key = row.key
@@ -188,7 +165,7 @@ class PromptStore:
         if not is_key(key):
             return None
         index = self.index
-        return await self._storage.run(lambda: index.get(key))
+        return await self._storage.read(lambda: index.get(key))
 
     # whole and streamed synthesis, one generation per key
 
@@ -220,6 +197,8 @@ class PromptStore:
             spoken = await self.get_or_synthesize(instead, priority=priority)
             return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
+        if not live and stored.saved is not None:
+            await asyncio.shield(stored.saved)  # warm-ups and batches: stored, or an error
         return stored
 
     async def stream(
@@ -278,11 +257,11 @@ class PromptStore:
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
     ) -> None:
         try:
-            found = await self._storage.load_good(key)
-            if found is not None:
-                self._hold(*found)
+            row, data = await self._storage.lookup(key)
+            if row is not None and data is not None:
+                self._keeper.hold(row, data)
                 generation.end()
-                generation.finish(StoredPhrase(found[0], cached=True))
+                generation.finish(StoredPhrase(row, cached=True))
                 return
             started = time.perf_counter()
             if generation.streamed:
@@ -298,7 +277,11 @@ class PromptStore:
             else:
                 pcm = await self.synthesizer.synthesize(request, generation.urgency)
             generation.end()
-            stored = await self._keep(request, key, pcm, time.perf_counter() - started)
+            stored = await self._keeper.keep(
+                request, key, pcm, time.perf_counter() - started,
+                engine_version=self.synthesizer.engine_version(request.engine),
+                replacing=row is not None,
+            )
             generation.finish(stored)
         except asyncio.CancelledError:
             generation.stop()
@@ -309,35 +292,6 @@ class PromptStore:
             generation.fail(exc)
         finally:
             self._drop(key, generation)
-
-    async def _keep(self, request: SpeechRequest, key: str, pcm: Pcm, seconds: float) -> StoredPhrase:
-        if len(pcm.samples) == 0:
-            raise SynthesisError("the engine returned no audio")
-        data = await self._storage.run(lambda: encode_master(pcm))  # off the loop: a few ms
-        stamp = now()
-        phrase = Phrase(
-            key=key, text=request.text, engine=request.engine,
-            engine_version=self.synthesizer.engine_version(request.engine),
-            voice=request.voice, style=request.style, speed=request.speed, pitch=request.pitch,
-            volume=request.volume, duration=pcm.duration, sample_rate=pcm.sample_rate,
-            bytes=len(data), checksum=checksum(data), synth_seconds=seconds, created=stamp,
-            last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(),
-        )
-        index = self.index
-        # An existing row (its file was damaged) keeps its pin, name, tags and variants.
-        stored, replaced = await self._storage.commit(
-            FileStore.phrase_name(key), data, lambda: index.put_phrase(phrase)
-        )
-        self._hold(stored, data)
-        # Totals follow each write (a full count per miss would grow with the store).
-        self._stats.entries += replaced is None
-        self._stats.bytes += len(data) - (replaced or 0)
-        return StoredPhrase(stored, cached=False)
-
-    def _hold(self, phrase: Phrase, data: bytes) -> None:
-        """Keep a good phrase row, and its master WAV in the hot set, for answers from memory."""
-        self._rows.put(phrase)
-        self._encodings.hold_master(phrase, data)
 
     # encoded variants
 
@@ -371,9 +325,12 @@ class PromptStore:
         phrase = await self.phrase(key)
         return None if phrase is None else await self.variant(phrase, fmt, rate)
 
-    async def variant(self, phrase: Phrase, fmt: str, rate: int | None = None) -> Audio:
-        """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored."""
-        return await self._encodings.get(phrase, fmt, rate)
+    async def variant(
+        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False
+    ) -> Audio:
+        """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored
+        (with `durable`, once it is written)."""
+        return await self._encodings.get(phrase, fmt, rate, durable=durable)
 
     # naming, deleting, searching
 
@@ -414,7 +371,7 @@ class PromptStore:
     async def search(self, **kwargs: Any) -> tuple[int, list[Phrase]]:
         """Search the index (see Index.search)."""
         index = self.index
-        return await self._storage.run(lambda: index.search(**kwargs))
+        return await self._storage.read(lambda: index.search(**kwargs))
 
     # maintenance
 
@@ -425,6 +382,10 @@ class PromptStore:
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""
         return await self._maintenance.evict()
+
+    async def settled(self) -> None:
+        """Wait until the phrases and encodings answered so far are written."""
+        await self._storage.settled()
 
     async def flush_usage(self) -> None:
         """Write the usage counted so far to the index now."""

@@ -3,6 +3,9 @@ a format from the master once, however many ask for it at the same time."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from cache.audio import MASTER_FORMAT, Audio, checksum, decode_master
 from cache.files import FileStore
 from cache.flight import SingleFlight
@@ -12,6 +15,8 @@ from cache.maintenance import Stats
 from cache.storage import Storage
 from synth import codecs
 from synth.engine import SynthesisError
+
+log = logging.getLogger("huiyin.cache")
 
 
 class Encodings:
@@ -48,33 +53,52 @@ class Encodings:
         """Wait for encodings under way."""
         await self._encoding.wait()
 
-    async def get(self, phrase: Phrase, fmt: str, rate: int | None = None) -> Audio:
-        """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored."""
+    async def get(
+        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False
+    ) -> Audio:
+        """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored
+        (written behind; with `durable`, once it is written, or an error)."""
         out_rate = codecs.output_rate(fmt, phrase.sample_rate, rate)
-        hot = self._hot.get((phrase.key, fmt, out_rate))
-        if hot is not None:
-            return hot
-        return await self._encoding.run(
-            (phrase.key, fmt, out_rate), lambda: self._load_or_encode(phrase, fmt, out_rate)
+        audio = self._hot.get((phrase.key, fmt, out_rate))
+        if audio is None:
+            audio = await self._encoding.run(
+                (phrase.key, fmt, out_rate), lambda: self._load_or_encode(phrase, fmt, out_rate)
+            )
+        if durable and not (fmt == MASTER_FORMAT and out_rate == phrase.sample_rate):
+            await self._is_stored(phrase.key, fmt, out_rate)
+        return audio
+
+    async def _is_stored(self, key: str, fmt: str, rate: int) -> None:
+        """Wait for the encoding's write; raise when its row is not in the index after it."""
+        await self._storage.written(
+            FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
         )
+        index = self._storage.index
+        if await self._storage.run(lambda: index.variant(key, fmt, rate)) is None:
+            raise SynthesisError(f"the {fmt} encoding could not be stored")
 
     async def _load_or_encode(self, phrase: Phrase, fmt: str, rate: int) -> Audio:
         key = phrase.key
         files, index = self._storage.files, self._storage.index
         master_name = FileStore.phrase_name(key)
+        held = self._hot.get((key, MASTER_FORMAT, phrase.sample_rate))
 
         def audio_of(data: bytes, sum_: str) -> Audio:
             return Audio(key, fmt, rate, data, sum_, phrase.duration,
                          synth_seconds=phrase.synth_seconds)
 
         def master() -> bytes:
+            if held is not None:
+                return held.data
             data = files.read(master_name)
             if data is None or checksum(data) != phrase.checksum:
                 raise SynthesisError("the phrase's audio file is missing")
             return data
 
+        if held is None:
+            await self._storage.written(master_name)  # a new phrase's file may be landing
         if fmt == MASTER_FORMAT and rate == phrase.sample_rate:
-            audio = audio_of(await self._storage.run(master), phrase.checksum)
+            audio = held or audio_of(await self._storage.run(master), phrase.checksum)
             self._hot.put((key, fmt, rate), audio)
             return audio
 
@@ -96,8 +120,17 @@ class Encodings:
             data = await self._storage.run(encode)
             name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
             row = Variant(key, fmt, rate, name, len(data), checksum(data))
-            await self._storage.commit(name, data, lambda: index.put_variant(row))
+            # Answered now, written behind (after its phrase's row, on the same thread).
+            saved = self._storage.persist(name, data, lambda: index.put_variant(row))
             self._stats.bytes += len(data)
+            saved.add_done_callback(lambda done: self._landed(row, done))
             found = audio_of(data, row.checksum)
         self._hot.put((key, fmt, rate), found)
         return found
+
+    def _landed(self, variant: Variant, done: asyncio.Future[None]) -> None:
+        """A variant written behind could not be stored: memory forgets it."""
+        if done.cancelled() or done.exception() is not None:
+            log.error("an encoding of phrase %s… could not be stored", variant.key[:8])
+            self._hot.discard((variant.key, variant.format, variant.rate))
+            self._stats.bytes -= variant.size

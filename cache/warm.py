@@ -135,8 +135,8 @@ class Warmer:
                         continue
                     raise RuntimeError("evicted before it could be pinned; is cache_max_bytes "
                                        "smaller than the pinned phrases?")
-                for fmt in spec.formats:
-                    await self._store.variant(stored.phrase, fmt)
+                for fmt in spec.formats:  # written, not only answered
+                    await self._store.variant(stored.phrase, fmt, durable=True)
                 job.keys[spec.id] = stored.key
                 job.synthesized += 0 if stored.cached else 1
                 return

@@ -51,6 +51,7 @@ async def main():
         request = SpeechRequest.create(f"您的验证码是{n:06d}。", engine="fastspeech2", voice="baker")
         await store.audio(request, "ulaw")
         await store.audio(request, "wav16")
+        await store.settled()  # answered first, written behind: committed once settled
         n += 1
         print("committed", n, flush=True)
         holding = n >= 6

@@ -54,6 +54,7 @@ async def test_miss_then_hit_and_the_files_are_sharded(
     assert (first.cached, second.cached) == (False, True)
     assert synth.calls == 1
     key = first.key
+    await store.settled()  # answered from memory, written behind
     path = store.files.root / key[:2] / key[2:4] / f"{key}.wav"
     assert abs(plays(await off(path.read_bytes)) - first.phrase.duration) < 0.01
     stats = store.stats()
@@ -85,6 +86,7 @@ async def test_fifty_concurrent_misses_make_one_synthesis(
 async def test_variants_are_encoded_once_and_served_from_memory(store: PromptStore) -> None:
     audio = await store.audio(req("转人工服务请按零。"), "ulaw")
     assert audio.rate == 8000 and abs(audio.size / 8000 - audio.duration) < 0.05
+    await store.settled()
     row = await off(store.index.variant, audio.key, "ulaw", 8000)
     assert row is not None and await off(store.files.read, row.file) == audio.data
     hot = store.peek(audio.key, "ulaw", 8000)
@@ -97,6 +99,7 @@ async def test_a_corrupt_file_is_a_miss_and_is_repaired(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     first = await store.get_or_synthesize(req("感谢您的来电。"))
+    await store.settled()
     path = store.files.path(FileStore.phrase_name(first.key))
     data = bytearray(await off(path.read_bytes))
     data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
@@ -106,6 +109,7 @@ async def test_a_corrupt_file_is_a_miss_and_is_repaired(
         assert not (await store.check()).consistent
         again = await store.get_or_synthesize(req("感谢您的来电。"))
         assert not again.cached and synth.calls == 2
+        await store.settled()
         assert await off(path.read_bytes) != bytes(data)
         assert (await store.check(grace=0)).clean
     finally:
@@ -116,11 +120,13 @@ async def test_a_missing_file_is_a_miss_and_is_repaired(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     first = await store.get_or_synthesize(req("再见。"))
+    await store.settled()
     await off(store.files.delete, FileStore.phrase_name(first.key))
     store = await reopen(store, synth)
     try:
         again = await store.get_or_synthesize(req("再见。"))
         assert not again.cached and synth.calls == 2
+        await store.settled()
         assert await off(store.files.read, FileStore.phrase_name(first.key)) is not None
     finally:
         await store.close()
@@ -156,6 +162,7 @@ async def test_check_reports_and_fixes_strays_and_dangling_rows(
 ) -> None:
     kept = await store.get_or_synthesize(req("请输入密码。"))
     lost = await store.get_or_synthesize(req("请重新输入。"))
+    await store.settled()
     await off(store.files.delete, FileStore.phrase_name(lost.key))
     orphan = store.files.path(FileStore.phrase_name("0" * 32))
     temp = store.files.path(FileStore.phrase_name(kept.key)).parent / ".tmp-abc"

@@ -217,6 +217,7 @@ async def test_totals_follow_each_write_without_a_recount(
 ) -> None:
     first = await store.audio(req(A), "ulaw")
     await store.audio(req(B), "wav")
+    await store.settled()
     master = store.files.path(f"{first.key}.wav")
     await asyncio.to_thread(master.write_bytes, b"damaged")
     store._rows.discard(first.key)  # as after a restart: the row is read again, and repaired
