@@ -307,22 +307,21 @@ class Index:
     def put_phrase(self, phrase: Phrase) -> tuple[Phrase, int | None]:
         """Insert a phrase row, or refresh the audio of one that exists: its pin, name,
         tags, usage and encoded variants stay. Returns the row as stored, and the bytes of
-        the master it replaced (None for a new phrase)."""
-        with Session(self.engine) as session, session.begin():
-            existing = session.get(PhraseRow, phrase.key)
-            replaced = existing.bytes if existing is not None else None
+        the master it replaced (None for a new phrase). Core statements: it runs once per
+        miss, and the ORM's unit of work would hold the GIL four times as long."""
+        with self.engine.begin() as connection:
+            existing = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
             if existing is None:
                 values = dict(phrase.__dict__)
                 values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
-                row = PhraseRow(**values)
-                session.add(row)
-            else:
-                row = existing
-                for name in _AUDIO_COLUMNS:
-                    setattr(row, name, getattr(phrase, name))
-                row.last_used = max(row.last_used, phrase.last_used)
-            session.flush()
-            return _phrase(row), replaced
+                connection.execute(insert(PhraseRow), values)
+                return phrase, None
+            audio = {name: getattr(phrase, name) for name in _AUDIO_COLUMNS}
+            audio["last_used"] = max(existing.last_used, phrase.last_used)
+            connection.execute(update(PhraseRow).where(PhraseRow.key == phrase.key).values(audio))
+            stored = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
+            assert stored is not None
+            return _phrase(stored), existing.bytes
 
     def put_variant(self, variant: Variant) -> None:
         """Insert or replace a variant row."""
