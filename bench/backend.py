@@ -20,7 +20,7 @@ Exit status: 0 when the target holds, 1 when it is missed, 2 when the run could 
 measured (a server that would not start, an unexpected answer).
 
 usage: .venv/bin/python bench/backend.py [--requests 2000] [--phrases 200] [--seed 1]
-                                         [--direct 30]
+                                         [--direct 60]
 """
 
 from __future__ import annotations
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests to replay")
     parser.add_argument("--phrases", type=int, default=200, help="distinct phrases")
     parser.add_argument("--seed", type=int, default=1, help="seed of phrases and draws")
-    parser.add_argument("--direct", type=int, default=30, metavar="N",
+    parser.add_argument("--direct", type=int, default=60, metavar="N",
                         help="fresh texts timed direct and through the gateway")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.phrases < 1 or args.direct < 1:
