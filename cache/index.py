@@ -1,15 +1,16 @@
-"""The phrase index: SQLAlchemy 2 tables, schema migrations, and blocking queries.
+"""The phrase index: SQLAlchemy 2 tables and blocking queries, on SQLite or PostgreSQL.
 
 Every method blocks; the store runs writes on its single writer thread and reads on its
-I/O threads, never on the event loop. SQLite runs in WAL mode with a busy timeout; any
-other database URL SQLAlchemy supports works without code changes.
+I/O threads, never on the event loop. SQLite runs in WAL mode with a busy timeout;
+PostgreSQL (`postgresql+psycopg://…`) through a bounded pool. The schema is Alembic's
+(cache/schema.py); these tables mirror its head revision.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,20 +32,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from cache import schema
 
 
 class Base(DeclarativeBase):
     """Declarative base of the index tables."""
-
-
-class SchemaVersion(Base):
-    """One row: the schema version this database is at."""
-
-    __tablename__ = "huiyin_schema"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
 
 
 class PhraseRow(Base):
@@ -87,15 +82,14 @@ class VariantRow(Base):
     checksum: Mapped[str] = mapped_column(String(16))
 
 
-def _v1(conn: Connection) -> None:
-    tables = Base.metadata.tables
-    Base.metadata.create_all(conn, tables=[tables[PhraseRow.__tablename__],
-                                           tables[VariantRow.__tablename__]])
+@dataclass(frozen=True)
+class Pool:
+    """Connections to a database server (SQLite has none): how many, and how long to wait."""
 
-
-# Migrations in order; entry i brings the schema from version i to i + 1.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1,)
-SCHEMA_VERSION = len(MIGRATIONS)
+    size: int = 5
+    overflow: int = 5
+    timeout: float = 10.0  # seconds to wait for a free connection
+    connect_timeout: int = 5  # seconds to reach the server
 
 
 @dataclass(frozen=True)
@@ -177,37 +171,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Index:
     """Blocking access to the phrase index."""
 
-    def __init__(self, url: str) -> None:
-        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
+    def __init__(
+        self, url: str, *, pool: Pool | None = None, upgrade: bool | None = None,
+        check: bool = True,
+    ) -> None:
+        """Open the index at a SQLAlchemy URL. Its schema is upgraded in place on SQLite and
+        checked elsewhere (`upgrade` overrides; `check=False` leaves it to the caller, as
+        `huiyin db` does); see cache/schema.py."""
+        sqlite = url.startswith("sqlite")
+        pool = pool or Pool()
+        options: dict[str, Any] = {} if sqlite else {
+            "pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": pool.timeout,
+            "pool_pre_ping": True, "pool_recycle": 1800,
+        }
+        connect_args: dict[str, Any] = (
+            {"check_same_thread": False} if sqlite else {"connect_timeout": pool.connect_timeout}
+        )
+        self.engine: Engine = create_engine(url, connect_args=connect_args, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        if not check:
+            return
         try:
-            self.migrate()
+            schema.ensure(self.engine, upgrade_in_place=sqlite if upgrade is None else upgrade)
         except BaseException:
             self.engine.dispose()  # an index that cannot open holds no connection
             raise
-
-    def migrate(self) -> int:
-        """Bring the schema to SCHEMA_VERSION; returns the version found before."""
-        with self.engine.begin() as conn:
-            Base.metadata.create_all(
-                conn, tables=[Base.metadata.tables[SchemaVersion.__tablename__]]
-            )
-            found = conn.execute(select(SchemaVersion.version)).scalar()
-            current = found or 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the index is at schema version {current}, newer than this program's "
-                    f"{SCHEMA_VERSION}; upgrade Huiyin"
-                )
-            for step in MIGRATIONS[current:]:
-                step(conn)
-            if found is None:
-                conn.execute(insert(SchemaVersion).values(id=1, version=SCHEMA_VERSION))
-            elif current != SCHEMA_VERSION:
-                conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
-        return current
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from cache.audio import checksum
 from cache.files import FileStore
-from cache.index import Index, Phrase
+from cache.index import Index, Phrase, Pool
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
@@ -29,8 +29,11 @@ T = TypeVar("T")
 class Storage:
     """The index and the audio files, reached only off the event loop."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, pool: Pool | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self._pool = pool
         self.files = FileStore(data_dir / "audio")
         self._database_url = database_url or f"sqlite:///{data_dir / 'index.sqlite3'}"
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
@@ -43,7 +46,7 @@ class Storage:
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
         await self.run(self.files.create)
-        self._index = await self.write(lambda: Index(self._database_url))
+        self._index = await self.write(lambda: Index(self._database_url, pool=self._pool))
 
     async def close(self) -> None:
         """Land the writes behind, close the index and stop the threads."""
@@ -55,6 +58,11 @@ class Storage:
         loop = asyncio.get_running_loop()
         for pool in (self._writer, self._io):
             await loop.run_in_executor(None, pool.shutdown)
+
+    @property
+    def database_url(self) -> str:
+        """The index's SQLAlchemy URL."""
+        return self._database_url
 
     @property
     def ready(self) -> bool:

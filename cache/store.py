@@ -22,7 +22,7 @@ from cache.check import CheckReport, check
 from cache.files import FileStore
 from cache.flight import Generation, GenerationStream
 from cache.hotset import HotSet
-from cache.index import Index, Phrase
+from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
 from cache.maintenance import Maintenance, Stats, Usage
@@ -50,9 +50,10 @@ class PromptStore:
 
     def __init__(
         self, data_dir: Path, synthesizer: Synthesizer | None, *, database_url: str | None = None,
+        database_pool: Pool | None = None,
         max_bytes: int = 0, hot_bytes: int = 64 << 20, maintenance_interval: float = 5.0,
     ) -> None:
-        self._storage = Storage(data_dir, database_url)
+        self._storage = Storage(data_dir, database_url, database_pool)
         self._synthesizer = synthesizer
         self._stats = Stats(max_bytes=max_bytes)
         self._encodings = Encodings(self._storage, HotSet(hot_bytes), self._stats)
@@ -89,6 +90,11 @@ class PromptStore:
     def data_dir(self) -> Path:
         """The store's folder."""
         return self._storage.data_dir
+
+    @property
+    def database_url(self) -> str:
+        """The index's SQLAlchemy URL."""
+        return self._storage.database_url
 
     @property
     def files(self) -> FileStore:

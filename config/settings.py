@@ -53,7 +53,22 @@ class Settings:
     )
     database_url: str | None = field(
         default=None,
-        metadata=_doc("SQLAlchemy URL of the phrase index; unset uses SQLite in data_dir."),
+        metadata=_doc("SQLAlchemy URL of the phrase index: unset uses SQLite in data_dir; "
+                      "`postgresql+psycopg://user@host/db` for an index several replicas "
+                      "share (password from PGPASSWORD or ~/.pgpass, not the URL)."),
+    )
+    database_pool_size: int = field(
+        default=5, metadata=_doc("Connections kept open to a PostgreSQL index (SQLite: unused)."),
+    )
+    database_max_overflow: int = field(
+        default=5,
+        metadata=_doc("Connections opened beyond database_pool_size under load, then closed."),
+    )
+    database_pool_timeout: float = field(
+        default=10.0, metadata=_doc("Seconds to wait for a free database connection."),
+    )
+    database_connect_timeout: int = field(
+        default=5, metadata=_doc("Seconds to wait for the database server to answer a connect."),
     )
     cache_max_bytes: int = field(
         default=2 << 30,

@@ -69,11 +69,13 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
     import asyncio
 
     from cache.store import PromptStore
+    from gateway.services import database_pool
 
     settings = _settings(args)
 
     async def run() -> int:
-        store = PromptStore(settings.data_dir, None, database_url=settings.database_url)
+        store = PromptStore(settings.data_dir, None, database_url=settings.database_url,
+                            database_pool=database_pool(settings))
         await store.open()
         try:
             report = await store.check(fix=args.fix, grace=args.grace)
@@ -96,6 +98,38 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
         return 0 if report.clean or report.fixed else 1
 
     return asyncio.run(run())
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from cache import schema
+    from cache.index import Index
+    from gateway.services import database_pool
+
+    settings = _settings(args)
+    url = settings.database_url or f"sqlite:///{settings.data_dir / 'index.sqlite3'}"
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.db_command == "upgrade":
+            index = Index(url, pool=database_pool(settings), upgrade=False, check=False)
+            try:
+                before = schema.upgrade(index.engine)
+            finally:
+                index.close()
+            print(f"index schema: {before.current or 'empty'} -> {before.head}"
+                  if not before.up_to_date else f"index schema: {before.head}, up to date")
+            return 0
+        index = Index(url, pool=database_pool(settings), upgrade=False, check=False)
+        try:
+            with index.engine.connect() as connection:
+                found = schema.revision(connection)
+        finally:
+            index.close()
+        print(f"index schema: {found.current or 'empty'}; this program: {found.head}")
+        return 0 if found.up_to_date else 1
+    except schema.SchemaError as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -297,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave files younger than this many seconds (a running gateway "
                             "may be writing them); default 60")
     check.set_defaults(func=_cmd_cache_check)
+
+    db = sub.add_parser("db", help="the index's schema (Alembic migrations)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser(
+        "upgrade", help="migrate the index to this program's schema (before starting replicas)"
+    ).set_defaults(func=_cmd_db)
+    db_sub.add_parser(
+        "revision", help="print the index's schema revision (exit 1 when behind)"
+    ).set_defaults(func=_cmd_db)
 
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

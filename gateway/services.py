@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from cache.index import Pool
 from cache.keys import SpeechRequest
 from cache.store import PromptStore
 from cache.warm import Warmer
@@ -17,6 +18,14 @@ from gateway.logs import note
 from synth.engine import Engine
 from synth.voices import Observer, Timing, Voices
 from synth.worker import SynthesisWorker
+
+
+def database_pool(settings: Settings) -> Pool:
+    """The index's connection pool, from the settings."""
+    return Pool(size=settings.database_pool_size, overflow=settings.database_max_overflow,
+                timeout=settings.database_pool_timeout,
+                connect_timeout=settings.database_connect_timeout)
+
 
 EngineLoader = Callable[[Settings], Sequence[Engine]]
 
@@ -63,7 +72,7 @@ async def open_services(
     voices.observers.extend([note_timing, *observers])
     store = PromptStore(
         settings.data_dir, voices, database_url=settings.database_url,
-        max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
+        database_pool=database_pool(settings), max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
     )
     await store.open()
     warmer = Warmer(store, lambda spec: phrase_request(voices, spec))

@@ -1,0 +1,1 @@
+"""The index's schema, as Alembic migrations (`huiyin db upgrade`; see cache/schema.py)."""
