@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from cache.index import Index
 from cache.store import PromptStore
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
+from tests.servers import Postgres, postgres_available
 from tests.support import REPO, CountingSynthesizer
 
 __all__ = ["REPO"]  # for the test modules that import it from here
@@ -53,10 +55,38 @@ def synth(engine: FastSpeech2Engine) -> CountingSynthesizer:
     return CountingSynthesizer(engine)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the session (from Debian's package; `make test` installs it)."""
+    why = postgres_available()
+    if why is not None:
+        pytest.fail(why)  # a store suite that silently ran on SQLite alone would claim too much
+    server = Postgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """Each store test runs twice: on SQLite in its data folder, and on a fresh PostgreSQL
+    database, migrated as `huiyin db upgrade` would."""
+    if request.param == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres").database()
+    Index(url, upgrade=True).close()
+    return url
+
+
 @pytest.fixture
-async def store(tmp_path: Path, synth: CountingSynthesizer) -> AsyncIterator[PromptStore]:
-    """An open store in tmp_path in front of the counting engine, no background maintenance."""
-    opened = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+async def store(
+    tmp_path: Path, synth: CountingSynthesizer, database_url: str | None
+) -> AsyncIterator[PromptStore]:
+    """An open store in tmp_path in front of the counting engine, no background maintenance,
+    on each index the store supports."""
+    opened = PromptStore(tmp_path / "data", synth, database_url=database_url,
+                         maintenance_interval=3600)
     await opened.open()
     yield opened
     await opened.close()

@@ -67,14 +67,15 @@ async def test_hits_after_a_warm_up_count_and_keep_a_phrase_from_eviction(
     assert store.stats().hits == hits_before + 50
     await store.audio(req(C), "wav")
     await store.close()
+    url = store.database_url
 
     # A budget one phrase short: the least recently used unpinned phrase must go.
-    probe = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+    probe = PromptStore(tmp_path / "data", synth, database_url=url, maintenance_interval=3600)
     await probe.open()
     total = probe.stats().bytes
     await probe.close()
-    budgeted = PromptStore(tmp_path / "data", synth, maintenance_interval=3600,
-                           max_bytes=total - 1)
+    budgeted = PromptStore(tmp_path / "data", synth, database_url=url,
+                           maintenance_interval=3600, max_bytes=total - 1)
     await budgeted.open()
     try:
         assert await budgeted.evict() == 1
@@ -181,7 +182,7 @@ async def test_a_damaged_master_resynthesized_keeps_pin_name_and_variants(
     await store.name(first.key, phrase_id="welcome", tags=["greeting"])
     master = store.files.path(f"{first.key}.wav")
     await asyncio.to_thread(master.write_bytes, b"broken")
-    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600)
+    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
     await store.close()
     await fresh.open()
     try:
@@ -303,7 +304,7 @@ async def test_a_stored_phrase_not_in_memory_streams_whole(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     await store.get_or_synthesize(req(A))
-    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600)
+    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
     await store.close()
     await fresh.open()
     try:

@@ -35,7 +35,7 @@ async def test_a_phrase_repaired_while_the_check_ran_is_not_removed(
     await asyncio.to_thread(master.write_bytes, b"damaged")
     stale = await store.check(grace=0)  # what a scan saw
     assert stale.corrupt == [first.key]
-    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600)
+    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
     await store.close()
     await fresh.open()
     try:
@@ -100,7 +100,7 @@ async def test_a_phrase_id_names_one_phrase(store: PromptStore, synth: CountingS
     assert current is not None and current.key == new.key
     was = await store.get_phrase(old.key)
     assert was is not None and was.phrase_id is None and not was.pinned
-    fresh = PromptStore(store.data_dir, synth, maintenance_interval=3600)
+    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
     await store.close()
     await fresh.open()
     try:

@@ -134,13 +134,15 @@ async def test_a_warm_up_whose_write_fails_reports_it(
 
 
 async def test_closing_the_store_lands_every_write(
-    tmp_path: Path, synth: CountingSynthesizer
+    tmp_path: Path, synth: CountingSynthesizer, database_url: str | None
 ) -> None:
-    store = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+    store = PromptStore(tmp_path / "data", synth, database_url=database_url,
+                        maintenance_interval=3600)
     await store.open()
     keys = [(await store.get_or_synthesize(req(f"请按{d}。"))).key for d in "一二三"]
     await store.close()
-    reopened = PromptStore(tmp_path / "data", synth, maintenance_interval=3600)
+    reopened = PromptStore(tmp_path / "data", synth, database_url=store.database_url,
+                           maintenance_interval=3600)
     await reopened.open()
     try:
         for key in keys:

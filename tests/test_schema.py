@@ -1,0 +1,140 @@
+"""The index's schema is Alembic's: a new index is at the head revision, an index from
+before Alembic is adopted with its rows, a newer revision is refused, a database server's
+index is only checked at startup, and the tables the code queries match the migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from cache import schema
+from cache.index import Base, Index, Phrase, now
+from tests.servers import Postgres
+from tests.support import REPO
+
+
+def url_in(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'index.sqlite3'}"
+
+
+def phrase(key: str) -> Phrase:
+    stamp = now()
+    return Phrase(key, "您好。", "fastspeech2", "v1", "baker", "neutral", 1.0, 1.0, 1.0, 1.2,
+                  24000, 100, "0" * 16, 0.1, stamp, stamp, 0, False, None, ())
+
+
+def test_a_new_index_is_at_the_head_revision(tmp_path: Path) -> None:
+    index = Index(url_in(tmp_path))
+    try:
+        with index.engine.connect() as connection:
+            found = schema.revision(connection)
+            assert found.up_to_date and found.current == schema.head()
+        # Opening again changes nothing.
+        index.put_phrase(phrase("a" * 32))
+    finally:
+        index.close()
+    again = Index(url_in(tmp_path))
+    try:
+        assert again.get("a" * 32) is not None
+    finally:
+        again.close()
+
+
+def test_the_tables_the_code_queries_match_the_migrations(tmp_path: Path) -> None:
+    index = Index(url_in(tmp_path))
+    try:
+        with index.engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert diff == [], diff
+    finally:
+        index.close()
+
+
+def test_an_index_from_before_alembic_is_adopted_with_its_rows(tmp_path: Path) -> None:
+    engine = create_engine(url_in(tmp_path))
+    with engine.begin() as connection:
+        Base.metadata.create_all(connection)  # the tables as the first release made them
+        connection.execute(text("CREATE TABLE huiyin_schema (id INTEGER PRIMARY KEY, version INTEGER)"))
+        connection.execute(text("INSERT INTO huiyin_schema VALUES (1, 1)"))
+    engine.dispose()
+    legacy = Index(url_in(tmp_path), check=False)
+    legacy.put_phrase(phrase("b" * 32))
+    legacy.close()
+    index = Index(url_in(tmp_path))
+    try:
+        assert index.get("b" * 32) is not None
+        with index.engine.connect() as connection:
+            assert schema.revision(connection).up_to_date
+            assert not inspect(connection).has_table("huiyin_schema")
+    finally:
+        index.close()
+
+
+def test_a_newer_revision_is_refused_and_left_alone(tmp_path: Path) -> None:
+    Index(url_in(tmp_path)).close()
+    engine = create_engine(url_in(tmp_path))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    engine.dispose()
+    with pytest.raises(schema.SchemaError, match="newer than this program knows"):
+        Index(url_in(tmp_path))
+    engine = create_engine(url_in(tmp_path))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "ffff"
+    engine.dispose()
+
+
+def test_an_index_that_is_only_checked_names_the_command_to_run(tmp_path: Path) -> None:
+    with pytest.raises(schema.SchemaError, match="run `huiyin db upgrade`"):
+        Index(url_in(tmp_path), upgrade=False)
+
+
+def test_the_db_commands_upgrade_and_report(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+
+    def huiyin(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(settings),
+                               "db", *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
+
+    behind = huiyin("revision")
+    assert behind.returncode == 1 and "index schema: empty" in behind.stdout
+    upgraded = huiyin("upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"empty -> {schema.head()}" in upgraded.stdout
+    again = huiyin("upgrade")
+    assert again.returncode == 0 and "up to date" in again.stdout
+    current = huiyin("revision")
+    assert current.returncode == 0 and f"index schema: {schema.head()}" in current.stdout
+
+
+def test_a_postgresql_index_is_checked_at_startup_and_upgraded_by_the_command(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    url = postgres.database()
+    with pytest.raises(schema.SchemaError, match="run `huiyin db upgrade`"):
+        Index(url)  # replicas never migrate a shared database on their own
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"data_dir: {tmp_path / 'data'}\ndatabase_url: {url}\n", encoding="utf-8")
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--config", str(settings), "db", "upgrade"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "127.0.0.1" not in upgraded.stdout + upgraded.stderr  # the URL is not echoed
+    index = Index(url)
+    try:
+        index.put_phrase(phrase("c" * 32))
+        assert index.get("c" * 32) is not None
+        with index.engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert diff == [], diff
+    finally:
+        index.close()
