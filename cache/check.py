@@ -69,14 +69,12 @@ def _scan(storage: Storage, busy: set[str], grace: float) -> CheckReport:
         if data is None or len(data) != v.size or checksum(data) != v.checksum:
             report.bad_variants.append(v.file)
     cutoff = time.time() - grace
-    for path, stored_name in files.walk():
-        if stored_name is not None and (stored_name in known or stored_name in busy):
+    for stored in files.walk():
+        if stored.name is not None and (stored.name in known or stored.name in busy):
             continue
-        if path.stat().st_mtime > cutoff:
+        if stored.modified > cutoff:
             continue
-        (report.orphans if stored_name is not None else report.temp_files).append(
-            str(path.relative_to(files.root))
-        )
+        (report.orphans if stored.name is not None else report.temp_files).append(stored.location)
     return report
 
 
@@ -101,18 +99,16 @@ def _recheck(storage: Storage, report: CheckReport, grace: float) -> CheckReport
             now.bad_variants.append(name)
     cutoff = time.time() - grace
     for rel in report.orphans + report.temp_files:
-        path = files.root / rel
-        try:
-            if path.stat().st_mtime > cutoff:
-                continue
-        except FileNotFoundError:
+        modified = files.modified(rel)
+        if modified is None or modified > cutoff:
             continue
-        parsed = FileStore.parse(path.name)
+        name = rel.rsplit("/", 1)[-1]
+        parsed = FileStore.parse(name)
         if parsed is None:
             now.temp_files.append(rel)
             continue
         key, fmt, rate = parsed
-        if path.name in storage.writing:
+        if name in storage.writing:
             continue
         known = index.get(key) if fmt is None or rate is None else index.variant(key, fmt, rate)
         if known is None:
@@ -149,11 +145,11 @@ async def check(
             forget_variant(v.key, v.format, v.rate)
 
     def unlink() -> None:
-        for rel in todo.bad_variants:
-            storage.files.path(rel).unlink(missing_ok=True)
+        for name in todo.bad_variants:
+            storage.files.delete(name)
         for rel in todo.orphans + todo.temp_files:
-            if (storage.files.root / rel).name not in storage.writing:
-                (storage.files.root / rel).unlink(missing_ok=True)
+            if rel.rsplit("/", 1)[-1] not in storage.writing:
+                storage.files.remove(rel)
 
     await storage.run(unlink)
     report.fixed = True

@@ -1,4 +1,9 @@
-"""Content-addressed files under the data folder, sharded ab/cd/<key>...; writes are atomic."""
+"""Content-addressed files under the data folder, sharded ab/cd/<key>...; writes are atomic.
+
+`FileStore` is one of two audio stores with the same methods (the other is the bucket of
+cache/objects.py): names are made here, never taken from a request, and the integrity check
+sees either through `walk`, `modified` and `remove`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cache.keys import is_key
 
@@ -38,8 +45,72 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One object an audio store holds: where it is, its store name (None: not one the store
+    made, as a temp file), and when it was last written (epoch seconds)."""
+
+    location: str
+    name: str | None
+    modified: float
+
+
+def store_name(name: str) -> str | None:
+    """The name when it is one the store makes, else None."""
+    return name if _NAME.fullmatch(name) and not name.startswith(TEMP_PREFIX) else None
+
+
+class AudioStore(Protocol):
+    """Where the store keeps audio: the local folder (FileStore) or a bucket (ObjectStore).
+    Every method blocks; names are the store's own (`FileStore.phrase_name`, …)."""
+
+    remote: bool  # a bucket elsewhere (its outage leaves the gateway ready) or this disk
+
+    def create(self) -> None:
+        """Make it ready to use."""
+        ...
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write an object whole (atomically)."""
+        ...
+
+    def read(self, name: str) -> bytes | None:
+        """An object's bytes, or None when it is missing."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove an object if present."""
+        ...
+
+    def walk(self) -> Iterator[Stored]:
+        """Every object held, foreign and temporary ones included."""
+        ...
+
+    def modified(self, location: str) -> float | None:
+        """When the object at a location from `walk` was written; None when it is gone."""
+        ...
+
+    def remove(self, location: str) -> None:
+        """Remove the object at a location from `walk`."""
+        ...
+
+    def writable(self) -> bool:
+        """Whether new audio can be written."""
+        ...
+
+    def describe(self) -> str:
+        """Where the audio is, without secrets."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds."""
+        ...
+
+
 class FileStore:
     """Reads and writes the store's audio files; knows nothing of the index."""
+
+    remote = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -96,10 +167,47 @@ class FileStore:
         """Remove a file if present."""
         self.path(name).unlink(missing_ok=True)
 
-    def walk(self) -> Iterator[tuple[Path, str | None]]:
-        """Every file under the shards: (path, store name or None for foreign/temp files)."""
+    def walk(self) -> Iterator[Stored]:
+        """Every file under the shards, temp and foreign files included."""
         for shard in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]")):
             for path in sorted(shard.iterdir()):
-                if path.is_file():
-                    name = path.name
-                    yield path, (name if _NAME.fullmatch(name) and not name.startswith(TEMP_PREFIX) else None)
+                try:
+                    if path.is_file():
+                        yield Stored(str(path.relative_to(self.root)), store_name(path.name),
+                                     path.stat().st_mtime)
+                except FileNotFoundError:
+                    continue  # removed while listed
+
+    def modified(self, location: str) -> float | None:
+        """When the object at a location (from `walk`) was written; None when it is gone."""
+        try:
+            return (self.root / self._location(location)).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def remove(self, location: str) -> None:
+        """Remove the object at a location from `walk`, if it is still there."""
+        (self.root / self._location(location)).unlink(missing_ok=True)
+
+    @staticmethod
+    def _location(location: str) -> str:
+        parts = location.split("/")
+        if len(parts) != 3 or not all(re.fullmatch(r"[0-9a-f]{2}", p) for p in parts[:2]) \
+                or parts[2] in ("", ".", ".."):
+            raise ValueError(f"not a location in the store: {location!r}")
+        return location
+
+    def writable(self) -> bool:
+        """Whether new audio can be written: a temp file can be made (blocking)."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".ready-"):
+                return True
+        except OSError:
+            return False
+
+    def describe(self) -> str:
+        """Where the audio is, for logs and /readyz (no secret)."""
+        return "local folder"
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cache.audio import checksum
-from cache.files import FileStore
+from cache.files import AudioStore, FileStore
 from cache.index import Index, Phrase, Pool
 
 log = logging.getLogger("huiyin.cache")
@@ -30,11 +30,12 @@ class Storage:
     """The index and the audio files, reached only off the event loop."""
 
     def __init__(
-        self, data_dir: Path, database_url: str | None = None, pool: Pool | None = None
+        self, data_dir: Path, database_url: str | None = None, pool: Pool | None = None,
+        audio: AudioStore | None = None,
     ) -> None:
         self.data_dir = data_dir
         self._pool = pool
-        self.files = FileStore(data_dir / "audio")
+        self.files: AudioStore = audio if audio is not None else FileStore(data_dir / "audio")
         self._database_url = database_url or f"sqlite:///{data_dir / 'index.sqlite3'}"
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-io")
@@ -42,6 +43,7 @@ class Storage:
         # File names written but maybe not yet in the index: the integrity check spares them.
         self.writing: set[str] = set()
         self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
+        self._closed = False
 
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
@@ -49,12 +51,16 @@ class Storage:
         self._index = await self.write(lambda: Index(self._database_url, pool=self._pool))
 
     async def close(self) -> None:
-        """Land the writes behind, close the index and stop the threads."""
+        """Land the writes behind, close the index and stop the threads (once)."""
+        if self._closed:
+            return
+        self._closed = True
         await self.settled()
         if self._index is not None:
             index = self._index
             await self.write(index.close)
             self._index = None
+        await self.run(self.files.close)
         loop = asyncio.get_running_loop()
         for pool in (self._writer, self._io):
             await loop.run_in_executor(None, pool.shutdown)

@@ -19,7 +19,7 @@ from typing import Any
 
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
-from cache.files import FileStore
+from cache.files import AudioStore
 from cache.flight import Generation, GenerationStream
 from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
@@ -50,10 +50,10 @@ class PromptStore:
 
     def __init__(
         self, data_dir: Path, synthesizer: Synthesizer | None, *, database_url: str | None = None,
-        database_pool: Pool | None = None,
+        database_pool: Pool | None = None, audio: AudioStore | None = None,
         max_bytes: int = 0, hot_bytes: int = 64 << 20, maintenance_interval: float = 5.0,
     ) -> None:
-        self._storage = Storage(data_dir, database_url, database_pool)
+        self._storage = Storage(data_dir, database_url, database_pool, audio)
         self._synthesizer = synthesizer
         self._stats = Stats(max_bytes=max_bytes)
         self._encodings = Encodings(self._storage, HotSet(hot_bytes), self._stats)
@@ -97,8 +97,8 @@ class PromptStore:
         return self._storage.database_url
 
     @property
-    def files(self) -> FileStore:
-        """The audio files."""
+    def files(self) -> AudioStore:
+        """The audio files (a folder or a bucket)."""
         return self._storage.files
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -69,6 +70,25 @@ class Settings:
     )
     database_connect_timeout: int = field(
         default=5, metadata=_doc("Seconds to wait for the database server to answer a connect."),
+    )
+    audio_store: str | None = field(
+        default=None,
+        metadata=_doc("Where the audio is: unset keeps it in data_dir/audio; "
+                      "`s3://bucket/prefix` puts it in an S3-compatible bucket (credentials "
+                      "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."),
+    )
+    s3_endpoint_url: str | None = field(
+        default=None,
+        metadata=_doc("The S3 endpoint (MinIO, Ceph, SeaweedFS, OSS, COS); unset is AWS."),
+    )
+    s3_region: str | None = field(default=None, metadata=_doc("The bucket's region."))
+    s3_timeout: float = field(
+        default=10.0, metadata=_doc("Seconds to wait for the bucket to connect or answer."),
+    )
+    local_cache_bytes: int = field(
+        default=1 << 30,
+        metadata=_doc("Bytes of audio from the bucket kept in data_dir/bucket-cache, so "
+                      "hits need no bucket call (0: none)."),
     )
     cache_max_bytes: int = field(
         default=2 << 30,
@@ -303,6 +323,19 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
     for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age"):
         if values.get(name) is not None and values[name] < 0:
             raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
+    for name in ("database_pool_size", "database_connect_timeout"):
+        if values.get(name) is not None and values[name] < 1:
+            raise ConfigError(f"{source}: setting '{name}' must be at least 1")
+    for name in ("database_max_overflow", "local_cache_bytes"):
+        if values.get(name) is not None and values[name] < 0:
+            raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
+    for name in ("database_pool_timeout", "s3_timeout"):
+        if values.get(name) is not None and values[name] <= 0:
+            raise ConfigError(f"{source}: setting '{name}' must be positive")
+    store = values.get("audio_store")
+    if store is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", store):
+        raise ConfigError(f"{source}: setting 'audio_store' must be s3://bucket[/prefix] "
+                          "(a lower-case bucket name) or unset for the local folder")
     if values.get("max_text_length") is not None and values["max_text_length"] < 1:
         raise ConfigError(f"{source}: setting 'max_text_length' must be at least 1")
     level = values.get("log_level")

@@ -69,13 +69,13 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
     import asyncio
 
     from cache.store import PromptStore
-    from gateway.services import database_pool
+    from gateway.services import audio_store, database_pool
 
     settings = _settings(args)
 
     async def run() -> int:
         store = PromptStore(settings.data_dir, None, database_url=settings.database_url,
-                            database_pool=database_pool(settings))
+                            database_pool=database_pool(settings), audio=audio_store(settings))
         await store.open()
         try:
             report = await store.check(fix=args.fix, grace=args.grace)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -171,25 +169,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _writable(path: str) -> bool:
-    try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".ready-"):
-            return True
-    except OSError:
-        return False
-
-
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: every engine loaded and the store writable."""
     if request.app.get(VOICES) is None:
         raise Unavailable("the voice is still loading", retry_after=2)
     store = request.app[STORE]
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, _writable, os.fspath(store.files.root)):
+    writable = await loop.run_in_executor(None, store.files.writable)
+    if not writable and not store.files.remote:
         raise Unavailable("the store is not writable", retry_after=10)
-    # A backend that is down leaves the gateway ready: stored prompts and fallbacks play.
+    # A backend or a bucket that is down leaves the gateway ready: stored prompts play, and
+    # misses are synthesized (by a fallback voice; stored once the bucket is back).
     backends = {b["backend"]: b["state"] for b in request.app[VOICES].backends()}
-    return web.json_response({"status": "ready", **({"backends": backends} if backends else {})})
+    audio = {"audio_store": "up" if writable else "unreachable"} if store.files.remote else {}
+    return web.json_response({"status": "ready", **({"backends": backends} if backends else {}),
+                              **audio})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from cache.files import AudioStore
 from cache.index import Pool
 from cache.keys import SpeechRequest
 from cache.store import PromptStore
@@ -18,6 +19,17 @@ from gateway.logs import note
 from synth.engine import Engine
 from synth.voices import Observer, Timing, Voices
 from synth.worker import SynthesisWorker
+
+
+def audio_store(settings: Settings) -> AudioStore | None:
+    """The bucket the settings name (None: the local folder)."""
+    if settings.audio_store is None:
+        return None
+    from cache.objects import Bucket, ObjectStore  # boto3 loads only when a bucket is used
+
+    bucket = Bucket.parse(settings.audio_store, endpoint_url=settings.s3_endpoint_url,
+                          region=settings.s3_region, timeout=settings.s3_timeout)
+    return ObjectStore(bucket, settings.data_dir / "bucket-cache", settings.local_cache_bytes)
 
 
 def database_pool(settings: Settings) -> Pool:
@@ -72,7 +84,9 @@ async def open_services(
     voices.observers.extend([note_timing, *observers])
     store = PromptStore(
         settings.data_dir, voices, database_url=settings.database_url,
-        database_pool=database_pool(settings), max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
+        database_pool=database_pool(settings),
+        audio=await loop.run_in_executor(None, audio_store, settings),  # boto3 reads files
+        max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
     )
     await store.open()
     warmer = Warmer(store, lambda spec: phrase_request(voices, spec))
