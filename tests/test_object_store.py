@@ -1,0 +1,187 @@
+"""Audio in an S3-compatible bucket (a real SeaweedFS) and the index on a real PostgreSQL:
+two stores on one database and one bucket are one cache, the local read-through cache keeps
+to its budget, the integrity check reconciles the index with the bucket, and a bucket that
+goes down costs no hit and no half-written row."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from cache.files import FileStore
+from cache.index import Index
+from cache.keys import SpeechRequest
+from cache.objects import Bucket, ObjectStore
+from cache.store import PromptStore
+from tests.servers import Postgres, SeaweedFS
+from tests.support import CountingSynthesizer
+
+TEXTS = ["您好，欢迎致电。", "查询余额请按一。", "人工服务请按零。"]
+_buckets = itertools.count(1)
+
+
+def req(text: str) -> SpeechRequest:
+    return SpeechRequest.create(text, engine="fastspeech2", voice="baker")
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+
+
+@pytest.fixture(scope="module")
+def weed() -> Iterator[SeaweedFS]:
+    server = SeaweedFS()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+Opener = Callable[..., Awaitable[PromptStore]]
+
+
+@pytest.fixture
+async def open_store(
+    tmp_path: Path, postgres: Postgres, weed: SeaweedFS, synth: CountingSynthesizer
+) -> AsyncIterator[Opener]:
+    """Opens stores ("replicas") on one PostgreSQL database and one bucket, each with its
+    own data folder (and so its own local cache)."""
+    url = await asyncio.to_thread(postgres.database)
+    await asyncio.to_thread(lambda: Index(url, upgrade=True).close())
+    bucket = Bucket(f"huiyin-test-{next(_buckets)}", "audio/", endpoint_url=weed.endpoint,
+                    region="us-east-1", timeout=3)
+    opened: list[PromptStore] = []
+    count = itertools.count()
+
+    async def opener(cache_bytes: int = 1 << 30, server: SeaweedFS | None = None) -> PromptStore:
+        where = bucket if server is None else Bucket(bucket.bucket, bucket.prefix,
+                                                     endpoint_url=server.endpoint,
+                                                     region="us-east-1", timeout=3)
+        data = tmp_path / f"replica-{next(count)}"
+        audio = await asyncio.to_thread(ObjectStore, where, data / "bucket-cache", cache_bytes)
+        store = PromptStore(data, synth, database_url=url, maintenance_interval=3600,
+                            audio=audio)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        await store.close()
+
+
+def objects(store: PromptStore) -> list[str]:
+    """The object keys in the store's bucket (read with a client of the test's own)."""
+    audio = store.files
+    assert isinstance(audio, ObjectStore)
+    client = boto3.session.Session().client("s3", endpoint_url=audio.bucket.endpoint_url,
+                                            region_name="us-east-1")
+    try:
+        page = client.list_objects_v2(Bucket=audio.bucket.bucket)
+        return sorted(item["Key"] for item in page.get("Contents", ()))
+    finally:
+        client.close()
+
+
+async def test_two_stores_on_one_database_and_bucket_are_one_cache(
+    open_store: Opener, synth: CountingSynthesizer
+) -> None:
+    a = await open_store()
+    made = await a.audio(req(TEXTS[0]), "ulaw")
+    await a.settled()
+    key = made.key
+    listed = await asyncio.to_thread(objects, a)
+    assert listed == sorted([f"audio/{key[:2]}/{key[2:4]}/{key}.wav",
+                             f"audio/{key[:2]}/{key[2:4]}/{key}-ulaw-8000.ulaw"])
+    b = await open_store()  # another replica: a cold local cache
+    heard = await b.audio(req(TEXTS[0]), "ulaw")
+    assert heard.cached and heard.data == made.data and synth.calls == 1
+    wav = await b.get_or_synthesize(req(TEXTS[0]))
+    assert wav.cached and synth.calls == 1
+    assert (await b.check(grace=0)).clean
+
+
+async def test_the_local_cache_keeps_to_its_budget_and_reads_through(
+    open_store: Opener, synth: CountingSynthesizer
+) -> None:
+    a = await open_store()
+    stored = [await a.get_or_synthesize(req(t)) for t in TEXTS]
+    await a.settled()
+    budget = max(s.phrase.bytes for s in stored) + 1000  # room for one master
+    b = await open_store(cache_bytes=budget)
+    for s in stored:
+        audio = await b.by_key(s.key, "wav")
+        assert audio is not None and audio.checksum == s.phrase.checksum
+    files = b.files
+    assert isinstance(files, ObjectStore)
+    assert 0 < files.local.held <= budget
+    assert synth.calls == len(TEXTS)
+
+
+async def test_the_check_reconciles_the_index_with_the_bucket(open_store: Opener) -> None:
+    store = await open_store(cache_bytes=0)  # every read goes to the bucket
+    kept = await store.get_or_synthesize(req(TEXTS[0]))
+    lost = await store.get_or_synthesize(req(TEXTS[1]))
+    await store.settled()
+    files = store.files
+    await asyncio.to_thread(files.delete, FileStore.phrase_name(lost.key))
+    await asyncio.to_thread(files.write, FileStore.phrase_name("0" * 32), b"stray")
+    report = await store.check(grace=0)
+    assert report.missing == [lost.key] and len(report.orphans) == 1
+    assert (await store.check(fix=True, grace=0)).fixed
+    after = await store.check(grace=0)
+    assert after.clean and after.phrases == 1
+    assert await store.get_phrase(kept.key) is not None
+
+
+async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
+    open_store: Opener, synth: CountingSynthesizer
+) -> None:
+    own = await asyncio.to_thread(SeaweedFS)  # this test stops its own server
+    try:
+        a = await open_store(server=own)
+        first = await a.get_or_synthesize(req(TEXTS[0]))
+        await a.settled()
+        b = await open_store(server=own)  # a replica that has heard the prompt
+        assert (await b.get_or_synthesize(req(TEXTS[0]))).cached
+        await asyncio.to_thread(own.stop)
+        # Hits: from memory, and from the local cache on a replica that restarts.
+        assert (await a.get_or_synthesize(req(TEXTS[0]))).cached
+        bucket = Bucket(first_bucket(a), "audio/", endpoint_url=own.endpoint,
+                        region="us-east-1", timeout=1)
+        audio = await asyncio.to_thread(ObjectStore, bucket, b.data_dir / "bucket-cache", 1 << 30)
+        c = PromptStore(b.data_dir, synth, database_url=b.database_url,
+                        maintenance_interval=3600, audio=audio)
+        await b.close()
+        await c.open()
+        try:
+            heard = await c.by_key(first.key, "wav")
+            assert heard is not None and heard.checksum == first.phrase.checksum
+            # A miss is synthesized and answered, but not indexed while the bucket is down.
+            miss = await c.get_or_synthesize(req(TEXTS[1]))
+            assert not miss.cached and miss.phrase.bytes > 0
+            await c.settled()
+            assert await c.get_phrase(miss.key) is None
+            await asyncio.to_thread(own.start)
+            again = await c.get_or_synthesize(req(TEXTS[1]))
+            assert not again.cached  # synthesized again, and stored this time
+            await c.settled()
+            assert await c.get_phrase(again.key) is not None
+            assert (await c.check(grace=0)).clean
+        finally:
+            await c.close()
+    finally:
+        await asyncio.to_thread(own.close)
+
+
+def first_bucket(store: PromptStore) -> str:
+    files = store.files
+    assert isinstance(files, ObjectStore)
+    return files.bucket.bucket
