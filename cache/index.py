@@ -34,8 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import NullPool
 
 from cache import schema
+from cache.leases import Leases
 
 
 class Base(DeclarativeBase):
@@ -190,6 +192,10 @@ class Index:
         self.engine: Engine = create_engine(url, connect_args=connect_args, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        # Leases hold a connection each while a key is synthesized: their own, unpooled, so
+        # misses in flight never starve the index's pool (cache/leases.py).
+        self.leases = Leases(self.engine if sqlite else create_engine(
+            url, connect_args=connect_args, poolclass=NullPool))
         if not check:
             return
         try:
@@ -199,7 +205,8 @@ class Index:
             raise
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Give the leases back and release the connections."""
+        self.leases.close()
         self.engine.dispose()
 
     # reads

@@ -25,6 +25,10 @@ from cache.index import Index, Phrase, Pool
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
 
+# Waiting for another replica's synthesis: how often to look, and for how long at most.
+_LEASE_POLL = 0.05
+_PATIENCE = 60.0
+
 
 class Storage:
     """The index and the audio files, reached only off the event loop."""
@@ -44,6 +48,7 @@ class Storage:
         self.writing: set[str] = set()
         self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
         self._closed = False
+        self._releasing: set[asyncio.Future[None]] = set()  # leases being given back
 
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
@@ -56,6 +61,8 @@ class Storage:
             return
         self._closed = True
         await self.settled()
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
         if self._index is not None:
             index = self._index
             await self.write(index.close)
@@ -124,6 +131,51 @@ class Storage:
             return await self.write(put_row)
         finally:
             self.writing.discard(name)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes use this index (leases make single flight span them)."""
+        return self.index.leases.shared
+
+    async def lease(self, key: str) -> tuple[Phrase, bytes] | None:
+        """Hold the key's lease so that this process synthesizes it (None), or the phrase
+        another process stored while this one waited. A holder that stays past `_PATIENCE`
+        is given up on: this process synthesizes too, rather than never."""
+        leases = self.index.leases
+        waited = 0.0
+        while True:
+            if await self.run(lambda: leases.try_take(key)):
+                found = await self.load_good(key)  # stored while the lease was taken?
+                if found is not None:
+                    await self.release(key)
+                return found
+            await asyncio.sleep(_LEASE_POLL)  # the holder's row, or its lease, will come
+            waited += _LEASE_POLL
+            found = await self.load_good(key)
+            if found is not None:
+                return found
+            if waited >= _PATIENCE:
+                log.warning("phrase %s… is held by another replica past %.0f s; "
+                            "synthesizing it here too", key[:8], _PATIENCE)
+                return None
+
+    async def release(self, key: str) -> None:
+        """Give a key's lease back."""
+        leases = self.index.leases
+        if leases.shared:
+            await self.run(lambda: leases.release(key))
+
+    def release_after(self, key: str, saved: asyncio.Future[Any] | None) -> None:
+        """Give a key's lease back once its phrase is written (now, when it is already)."""
+        def landed(_: object) -> None:
+            task = asyncio.ensure_future(self.release(key))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+        if saved is None:
+            landed(None)
+        else:
+            saved.add_done_callback(landed)
 
     def persist(self, name: str, data: bytes, put_row: Callable[[], T]) -> asyncio.Future[T]:
         """Write behind: the file (atomic), then its row, queued on the writer thread now;

@@ -262,8 +262,16 @@ class PromptStore:
     async def _generate(
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
     ) -> None:
+        leased = False
         try:
             row, data = await self._storage.lookup(key)
+            if (row is None or data is None) and self._storage.shared:
+                # Another replica may be making it: one synthesis across them.
+                found = await self._storage.lease(key)
+                if found is not None:
+                    row, data = found
+                else:
+                    leased = True
             if row is not None and data is not None:
                 self._keeper.hold(row, data)
                 generation.end()
@@ -289,6 +297,9 @@ class PromptStore:
                 replacing=row is not None,
             )
             generation.finish(stored)
+            if leased:  # kept until its row is in the index, where the others look
+                leased = False
+                self._storage.release_after(key, stored.saved)
         except asyncio.CancelledError:
             generation.stop()
             raise
@@ -298,6 +309,8 @@ class PromptStore:
             generation.fail(exc)
         finally:
             self._drop(key, generation)
+            if leased:
+                await asyncio.shield(self._storage.release(key))
 
     # encoded variants
 
