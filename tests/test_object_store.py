@@ -19,7 +19,7 @@ from cache.keys import SpeechRequest
 from cache.objects import Bucket, ObjectStore
 from cache.store import PromptStore
 from tests.servers import Postgres, SeaweedFS
-from tests.support import CountingSynthesizer
+from tests.support import CountingSynthesizer, until
 
 TEXTS = ["您好，欢迎致电。", "查询余额请按一。", "人工服务请按零。"]
 _buckets = itertools.count(1)
@@ -185,3 +185,47 @@ def first_bucket(store: PromptStore) -> str:
     files = store.files
     assert isinstance(files, ObjectStore)
     return files.bucket.bucket
+
+
+async def test_concurrent_misses_on_two_replicas_make_one_synthesis(
+    open_store: Opener, synth: CountingSynthesizer
+) -> None:
+    a, b = await open_store(), await open_store()
+    answers = await asyncio.gather(*[
+        (a if i % 2 else b).audio(req(TEXTS[2]), "wav") for i in range(20)
+    ])
+    assert synth.calls == 1
+    assert len({answer.checksum for answer in answers}) == 1
+    assert (await a.check(grace=0)).clean
+
+
+async def test_a_replica_that_dies_holding_a_lease_does_not_block_the_key(
+    open_store: Opener, synth: CountingSynthesizer, postgres: Postgres
+) -> None:
+    import psycopg
+
+    from cache.leases import lock_id
+
+    b = await open_store()
+    key = await b.key_for(req(TEXTS[1]))
+    holder = await asyncio.to_thread(
+        psycopg.connect, b.database_url.replace("postgresql+psycopg", "postgresql"),
+        autocommit=True)
+    await asyncio.to_thread(holder.execute, "SELECT pg_advisory_lock(%s)", (lock_id(key),))
+    leases = b.index.leases
+    refused = {"n": 0}
+    real_take = leases.try_take
+
+    def take(wanted: str) -> bool:
+        got = real_take(wanted)
+        refused["n"] += not got
+        return got
+
+    leases.try_take = take  # type: ignore[method-assign]
+    waiting = asyncio.create_task(b.get_or_synthesize(req(TEXTS[1])))
+    await until(lambda: refused["n"] >= 2, what="the replica waiting on the other's lease")
+    assert synth.calls == 0 and not waiting.done()
+    await asyncio.to_thread(holder.close)  # the holder's session ends, as when it is killed
+    stored = await waiting
+    assert not stored.cached and synth.calls == 1
+
