@@ -1,0 +1,127 @@
+"""Two `huiyin serve` processes on one PostgreSQL index and one SeaweedFS bucket behave as
+one cache: one synthesis for concurrent misses split between them, a prompt made on one is
+a hit on the other, and killing one mid-synthesis leaves the other answering and the index
+agreeing with the bucket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from tests.servers import Postgres, SeaweedFS
+from tests.support import REPO, serve_process, until_sync
+
+pytestmark = pytest.mark.out_of_process  # the gateways run in their own processes
+
+
+@pytest.fixture(scope="module")
+def weed() -> Iterator[SeaweedFS]:
+    server = SeaweedFS()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def shared(postgres: Postgres, weed: SeaweedFS, tmp_path: Path) -> dict[str, str]:
+    """What both replicas are given: one database (migrated first) and one bucket."""
+    env = {
+        "HUIYIN_DATABASE_URL": postgres.database(), "HUIYIN_AUDIO_STORE": "s3://huiyin-replicas/audio",
+        "HUIYIN_S3_ENDPOINT_URL": weed.endpoint, "HUIYIN_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "HUIYIN_LOG_LEVEL": "warning",
+    }
+    upgraded = huiyin(env, tmp_path / "migrate", "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    return env
+
+
+def huiyin(env: dict[str, str], data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *argv], cwd=REPO,
+                          env={**os.environ, **env, "HUIYIN_DATA_DIR": str(data)},
+                          capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def replica(shared: dict[str, str], data: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    with serve_process({**shared, "HUIYIN_DATA_DIR": str(data)}, timeout=120,
+                       log=data.parent / f"{data.name}.log") as served:
+        yield served
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def syntheses(base: str) -> int:
+    _, _, body = get(f"{base}/metrics")
+    match = re.search(r"^huiyin_synth_total (\d+(?:\.\d+)?)$", body.decode(), re.MULTILINE)
+    assert match is not None
+    return int(float(match.group(1)))
+
+
+def tts(base: str, text: str) -> str:
+    return f"{base}/tts.wav?text={quote(text)}"
+
+
+def test_two_replicas_are_one_cache(shared: dict[str, str], tmp_path: Path) -> None:
+    with replica(shared, tmp_path / "a") as (a, _), replica(shared, tmp_path / "b") as (b, _):
+        text = "您好，这里是客户服务中心，请问有什么可以帮您？"
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda i: get(tts(a if i % 2 else b, text)), range(20)))
+        assert all(status == 200 for status, _, _ in answers)
+        assert len({body for _, _, body in answers}) == 1
+        assert syntheses(a) + syntheses(b) == 1
+        made = get(tts(a, "查询余额请按一。"))
+        assert made[0] == 200 and made[1]["X-Cache"] == "MISS"
+        heard = get(tts(b, "查询余额请按一。"))
+        assert heard[0] == 200 and heard[1]["X-Cache"] == "HIT" and heard[2] == made[2]
+
+
+def test_a_replica_killed_mid_synthesis_leaves_the_other_answering(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    text = "您的订单已发货，预计三到五个工作日送达，如需查询物流信息，请按一，返回上一级菜单请按星号键。"
+    url = shared["HUIYIN_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with replica(shared, tmp_path / "b") as (b, _):
+        with replica(shared, tmp_path / "a") as (a, proc_a):
+            def ask() -> None:
+                with contextlib.suppress(OSError):  # A dies before it answers
+                    get(tts(a, text))
+
+            asked = threading.Thread(target=ask, daemon=True)
+            asked.start()
+
+            def leased() -> bool:  # A holds the key's lease: its synthesis is under way
+                with psycopg.connect(url) as connection:
+                    row = connection.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+                    return bool(row and row[0] > 0)
+
+            until_sync(leased, 60, interval=0.02, what="replica A's lease on the key")
+            os.kill(proc_a.pid, signal.SIGKILL)
+            proc_a.wait(30)
+        status, headers, body = get(tts(b, text))
+        assert status == 200 and body[:4] == b"RIFF" and headers["X-Cache"] == "MISS"
+    checked = huiyin(shared, tmp_path / "b", "cache", "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "index and files agree" in checked.stdout
