@@ -45,6 +45,10 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+class AudioStoreError(OSError):
+    """An audio store could not be reached or refused a call (the message names no secret)."""
+
+
 @dataclass(frozen=True)
 class Stored:
     """One object an audio store holds: where it is, its store name (None: not one the store

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cache.index import now
-from cache.storage import Storage
+from cache.storage import Storage, StoreUnavailableError
 
 log = logging.getLogger("huiyin.cache")
 
@@ -110,7 +110,11 @@ class Maintenance:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except StoreUnavailableError:
+            log.warning("the usage counted since the last flush is lost: the phrase index "
+                        "cannot be reached")
 
     async def flush(self) -> None:
         """Write pending usage to the index in one batch."""

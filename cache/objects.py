@@ -23,13 +23,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cache.files import FileStore, Stored, store_name
+from cache.files import AudioStoreError, FileStore, Stored, store_name
 
 log = logging.getLogger("huiyin.cache")
-
-
-class AudioStoreError(OSError):
-    """The bucket could not be reached or refused a call (the message names no secret)."""
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,18 @@ a name, usage, a delete) finds the row, and readers that must see it wait for it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+
 from cache.audio import checksum
-from cache.files import AudioStore, FileStore
+from cache.files import AudioStore, AudioStoreError, FileStore
 from cache.index import Index, Phrase, Pool
 
 log = logging.getLogger("huiyin.cache")
@@ -28,6 +32,23 @@ T = TypeVar("T")
 # Waiting for another replica's synthesis: how often to look, and for how long at most.
 _LEASE_POLL = 0.05
 _PATIENCE = 60.0
+
+
+class StoreUnavailableError(RuntimeError):
+    """The index's database or the audio bucket cannot be reached now (a 503: retry)."""
+
+    retry_after = 5
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """The database's and the bucket's outages as one error that names neither's address."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, SQLAlchemyTimeoutError):
+        raise StoreUnavailableError("the phrase index cannot be reached") from None
+    except AudioStoreError as exc:
+        raise StoreUnavailableError(str(exc)) from None
 
 
 class Storage:
@@ -91,11 +112,13 @@ class Storage:
 
     async def write(self, fn: Callable[[], T]) -> T:
         """Run an index write on the single writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        with _reachable():
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a read or file operation on the I/O pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn)
+        with _reachable():
+            return await asyncio.get_running_loop().run_in_executor(self._io, fn)
 
     async def read(self, fn: Callable[[], T]) -> T:
         """Run an index read on the I/O pool once the writes behind have landed."""

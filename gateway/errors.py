@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import (
     PayloadEncodingError,
 )
 
+from cache.storage import StoreUnavailableError
 from synth.codecs import UnknownFormatError, UnsupportedRateError
 from synth.engine import InvalidInputError, SynthesisError, UpstreamError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
@@ -116,6 +117,10 @@ def _describe(
         log.warning("upstream failed: %s", exc)
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return exc.status, exc.code, str(exc), None, retry
+    except StoreUnavailableError as exc:
+        log.warning("store unavailable: %s", exc)
+        return (503, "store_unavailable", f"{exc}; retry later", None,
+                {"Retry-After": str(exc.retry_after)})
     except QueueFullError as exc:
         return (503, "busy", "the synthesizer queue is full; retry later", None,
                 {"Retry-After": str(exc.retry_after)})
