@@ -17,6 +17,7 @@ from cache.index import now
 from cache.storage import Storage, StoreUnavailableError
 
 log = logging.getLogger("huiyin.cache")
+_EVICTION = "eviction"  # the lease one replica at a time holds while it evicts
 
 
 @dataclass
@@ -144,6 +145,16 @@ class Maintenance:
         excess = self._stats.bytes - self.max_bytes
         if excess <= 0:
             return 0
+        # Replicas on one index evict one at a time; the others see the result in the index.
+        leases = self._storage.index.leases
+        if not await self._storage.run(lambda: leases.try_take(_EVICTION)):
+            return 0
+        try:
+            return await self._evict(excess)
+        finally:
+            await self._storage.release(_EVICTION)
+
+    async def _evict(self, excess: int) -> int:
         index = self._storage.index
         candidates = await self._storage.run(lambda: index.eviction_candidates(10_000))
         chosen: list[str] = []
@@ -171,6 +182,8 @@ class Maintenance:
             try:
                 await self.flush()
                 await self.evict()
+                if self._storage.shared:  # other replicas write to the index too
+                    await self.refresh_totals()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -29,7 +29,7 @@ from cache.maintenance import Maintenance, Stats, Usage
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
-from cache.variants import Encodings
+from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
 from synth.engine import Pcm, SynthesisError, UpstreamError
 from synth.worker import Priority, Urgency
@@ -153,7 +153,8 @@ class PromptStore:
     async def named(self, phrase_id: str, *, count: bool = True) -> Phrase | None:
         """The current phrase of a phrase id (the newest pinned one); `count` records it as
         a listener's hit."""
-        key = self._rows.named(phrase_id)
+        # On a shared index another replica may have moved the name: the index decides.
+        key = None if self._storage.shared else self._rows.named(phrase_id)
         if key is None:
             index = self.index
             row = await self._storage.read(lambda: index.named(phrase_id))
@@ -334,7 +335,11 @@ class PromptStore:
             if hot is not None:
                 return hot
         stored = await self.get_or_synthesize(request, priority=priority)
-        variant = await self.variant(stored.phrase, fmt, rate)
+        try:
+            variant = await self.variant(stored.phrase, fmt, rate)
+        except PhraseGoneError:  # evicted by another replica just now: made again
+            stored = await self.get_or_synthesize(request, priority=priority)
+            variant = await self.variant(stored.phrase, fmt, rate)
         if not stored.cached or stored.fallback is not None:
             return dataclasses.replace(variant, cached=stored.cached, fallback=stored.fallback)
         return variant
@@ -349,7 +354,14 @@ class PromptStore:
     ) -> Audio:
         """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored
         (with `durable`, once it is written)."""
-        return await self._encodings.get(phrase, fmt, rate, durable=durable)
+        try:
+            return await self._encodings.get(phrase, fmt, rate, durable=durable)
+        except MissingAudioError:
+            self._forget(phrase.key)  # memory was behind the index (another replica)
+            current = await self.phrase(phrase.key, count=False)
+            if current is None:
+                raise PhraseGoneError(phrase.key) from None
+            return await self._encodings.get(current, fmt, rate, durable=durable)
 
     # naming, deleting, searching
 

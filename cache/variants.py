@@ -19,6 +19,14 @@ from synth.engine import SynthesisError
 log = logging.getLogger("huiyin.cache")
 
 
+class MissingAudioError(SynthesisError):
+    """A phrase held in memory has no audio file any more (another replica evicted it)."""
+
+
+class PhraseGoneError(LookupError):
+    """The phrase is no longer stored (a 404): it was evicted or deleted meanwhile."""
+
+
 class Encodings:
     """Every phrase's encodings: from the hot set, from their files, or encoded now."""
 
@@ -92,7 +100,7 @@ class Encodings:
                 return held.data
             data = files.read(master_name)
             if data is None or checksum(data) != phrase.checksum:
-                raise SynthesisError("the phrase's audio file is missing")
+                raise MissingAudioError("the phrase's audio file is missing")
             return data
 
         if held is None:

@@ -17,6 +17,7 @@ from aiohttp.http_exceptions import (
 )
 
 from cache.storage import StoreUnavailableError
+from cache.variants import PhraseGoneError
 from synth.codecs import UnknownFormatError, UnsupportedRateError
 from synth.engine import InvalidInputError, SynthesisError, UpstreamError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
@@ -117,6 +118,8 @@ def _describe(
         log.warning("upstream failed: %s", exc)
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return exc.status, exc.code, str(exc), None, retry
+    except PhraseGoneError:
+        return 404, "not_found", "the phrase is no longer stored", None, None
     except StoreUnavailableError as exc:
         log.warning("store unavailable: %s", exc)
         return (503, "store_unavailable", f"{exc}; retry later", None,

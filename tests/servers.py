@@ -162,11 +162,13 @@ class SeaweedFS:
             config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
         )
 
-        def up() -> bool:
+        def up() -> bool:  # answers, and takes a write: its volume server has joined
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"weed exited: {self.log.read_text(errors='replace')[-2000:]}")
             try:
-                client.list_buckets()
+                if not any(b["Name"] == "probe" for b in client.list_buckets()["Buckets"]):
+                    client.create_bucket(Bucket="probe")
+                client.put_object(Bucket="probe", Key="probe", Body=b"probe")
             except Exception:
                 return False
             return True

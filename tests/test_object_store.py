@@ -229,3 +229,29 @@ async def test_a_replica_that_dies_holding_a_lease_does_not_block_the_key(
     stored = await waiting
     assert not stored.cached and synth.calls == 1
 
+
+
+async def test_names_and_evictions_on_one_replica_hold_on_the_other(
+    open_store: Opener, synth: CountingSynthesizer
+) -> None:
+    a, b = await open_store(), await open_store()
+    old = await a.get_or_synthesize(req(TEXTS[0]))
+    assert await a.name(old.key, phrase_id="welcome")
+    seen = await b.named("welcome")
+    assert seen is not None and seen.key == old.key
+    new = await a.get_or_synthesize(req(TEXTS[1]))
+    assert await a.name(new.key, phrase_id="welcome")  # the name moves on A
+    moved = await b.named("welcome")
+    assert moved is not None and moved.key == new.key
+    # B holds a phrase in memory that A then deletes: B makes it again, never a 500.
+    gone = await b.get_or_synthesize(req(TEXTS[2]))
+    await b.settled()
+    assert await a.delete(gone.key)
+    # As when B's hot set and local cache have let its audio go, while the row stays:
+    b._encodings.forget(gone.key)
+    files = b.files
+    assert isinstance(files, ObjectStore)
+    await asyncio.to_thread(files.local.drop, FileStore.phrase_name(gone.key))
+    calls = synth.calls
+    again = await b.audio(req(TEXTS[2]), "ulaw")
+    assert again.rate == 8000 and synth.calls == calls + 1
