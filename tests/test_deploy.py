@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import yaml
 
-from config import load_settings
+from config import Settings, load_settings
 from tests.support import REPO, free_port, serve_process, until_sync
 
 
@@ -28,14 +28,71 @@ def compose(*args: str) -> subprocess.CompletedProcess[str]:
 def test_compose_file_validates_with_and_without_the_edge_profile() -> None:
     assert compose("config", "-q").returncode == 0
     edge = compose("--profile", "edge", "config", "--services")
-    assert edge.returncode == 0 and sorted(edge.stdout.split()) == ["edge", "huiyin"]
+    assert edge.returncode == 0 and {"edge", "huiyin"} <= set(edge.stdout.split())
     resolved = yaml.safe_load(compose("config").stdout)
     assert resolved["services"]["edge"]["profiles"] == ["edge"]
-    assert "profiles" not in resolved["services"]["huiyin"]
+    # `docker compose up` alone starts the gateway only: every other service has a profile.
+    assert [n for n, svc in resolved["services"].items() if "profiles" not in svc] == ["huiyin"]
     gateway = resolved["services"]["huiyin"]
     assert "huiyin-data:/data:rw" in gateway["volumes"]  # the store lives on a named volume
     assert any(v.endswith(":/etc/nginx/templates/default.conf.template:ro")
                for v in resolved["services"]["edge"]["volumes"])
+
+
+def test_the_cluster_profile_is_two_replicas_on_one_index_and_one_bucket() -> None:
+    listed = compose("--profile", "cluster", "config", "--services")
+    assert listed.returncode == 0, listed.stderr
+    assert {"postgres", "minio", "migrate", "replica-a", "replica-b", "cluster-edge"} <= set(
+        listed.stdout.split())
+    resolved = yaml.safe_load(compose("--profile", "cluster", "config").stdout)["services"]
+    migrate = resolved["migrate"]
+    assert migrate["command"] == ["db", "upgrade"]  # after the image's `huiyin` entrypoint
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("replica-a", "replica-b"):
+        replica = resolved[name]
+        assert replica["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert "replicas" in replica["networks"]["default"]["aliases"]
+        env = replica["environment"]
+        # Both or neither: an index shared without the bucket would name files elsewhere.
+        assert env["HUIYIN_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["HUIYIN_AUDIO_STORE"].startswith("s3://")
+        # Every HUIYIN_* it sets is a real setting with a valid value (unknown ones stop startup).
+        settings = load_settings(environ={k: v for k, v in env.items()
+                                          if k.startswith("HUIYIN_") and k != "HUIYIN_CONFIG"})
+        assert settings.audio_store == "s3://huiyin/audio"
+        assert settings.s3_endpoint_url == "http://minio:9000"
+    assert resolved["cluster-edge"]["environment"]["UPSTREAM"] == "replicas:8080"
+
+
+CHART = REPO / "deploy" / "helm" / "huiyin"
+
+
+def test_the_helm_chart_refers_only_to_values_and_settings_that_exist() -> None:
+    # helm itself is in no registry this machine reaches, so the chart is checked here
+    # statically: its files parse, every .Values path it uses is in values.yaml, and every
+    # HUIYIN_* variable it sets is a setting Huiyin knows.
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["apiVersion"] == "v2" and chart["name"] == "huiyin"
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    templates = {p.name: p.read_text(encoding="utf-8") for p in (CHART / "templates").iterdir()}
+    assert {"deployment.yaml", "service.yaml", "pdb.yaml", "configmap.yaml",
+            "migrate-job.yaml"} <= set(templates)
+    for name, text in templates.items():
+        for path in re.findall(r"\.Values((?:\.[A-Za-z]\w*)+)", text):
+            node: object = values
+            for part in path.strip(".").split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: .Values{path}"
+                node = node[part]
+    deployment = templates["deployment.yaml"]
+    assert "path: /readyz" in deployment and "path: /healthz" in deployment
+    assert '"helm.sh/hook": pre-install,pre-upgrade' in templates["migrate-job.yaml"]
+    assert 'args: ["db", "upgrade"]' in templates["migrate-job.yaml"]
+    names = set(re.findall(r"name: (HUIYIN_\w+)", templates["_helpers.tpl"]))
+    assert {"HUIYIN_DATABASE_URL", "HUIYIN_AUDIO_STORE", "HUIYIN_S3_ENDPOINT_URL"} <= names
+    known = {f"HUIYIN_{f.upper()}" for f in Settings.__dataclass_fields__} | {"HUIYIN_CONFIG"}
+    assert names <= known, names - known
+    settings_keys = set(values["settings"])
+    assert settings_keys <= set(Settings.__dataclass_fields__), settings_keys
 
 
 def dockerfile_runtime() -> tuple[list[str], dict[str, str]]:
