@@ -121,6 +121,7 @@ class ObjectStore:
 
     def __init__(self, bucket: Bucket, cache_dir: Path, cache_bytes: int) -> None:
         self.bucket = bucket
+        self.cache_dir, self.cache_bytes = cache_dir, cache_bytes
         self.local = LocalCache(cache_dir, cache_bytes)
         self._client = boto3.session.Session().client(
             "s3", endpoint_url=bucket.endpoint_url, region_name=bucket.region,

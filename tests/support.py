@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cache.keys import SpeechRequest
 from synth.compat import timeout as time_limit
@@ -148,3 +149,18 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def same_store(store: Any, synth: Any, **options: Any) -> Any:
+    """A new (unopened) PromptStore on the same data folder, index and audio as `store`, as
+    after a restart."""
+    from cache.objects import ObjectStore
+    from cache.store import PromptStore
+
+    audio = None
+    if isinstance(store.files, ObjectStore):
+        old = store.files
+        audio = await asyncio.to_thread(ObjectStore, old.bucket, old.cache_dir, old.cache_bytes)
+    options.setdefault("maintenance_interval", 3600)
+    return PromptStore(store.data_dir, synth, database_url=store.database_url, audio=audio,
+                       **options)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import boto3
@@ -35,27 +35,18 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
 
 
-@pytest.fixture(scope="module")
-def weed() -> Iterator[SeaweedFS]:
-    server = SeaweedFS()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 Opener = Callable[..., Awaitable[PromptStore]]
 
 
 @pytest.fixture
 async def open_store(
-    tmp_path: Path, postgres: Postgres, weed: SeaweedFS, synth: CountingSynthesizer
+    tmp_path: Path, postgres: Postgres, seaweed: SeaweedFS, synth: CountingSynthesizer
 ) -> AsyncIterator[Opener]:
     """Opens stores ("replicas") on one PostgreSQL database and one bucket, each with its
     own data folder (and so its own local cache)."""
     url = await asyncio.to_thread(postgres.database)
     await asyncio.to_thread(lambda: Index(url, upgrade=True).close())
-    bucket = Bucket(f"huiyin-test-{next(_buckets)}", "audio/", endpoint_url=weed.endpoint,
+    bucket = Bucket(f"huiyin-test-{next(_buckets)}", "audio/", endpoint_url=seaweed.endpoint,
                     region="us-east-1", timeout=3)
     opened: list[PromptStore] = []
     count = itertools.count()

@@ -24,7 +24,7 @@ from gateway import create_app
 from gateway.state import STORE, VOICES, WARMER
 from synth import codecs
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import CountingSynthesizer, until
+from tests.support import CountingSynthesizer, same_store, until
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -67,15 +67,13 @@ async def test_hits_after_a_warm_up_count_and_keep_a_phrase_from_eviction(
     assert store.stats().hits == hits_before + 50
     await store.audio(req(C), "wav")
     await store.close()
-    url = store.database_url
 
     # A budget one phrase short: the least recently used unpinned phrase must go.
-    probe = PromptStore(tmp_path / "data", synth, database_url=url, maintenance_interval=3600)
+    probe = await same_store(store, synth)
     await probe.open()
     total = probe.stats().bytes
     await probe.close()
-    budgeted = PromptStore(tmp_path / "data", synth, database_url=url,
-                           maintenance_interval=3600, max_bytes=total - 1)
+    budgeted = await same_store(store, synth, max_bytes=total - 1)
     await budgeted.open()
     try:
         assert await budgeted.evict() == 1
@@ -180,9 +178,8 @@ async def test_a_damaged_master_resynthesized_keeps_pin_name_and_variants(
 ) -> None:
     first = await store.audio(req(A), "ulaw")
     await store.name(first.key, phrase_id="welcome", tags=["greeting"])
-    master = store.files.path(f"{first.key}.wav")
-    await asyncio.to_thread(master.write_bytes, b"broken")
-    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
+    await asyncio.to_thread(store.files.write, f"{first.key}.wav", b"broken")
+    fresh = await same_store(store, synth)
     await store.close()
     await fresh.open()
     try:
@@ -304,7 +301,7 @@ async def test_a_stored_phrase_not_in_memory_streams_whole(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     await store.get_or_synthesize(req(A))
-    fresh = PromptStore(store.data_dir, synth, database_url=store.database_url, maintenance_interval=3600)
+    fresh = await same_store(store, synth)
     await store.close()
     await fresh.open()
     try:

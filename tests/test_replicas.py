@@ -28,21 +28,12 @@ from tests.support import REPO, serve_process, until_sync
 pytestmark = pytest.mark.out_of_process  # the gateways run in their own processes
 
 
-@pytest.fixture(scope="module")
-def weed() -> Iterator[SeaweedFS]:
-    server = SeaweedFS()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
-def shared(postgres: Postgres, weed: SeaweedFS, tmp_path: Path) -> dict[str, str]:
+def shared(postgres: Postgres, seaweed: SeaweedFS, tmp_path: Path) -> dict[str, str]:
     """What both replicas are given: one database (migrated first) and one bucket."""
     env = {
         "HUIYIN_DATABASE_URL": postgres.database(), "HUIYIN_AUDIO_STORE": "s3://huiyin-replicas/audio",
-        "HUIYIN_S3_ENDPOINT_URL": weed.endpoint, "HUIYIN_S3_REGION": "us-east-1",
+        "HUIYIN_S3_ENDPOINT_URL": seaweed.endpoint, "HUIYIN_S3_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
         "HUIYIN_LOG_LEVEL": "warning",
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from cache.store import PromptStore
 from cache.warm import Warmer
 from config.phrases import parse_phrases
 from synth.worker import Priority
-from tests.support import CountingSynthesizer, until
+from tests.support import CountingSynthesizer, same_store, until
 
 TEXT = "您好，欢迎致电客户服务中心。"
 
@@ -55,7 +54,7 @@ async def test_a_miss_is_answered_before_its_write_lands(
     assert not first.cached and first.saved is not None and not first.saved.done()
     await until(lambda: held.waiting == 1, what="the write on the writer thread")
     name = FileStore.phrase_name(first.key)
-    assert not await asyncio.to_thread(store.files.path(name).exists)
+    assert await asyncio.to_thread(store.files.read, name) is None
     # Hits, encodings and the prompt URL are answered from memory meanwhile.
     again = await store.get_or_synthesize(req())
     assert again.cached and synth.calls == 1
@@ -134,15 +133,11 @@ async def test_a_warm_up_whose_write_fails_reports_it(
 
 
 async def test_closing_the_store_lands_every_write(
-    tmp_path: Path, synth: CountingSynthesizer, database_url: str | None
+    store: PromptStore, synth: CountingSynthesizer
 ) -> None:
-    store = PromptStore(tmp_path / "data", synth, database_url=database_url,
-                        maintenance_interval=3600)
-    await store.open()
     keys = [(await store.get_or_synthesize(req(f"请按{d}。"))).key for d in "一二三"]
     await store.close()
-    reopened = PromptStore(tmp_path / "data", synth, database_url=store.database_url,
-                           maintenance_interval=3600)
+    reopened = await same_store(store, synth)
     await reopened.open()
     try:
         for key in keys:
