@@ -53,6 +53,7 @@ from bench.procs import (  # noqa: E402
     free_port,
     metric,
     on_sigterm,
+    percentile,
     wait_until,
 )
 
@@ -312,17 +313,6 @@ class Rig:
 
 
 # Figures
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) of values, linearly interpolated."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def spread(values_ms: Sequence[float]) -> str:

@@ -102,3 +102,14 @@ def metric(text: str, name: str, backend: str | None = None) -> float:
     labels = rf'\{{backend="{re.escape(backend)}"\}}' if backend else ""
     match = re.search(rf"^{re.escape(name)}{labels} ([0-9.e+\-]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of values, linearly interpolated."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
