@@ -152,6 +152,19 @@ def _variant(row: VariantRow | Row[Any]) -> Variant:
     return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
 
 
+class WarmJobRow(Base):
+    """A warm-up job's progress, as the replica running it last wrote it."""
+
+    __tablename__ = "warm_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[str] = mapped_column(Text)
+    updated: Mapped[float] = mapped_column(Float, index=True)
+
+
+_JOBS_KEPT = 200  # the newest warm-up jobs the index remembers
+_JOB_SILENCE = 60.0  # seconds without progress after which a running job is given up
+
 _PHRASE_BY_KEY = select(PhraseRow.__table__).where(PhraseRow.__table__.c.key == bindparam("key"))
 _VARIANT_BY_KEY = select(VariantRow.__table__).where(
     VariantRow.__table__.c.key == bindparam("key"),
@@ -318,6 +331,30 @@ class Index:
             stored = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
             assert stored is not None
             return _phrase(stored), existing.bytes
+
+    def put_warm_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
+        """Record a warm-up job's progress (the oldest beyond _JOBS_KEPT are dropped)."""
+        with Session(self.engine) as session, session.begin():
+            session.merge(WarmJobRow(id=job_id, state=state, updated=time.time(),
+                                     progress=json.dumps(progress, ensure_ascii=False)))
+            if state in ("done", "failed"):
+                keep = select(WarmJobRow.id).order_by(WarmJobRow.updated.desc()).limit(_JOBS_KEPT)
+                session.execute(delete(WarmJobRow).where(WarmJobRow.id.not_in(keep)))
+
+    def warm_job(self, job_id: str) -> dict[str, Any] | None:
+        """A warm-up job's last recorded progress."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(WarmJobRow.progress, WarmJobRow.updated).where(WarmJobRow.id == job_id)
+            ).first()
+        if row is None:
+            return None
+        progress = dict(json.loads(row[0]))
+        # A job whose replica stopped reporting (it died) is not running any more.
+        if progress.get("state") == "running" and time.time() - row[1] > _JOB_SILENCE:
+            progress.update(state="failed", error="its replica stopped reporting progress",
+                            eta_seconds=None)
+        return progress
 
     def put_variant(self, variant: Variant) -> None:
         """Insert or replace a variant row."""

@@ -414,6 +414,26 @@ class PromptStore:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""
         return await self._maintenance.evict()
 
+    async def record_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
+        """Write a warm-up job's progress where every replica can read it."""
+        index = self.index
+        await self._storage.write(lambda: index.put_warm_job(job_id, state, progress))
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        """A warm-up job's progress as last recorded by whichever replica runs it."""
+        index = self.index
+        return await self._storage.read(lambda: index.warm_job(job_id))
+
+    async def claim(self, name: str) -> bool:
+        """Take a named lease that one replica on a shared index holds at a time (always
+        True on SQLite); give it back with `unclaim`."""
+        leases = self.index.leases
+        return await self._storage.run(lambda: leases.try_take(f"claim:{name}"))
+
+    async def unclaim(self, name: str) -> None:
+        """Give a claimed lease back."""
+        await self._storage.release(f"claim:{name}")
+
     async def settled(self) -> None:
         """Wait until the phrases and encodings answered so far are written."""
         await self._storage.settled()

@@ -20,6 +20,7 @@ log = logging.getLogger("huiyin.warm")
 # Turns a phrase into a checked request; raises an exception whose text says what is wrong.
 RequestFactory = Callable[[PhraseSpec], SpeechRequest]
 Progress = Callable[["WarmJob"], None]
+_PUBLISH_EVERY = 1.0  # seconds between progress records in the index
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Warmer:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pins_lock = asyncio.Lock()
         self._latest_replace: str | None = None
+        self._published: dict[str, float] = {}  # job id -> when its progress was last recorded
 
     def get(self, job_id: str) -> WarmJob | None:
         """A job by id."""
@@ -108,6 +110,12 @@ class Warmer:
         job = self.start(phrases, replace_pins=replace_pins, progress=progress)
         await self._tasks[job.id]
         return job
+
+    async def wait(self, job_id: str) -> None:
+        """Until a job started here has ended (at once when it has)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop running jobs."""
@@ -168,8 +176,25 @@ class Warmer:
         if unpinned:
             log.info("unpinned %d phrases no longer in the phrase files", unpinned)
 
+    async def _publish(self, job: WarmJob, *, final: bool = False) -> None:
+        """Record progress in the index (at most once a second until the end), so that any
+        replica answers GET /admin/warm/{id}; a failure to record never stops the job."""
+        now = time.monotonic()
+        if not final and now - self._published.get(job.id, 0.0) < _PUBLISH_EVERY:
+            return
+        self._published[job.id] = now
+        try:
+            await self._store.record_job(job.id, job.state, job.as_dict())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("warm-up %s: progress not recorded (%s)", job.id[:8], type(exc).__name__)
+        if final:
+            self._published.pop(job.id, None)
+
     async def _run(self, job: WarmJob, phrases: list[PhraseSpec], progress: Progress | None) -> None:
         job.state, job.started = "running", time.time()
+        await self._publish(job, final=True)
         pending = iter(phrases)
 
         async def lane() -> None:
@@ -178,6 +203,7 @@ class Warmer:
                 job.done += 1
                 if progress is not None:
                     progress(job)
+                await self._publish(job)
 
         try:
             await asyncio.gather(*[lane() for _ in range(self._concurrency)])
@@ -192,5 +218,6 @@ class Warmer:
             job.state, job.error = "failed", str(exc)
         finally:
             job.finished = time.time()
+            await asyncio.shield(self._publish(job, final=True))
             log.info("warm-up %s: %d/%d phrases, %d synthesized, %d failed", job.id[:8],
                      job.done, job.total, job.synthesized, len(job.failed))

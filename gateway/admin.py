@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from functools import partial
 
 from aiohttp import web
@@ -98,10 +99,15 @@ async def warm(request: web.Request) -> web.Response:
 async def warm_status(request: web.Request) -> web.Response:
     """GET /admin/warm/{job_id}: state, totals, failures with reasons, ETA."""
     require_token(request)
-    job = request.app[WARMER].get(request.match_info["job_id"])
-    if job is None:
+    job_id = request.match_info["job_id"]
+    job = request.app[WARMER].get(job_id)
+    if job is not None:
+        return web.json_response(job.as_dict())
+    # Run by another replica on the same index, or finished before a restart.
+    recorded = await request.app[STORE].job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+    if recorded is None:
         raise NotFound("no such warm-up job", "job_id")
-    return web.json_response(job.as_dict())
+    return web.json_response(recorded)
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -22,11 +22,20 @@ from gateway.middleware import request_middleware
 from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
-from gateway.services import EngineLoader, open_services
+from gateway.services import EngineLoader, Services, open_services
 from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
 from synth.engine import Engine
 
 log = logging.getLogger("huiyin.gateway")
+
+# The startup warm-up of the configured phrases: one replica on a shared index runs it.
+_STARTUP_WARM_UP = "startup-warm-up"
+_UNCLAIMING: web.AppKey[asyncio.Task[None]] = web.AppKey("unclaiming", asyncio.Task)
+
+
+async def _unclaim_after(running: Services, job_id: str) -> None:
+    await running.warmer.wait(job_id)
+    await running.store.unclaim(_STARTUP_WARM_UP)
 
 
 def load_default_engines(settings: Settings) -> Sequence[Engine]:
@@ -61,12 +70,21 @@ def create_app(
                 # Served from the first second: the warm-up runs behind live requests.
                 loop = asyncio.get_running_loop()
                 phrases = await loop.run_in_executor(None, configured_phrases, app)
-                job = running.warmer.start(phrases, replace_pins=True)
-                log.info("warming %d configured phrases (job %s)", job.total, job.id)
+                # Replicas on one index: the one that claims it warms for all of them.
+                if await running.store.claim(_STARTUP_WARM_UP):
+                    job = running.warmer.start(phrases, replace_pins=True)
+                    log.info("warming %d configured phrases (job %s)", job.total, job.id)
+                    release = asyncio.create_task(_unclaim_after(running, job.id))
+                    app[_UNCLAIMING] = release
+                else:
+                    log.info("another replica is warming the configured phrases")
             log.info("ready: voices %s", ", ".join(
                 v["name"] for e in running.voices.describe()["engines"] for v in e["voices"]
             ))
             yield
+            if _UNCLAIMING in app:  # the lease goes with the index when it closes
+                app[_UNCLAIMING].cancel()
+                await asyncio.gather(app[_UNCLAIMING], return_exceptions=True)
 
     app.cleanup_ctx.append(services)
     add_routes(app)

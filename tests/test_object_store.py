@@ -246,3 +246,11 @@ async def test_names_and_evictions_on_one_replica_hold_on_the_other(
     calls = synth.calls
     again = await b.audio(req(TEXTS[2]), "ulaw")
     assert again.rate == 8000 and synth.calls == calls + 1
+
+
+async def test_one_replica_at_a_time_holds_a_claim(open_store: Opener) -> None:
+    a, b = await open_store(), await open_store()
+    assert await a.claim("startup-warm-up")
+    assert not await b.claim("startup-warm-up")
+    await a.unclaim("startup-warm-up")
+    assert await b.claim("startup-warm-up")

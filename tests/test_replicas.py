@@ -6,6 +6,7 @@ agreeing with the bucket."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from tests.servers import Postgres, SeaweedFS
 from tests.support import REPO, serve_process, until_sync
 
 pytestmark = pytest.mark.out_of_process  # the gateways run in their own processes
+TOKEN = "replicas-admin-token"
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def shared(postgres: Postgres, seaweed: SeaweedFS, tmp_path: Path) -> dict[str, 
         "HUIYIN_DATABASE_URL": postgres.database(), "HUIYIN_AUDIO_STORE": "s3://huiyin-replicas/audio",
         "HUIYIN_S3_ENDPOINT_URL": seaweed.endpoint, "HUIYIN_S3_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-        "HUIYIN_LOG_LEVEL": "warning",
+        "HUIYIN_LOG_LEVEL": "warning", "HUIYIN_ADMIN_TOKEN": TOKEN,
     }
     upgraded = huiyin(env, tmp_path / "migrate", "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
@@ -58,6 +60,15 @@ def replica(shared: dict[str, str], data: Path) -> Iterator[tuple[str, subproces
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
     try:
         with urllib.request.urlopen(url, timeout=120) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def get_with(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=60) as answer:
             return answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -116,3 +127,27 @@ def test_a_replica_killed_mid_synthesis_leaves_the_other_answering(
     checked = huiyin(shared, tmp_path / "b", "cache", "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "index and files agree" in checked.stdout
+
+
+def test_a_warm_up_on_one_replica_is_seen_and_heard_on_the_other(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    phrases = ["您好，欢迎致电。", "查询余额请按一。", "人工服务请按零。"]
+    body = "phrases:\n" + "".join(f"  - id: p{i}\n    text: {t}\n" for i, t in enumerate(phrases))
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/yaml"}
+    with replica(shared, tmp_path / "a") as (a, _), replica(shared, tmp_path / "b") as (b, _):
+        posted = urllib.request.Request(f"{a}/admin/warm", data=body.encode(), headers=auth,
+                                        method="POST")
+        with urllib.request.urlopen(posted, timeout=60) as answer:
+            job_id = json.loads(answer.read())["job_id"]
+
+        def done_on_b() -> bool:  # B answers for the job A runs (404 until A records it)
+            status, _, answer = get_with(f"{b}/admin/warm/{job_id}", auth)
+            assert status in (200, 404), answer
+            return status == 200 and json.loads(answer)["state"] == "done"
+
+        until_sync(done_on_b, 120, interval=0.1, what="the warm-up, as replica B sees it")
+        for text in phrases:
+            status, headers, _ = get(tts(b, text))
+            assert status == 200 and headers["X-Cache"] == "HIT"
+        assert syntheses(b) == 0 and syntheses(a) == len(phrases)
