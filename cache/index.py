@@ -162,6 +162,14 @@ class WarmJobRow(Base):
     updated: Mapped[float] = mapped_column(Float, index=True)
 
 
+class CounterRow(Base):
+    """One of the store's counters, summed over the replicas that share the index."""
+
+    __tablename__ = "store_counters"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
 _JOBS_KEPT = 200  # the newest warm-up jobs the index remembers
 _JOB_SILENCE = 60.0  # seconds without progress after which a running job is given up
 
@@ -340,6 +348,16 @@ class Index:
             if state in ("done", "failed"):
                 keep = select(WarmJobRow.id).order_by(WarmJobRow.updated.desc()).limit(_JOBS_KEPT)
                 session.execute(delete(WarmJobRow).where(WarmJobRow.id.not_in(keep)))
+
+    def add_counters(self, deltas: dict[str, float]) -> dict[str, float]:
+        """Add this replica's new counts to the shared counters; all of them after it."""
+        with self.engine.begin() as connection:
+            for name, delta in deltas.items():
+                if delta:
+                    connection.execute(update(CounterRow).where(CounterRow.name == name)
+                                       .values(value=CounterRow.value + delta))
+            rows = connection.execute(select(CounterRow.name, CounterRow.value)).all()
+        return {name: float(value) for name, value in rows}
 
     def warm_job(self, job_id: str) -> dict[str, Any] | None:
         """A warm-up job's last recorded progress."""

@@ -18,6 +18,7 @@ from cache.storage import Storage, StoreUnavailableError
 
 log = logging.getLogger("huiyin.cache")
 _EVICTION = "eviction"  # the lease one replica at a time holds while it evicts
+COUNTERS = ("hits", "misses", "evictions", "saved_seconds")  # summed over replicas
 
 
 @dataclass
@@ -100,6 +101,10 @@ class Maintenance:
         self._busy = busy
         self._forget = forget
         self._task: asyncio.Task[None] | None = None
+        # On a shared index: what this replica has added to the index's counters, and the
+        # counters of every replica as last read (None until then, and on SQLite).
+        self.reported: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
+        self.shared: dict[str, float] | None = None
 
     def start(self) -> None:
         """Run in the background."""
@@ -131,6 +136,24 @@ class Maintenance:
             except Exception:
                 self._usage.restore(batch)
                 raise
+        if self._storage.shared:
+            await self._share_counters()
+
+    async def _share_counters(self) -> None:
+        """Add what this replica counted since the last time to the index's counters, and
+        learn every replica's totals."""
+        counted = {name: float(getattr(self._stats, name)) for name in COUNTERS}
+        deltas = {name: counted[name] - self.reported[name] for name in COUNTERS}
+        index = self._storage.index
+        before, self.reported = self.reported, counted  # handed over: counted once, even if
+        try:                                           # the caller is cancelled meanwhile
+            self.shared = await asyncio.shield(
+                self._storage.write(lambda: index.add_counters(deltas)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.reported = before
+            raise
 
     async def refresh_totals(self) -> None:
         """Entries and bytes from the index."""

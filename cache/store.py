@@ -25,7 +25,7 @@ from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
-from cache.maintenance import Maintenance, Stats, Usage
+from cache.maintenance import COUNTERS, Maintenance, Stats, Usage
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
@@ -407,8 +407,21 @@ class PromptStore:
     # maintenance
 
     def stats(self) -> Stats:
-        """A snapshot of the counters."""
+        """A snapshot of this process's counters (the metrics: summed per replica)."""
         return Stats(**self._stats.__dict__)
+
+    def shared_stats(self) -> Stats:
+        """The counters of every replica on a shared index, this one's newest included (as
+        of the last usage flush); this process's own on SQLite."""
+        mine = self.stats()
+        shared, reported = self._maintenance.shared, self._maintenance.reported
+        if shared is None:
+            return mine
+        values = {n: shared.get(n, 0.0) + getattr(mine, n) - reported[n] for n in COUNTERS}
+        return dataclasses.replace(
+            mine, hits=int(values["hits"]), misses=int(values["misses"]),
+            evictions=int(values["evictions"]), saved_seconds=values["saved_seconds"],
+        )
 
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""

@@ -115,7 +115,7 @@ async def stats(request: web.Request) -> web.Response:
     require_token(request)
     voices = voices_of(request)
     return web.json_response({
-        "cache": request.app[STORE].stats().as_dict(),
+        "cache": request.app[STORE].shared_stats().as_dict(),  # every replica's
         "synthesis": [
             {"engine": w.engine.name, "queue_depth": w.queue_depth, "busy": w.busy,
              "completed": w.completed, "mean_seconds": round(w.mean_seconds, 4),

@@ -254,3 +254,21 @@ async def test_one_replica_at_a_time_holds_a_claim(open_store: Opener) -> None:
     assert not await b.claim("startup-warm-up")
     await a.unclaim("startup-warm-up")
     assert await b.claim("startup-warm-up")
+
+
+async def test_the_stats_are_every_replicas_counts(open_store: Opener) -> None:
+    a, b = await open_store(), await open_store()
+    made = await a.get_or_synthesize(req(TEXTS[0]))  # a miss on A
+    await a.settled()
+    for _ in range(3):
+        assert (await b.get_or_synthesize(req(TEXTS[0]))).cached  # hits on B
+    await a.flush_usage()
+    await b.flush_usage()
+    await a.flush_usage()  # A learns B's counts
+    for store in (a, b):
+        shared = store.shared_stats()
+        assert (shared.hits, shared.misses) == (3, 1), store.data_dir.name
+        assert shared.saved_seconds > 0
+    assert (a.stats().hits, b.stats().hits) == (0, 3)  # the metrics stay per replica
+    row = await b.get_phrase(made.key)
+    assert row is not None and row.hits == 3
