@@ -1,9 +1,9 @@
-"""The phrase index: SQLAlchemy 2 tables and blocking queries, on SQLite or PostgreSQL.
+"""The phrase index: blocking queries on SQLite or PostgreSQL (the tables: cache/tables.py).
 
 Every method blocks; the store runs writes on its single writer thread and reads on its
 I/O threads, never on the event loop. SQLite runs in WAL mode with a busy timeout;
 PostgreSQL (`postgresql+psycopg://…`) through a bounded pool. The schema is Alembic's
-(cache/schema.py); these tables mirror its head revision.
+(cache/schema.py).
 """
 
 from __future__ import annotations
@@ -15,12 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
     bindparam,
     case,
     create_engine,
@@ -32,56 +26,26 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, Row
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from cache import schema
 from cache.leases import Leases
+from cache.tables import (
+    AUDIO_COLUMNS,
+    Base,
+    CounterRow,
+    Phrase,
+    PhraseRow,
+    Variant,
+    VariantRow,
+    WarmJobRow,
+    phrase_of,
+    variant_of,
+)
 
-
-class Base(DeclarativeBase):
-    """Declarative base of the index tables."""
-
-
-class PhraseRow(Base):
-    """A synthesized phrase and its master WAV file."""
-
-    __tablename__ = "phrases"
-    key: Mapped[str] = mapped_column(String(32), primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
-    engine: Mapped[str] = mapped_column(String(64))
-    engine_version: Mapped[str] = mapped_column(String(128))
-    voice: Mapped[str] = mapped_column(String(64))
-    style: Mapped[str] = mapped_column(String(64))
-    speed: Mapped[float] = mapped_column(Float)
-    pitch: Mapped[float] = mapped_column(Float)
-    volume: Mapped[float] = mapped_column(Float)
-    duration: Mapped[float] = mapped_column(Float)
-    sample_rate: Mapped[int] = mapped_column(Integer)
-    bytes: Mapped[int] = mapped_column(Integer)
-    checksum: Mapped[str] = mapped_column(String(16))
-    synth_seconds: Mapped[float] = mapped_column(Float)
-    created: Mapped[float] = mapped_column(Float)
-    last_used: Mapped[float] = mapped_column(Float, index=True)
-    hits: Mapped[int] = mapped_column(Integer, default=0)
-    pinned: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    phrase_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
-    tags: Mapped[str] = mapped_column(Text, default="[]")
-
-
-class VariantRow(Base):
-    """An encoded form of a phrase (format and rate) and its file."""
-
-    __tablename__ = "variants"
-    key: Mapped[str] = mapped_column(
-        String(32), ForeignKey("phrases.key", ondelete="CASCADE"), primary_key=True
-    )
-    format: Mapped[str] = mapped_column(String(16), primary_key=True)
-    rate: Mapped[int] = mapped_column(Integer, primary_key=True)
-    file: Mapped[str] = mapped_column(String(128))
-    size: Mapped[int] = mapped_column(Integer)
-    checksum: Mapped[str] = mapped_column(String(16))
+__all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now"]
 
 
 @dataclass(frozen=True)
@@ -92,82 +56,6 @@ class Pool:
     overflow: int = 5
     timeout: float = 10.0  # seconds to wait for a free connection
     connect_timeout: int = 5  # seconds to reach the server
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """A phrase row as plain data."""
-
-    key: str
-    text: str
-    engine: str
-    engine_version: str
-    voice: str
-    style: str
-    speed: float
-    pitch: float
-    volume: float
-    duration: float
-    sample_rate: int
-    bytes: int
-    checksum: str
-    synth_seconds: float
-    created: float
-    last_used: float
-    hits: int
-    pinned: bool
-    phrase_id: str | None
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A variant row as plain data."""
-
-    key: str
-    format: str
-    rate: int
-    file: str
-    size: int
-    checksum: str
-
-
-def _phrase(row: PhraseRow | Row[Any]) -> Phrase:
-    return Phrase(
-        row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
-        row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
-        row.synth_seconds, row.created, row.last_used, row.hits, row.pinned, row.phrase_id,
-        tuple(json.loads(row.tags or "[]")),
-    )
-
-
-# What a new synthesis of an existing key replaces; the rest of the row is the phrase's own.
-_AUDIO_COLUMNS = (
-    "text", "engine", "engine_version", "voice", "style", "speed", "pitch", "volume",
-    "duration", "sample_rate", "bytes", "checksum", "synth_seconds",
-)
-
-
-def _variant(row: VariantRow | Row[Any]) -> Variant:
-    return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
-
-
-class WarmJobRow(Base):
-    """A warm-up job's progress, as the replica running it last wrote it."""
-
-    __tablename__ = "warm_jobs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16))
-    progress: Mapped[str] = mapped_column(Text)
-    updated: Mapped[float] = mapped_column(Float, index=True)
-
-
-class CounterRow(Base):
-    """One of the store's counters, summed over the replicas that share the index."""
-
-    __tablename__ = "store_counters"
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[float] = mapped_column(Float)
 
 
 _JOBS_KEPT = 200  # the newest warm-up jobs the index remembers
@@ -237,7 +125,7 @@ class Index:
         map costs four times the query)."""
         with self.engine.connect() as connection:
             row = connection.execute(_PHRASE_BY_KEY, {"key": key}).first()
-            return _phrase(row) if row is not None else None
+            return phrase_of(row) if row is not None else None
 
     def variant(self, key: str, fmt: str, rate: int) -> Variant | None:
         """The variant row, if encoded before."""
@@ -245,22 +133,22 @@ class Index:
             row = connection.execute(
                 _VARIANT_BY_KEY, {"key": key, "format": fmt, "rate": rate}
             ).first()
-            return _variant(row) if row is not None else None
+            return variant_of(row) if row is not None else None
 
     def variants(self, key: str) -> list[Variant]:
         """Every variant of a phrase."""
         with Session(self.engine) as session:
-            return [_variant(r) for r in session.scalars(select(VariantRow).where(VariantRow.key == key))]
+            return [variant_of(r) for r in session.scalars(select(VariantRow).where(VariantRow.key == key))]
 
     def all_phrases(self) -> list[Phrase]:
         """Every phrase row (for the integrity check)."""
         with Session(self.engine) as session:
-            return [_phrase(r) for r in session.scalars(select(PhraseRow))]
+            return [phrase_of(r) for r in session.scalars(select(PhraseRow))]
 
     def all_variants(self) -> list[Variant]:
         """Every variant row (for the integrity check)."""
         with Session(self.engine) as session:
-            return [_variant(r) for r in session.scalars(select(VariantRow))]
+            return [variant_of(r) for r in session.scalars(select(VariantRow))]
 
     def totals(self) -> tuple[int, int]:
         """(phrase count, bytes of phrases and variants)."""
@@ -297,7 +185,7 @@ class Index:
                 .where(PhraseRow.phrase_id == phrase_id, PhraseRow.pinned.is_(True))
                 .order_by(PhraseRow.created.desc()).limit(1)
             ).first()
-            return _phrase(row) if row else None
+            return phrase_of(row) if row else None
 
     def search(
         self, *, query: str | None = None, tag: str | None = None, phrase_id: str | None = None,
@@ -317,7 +205,7 @@ class Index:
             rows = session.scalars(
                 stmt.order_by(PhraseRow.phrase_id, PhraseRow.created).offset(offset).limit(limit)
             )
-            return int(total), [_phrase(r) for r in rows]
+            return int(total), [phrase_of(r) for r in rows]
 
     # writes (single writer thread)
 
@@ -333,12 +221,12 @@ class Index:
                 values["tags"] = json.dumps(list(phrase.tags), ensure_ascii=False)
                 connection.execute(insert(PhraseRow), values)
                 return phrase, None
-            audio = {name: getattr(phrase, name) for name in _AUDIO_COLUMNS}
+            audio = {name: getattr(phrase, name) for name in AUDIO_COLUMNS}
             audio["last_used"] = max(existing.last_used, phrase.last_used)
             connection.execute(update(PhraseRow).where(PhraseRow.key == phrase.key).values(audio))
             stored = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
             assert stored is not None
-            return _phrase(stored), existing.bytes
+            return phrase_of(stored), existing.bytes
 
     def put_warm_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
         """Record a warm-up job's progress (the oldest beyond _JOBS_KEPT are dropped)."""

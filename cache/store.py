@@ -25,7 +25,8 @@ from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
-from cache.maintenance import COUNTERS, Maintenance, Stats, Usage
+from cache.maintenance import Maintenance, Stats, Usage
+from cache.replicas import Replicas
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
@@ -67,6 +68,8 @@ class PromptStore:
             interval=maintenance_interval, busy=lambda key: key in self._generations,
             forget=self._forget,
         )
+        # What replicas on a shared index share beyond the phrases (cache/replicas.py).
+        self.replicas = Replicas(self._storage, self._maintenance, self.stats)
 
     # lifecycle
 
@@ -410,42 +413,9 @@ class PromptStore:
         """A snapshot of this process's counters (the metrics: summed per replica)."""
         return Stats(**self._stats.__dict__)
 
-    def shared_stats(self) -> Stats:
-        """The counters of every replica on a shared index, this one's newest included (as
-        of the last usage flush); this process's own on SQLite."""
-        mine = self.stats()
-        shared, reported = self._maintenance.shared, self._maintenance.reported
-        if shared is None:
-            return mine
-        values = {n: shared.get(n, 0.0) + getattr(mine, n) - reported[n] for n in COUNTERS}
-        return dataclasses.replace(
-            mine, hits=int(values["hits"]), misses=int(values["misses"]),
-            evictions=int(values["evictions"]), saved_seconds=values["saved_seconds"],
-        )
-
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""
         return await self._maintenance.evict()
-
-    async def record_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
-        """Write a warm-up job's progress where every replica can read it."""
-        index = self.index
-        await self._storage.write(lambda: index.put_warm_job(job_id, state, progress))
-
-    async def job(self, job_id: str) -> dict[str, Any] | None:
-        """A warm-up job's progress as last recorded by whichever replica runs it."""
-        index = self.index
-        return await self._storage.read(lambda: index.warm_job(job_id))
-
-    async def claim(self, name: str) -> bool:
-        """Take a named lease that one replica on a shared index holds at a time (always
-        True on SQLite); give it back with `unclaim`."""
-        leases = self.index.leases
-        return await self._storage.run(lambda: leases.try_take(f"claim:{name}"))
-
-    async def unclaim(self, name: str) -> None:
-        """Give a claimed lease back."""
-        await self._storage.release(f"claim:{name}")
 
     async def settled(self) -> None:
         """Wait until the phrases and encodings answered so far are written."""

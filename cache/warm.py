@@ -184,7 +184,7 @@ class Warmer:
             return
         self._published[job.id] = now
         try:
-            await self._store.record_job(job.id, job.state, job.as_dict())
+            await self._store.replicas.record_job(job.id, job.state, job.as_dict())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -104,7 +104,7 @@ async def warm_status(request: web.Request) -> web.Response:
     if job is not None:
         return web.json_response(job.as_dict())
     # Run by another replica on the same index, or finished before a restart.
-    recorded = await request.app[STORE].job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+    recorded = await request.app[STORE].replicas.job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
     if recorded is None:
         raise NotFound("no such warm-up job", "job_id")
     return web.json_response(recorded)
@@ -115,7 +115,7 @@ async def stats(request: web.Request) -> web.Response:
     require_token(request)
     voices = voices_of(request)
     return web.json_response({
-        "cache": request.app[STORE].shared_stats().as_dict(),  # every replica's
+        "cache": request.app[STORE].replicas.stats().as_dict(),  # every replica's
         "synthesis": [
             {"engine": w.engine.name, "queue_depth": w.queue_depth, "busy": w.busy,
              "completed": w.completed, "mean_seconds": round(w.mean_seconds, 4),

@@ -35,7 +35,7 @@ _UNCLAIMING: web.AppKey[asyncio.Task[None]] = web.AppKey("unclaiming", asyncio.T
 
 async def _unclaim_after(running: Services, job_id: str) -> None:
     await running.warmer.wait(job_id)
-    await running.store.unclaim(_STARTUP_WARM_UP)
+    await running.store.replicas.unclaim(_STARTUP_WARM_UP)
 
 
 def load_default_engines(settings: Settings) -> Sequence[Engine]:
@@ -71,7 +71,7 @@ def create_app(
                 loop = asyncio.get_running_loop()
                 phrases = await loop.run_in_executor(None, configured_phrases, app)
                 # Replicas on one index: the one that claims it warms for all of them.
-                if await running.store.claim(_STARTUP_WARM_UP):
+                if await running.store.replicas.claim(_STARTUP_WARM_UP):
                     job = running.warmer.start(phrases, replace_pins=True)
                     log.info("warming %d configured phrases (job %s)", job.total, job.id)
                     release = asyncio.create_task(_unclaim_after(running, job.id))

@@ -1,0 +1,132 @@
+"""The index's tables as SQLAlchemy models (they mirror the Alembic head revision, which a
+test checks), and the plain rows the store hands around."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the index tables."""
+
+
+class PhraseRow(Base):
+    """A synthesized phrase and its master WAV file."""
+
+    __tablename__ = "phrases"
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(64))
+    engine_version: Mapped[str] = mapped_column(String(128))
+    voice: Mapped[str] = mapped_column(String(64))
+    style: Mapped[str] = mapped_column(String(64))
+    speed: Mapped[float] = mapped_column(Float)
+    pitch: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(16))
+    synth_seconds: Mapped[float] = mapped_column(Float)
+    created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float] = mapped_column(Float, index=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    phrase_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class VariantRow(Base):
+    """An encoded form of a phrase (format and rate) and its file."""
+
+    __tablename__ = "variants"
+    key: Mapped[str] = mapped_column(
+        String(32), ForeignKey("phrases.key", ondelete="CASCADE"), primary_key=True
+    )
+    format: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(16))
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A phrase row as plain data."""
+
+    key: str
+    text: str
+    engine: str
+    engine_version: str
+    voice: str
+    style: str
+    speed: float
+    pitch: float
+    volume: float
+    duration: float
+    sample_rate: int
+    bytes: int
+    checksum: str
+    synth_seconds: float
+    created: float
+    last_used: float
+    hits: int
+    pinned: bool
+    phrase_id: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant row as plain data."""
+
+    key: str
+    format: str
+    rate: int
+    file: str
+    size: int
+    checksum: str
+
+
+def phrase_of(row: PhraseRow | Row[Any]) -> Phrase:
+    return Phrase(
+        row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
+        row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
+        row.synth_seconds, row.created, row.last_used, row.hits, row.pinned, row.phrase_id,
+        tuple(json.loads(row.tags or "[]")),
+    )
+
+
+# What a new synthesis of an existing key replaces; the rest of the row is the phrase's own.
+AUDIO_COLUMNS = (
+    "text", "engine", "engine_version", "voice", "style", "speed", "pitch", "volume",
+    "duration", "sample_rate", "bytes", "checksum", "synth_seconds",
+)
+
+
+def variant_of(row: VariantRow | Row[Any]) -> Variant:
+    return Variant(row.key, row.format, row.rate, row.file, row.size, row.checksum)
+
+
+class WarmJobRow(Base):
+    """A warm-up job's progress, as the replica running it last wrote it."""
+
+    __tablename__ = "warm_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[str] = mapped_column(Text)
+    updated: Mapped[float] = mapped_column(Float, index=True)
+
+
+class CounterRow(Base):
+    """One of the store's counters, summed over the replicas that share the index."""
+
+    __tablename__ = "store_counters"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
