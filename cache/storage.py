@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from cache.audio import checksum
 from cache.files import AudioStore, AudioStoreError, FileStore
-from cache.index import Index, Phrase, Pool
+from cache.index import Index, Phrase, Pool, sqlite_url
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
@@ -61,12 +61,10 @@ class Storage:
         self.data_dir = data_dir
         self._pool = pool
         self.files: AudioStore = audio if audio is not None else FileStore(data_dir / "audio")
-        self._database_url = database_url or f"sqlite:///{data_dir / 'index.sqlite3'}"
+        self._database_url = database_url or sqlite_url(data_dir)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-io")
         self._index: Index | None = None
-        # File names written but maybe not yet in the index: the integrity check spares them.
-        self.writing: set[str] = set()
         self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
         self._closed = False
         self._releasing: set[asyncio.Future[None]] = set()  # leases being given back
@@ -92,6 +90,11 @@ class Storage:
         loop = asyncio.get_running_loop()
         for pool in (self._writer, self._io):
             await loop.run_in_executor(None, pool.shutdown)
+
+    @property
+    def writing(self) -> KeysView[str]:
+        """File names written but maybe not yet in the index: the integrity check spares them."""
+        return self._behind.keys()
 
     @property
     def database_url(self) -> str:
@@ -146,15 +149,6 @@ class Storage:
 
         return await self.run(load)
 
-    async def commit(self, name: str, data: bytes, put_row: Callable[[], T]) -> T:
-        """File first (atomic), row second; the integrity check leaves the name alone meanwhile."""
-        self.writing.add(name)
-        try:
-            await self.run(lambda: self.files.write(name, data))
-            return await self.write(put_row)
-        finally:
-            self.writing.discard(name)
-
     @property
     def shared(self) -> bool:
         """Whether other processes use this index (leases make single flight span them)."""
@@ -208,14 +202,12 @@ class Storage:
             self.files.write(name, data)
             return put_row()
 
-        self.writing.add(name)
         future = asyncio.get_running_loop().run_in_executor(self._writer, write)
         self._behind[name] = future
 
         def landed(done: asyncio.Future[T]) -> None:
             if self._behind.get(name) is done:
                 del self._behind[name]
-                self.writing.discard(name)
 
         future.add_done_callback(landed)
         return future
