@@ -203,10 +203,12 @@ class Maintenance:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.flush()
-                await self.evict()
-                if self._storage.shared:  # other replicas write to the index too
-                    await self.refresh_totals()
+                if self.max_bytes:
+                    await self.evict()  # it writes the usage and reads the totals first
+                else:
+                    await self.flush()
+                    if self._storage.shared:  # other replicas write to the index too
+                        await self.refresh_totals()
             except asyncio.CancelledError:
                 raise
             except Exception:
