@@ -102,10 +102,6 @@ class AudioStore(Protocol):
         """Whether new audio can be written."""
         ...
 
-    def describe(self) -> str:
-        """Where the audio is, without secrets."""
-        ...
-
     def close(self) -> None:
         """Release what it holds."""
         ...
@@ -208,10 +204,6 @@ class FileStore:
                 return True
         except OSError:
             return False
-
-    def describe(self) -> str:
-        """Where the audio is, for logs and /readyz (no secret)."""
-        return "local folder"
 
     def close(self) -> None:
         """Nothing to release."""

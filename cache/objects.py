@@ -28,6 +28,14 @@ from cache.files import AudioStoreError, FileStore, Stored, store_name
 log = logging.getLogger("huiyin.cache")
 
 
+_NO_OBJECT = ("404", "NoSuchKey")  # the error codes of an absent object
+_NO_BUCKET = ("404", "NoSuchBucket")  # and of an absent bucket
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "?"))
+
+
 @dataclass(frozen=True)
 class Bucket:
     """Where the audio is: `s3://bucket/prefix` and how to reach it."""
@@ -134,12 +142,15 @@ class ObjectStore:
         name = FileStore._checked(name)
         return f"{self.bucket.prefix}{name[0:2]}/{name[2:4]}/{name}"
 
-    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """fn on the bucket, its failures as AudioStoreError; None for a missing object
+        when `missing_ok`."""
         try:
             return fn(Bucket=self.bucket.bucket, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "?")
-            raise AudioStoreError(f"the audio bucket refused {what} ({code})") from None
+            if missing_ok and _code(exc) in _NO_OBJECT:
+                return None
+            raise AudioStoreError(f"the audio bucket refused {what} ({_code(exc)})") from None
         except BotoCoreError as exc:
             raise AudioStoreError(f"the audio bucket cannot be reached for {what} "
                                   f"({type(exc).__name__})") from None
@@ -150,9 +161,8 @@ class ObjectStore:
         try:
             self._client.head_bucket(Bucket=self.bucket.bucket)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
-                raise AudioStoreError("the audio bucket cannot be used "
-                                      f"({exc.response.get('Error', {}).get('Code', '?')})") from None
+            if _code(exc) not in _NO_BUCKET:
+                raise AudioStoreError(f"the audio bucket cannot be used ({_code(exc)})") from None
             self._call("creating the bucket", self._client.create_bucket)
         except BotoCoreError as exc:
             # Down for now: what the local cache holds keeps playing; writes fail until it is back.
@@ -169,18 +179,12 @@ class ObjectStore:
         held = self.local.get(name)
         if held is not None:
             return held
-        try:
-            answer = self._client.get_object(Bucket=self.bucket.bucket, Key=self._key(name))
-            data: bytes = answer["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise AudioStoreError("the audio bucket refused a read "
-                                  f"({exc.response.get('Error', {}).get('Code', '?')})") from None
-        except BotoCoreError as exc:
-            raise AudioStoreError(f"the audio bucket cannot be reached for a read "
-                                  f"({type(exc).__name__})") from None
-        self.local.put(name, data)
+        data: bytes | None = self._call(
+            "a read", lambda **kw: self._client.get_object(**kw)["Body"].read(),
+            Key=self._key(name), missing_ok=True,
+        )
+        if data is not None:
+            self.local.put(name, data)
         return data
 
     def delete(self, name: str) -> None:
@@ -190,7 +194,7 @@ class ObjectStore:
 
     def walk(self) -> Iterator[Stored]:
         """Every object under the prefix."""
-        token: dict[str, str] = {}
+        token: dict[str, Any] = {}
         while True:
             page = self._call("a listing", self._client.list_objects_v2,
                               Prefix=self.bucket.prefix, **token)
@@ -204,17 +208,9 @@ class ObjectStore:
 
     def modified(self, location: str) -> float | None:
         """When the object at a location from `walk` was written; None when it is gone."""
-        try:
-            head = self._client.head_object(Bucket=self.bucket.bucket,
-                                            Key=self.bucket.prefix + location)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                return None
-            raise AudioStoreError("the audio bucket refused a lookup") from None
-        except BotoCoreError as exc:
-            raise AudioStoreError(f"the audio bucket cannot be reached "
-                                  f"({type(exc).__name__})") from None
-        return float(head["LastModified"].timestamp())
+        head = self._call("a lookup", self._client.head_object, missing_ok=True,
+                          Key=self.bucket.prefix + location)
+        return None if head is None else float(head["LastModified"].timestamp())
 
     def remove(self, location: str) -> None:
         """Remove the object at a location from `walk`."""
@@ -230,10 +226,6 @@ class ObjectStore:
         except (ClientError, BotoCoreError):
             return False
         return True
-
-    def describe(self) -> str:
-        """Where the audio is (no secret)."""
-        return "S3 bucket"
 
     def close(self) -> None:
         """Release the client's connections."""
