@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -45,7 +46,12 @@ from cache.tables import (
     variant_of,
 )
 
-__all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now"]
+__all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now", "sqlite_url"]
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The index's URL when none is set: SQLite in the data folder."""
+    return f"sqlite:///{data_dir / 'index.sqlite3'}"
 
 
 @dataclass(frozen=True)

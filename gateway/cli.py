@@ -102,34 +102,29 @@ def _cmd_cache_check(args: argparse.Namespace) -> int:
 
 def _cmd_db(args: argparse.Namespace) -> int:
     from cache import schema
-    from cache.index import Index
+    from cache.index import Index, sqlite_url
     from gateway.services import database_pool
 
     settings = _settings(args)
-    url = settings.database_url or f"sqlite:///{settings.data_dir / 'index.sqlite3'}"
+    url = settings.database_url or sqlite_url(settings.data_dir)
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    index = Index(url, pool=database_pool(settings), upgrade=False, check=False)
     try:
         if args.db_command == "upgrade":
-            index = Index(url, pool=database_pool(settings), upgrade=False, check=False)
-            try:
-                before = schema.upgrade(index.engine)
-            finally:
-                index.close()
+            before = schema.upgrade(index.engine)
             print(f"index schema: {before.current or 'empty'} -> {before.head}"
                   if not before.up_to_date else f"index schema: {before.head}, up to date")
             return 0
-        index = Index(url, pool=database_pool(settings), upgrade=False, check=False)
-        try:
-            with index.engine.connect() as connection:
-                found = schema.revision(connection)
-        finally:
-            index.close()
+        with index.engine.connect() as connection:
+            found = schema.revision(connection)
         print(f"index schema: {found.current or 'empty'}; this program: {found.head}")
         return 0 if found.up_to_date else 1
     except schema.SchemaError as exc:
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        index.close()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
