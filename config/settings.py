@@ -1,21 +1,18 @@
-"""Typed settings: defaults, then a YAML file, then HUIYIN_* environment variables."""
+"""Typed settings: every setting, its type, default and reference text (loading them:
+config/loading.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import ipaddress
 import os
-import re
 import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from config.backends import Backend, BackendConfigError, parse_backends
+from config.backends import Backend
 
 ENV_PREFIX = "HUIYIN_"
 # Names a settings file; not a setting itself.
@@ -176,7 +173,47 @@ class Settings:
                       "unmapped OpenAI names use the default voice."),
     )
     admin_token: str | None = field(
-        default=None, metadata=_doc("Bearer token for the admin routes; unset disables them.")
+        default=None,
+        metadata=_doc("Bootstrap admin key: a bearer token with the `admin` scope, beside the "
+                      "keys `huiyin keys create` makes. Unset, only those keys reach /admin."),
+    )
+    access: str | None = field(
+        default=None,
+        metadata=_doc("Who may make the gateway speak: `open` (anyone who reaches it) or `keys` "
+                      "(an API key or a signed URL). Unset is `open` on a loopback host and "
+                      "`keys` on any other address."),
+    )
+    public_phrases: bool = field(
+        default=True,
+        metadata=_doc("With access `keys`, named phrases (/phrases/…) and stored prompts "
+                      "(/prompts/…) stay readable without a key, as IVR platforms fetch them."),
+    )
+    url_signing_secret: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Secrets of signed URLs (`exp` and `sig`), at least 16 characters each: "
+                      "URLs are signed with the first and accepted with any, so a new secret "
+                      "goes first and the old one stays listed until its URLs expire "
+                      "(comma-separated in the env)."),
+    )
+    rate_limit_misses: int = field(
+        default=300,
+        metadata=_doc("Misses (requests that synthesize) each client may make per minute: each "
+                      "API key, or each address under access `open` (0: no limit). A key's "
+                      "own `--rate` overrides it."),
+    )
+    rate_limit_burst: int = field(
+        default=20,
+        metadata=_doc("Misses a client may make at once before the per-minute rate applies "
+                      "(keep it below queue_size: one client cannot fill the queue)."),
+    )
+    rate_limit_characters: int = field(
+        default=20000,
+        metadata=_doc("Characters each client may have synthesized per minute (0: no limit)."),
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Origins (https://app.example.com) whose pages may call the API from a "
+                      "browser; empty sends no CORS headers."),
     )
     phrases: tuple[Path, ...] = field(
         default=(), metadata=_doc("Phrase YAML files to pre-warm (comma-separated in the env).")
@@ -198,12 +235,28 @@ class Settings:
         # Stored read-only whatever form it came in: Settings may also be built directly,
         # with the environment's 'name=value,...' text.
         object.__setattr__(
-            self, "openai_voices", _mapping("openai_voices", self.openai_voices, "Settings")
+            self, "openai_voices", mapping_setting("openai_voices", self.openai_voices, "Settings")
         )
+
+    def resolved_access(self) -> str:
+        """`open` or `keys`: the setting, or what the listening address implies."""
+        if self.access is not None:
+            return self.access
+        return "open" if is_loopback(self.host) else "keys"
 
     def resolved_threads(self) -> int:
         """The intra-op thread count to use: the setting, or every core when it is 0."""
         return self.threads if self.threads > 0 else (os.cpu_count() or 1)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
@@ -211,10 +264,7 @@ def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(Settings)
 
 
-_HINTS = typing.get_type_hints(Settings)
-
-
-def _mapping(name: str, raw: object, source: str) -> Mapping[str, str]:
+def mapping_setting(name: str, raw: object, source: str) -> Mapping[str, str]:
     """A read-only mapping from YAML ({a: b}) or the environment ('a=b,c=d'); unset is empty."""
     where = f"{source}: setting '{name}'"
     pairs: list[tuple[object, object]] = []
@@ -243,218 +293,3 @@ def _mapping(name: str, raw: object, source: str) -> Mapping[str, str]:
             raise ConfigError(f"{where}: '{key}' is mapped twice")
         out[key] = value
     return types.MappingProxyType(out)
-
-
-def _coerce(name: str, raw: Any, source: str) -> Any:
-    """Convert a raw YAML or environment value to the field's declared type."""
-    hint = _HINTS[name]
-    if name == "backends":
-        try:
-            return parse_backends(raw, source)
-        except BackendConfigError as exc:
-            raise ConfigError(str(exc)) from None
-    if typing.get_origin(hint) is Mapping:
-        return _mapping(name, raw, source)
-    optional = False
-    if isinstance(hint, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
-    if raw is None or (optional and isinstance(raw, str) and raw == ""):
-        if optional:
-            return None
-        raise ConfigError(f"{source}: setting '{name}' must not be empty")
-    origin = typing.get_origin(hint)
-    try:
-        if origin is tuple:
-            items = raw.split(",") if isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple):
-                raise TypeError
-            texts = [str(i).strip() for i in items if str(i).strip()]
-            if typing.get_args(hint)[0] is Path:
-                return tuple(Path(t).expanduser() for t in texts)
-            return tuple(texts)
-        if hint is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError
-        if hint is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise TypeError
-            return int(raw)
-        if hint is float:
-            if isinstance(raw, bool):
-                raise TypeError
-            return float(raw)
-        if hint is Path:
-            if not isinstance(raw, str | Path):
-                raise TypeError
-            return Path(raw).expanduser()
-        if hint is str:
-            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
-                raise TypeError
-            return str(raw)
-    except (TypeError, ValueError):
-        pass
-    else:
-        raise AssertionError(f"unhandled settings type for {name}: {hint}")
-    type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{source}: setting '{name}' must be {type_name}, got {raw!r}")
-
-
-def _validate(values: Mapping[str, Any], source: str) -> None:
-    if values.get("port") is not None and not 0 < values["port"] < 65536:
-        raise ConfigError(f"{source}: setting 'port' must be between 1 and 65535")
-    if values.get("threads") is not None and values["threads"] < 0:
-        raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
-    for name in ("workers", "queue_size", "max_body_bytes"):
-        if values.get(name) is not None and values[name] < 1:
-            raise ConfigError(f"{source}: setting '{name}' must be at least 1")
-    if values.get("synthesis_deadline") is not None and values["synthesis_deadline"] <= 0:
-        raise ConfigError(f"{source}: setting 'synthesis_deadline' must be positive")
-    for name in ("keepalive_timeout", "header_timeout"):
-        if values.get(name) is not None and values[name] <= 0:
-            raise ConfigError(f"{source}: setting '{name}' must be positive")
-    for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age"):
-        if values.get(name) is not None and values[name] < 0:
-            raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
-    for name in ("database_pool_size", "database_connect_timeout"):
-        if values.get(name) is not None and values[name] < 1:
-            raise ConfigError(f"{source}: setting '{name}' must be at least 1")
-    for name in ("database_max_overflow", "local_cache_bytes"):
-        if values.get(name) is not None and values[name] < 0:
-            raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
-    for name in ("database_pool_timeout", "s3_timeout"):
-        if values.get(name) is not None and values[name] <= 0:
-            raise ConfigError(f"{source}: setting '{name}' must be positive")
-    store = values.get("audio_store")
-    if store is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", store):
-        raise ConfigError(f"{source}: setting 'audio_store' must be s3://bucket[/prefix] "
-                          "(a lower-case bucket name) or unset for the local folder")
-    if values.get("max_text_length") is not None and values["max_text_length"] < 1:
-        raise ConfigError(f"{source}: setting 'max_text_length' must be at least 1")
-    level = values.get("log_level")
-    if level is not None and level not in {"debug", "info", "warning", "error"}:
-        raise ConfigError(f"{source}: setting 'log_level' must be debug, info, warning or error")
-    engines = values.get("engines")
-    if engines is not None:
-        if not engines:
-            raise ConfigError(f"{source}: setting 'engines' must name at least one of: "
-                              f"{', '.join(ENGINES)}")
-        for name in engines:
-            if name not in ENGINES:
-                raise ConfigError(f"{source}: setting 'engines': unknown engine '{name}'; "
-                                  f"known: {', '.join(ENGINES)}")
-            if engines.count(name) > 1:
-                raise ConfigError(f"{source}: setting 'engines' names '{name}' twice")
-
-
-def _validate_combination(values: Mapping[str, Any]) -> None:
-    """Checks across settings, on the final values (each may come from a different source)."""
-    if "sambert" in values.get("engines", DEFAULT_ENGINES):
-        model_dir, model_id = values.get("sambert_model_dir"), values.get("sambert_model_id")
-        if model_dir is None and model_id is None:
-            raise ConfigError(
-                "setting 'engines' includes 'sambert', which needs setting 'sambert_model_dir' "
-                "(a local model folder) or 'sambert_model_id' (a model in the ModelScope cache)"
-            )
-        if model_dir is not None and model_id is not None:
-            raise ConfigError(
-                "settings 'sambert_model_dir' and 'sambert_model_id' are both set; set one"
-            )
-    for backend in values.get("backends", ()):
-        if backend.name in ENGINES:
-            raise ConfigError(f"setting 'backends': '{backend.name}' is the name of an "
-                              "in-process engine; name the backend otherwise")
-
-
-class _SettingsLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """The mapping, or a YAML error at the second occurrence of a key."""
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"'{key_node.value}' is given twice", key_node.start_mark
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _closest(word: str, names: set[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(names), n=1)
-    return close[0] if close else None
-
-
-def _unknown_key(key: str, names: set[str], source: Path) -> ConfigError:
-    close = _closest(key, names)
-    hint = f"; did you mean '{close}'?" if close else ""
-    return ConfigError(f"{source}: unknown setting '{key}'{hint}")
-
-
-def _unknown_variable(var: str, names: set[str]) -> ConfigError:
-    # Refused rather than ignored: a misspelt variable would otherwise change nothing, silently.
-    close = _closest(var[len(ENV_PREFIX) :].lower(), names)
-    hint = (f"did you mean {ENV_PREFIX}{close.upper()}?" if close
-            else "`huiyin config reference` lists the settings")
-    return ConfigError(f"environment variable {var} is not a setting; {hint}")
-
-
-def load_settings(
-    path: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Build Settings from defaults, a YAML file, HUIYIN_* variables and explicit overrides."""
-    environ = os.environ if environ is None else environ
-    names = {f.name for f in setting_fields()}
-    values: dict[str, Any] = {}
-
-    if path is None and environ.get(CONFIG_ENV):
-        path = Path(environ[CONFIG_ENV]).expanduser()
-    file = path if path is not None else DEFAULT_SETTINGS_FILE
-    if path is not None or file.exists():
-        try:
-            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_SettingsLoader) or {}
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read settings file: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{where}: not valid YAML: {problem}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: the settings file must be a mapping of key: value")
-        for key, raw in loaded.items():
-            if key not in names:
-                raise _unknown_key(str(key), names, file)
-            values[key] = _coerce(key, raw, str(file))
-        _validate(values, str(file))
-
-    env_values: dict[str, Any] = {}
-    for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
-            continue
-        key = var[len(ENV_PREFIX) :].lower()
-        if key not in names:
-            raise _unknown_variable(var, names)
-        env_values[key] = _coerce(key, raw, f"environment variable {var}")
-    _validate(env_values, "environment")
-    values.update(env_values)
-
-    for key, raw in (overrides or {}).items():
-        if key not in names:
-            raise ConfigError(f"command line: unknown setting '{key}'")
-        if raw is not None:
-            values[key] = _coerce(key, raw, "command line")
-    _validate(values, "command line")
-    _validate_combination(values)
-    return Settings(**values)
