@@ -13,12 +13,13 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
+from cache.credentials import Credentials
 from cache.files import AudioStore
 from cache.flight import Generation, GenerationStream
 from cache.hotset import HotSet
@@ -26,6 +27,7 @@ from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
 from cache.maintenance import Maintenance, Stats, Usage
+from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
 from cache.replicas import Replicas
 from cache.rows import RowCache
 from cache.storage import Storage
@@ -35,7 +37,7 @@ from synth import codecs
 from synth.engine import Pcm, SynthesisError, UpstreamError
 from synth.worker import Priority, Urgency
 
-__all__ = ["Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
+__all__ = ["Admit", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
            "Synthesizer"]
 
 log = logging.getLogger("huiyin.cache")
@@ -44,6 +46,10 @@ log = logging.getLogger("huiyin.cache")
 _KEY_MEMO = 20_000
 
 SpeechStream = GenerationStream[StoredPhrase]
+# Asked before a request that finds no stored phrase synthesizes (or joins a synthesis under
+# way): it raises to refuse (a scope, a rate limit, a quota), and returns to let it go on.
+Admit = Callable[[SpeechRequest], Awaitable[None]]
+Lookup = tuple[Phrase | None, bytes | None]
 
 
 class PromptStore:
@@ -70,6 +76,8 @@ class PromptStore:
         )
         # What replicas on a shared index share beyond the phrases (cache/replicas.py).
         self.replicas = Replicas(self._storage, self._maintenance, self.stats)
+        self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
+        self._buckets: Buckets | None = None
 
     # lifecycle
 
@@ -88,6 +96,13 @@ class PromptStore:
         if self._storage.ready:
             await self._maintenance.stop()
         await self._storage.close()
+
+    @property
+    def buckets(self) -> Buckets:
+        """Rate-limit buckets: shared by the replicas of a shared index, else this process's."""
+        if self._buckets is None:
+            self._buckets = SharedBuckets(self._storage) if self._storage.shared else MemoryBuckets()
+        return self._buckets
 
     @property
     def data_dir(self) -> Path:
@@ -180,10 +195,12 @@ class PromptStore:
     # whole and streamed synthesis, one generation per key
 
     async def get_or_synthesize(
-        self, request: SpeechRequest, *, priority: Priority = Priority.LIVE
+        self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
+        admit: Admit | None = None,
     ) -> StoredPhrase:
         """The stored phrase for a request: from the store, or synthesized and stored.
-        Live requests count as hits or misses; warm-up does not."""
+        Live requests count as hits or misses; warm-up does not. `admit` is asked before a
+        request without a stored phrase goes on (see Admit)."""
         key = await self.key_for(request)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
@@ -192,8 +209,19 @@ class PromptStore:
                 self._usage.hit(key, row.synth_seconds)
             return StoredPhrase(row, cached=True)
         generation = self._generations.get(key)
+        found: Lookup | None = None
+        if generation is None and admit is not None:
+            found, generation = await self._admitted(request, key, admit)
+            if found is not None and found[1] is not None:
+                row = found[0]
+                assert row is not None
+                if live:
+                    self._usage.hit(key, row.synth_seconds)
+                return StoredPhrase(row, cached=True)
+        elif admit is not None:
+            await admit(request)
         if generation is None:
-            generation = self._start(request, key, priority, streamed=False)
+            generation = self._start(request, key, priority, streamed=False, found=found)
         generation.urgency.raise_to(priority)
         generation.hold()
         try:
@@ -204,7 +232,7 @@ class PromptStore:
             instead = self.synthesizer.fallback(request)
             if instead is None:
                 raise
-            spoken = await self.get_or_synthesize(instead, priority=priority)
+            spoken = await self.get_or_synthesize(instead, priority=priority)  # admitted once
             return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
         if not live and stored.saved is not None:
@@ -212,11 +240,13 @@ class PromptStore:
         return stored
 
     async def stream(
-        self, request: SpeechRequest, *, priority: Priority = Priority.LIVE
+        self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
+        admit: Admit | None = None,
     ) -> SpeechStream:
         """The request's audio as a stream of chunks, or its stored phrase when it is whole
         already (`SpeechStream.stored`). Close the stream when done; the last stream to
-        leave a generation early stops it, unless a whole request waits for it too."""
+        leave a generation early stops it, unless a whole request waits for it too. `admit`
+        is asked as in get_or_synthesize."""
         key = await self.key_for(request)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
@@ -225,6 +255,9 @@ class PromptStore:
             # Stored but not in memory (after a restart, say): it is sent whole.
             row = await self.phrase(key, count=False)
             generation = None if row is not None else self._generations.get(key)
+        if row is None and admit is not None:
+            await admit(request)
+            generation = self._generations.get(key)
         if row is None and generation is None:
             generation = self._start(request, key, priority, streamed=True)
         if row is not None or (generation is not None and not generation.streamed):
@@ -247,15 +280,28 @@ class PromptStore:
         else:
             self._usage.miss()
 
+    async def _admitted(
+        self, request: SpeechRequest, key: str, admit: Admit
+    ) -> tuple[Lookup, Generation[StoredPhrase] | None]:
+        """What the index has for a key not in memory, and, when that is no intact phrase,
+        the request admitted: the generation it then joins (None: it starts one)."""
+        found = await self._storage.lookup(key)
+        if found[0] is not None and found[1] is not None:
+            self._keeper.hold(found[0], found[1])
+            return found, None
+        await admit(request)
+        return found, self._generations.get(key)
+
     def _start(
-        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool
+        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
+        found: Lookup | None = None,
     ) -> Generation[StoredPhrase]:
         generation: Generation[StoredPhrase] = Generation(
             streamed=streamed, urgency=Urgency(priority)
         )
         self._generations[key] = generation
         generation.task = asyncio.create_task(
-            self._generate(generation, request, key), name=f"synthesize-{key[:8]}"
+            self._generate(generation, request, key, found), name=f"synthesize-{key[:8]}"
         )
         return generation
 
@@ -265,10 +311,12 @@ class PromptStore:
 
     async def _generate(
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
+        found: Lookup | None,
     ) -> None:
         leased = False
         try:
-            row, data = await self._storage.lookup(key)
+            # Looked up already when the request was admitted.
+            row, data = found if found is not None else await self._storage.lookup(key)
             if (row is None or data is None) and self._storage.shared:
                 # Another replica may be making it: one synthesis across them.
                 found = await self._storage.lease(key)
@@ -328,20 +376,21 @@ class PromptStore:
 
     async def audio(
         self, request: SpeechRequest, fmt: str, rate: int | None = None, *,
-        priority: Priority = Priority.LIVE,
+        priority: Priority = Priority.LIVE, admit: Admit | None = None,
     ) -> Audio:
-        """The request's audio encoded as fmt (at rate): the one entry point for routes."""
+        """The request's audio encoded as fmt (at rate): the one entry point for routes
+        (`admit`: see get_or_synthesize)."""
         key = await self.key_for(request)
         row = self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
             hot = self.peek(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
             if hot is not None:
                 return hot
-        stored = await self.get_or_synthesize(request, priority=priority)
+        stored = await self.get_or_synthesize(request, priority=priority, admit=admit)
         try:
             variant = await self.variant(stored.phrase, fmt, rate)
         except PhraseGoneError:  # evicted by another replica just now: made again
-            stored = await self.get_or_synthesize(request, priority=priority)
+            stored = await self.get_or_synthesize(request, priority=priority, admit=admit)
             variant = await self.variant(stored.phrase, fmt, rate)
         if not stored.cached or stored.fallback is not None:
             return dataclasses.replace(variant, cached=stored.cached, fallback=stored.fallback)

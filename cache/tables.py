@@ -130,3 +130,38 @@ class CounterRow(Base):
     __tablename__ = "store_counters"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class ApiKeyRow(Base):
+    """An API key: its name, what it may do, its limits, and only the SHA-256 of its secret."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the secret's start, to recognise it
+    scope: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[int | None] = mapped_column(Integer, nullable=True)  # misses per minute
+    quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # characters per day
+    created: Mapped[float] = mapped_column(Float)
+    revoked: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class KeyUsageRow(Base):
+    """Characters a key has had synthesized on one UTC day (its daily quota)."""
+
+    __tablename__ = "key_usage"
+    key_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    characters: Mapped[int] = mapped_column(Integer)
+
+
+class RateBucketRow(Base):
+    """A token bucket that replicas on a shared index draw from together."""
+
+    __tablename__ = "rate_buckets"
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float, index=True)
