@@ -1,17 +1,17 @@
-"""Admin routes behind a bearer token: warm-up jobs, stats, phrases, cache check.
-
-They exist only when an admin token is configured.
-"""
+"""Admin routes, for keys with the admin scope (the access middleware checks): warm-up
+jobs, stats, phrases, cache check, API keys and URL signing. Each action that changes
+something, and each signing, writes an audit line: who, what, on what, never a secret or
+customer text."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 from functools import partial
 
 from aiohttp import web
 
+from cache.credentials import KeyFieldError
 from config.phrases import (
     PhraseFileError,
     PhraseSpec,
@@ -20,39 +20,15 @@ from config.phrases import (
     parse_phrases,
 )
 from gateway import params
+from gateway.access import ACCESS, principal_of
 from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
+from gateway.logs import audit_log
 from gateway.routes import voices_of
+from gateway.signing import MAX_TTL, sign
 from gateway.state import SETTINGS, STORE, WARMER
 from synth import codecs
 
 PER_PAGE = 50
-
-
-class Unauthorized(HttpError):
-    """No bearer token."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(HttpError):
-    """A wrong bearer token."""
-
-    status = 403
-    code = "forbidden"
-
-
-def require_token(request: web.Request) -> None:
-    """401 without a bearer token, 403 with a wrong one (compared in constant time)."""
-    expected = request.app[SETTINGS].admin_token or ""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("admin routes need 'Authorization: Bearer <token>'")
-    # Header bytes that are not UTF-8 come surrogate-escaped: compared as the bytes sent.
-    sent = token.strip().encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(sent, expected.encode()):
-        raise Forbidden("wrong admin token")
 
 
 def configured_phrases(app: web.Application) -> tuple[PhraseSpec, ...]:
@@ -72,7 +48,6 @@ def body_phrases(body: bytes, is_json: bool, max_text_length: int) -> tuple[Phra
 
 async def warm(request: web.Request) -> web.Response:
     """POST /admin/warm: no body warms the configured files; a YAML or JSON body warms its list."""
-    require_token(request)
     body = await request.read()
     settings = request.app[SETTINGS]
     loop = asyncio.get_running_loop()
@@ -93,12 +68,13 @@ async def warm(request: web.Request) -> web.Response:
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"the body is not valid UTF-8 JSON or YAML: {str(exc)[:120]}") from None
     job = request.app[WARMER].start(phrases, replace_pins=replace)
+    audit_log(principal_of(request).name, "warm", job.id, phrases=job.total,
+              source="settings" if replace else "body")
     return web.json_response({"job_id": job.id, "total": job.total}, status=202)
 
 
 async def warm_status(request: web.Request) -> web.Response:
     """GET /admin/warm/{job_id}: state, totals, failures with reasons, ETA."""
-    require_token(request)
     job_id = request.match_info["job_id"]
     job = request.app[WARMER].get(job_id)
     if job is not None:
@@ -112,7 +88,6 @@ async def warm_status(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """GET /admin/stats: store counters, queues, recent jobs."""
-    require_token(request)
     voices = voices_of(request)
     return web.json_response({
         "cache": request.app[STORE].replicas.stats().as_dict(),  # every replica's
@@ -128,7 +103,6 @@ async def stats(request: web.Request) -> web.Response:
 
 async def phrases(request: web.Request) -> web.Response:
     """GET /admin/phrases?q=&tag=&page=: stored phrases, newest named first."""
-    require_token(request)
     values = params.query_values(request.query, ("q", "tag", "page"))
     asked = params.integer(values, "page")
     page = 1 if asked is None else asked
@@ -153,28 +127,102 @@ async def phrases(request: web.Request) -> web.Response:
 
 async def delete_phrase(request: web.Request) -> web.Response:
     """DELETE /admin/phrases/{key}: remove a phrase and its encoded forms."""
-    require_token(request)
-    if not await request.app[STORE].delete(request.match_info["key"]):
+    key = request.match_info["key"]
+    if not await request.app[STORE].delete(key):
         raise NotFound("no stored phrase with that key", "key")
+    audit_log(principal_of(request).name, "delete", key)
     return web.Response(status=204)
 
 
 async def cache_check(request: web.Request) -> web.Response:
     """POST /admin/cache/check?fix=true: reconcile index and files."""
-    require_token(request)
     values = params.query_values(request.query, ("fix",))
     fix = values.get("fix", "false").lower()
     if fix not in ("true", "false", "1", "0"):
         raise InvalidParameter("fix must be true or false", "fix")
     report = await request.app[STORE].check(fix=fix in ("true", "1"))
+    if fix in ("true", "1"):
+        audit_log(principal_of(request).name, "cache_fix", "store", fixed=report.fixed)
     return web.json_response(report.as_dict())
 
 
+KEY_FIELDS = ("name", "scope", "rate", "quota")
+
+
+async def create_key(request: web.Request) -> web.Response:
+    """POST /admin/keys {"name","scope","rate"?,"quota"?}: a new key; its secret is in this
+    answer only."""
+    body = params.json_object(await request.read(), KEY_FIELDS)
+    name, scope = params.string(body, "name"), params.string(body, "scope")
+    if name is None:
+        raise InvalidParameter("name is required", "name")
+    if scope is None:
+        raise InvalidParameter("scope is required: play, synthesize or admin", "scope")
+    try:
+        key, secret = await request.app[STORE].credentials.create(
+            name, scope, rate=params.integer(body, "rate"), quota=params.integer(body, "quota"))
+    except KeyFieldError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise InvalidParameter(message, field) from None
+    audit_log(principal_of(request).name, "key_create", key.name, scope=key.scope)
+    return web.json_response({**key.as_dict(), "key": secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """GET /admin/keys: every key, without secrets."""
+    keys = await request.app[STORE].credentials.all()
+    return web.json_response({"keys": [k.as_dict() for k in keys]})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """DELETE /admin/keys/{name}: revoke a key; refused from the next request on."""
+    name = request.match_info["name"]
+    key = await request.app[STORE].credentials.revoke(name)
+    if key is None:
+        raise NotFound(f"no key named '{name[:64]}'", "name")
+    request.app[ACCESS].forget(key.name)
+    audit_log(principal_of(request).name, "key_revoke", key.name)
+    return web.json_response(key.as_dict())
+
+
+async def sign_url(request: web.Request) -> web.Response:
+    """POST /admin/sign {"url": "/tts.ulaw?text=…", "ttl": 86400}: the URL signed."""
+    body = params.json_object(await request.read(), ("url", "ttl"))
+    url = params.string(body, "url")
+    if url is None:
+        raise InvalidParameter("url is required: a path with its query, as '/tts.ulaw?text=…'",
+                               "url")
+    ttl = params.integer(body, "ttl")
+    ttl = 86400 if ttl is None else ttl
+    if not 1 <= ttl <= MAX_TTL:
+        raise InvalidParameter(f"ttl must be between 1 and {MAX_TTL} seconds", "ttl")
+    secrets = request.app[ACCESS].secrets
+    if not secrets:
+        raise Conflict("no url_signing_secret is configured: this server signs no URLs")
+    try:
+        signed = sign(url, secrets[0], ttl)
+    except ValueError as exc:
+        raise InvalidParameter(str(exc), "url") from None
+    audit_log(principal_of(request).name, "sign", url.partition("?")[0], ttl=ttl)
+    return web.json_response({"url": signed, "expires": int(signed.rsplit("exp=", 1)[1].split("&")[0])})
+
+
+class Conflict(HttpError):
+    """The request cannot be met in the server's present configuration."""
+
+    status = 409
+    code = "not_configured"
+
+
 def add_admin_routes(app: web.Application) -> None:
-    """Register the admin routes (only called when a token is configured)."""
+    """Register the admin routes."""
     app.router.add_post("/admin/warm", warm)
     app.router.add_get("/admin/warm/{job_id}", warm_status)
     app.router.add_get("/admin/stats", stats)
     app.router.add_get("/admin/phrases", phrases)
     app.router.add_delete("/admin/phrases/{key}", delete_phrase)
     app.router.add_post("/admin/cache/check", cache_check)
+    app.router.add_post("/admin/keys", create_key)
+    app.router.add_get("/admin/keys", list_keys)
+    app.router.add_delete("/admin/keys/{name}", revoke_key)
+    app.router.add_post("/admin/sign", sign_url)

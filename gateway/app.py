@@ -12,8 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
+from cache.store import PromptStore
 from config import Settings
+from gateway.access import ACCESS, Access, access_middleware
 from gateway.admin import add_admin_routes, configured_phrases
+from gateway.cors import add_cors
+from gateway.errors import Unavailable
 from gateway.hitlane import LaneRunner
 from gateway.logs import NoRequestText
 from gateway.logs import configure as configure_logs
@@ -60,6 +64,16 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
     app.middlewares.append(request_middleware(app[METRICS]))
+    if settings.cors_origins:
+        add_cors(app, settings.cors_origins)
+    app[ACCESS] = Access(settings)
+
+    def open_store() -> PromptStore:
+        if STORE not in app:
+            raise Unavailable("the gateway is still starting", retry_after=2)
+        return app[STORE]
+
+    app.middlewares.append(access_middleware(open_store))
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         async with open_services(
@@ -90,8 +104,7 @@ def create_app(
     add_routes(app)
     add_page_routes(app)
     add_openai_routes(app)
-    if settings.admin_token:
-        add_admin_routes(app)
+    add_admin_routes(app)
     return app
 
 
@@ -188,6 +201,11 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         except OSError as exc:
             raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
         log.info("serving on http://%s:%d", settings.host, settings.port)
+        access = app[ACCESS]
+        log.info("access %s: %s%s", access.mode, (
+            "anyone who reaches this address may synthesize" if not access.guarded
+            else "misses need an API key or a signed URL"),
+            "" if settings.access is not None else f" (the default for host {settings.host})")
         await stop.wait()
         log.info("stopping")
     finally:

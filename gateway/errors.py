@@ -35,6 +35,10 @@ class HttpError(Exception):
         super().__init__(message)
         self.field = field
 
+    def headers(self) -> dict[str, str] | None:
+        """Headers the answer carries."""
+        return None
+
 
 class BadRequest(HttpError):
     """Malformed input: unknown parameters, broken JSON."""
@@ -67,9 +71,47 @@ class Unavailable(HttpError):
     status = 503
     code = "unavailable"
 
-    def __init__(self, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, retry_after: int | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message, field)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        """Retry-After, when known."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else None
+
+
+class Unauthorized(HttpError):
+    """No credentials, or credentials that name no live key."""
+
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str] | None:
+        """The scheme to authenticate with."""
+        return {"WWW-Authenticate": 'Bearer realm="huiyin"'}
+
+
+class Forbidden(HttpError):
+    """Credentials that do not allow this (a scope, a bad or expired signature)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(Unavailable):
+    """A client's misses or characters beyond its rate: come back after Retry-After."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class QuotaExceeded(Unavailable):
+    """A key's daily characters are used up: come back after Retry-After (UTC midnight)."""
+
+    status = 429
+    code = "quota_exceeded"
 
 
 OPENAI_PREFIX = "/v1/"
@@ -107,11 +149,8 @@ def _describe(
 ) -> tuple[int, str, str, str | None, dict[str, str] | None]:
     try:
         raise error
-    except Unavailable as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return exc.status, exc.code, str(exc), exc.field, headers
     except HttpError as exc:
-        return exc.status, exc.code, str(exc), exc.field, None
+        return exc.status, exc.code, str(exc), exc.field, exc.headers()
     except (InvalidInputError, UnknownFormatError, UnsupportedRateError) as exc:
         return 422, "invalid_parameter", str(exc), getattr(exc, "field", None), None
     except UpstreamError as exc:

@@ -37,6 +37,7 @@ from aiohttp.web_response import StreamResponse
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from cache.store import Audio, PromptStore
+from gateway.access import ACCESS, Access
 from gateway.errors import OPENAI_PREFIX, unparsed_request_response
 from gateway.logs import access, route_template
 from gateway.metrics import Metrics
@@ -90,6 +91,7 @@ class Head:
     target: str
     request_id: str | None
     if_none_match: str | None = None
+    credential: str | None = None  # an API key from Authorization: Bearer or X-API-Key
 
 
 AIOHTTP_LIMITS = Limits()
@@ -107,6 +109,7 @@ def read_head(block: bytes, limits: Limits = AIOHTTP_LIMITS) -> tuple[str, Head 
     method, target = parts[0], parts[1]
     given_id: str | None = None
     if_none_match: str | None = None
+    credentials: list[str] = []
     verdict = ANSWER
     seen: set[bytes] = set()
     for line in lines[1:]:
@@ -126,11 +129,21 @@ def read_head(block: bytes, limits: Limits = AIOHTTP_LIMITS) -> tuple[str, Head 
             given_id = value.strip(b" \t").decode("ascii")
         elif lowered == b"if-none-match":
             if_none_match = value.strip(b" \t").decode("ascii")
+        elif lowered == b"x-api-key":
+            credentials.append(value.strip(b" \t").decode("ascii"))
+        elif lowered == b"authorization":
+            scheme, _, token = value.strip(b" \t").partition(b" ")
+            if scheme.lower() != b"bearer" or not token.strip():
+                verdict = PASS  # aiohttp's path answers the malformed header
+            credentials.append(token.strip(b" \t").decode("ascii"))
     if not target.startswith(b"/tts."):
         return PASS, None
     if b"host" not in seen or b"sec-websocket-key1" in seen:
         verdict = PASS  # aiohttp refuses an HTTP/1.1 request without Host, and that header
-    return verdict, Head(method, target.decode("ascii"), given_id, if_none_match)
+    if len(set(credentials)) > 1:
+        verdict = PASS  # two different keys: aiohttp's path refuses them
+    return verdict, Head(method, target.decode("ascii"), given_id, if_none_match,
+                         credentials[0] if credentials else None)
 
 
 class Answer(NamedTuple):
@@ -150,6 +163,7 @@ class HitLane:
         self._memo: UrlMemo = app[URL_MEMO]
         self._store: PromptStore = app[STORE]
         self._metrics: Metrics = app[METRICS]
+        self._access: Access = app[ACCESS]
         self._routes = _tts_routes(app)
         self._date_second = -1
         self._date = b""
@@ -157,7 +171,10 @@ class HitLane:
 
     def answer(self, head: Head) -> Answer | None:
         """The response head and audio for a request, or None when aiohttp must answer."""
-        hit = self._memo.find(head.target, self._store)
+        shared = self._access.lane_allows(head.method, head.target, head.credential)
+        if shared is None:  # the access policy needs the full path (an index lookup, an error)
+            return None
+        hit = self._memo.find(head.target, self._store, private=not shared)
         if hit is None:
             return None
         audio = hit.audio

@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import AbstractRoute
 
 access = logging.getLogger("huiyin.access")
+audit = logging.getLogger("huiyin.audit")
 # The current request's log fields; tasks started for the request share the same dict.
 # Unset when the access log is off, so note() costs nothing then.
 FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
@@ -30,6 +31,13 @@ def note(**fields: Any) -> None:
     current = FIELDS.get()
     if current is not None:
         current.update(fields)
+
+
+def audit_log(who: str, action: str, target: str, **details: Any) -> None:
+    """One audit line: who (a key's name), the action, its target (a key, a job, a route),
+    never a secret or customer text."""
+    audit.info("audit", extra={"fields": {"who": who, "action": action, "target": target,
+                                          **details}})
 
 
 class NoRequestText(logging.Filter):
@@ -80,3 +88,5 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic says which dialect it drives each time an index opens: debug detail.
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "debug" else "WARNING")

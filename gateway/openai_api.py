@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import params
+from gateway.access import admit_for
 from gateway.errors import InvalidParameter, NotFound
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
@@ -57,7 +58,8 @@ async def speech(request: web.Request) -> web.StreamResponse:
                                "stream_format")
     if stream_format == "audio":
         return await stream_speech(request, request_speech, fmt, rate, cache_control)
-    audio = await request.app[STORE].audio(request_speech, fmt, rate)
+    store = request.app[STORE]
+    audio = await store.audio(request_speech, fmt, rate, admit=admit_for(request, store))
     return audio_response(request, audio, cache_control=cache_control)
 
 
@@ -71,5 +73,5 @@ async def models(request: web.Request) -> web.Response:
 
 def add_openai_routes(app: web.Application) -> None:
     """Register the OpenAI-compatible routes."""
-    app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_post("/v1/audio/speech", speech, name="openai_speech")
     app.router.add_get("/v1/models", models)

@@ -10,6 +10,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from cache.store import Audio
+from gateway.access import cache_control_for
 from gateway.logs import note
 from synth import codecs
 
@@ -69,7 +70,8 @@ def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
         "X-Audio-Duration": f"{audio.duration:.3f}",
     })
     if audio.fallback is not None:
-        headers["Cache-Control"] = public_cache_control(FALLBACK_MAX_AGE)
+        shared = "private" if cache_control.startswith("private") else "public"
+        headers["Cache-Control"] = f"{shared}, max-age={FALLBACK_MAX_AGE}"
         headers["X-Huiyin-Fallback"] = audio.fallback
     return headers
 
@@ -79,10 +81,11 @@ def audio_response(
     headers: CIMultiDict[str] | None = None,
 ) -> web.Response:
     """200, 206, 304 or 416 for encoded audio, with the headers IVR caches rely on.
-    `headers`, when given, are audio_headers(audio, cache_control) built earlier."""
+    `headers`, when given, are audio_headers(audio, cache_control) built earlier. Answers
+    allowed by a header key are private (see gateway.access.cache_control_for)."""
     note(key=audio.key[:8], cached=audio.cached, format=audio.format)
     if headers is None:
-        headers = audio_headers(audio, cache_control)
+        headers = audio_headers(audio, cache_control_for(request, cache_control))
     asked = request.headers
     if download is None and "If-None-Match" not in asked and "Range" not in asked:
         return web.Response(body=audio.data, headers=headers)  # the common case, kept short

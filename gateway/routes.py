@@ -11,17 +11,20 @@ from cache.keys import SpeechRequest
 from cache.store import Audio
 from config.phrases import PHRASE_ID
 from gateway import params
+from gateway.access import admit_for, principal_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
 from gateway.responses import IMMUTABLE, audio_response, public_cache_control
+from gateway.signing import SIGNED_PARAMS
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
 from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
 from synth import codecs
 from synth.voices import Voices
 
-TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate")
+TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate",
+              *SIGNED_PARAMS)
 API_FIELDS = (
     "text", "voice", "style", "emotion", "speed", "pitch", "volume", "format", "sample_rate",
     "output_wav_name",
@@ -47,12 +50,14 @@ async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
     app = request.app
     memo = app[URL_MEMO]
-    hit = memo.find(request.raw_path, app[STORE])
+    private = principal_of(request).by_header
+    hit = memo.find(request.raw_path, app[STORE], private=private)
     if hit is not None:
         return audio_response(request, hit.audio, cache_control=memo.cache_control,
                               headers=hit.prebuilt.headers)
     speech, fmt, rate = _speech_from_query(request)
-    audio = await app[STORE].audio(speech, fmt, rate)
+    store = app[STORE]
+    audio = await store.audio(speech, fmt, rate, admit=admit_for(request, store))
     memo.remember(request.raw_path, audio)
     return audio_response(request, audio, cache_control=memo.cache_control)
 
@@ -81,7 +86,7 @@ def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int]:
 async def prompt(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /prompts/{key}.{ext}: stored audio by content key; immutable."""
     fmt = params.format_for_extension(request.match_info["ext"])
-    values = params.query_values(request.query, ("rate", "download"))
+    values = params.query_values(request.query, ("rate", "download", *SIGNED_PARAMS))
     key = request.match_info["key"]
     store = request.app[STORE]
     phrase = await store.phrase(key)
@@ -95,7 +100,7 @@ async def prompt(request: web.Request) -> web.StreamResponse:
 async def named_phrase(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /phrases/{phrase_id}.{ext}: the current audio of a named phrase, no redirect."""
     fmt = params.format_for_extension(request.match_info["ext"])
-    values = params.query_values(request.query, ("rate",))
+    values = params.query_values(request.query, ("rate", *SIGNED_PARAMS))
     phrase_id = request.match_info["phrase_id"]
     if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
@@ -133,7 +138,8 @@ async def api_tts(request: web.Request) -> web.Response:
         )
     except InvalidParameter as exc:
         raise InvalidParameter(str(exc), "sample_rate") from None
-    audio: Audio = await request.app[STORE].audio(speech, fmt, rate)
+    store = request.app[STORE]
+    audio: Audio = await store.audio(speech, fmt, rate, admit=admit_for(request, store))
     extension = codecs.FORMATS[fmt].extension
     url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
@@ -210,7 +216,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"/tts/stream.{ext}", tts_stream, name="tts_stream")
     app.router.add_get(f"/prompts/{{key:[0-9a-f]{{32}}}}.{ext}", prompt, name="prompt")
     app.router.add_get(f"/phrases/{{phrase_id:[^/]+}}.{ext}", named_phrase, name="phrase")
-    app.router.add_post("/api/tts", api_tts)
+    app.router.add_post("/api/tts", api_tts, name="api_tts")
     app.router.add_get("/api/voices", api_voices)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -15,6 +15,7 @@ import numpy as np
 from aiohttp import web
 
 from cache.keys import SpeechRequest
+from gateway.access import admit_for, cache_control_for
 from gateway.errors import InvalidParameter
 from gateway.logs import note
 from gateway.responses import audio_response
@@ -56,7 +57,7 @@ async def stream_speech(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
         )
     store = request.app[STORE]
-    sentences = await store.stream(speech)
+    sentences = await store.stream(speech, admit=admit_for(request, store))
     try:
         if sentences.stored is not None:
             audio = await store.variant(sentences.stored.phrase, fmt, rate)
@@ -67,14 +68,14 @@ async def stream_speech(
             first = await anext(sentences, None)
         except UpstreamError:
             # The voice's backend is down: answered whole, by its fallback voice if it has one.
-            audio = await store.audio(speech, fmt, rate)
+            audio = await store.audio(speech, fmt, rate)  # admitted above
             return audio_response(request, audio, cache_control=cache_control)
         if first is None:  # stored whole while this request joined: no chunks to follow
             audio = await store.variant((await sentences.result()).phrase, fmt, rate)
             return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.FORMATS[fmt].content_type,
-            "Cache-Control": cache_control,
+            "Cache-Control": cache_control_for(request, cache_control),
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()

@@ -1,0 +1,302 @@
+"""Who may make the gateway speak: API keys, signed URLs, the access policy, and the rate
+limits and quotas every miss is admitted under.
+
+Each request is judged once, by the middleware, into a `Principal`: a key (from
+`Authorization: Bearer` or `X-API-Key`), the bootstrap admin token, a signed URL, or an
+anonymous client. Routes that speak hand the store `admit(request)`, which the store asks
+only when a request finds no stored phrase: there the scope is checked (`play` keys hear
+stored audio only), the client's token buckets are drawn from and the key's daily quota is
+charged. Hits are never limited.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from multidict import CIMultiDictProxy
+
+from cache.credentials import SECRET, ApiKey
+from cache.keys import SpeechRequest
+from cache.ratelimit import Draw
+from cache.store import Admit, PromptStore
+from config import Settings
+from gateway.errors import BadRequest, Forbidden, QuotaExceeded, RateLimited, Unauthorized
+from gateway.signing import SignatureError, is_signed, verify
+
+log = logging.getLogger("huiyin.gateway")
+
+# Routes by what they need: speaking routes synthesize misses; stored routes only play.
+SPEAKING = frozenset({"tts", "tts_stream", "api_tts", "openai_speech"})
+STORED = frozenset({"prompt", "phrase"})
+SIGNABLE = frozenset({"tts", "tts_stream", "prompt", "phrase"})  # GET routes: IVR fetches
+# How long a key looked up in the index is trusted before it is looked up again: a key
+# revoked by another process (`huiyin keys revoke`, another replica) is refused after this.
+KEY_CACHE_SECONDS = 1.0
+_KEY_CACHE_SIZE = 10_000
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from, what it may do, and the buckets its misses draw from."""
+
+    name: str  # a key's name, "admin-token", "signed-url" or "anonymous"
+    scope: str | None  # play, synthesize, admin; None: may do nothing that needs a scope
+    bucket: str  # the rate limit's bucket name
+    key: ApiKey | None = None
+    by_header: bool = False  # answered to a header credential: shared caches must not keep it
+
+    def allows(self, scope: str) -> bool:
+        """Whether the principal's scope includes `scope`."""
+        order = ("play", "synthesize", "admin")
+        return self.scope is not None and order.index(self.scope) >= order.index(scope)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def client_address(request: web.BaseRequest) -> str:
+    """The peer's address (behind a proxy, the proxy's)."""
+    return request.remote or "unknown"
+
+
+def credential(headers: CIMultiDictProxy[str]) -> str | None:
+    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`
+    (both given, they must agree)."""
+    found = []
+    header = headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("give the key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        found.append(token.strip())
+    if "X-API-Key" in headers:
+        found.append(headers["X-API-Key"].strip())
+    if len(found) == 2 and found[0] != found[1]:
+        raise BadRequest("Authorization and X-API-Key name different keys; give one", "X-API-Key")
+    return found[0] if found else None
+
+
+class Access:
+    """The access policy of one application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.mode = settings.resolved_access()
+        self.public_phrases = settings.public_phrases
+        self.secrets = settings.url_signing_secret
+        self._admin_token = settings.admin_token
+        self._rate = settings.rate_limit_misses
+        self._burst = settings.rate_limit_burst
+        self._characters = settings.rate_limit_characters
+        self._keys: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()
+
+    @property
+    def guarded(self) -> bool:
+        """Whether speaking needs a key or a signed URL."""
+        return self.mode == "keys"
+
+    # keys
+
+    def cached_key(self, secret: str) -> tuple[bool, ApiKey | None]:
+        """(known, key) from memory: known is False when the index must be asked."""
+        found = self._keys.get(secret)
+        if found is None or time.monotonic() - found[1] > KEY_CACHE_SECONDS:
+            return False, None
+        return True, found[0]
+
+    async def key(self, store: PromptStore, secret: str) -> ApiKey | None:
+        """The live key with this secret (memory for KEY_CACHE_SECONDS, then the index)."""
+        known, key = self.cached_key(secret)
+        if known:
+            return key
+        key = await store.credentials.find(secret) if SECRET.fullmatch(secret) else None
+        self._keys[secret] = (key, time.monotonic())
+        self._keys.move_to_end(secret)
+        while len(self._keys) > _KEY_CACHE_SIZE:
+            self._keys.popitem(last=False)
+        return key
+
+    def forget(self, name: str) -> None:
+        """Drop a key from memory (revoked here: refused from the next request on)."""
+        for secret, (key, _) in list(self._keys.items()):
+            if key is not None and key.name == name:
+                del self._keys[secret]
+
+    def _is_admin_token(self, secret: str) -> bool:
+        expected = self._admin_token
+        if not expected:
+            return False
+        # Header bytes that are not UTF-8 come surrogate-escaped: compared as the bytes sent.
+        return hmac.compare_digest(secret.encode("utf-8", "surrogateescape"), expected.encode())
+
+    def _keyed(self, key: ApiKey) -> Principal:
+        scope = key.scope if self.guarded or key.scope == "admin" else "synthesize"
+        return Principal(key.name, scope, f"key:{key.id}", key, by_header=self.guarded)
+
+    # judging a request
+
+    async def principal(self, request: web.Request, store: PromptStore) -> Principal:
+        """Who the request comes from (401 for a credential that names no live key when it
+        matters, 400/403 for a malformed or refused signature)."""
+        route = request.match_info.route.name or ""
+        secret = credential(request.headers)
+        anonymous = Principal("anonymous", "synthesize" if not self.guarded else None,
+                              f"addr:{client_address(request)}")
+        if secret is not None:
+            if not _PRINTABLE.fullmatch(secret) or len(secret) > 256:
+                raise Unauthorized("the API key is malformed")
+            if self._is_admin_token(secret):
+                return Principal("admin-token", "admin", "admin-token", by_header=self.guarded)
+            key = await self.key(store, secret)
+            if key is not None:
+                return self._keyed(key)
+            if self.guarded or request.path.startswith("/admin/"):
+                raise Unauthorized("the API key is not valid (unknown or revoked)")
+            return anonymous  # open: anyone may speak; an unknown key changes nothing
+        query = request.raw_path.partition("?")[2]
+        if route in SIGNABLE and is_signed(query):
+            try:
+                verify(request.method, request.raw_path, self.secrets)
+            except SignatureError as exc:
+                if exc.status == 400:
+                    raise BadRequest(str(exc), exc.field) from None
+                raise Forbidden(str(exc), exc.field) from None
+            return replace(anonymous, name="signed-url", scope="synthesize")
+        return anonymous
+
+    def need(self, request: web.Request) -> str | None:
+        """The scope a request needs at least (None: anyone may make it)."""
+        route = request.match_info.route.name or ""
+        if request.path.startswith("/admin/"):
+            return "admin"
+        if route in SPEAKING or (route in STORED and self.guarded and not self.public_phrases):
+            return "play"
+        return None
+
+    def require(self, principal: Principal, need: str) -> None:
+        """Refuse a request its principal may not make (401 without credentials, 403 with
+        too small a scope)."""
+        if principal.allows(need):
+            return
+        if principal.scope is None or (need == "admin" and principal.key is None):
+            if need == "admin":
+                raise Unauthorized("admin routes need a key with the admin scope "
+                                   "('Authorization: Bearer <key>')")
+            raise Unauthorized("this gateway needs an API key ('Authorization: Bearer <key>' "
+                               "or 'X-API-Key') or a signed URL")
+        raise Forbidden(f"the key '{principal.name}' has the scope {principal.scope}; this "
+                        f"needs {need}")
+
+    # admitting misses
+
+    def draws(self, principal: Principal, characters: int) -> list[Draw]:
+        """What one miss takes from the principal's buckets."""
+        key = principal.key
+        rate = key.rate if key is not None and key.rate is not None else self._rate
+        draws = []
+        if rate > 0:
+            draws.append(Draw(f"{principal.bucket}:misses", min(self._burst, rate), rate, 1))
+        if self._characters > 0:
+            # A minute's characters may go at once; one text never needs more than that.
+            capacity = max(self._characters, characters)
+            draws.append(Draw(f"{principal.bucket}:chars", capacity, self._characters, characters))
+        return draws
+
+    def admit(self, store: PromptStore, principal: Principal) -> Admit:
+        """What the store asks before a miss of this principal synthesizes."""
+
+        async def admit(speech: SpeechRequest) -> None:
+            if not principal.allows("synthesize"):
+                raise Forbidden(f"the key '{principal.name}' has the scope play: it hears "
+                                "stored audio only, and this text is not stored")
+            characters = len(speech.text)
+            wait = await store.buckets.take(self.draws(principal, characters))
+            if wait > 0:
+                raise RateLimited(f"too many syntheses for '{principal.name}'; retry later",
+                                  retry_after=max(1, math.ceil(wait)))
+            key = principal.key
+            if key is not None and key.quota is not None:
+                if await store.credentials.charge(key, characters) is None:
+                    raise QuotaExceeded(
+                        f"the key '{key.name}' has used its {key.quota} characters of today "
+                        "(UTC)", retry_after=seconds_to_midnight())
+        return admit
+
+    # the hit lane: only what memory decides
+
+    def lane_allows(self, method: bytes, target: str, secret: str | None) -> bool | None:
+        """For a /tts hit the lane would answer: whether it is allowed (True: shared caches
+        may keep it; False: private), or None when aiohttp's path must judge it."""
+        if not self.guarded:
+            return True  # anyone may hear it; a key changes nothing for a hit
+        if secret is not None:
+            if not _PRINTABLE.fullmatch(secret) or self._is_admin_token(secret):
+                return None
+            known, key = self.cached_key(secret)
+            return False if known and key is not None else None
+        query = target.partition("?")[2]
+        if not is_signed(query):
+            return None
+        try:
+            verify(method.decode("ascii"), target, self.secrets)
+        except SignatureError:
+            return None
+        return True
+
+
+def seconds_to_midnight() -> int:
+    """Seconds until the next UTC day, when daily quotas start again."""
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+ACCESS = web.AppKey("access", Access)
+
+
+def access_middleware(store: Callable[[], PromptStore]) -> Middleware:
+    """Judge every request that needs a scope before its handler; its principal is kept on
+    the request (`principal_of`). `store` gives the open store (Unavailable while loading)."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        access = request.app[ACCESS]
+        need = access.need(request)
+        if need is not None:
+            principal = await access.principal(request, store())
+            access.require(principal, need)
+            request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return middleware
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The principal the middleware found for a speaking or stored route."""
+    return request[PRINCIPAL]
+
+
+def admit_for(request: web.Request, store: PromptStore) -> Admit:
+    """The admission of a speaking route's misses."""
+    return request.app[ACCESS].admit(store, principal_of(request))
+
+
+def cache_control_for(request: web.Request, cache_control: str) -> str:
+    """An audio answer's Cache-Control: private when it was allowed by a header key, so
+    that shared caches (the edge) never give it to a client without one."""
+    principal = request.get(PRINCIPAL)
+    if principal is not None and principal.by_header:
+        return cache_control.replace("public", "private", 1)
+    return cache_control

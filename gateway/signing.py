@@ -1,0 +1,115 @@
+"""Signed prompt URLs: `exp` (a Unix time) and `sig` appended to a URL, so that an IVR
+platform that sends no headers may fetch it.
+
+`sig` is the unpadded base64url HMAC-SHA256, under a `url_signing_secret`, of
+
+    GET\\n<path>\\n<canonical query>
+
+where the path is the URL's path as sent, percent-decoded, and the canonical query is
+every parameter but `sig`, percent-decoded, sorted by name then value, each encoded again
+as name=value with only A-Z a-z 0-9 - . _ ~ left as they are (UTF-8, %XX upper case), and
+joined with '&'. HEAD requests use the same signature as GET. URLs are signed with the
+first secret and checked against each (rotation); comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from urllib.parse import quote, unquote, unquote_plus
+
+SIGNED_PARAMS = ("exp", "sig")
+# Longest lifetime a signature may be given (ten years).
+MAX_TTL = 10 * 365 * 86400
+_EXP_DIGITS = 12  # a Unix time of up to 12 digits (year 33658): larger is malformed
+
+
+class SignatureError(ValueError):
+    """A signed URL that is not valid: `status` 400 (malformed) or 403 (refused)."""
+
+    def __init__(self, message: str, status: int = 403, field: str = "sig") -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        pairs.append((unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")))
+    return pairs
+
+
+def _encode(text: str) -> str:
+    return quote(text, safe="-._~", encoding="utf-8")
+
+
+def canonical(method: str, path: str, pairs: Sequence[tuple[str, str]]) -> bytes:
+    """The bytes that are signed (see the module's description)."""
+    verb = "GET" if method.upper() in ("GET", "HEAD") else method.upper()
+    query = "&".join(f"{_encode(n)}={_encode(v)}" for n, v in sorted(pairs) if n != "sig")
+    return f"{verb}\n{unquote(path, errors='strict')}\n{query}".encode()
+
+
+def signature(secret: str, message: bytes) -> str:
+    """The unpadded base64url HMAC-SHA256 of a message."""
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def sign(target: str, secret: str, ttl: int, *, method: str = "GET", now: float | None = None) -> str:
+    """The target (path and query) with `exp` and `sig` appended."""
+    if not 1 <= ttl <= MAX_TTL:
+        raise ValueError(f"ttl: 1 to {MAX_TTL} seconds")
+    path, _, query = target.partition("?")
+    if not path.startswith("/"):
+        raise ValueError("the URL to sign must be a path starting with '/', with its query")
+    pairs = _pairs(query)
+    if any(n in SIGNED_PARAMS for n, _ in pairs):
+        raise ValueError("the URL is signed already (it has exp or sig)")
+    expires = int(now if now is not None else time.time()) + ttl
+    pairs.append(("exp", str(expires)))
+    sig = signature(secret, canonical(method, path, pairs))
+    query = "&".join(f"{_encode(n)}={_encode(v)}" for n, v in pairs)
+    return f"{path}?{query}&sig={sig}"
+
+
+def is_signed(query: str) -> bool:
+    """Whether a raw query carries a signature (cheap: no decoding)."""
+    return "sig=" in query
+
+
+def verify(method: str, target: str, secrets: Sequence[str], *, now: float | None = None) -> None:
+    """Accept a signed target (path and raw query, as sent) or raise SignatureError."""
+    path, _, query = target.partition("?")
+    try:
+        pairs = _pairs(query)
+        unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise SignatureError("the query is not valid UTF-8", 400, "query") from None
+    sigs = [v for n, v in pairs if n == "sig"]
+    exps = [v for n, v in pairs if n == "exp"]
+    if len(sigs) != 1 or len(exps) != 1:
+        field = "sig" if len(sigs) != 1 else "exp"
+        raise SignatureError(f"a signed URL has exactly one exp and one sig ({field})", 400, field)
+    exp = exps[0]
+    if not (exp.isascii() and exp.isdigit()) or len(exp) > _EXP_DIGITS:
+        raise SignatureError("exp must be a Unix time in seconds", 400, "exp")
+    if not secrets:
+        raise SignatureError("this server accepts no signed URLs (no url_signing_secret)")
+    message = canonical(method, path, pairs)
+    sent = sigs[0].encode("utf-8", "surrogateescape")
+    # Every secret is tried, a match or not, so the time taken tells nothing.
+    good = False
+    for secret in secrets:
+        good |= hmac.compare_digest(sent, signature(secret, message).encode("ascii"))
+    if not good:
+        raise SignatureError("the URL's signature does not match")
+    if int(exp) < (now if now is not None else time.time()):
+        raise SignatureError("the signed URL has expired", 403, "exp")
