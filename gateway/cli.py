@@ -1,4 +1,4 @@
-"""The `huiyin` command: serve, synth, models prepare."""
+"""The `huiyin` command: serve, synth, warm, export, cache, db, keys, sign, models."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
+from gateway.access_cli import add_commands as add_access_commands
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -335,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "revision", help="print the index's schema revision (exit 1 when behind)"
     ).set_defaults(func=_cmd_db)
+
+    add_access_commands(sub)
 
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

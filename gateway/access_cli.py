@@ -1,0 +1,159 @@
+"""`huiyin keys …` and `huiyin sign …`: API keys in the index, and signed prompt URLs."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from cache.credentials import KeyTable
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _with_keys(args: argparse.Namespace, work: Callable[[KeyTable], int]) -> int:
+    """Open the index the settings name, run work(KeyTable), close it."""
+    from cache import schema
+    from cache.credentials import KeyTable
+    from cache.index import Index, sqlite_url
+    from gateway.logs import configure
+    from gateway.services import database_pool
+
+    settings = _settings(args)
+    configure(settings.log_level)  # audit lines go to stderr as JSON, as the gateway's do
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        index = Index(url, pool=database_pool(settings))
+    except schema.SchemaError as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return work(KeyTable(index.engine))
+    finally:
+        index.close()
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from cache.credentials import KeyFieldError
+    from gateway.logs import audit_log
+
+    def create(table: KeyTable) -> int:
+        try:
+            key, secret = table.create(args.name, args.scope, args.rate, args.quota)
+        except KeyFieldError as exc:
+            print(f"huiyin: error: {exc}", file=sys.stderr)
+            return 2
+        audit_log(_who(), "key_create", key.name, scope=key.scope)
+        print(secret)
+        print(f"huiyin: key '{key.name}' ({key.scope}) created; this is the only time its "
+              "secret is shown", file=sys.stderr)
+        return 0
+
+    return _with_keys(args, create)
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    def show(table: KeyTable) -> int:
+        keys = table.all()
+        if args.json:
+            print(json.dumps([k.as_dict() for k in keys], ensure_ascii=False, indent=2))
+            return 0
+        print(f"{'NAME':24} {'SCOPE':10} {'PREFIX':10} {'RATE/MIN':>8} {'QUOTA/DAY':>10}  STATE")
+        for k in keys:
+            print(f"{k.name:24} {k.scope:10} {k.prefix:10} {k.rate or '-':>8} "
+                  f"{k.quota or '-':>10}  {'revoked' if k.revoked else 'live'}")
+        return 0
+
+    return _with_keys(args, show)
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from gateway.logs import audit_log
+
+    def revoke(table: KeyTable) -> int:
+        key = table.revoke(args.name)
+        if key is None:
+            print(f"huiyin: error: no key named '{args.name}'", file=sys.stderr)
+            return 1
+        audit_log(_who(), "key_revoke", key.name)
+        print(f"huiyin: key '{key.name}' revoked (running gateways refuse it within a second)",
+              file=sys.stderr)
+        return 0
+
+    return _with_keys(args, revoke)
+
+
+def _cmd_keys_secret(args: argparse.Namespace) -> int:
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from gateway.logs import audit_log, configure
+    from gateway.signing import sign
+
+    settings = _settings(args)
+    if not settings.url_signing_secret:
+        print("huiyin: error: no url_signing_secret is configured (`huiyin keys secret` makes "
+              "one)", file=sys.stderr)
+        return 2
+    parts = urlsplit(args.url)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        signed = sign(target, settings.url_signing_secret[0], args.ttl)
+    except ValueError as exc:
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level)
+    audit_log(_who(), "sign", parts.path, ttl=args.ttl)
+    print(origin + signed)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `keys` and `sign` to the `huiyin` command."""
+    keys = sub.add_parser("keys", help="API keys (kept in the index: only their hashes)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key and print its secret, once")
+    create.add_argument("--name", required=True, help="the key's name (in logs and listings)")
+    create.add_argument("--scope", required=True, choices=("play", "synthesize", "admin"),
+                        help="play: stored audio only; synthesize: misses too; admin: /admin")
+    create.add_argument("--rate", type=int,
+                        help="misses per minute (default: the setting rate_limit_misses)")
+    create.add_argument("--quota", type=int, help="characters synthesized per UTC day")
+    create.set_defaults(func=_cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="every key, without secrets")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.set_defaults(func=_cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=_cmd_keys_revoke)
+    keys_sub.add_parser(
+        "secret", help="print a new random secret for url_signing_secret"
+    ).set_defaults(func=_cmd_keys_secret)
+
+    signer = sub.add_parser("sign", help="sign a prompt URL for clients that send no headers")
+    signer.add_argument("url", help="'/tts.ulaw?text=…' or a full http(s) URL")
+    signer.add_argument("--ttl", type=int, default=86400,
+                        help="seconds the signature is valid (default 86400)")
+    signer.set_defaults(func=_cmd_sign)
