@@ -4,6 +4,7 @@
 
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = "huiyin.adminToken";
+const API_KEY = "huiyin.apiKey";
 const STYLE_NAMES = {
   neutral: "中性", cheerful: "愉快", calm: "平静", serious: "严肃", apologetic: "歉意",
 };
@@ -29,14 +30,44 @@ async function errorFrom(response) {
   } catch {
     // not JSON: fall back to the status line
   }
-  const message = body?.message || `${response.status} ${response.statusText || "error"}`;
+  let message = body?.message || `${response.status} ${response.statusText || "error"}`;
+  if (response.status === 401) {
+    message = `需要有效的 API 密钥（在“API 密钥”中填写）。${message}`;
+  } else if (response.status === 403) {
+    message = `密钥无此权限。${message}`;
+  } else if (response.status === 429) {
+    const wait = response.headers.get("Retry-After");
+    message = `请求过于频繁${wait ? `，请 ${wait} 秒后重试` : ""}。${message}`;
+  }
   return new ApiError(response.status, message, body?.code ?? null, body?.field ?? null);
+}
+
+/** The speaking key the page sends (the API key field), or the admin token. */
+function speakingKey() {
+  return sessionStorage.getItem(API_KEY) || "";
+}
+
+/** Headers that carry the API key, when one is set. */
+function keyHeaders() {
+  const key = speakingKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/** A URL the <audio> element can play: as it is, or (with a key, which an <audio> element
+ * cannot send) fetched with the key and played from memory. */
+async function playable(url, signal, key = speakingKey()) {
+  if (!key) return url;
+  const headers = { Authorization: `Bearer ${key}` };
+  const response = await fetch(url, { headers, signal, cache: "no-store" });
+  if (!response.ok) throw await errorFrom(response);
+  return URL.createObjectURL(await response.blob());
 }
 
 /** fetch JSON; the admin token goes in the Authorization header, never in the URL. */
 async function api(path, { method = "GET", json, token, signal } = {}) {
   const headers = new Headers({ Accept: "application/json" });
-  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const key = token || speakingKey();
+  if (key) headers.set("Authorization", `Bearer ${key}`);
   let body;
   if (json !== undefined) {
     headers.set("Content-Type", "application/json");
@@ -351,13 +382,13 @@ async function synthesize() {
       showCache(data.cached ? "HIT" : "MISS");
       showDuration(data.duration);
       const audio = new URL(data.audio_url, location.href);
-      setPlayerSource(audio.pathname + audio.search);
+      setPlayerSource(await playable(audio.pathname + audio.search, signal));
       startPlayback(controller, started);
       downloadButton.disabled = false;
       return;
     }
     // no-store: a copy from the browser's HTTP cache would repeat an old X-Cache header.
-    const response = await fetch(url, { signal, cache: "no-store" });
+    const response = await fetch(url, { headers: keyHeaders(), signal, cache: "no-store" });
     if (!response.ok) throw await errorFrom(response);
     showCache(response.headers.get("X-Cache"));
     if (source) {
@@ -391,10 +422,14 @@ async function download() {
     const data = await api("/api/tts", { method: "POST", json });
     showDuration(data.duration);
     const url = new URL(data.download_url, location.href);
-    const link = element("a", { attrs: { href: url.pathname + url.search, download: "" } });
+    const href = await playable(url.pathname + url.search);
+    // A blob has no name of its own; the server's answer names itself (Content-Disposition).
+    const saveAs = href.startsWith("blob:") ? `${name || data.key}.mp3` : "";
+    const link = element("a", { attrs: { href, download: saveAs } });
     document.body.appendChild(link);
     link.click();
     link.remove();
+    if (href.startsWith("blob:")) setTimeout(() => URL.revokeObjectURL(href), 60_000);
   } catch (err) {
     showMessage(tryMessage, `下载失败：${err.message}`);
   } finally {
@@ -418,6 +453,19 @@ voiceSelect.addEventListener("change", () => applyVoice(false));
 for (const range of ranges) range.input.addEventListener("input", () => showRange(range));
 $("#reset-settings").addEventListener("click", () => applyVoice(true));
 downloadButton.addEventListener("click", download);
+
+const keyInput = $("#api-key");
+keyInput.value = speakingKey();
+if (keyInput.value) $("#key-field").open = true;
+keyInput.addEventListener("input", () => {
+  const key = keyInput.value.trim();
+  if (key) sessionStorage.setItem(API_KEY, key);
+  else sessionStorage.removeItem(API_KEY);
+});
+$("#forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(API_KEY);
+  keyInput.value = "";
+});
 
 // ---------------------------------------------------------------- admin
 
@@ -452,11 +500,15 @@ function adminFailed(err) {
   let message = err.message;
   const fatal = err.status === 401 || err.status === 403 || (err.status === 404 && !err.field);
   if (err.status === 404 && !err.field) {
-    message = "此服务器未开启管理接口（未设置 admin_token）。Admin API is not enabled.";
+    message = "此服务器没有管理接口。Admin API is not available.";
+  } else if (err.status === 401 && !admin.token) {
+    message = "需要管理令牌或 admin 密钥，请输入后点击连接。Token required.";
   } else if (err.status === 401) {
-    message = "需要管理令牌，请输入后点击连接。Token required.";
-  } else if (err.status === 403) {
     message = "令牌错误，请重新输入。Wrong token.";
+    sessionStorage.removeItem(TOKEN_KEY);
+    admin.token = "";
+  } else if (err.status === 403) {
+    message = "此密钥没有 admin 权限。This key has no admin scope.";
     sessionStorage.removeItem(TOKEN_KEY);
     admin.token = "";
   }
@@ -738,7 +790,7 @@ function markPlaying(key) {
   }
 }
 
-function playPhrase(phrase) {
+async function playPhrase(phrase) {
   if (admin.loadedKey === phrase.key) {
     if (phrasePlayer.paused) phrasePlayer.play().catch(() => {});
     else phrasePlayer.pause();
@@ -749,7 +801,15 @@ function playPhrase(phrase) {
   if (url.origin !== location.origin) return;
   admin.loadedKey = phrase.key;
   phrasePlayer.hidden = false;
-  phrasePlayer.src = url.pathname + url.search;
+  let source;
+  try {
+    source = await playable(url.pathname + url.search, undefined, admin.token);
+  } catch (err) {
+    showMessage(adminMessage, err.message);
+    return;
+  }
+  if (phrasePlayer.src.startsWith("blob:")) URL.revokeObjectURL(phrasePlayer.src);
+  phrasePlayer.src = source;
   phrasePlayer.play().catch(() => {});
 }
 
