@@ -55,6 +55,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ .Values.adminTokenSecret.name }}
       key: {{ .Values.adminTokenSecret.key }}
 {{- end }}
+{{- if .Values.urlSigningSecret.name }}
+- name: HUIYIN_URL_SIGNING_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.urlSigningSecret.name }}
+      key: {{ .Values.urlSigningSecret.key }}
+{{- end }}
 {{- if .Values.phrases }}
 - name: HUIYIN_PHRASES
   value: {{ range $i, $name := keys .Values.phrases | sortAlpha }}{{ if $i }},{{ end }}/etc/huiyin/phrases/{{ $name }}{{ end }}
