@@ -8,10 +8,12 @@ import os
 import re
 import shlex
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 import yaml
 
 from config import Settings, load_settings
@@ -121,10 +123,18 @@ def test_the_images_entrypoint_serves_outside_docker(tmp_path: Path) -> None:
         HUIYIN_DATA_DIR=str(tmp_path / "data"),
         HUIYIN_MODELS_DIR=str(load_settings().models_dir),
         HUIYIN_CONFIG=str(REPO / "config" / "settings.yaml"),
+        HUIYIN_ADMIN_TOKEN="image-test-admin-key",
     )
     executable = str(Path(__import__("sys").executable).with_name(command[0]))
     with serve_process(env, command=[executable, *command[1:]]) as (base, _):
-        with urllib.request.urlopen(f"{base}/tts.ulaw?text={quote('您好')}", timeout=60) as r:
+        url = f"{base}/tts.ulaw?text={quote('您好')}"
+        # On 0.0.0.0 the image's gateway refuses misses without a key.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=60)
+        refused.value.close()
+        assert refused.value.code == 401
+        keyed = urllib.request.Request(url, headers={"X-API-Key": "image-test-admin-key"})
+        with urllib.request.urlopen(keyed, timeout=60) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "audio/basic"
 
 
@@ -196,6 +206,12 @@ def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path)
             assert (first_status, second_status) == ("MISS", "HIT")
             assert first == second and len(first) > 8000
             assert tts_requests(base) == 1.0  # the second answer never reached the gateway
+            # A request with a key is that client's: past the shared cache, and kept out of it.
+            keyed = urllib.request.Request(url, headers={"X-API-Key": "hy_any"})
+            for _ in range(2):
+                with urllib.request.urlopen(keyed, timeout=60) as r:
+                    assert r.headers["X-Edge-Cache"] == "BYPASS" and r.read() == first
+            assert tts_requests(base) == 3.0
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)

@@ -9,12 +9,12 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, Route, expect, sync_playwright
 
 from tests.support import serve_process
 
@@ -57,6 +57,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway process under access: keys (its admin token is a key that may speak)."""
+    root = tmp_path_factory.mktemp("keyed")
+    env = {"HUIYIN_DATA_DIR": str(root / "data"), "HUIYIN_ADMIN_TOKEN": TOKEN,
+           "HUIYIN_ACCESS": "keys", "HUIYIN_PUBLIC_PHRASES": "false", "HUIYIN_LOG_LEVEL": "warning"}
+    with serve_process(env, log=root / "serve.log") as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -292,13 +302,48 @@ def test_errors_are_shown_on_the_page(browser: Browser, server: str) -> None:
     expect(page.locator("#admin-body")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('huiyin.adminToken')") is None
 
-    # A gateway without an admin token has no admin routes: its 404, as it answers it.
+    # A key without the admin scope: the 403, as the gateway answers it.
     page.route("**/admin/**", lambda route: route.fulfill(
-        status=404, content_type="application/json",
-        body=json.dumps({"status": "error", "code": "not_found", "message": "Not Found"}),
+        status=403, content_type="application/json",
+        body=json.dumps({"status": "error", "code": "forbidden", "message": "scope play"}),
     ))
     page.fill("#token", TOKEN)
     page.click("#token-form button[type=submit]")
-    expect(page.locator("#admin-message")).to_contain_text("未开启管理接口")
+    expect(page.locator("#admin-message")).to_contain_text("没有 admin 权限")
     expect(page.locator("#admin-body")).to_be_hidden()
+    page.unroute("**/admin/**")
+
+    # A gateway under access: keys, as it answers: 401 without a key, 429 with Retry-After.
+    page.click("#tab-try")
+    def refuse(status: int, code: str) -> Callable[[Route], None]:
+        return lambda route: route.fulfill(
+            status=status, content_type="application/json", headers={"Retry-After": "30"},
+            body=json.dumps({"status": "error", "code": code, "message": code}),
+        )
+
+    for status, code, shown in ((401, "unauthorized", "API 密钥"), (429, "rate_limited", "30 秒后重试")):
+        page.route("**/tts/stream.mp3*", refuse(status, code))
+        page.click("#synthesize")
+        expect(page.locator("#try-message")).to_contain_text(shown)
+        page.unroute("**/tts/stream.mp3*")
+    page.context.close()
+
+
+def test_under_access_keys_the_page_speaks_with_the_key_it_is_given(
+    browser: Browser, keyed_server: str
+) -> None:
+    page, _ = open_page(browser, keyed_server, DESKTOP)
+    page.fill("#text", "请输入您的密码。")
+    page.click("#synthesize")
+    expect(page.locator("#try-message")).to_contain_text("API 密钥")
+    page.click("#key-field summary")
+    page.fill("#api-key", TOKEN)
+    assert page.evaluate("sessionStorage.getItem('huiyin.apiKey')") == TOKEN
+    played = synthesize(page, "请输入您的密码。")
+    assert played["error"] is None and played["duration"] > 0.5
+    expect(page.locator("#r-cache")).to_have_text(re.compile("MISS"))
+    # The stored MP3 sits behind the key too (public_phrases is off): fetched with it.
+    with page.expect_download() as download:
+        page.click("#download")
+    assert Path(download.value.path()).stat().st_size > 1000
     page.context.close()
