@@ -12,15 +12,20 @@ be measured (missing tools, a process that would not start, errors reported by w
 With its default settings the gateway answers these repeat URLs in its hit lane (the
 fast_hits setting); --no-fast-hits measures aiohttp's full request cycle instead.
 
+--access key or signed loads the same URL under `access: keys`, with an API key in a header
+or as a signed URL: the cost of checking credentials on every hit.
+
 usage: .venv/bin/python bench/hits.py [--duration 10] [--connections 32] [--text "..."]
-                                      [--no-fast-hits]
+                                      [--access open|key|signed] [--no-fast-hits]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,6 +51,7 @@ from bench.procs import (  # noqa: E402
     on_sigterm,
     wait_until,
 )
+from gateway.signing import sign  # noqa: E402
 
 DEFAULT_TEXT = "您好，欢迎致电客户服务中心，请问有什么可以帮您？"
 SERVER_CORE = "0"
@@ -175,20 +181,25 @@ def gateway_command(port: int) -> tuple[list[str], Path]:
     return [sys.executable, "-m", "gateway", "--port", str(port)], REPO
 
 
-def fetch(url: str, timeout: float = 60.0) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of a GET; HTTP errors are answers too."""
+def fetch(url: str, timeout: float = 60.0, headers: dict[str, str] | None = None,
+          data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET (a POST with data); HTTP errors are answers too."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers.items()), exc.read()
 
 
-def run_wrk(wrk: str, url: str, duration: int, connections: int) -> WrkResult:
+def run_wrk(wrk: str, url: str, duration: int, connections: int,
+            headers: dict[str, str] | None = None) -> WrkResult:
     """Load url with wrk (1 thread, pinned to the client core) and parse its report."""
+    extra = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     argv = ["taskset", "-c", CLIENT_CORE, wrk, "-t1", f"-c{connections}", f"-d{duration}s",
-            "--latency", url]
-    print(f"  $ {' '.join(argv)}", flush=True)
+            "--latency", *extra, url]
+    shown = [a if not a.startswith("X-API-Key:") else "X-API-Key: hy_…" for a in argv]
+    print(f"  $ {' '.join(shown)}", flush=True)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     except subprocess.TimeoutExpired:
@@ -215,9 +226,12 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
     log = tmp / "gateway.log"
     data_dir = tmp / "data"
     data_dir.mkdir()
+    admin, signing = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     env = dict(os.environ, HUIYIN_DATA_DIR=str(data_dir), HUIYIN_PORT=str(port),
                HUIYIN_HOST="127.0.0.1", HUIYIN_LOG_LEVEL="warning", HUIYIN_THREADS="1",
-               HUIYIN_FAST_HITS="false" if args.no_fast_hits else "true")
+               HUIYIN_FAST_HITS="false" if args.no_fast_hits else "true",
+               HUIYIN_ACCESS="open" if args.access == "open" else "keys",
+               HUIYIN_ADMIN_TOKEN=admin, HUIYIN_URL_SIGNING_SECRET=signing)
     argv, cwd = gateway_command(port)
     gateway = procs.start(["taskset", "-c", SERVER_CORE, *argv], log=log, cwd=cwd, env=env)
     started = time.perf_counter()
@@ -226,9 +240,21 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
     print(f"gateway    pid {gateway.pid}, port {port}, ready in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
 
-    url = f"{base}/tts.wav?text={urllib.parse.quote(args.text, safe='')}"
+    target = f"/tts.wav?text={urllib.parse.quote(args.text, safe='')}"
+    keyed: dict[str, str] = {}
+    if args.access == "signed":
+        target = sign(target, signing, 3600)
+    elif args.access == "key":
+        status, _, made = fetch(f"{base}/admin/keys", headers={
+            "Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+            data=json.dumps({"name": "bench", "scope": "synthesize"}).encode())
+        if status != 201:
+            raise BenchError(f"POST /admin/keys answered {status}: {made[:300]!r}")
+        keyed = {"X-API-Key": json.loads(made)["key"]}
+    url = base + target
+    print(f"access     {args.access}", flush=True)
     for expected in ("MISS", "HIT"):
-        status, headers, body = fetch(url)
+        status, headers, body = fetch(url, headers=keyed)
         if status != 200:
             raise BenchError(f"GET {url} answered {status}: {body[:300]!r}")
         got = headers.get("X-Cache")
@@ -240,7 +266,7 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
           flush=True)
 
     hits_before, misses_before = cache_counts(base)
-    result = run_wrk(wrk, url, args.duration, args.connections)
+    result = run_wrk(wrk, url, args.duration, args.connections, keyed)
     hits_after, misses_after = cache_counts(base)
     if misses_after != misses_before:
         raise BenchError(f"{misses_after - misses_before:.0f} cache misses during the load")
@@ -312,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="the phrase to warm and load")
+    parser.add_argument("--access", choices=("open", "key", "signed"), default="open",
+                        help="open (no credentials), key (access: keys, an X-API-Key header) "
+                             "or signed (access: keys, a signed URL)")
     parser.add_argument("--no-fast-hits", action="store_true",
                         help="turn the gateway's hit lane off: every hit takes aiohttp's full cycle")
     args = parser.parse_args(argv)

@@ -50,10 +50,6 @@ class ApiKey:
     created: float
     revoked: float | None
 
-    def allows(self, scope: str) -> bool:
-        """Whether the key's scope includes `scope`."""
-        return SCOPES.index(self.scope) >= SCOPES.index(scope)
-
     def as_dict(self) -> dict[str, object]:
         """The key for listings (no secret, no hash)."""
         return {"name": self.name, "prefix": self.prefix, "scope": self.scope,

@@ -25,12 +25,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDictProxy
 
-from cache.credentials import SECRET, ApiKey
+from cache.credentials import SCOPES, SECRET, ApiKey
 from cache.keys import SpeechRequest
 from cache.ratelimit import Draw
 from cache.store import Admit, PromptStore
 from config import Settings
 from gateway.errors import BadRequest, Forbidden, QuotaExceeded, RateLimited, Unauthorized
+from gateway.logs import note
 from gateway.signing import SignatureError, is_signed, verify
 
 log = logging.getLogger("huiyin.gateway")
@@ -43,6 +44,7 @@ SIGNABLE = frozenset({"tts", "tts_stream", "prompt", "phrase"})  # GET routes: I
 # revoked by another process (`huiyin keys revoke`, another replica) is refused after this.
 KEY_CACHE_SECONDS = 1.0
 _KEY_CACHE_SIZE = 10_000
+_SIGNED_MEMO = 20_000
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")
 
 
@@ -58,8 +60,7 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         """Whether the principal's scope includes `scope`."""
-        order = ("play", "synthesize", "admin")
-        return self.scope is not None and order.index(self.scope) >= order.index(scope)
+        return self.scope is not None and SCOPES.index(self.scope) >= SCOPES.index(scope)
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -99,6 +100,8 @@ class Access:
         self._burst = settings.rate_limit_burst
         self._characters = settings.rate_limit_characters
         self._keys: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()
+        # Signed targets verified already, with their expiry: a repeat skips the HMAC.
+        self._signed: OrderedDict[str, int] = OrderedDict()
 
     @property
     def guarded(self) -> bool:
@@ -131,6 +134,20 @@ class Access:
         for secret, (key, _) in list(self._keys.items()):
             if key is not None and key.name == name:
                 del self._keys[secret]
+
+    def verify_signed(self, method: str, target: str) -> None:
+        """Accept a signed GET or HEAD target or raise SignatureError (verified targets are
+        remembered until they expire)."""
+        expires = self._signed.get(target)
+        if expires is not None and method in ("GET", "HEAD"):
+            if expires >= time.time():
+                return
+            del self._signed[target]
+        expires = verify(method, target, self.secrets)
+        if method in ("GET", "HEAD"):
+            self._signed[target] = expires
+            while len(self._signed) > _SIGNED_MEMO:
+                self._signed.popitem(last=False)
 
     def _is_admin_token(self, secret: str) -> bool:
         expected = self._admin_token
@@ -166,7 +183,7 @@ class Access:
         query = request.raw_path.partition("?")[2]
         if route in SIGNABLE and is_signed(query):
             try:
-                verify(request.method, request.raw_path, self.secrets)
+                self.verify_signed(request.method, request.raw_path)
             except SignatureError as exc:
                 if exc.status == 400:
                     raise BadRequest(str(exc), exc.field) from None
@@ -248,7 +265,7 @@ class Access:
         if not is_signed(query):
             return None
         try:
-            verify(method.decode("ascii"), target, self.secrets)
+            self.verify_signed(method.decode("ascii"), target)
         except SignatureError:
             return None
         return True
@@ -276,6 +293,7 @@ def access_middleware(store: Callable[[], PromptStore]) -> Middleware:
         need = access.need(request)
         if need is not None:
             principal = await access.principal(request, store())
+            note(client=principal.name)  # the access log names the key, never its secret
             access.require(principal, need)
             request[PRINCIPAL] = principal
         return await handler(request)

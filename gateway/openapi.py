@@ -56,6 +56,73 @@ def _range(engines: list[dict[str, Any]], name: str) -> dict[str, Any]:
             "maximum": max(r["max"] for r in ranges)}
 
 
+# A signed URL's parameters (see gateway/signing.py), for clients that send no headers.
+_SIGNED = [
+    _query("exp", {"type": "string", "pattern": "^[0-9]{1,12}$"},
+           "signed URLs: expiry, a Unix time in seconds"),
+    _query("sig", {"type": "string"}, "signed URLs: base64url HMAC-SHA256 of the request"),
+]
+# Under access: keys, a key (either header) or a signed URL; under access: open, none.
+_SPEAKER: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}, {"signedUrl": []}, {}]
+_ADMIN: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+_KEY = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "prefix": {"type": "string"},
+                   "scope": {"type": "string", "enum": ["play", "synthesize", "admin"]},
+                   "rate": {"type": "integer", "nullable": True},
+                   "quota": {"type": "integer", "nullable": True},
+                   "created": {"type": "number"}, "revoked": {"type": "number", "nullable": True},
+                   "key": {"type": "string", "description": "the secret: only when created"}},
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _admin_paths() -> dict[str, Any]:
+    key_body = {"type": "object", "additionalProperties": False, "required": ["name", "scope"],
+                "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                               "scope": {"type": "string", "enum": ["play", "synthesize", "admin"]},
+                               "rate": {"type": "integer", "minimum": 1},
+                               "quota": {"type": "integer", "minimum": 1}}}
+    sign_body = {"type": "object", "additionalProperties": False, "required": ["url"],
+                 "properties": {"url": {"type": "string"},
+                                "ttl": {"type": "integer", "minimum": 1}}}
+    return {
+        "/admin/keys": {
+            "get": {"summary": "Every API key (no secrets)", "operationId": "listKeys",
+                    "security": _ADMIN,
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "keys": {"type": "array", "items": _KEY}}}, "keys"),
+                        **_errors(400, 401, 403)}},
+            "post": {"summary": "Make an API key; its secret is in this answer only",
+                     "operationId": "createKey", "security": _ADMIN,
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": key_body}}},
+                     "responses": {"201": _json(_KEY, "the new key"),
+                                   **_errors(400, 401, 403, 422)}},
+        },
+        "/admin/keys/{name}": {
+            "delete": {"summary": "Revoke an API key", "operationId": "revokeKey",
+                       "security": _ADMIN,
+                       "parameters": [{"name": "name", "in": "path", "required": True,
+                                       "schema": {"type": "string"}}],
+                       "responses": {"200": _json(_KEY, "the revoked key"),
+                                     **_errors(400, 401, 403, 404)}},
+        },
+        "/admin/sign": {
+            "post": {"summary": "Sign a prompt URL", "operationId": "signUrl",
+                     "security": _ADMIN,
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": sign_body}}},
+                     "responses": {"200": _json({"type": "object", "properties": {
+                         "url": {"type": "string"}, "expires": {"type": "integer"}}},
+                         "the signed URL"), **_errors(400, 401, 403, 409, 422)}},
+        },
+    }
+
+
 def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     """The spec; text limits follow the settings, voices and ranges follow the engines."""
     engines = voices["engines"]
@@ -78,9 +145,12 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
         _query("pitch", pitch, "pitch factor"),
         _query("volume", volume, "loudness factor"),
         _query("rate", rate, "sample rate; only wav lets you choose"),
+        *_SIGNED,
     ]
     audio_get = {
-        "responses": {**_audio("audio"), **_errors(400, 404, 413, 422, 500, 503, 504)},
+        "responses": {**_audio("audio"),
+                      **_errors(400, 401, 403, 404, 413, 422, 429, 500, 503, 504)},
+        "security": _SPEAKER,
     }
     return {
         "openapi": "3.0.3",
@@ -102,8 +172,10 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         _ext_param(),
                         _query("rate", rate, "sample rate (wav only)"),
                         _query("download", {"type": "string"}, "download under this file name"),
+                        *_SIGNED,
                     ],
-                    "responses": {**_audio("audio"), **_errors(400, 404, 422, 500)},
+                    "security": _SPEAKER,
+                    "responses": {**_audio("audio"), **_errors(400, 401, 403, 404, 422, 500)},
                 },
             },
             "/phrases/{phrase_id}.{ext}": {
@@ -114,8 +186,10 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
                         _ext_param(),
                         _query("rate", rate, "sample rate (wav only)"),
+                        *_SIGNED,
                     ],
-                    "responses": {**_audio("audio"), **_errors(400, 404, 422, 500)},
+                    "security": _SPEAKER,
+                    "responses": {**_audio("audio"), **_errors(400, 401, 403, 404, 422, 500)},
                 },
             },
             "/api/tts": {
@@ -133,8 +207,9 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "ready", "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/TtsResult"}}}},
-                        **_errors(400, 404, 413, 422, 500, 503, 504),
+                        **_errors(400, 401, 403, 404, 413, 422, 429, 500, 503, 504),
                     },
+                    "security": _SPEAKER,
                 },
             },
             "/api/voices": {"get": {"summary": "Engines, voices, styles, ranges, formats",
@@ -152,8 +227,15 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "metrics", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
+            **_admin_paths(),
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "an API key (`huiyin keys create`) or the admin token"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "signedUrl": {"type": "apiKey", "in": "query", "name": "sig",
+                          "description": "a signed URL: exp and sig (`huiyin sign`)"},
+        }, "schemas": {
             "Error": {
                 "type": "object", "required": ["status", "code", "message"],
                 "properties": {"status": {"type": "string", "enum": ["error"]},

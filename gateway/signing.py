@@ -85,8 +85,9 @@ def is_signed(query: str) -> bool:
     return "sig=" in query
 
 
-def verify(method: str, target: str, secrets: Sequence[str], *, now: float | None = None) -> None:
-    """Accept a signed target (path and raw query, as sent) or raise SignatureError."""
+def verify(method: str, target: str, secrets: Sequence[str], *, now: float | None = None) -> int:
+    """Accept a signed target (path and raw query, as sent): its expiry (a Unix time), or
+    SignatureError."""
     path, _, query = target.partition("?")
     try:
         pairs = _pairs(query)
@@ -113,3 +114,4 @@ def verify(method: str, target: str, secrets: Sequence[str], *, now: float | Non
         raise SignatureError("the URL's signature does not match")
     if int(exp) < (now if now is not None else time.time()):
         raise SignatureError("the signed URL has expired", 403, "exp")
+    return int(exp)

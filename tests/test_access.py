@@ -496,3 +496,20 @@ async def test_the_readmes_dialplan_snippet_signs_urls_the_gateway_accepts(clien
     target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为三百元", "voice": "baker"}, SECRET)
     answer = await client.get(target)
     assert answer.status == 200 and answer.headers["Content-Type"] == "audio/basic"
+
+
+async def test_a_signed_url_heard_before_is_refused_once_it_expires(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    import gateway.access
+
+    target = sign(tts(TEXT), SECRET, 60)
+    for _ in range(2):  # the second is verified from memory
+        assert (await client.get(target)).status == 200
+    later = types.SimpleNamespace(time=lambda: time.time() + 120, monotonic=time.monotonic)
+    monkeypatch.setattr(gateway.access, "time", later)
+    monkeypatch.setattr(gateway.signing, "time", later)
+    answer = await client.get(target)
+    assert answer.status == 403 and (await answer.json())["field"] == "exp"
