@@ -3,15 +3,15 @@
 `get_or_synthesize` answers a request with its stored phrase, and `stream` is its twin for
 audio that goes out as it is synthesized. Both meet the same generations: a phrase is
 synthesized once however many whole requests, streams and warm-ups ask for it at once.
-Usage is counted by key wherever a hit is answered, and eviction judges by it.
+Usage is counted by key wherever a hit is answered, and eviction judges by it. A request
+without a stored phrase is admitted first when the caller hands an `Admit` (the gateway's
+scopes, rate limits and quotas). The generations themselves: cache/generations.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -22,6 +22,7 @@ from cache.check import CheckReport, check
 from cache.credentials import Credentials
 from cache.files import AudioStore
 from cache.flight import Generation, GenerationStream
+from cache.generations import Generations, Lookup
 from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
@@ -34,13 +35,11 @@ from cache.storage import Storage
 from cache.synthesizer import Synthesizer
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
-from synth.engine import Pcm, SynthesisError, UpstreamError
-from synth.worker import Priority, Urgency
+from synth.engine import UpstreamError
+from synth.worker import Priority
 
 __all__ = ["Admit", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
            "Synthesizer"]
-
-log = logging.getLogger("huiyin.cache")
 
 # Request -> key memo: a repeated request skips the engine's reading of its text.
 _KEY_MEMO = 20_000
@@ -49,7 +48,6 @@ SpeechStream = GenerationStream[StoredPhrase]
 # Asked before a request that finds no stored phrase synthesizes (or joins a synthesis under
 # way): it raises to refuse (a scope, a rate limit, a quota), and returns to let it go on.
 Admit = Callable[[SpeechRequest], Awaitable[None]]
-Lookup = tuple[Phrase | None, bytes | None]
 
 
 class PromptStore:
@@ -67,7 +65,7 @@ class PromptStore:
         self._rows = RowCache()
         self._keeper = Keeper(self._storage, self._rows, self._encodings, self._stats)
         self._keys: OrderedDict[SpeechRequest, str] = OrderedDict()
-        self._generations: dict[str, Generation[StoredPhrase]] = {}
+        self._generations = Generations(self._storage, self._keeper, lambda: self.synthesizer)
         self._usage = Usage(self._stats)
         self._maintenance = Maintenance(
             self._storage, self._stats, self._usage, max_bytes=max_bytes,
@@ -221,7 +219,7 @@ class PromptStore:
         elif admit is not None:
             await admit(request)
         if generation is None:
-            generation = self._start(request, key, priority, streamed=False, found=found)
+            generation = self._generations.start(request, key, priority, streamed=False, found=found)
         generation.urgency.raise_to(priority)
         generation.hold()
         try:
@@ -259,7 +257,7 @@ class PromptStore:
             await admit(request)
             generation = self._generations.get(key)
         if row is None and generation is None:
-            generation = self._start(request, key, priority, streamed=True)
+            generation = self._generations.start(request, key, priority, streamed=True)
         if row is not None or (generation is not None and not generation.streamed):
             stored = (StoredPhrase(row, cached=True) if row is not None
                       else await asyncio.shield(generation.result))  # type: ignore[union-attr]
@@ -270,7 +268,7 @@ class PromptStore:
         generation.follow()
         if live:
             self._usage.miss()
-        return SpeechStream(generation, None, on_stop=lambda: self._drop(key, generation))
+        return SpeechStream(generation, None, on_stop=lambda: self._generations.drop(key, generation))
 
     def _count(self, stored: StoredPhrase, live: bool) -> None:
         if not live:
@@ -291,78 +289,6 @@ class PromptStore:
             return found, None
         await admit(request)
         return found, self._generations.get(key)
-
-    def _start(
-        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
-        found: Lookup | None = None,
-    ) -> Generation[StoredPhrase]:
-        generation: Generation[StoredPhrase] = Generation(
-            streamed=streamed, urgency=Urgency(priority)
-        )
-        self._generations[key] = generation
-        generation.task = asyncio.create_task(
-            self._generate(generation, request, key, found), name=f"synthesize-{key[:8]}"
-        )
-        return generation
-
-    def _drop(self, key: str, generation: Generation[StoredPhrase]) -> None:
-        if self._generations.get(key) is generation:
-            del self._generations[key]
-
-    async def _generate(
-        self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
-        found: Lookup | None,
-    ) -> None:
-        leased = False
-        try:
-            # Looked up already when the request was admitted.
-            row, data = found if found is not None else await self._storage.lookup(key)
-            if (row is None or data is None) and self._storage.shared:
-                # Another replica may be making it: one synthesis across them.
-                found = await self._storage.lease(key)
-                if found is not None:
-                    row, data = found
-                else:
-                    leased = True
-            if row is not None and data is not None:
-                self._keeper.hold(row, data)
-                generation.end()
-                generation.finish(StoredPhrase(row, cached=True))
-                return
-            started = time.perf_counter()
-            if generation.streamed:
-                chunks = self.synthesizer.stream(request, generation.urgency)
-                try:
-                    async for chunk in chunks:
-                        generation.add(chunk)
-                finally:
-                    await chunks.aclose()
-                if not generation.chunks:
-                    raise SynthesisError("the engine returned no audio")
-                pcm = Pcm.concat(generation.chunks)
-            else:
-                pcm = await self.synthesizer.synthesize(request, generation.urgency)
-            generation.end()
-            stored = await self._keeper.keep(
-                request, key, pcm, time.perf_counter() - started,
-                engine_version=self.synthesizer.engine_version(request.engine),
-                replacing=row is not None,
-            )
-            generation.finish(stored)
-            if leased:  # kept until its row is in the index, where the others look
-                leased = False
-                self._storage.release_after(key, stored.saved)
-        except asyncio.CancelledError:
-            generation.stop()
-            raise
-        except Exception as exc:
-            if generation.ended:  # the audio was heard; only storing it failed
-                log.exception("phrase %s… was synthesized but could not be stored", key[:8])
-            generation.fail(exc)
-        finally:
-            self._drop(key, generation)
-            if leased:
-                await asyncio.shield(self._storage.release(key))
 
     # encoded variants
 

@@ -1,0 +1,126 @@
+"""The syntheses under way, one per key: each a `Generation` that whole requests, streams
+and warm-ups join (cache/flight.py), run as a task that looks the key up (and, on a shared
+index, takes its lease so that one replica synthesizes it), synthesizes, and keeps the
+result (cache/keeping.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from cache.audio import StoredPhrase
+from cache.flight import Generation
+from cache.index import Phrase
+from cache.keeping import Keeper
+from cache.keys import SpeechRequest
+from cache.storage import Storage
+from cache.synthesizer import Synthesizer
+from synth.engine import Pcm, SynthesisError
+from synth.worker import Priority, Urgency
+
+log = logging.getLogger("huiyin.cache")
+
+# What the index had for a key: its row, and its master bytes when they are intact.
+Lookup = tuple[Phrase | None, bytes | None]
+
+
+class Generations:
+    """The generations under way, by key."""
+
+    def __init__(
+        self, storage: Storage, keeper: Keeper, synthesizer: Callable[[], Synthesizer]
+    ) -> None:
+        self._storage = storage
+        self._keeper = keeper
+        self._synthesizer = synthesizer
+        self._running: dict[str, Generation[StoredPhrase]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._running
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def get(self, key: str) -> Generation[StoredPhrase] | None:
+        """The generation of a key under way, or None."""
+        return self._running.get(key)
+
+    def values(self) -> Iterator[Generation[StoredPhrase]]:
+        """Every generation under way."""
+        return iter(list(self._running.values()))
+
+    def start(
+        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
+        found: Lookup | None = None,
+    ) -> Generation[StoredPhrase]:
+        """Start the generation of a key (`found`: what the index had, if looked up)."""
+        generation: Generation[StoredPhrase] = Generation(
+            streamed=streamed, urgency=Urgency(priority)
+        )
+        self._running[key] = generation
+        generation.task = asyncio.create_task(
+            self._generate(generation, request, key, found), name=f"synthesize-{key[:8]}"
+        )
+        return generation
+
+    def drop(self, key: str, generation: Generation[StoredPhrase]) -> None:
+        """Forget a generation (a stopped stream's) unless another took its place."""
+        if self._running.get(key) is generation:
+            del self._running[key]
+
+    async def _generate(
+        self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
+        found: Lookup | None,
+    ) -> None:
+        leased = False
+        try:
+            # Looked up already when the request was admitted.
+            row, data = found if found is not None else await self._storage.lookup(key)
+            if (row is None or data is None) and self._storage.shared:
+                # Another replica may be making it: one synthesis across them.
+                found = await self._storage.lease(key)
+                if found is not None:
+                    row, data = found
+                else:
+                    leased = True
+            if row is not None and data is not None:
+                self._keeper.hold(row, data)
+                generation.end()
+                generation.finish(StoredPhrase(row, cached=True))
+                return
+            started = time.perf_counter()
+            if generation.streamed:
+                chunks = self._synthesizer().stream(request, generation.urgency)
+                try:
+                    async for chunk in chunks:
+                        generation.add(chunk)
+                finally:
+                    await chunks.aclose()
+                if not generation.chunks:
+                    raise SynthesisError("the engine returned no audio")
+                pcm = Pcm.concat(generation.chunks)
+            else:
+                pcm = await self._synthesizer().synthesize(request, generation.urgency)
+            generation.end()
+            stored = await self._keeper.keep(
+                request, key, pcm, time.perf_counter() - started,
+                engine_version=self._synthesizer().engine_version(request.engine),
+                replacing=row is not None,
+            )
+            generation.finish(stored)
+            if leased:  # kept until its row is in the index, where the others look
+                leased = False
+                self._storage.release_after(key, stored.saved)
+        except asyncio.CancelledError:
+            generation.stop()
+            raise
+        except Exception as exc:
+            if generation.ended:  # the audio was heard; only storing it failed
+                log.exception("phrase %s… was synthesized but could not be stored", key[:8])
+            generation.fail(exc)
+        finally:
+            self.drop(key, generation)
+            if leased:
+                await asyncio.shield(self._storage.release(key))
