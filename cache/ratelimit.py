@@ -112,12 +112,13 @@ def take_shared(engine: Engine, draws: list[Draw], *, prune: bool = False) -> fl
     with engine.begin() as connection:
         if prune:
             connection.execute(delete(_BUCKETS).where(_BUCKETS.c.updated < now - _IDLE_SECONDS))
-        # A missing row is a full bucket: made first, so that it can be locked.
-        connection.execute(
-            postgresql.insert(_BUCKETS)
-            .values([{"name": d.name, "tokens": d.capacity, "updated": now} for d in draws])
-            .on_conflict_do_nothing(index_elements=[_BUCKETS.c.name])
-        )
+        # A missing row is a full bucket: made first, and every row locked by this statement
+        # (DO UPDATE locks an existing row; DO NOTHING would not, and a prune elsewhere
+        # could remove it before the SELECT below).
+        insert = postgresql.insert(_BUCKETS).values(
+            [{"name": d.name, "tokens": d.capacity, "updated": now} for d in draws])
+        connection.execute(insert.on_conflict_do_update(
+            index_elements=[_BUCKETS.c.name], set_={"updated": _BUCKETS.c.updated}))
         rows = {r.name: r for r in connection.execute(
             select(_BUCKETS).where(_BUCKETS.c.name.in_(names)).order_by(_BUCKETS.c.name)
             .with_for_update()

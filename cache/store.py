@@ -21,7 +21,7 @@ from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
 from cache.credentials import Credentials
 from cache.files import AudioStore
-from cache.flight import Generation, GenerationStream
+from cache.flight import GenerationStream
 from cache.generations import Generations, Lookup
 from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
@@ -203,21 +203,24 @@ class PromptStore:
         live = priority == Priority.LIVE
         row = self._rows.get(key)
         if row is not None:
-            if live:
-                self._usage.hit(key, row.synth_seconds)
-            return StoredPhrase(row, cached=True)
+            return self._hit(row, live)
         generation = self._generations.get(key)
         found: Lookup | None = None
-        if generation is None and admit is not None:
-            found, generation = await self._admitted(request, key, admit)
-            if found is not None and found[1] is not None:
-                row = found[0]
-                assert row is not None
-                if live:
-                    self._usage.hit(key, row.synth_seconds)
-                return StoredPhrase(row, cached=True)
-        elif admit is not None:
+        if admit is not None:
+            if generation is None:
+                # Stored but not in memory (after a restart, say) is a hit: never admitted.
+                found = await self._storage.lookup(key)
+                stored_row, data = found
+                if stored_row is not None and data is not None:
+                    self._keeper.hold(stored_row, data)
+                    return self._hit(stored_row, live)
             await admit(request)
+            # While the admission was asked, the phrase may have been stored or a synthesis
+            # of it started: joined, not made twice.
+            row = self._rows.get(key)
+            if row is not None:
+                return self._hit(row, live)
+            generation = self._generations.get(key)
         if generation is None:
             generation = self._generations.start(request, key, priority, streamed=False, found=found)
         generation.urgency.raise_to(priority)
@@ -255,7 +258,9 @@ class PromptStore:
             generation = None if row is not None else self._generations.get(key)
         if row is None and admit is not None:
             await admit(request)
-            generation = self._generations.get(key)
+            # Stored, or started, while the admission was asked: not made twice.
+            row = self._rows.get(key)
+            generation = None if row is not None else self._generations.get(key)
         if row is None and generation is None:
             generation = self._generations.start(request, key, priority, streamed=True)
         if row is not None or (generation is not None and not generation.streamed):
@@ -270,6 +275,11 @@ class PromptStore:
             self._usage.miss()
         return SpeechStream(generation, None, on_stop=lambda: self._generations.drop(key, generation))
 
+    def _hit(self, row: Phrase, live: bool) -> StoredPhrase:
+        if live:
+            self._usage.hit(row.key, row.synth_seconds)
+        return StoredPhrase(row, cached=True)
+
     def _count(self, stored: StoredPhrase, live: bool) -> None:
         if not live:
             return
@@ -277,18 +287,6 @@ class PromptStore:
             self._usage.hit(stored.key, stored.phrase.synth_seconds)
         else:
             self._usage.miss()
-
-    async def _admitted(
-        self, request: SpeechRequest, key: str, admit: Admit
-    ) -> tuple[Lookup, Generation[StoredPhrase] | None]:
-        """What the index has for a key not in memory, and, when that is no intact phrase,
-        the request admitted: the generation it then joins (None: it starts one)."""
-        found = await self._storage.lookup(key)
-        if found[0] is not None and found[1] is not None:
-            self._keeper.hold(found[0], found[1])
-            return found, None
-        await admit(request)
-        return found, self._generations.get(key)
 
     # encoded variants
 

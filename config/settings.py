@@ -198,13 +198,14 @@ class Settings:
     rate_limit_misses: int = field(
         default=300,
         metadata=_doc("Misses (requests that synthesize) each client may make per minute: each "
-                      "API key, or each address under access `open` (0: no limit). A key's "
-                      "own `--rate` overrides it."),
+                      "API key, or each address under access `open` and for signed URLs (0: "
+                      "no limit). A key's own `--rate` overrides it."),
     )
     rate_limit_burst: int = field(
         default=20,
-        metadata=_doc("Misses a client may make at once before the per-minute rate applies "
-                      "(keep it below queue_size: one client cannot fill the queue)."),
+        metadata=_doc("Misses a client may make at once before the per-minute rate applies, "
+                      "at most a minute's rate (keep it below queue_size: one client cannot "
+                      "fill the queue)."),
     )
     rate_limit_characters: int = field(
         default=20000,

@@ -49,6 +49,42 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
+class Caching:
+    """How an answer may be cached: private when a header key allowed it, so that shared
+    caches (the edge) never give it to a client without one; no longer than its signed
+    URL is valid. The max-age is rounded down to a power of two seconds, so answers share a
+    few sets of prebuilt headers."""
+
+    private: bool = False
+    expires: int | None = None
+
+    def apply(self, cache_control: str) -> str:
+        """The Cache-Control given, restricted."""
+        private, left = self.key()
+        if private:
+            cache_control = cache_control.replace("public", "private", 1)
+        if left is not None:
+            cache_control = _MAX_AGE.sub(lambda m: f"max-age={min(int(m[1]), left)}",
+                                         cache_control, count=1)
+        return cache_control
+
+    def key(self) -> tuple[bool, int | None]:
+        """What tells one restriction's headers from another's (for prebuilt headers)."""
+        left = None if self.expires is None else _power_of_two(self.expires - time.time())
+        return self.private, left
+
+
+def _power_of_two(seconds: float) -> int:
+    """The largest power of two not above seconds (0 below one second)."""
+    return 0 if seconds < 1 else 1 << (int(seconds).bit_length() - 1)
+
+
+_MAX_AGE = re.compile(r"max-age=([0-9]+)")
+PUBLIC = Caching()
+PRIVATE = Caching(private=True)
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who a request comes from, what it may do, and the buckets its misses draw from."""
 
@@ -57,6 +93,7 @@ class Principal:
     bucket: str  # the rate limit's bucket name
     key: ApiKey | None = None
     by_header: bool = False  # answered to a header credential: shared caches must not keep it
+    expires: int | None = None  # a signed URL's expiry: nobody keeps its answer past it
 
     def allows(self, scope: str) -> bool:
         """Whether the principal's scope includes `scope`."""
@@ -100,6 +137,9 @@ class Access:
         self._burst = settings.rate_limit_burst
         self._characters = settings.rate_limit_characters
         self._keys: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()
+        # Revocations here: a lookup under way when one happens is not kept.
+        self._epoch = 0
+        self._revoked: set[str] = set()
         # Signed targets verified already, with their expiry: a repeat skips the HMAC.
         self._signed: OrderedDict[str, int] = OrderedDict()
 
@@ -122,7 +162,10 @@ class Access:
         known, key = self.cached_key(secret)
         if known:
             return key
+        epoch = self._epoch
         key = await store.credentials.find(secret) if SECRET.fullmatch(secret) else None
+        if epoch != self._epoch:  # a key was revoked while this looked: ask again next time
+            return key if key is None or key.name not in self._revoked else None
         self._keys[secret] = (key, time.monotonic())
         self._keys.move_to_end(secret)
         while len(self._keys) > _KEY_CACHE_SIZE:
@@ -131,23 +174,26 @@ class Access:
 
     def forget(self, name: str) -> None:
         """Drop a key from memory (revoked here: refused from the next request on)."""
+        self._epoch += 1
+        self._revoked.add(name)
         for secret, (key, _) in list(self._keys.items()):
             if key is not None and key.name == name:
                 del self._keys[secret]
 
-    def verify_signed(self, method: str, target: str) -> None:
-        """Accept a signed GET or HEAD target or raise SignatureError (verified targets are
+    def verify_signed(self, method: str, target: str) -> int:
+        """A signed GET or HEAD target's expiry, or SignatureError (verified targets are
         remembered until they expire)."""
         expires = self._signed.get(target)
         if expires is not None and method in ("GET", "HEAD"):
             if expires >= time.time():
-                return
+                return expires
             del self._signed[target]
         expires = verify(method, target, self.secrets)
         if method in ("GET", "HEAD"):
             self._signed[target] = expires
             while len(self._signed) > _SIGNED_MEMO:
                 self._signed.popitem(last=False)
+        return expires
 
     def _is_admin_token(self, secret: str) -> bool:
         expected = self._admin_token
@@ -163,32 +209,39 @@ class Access:
     # judging a request
 
     async def principal(self, request: web.Request, store: PromptStore) -> Principal:
-        """Who the request comes from (401 for a credential that names no live key when it
-        matters, 400/403 for a malformed or refused signature)."""
+        """Who the request comes from: 401 for a credential that names no live key, 400/403
+        for a malformed or refused signature, where they matter (under access: keys, and on
+        /admin/*); under access: open anything else makes an anonymous speaker."""
         route = request.match_info.route.name or ""
-        secret = credential(request.headers)
-        anonymous = Principal("anonymous", "synthesize" if not self.guarded else None,
+        strict = self.guarded or request.path.startswith("/admin/")
+        anonymous = Principal("anonymous", None if self.guarded else "synthesize",
                               f"addr:{client_address(request)}")
-        if secret is not None:
-            if not _PRINTABLE.fullmatch(secret) or len(secret) > 256:
+        try:
+            secret = credential(request.headers)
+            if secret is not None and (not _PRINTABLE.fullmatch(secret) or len(secret) > 256):
                 raise Unauthorized("the API key is malformed")
+        except (Unauthorized, BadRequest):
+            if strict:
+                raise
+            return anonymous  # open: anyone may speak, whatever headers a proxy adds
+        if secret is not None:
             if self._is_admin_token(secret):
                 return Principal("admin-token", "admin", "admin-token", by_header=self.guarded)
             key = await self.key(store, secret)
             if key is not None:
                 return self._keyed(key)
-            if self.guarded or request.path.startswith("/admin/"):
+            if strict:
                 raise Unauthorized("the API key is not valid (unknown or revoked)")
-            return anonymous  # open: anyone may speak; an unknown key changes nothing
+            return anonymous  # open: an unknown key changes nothing
         query = request.raw_path.partition("?")[2]
-        if route in SIGNABLE and is_signed(query):
+        if self.guarded and route in SIGNABLE and is_signed(query):
             try:
-                self.verify_signed(request.method, request.raw_path)
+                expires = self.verify_signed(request.method, request.raw_path)
             except SignatureError as exc:
                 if exc.status == 400:
                     raise BadRequest(str(exc), exc.field) from None
                 raise Forbidden(str(exc), exc.field) from None
-            return replace(anonymous, name="signed-url", scope="synthesize")
+            return replace(anonymous, name="signed-url", scope="synthesize", expires=expires)
         return anonymous
 
     def need(self, request: web.Request) -> str | None:
@@ -251,24 +304,23 @@ class Access:
 
     # the hit lane: only what memory decides
 
-    def lane_allows(self, method: bytes, target: str, secret: str | None) -> bool | None:
-        """For a /tts hit the lane would answer: whether it is allowed (True: shared caches
-        may keep it; False: private), or None when aiohttp's path must judge it."""
+    def lane_verdict(self, method: bytes, target: str, secret: str | None) -> Caching | None:
+        """For a /tts hit the lane would answer: how its answer may be cached, or None when
+        aiohttp's path must judge the request (an index lookup, an error to answer)."""
         if not self.guarded:
-            return True  # anyone may hear it; a key changes nothing for a hit
+            return PUBLIC  # anyone may hear it; a key changes nothing for a hit
         if secret is not None:
             if not _PRINTABLE.fullmatch(secret) or self._is_admin_token(secret):
                 return None
             known, key = self.cached_key(secret)
-            return False if known and key is not None else None
-        query = target.partition("?")[2]
-        if not is_signed(query):
+            return PRIVATE if known and key is not None else None
+        if not is_signed(target.partition("?")[2]):
             return None
         try:
-            self.verify_signed(method.decode("ascii"), target)
+            expires = self.verify_signed(method.decode("ascii"), target)
         except SignatureError:
             return None
-        return True
+        return Caching(private=False, expires=expires)
 
 
 def seconds_to_midnight() -> int:
@@ -311,10 +363,14 @@ def admit_for(request: web.Request, store: PromptStore) -> Admit:
     return request.app[ACCESS].admit(store, principal_of(request))
 
 
-def cache_control_for(request: web.Request, cache_control: str) -> str:
-    """An audio answer's Cache-Control: private when it was allowed by a header key, so
-    that shared caches (the edge) never give it to a client without one."""
+def caching_of(request: web.Request) -> Caching:
+    """How the answer to a request may be cached (see Caching)."""
     principal = request.get(PRINCIPAL)
-    if principal is not None and principal.by_header:
-        return cache_control.replace("public", "private", 1)
-    return cache_control
+    if principal is None:
+        return PUBLIC
+    return Caching(private=principal.by_header, expires=principal.expires)
+
+
+def cache_control_for(request: web.Request, cache_control: str) -> str:
+    """An audio answer's Cache-Control, as its request allows (see Caching)."""
+    return caching_of(request).apply(cache_control)

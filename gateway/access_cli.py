@@ -116,7 +116,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         print("huiyin: error: no url_signing_secret is configured (`huiyin keys secret` makes "
               "one)", file=sys.stderr)
         return 2
-    parts = urlsplit(args.url)
+    parts = urlsplit(args.url, allow_fragments=False)  # '#' is text here ("press #")
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:

@@ -11,7 +11,7 @@ from functools import partial
 
 from aiohttp import web
 
-from cache.credentials import KeyFieldError
+from cache.credentials import KEY_NAME, KeyFieldError
 from config.phrases import (
     PhraseFileError,
     PhraseSpec,
@@ -108,6 +108,9 @@ async def phrases(request: web.Request) -> web.Response:
     page = 1 if asked is None else asked
     if not 1 <= page <= 1_000_000:
         raise InvalidParameter("page must be between 1 and 1000000", "page")
+    for name in ("q", "tag"):
+        if "\x00" in values.get(name, ""):  # no text holds one, and PostgreSQL refuses it
+            raise InvalidParameter(f"{name} must not contain a NUL character", name)
     total, rows = await request.app[STORE].search(
         query=values.get("q") or None, tag=values.get("tag") or None,
         offset=(page - 1) * PER_PAGE, limit=PER_PAGE,
@@ -177,7 +180,7 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     """DELETE /admin/keys/{name}: revoke a key; refused from the next request on."""
     name = request.match_info["name"]
-    key = await request.app[STORE].credentials.revoke(name)
+    key = await request.app[STORE].credentials.revoke(name) if KEY_NAME.fullmatch(name) else None
     if key is None:
         raise NotFound(f"no key named '{name[:64]}'", "name")
     request.app[ACCESS].forget(key.name)

@@ -65,9 +65,10 @@ _VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 # Headers that change what the answer is or how the connection goes on: aiohttp decides.
 # (If-None-Match the lane answers itself: IVR platforms revalidate with it.)
+# (Origin too: answers to other origins' pages carry CORS headers, which aiohttp adds.)
 _ANSWER_CHANGING = frozenset({
     b"if-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range",
-    b"connection",
+    b"connection", b"origin",
 })
 # Headers that bring a body or change the protocol: the connection leaves the lane.
 _LANE_ENDING = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
@@ -171,10 +172,10 @@ class HitLane:
 
     def answer(self, head: Head) -> Answer | None:
         """The response head and audio for a request, or None when aiohttp must answer."""
-        shared = self._access.lane_allows(head.method, head.target, head.credential)
-        if shared is None:  # the access policy needs the full path (an index lookup, an error)
+        caching = self._access.lane_verdict(head.method, head.target, head.credential)
+        if caching is None:  # the access policy needs the full path (an index lookup, an error)
             return None
-        hit = self._memo.find(head.target, self._store, private=not shared)
+        hit = self._memo.find(head.target, self._store, caching)
         if hit is None:
             return None
         audio = hit.audio

@@ -11,7 +11,7 @@ from cache.keys import SpeechRequest
 from cache.store import Audio
 from config.phrases import PHRASE_ID
 from gateway import params
-from gateway.access import admit_for, principal_of
+from gateway.access import admit_for, caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
@@ -50,8 +50,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
     app = request.app
     memo = app[URL_MEMO]
-    private = principal_of(request).by_header
-    hit = memo.find(request.raw_path, app[STORE], private=private)
+    hit = memo.find(request.raw_path, app[STORE], caching_of(request))
     if hit is not None:
         return audio_response(request, hit.audio, cache_control=memo.cache_control,
                               headers=hit.prebuilt.headers)

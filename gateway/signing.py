@@ -81,19 +81,23 @@ def sign(target: str, secret: str, ttl: int, *, method: str = "GET", now: float 
 
 
 def is_signed(query: str) -> bool:
-    """Whether a raw query carries a signature (cheap: no decoding)."""
-    return "sig=" in query
+    """Whether a raw query has a `sig` parameter (cheap: no decoding)."""
+    return any(part.startswith("sig=") for part in query.split("&"))
 
 
 def verify(method: str, target: str, secrets: Sequence[str], *, now: float | None = None) -> int:
     """Accept a signed target (path and raw query, as sent): its expiry (a Unix time), or
     SignatureError."""
+    if "#" in target:
+        # A fragment is never sent; one in the target would part what is signed from what
+        # the handler reads.
+        raise SignatureError("a signed URL has no '#' (send it as %23)", 400, "query")
     path, _, query = target.partition("?")
     try:
         pairs = _pairs(query)
-        unquote(path, errors="strict")
-    except UnicodeDecodeError:
-        raise SignatureError("the query is not valid UTF-8", 400, "query") from None
+        message = canonical(method, path, pairs)
+    except UnicodeError:
+        raise SignatureError("the URL is not valid UTF-8", 400, "query") from None
     sigs = [v for n, v in pairs if n == "sig"]
     exps = [v for n, v in pairs if n == "exp"]
     if len(sigs) != 1 or len(exps) != 1:
@@ -104,7 +108,6 @@ def verify(method: str, target: str, secrets: Sequence[str], *, now: float | Non
         raise SignatureError("exp must be a Unix time in seconds", 400, "exp")
     if not secrets:
         raise SignatureError("this server accepts no signed URLs (no url_signing_secret)")
-    message = canonical(method, path, pairs)
     sent = sigs[0].encode("utf-8", "surrogateescape")
     # Every secret is tried, a match or not, so the time taken tells nothing.
     good = False

@@ -15,6 +15,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from cache.store import Audio
+from gateway.access import PUBLIC, Caching
 from gateway.responses import audio_headers
 
 # Exact URLs remembered; a URL costs a few hundred bytes here.
@@ -65,9 +66,9 @@ class UrlMemo:
         self._size = size
         self._header_sets = header_sets
         self._places: dict[str, Place] = {}
-        # By ETag, which names the bytes (new audio for a key gets new headers), and whether
-        # the answer is private (allowed by a header key: no shared cache may keep it).
-        self._prebuilt: dict[tuple[str, bool], Prebuilt] = {}
+        # By ETag, which names the bytes (new audio for a key gets new headers), and how the
+        # answer may be cached (gateway.access.Caching: private, or a signed URL's max-age).
+        self._prebuilt: dict[tuple[str, tuple[bool, int | None]], Prebuilt] = {}
 
     def __len__(self) -> int:
         return len(self._places)
@@ -81,30 +82,24 @@ class UrlMemo:
             del self._places[next(iter(self._places))]
         self._places[target] = Place(audio.key, audio.format, audio.rate)
 
-    def find(self, target: str, hot: HotAudio, *, private: bool = False) -> Hit | None:
-        """The audio and headers of a URL answered before, if its audio is in memory
-        (`private`: with Cache-Control private)."""
+    def find(self, target: str, hot: HotAudio, caching: Caching = PUBLIC) -> Hit | None:
+        """The audio and headers of a URL answered before, if its audio is in memory, with
+        the Cache-Control `caching` allows."""
         place = self._places.get(target)
         if place is None:
             return None
         audio = hot.peek(place.key, place.format, place.rate)
         if audio is None:
             return None
-        prebuilt = self._prebuilt.get((audio.etag, private))
+        restriction = caching.key()
+        prebuilt = self._prebuilt.get((audio.etag, restriction))
         if prebuilt is None:
-            prebuilt = self._build(audio, private)
+            if len(self._prebuilt) >= self._header_sets:
+                del self._prebuilt[next(iter(self._prebuilt))]
+            headers = audio_headers(audio, caching.apply(self.cache_control))
+            prebuilt = Prebuilt(headers, _lane_heads(headers, audio.size))
+            self._prebuilt[(audio.etag, restriction)] = prebuilt
         return Hit(audio, prebuilt)
-
-    def _build(self, audio: Audio, private: bool) -> Prebuilt:
-        if len(self._prebuilt) >= self._header_sets:
-            del self._prebuilt[next(iter(self._prebuilt))]
-        cache_control = self.cache_control
-        if private:
-            cache_control = cache_control.replace("public", "private", 1)
-        headers = audio_headers(audio, cache_control)
-        prebuilt = Prebuilt(headers, _lane_heads(headers, audio.size))
-        self._prebuilt[(audio.etag, private)] = prebuilt
-        return prebuilt
 
 
 def _lane_heads(headers: CIMultiDict[str], length: int) -> dict[int, bytes]:

@@ -480,6 +480,9 @@ async def test_the_hit_lane_answers_only_what_the_policy_allows_from_memory(
         assert status == 401
         status, _, _ = await server.fetch(get(signed.replace("&sig=", "&sig=x")))
         assert status == 403
+        # A page on another origin: aiohttp's path, which adds the CORS headers.
+        status, _, _ = await server.fetch(get(signed, "Origin: https://console.example"))
+        assert status == 200 and server.lane.answered == before
         server.app[ACCESS].forget("lane")
         await server.app[STORE].credentials.revoke("lane")
         status, _, _ = await server.fetch(get(URL, f"X-API-Key: {secret}"))
@@ -513,3 +516,52 @@ async def test_a_signed_url_heard_before_is_refused_once_it_expires(
     monkeypatch.setattr(gateway.signing, "time", later)
     answer = await client.get(target)
     assert answer.status == 403 and (await answer.json())["field"] == "exp"
+
+
+async def test_review_cases_fragments_open_headers_cache_lifetimes_and_odd_names(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, client: Client
+) -> None:
+    # A raw '#' would part what is signed from what is read: refused.
+    signed = sign(tts("请按#号键返回。"), SECRET, 3600)
+    assert "%23" in signed and (await client.get(signed)).status == 200
+    status, body = await raw_get(client, signed.replace("%23", "#"))
+    assert status == 400 and body["field"] == "query"
+    # A signed answer is kept no longer than its signature is valid.
+    short = await client.get(sign(tts(TEXT), SECRET, 100))
+    assert short.headers["Cache-Control"] == "public, max-age=64"
+    # Names that no key can have are a 404, whatever the database makes of them.
+    gone = await client.delete("/admin/keys/a%00b", headers=bearer(ADMIN))
+    assert gone.status == 404 and (await gone.json())["field"] == "name"
+
+    # Under access: open, headers a proxy adds and stray parameters change nothing.
+    open_client = await aiohttp_client(create_app(
+        settings_for(tmp_path, access="open", url_signing_secret=()), engines=[engine]))
+    for headers in ({"Authorization": "Basic dXNlcjpwYXNz"}, {"X-API-Key": ""}):
+        assert (await open_client.get(tts(TEXT), headers=headers)).status == 200, headers
+    assert (await open_client.get(tts(TEXT) + "&exp=1&sig=whatever")).status == 200
+    assert (await open_client.get(tts("签名测试sig=1"))).status == 200  # sig= inside the text
+
+
+async def test_a_key_revoked_while_it_was_being_looked_up_is_not_remembered() -> None:
+    import types
+
+    from cache.credentials import ApiKey
+    from gateway.access import Access
+
+    access = Access(Settings(access="keys"))
+    looking, answer = asyncio.Event(), asyncio.Event()
+    key = ApiKey(1, "racing", "hy_abc", "synthesize", None, None, 0.0, None)
+
+    async def find(secret: str) -> ApiKey:
+        looking.set()
+        await answer.wait()
+        return key  # what the index said before the revoke landed
+
+    store: Any = types.SimpleNamespace(credentials=types.SimpleNamespace(find=find))
+    secret = "hy_" + "k" * 43
+    lookup = asyncio.create_task(access.key(store, secret))
+    await looking.wait()
+    access.forget("racing")
+    answer.set()
+    assert await lookup is None
+    assert access.cached_key(secret) == (False, None)  # asked again next time

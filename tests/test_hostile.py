@@ -272,6 +272,9 @@ async def test_a_page_beyond_any_is_a_422_naming_page(engine: FastSpeech2Engine,
             assert status == 422 and json.loads(body)["field"] == "page", page
         status, _, body = await server.fetch(get("/admin/phrases?page=1000000", auth))
         assert status == 200 and json.loads(body)["phrases"] == []
+        for name in ("q", "tag"):  # PostgreSQL refuses a NUL in a text: a 422 before it
+            status, _, body = await server.fetch(get(f"/admin/phrases?{name}=a%00b", auth))
+            assert status == 422 and json.loads(body)["field"] == name
 
 
 def test_a_phrase_id_is_matched_whole() -> None:

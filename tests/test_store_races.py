@@ -224,3 +224,47 @@ async def test_totals_follow_each_write_without_a_recount(
     counted = await asyncio.to_thread(store.index.totals)
     stats = store.stats()
     assert (stats.entries, stats.bytes) == counted
+
+
+async def test_a_phrase_stored_while_a_miss_was_being_admitted_is_not_made_twice(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    waiting, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_admission(request: SpeechRequest) -> None:
+        waiting.set()
+        await release.wait()  # a quota held up in the database, say
+
+    admitted = asyncio.create_task(store.get_or_synthesize(req(A), admit=slow_admission))
+    await waiting.wait()
+    made = await store.get_or_synthesize(req(A))  # another client's miss, not held up
+    release.set()
+    heard = await admitted
+    assert synth.calls == 1 and heard.cached and heard.key == made.key
+
+
+async def test_a_refused_admission_synthesizes_nothing_and_a_stored_phrase_needs_none(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    class Refused(Exception):
+        pass
+
+    async def refuse(request: SpeechRequest) -> None:
+        raise Refused
+
+    with pytest.raises(Refused):
+        await store.get_or_synthesize(req(B), admit=refuse)
+    with pytest.raises(Refused):
+        await store.stream(req(B), admit=refuse)
+    assert synth.calls == 0
+    await store.get_or_synthesize(req(B))
+    await store.settled()
+    # After a restart the phrase is in the index only: still a hit, never asked about.
+    again = await same_store(store, synth)
+    await again.open()
+    try:
+        assert (await again.get_or_synthesize(req(B), admit=refuse)).cached
+        assert (await again.stream(req(B), admit=refuse)).stored is not None
+    finally:
+        await again.close()
+    assert synth.calls == 1
