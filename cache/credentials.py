@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import cast
 
 from sqlalchemy import Table, insert, select, update
@@ -69,7 +69,7 @@ def new_secret() -> str:
 
 def today() -> str:
     """The UTC day quotas count in."""
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
 def _key_of(row: object) -> ApiKey:

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -325,7 +325,7 @@ class Access:
 
 def seconds_to_midnight() -> int:
     """Seconds until the next UTC day, when daily quotas start again."""
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return max(1, math.ceil((midnight - now).total_seconds()))
 
