@@ -60,3 +60,58 @@ def test_cache_check_reports_and_fixes(tmp_path: Path) -> None:
     assert found.returncode == 1 and "orphan file: ab/cd/abcd" in found.stdout
     fixed = check("--fix")
     assert fixed.returncode == 0 and "fixed" in fixed.stdout and not stray.exists()
+
+
+def test_keys_are_made_listed_and_revoked_and_urls_signed(tmp_path: Path) -> None:
+    import json
+    import os
+    import time
+    import urllib.parse
+
+    from cache.credentials import KeyTable, secret_hash
+    from cache.index import Index, sqlite_url
+    from gateway.signing import verify
+
+    def keys(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+            timeout=120, env={**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data"), **env},
+        )
+
+    made = keys("keys", "create", "--name", "ivr-east", "--scope", "play", "--rate", "30")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("hy_") and len(secret) == 46
+    assert secret not in made.stderr  # the audit line names the key, never its secret
+    audit = [json.loads(line) for line in made.stderr.splitlines() if line.startswith("{")]
+    assert [(a["action"], a["target"]) for a in audit] == [("key_create", "ivr-east")]
+    index = Index(sqlite_url(tmp_path / "data"))
+    try:
+        (row,) = KeyTable(index.engine).all()
+        assert row.scope == "play" and row.rate == 30 and row.revoked is None
+        with index.engine.connect() as connection:
+            stored = connection.exec_driver_sql("SELECT secret_hash FROM api_keys").scalar()
+        assert stored == secret_hash(secret)  # only the hash is at rest
+    finally:
+        index.close()
+    again = keys("keys", "create", "--name", "ivr-east", "--scope", "play")
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    listed = keys("keys", "list", "--json")
+    assert json.loads(listed.stdout)[0]["name"] == "ivr-east" and secret not in listed.stdout
+    assert keys("keys", "revoke", "ivr-east").returncode == 0
+    assert json.loads(keys("keys", "list", "--json").stdout)[0]["revoked"]
+    assert keys("keys", "revoke", "nobody").returncode == 1
+
+    unsigned = keys("sign", "/tts.ulaw?text=您好")
+    assert unsigned.returncode == 2 and "url_signing_secret" in unsigned.stderr
+    secret_text = keys("keys", "secret").stdout.strip()
+    assert len(secret_text) >= 40
+    signed = keys("sign", "http://pbx.example:8080/tts.ulaw?text=请按#号键", "--ttl", "600",
+                  HUIYIN_URL_SIGNING_SECRET=secret_text)
+    assert signed.returncode == 0, signed.stderr
+    url = signed.stdout.strip()
+    assert url.startswith("http://pbx.example:8080/tts.ulaw?text=")
+    target = url.removeprefix("http://pbx.example:8080")
+    expires = verify("GET", target, [secret_text])
+    assert 590 <= expires - time.time() <= 600
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["text"] == ["请按#号键"]
