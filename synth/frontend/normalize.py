@@ -9,7 +9,7 @@ import threading
 import unicodedata
 from collections.abc import Callable
 
-from synth.frontend.numbers import DIGITS, read_cardinal, read_digits
+from synth.frontend.numbers import DIGITS, read_cardinal, read_digits, read_ordinal
 from synth.frontend.numeric_forms import read_numeric_forms
 
 # Words after which a number is an identifier read digit by digit.
@@ -73,6 +73,9 @@ _BLOOD_PRESSURE = re.compile(
     r"(?P<sys>\d{2,3})/(?P<dia>\d{2,3})(?![\d/.])(?P<unit>\s*(?:mmHg|毫米汞柱))?"
     r"(?(link)|(?(unit)|(?!)))"  # after 血压, or with its unit
 )
+# An integer after 第 is an ordinal: 第二位, 第二百名, never 两 (which counts things).
+# A fraction, a decimal or a clock time after 第 is not one.
+_ORDINAL = re.compile(r"(?<=第)(\d{1,12})(?![\d.,/:：]\d)")
 # 2^10 and 10^-3: a power, as the raised forms are read.
 _CARET_POWER = re.compile(r"(?<=[\dA-Za-z)])\^(?P<sign>[+-]?)(?P<exp>\d+)")
 _OTHER_SYMBOLS = (
@@ -157,6 +160,7 @@ def apply_ivr_rules(text: str) -> str:
     text = _ZERO_CENTS.sub("", text)
     text = _DOLLAR_PREFIX.sub(r"\1美元", text)
     text = _RANGE.sub(r"\1到\2", text)
+    text = _ORDINAL.sub(lambda m: read_ordinal(int(m.group(1))), text)
     text = _CARET_POWER.sub(_power, text)
     for pattern, spoken in (*_KEY_SYMBOLS, *_UNITS, *_OTHER_SYMBOLS):
         text = pattern.sub(spoken, text)

@@ -59,3 +59,9 @@ def read_cardinal(number: int) -> str:
     if text.startswith("二") and text[1:2] in ("百", "千", "万", "亿"):
         return "两" + text[1:]
     return text
+
+
+def read_ordinal(number: int) -> str:
+    """The number of an ordinal (after 第): a cardinal whose 2 is always 二 (第二, 第二百)."""
+    text = read_cardinal(number)
+    return "二" + text[1:] if text.startswith("两") else text
