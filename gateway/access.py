@@ -37,7 +37,8 @@ from gateway.signing import SignatureError, is_signed, verify
 log = logging.getLogger("huiyin.gateway")
 
 # Routes by what they need: speaking routes synthesize misses; stored routes only play.
-SPEAKING = frozenset({"tts", "tts_stream", "api_tts", "openai_speech"})
+# (The pronunciation preview synthesizes nothing, but takes the frontend's time.)
+SPEAKING = frozenset({"tts", "tts_stream", "api_tts", "openai_speech", "pronounce"})
 STORED = frozenset({"prompt", "phrase"})
 SIGNABLE = frozenset({"tts", "tts_stream", "prompt", "phrase"})  # GET routes: IVR fetches
 # How long a key looked up in the index is trusted before it is looked up again: a key

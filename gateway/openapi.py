@@ -212,6 +212,14 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                     "security": _SPEAKER,
                 },
             },
+            "/api/pronounce": {"get": {
+                "summary": "What the voice will say: words, pinyin, sources, pauses (no synthesis)",
+                "operationId": "pronounce", "security": _SPEAKER,
+                "parameters": [_query("text", text, "text to preview", required=True),
+                               _query("voice", voice, "voice name")],
+                "responses": {"200": _json({"type": "object", "required": [
+                    "engine", "voice", "text", "normalized", "sentences", "unread"]}, "preview"),
+                    **_errors(400, 401, 403, 413, 422, 503)}}},
             "/api/voices": {"get": {"summary": "Engines, voices, styles, ranges, formats",
                                     "operationId": "voices",
                                     "responses": {"200": {"description": "voices", "content": {

@@ -156,6 +156,19 @@ async def api_tts(request: web.Request) -> web.Response:
     })
 
 
+async def api_pronounce(request: web.Request) -> web.Response:
+    """GET /api/pronounce?text=…[&voice=]: what the voice will say, without synthesizing."""
+    values = params.query_values(request.query, ("text", "voice"))
+    text = params.text(values, request.app[SETTINGS].max_text_length)
+    voices = voices_of(request)
+    speech = voices.request(text, voice=params.string(values, "voice"), style=None,
+                            speed=1.0, pitch=1.0, volume=1.0)
+    described = await asyncio.get_running_loop().run_in_executor(None, voices.pronounce, speech)
+    response = web.json_response(described)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 async def api_voices(request: web.Request) -> web.Response:
     """GET /api/voices: engines, voices, styles, setting ranges and formats."""
     described = voices_of(request).describe()
@@ -217,6 +230,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"/phrases/{{phrase_id:[^/]+}}.{ext}", named_phrase, name="phrase")
     app.router.add_post("/api/tts", api_tts, name="api_tts")
     app.router.add_get("/api/voices", api_voices)
+    app.router.add_get("/api/pronounce", api_pronounce, name="pronounce")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +123,15 @@ class FastSpeech2Engine:
         Memoized; safe to call while another thread synthesizes.
         """
         return self._spoken_forms(text)
+
+    def pronounce(self, text: str) -> dict[str, Any]:
+        """What the voice will say, for a person to read: normalized text, words with
+        pinyin and the source of each reading, pauses, and the symbols the model gets
+        (synth/frontend/preview.py)."""
+        described = self._frontend.pronounce(text)
+        if not described["sentences"]:
+            raise InvalidInputError("text", "the text has nothing to say")
+        return described
 
     def spoken_form_cache_info(self) -> functools._CacheInfo:
         """Hits, misses and size of the remembered spoken forms."""

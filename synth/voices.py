@@ -131,6 +131,16 @@ class Voices:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
         return self._engine(request.engine).spoken_form(request.text)
 
+    def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
+        """What the request's voice will say, for a person to read (blocking: the engine
+        reads it); engines that cannot show it refuse, naming the voice."""
+        pronounce = getattr(self._engine(request.engine), "pronounce", None)
+        if pronounce is None:
+            raise InvalidInputError(
+                "voice", f"the voice '{request.voice}' offers no pronunciation preview")
+        described: dict[str, Any] = pronounce(request.text)
+        return {"engine": request.engine, "voice": request.voice, **described}
+
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
         """Synthesize on the request's engine, in its queue."""
         started = time.perf_counter()

@@ -347,3 +347,16 @@ def test_under_access_keys_the_page_speaks_with_the_key_it_is_given(
         page.click("#download")
     assert Path(download.value.path()).stat().st_size > 1000
     page.context.close()
+
+
+def test_the_page_previews_the_reading_as_the_author_types(browser: Browser, server: str) -> None:
+    page, problems = open_page(browser, server, DESKTOP)
+    page.fill("#text", "请还我的书，第2位客户")
+    guessed = page.locator("#preview ruby[data-source=guess]")
+    expect(guessed.first).to_contain_text("还")
+    expect(page.locator("#preview ruby[data-source=rule]").first).to_contain_text("第二位")
+    expect(page.locator("#preview rt").first).to_have_text("qing3")
+    page.fill("#text", "")
+    expect(page.locator("#preview ruby")).to_have_count(0)
+    assert not problems.items, problems.items
+    page.context.close()

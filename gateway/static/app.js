@@ -443,6 +443,61 @@ form.addEventListener("submit", (event) => {
   synthesize();
 });
 textInput.addEventListener("input", updateCounter);
+
+// ---------------------------------------------------------------- pronunciation preview
+
+// As the author types (debounced), GET /api/pronounce shows each word over its pinyin,
+// marked by where its reading came from; it synthesizes nothing.
+const preview = $("#preview");
+const SOURCE_NAMES = {
+  guess: "多音字推测 guessed", rule: "规则 rule", lexicon: "词典 lexicon",
+  dictionary: "词库 dictionary", letters: "字母 letters",
+};
+let previewTimer = null;
+let previewController = null;
+
+function renderPreview(data) {
+  preview.replaceChildren();
+  for (const sentence of data.sentences) {
+    for (const clause of sentence.clauses) {
+      for (const word of clause.words) {
+        const ruby = element("ruby", { text: word.text, className: `src-${word.source}` });
+        ruby.title = SOURCE_NAMES[word.source] || word.source;
+        ruby.dataset.source = word.source;
+        ruby.appendChild(element("rt", { text: word.pinyin.join(" ") }));
+        preview.appendChild(ruby);
+      }
+      preview.appendChild(element("span", {
+        text: clause.pause_after === "sentence" ? "‖" : "|", className: "pause",
+      }));
+    }
+  }
+}
+
+async function updatePreview() {
+  previewController?.abort();
+  const text = textInput.value;
+  const query = new URLSearchParams({ text, voice: voiceSelect.value });
+  if (!text.trim() || charCount(text) > voices.maxLength || query.toString().length > LONGEST_URL) {
+    preview.replaceChildren();
+    return;
+  }
+  previewController = new AbortController();
+  try {
+    renderPreview(await api(`/api/pronounce?${query}`, { signal: previewController.signal }));
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    preview.replaceChildren(element("span", { text: err.message, className: "hint" }));
+  }
+}
+
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(updatePreview, 300);
+}
+
+textInput.addEventListener("input", schedulePreview);
+voiceSelect.addEventListener("change", schedulePreview);
 textInput.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !synthButton.disabled) {
     event.preventDefault();

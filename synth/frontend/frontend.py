@@ -6,9 +6,11 @@ import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from synth.frontend.g2p import G2P, ClausePinyin, Lexicon, Word
 from synth.frontend.normalize import TextNormalizer
+from synth.frontend.preview import describe
 from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
 
@@ -58,6 +60,7 @@ class Frontend:
         self._normalizer = TextNormalizer()
         self._g2p = G2P(lexicon, cache_dir)
         self._symbols = symbols
+        self._id_to_symbol = {i: name for name, i in symbols.symbol_to_id.items()}
         self._lock = threading.Lock()
         self._analyses = functools.lru_cache(maxsize=ANALYSES_KEPT)(self._analyze)
 
@@ -71,6 +74,11 @@ class Frontend:
         The last ANALYSES_KEPT results are kept: an Utterance is immutable, so they are shared.
         """
         return self._analyses(text)
+
+    def pronounce(self, text: str) -> dict[str, Any]:
+        """What the voice will say, for a person to read (see synth/frontend/preview.py):
+        from the same analysis synthesis uses, so the two cannot disagree."""
+        return describe(text, self.analyze(text), self._id_to_symbol)
 
     def cache_info(self) -> functools._CacheInfo:
         """Hits, misses and size of the kept analyses."""
@@ -107,7 +115,7 @@ def _chunks(clauses: list[ClausePinyin]) -> list[list[ClausePinyin]]:
             continue
         words: list[Word] = []
         parts = [
-            Word(w.text, w.syllables[k : k + MAX_SYLLABLES])
+            Word(w.text, w.syllables[k : k + MAX_SYLLABLES], w.source)
             for w in clause.words
             for k in range(0, len(w.syllables), MAX_SYLLABLES)
         ]

@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +26,15 @@ LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
     "W": ("da2", "bu5", "liu5"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
 }
 
+# Characters with more than one common reading: read outside a word the pronunciation
+# dictionary lists, their reading is the dictionary's guess, which the preview marks.
+COMMON_POLYPHONES = frozenset(
+    "行重长还乐会调数便传处差参藏朝称冲单弹当倒发干更供观号和横划几假间将降角教结解"
+    "觉卡空量露率论落没模难宁片铺曲圈任散色扇少舍省盛识属说宿提挑吐为系相兴血应与"
+    "约载扎择曾占涨正只中种转作仔折背薄剥堡奔秘辟屏泊卜场车大度恶分缝佛给红哄晃会"
+    "济系夹禁尽劲圈看壳咳勒累俩凉撩淋笼露绿抹宁弄呕炮漂仆強强悄翘亲区券塞厦什似"
+    "拓挖尾鲜吓纤校吁旋咽要叶遗殷饮佣晕咋粘挣殖轴属爪综钻"
+)
 # 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
 _WEI4_NEXT = set("您你他她它我们了何什此之")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -84,12 +93,21 @@ def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
     return Lexicon(merged)
 
 
+# Where a word's reading came from, from the most certain to the least: the site's or
+# built-in lexicon, the pronunciation dictionary (a word it lists, or a character with one
+# reading), a letter's name, or a guess (a polyphonic character read alone, which the
+# dictionary resolved without a word to go by). `rule` (the text was written by a
+# normalization rule: a number, a time, a symbol) is the frontend's to mark.
+SOURCES = ("lexicon", "dictionary", "letters", "guess", "rule")
+
+
 @dataclass(frozen=True)
 class Word:
     """A word's characters and toned syllables (one per character; letters may have more)."""
 
     text: str
     syllables: tuple[str, ...]
+    source: str = "dictionary"  # one of SOURCES: the least certain of its characters'
 
 
 @dataclass(frozen=True)
@@ -169,13 +187,21 @@ class G2P:
         self._tokenizer.initialize()
         for word in lexicon.entries:
             self._tokenizer.add_word(word, freq=100000)
+        from pypinyin.phrases_dict import phrases_dict
+        from pypinyin.seg.mmseg import seg
+
         self._pinyin = Pinyin(_Converter()).pinyin
         self._style = Style.TONE3
         self._lexicon = lexicon
+        self._phrases: Mapping[str, Any] = phrases_dict
+        self._segment: Callable[[str], Iterable[str]] = seg.cut
 
-    def _han_pinyin(self, run: str) -> list[str]:
-        """Pinyin for a run of Han characters, lexicon first, longest match."""
+    def _han_pinyin(self, run: str) -> tuple[list[str], list[str]]:
+        """Pinyin for a run of Han characters, lexicon first, longest match; and where each
+        character's reading came from (see SOURCES)."""
         out: list[str] = [""] * len(run)
+        from_lexicon = [False] * len(run)
+        covered = [False] * len(run)
         i = 0
         longest = self._lexicon.longest
         pending_start = 0
@@ -186,6 +212,11 @@ class G2P:
                 items = self._pinyin(chunk, style=self._style, errors=_no_syllables)
                 for k, item in enumerate(items):
                     out[pending_start + k] = item[0] if item else ""
+                at = pending_start
+                for phrase in self._segment(chunk):  # the words pypinyin read as words
+                    if len(phrase) > 1 and phrase in self._phrases:
+                        covered[at : at + len(phrase)] = [True] * len(phrase)
+                    at += len(phrase)
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):
@@ -193,6 +224,7 @@ class G2P:
                 if entry is not None:
                     flush(i)
                     out[i : i + size] = entry
+                    from_lexicon[i : i + size] = [True] * size
                     i += size
                     pending_start = i
                     break
@@ -204,34 +236,48 @@ class G2P:
                 nxt = run[k + 1] if k + 1 < len(run) else ""
                 if nxt not in _WEI4_NEXT and (k == 0 or run[k - 1] != "因"):
                     out[k] = "wei2"
-        return out
+        sources = [self._source(c, lexical, known)
+                   for c, lexical, known in zip(run, from_lexicon, covered, strict=True)]
+        return out, sources
+
+    def _source(self, char: str, from_lexicon: bool, covered: bool) -> str:
+        """Where a Han character's reading came from (see SOURCES); `covered`: inside a
+        word the pronunciation dictionary lists."""
+        if from_lexicon:
+            return "lexicon"
+        if char not in COMMON_POLYPHONES or covered:
+            return "dictionary"
+        return "guess"
 
     def clause(self, text: str) -> ClausePinyin:
         """Pinyin for one clause of normalized text."""
         unread: list[str] = []
         words: list[list[Token]] = []
         han_chars = "".join(c for c in text if _HAN.match(c))
-        han_syllables = iter(self._han_pinyin(han_chars))
+        syllables, sources = self._han_pinyin(han_chars)
+        han = iter(zip(syllables, sources, strict=True))
         for piece in _digits_apart(self._tokenizer.lcut(text, HMM=False)):
             tokens: list[Token] = []
             for char in piece:
                 if _HAN.match(char):
-                    syllable = next(han_syllables)
+                    syllable, source = next(han)
                     if syllable and _SYLLABLE.match(syllable):
-                        tokens.append(Token(char, syllable))
+                        tokens.append(Token(char, syllable, source))
                     else:
                         unread.append(char)
                 elif char.upper() in LETTER_NAMES:
                     if tokens:
                         words.append(tokens)
                         tokens = []
-                    words.append([Token(char.upper(), s) for s in LETTER_NAMES[char.upper()]])
+                    words.append([Token(char.upper(), s, "letters")
+                                  for s in LETTER_NAMES[char.upper()]])
                 elif not _is_silent(char):
                     unread.append(char)
             if tokens:
                 words.append(tokens)
         result = apply_sandhi(words)
         return ClausePinyin(
-            tuple(Word("".join(t.char for t in w), tuple(t.syllable for t in w)) for w in result),
+            tuple(Word("".join(t.char for t in w), tuple(t.syllable for t in w),
+                       max((t.source for t in w), key=SOURCES.index)) for w in result),
             tuple(unread),
         )

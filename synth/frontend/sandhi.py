@@ -21,6 +21,7 @@ class Token:
 
     char: str
     syllable: str
+    source: str = "dictionary"  # where the reading came from (see g2p.SOURCES)
 
     @property
     def tone(self) -> int:
@@ -29,7 +30,7 @@ class Token:
 
     def with_tone(self, tone: int) -> Token:
         """The same token with another tone."""
-        return Token(self.char, f"{self.syllable[:-1]}{tone}")
+        return Token(self.char, f"{self.syllable[:-1]}{tone}", self.source)
 
 
 def _yi_bu(words: list[list[Token]]) -> list[list[Token]]:

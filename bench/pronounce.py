@@ -1,0 +1,112 @@
+"""Latency of the pronunciation preview, GET /api/pronounce, for ~100-character texts.
+
+A gateway runs in this process on a free port with the default voice; each of the texts
+is asked for once, so every figure includes the frontend's whole analysis (normalization,
+segmentation, pinyin, symbols) and none comes from its memory of recent texts. Target:
+p99 <= 10 ms. Exit status 1 when the target is missed.
+
+usage: .venv/bin/python bench/pronounce.py [--texts 100] [--corpus PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import ClientSession, web
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config import load_settings  # noqa: E402
+from gateway import create_app  # noqa: E402
+
+DEFAULT_CORPUS = REPO / "bench" / "data" / "ivr_public.tsv"
+TARGET_P99_MS = 10.0
+
+
+def distinct_texts(corpus: Path, count: int, length: int = 100) -> list[str]:
+    """Distinct texts of about `length` characters, each a run of corpus sentences taken
+    with its own start and stride."""
+    with corpus.open(encoding="utf-8") as fh:
+        sentences = [row["text"] for row in csv.DictReader(fh, delimiter="\t")]
+    texts: list[str] = []
+    seen: set[str] = set()
+    stride = 1
+    while len(texts) < count and stride <= len(sentences):
+        for start in range(len(sentences)):
+            text, i = "", start
+            while len(text) < length:
+                text += sentences[i % len(sentences)]
+                i += stride
+            text = text[:length]
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+            if len(texts) == count:
+                break
+        stride += 1
+    return texts
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def bench(count: int, corpus: Path) -> int:
+    texts = distinct_texts(corpus, count + 1)
+    with tempfile.TemporaryDirectory(prefix="huiyin-pronounce-") as tmp:
+        settings = dataclasses.replace(load_settings(), data_dir=Path(tmp), access="open")
+        runner = web.AppRunner(create_app(settings))
+        await runner.setup()  # loads the engine
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/api/pronounce"
+        times: list[float] = []
+        try:
+            async with ClientSession() as session:
+                async def ask(text: str) -> float:
+                    started = time.perf_counter()
+                    async with session.get(url, params={"text": text}) as response:
+                        body = await response.json()
+                        if response.status != 200:
+                            raise RuntimeError(f"{response.status}: {body}")
+                    return (time.perf_counter() - started) * 1000
+
+                await ask(texts[-1])  # the first call loads the segmenter's dictionary
+                for text in texts[:-1]:
+                    times.append(await ask(text))
+        finally:
+            await runner.cleanup()
+    lengths = [len(t) for t in texts[:-1]]
+    p50, p99 = statistics.median(times), percentile(times, 0.99)
+    print(f"texts        {len(times)} distinct, {min(lengths)}-{max(lengths)} characters, each asked once")
+    print(f"latency      p50 {p50:.1f} ms, p90 {percentile(times, 0.9):.1f} ms, p99 {p99:.1f} ms, "
+          f"max {max(times):.1f} ms")
+    ok = p99 <= TARGET_P99_MS
+    print(f"target       p99 <= {TARGET_P99_MS:.0f} ms: {'ok' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", type=int, default=100, help="how many distinct texts")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                        help="TSV with id and text columns")
+    args = parser.parse_args(argv)
+    if args.texts < 1:
+        parser.error("--texts must be at least 1")
+    return asyncio.run(bench(args.texts, args.corpus))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
