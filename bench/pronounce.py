@@ -2,8 +2,10 @@
 
 A gateway runs in this process on a free port with the default voice; each of the texts
 is asked for once, so every figure includes the frontend's whole analysis (normalization,
-segmentation, pinyin, symbols) and none comes from its memory of recent texts. Target:
-p99 <= 10 ms. Exit status 1 when the target is missed.
+segmentation, pinyin, symbols) and none comes from its memory of recent texts, except for
+sentences the texts share (the frontend remembers each sentence's normalization). Then each
+text again with its last character changed, as while an author types. Target: p99 <= 10 ms
+for the new texts. Exit status 1 when the target is missed.
 
 usage: .venv/bin/python bench/pronounce.py [--texts 100] [--corpus PATH]
 """
@@ -72,6 +74,7 @@ async def bench(count: int, corpus: Path) -> int:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}/api/pronounce"
         times: list[float] = []
+        edited: list[float] = []
         try:
             async with ClientSession() as session:
                 async def ask(text: str) -> float:
@@ -85,6 +88,10 @@ async def bench(count: int, corpus: Path) -> int:
                 await ask(texts[-1])  # the first call loads the segmenter's dictionary
                 for text in texts[:-1]:
                     times.append(await ask(text))
+                # As an author types: the same texts with their last character changed, so
+                # that one sentence is new and the others were read a moment ago.
+                for text in texts[:-1]:
+                    edited.append(await ask(text[:-1] + ("好" if text[-1] != "好" else "的")))
         finally:
             await runner.cleanup()
     lengths = [len(t) for t in texts[:-1]]
@@ -92,8 +99,10 @@ async def bench(count: int, corpus: Path) -> int:
     print(f"texts        {len(times)} distinct, {min(lengths)}-{max(lengths)} characters, each asked once")
     print(f"latency      p50 {p50:.1f} ms, p90 {percentile(times, 0.9):.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(times):.1f} ms")
+    print(f"one edited   p50 {statistics.median(edited):.1f} ms, p90 {percentile(edited, 0.9):.1f} ms, "
+          f"p99 {percentile(edited, 0.99):.1f} ms (the last character changed: one sentence new)")
     ok = p99 <= TARGET_P99_MS
-    print(f"target       p99 <= {TARGET_P99_MS:.0f} ms: {'ok' if ok else 'MISSED'}")
+    print(f"target       p99 <= {TARGET_P99_MS:.0f} ms for new texts: {'ok' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 

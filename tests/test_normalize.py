@@ -230,3 +230,21 @@ def test_reading_numeric_forms_is_deterministic_and_idempotent() -> None:
 )
 def test_read_cardinal(number: int, spoken: str) -> None:
     assert read_cardinal(number) == spoken
+
+
+def test_sentence_by_sentence_normalization_reads_as_the_whole_text(frontend: Frontend) -> None:
+    """The normalizer gives WeTextProcessing one sentence at a time (and remembers each):
+    the reading must be the one the whole text gets."""
+    import csv
+
+    from synth.frontend.normalize import apply_ivr_rules, canonical_text, read_numeric_forms
+    from tests.support import REPO
+
+    with (REPO / "tests" / "data" / "tn_public.tsv").open(encoding="utf-8") as fh:
+        written = [row["written"] for row in csv.DictReader(fh, delimiter="\t")]
+    texts = ["。".join(written[i : i + 3]) + "。" for i in range(0, len(written), 2)]
+    texts += ["您好！请问有什么可以帮您？验证码483920；请在5分钟内输入。", "第2位。第3位"]
+    whole = frontend._normalizer._wetext.__wrapped__  # type: ignore[attr-defined]
+    for text in texts:
+        rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
+        assert frontend.normalize(text) == whole(rewritten), text

@@ -3,6 +3,7 @@ then WeTextProcessing for the rest of Chinese number reading."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -180,6 +181,12 @@ def canonical_text(text: str) -> str:
     return _SPACE_BETWEEN_CJK.sub("", text)
 
 
+# Where WeTextProcessing may be given a text in pieces: after a sentence's end (canonical
+# text has ASCII ! ? ;).
+_SENTENCE_END = re.compile(r"(?<=[。!?;])")
+SENTENCES_KEPT = 4096
+
+
 class TextNormalizer:
     """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once.
 
@@ -192,7 +199,11 @@ class TextNormalizer:
         # WeTextProcessing sets its logger to INFO on import and logs every load.
         logging.getLogger("wetext").setLevel(logging.WARNING)
 
-        self._wetext: Callable[[str], str] = Normalizer(remove_erhua=False).normalize
+        # Sentence by sentence, remembered: WeTextProcessing reads a sentence the same alone
+        # as inside its text (checked on every corpus text), and it is most of a text's
+        # analysis; texts share sentences (greetings), and a preview while typing changes one.
+        self._wetext: Callable[[str], str] = functools.lru_cache(maxsize=SENTENCES_KEPT)(
+            Normalizer(remove_erhua=False).normalize)
         self._lock = threading.Lock()
 
     def normalize(self, text: str) -> str:
@@ -200,4 +211,4 @@ class TextNormalizer:
         WeTextProcessing for the remaining numbers."""
         rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
         with self._lock:
-            return self._wetext(rewritten)
+            return "".join(self._wetext(part) for part in _SENTENCE_END.split(rewritten) if part)
