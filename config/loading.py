@@ -4,6 +4,7 @@ the command line; every value converted to its field's type and checked, naming 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import types
@@ -152,6 +153,12 @@ def _validate_access(values: Mapping[str, Any], source: str) -> None:
             raise ConfigError(f"{source}: setting '{name}' must be 0 (no limit) or more")
     if values.get("rate_limit_burst") is not None and values["rate_limit_burst"] < 1:
         raise ConfigError(f"{source}: setting 'rate_limit_burst' must be at least 1")
+    for proxy in values.get("trusted_proxies", ()):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"{source}: setting 'trusted_proxies': '{proxy[:80]}' is not an "
+                              "address or a network (10.0.0.0/8)") from None
     for origin in values.get("cors_origins", ()):
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
             raise ConfigError(f"{source}: setting 'cors_origins': '{origin[:80]}' is not an "

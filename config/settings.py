@@ -211,6 +211,12 @@ class Settings:
         default=20000,
         metadata=_doc("Characters each client may have synthesized per minute (0: no limit)."),
     )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Addresses or networks (10.0.0.0/8) of reverse proxies in front of the "
+                      "gateway: from them, the client's address for per-address rate limits is "
+                      "taken from X-Forwarded-For (comma-separated in the env)."),
+    )
     cors_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc("Origins (https://app.example.com) whose pages may call the API from a "

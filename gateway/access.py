@@ -12,6 +12,7 @@ charged. Hits are never limited.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import re
@@ -104,9 +105,33 @@ class Principal:
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
-def client_address(request: web.BaseRequest) -> str:
-    """The peer's address (behind a proxy, the proxy's)."""
-    return request.remote or "unknown"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: web.BaseRequest, proxies: tuple[Network, ...] = ()) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    address in X-Forwarded-For that is not one (proxies append the address they saw)."""
+    peer = request.remote or "unknown"
+    if not proxies or not _within(peer, proxies):
+        return peer
+    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        if not _within(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # not an address: the header is not to be trusted
+    return peer
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 def credential(headers: CIMultiDictProxy[str]) -> str | None:
@@ -138,6 +163,7 @@ class Access:
         self._burst = settings.rate_limit_burst
         self._characters = settings.rate_limit_characters
         self._keys: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()
+        self._proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies)
         # Revocations here: a lookup under way when one happens is not kept.
         self._epoch = 0
         self._revoked: set[str] = set()
@@ -216,7 +242,7 @@ class Access:
         route = request.match_info.route.name or ""
         strict = self.guarded or request.path.startswith("/admin/")
         anonymous = Principal("anonymous", None if self.guarded else "synthesize",
-                              f"addr:{client_address(request)}")
+                              f"addr:{client_address(request, self._proxies)}")
         try:
             secret = credential(request.headers)
             if secret is not None and (not _PRINTABLE.fullmatch(secret) or len(secret) > 256):

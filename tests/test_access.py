@@ -609,3 +609,29 @@ async def test_a_key_header_of_100_kb_is_a_json_431(engine: FastSpeech2Engine, t
             status, headers, body = await server.fetch(get(URL, header))
             assert status == 431 and json.loads(body)["code"] == "header_too_long"
             assert headers["content-type"].startswith("application/json")
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(
+        tmp_path, access="open", rate_limit_burst=1, rate_limit_misses=1,
+        trusted_proxies=("127.0.0.0/8",)), engines=[engine]))
+
+    async def miss(text: str, forwarded: str) -> int:
+        return (await client.get(tts(text), headers={"X-Forwarded-For": forwarded})).status
+
+    # Two clients behind the proxy: one miss each; a second from the first is refused.
+    assert await miss("甲客户。", "203.0.113.7") == 200
+    assert await miss("乙客户。", "198.51.100.2, 127.0.0.1") == 200
+    assert await miss("甲客户再次。", "203.0.113.7") == 429
+    # A client cannot pick its bucket: the address the proxy appended is the one that counts.
+    assert await miss("伪造。", "10.9.9.9, 203.0.113.7") == 429
+    assert await miss("乱写。", "not-an-address") == 200  # the proxy's own address, once
+    assert await miss("乱写二。", "not-an-address") == 429
+
+    untrusted = await aiohttp_client(create_app(settings_for(
+        tmp_path / "other", access="open", rate_limit_burst=1, rate_limit_misses=1),
+        engines=[engine]))
+    assert (await untrusted.get(tts("丙。"), headers={"X-Forwarded-For": "192.0.2.1"})).status == 200
+    assert (await untrusted.get(tts("丁。"), headers={"X-Forwarded-For": "192.0.2.2"})).status == 429
