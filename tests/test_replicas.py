@@ -151,3 +151,29 @@ def test_a_warm_up_on_one_replica_is_seen_and_heard_on_the_other(
             status, headers, _ = get(tts(b, text))
             assert status == 200 and headers["X-Cache"] == "HIT"
         assert syntheses(b) == 0 and syntheses(a) == len(phrases)
+
+
+def test_keys_rate_limits_and_revocation_hold_across_replicas(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    guarded = {**shared, "HUIYIN_ACCESS": "keys"}
+    with replica(guarded, tmp_path / "a") as (a, _), replica(guarded, tmp_path / "b") as (b, _):
+        made = urllib.request.Request(
+            f"{a}/admin/keys", method="POST",
+            data=json.dumps({"name": "pbx", "scope": "synthesize", "rate": 2}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(made, timeout=60) as answer:
+            key = json.loads(answer.read())["key"]
+        headers = {"X-API-Key": key}
+        # A key made on one replica works on the other; its 2 misses a minute are shared.
+        statuses = [get_with(f"{base}/tts.ulaw?text={quote(f'第{n}号窗口。')}", headers)[0]
+                    for n, base in enumerate((b, a, b, a))]
+        assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429]
+        # A hit is never limited, on either replica.
+        assert get_with(f"{b}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 200
+        revoke = urllib.request.Request(f"{a}/admin/keys/pbx", method="DELETE",
+                                        headers={"Authorization": f"Bearer {TOKEN}"})
+        urllib.request.urlopen(revoke, timeout=60).close()
+        assert get_with(f"{a}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 401
+        until_sync(lambda: get_with(f"{b}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 401,
+                   timeout=10, interval=0.1, what="the other replica refusing the revoked key")
