@@ -21,7 +21,7 @@ Client = TestClient[Any, web.Application]
 TEXTS = (
     "您好，重庆分行为您服务。",
     "第2位客户请到3号窗口，验证码483920。",
-    "请连接WiFi后打开APP，还款日是每月8日。",
+    "请连接WiFi后打开APP，还款日是每月8日，VIP客户请带上CT片。",
     "血压128/82，比分3:2。请还我的书",
 )
 
@@ -64,7 +64,8 @@ def test_each_reading_says_where_it_came_from(engine: FastSpeech2Engine) -> None
     assert found["重庆"] == "dictionary"  # a word the dictionary lists settles 重
     assert found["第二位"] == "rule"  # written as 第2位: a number read by a rule
     assert found["还款日"] == "lexicon"  # the built-in domain lexicon
-    assert found["W"] == "letters" and found["A"] == "letters"
+    assert found["WiFi"] == found["APP"] == "lexicon"  # the loanword lexicon
+    assert found["V"] == "letters" and found["C"] == "letters"  # an acronym, spelled
     assert found["还"] == "guess"  # 还 alone: hái or huán, the dictionary's guess
     preview = engine.pronounce("您好，欢迎。再见")
     assert preview["normalized"].startswith("您好")
@@ -95,3 +96,33 @@ async def test_the_preview_route_synthesizes_nothing(client: Client, engine: Fas
         refused = await client.get(f"/api/pronounce?{query}")
         body = await refused.json()
         assert refused.status == status and body["field"] == field, query
+
+
+def test_loanwords_are_said_as_words_and_acronyms_by_their_letters(engine: FastSpeech2Engine) -> None:
+    from importlib import resources
+
+    listed = [line for line in resources.files("synth.frontend").joinpath("loanwords.tsv")
+              .read_text("utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    assert len(listed) >= 100
+    read = {t: (p, s) for t, p, s in words(engine.pronounce(
+        "请连接WiFi后打开App，iPhone和iPad用户请发送PDF到您的email，VIP客户OK"))}
+    assert read["WiFi"] == ("wai1 fei1", "lexicon") and read["App"] == ("ai1 pu5", "lexicon")
+    assert read["iPhone"][1] == read["iPad"][1] == read["email"][1] == read["OK"][1] == "lexicon"
+    assert read["V"] == ("wei1", "letters") and read["D"] == ("di4", "letters")  # VIP, PDF
+    # Said as a word, the model is given fewer syllables than spelling it out would take.
+    spelled = engine.pronounce("W I F I")["sentences"][0]["ids"]
+    said = engine.pronounce("WiFi")["sentences"][0]["ids"]
+    assert len(said) < len(spelled)
+
+
+def test_a_site_lexicon_may_say_latin_words_too(tmp_path: Path) -> None:
+    from synth.frontend import LexiconError, load_lexicon
+
+    own = tmp_path / "lexicon.tsv"
+    own.write_text("Huiyin\thui2 yin1\nApp\tei1 pi1 pi1\n", encoding="utf-8")
+    lexicon = load_lexicon(own)
+    assert lexicon.loanwords["huiyin"] == ("hui2", "yin1")
+    assert lexicon.loanwords["app"] == ("ei1", "pi1", "pi1")  # the site's reading wins
+    own.write_text("A\tei1\n", encoding="utf-8")  # one letter is a letter, not a word
+    with pytest.raises(LexiconError, match="lexicon.tsv:1"):
+        load_lexicon(own)

@@ -3,6 +3,7 @@ lexicon overrides, tone sandhi, and Latin letters by their Mandarin names."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -38,6 +39,8 @@ COMMON_POLYPHONES = frozenset(
 # 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
 _WEI4_NEXT = set("您你他她它我们了何什此之")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,32}")
+_LATIN_RUN = re.compile(r"[A-Za-z]+")
 _SYLLABLE = re.compile(r"^[a-z]+[1-5]$")
 
 
@@ -47,9 +50,11 @@ class LexiconError(ValueError):
 
 @dataclass(frozen=True)
 class Lexicon:
-    """Word -> syllables overrides, matched longest first."""
+    """Word -> syllables overrides, matched longest first; and Latin-letter words
+    (lower-cased) -> how they are said, instead of their letters' names."""
 
     entries: Mapping[str, tuple[str, ...]]
+    loanwords: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def longest(self) -> int:
@@ -60,6 +65,7 @@ class Lexicon:
 def parse_lexicon(lines: Iterable[str], source: str, valid: set[str] | None = None) -> Lexicon:
     """Parse 'word<TAB>pin1 yin1' lines ('#' starts a comment); errors name source:line."""
     entries: dict[str, tuple[str, ...]] = {}
+    loanwords: dict[str, tuple[str, ...]] = {}
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -69,28 +75,40 @@ def parse_lexicon(lines: Iterable[str], source: str, valid: set[str] | None = No
             raise LexiconError(f"{source}:{number}: expected a word, then its pinyin")
         word, pinyin = parts
         syllables = tuple(s.lower().replace("ü", "v") for s in pinyin.split())
-        if len(syllables) != len(word) or not all(_HAN.fullmatch(c) for c in word):
+        latin = _LATIN_WORD.fullmatch(word) is not None
+        if not latin and (len(syllables) != len(word) or not all(_HAN.fullmatch(c) for c in word)):
             raise LexiconError(
-                f"{source}:{number}: '{word}' needs one syllable per Chinese character"
+                f"{source}:{number}: '{word}' needs one syllable per Chinese character "
+                "(or is a word of Latin letters)"
             )
         for s in syllables:
             if not _SYLLABLE.match(s) or (valid is not None and s[:-1] not in valid):
                 raise LexiconError(f"{source}:{number}: '{s}' is not a toned pinyin syllable")
-        entries[word] = syllables
-    return Lexicon(entries)
+        if latin:
+            loanwords[word.lower()] = syllables
+        else:
+            entries[word] = syllables
+    return Lexicon(entries, loanwords)
 
 
 def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
     """The built-in domain lexicon, overlaid with the user's file when one is given."""
-    builtin = resources.files("synth.frontend").joinpath("lexicon.tsv").read_text("utf-8")
-    merged = dict(parse_lexicon(builtin.splitlines(), "built-in lexicon", valid).entries)
+    files = resources.files("synth.frontend")
+    merged: dict[str, tuple[str, ...]] = {}
+    loanwords: dict[str, tuple[str, ...]] = {}
+    for name, label in (("lexicon.tsv", "built-in lexicon"), ("loanwords.tsv", "built-in loanwords")):
+        builtin = parse_lexicon(files.joinpath(name).read_text("utf-8").splitlines(), label, valid)
+        merged.update(builtin.entries)
+        loanwords.update(builtin.loanwords)
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise LexiconError(f"{path}: cannot read lexicon: {exc.strerror}") from None
-        merged.update(parse_lexicon(text.splitlines(), str(path), valid).entries)
-    return Lexicon(merged)
+        own = parse_lexicon(text.splitlines(), str(path), valid)
+        merged.update(own.entries)
+        loanwords.update(own.loanwords)
+    return Lexicon(merged, loanwords)
 
 
 # Where a word's reading came from, from the most certain to the least: the site's or
@@ -257,6 +275,11 @@ class G2P:
         syllables, sources = self._han_pinyin(han_chars)
         han = iter(zip(syllables, sources, strict=True))
         for piece in _digits_apart(self._tokenizer.lcut(text, HMM=False)):
+            said = self._lexicon.loanwords.get(piece.lower()) if _LATIN_RUN.fullmatch(piece) else None
+            if said is not None:  # a word said as Chinese speakers say it, not spelled
+                words.append([Token(piece if k == 0 else "", syllable, "lexicon")
+                              for k, syllable in enumerate(said)])
+                continue
             tokens: list[Token] = []
             for char in piece:
                 if _HAN.match(char):
