@@ -4,6 +4,7 @@ lexicon overrides, tone sandhi, and Latin letters by their Mandarin names."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -159,6 +160,7 @@ def _no_syllables(chars: str) -> Any:
     return [""] * len(chars)
 
 
+CLAUSES_KEPT = 4096
 # Words rarer than this are left out of the segmentation dictionary: it loads in a
 # quarter of the time, and word boundaries for prosody and sandhi measured the same.
 SEGMENTER_MIN_FREQ = 10
@@ -212,6 +214,7 @@ class G2P:
         self._style = Style.TONE3
         self._lexicon = lexicon
         self._phrases: Mapping[str, Any] = phrases_dict
+        self._clauses = functools.lru_cache(maxsize=CLAUSES_KEPT)(self._clause)
         self._segment: Callable[[str], Iterable[str]] = seg.cut
 
     def _han_pinyin(self, run: str) -> tuple[list[str], list[str]]:
@@ -268,7 +271,11 @@ class G2P:
         return "guess"
 
     def clause(self, text: str) -> ClausePinyin:
-        """Pinyin for one clause of normalized text."""
+        """Pinyin for one clause of normalized text (the last CLAUSES_KEPT are remembered:
+        texts share clauses, and a preview while typing changes one)."""
+        return self._clauses(text)
+
+    def _clause(self, text: str) -> ClausePinyin:
         unread: list[str] = []
         words: list[list[Token]] = []
         han_chars = "".join(c for c in text if _HAN.match(c))
