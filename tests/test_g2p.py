@@ -71,7 +71,7 @@ def test_letters_read_by_mandarin_names(frontend: Frontend) -> None:
     assert syllables(frontend, "VIP") == ["wei1", "ai4", "pi1"]
     assert syllables(frontend, "请发送PDF") == ["qing3", "fa1", "song4", "pi1", "di4", "ai2", "fu5"]
     # A word the loanword lexicon lists is said as a word (synth/frontend/loanwords.tsv).
-    assert syllables(frontend, "请登录app") == ["qing3", "deng1", "lu4", "ai1", "pu5"]
+    assert syllables(frontend, "请登录app") == ["qing3", "deng1", "lu4", "a1", "pu5"]
 
 
 def test_flight_number_reads_letters_then_digits(frontend: Frontend) -> None:

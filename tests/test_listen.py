@@ -64,3 +64,17 @@ def test_recognizer_hears_digits_one_by_one(engine: FastSpeech2Engine, listener:
         total += len(digits)
         heard.append(f"{digits} -> {got} ({hypothesis})")
     assert errors / total <= 0.15, "\n".join(heard)
+
+
+LOANWORD_PROMPTS = {"iPhone用户请按一": "iphone", "好的，OK": "ok", "欢迎使用WiFi": "wifi"}
+
+
+def test_recognizer_hears_loanwords_as_words(engine: FastSpeech2Engine, listener: Listener) -> None:
+    """Latin words of the loanword lexicon are said so that they are heard as the words."""
+    heard = {}
+    for text in LOANWORD_PROMPTS:
+        pcm = engine.synthesize(text)
+        heard[text] = listener.transcribe(pcm.samples, pcm.sample_rate)
+    missed = {t: h for t, h in heard.items()
+              if LOANWORD_PROMPTS[t] not in h.lower().replace("-", "").replace(" ", "")}
+    assert not missed, missed
