@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,8 @@ class Maintenance:
         self._busy = busy
         self._forget = forget
         self._task: asyncio.Task[None] | None = None
+        # Also run each round (the store's look at the site lexicon).
+        self.each_round: list[Callable[[], Awaitable[None]]] = []
         # On a shared index: what this replica has added to the index's counters, and the
         # counters of every replica as last read (None until then, and on SQLite).
         self.reported: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
@@ -209,6 +211,8 @@ class Maintenance:
                     await self.flush()
                     if self._storage.shared:  # other replicas write to the index too
                         await self.refresh_totals()
+                for also in self.each_round:
+                    await also()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keys import SpeechRequest, is_key, phrase_key
+from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
 from cache.replicas import Replicas
@@ -43,6 +45,8 @@ __all__ = ["Admit", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stat
 
 # Request -> key memo: a repeated request skips the engine's reading of its text.
 _KEY_MEMO = 20_000
+
+log = logging.getLogger("huiyin.cache")
 
 SpeechStream = GenerationStream[StoredPhrase]
 # Asked before a request that finds no stored phrase synthesizes (or joins a synthesis under
@@ -75,6 +79,8 @@ class PromptStore:
         # What replicas on a shared index share beyond the phrases (cache/replicas.py).
         self.replicas = Replicas(self._storage, self._maintenance, self.stats)
         self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
+        self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
+        self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._keys.clear)
         self._buckets: Buckets | None = None
 
     # lifecycle
@@ -83,10 +89,14 @@ class PromptStore:
         """Open (and migrate) the index and start background maintenance."""
         await self._storage.open()
         await self._maintenance.refresh_totals()
+        if self._synthesizer is not None:
+            await self._lexicon.start()  # read as the index says from the start
+            self._maintenance.each_round.append(self._follow_lexicon)
         self._maintenance.start()
 
     async def close(self) -> None:
         """Let running syntheses finish and be stored, record usage, stop the threads."""
+        await self._lexicon.stop()
         running = [g.task for g in self._generations.values() if g.task is not None]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
@@ -379,6 +389,22 @@ class PromptStore:
         """Search the index (see Index.search)."""
         index = self.index
         return await self._storage.read(lambda: index.search(**kwargs))
+
+    # the site lexicon
+
+    async def relexicon(self, *, rewarm: bool = True) -> LexiconChange:
+        """Read with the index's site lexicon from now on; the stored phrases it reads
+        differently are made again (pinned ones now, with `rewarm`; see cache/lexicon.py)."""
+        return await self._lexicon.apply(rewarm=rewarm)
+
+    async def rewarmed(self) -> None:
+        """Wait for the pinned phrases a lexicon change is making again."""
+        await self._lexicon.rewarmed()
+
+    async def _follow_lexicon(self) -> None:
+        """Each maintenance round: a lexicon changed elsewhere (another replica, the command
+        line) is applied here too."""
+        await self._lexicon.follow()
 
     # maintenance
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
 from cache.keys import SpeechRequest
@@ -24,6 +24,11 @@ class Synthesizer(Protocol):
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
         """Synthesize a request whole; an Urgency may rise while the request waits."""
+        ...
+
+    def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
+        """Read with the site's words (word -> 'pin1 yin1', kept in the index) from now on
+        (blocking); engines without a lexicon ignore it."""
         ...
 
     def fallback(self, request: SpeechRequest) -> SpeechRequest | None:

@@ -165,3 +165,13 @@ class RateBucketRow(Base):
     name: Mapped[str] = mapped_column(String(96), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float, index=True)
+
+
+class LexiconWordRow(Base):
+    """A word of the site's lexicon and its pinyin (they override the built-in words and the
+    `lexicon` file), shared by every replica of the index."""
+
+    __tablename__ = "lexicon_words"
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pinyin: Mapped[str] = mapped_column(String(400))
+    updated: Mapped[float] = mapped_column(Float)

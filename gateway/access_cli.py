@@ -1,4 +1,5 @@
-"""`huiyin keys …` and `huiyin sign …`: API keys in the index, and signed prompt URLs."""
+"""`huiyin keys …`, `huiyin sign …` and `huiyin lexicon …`: API keys and the site's words in
+the index, and signed prompt URLs."""
 
 from __future__ import annotations
 
@@ -130,6 +131,52 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lexicon(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cache.lexicon import SiteLexicon
+    from cache.storage import Storage
+    from gateway.logs import audit_log, configure
+    from gateway.services import database_pool
+    from synth.fastspeech2 import voice_syllables
+    from synth.frontend import LexiconError, parse_lexicon
+
+    settings = _settings(args)
+    configure(settings.log_level)
+
+    async def run() -> int:
+        storage = Storage(settings.data_dir, settings.database_url, database_pool(settings))
+        await storage.open()
+        words = SiteLexicon(storage)
+        try:
+            if args.lexicon_command == "list":
+                for word, pinyin in (await words.entries()).items():
+                    print(f"{word}\t{pinyin}")
+                return 0
+            if args.lexicon_command == "remove":
+                if not await words.remove(args.word):
+                    print(f"huiyin: error: no site word '{args.word}'", file=sys.stderr)
+                    return 1
+                audit_log(_who(), "lexicon_delete", args.word)
+            else:
+                pinyin = " ".join(args.pinyin)
+                valid = await asyncio.to_thread(voice_syllables, settings.models_dir)
+                try:
+                    parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
+                except LexiconError as exc:
+                    print(f"huiyin: error: {str(exc).removeprefix('the word:1: ')}", file=sys.stderr)
+                    return 2
+                await words.put(args.word, pinyin)
+                audit_log(_who(), "lexicon_put", args.word)
+            print("huiyin: saved; running gateways read with it within a few seconds and "
+                  "make its pinned phrases again", file=sys.stderr)
+            return 0
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `keys` and `sign` to the `huiyin` command."""
     keys = sub.add_parser("keys", help="API keys (kept in the index: only their hashes)")
@@ -151,6 +198,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     keys_sub.add_parser(
         "secret", help="print a new random secret for url_signing_secret"
     ).set_defaults(func=_cmd_keys_secret)
+
+    lexicon = sub.add_parser("lexicon", help="the site's words, kept in the index")
+    lexicon_sub = lexicon.add_subparsers(dest="lexicon_command", required=True)
+    add = lexicon_sub.add_parser("add", help="add or change a word: huiyin lexicon add 重庆 chong2 qing4")
+    add.add_argument("word")
+    add.add_argument("pinyin", nargs="+", help="toned syllables, one per character")
+    add.set_defaults(func=_cmd_lexicon)
+    remove = lexicon_sub.add_parser("remove", help="remove a word")
+    remove.add_argument("word")
+    remove.set_defaults(func=_cmd_lexicon)
+    lexicon_sub.add_parser("list", help="every site word").set_defaults(func=_cmd_lexicon)
 
     signer = sub.add_parser("sign", help="sign a prompt URL for clients that send no headers")
     signer.add_argument("url", help="'/tts.ulaw?text=…' or a full http(s) URL")

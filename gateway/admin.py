@@ -27,6 +27,7 @@ from gateway.routes import voices_of
 from gateway.signing import MAX_TTL, sign
 from gateway.state import SETTINGS, STORE, WARMER
 from synth import codecs
+from synth.frontend import LexiconError
 
 PER_PAGE = 50
 
@@ -149,6 +150,49 @@ async def cache_check(request: web.Request) -> web.Response:
     return web.json_response(report.as_dict())
 
 
+async def lexicon(request: web.Request) -> web.Response:
+    """GET /admin/lexicon: the site's words (they override the built-in ones and the file)."""
+    entries = await request.app[STORE].lexicon.entries()
+    return web.json_response({"words": [{"word": w, "pinyin": p} for w, p in entries.items()]})
+
+
+async def put_lexicon_word(request: web.Request) -> web.Response:
+    """PUT /admin/lexicon/{word} {"pinyin": "chong2 qing4"}: add or change a site word; the
+    answer says how many stored phrases now read differently."""
+    word = request.match_info["word"]
+    if not 1 <= len(word) <= 32:
+        raise InvalidParameter("a word has 1 to 32 characters", "word")
+    body = params.json_object(await request.read(), ("pinyin",))
+    pinyin = params.string(body, "pinyin")
+    if pinyin is None or not 1 <= len(pinyin) <= 400:
+        raise InvalidParameter("pinyin is required: toned syllables, as 'chong2 qing4'", "pinyin")
+    store = request.app[STORE]
+    entries = {**await store.lexicon.entries(), word: " ".join(pinyin.split())}
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            None, voices_of(request).check_site_lexicon, {word: entries[word]})
+    except LexiconError as exc:
+        message = str(exc).removeprefix("site lexicon:1: ")
+        field = "word" if "Chinese character" in message else "pinyin"
+        raise InvalidParameter(message, field) from None
+    await store.lexicon.put(word, entries[word])
+    change = await store.relexicon()
+    audit_log(principal_of(request).name, "lexicon_put", word, **change.as_dict())
+    return web.json_response({"word": word, "pinyin": entries[word], **change.as_dict()})
+
+
+async def delete_lexicon_word(request: web.Request) -> web.Response:
+    """DELETE /admin/lexicon/{word}: remove a site word (its reading goes back to the
+    built-in or file one)."""
+    word = request.match_info["word"]
+    store = request.app[STORE]
+    if not await store.lexicon.remove(word):
+        raise NotFound(f"no site word '{word[:64]}'", "word")
+    change = await store.relexicon()
+    audit_log(principal_of(request).name, "lexicon_delete", word, **change.as_dict())
+    return web.json_response({"word": word, **change.as_dict()})
+
+
 KEY_FIELDS = ("name", "scope", "rate", "quota")
 
 
@@ -229,3 +273,6 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_delete("/admin/keys/{name}", revoke_key)
     app.router.add_post("/admin/sign", sign_url)
+    app.router.add_get("/admin/lexicon", lexicon)
+    app.router.add_put("/admin/lexicon/{word}", put_lexicon_word)
+    app.router.add_delete("/admin/lexicon/{word}", delete_lexicon_word)

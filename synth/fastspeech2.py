@@ -22,7 +22,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
-from synth.frontend import FRONTEND_VERSION, Frontend, SymbolTable, load_lexicon
+from synth.frontend import FRONTEND_VERSION, Frontend, Lexicon, SymbolTable, load_lexicon, parse_lexicon
 from synth.models import PreparedModel, find_prepared
 from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
@@ -63,6 +63,17 @@ class ModelNotPreparedError(SynthesisError):
 
 
 
+def voice_syllables(models_dir: Path) -> set[str]:
+    """The syllables the prepared voice can say (for checking lexicon words without loading
+    the models)."""
+    model = find_prepared(models_dir)
+    if model is None:
+        raise ModelNotPreparedError(f"the default voice is not prepared in {models_dir}; "
+                                    "run `huiyin models prepare`")
+    mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
+    return set(SymbolTable.from_mapper(mapper).syllables)
+
+
 class FastSpeech2Engine:
     """FastSpeech2 acoustic model and MB-MelGAN vocoder; sessions load once."""
 
@@ -74,8 +85,9 @@ class FastSpeech2Engine:
     ) -> None:
         mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
         symbols = SymbolTable.from_mapper(mapper)
+        self._syllables = set(symbols.syllables)
         self._frontend = Frontend(
-            symbols, load_lexicon(lexicon, set(symbols.syllables)), cache_dir=model.directory.parent
+            symbols, load_lexicon(lexicon, self._syllables), cache_dir=model.directory.parent
         )
         self._acoustic = cpu_session(model.path("fastspeech2.onnx"), threads)
         # The vocoder barely gains from intra-op threads; it runs chunks side by side instead.
@@ -123,6 +135,17 @@ class FastSpeech2Engine:
         Memoized; safe to call while another thread synthesizes.
         """
         return self._spoken_forms(text)
+
+    def site_lexicon(self, entries: Mapping[str, str]) -> Lexicon:
+        """The site's words (word -> 'pin1 yin1') checked against this voice's syllables;
+        LexiconError names a bad one."""
+        return parse_lexicon((f"{w}\t{p}" for w, p in entries.items()), "site lexicon",
+                             self._syllables)
+
+    def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
+        """Read with the site's words from now on (see site_lexicon)."""
+        self._frontend.set_site_words(self.site_lexicon(entries))
+        self._spoken_forms.cache_clear()
 
     def pronounce(self, text: str) -> dict[str, Any]:
         """What the voice will say, for a person to read: normalized text, words with

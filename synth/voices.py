@@ -7,7 +7,7 @@ wants it (the gateway's metrics and logs) through observers.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,21 @@ class Voices:
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
         return self._engine(request.engine).spoken_form(request.text)
+
+    def _lexical_engines(self) -> list[Any]:
+        """Every engine instance that reads with a lexicon (each worker has its own)."""
+        return [w.engine for w in self.workers if hasattr(w.engine, "set_site_lexicon")]
+
+    def check_site_lexicon(self, entries: Mapping[str, str]) -> None:
+        """Refuse site words an engine cannot say (LexiconError names the bad one)."""
+        for engine in self._lexical_engines()[:1]:
+            engine.site_lexicon(entries)
+
+    def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
+        """Read with the site's words (word -> 'pin1 yin1') from now on, on every engine that
+        has a lexicon (blocking: each rebuilds its segmenter's additions)."""
+        for engine in self._lexical_engines():
+            engine.set_site_lexicon(entries)
 
     def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
         """What the request's voice will say, for a person to read (blocking: the engine

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ class CountingSynthesizer:
 
     def spoken(self, request: SpeechRequest) -> str:
         return self.engine.spoken_form(request.text)
+
+    def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
+        self.engine.set_site_lexicon(entries)  # a shared engine: tests put back what they set
 
     async def stream(self, request: SpeechRequest, priority: Priority) -> AsyncIterator[Pcm]:
         """Sentence by sentence, each off the loop; counted as one synthesis."""

@@ -115,3 +115,24 @@ def test_keys_are_made_listed_and_revoked_and_urls_signed(tmp_path: Path) -> Non
     expires = verify("GET", target, [secret_text])
     assert 590 <= expires - time.time() <= 600
     assert urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["text"] == ["请按#号键"]
+
+
+def test_the_site_lexicon_is_edited_from_the_command_line(tmp_path: Path) -> None:
+    import os
+
+    def lexicon(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "lexicon", *args], capture_output=True,
+            text=True, timeout=120, env={**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data")},
+        )
+
+    added = lexicon("add", "汇音", "hui2", "yin1")
+    assert added.returncode == 0, added.stderr
+    assert '"action": "lexicon_put"' in added.stderr and '"target": "汇音"' in added.stderr
+    assert lexicon("list").stdout == "汇音\thui2 yin1\n"
+    for bad in (("汇音", "hui9", "yin1"), ("汇音", "hui2"), ("a", "ei1")):
+        refused = lexicon("add", *bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, bad
+    assert lexicon("remove", "汇音").returncode == 0
+    assert lexicon("remove", "汇音").returncode == 1
+    assert lexicon("list").stdout == ""

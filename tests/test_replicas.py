@@ -153,7 +153,7 @@ def test_a_warm_up_on_one_replica_is_seen_and_heard_on_the_other(
         assert syntheses(b) == 0 and syntheses(a) == len(phrases)
 
 
-def test_keys_rate_limits_and_revocation_hold_across_replicas(
+def test_keys_rate_limits_revocation_and_the_lexicon_hold_across_replicas(
     shared: dict[str, str], tmp_path: Path
 ) -> None:
     guarded = {**shared, "HUIYIN_ACCESS": "keys"}
@@ -177,3 +177,20 @@ def test_keys_rate_limits_and_revocation_hold_across_replicas(
         assert get_with(f"{a}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 401
         until_sync(lambda: get_with(f"{b}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 401,
                    timeout=10, interval=0.1, what="the other replica refusing the revoked key")
+
+        # A site word added on one replica is read by the other after its maintenance round.
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        word = urllib.request.Request(
+            f"{a}/admin/lexicon/{quote('汇音')}", method="PUT",
+            data=json.dumps({"pinyin": "hui2 yin1"}).encode(),
+            headers={**admin, "Content-Type": "application/json"})
+        urllib.request.urlopen(word, timeout=60).close()
+
+        def reads_it(base: str) -> bool:
+            _, _, body = get_with(f"{base}/api/pronounce?text={quote('汇音')}", admin)
+            words = json.loads(body)["sentences"][0]["clauses"][0]["words"]
+            return [p for w in words for p in w["pinyin"]] == ["hui2", "yin1"]
+
+        assert reads_it(a)
+        until_sync(lambda: reads_it(b), timeout=30, interval=0.2,
+                   what="the other replica reading with the new word")

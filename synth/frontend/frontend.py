@@ -75,6 +75,13 @@ class Frontend:
         """
         return self._analyses(text)
 
+    def set_site_words(self, site: Lexicon) -> None:
+        """Read with the site's words (they override the built-in and file lexicon); every
+        analysis remembered is forgotten."""
+        with self._lock:
+            self._g2p.set_site_words(site)
+            self._analyses.cache_clear()
+
     def pronounce(self, text: str) -> dict[str, Any]:
         """What the voice will say, for a person to read (see synth/frontend/preview.py):
         from the same analysis synthesis uses, so the two cannot disagree."""

@@ -161,6 +161,8 @@ def _no_syllables(chars: str) -> Any:
 
 
 CLAUSES_KEPT = 4096
+# What the segmenter is told of a lexicon word: frequent enough to be kept whole.
+_LEXICON_FREQ = 100000
 # Words rarer than this are left out of the segmentation dictionary: it loads in a
 # quarter of the time, and word boundaries for prosody and sandhi measured the same.
 SEGMENTER_MIN_FREQ = 10
@@ -206,7 +208,9 @@ class G2P:
         self._tokenizer.tmp_dir = str(cache_dir)  # jieba's own parsed cache lives beside it
         self._tokenizer.initialize()
         for word in lexicon.entries:
-            self._tokenizer.add_word(word, freq=100000)
+            self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
+        self._base = lexicon
+        self._site: dict[str, int] = {}  # the site's words, and their segmenter frequency before
         from pypinyin.phrases_dict import phrases_dict
         from pypinyin.seg.mmseg import seg
 
@@ -216,6 +220,22 @@ class G2P:
         self._phrases: Mapping[str, Any] = phrases_dict
         self._clauses = functools.lru_cache(maxsize=CLAUSES_KEPT)(self._clause)
         self._segment: Callable[[str], Iterable[str]] = seg.cut
+
+    def set_site_words(self, site: Lexicon) -> None:
+        """Overlay the site's words (kept in the index) on the built-in and file lexicon,
+        replacing the previous ones; not thread-safe (the frontend holds its lock)."""
+        freq = self._tokenizer.FREQ
+        for word in set(self._site) - set(site.entries):
+            if word not in self._base.entries:
+                self._tokenizer.add_word(word, freq=self._site[word])  # as it was before
+        for word in site.entries:
+            if word not in self._site:
+                self._site[word] = freq.get(word, 0)
+            self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
+        self._site = {w: f for w, f in self._site.items() if w in site.entries}
+        self._lexicon = Lexicon({**self._base.entries, **site.entries},
+                                {**self._base.loanwords, **site.loanwords})
+        self._clauses.cache_clear()
 
     def _han_pinyin(self, run: str) -> tuple[list[str], list[str]]:
         """Pinyin for a run of Han characters, lexicon first, longest match; and where each

@@ -1,0 +1,216 @@
+"""The site's lexicon, kept in the index so that every replica reads with the same words,
+and what a change of it does to the stored phrases.
+
+A key hashes what the engine says (its symbol ids), so a lexicon change re-keys exactly the
+prompts it reads differently: those are found by reading every stored phrase again (the
+frontend is fast), pinned ones are made again in the background under their phrase ids,
+and the others are made on their next request. Phrases stored under their old readings
+stay until eviction (their /prompts/ URLs keep playing what they played).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from cache.audio import StoredPhrase
+from cache.index import Phrase
+from cache.keys import SpeechRequest, phrase_key
+from cache.storage import Storage
+from cache.synthesizer import Synthesizer
+from cache.tables import LexiconWordRow
+from synth.engine import SynthesisError
+from synth.worker import Priority
+
+log = logging.getLogger("huiyin.cache")
+
+_WORDS = cast(Table, LexiconWordRow.__table__)
+
+
+@dataclass(frozen=True)
+class LexiconChange:
+    """What a lexicon change did: stored phrases that now read differently, and how many of
+    them (the pinned ones) are being made again."""
+
+    affected: int
+    rewarming: int
+
+    def as_dict(self) -> dict[str, int]:
+        """For answers and logs."""
+        return {"affected": self.affected, "rewarming": self.rewarming}
+
+
+def _entries(engine: Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        return {r.word: r.pinyin for r in connection.execute(select(_WORDS).order_by(_WORDS.c.word))}
+
+
+def _put(engine: Engine, word: str, pinyin: str) -> None:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(_WORDS).values(word=word, pinyin=pinyin, updated=time.time())
+    with engine.begin() as connection:
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=[_WORDS.c.word],
+            set_={"pinyin": statement.excluded.pinyin, "updated": statement.excluded.updated}))
+
+
+def _remove(engine: Engine, word: str) -> bool:
+    with engine.begin() as connection:
+        return bool(connection.execute(delete(_WORDS).where(_WORDS.c.word == word)).rowcount)
+
+
+def _fingerprint(engine: Engine) -> tuple[int, float]:
+    with engine.connect() as connection:
+        count, newest = connection.execute(
+            select(func.count(), func.coalesce(func.max(_WORDS.c.updated), 0.0))).one()
+    return int(count), float(newest)
+
+
+class SiteLexicon:
+    """The site's words in the index, off the event loop."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    async def entries(self) -> dict[str, str]:
+        """Every site word and its pinyin ('chong2 qing4')."""
+        engine = self._storage.index.engine
+        return await self._storage.read(lambda: _entries(engine))
+
+    async def put(self, word: str, pinyin: str) -> None:
+        """Add or change a word (checked by the engines first)."""
+        engine = self._storage.index.engine
+        await self._storage.write(lambda: _put(engine, word, pinyin))
+
+    async def remove(self, word: str) -> bool:
+        """Remove a word; False when it was not there."""
+        engine = self._storage.index.engine
+        return await self._storage.write(lambda: _remove(engine, word))
+
+    async def fingerprint(self) -> tuple[int, float]:
+        """What changes whenever the words do (their count, the newest edit's time)."""
+        engine = self._storage.index.engine
+        return await self._storage.read(lambda: _fingerprint(engine))
+
+
+class Phrases(Protocol):
+    """What a lexicon change needs of the store."""
+
+    @property
+    def synthesizer(self) -> Synthesizer:
+        """The synthesizer (it reads with the lexicon)."""
+        ...
+
+    async def get_or_synthesize(
+        self, request: SpeechRequest, *, priority: Priority = Priority.LIVE
+    ) -> StoredPhrase:
+        """The stored phrase for a request, made when missing."""
+        ...
+
+    async def name(
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
+    ) -> bool:
+        """Give a stored phrase its phrase id and pin."""
+        ...
+
+
+class LexiconFollower:
+    """Applies the index's site lexicon to the synthesizer, now and whenever it changes, and
+    makes again what reads differently."""
+
+    def __init__(
+        self, words: SiteLexicon, storage: Storage, phrases: Phrases,
+        forget_keys: Callable[[], None],
+    ) -> None:
+        self._words = words
+        self._storage = storage
+        self._phrases = phrases
+        self._forget_keys = forget_keys
+        self._seen: tuple[int, float] | None = None
+        self._rewarming: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Read with the index's words from the start (none: nothing to do)."""
+        if (await self._words.fingerprint())[0]:
+            await self.apply(rewarm=False)
+        else:
+            self._seen = (0, 0.0)
+
+    async def stop(self) -> None:
+        """Stop making phrases again."""
+        for task in list(self._rewarming):
+            task.cancel()
+        await asyncio.gather(*self._rewarming, return_exceptions=True)
+
+    async def follow(self) -> None:
+        """Apply the words if they changed since they were last read."""
+        if await self._words.fingerprint() != self._seen:
+            await self.apply()
+
+    async def apply(self, *, rewarm: bool = True) -> LexiconChange:
+        """Read with the index's words from now on, and find the stored phrases they read
+        differently: pinned ones are made again in the background under their phrase ids
+        (with `rewarm`), the others on their next request."""
+        synthesizer = self._phrases.synthesizer
+        seen = await self._words.fingerprint()
+        entries = await self._words.entries()
+        await self._storage.run(lambda: synthesizer.set_site_lexicon(entries))
+        self._seen = seen
+        self._forget_keys()  # requests' keys follow what is said
+        index = self._storage.index
+        rows = await self._storage.read(index.all_phrases)
+        affected = await self._storage.run(lambda: _read_again(rows, synthesizer))
+        pinned = [(row, request) for row, request in affected if row.pinned]
+        if rewarm and pinned:
+            task = asyncio.create_task(self._rewarm(pinned), name="lexicon-rewarm")
+            self._rewarming.add(task)
+            task.add_done_callback(self._rewarming.discard)
+        change = LexiconChange(affected=len(affected), rewarming=len(pinned) if rewarm else 0)
+        log.info("site lexicon: %d words; %d stored phrases read differently, %d pinned "
+                 "being made again", len(entries), change.affected, change.rewarming)
+        return change
+
+    async def rewarmed(self) -> None:
+        """Wait for the pinned phrases being made again."""
+        while self._rewarming:
+            await asyncio.gather(*self._rewarming, return_exceptions=True)
+
+    async def _rewarm(self, pinned: list[tuple[Phrase, SpeechRequest]]) -> None:
+        for row, request in pinned:
+            try:
+                made = await self._phrases.get_or_synthesize(request, priority=Priority.WARM)
+                await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags)
+                if made.key != row.key:
+                    await self._phrases.name(row.key, phrase_id=None, tags=(), pinned=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("phrase %s… could not be made again for the new lexicon", row.key[:8])
+
+
+def _read_again(
+    rows: list[Phrase], synthesizer: Synthesizer
+) -> list[tuple[Phrase, SpeechRequest]]:
+    """The stored phrases whose key, read again now, is not theirs (blocking)."""
+    out = []
+    for row in rows:
+        if row.engine_version != synthesizer.engine_version(row.engine):
+            continue  # made by another engine version: no request reaches it now
+        request = SpeechRequest.create(
+            row.text, engine=row.engine, voice=row.voice, style=row.style,
+            speed=row.speed, pitch=row.pitch, volume=row.volume)
+        try:
+            spoken = synthesizer.spoken(request)
+        except SynthesisError:
+            continue
+        if phrase_key(request, row.engine_version, spoken) != row.key:
+            out.append((row, request))
+    return out
