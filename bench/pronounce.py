@@ -27,6 +27,7 @@ from aiohttp import ClientSession, web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.procs import percentile  # noqa: E402
 from config import load_settings  # noqa: E402
 from gateway import create_app  # noqa: E402
 
@@ -56,11 +57,6 @@ def distinct_texts(corpus: Path, count: int, length: int = 100) -> list[str]:
                 break
         stride += 1
     return texts
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def bench(count: int, corpus: Path) -> int:
@@ -95,12 +91,12 @@ async def bench(count: int, corpus: Path) -> int:
         finally:
             await runner.cleanup()
     lengths = [len(t) for t in texts[:-1]]
-    p50, p99 = statistics.median(times), percentile(times, 0.99)
+    p50, p99 = statistics.median(times), percentile(times, 99)
     print(f"texts        {len(times)} distinct, {min(lengths)}-{max(lengths)} characters, each asked once")
-    print(f"latency      p50 {p50:.1f} ms, p90 {percentile(times, 0.9):.1f} ms, p99 {p99:.1f} ms, "
+    print(f"latency      p50 {p50:.1f} ms, p90 {percentile(times, 90):.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(times):.1f} ms")
-    print(f"one edited   p50 {statistics.median(edited):.1f} ms, p90 {percentile(edited, 0.9):.1f} ms, "
-          f"p99 {percentile(edited, 0.99):.1f} ms (the last character changed: one sentence new)")
+    print(f"one edited   p50 {statistics.median(edited):.1f} ms, p90 {percentile(edited, 90):.1f} ms, "
+          f"p99 {percentile(edited, 99):.1f} ms (the last character changed: one sentence new)")
     ok = p99 <= TARGET_P99_MS
     print(f"target       p99 <= {TARGET_P99_MS:.0f} ms for new texts: {'ok' if ok else 'MISSED'}")
     return 0 if ok else 1

@@ -154,13 +154,6 @@ class KeyTable:
             total = connection.execute(statement).scalar()
         return None if total is None else int(total)
 
-    def used(self, key_id: int, day: str) -> int:
-        """Characters the key has had synthesized on that day."""
-        with self._engine.connect() as connection:
-            used = connection.execute(select(_USAGE.c.characters).where(
-                _USAGE.c.key_id == key_id, _USAGE.c.day == day)).scalar()
-        return int(used or 0)
-
 
 class Credentials:
     """The keys of the store's index, off the event loop."""

@@ -63,8 +63,6 @@ class Buckets(Protocol):
 class MemoryBuckets:
     """This process's buckets (one machine: SQLite)."""
 
-    shared = False
-
     def __init__(self, size: int = MEMORY_BUCKETS) -> None:
         self._size = size
         self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
@@ -89,8 +87,6 @@ class MemoryBuckets:
 
 class SharedBuckets:
     """Buckets in the shared index: replicas draw from the same tokens."""
-
-    shared = True
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage

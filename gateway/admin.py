@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from functools import partial
 
 from aiohttp import web
@@ -246,12 +247,13 @@ async def sign_url(request: web.Request) -> web.Response:
     secrets = request.app[ACCESS].secrets
     if not secrets:
         raise Conflict("no url_signing_secret is configured: this server signs no URLs")
+    now = int(time.time())
     try:
-        signed = sign(url, secrets[0], ttl)
+        signed = sign(url, secrets[0], ttl, now=now)
     except ValueError as exc:
         raise InvalidParameter(str(exc), "url") from None
     audit_log(principal_of(request).name, "sign", url.partition("?")[0], ttl=ttl)
-    return web.json_response({"url": signed, "expires": int(signed.rsplit("exp=", 1)[1].split("&")[0])})
+    return web.json_response({"url": signed, "expires": now + ttl})
 
 
 class Conflict(HttpError):
