@@ -48,12 +48,14 @@ class LexiconChange:
         return {"affected": self.affected, "rewarming": self.rewarming}
 
 
-def _entries(engine: Engine) -> dict[str, str]:
+def site_words(engine: Engine) -> dict[str, str]:
+    """Every site word and its pinyin (blocking)."""
     with engine.connect() as connection:
         return {r.word: r.pinyin for r in connection.execute(select(_WORDS).order_by(_WORDS.c.word))}
 
 
-def _put(engine: Engine, word: str, pinyin: str) -> None:
+def put_word(engine: Engine, word: str, pinyin: str) -> None:
+    """Add or change a site word (blocking)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(_WORDS).values(word=word, pinyin=pinyin, updated=time.time())
     with engine.begin() as connection:
@@ -62,7 +64,8 @@ def _put(engine: Engine, word: str, pinyin: str) -> None:
             set_={"pinyin": statement.excluded.pinyin, "updated": statement.excluded.updated}))
 
 
-def _remove(engine: Engine, word: str) -> bool:
+def remove_word(engine: Engine, word: str) -> bool:
+    """Remove a site word; False when it was not there (blocking)."""
     with engine.begin() as connection:
         return bool(connection.execute(delete(_WORDS).where(_WORDS.c.word == word)).rowcount)
 
@@ -83,17 +86,17 @@ class SiteLexicon:
     async def entries(self) -> dict[str, str]:
         """Every site word and its pinyin ('chong2 qing4')."""
         engine = self._storage.index.engine
-        return await self._storage.read(lambda: _entries(engine))
+        return await self._storage.read(lambda: site_words(engine))
 
     async def put(self, word: str, pinyin: str) -> None:
         """Add or change a word (checked by the engines first)."""
         engine = self._storage.index.engine
-        await self._storage.write(lambda: _put(engine, word, pinyin))
+        await self._storage.write(lambda: put_word(engine, word, pinyin))
 
     async def remove(self, word: str) -> bool:
         """Remove a word; False when it was not there."""
         engine = self._storage.index.engine
-        return await self._storage.write(lambda: _remove(engine, word))
+        return await self._storage.write(lambda: remove_word(engine, word))
 
     async def fingerprint(self) -> tuple[int, float]:
         """What changes whenever the words do (their count, the newest edit's time)."""

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from cache.credentials import KeyTable
 
 
@@ -29,10 +31,9 @@ def _who() -> str:
         return "cli"
 
 
-def _with_keys(args: argparse.Namespace, work: Callable[[KeyTable], int]) -> int:
-    """Open the index the settings name, run work(KeyTable), close it."""
+def _with_index(args: argparse.Namespace, work: Callable[[Engine], int]) -> int:
+    """Open the index the settings name, run work(its engine), close it."""
     from cache import schema
-    from cache.credentials import KeyTable
     from cache.index import Index, sqlite_url
     from gateway.logs import configure
     from gateway.services import database_pool
@@ -48,9 +49,16 @@ def _with_keys(args: argparse.Namespace, work: Callable[[KeyTable], int]) -> int
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 1
     try:
-        return work(KeyTable(index.engine))
+        return work(index.engine)
     finally:
         index.close()
+
+
+def _with_keys(args: argparse.Namespace, work: Callable[[KeyTable], int]) -> int:
+    """Run work(KeyTable) on the index the settings name."""
+    from cache.credentials import KeyTable
+
+    return _with_index(args, lambda engine: work(KeyTable(engine)))
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> int:
@@ -132,49 +140,42 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_lexicon(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from cache.lexicon import SiteLexicon
-    from cache.storage import Storage
-    from gateway.logs import audit_log, configure
-    from gateway.services import database_pool
+    from cache.lexicon import put_word, remove_word, site_words
+    from gateway.logs import audit_log
+    from synth.engine import SynthesisError
     from synth.fastspeech2 import voice_syllables
     from synth.frontend import LexiconError, parse_lexicon
 
-    settings = _settings(args)
-    configure(settings.log_level)
-
-    async def run() -> int:
-        storage = Storage(settings.data_dir, settings.database_url, database_pool(settings))
-        await storage.open()
-        words = SiteLexicon(storage)
+    pinyin = " ".join(getattr(args, "pinyin", ()))
+    if args.lexicon_command == "add":  # checked against the voice before the index is opened
         try:
-            if args.lexicon_command == "list":
-                for word, pinyin in (await words.entries()).items():
-                    print(f"{word}\t{pinyin}")
-                return 0
-            if args.lexicon_command == "remove":
-                if not await words.remove(args.word):
-                    print(f"huiyin: error: no site word '{args.word}'", file=sys.stderr)
-                    return 1
-                audit_log(_who(), "lexicon_delete", args.word)
-            else:
-                pinyin = " ".join(args.pinyin)
-                valid = await asyncio.to_thread(voice_syllables, settings.models_dir)
-                try:
-                    parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
-                except LexiconError as exc:
-                    print(f"huiyin: error: {str(exc).removeprefix('the word:1: ')}", file=sys.stderr)
-                    return 2
-                await words.put(args.word, pinyin)
-                audit_log(_who(), "lexicon_put", args.word)
-            print("huiyin: saved; running gateways read with it within a few seconds and "
-                  "make its pinned phrases again", file=sys.stderr)
-            return 0
-        finally:
-            await storage.close()
+            valid = voice_syllables(_settings(args).models_dir)
+            parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
+        except SynthesisError as exc:  # the voice is not prepared
+            print(f"huiyin: error: {exc}", file=sys.stderr)
+            return 1
+        except LexiconError as exc:
+            print(f"huiyin: error: {str(exc).removeprefix('the word:1: ')}", file=sys.stderr)
+            return 2
 
-    return asyncio.run(run())
+    def edit(engine: Engine) -> int:
+        if args.lexicon_command == "list":
+            for word, said in site_words(engine).items():
+                print(f"{word}\t{said}")
+            return 0
+        if args.lexicon_command == "remove":
+            if not remove_word(engine, args.word):
+                print(f"huiyin: error: no site word '{args.word}'", file=sys.stderr)
+                return 1
+            audit_log(_who(), "lexicon_delete", args.word)
+        else:
+            put_word(engine, args.word, pinyin)
+            audit_log(_who(), "lexicon_put", args.word)
+        print("huiyin: saved; running gateways read with it within a few seconds and "
+              "make its pinned phrases again", file=sys.stderr)
+        return 0
+
+    return _with_index(args, edit)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
