@@ -286,9 +286,9 @@ class PromptStore:
         return SpeechStream(generation, None, on_stop=lambda: self._generations.drop(key, generation))
 
     def _hit(self, row: Phrase, live: bool) -> StoredPhrase:
-        if live:
-            self._usage.hit(row.key, row.synth_seconds)
-        return StoredPhrase(row, cached=True)
+        stored = StoredPhrase(row, cached=True)
+        self._count(stored, live)
+        return stored
 
     def _count(self, stored: StoredPhrase, live: bool) -> None:
         if not live:
