@@ -4,7 +4,6 @@ that fails any test in which something blocks a running event loop."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +95,6 @@ class Backing:
         return ObjectStore(self.bucket, data_dir / "bucket-cache", 1 << 30)
 
 
-_buckets = itertools.count(1)
-
-
 @pytest.fixture(params=["sqlite", "postgresql", "postgresql+s3"])
 def backing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backing:
     """Each store test runs three times: on SQLite with a local folder, on a fresh
@@ -113,8 +109,7 @@ def backing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     server: SeaweedFS = request.getfixturevalue("seaweed")
-    return Backing(url, Bucket(f"huiyin-store-{next(_buckets)}", "audio/",
-                               endpoint_url=server.endpoint, region="us-east-1", timeout=5))
+    return Backing(url, server.place())
 
 
 @pytest.fixture

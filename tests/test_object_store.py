@@ -22,7 +22,6 @@ from tests.servers import Postgres, SeaweedFS
 from tests.support import CountingSynthesizer, until
 
 TEXTS = ["您好，欢迎致电。", "查询余额请按一。", "人工服务请按零。"]
-_buckets = itertools.count(1)
 
 
 def req(text: str) -> SpeechRequest:
@@ -46,8 +45,7 @@ async def open_store(
     own data folder (and so its own local cache)."""
     url = await asyncio.to_thread(postgres.database)
     await asyncio.to_thread(lambda: Index(url, upgrade=True).close())
-    bucket = Bucket(f"huiyin-test-{next(_buckets)}", "audio/", endpoint_url=seaweed.endpoint,
-                    region="us-east-1", timeout=3)
+    bucket = seaweed.place(timeout=3)
     opened: list[PromptStore] = []
     count = itertools.count()
 
@@ -69,14 +67,16 @@ async def open_store(
 
 
 def objects(store: PromptStore) -> list[str]:
-    """The object keys in the store's bucket (read with a client of the test's own)."""
+    """The object keys under the store's prefix, without it (read with a client of the
+    test's own)."""
     audio = store.files
     assert isinstance(audio, ObjectStore)
     client = boto3.session.Session().client("s3", endpoint_url=audio.bucket.endpoint_url,
                                             region_name="us-east-1")
     try:
-        page = client.list_objects_v2(Bucket=audio.bucket.bucket)
-        return sorted(item["Key"] for item in page.get("Contents", ()))
+        page = client.list_objects_v2(Bucket=audio.bucket.bucket, Prefix=audio.bucket.prefix)
+        skip = len(audio.bucket.prefix)
+        return sorted(item["Key"][skip:] for item in page.get("Contents", ()))
     finally:
         client.close()
 
@@ -89,8 +89,8 @@ async def test_two_stores_on_one_database_and_bucket_are_one_cache(
     await a.settled()
     key = made.key
     listed = await asyncio.to_thread(objects, a)
-    assert listed == sorted([f"audio/{key[:2]}/{key[2:4]}/{key}.wav",
-                             f"audio/{key[:2]}/{key[2:4]}/{key}-ulaw-8000.ulaw"])
+    assert listed == sorted([f"{key[:2]}/{key[2:4]}/{key}.wav",
+                             f"{key[:2]}/{key[2:4]}/{key}-ulaw-8000.ulaw"])
     b = await open_store()  # another replica: a cold local cache
     heard = await b.audio(req(TEXTS[0]), "ulaw")
     assert heard.cached and heard.data == made.data and synth.calls == 1
@@ -145,8 +145,8 @@ async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
         await asyncio.to_thread(own.stop)
         # Hits: from memory, and from the local cache on a replica that restarts.
         assert (await a.get_or_synthesize(req(TEXTS[0]))).cached
-        bucket = Bucket(first_bucket(a), "audio/", endpoint_url=own.endpoint,
-                        region="us-east-1", timeout=1)
+        bucket = Bucket(*first_bucket(a), endpoint_url=own.endpoint, region="us-east-1",
+                        timeout=1)
         audio = await asyncio.to_thread(ObjectStore, bucket, b.data_dir / "bucket-cache", 1 << 30)
         c = PromptStore(b.data_dir, synth, database_url=b.database_url,
                         maintenance_interval=3600, audio=audio)
@@ -172,10 +172,10 @@ async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
         await asyncio.to_thread(own.close)
 
 
-def first_bucket(store: PromptStore) -> str:
+def first_bucket(store: PromptStore) -> tuple[str, str]:
     files = store.files
     assert isinstance(files, ObjectStore)
-    return files.bucket.bucket
+    return files.bucket.bucket, files.bucket.prefix
 
 
 async def test_concurrent_misses_on_two_replicas_make_one_synthesis(
