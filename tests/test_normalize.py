@@ -80,6 +80,12 @@ def test_public_normalization_set(frontend: Frontend, row_id: str, written: str,
         ("第2000位会员", "第二千位会员"),
         ("第22期", "第二十二期"),
         ("第2-3个工作日", "第二到三个工作日"),
+        # 第N/M: the Nth of M (an instalment plan, a stage), not a fraction.
+        ("本期为第1/3期", "本期为第一期,共三期"),
+        ("分期还款第2/12期已扣款", "分期还款第二期,共十二期已扣款"),
+        ("进度第3/5", "进度第三,共五"),
+        # A fraction not after 第 stays a fraction.
+        ("占1/3", "占三分之一"),
         ("2个人", "两个人"),
         ("3.5元", "三点五元"),
         ("营业时间8:30-17:30", "营业时间八点三十分至十七点三十分"),

@@ -77,6 +77,9 @@ _BLOOD_PRESSURE = re.compile(
 # An integer after 第 is an ordinal: 第二位, 第二百名, never 两 (which counts things).
 # A fraction, a decimal or a clock time after 第 is not one.
 _ORDINAL = re.compile(r"(?<=第)(\d{1,12})(?![\d.,/:：]\d)")
+# 第1/3期 is the first of three (instalments, stages, episodes), never a third: the
+# ordinal, then how many there are, with the counting word after it when there is one.
+_ONE_OF = re.compile(r"第(\d{1,6})\s*/\s*(\d{1,6})(?![\d.,/])(?P<unit>[期次批轮章集页部阶段]{0,2})")
 # 2^10 and 10^-3: a power, as the raised forms are read.
 _CARET_POWER = re.compile(r"(?<=[\dA-Za-z)])\^(?P<sign>[+-]?)(?P<exp>\d+)")
 _OTHER_SYMBOLS = (
@@ -140,6 +143,11 @@ def _blood_pressure(match: re.Match[str]) -> str:
     return f"{match.group('link') or ''}{systolic}比{diastolic}{unit}"
 
 
+def _one_of(match: re.Match[str]) -> str:
+    unit = match.group("unit")
+    return f"第{read_ordinal(int(match.group(1)))}{unit}，共{read_cardinal(int(match.group(2)))}{unit}"
+
+
 def _power(match: re.Match[str]) -> str:
     sign = {"+": "正", "-": "负"}.get(match.group("sign"), "")
     return f"的{sign}{read_cardinal(int(match.group('exp')))}次方"
@@ -161,6 +169,7 @@ def apply_ivr_rules(text: str) -> str:
     text = _ZERO_CENTS.sub("", text)
     text = _DOLLAR_PREFIX.sub(r"\1美元", text)
     text = _RANGE.sub(r"\1到\2", text)
+    text = _ONE_OF.sub(_one_of, text)
     text = _ORDINAL.sub(lambda m: read_ordinal(int(m.group(1))), text)
     text = _CARET_POWER.sub(_power, text)
     for pattern, spoken in (*_KEY_SYMBOLS, *_UNITS, *_OTHER_SYMBOLS):
