@@ -158,6 +158,9 @@ class SeaweedFS:
                  "-ip.bind=127.0.0.1", f"-master.port={self.master}",
                  f"-volume.port={self.volume}", "-master.volumeSizeLimitMB=64",
                  "-volume.max=300",
+                 # Volumes turn read-only below this much free disk (1% by default: on a
+                 # large, busy disk that is gigabytes, and every write fails).
+                 "-volume.minFreeSpace=64MiB",
                  "-filer", f"-filer.port={self.filer}", "-s3", f"-s3.port={self.s3}",
                  # Off: the catalogs listen on fixed ports, and nothing here uses them.
                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"],
