@@ -6,7 +6,12 @@ normalization, Simplified Chinese, no punctuation). Reported per sentence and fo
 corpus (total edits / total reference length): character error rate (CER) and toneless
 syllable error rate (SER), which forgives the recognizer's homophone slips.
 
-Run from the repo root: .venv/bin/python bench/intelligibility.py [--corpus PATH] [--out-dir DIR]
+A corpus with a `said` column is SSML (say-as, phoneme, sub, break): its `text` is the
+document, its `said` what a listener should hear, in characters (homophones where a
+phoneme changes a reading), which is the reference scored.
+
+Run from the repo root: .venv/bin/python bench/intelligibility.py [--corpus PATH ...]
+[--out-dir DIR]; by default both the IVR corpus and the SSML corpus.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ import soundfile as sf  # noqa: E402
 
 from bench.listen import Listener, edit_distance, score_text, syllables  # noqa: E402
 from config import load_settings  # noqa: E402
+from synth.engine import Prosody  # noqa: E402
 from synth.fastspeech2 import FastSpeech2Engine, ModelNotPreparedError  # noqa: E402
+from synth.ssml import is_ssml, parse_document, speaking  # noqa: E402
 
 DEFAULT_CORPUS = REPO / "bench" / "data" / "ivr_public.tsv"
+SSML_CORPUS = REPO / "bench" / "data" / "ssml_public.tsv"
 REF_WIDTH = 44  # display columns given to the reference before the hypothesis column
 
 
@@ -58,14 +66,16 @@ class Score:
         return self.syllable_edits / self.ref_syllables
 
 
-def read_corpus(path: Path) -> list[tuple[str, str]]:
-    """The (id, text) rows of a TSV corpus with `id` and `text` columns."""
+def read_corpus(path: Path) -> list[tuple[str, str, str]]:
+    """The (id, text, reference) rows of a TSV corpus with `id` and `text` columns; the
+    reference is the `said` column where there is one, else the text."""
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = {"id", "text"} - set(reader.fieldnames or ())
         if missing:
             raise SystemExit(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        return [(row["id"], row["text"]) for row in reader if row["text"] and row["text"].strip()]
+        return [(row["id"], row["text"], row.get("said") or row["text"])
+                for row in reader if row["text"] and row["text"].strip()]
 
 
 def score(sid: str, ref: str, hyp: str) -> Score:
@@ -95,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         "toneless-syllable error rates per sentence and for the corpus."
     )
     parser.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS,
-        help=f"TSV with `id` and `text` columns (default: {DEFAULT_CORPUS})",
+        "--corpus", type=Path, action="append",
+        help="TSV with `id` and `text` columns (and `said` for SSML); may be repeated "
+             f"(default: {DEFAULT_CORPUS.relative_to(REPO)} and {SSML_CORPUS.relative_to(REPO)})",
     )
     parser.add_argument(
         "--out-dir", type=Path, help="also save each sentence's audio here, as <id>.wav"
@@ -104,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    rows = read_corpus(args.corpus)
     settings = load_settings()
     try:
         engine = FastSpeech2Engine.load(settings.models_dir, threads=settings.resolved_threads())
@@ -114,19 +124,30 @@ def main(argv: list[str] | None = None) -> int:
     listener = Listener()
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-    normalize = engine.frontend.normalize
-    print(f"corpus: {args.corpus} ({len(rows)} sentences), voice {engine.version}", flush=True)
-    print(_row("id", "CER", "SER", "reference", "hypothesis"), flush=True)
+    for corpus in args.corpus or [DEFAULT_CORPUS, SSML_CORPUS]:
+        run_corpus(corpus, engine, listener, args.out_dir)
+    print(f"elapsed: {time.perf_counter() - started:.1f} s", flush=True)
+    return 0
 
+
+def run_corpus(
+    corpus: Path, engine: FastSpeech2Engine, listener: Listener, out_dir: Path | None
+) -> None:
+    """Synthesize, transcribe and score one corpus, printing its table and totals."""
+    rows = read_corpus(corpus)
+    normalize = engine.frontend.normalize
+    print(f"corpus: {corpus} ({len(rows)} sentences), voice {engine.version}", flush=True)
+    print(_row("id", "CER", "SER", "reference", "hypothesis"), flush=True)
     scores: list[Score] = []
     audio_seconds = 0.0
-    for sid, text in rows:
-        pcm = engine.synthesize(text)
+    for sid, text, reference in rows:
+        spoken = parse_document(text).canonical if is_ssml(text) else text
+        pcm = speaking.synthesize(engine, spoken, voice=None, style="neutral", prosody=Prosody())
         audio_seconds += pcm.duration
-        if args.out_dir is not None:
-            sf.write(args.out_dir / f"{sid}.wav", pcm.samples, pcm.sample_rate, subtype="PCM_16")
+        if out_dir is not None:
+            sf.write(out_dir / f"{sid}.wav", pcm.samples, pcm.sample_rate, subtype="PCM_16")
         heard = listener.transcribe(pcm.samples, pcm.sample_rate)
-        s = score(sid, score_text(text, normalize), score_text(heard, normalize))
+        s = score(sid, score_text(reference, normalize), score_text(heard, normalize))
         scores.append(s)
         print(_row(sid, f"{s.cer:.3f}", f"{s.ser:.3f}", s.ref, s.hyp), flush=True)
         if pcm.unread:
@@ -142,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sentences: {len(scores)}  audio: {audio_seconds:.1f} s", flush=True)
     print(f"corpus CER: {corpus_cer:.4f}  ({char_edits} / {ref_chars} characters)", flush=True)
     print(f"corpus SER: {corpus_ser:.4f}  ({syllable_edits} / {ref_syllables} syllables)", flush=True)
-    print(f"elapsed: {time.perf_counter() - started:.1f} s", flush=True)
-    return 0
+    print(flush=True)
 
 
 if __name__ == "__main__":

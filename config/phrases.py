@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from config.settings import text_limit
+
 PHRASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # Bounds on one document, checked before and while composing, so that a hostile body or file
 # costs a bounded time and memory (a composed node takes about 750 bytes). A phrase file nests
@@ -266,9 +268,10 @@ def _parse(
                         f"'id' {phrase_id} is used twice (first at line {seen[phrase_id]})")
         seen[phrase_id] = fields["id"].line
         text_value = _string(source, fields["text"], "text")
-        if len(text_value) > max_text_length:
+        if len(text_value) > text_limit(text_value, max_text_length):
             raise _fail(source, fields["text"].line,
-                        f"'text' is longer than {max_text_length} characters")
+                        f"'text' is longer than {text_limit(text_value, max_text_length)} "
+                        "characters")
         values = _settings(source, fields, base, formats)
         tags = _strings(source, fields["tags"], "tags") if "tags" in fields else ()
         specs.append(PhraseSpec(

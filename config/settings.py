@@ -27,6 +27,22 @@ class ConfigError(ValueError):
     """A setting is unknown or has the wrong type; the message names it and its source."""
 
 
+# How much longer than max_text_length an SSML document may be, markup included.
+SSML_LENGTH_FACTOR = 8
+
+
+def is_ssml(text: str) -> bool:
+    """Whether a request's text is an SSML document: it starts with `<speak` (or with an
+    XML declaration or document type, which only a document has)."""
+    return text.lstrip().startswith(("<speak", "<?xml", "<!DOCTYPE"))
+
+
+def text_limit(text: str, max_text_length: int) -> int:
+    """The longest a request's text may be: max_text_length, or SSML_LENGTH_FACTOR times it
+    for an SSML document (its markup counted)."""
+    return max_text_length * SSML_LENGTH_FACTOR if is_ssml(text) else max_text_length
+
+
 def _doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
@@ -133,7 +149,10 @@ class Settings:
                       "first voice."),
     )
     max_text_length: int = field(
-        default=1024, metadata=_doc("Longest text, in characters, one request may synthesize.")
+        default=1024,
+        metadata=_doc("Longest text, in characters, one request may synthesize. An SSML "
+                      "document may be up to 8 times as long with its markup; what it says "
+                      "is held to this length."),
     )
     max_body_bytes: int = field(
         default=64 << 10, metadata=_doc("Largest request body accepted, in bytes.")

@@ -35,6 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     from synth.engine import InvalidInputError, Prosody, SynthesisError
     from synth.fastspeech2 import FastSpeech2Engine
+    from synth.ssml import speaking
 
     settings = _settings(args, models_dir=args.models_dir, threads=args.threads)
     started = time.perf_counter()
@@ -43,8 +44,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             settings.models_dir, threads=settings.resolved_threads(), lexicon=settings.lexicon
         )
         loaded = time.perf_counter()
-        pcm = engine.synthesize(
-            args.text, style=args.style,
+        pcm = speaking.synthesize(
+            engine, args.text, voice=None, style=args.style,
             prosody=Prosody(speed=args.speed, pitch=args.pitch, volume=args.volume),
         )
     except InvalidInputError as exc:

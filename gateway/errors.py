@@ -20,6 +20,7 @@ from cache.storage import StoreUnavailableError
 from cache.variants import PhraseGoneError
 from synth.codecs import UnknownFormatError, UnsupportedRateError
 from synth.engine import InvalidInputError, SynthesisError, UpstreamError
+from synth.ssml import SsmlSyntaxError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
 
 log = logging.getLogger("huiyin.gateway")
@@ -151,6 +152,8 @@ def _describe(
         raise error
     except HttpError as exc:
         return exc.status, exc.code, str(exc), exc.field, exc.headers()
+    except SsmlSyntaxError as exc:
+        return 400, "malformed_ssml", str(exc), exc.field, None
     except (InvalidInputError, UnknownFormatError, UnsupportedRateError) as exc:
         return 422, "invalid_parameter", str(exc), getattr(exc, "field", None), None
     except UpstreamError as exc:

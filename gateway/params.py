@@ -10,8 +10,10 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from config.settings import text_limit
 from gateway.errors import BadRequest, InvalidParameter, NotFound, TooLarge
 from synth import codecs
+from synth.ssml import SsmlError, is_ssml, parse_document
 
 # URL extensions IVR platforms use for each format (Asterisk: ulaw|ul|mu, alaw|al, sln|slin).
 _ALIASES = {"ul": "ulaw", "mu": "ulaw", "al": "alaw", "slin": "sln", "slin16": "sln16"}
@@ -104,12 +106,22 @@ def string(values: Mapping[str, Any], name: str) -> str | None:
 
 
 def text(values: Mapping[str, Any], limit: int, name: str = "text") -> str:
-    """The text to speak: present, not blank, at most `limit` characters."""
+    """The text to speak: present, not blank, at most `limit` characters (an SSML
+    document: `limit` characters said, with up to SSML_LENGTH_FACTOR times as many in all)."""
     raw = string(values, name)
     if raw is None or not raw.strip():
         raise InvalidParameter(f"{name} is required", name)
-    if len(raw) > limit:
-        raise TooLarge(f"{name} is longer than {limit} characters ({len(raw)})", name)
+    longest = text_limit(raw, limit)
+    if len(raw) > longest:
+        raise TooLarge(f"{name} is longer than {longest} characters ({len(raw)})", name)
+    if is_ssml(raw):
+        try:
+            said = parse_document(raw).spoken_chars
+        except SsmlError as exc:
+            exc.field = name
+            raise
+        if said > limit:
+            raise TooLarge(f"{name} says more than {limit} characters ({said})", name)
     return raw
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from synth.engine import (
     check_request,
 )
 from synth.frontend import FRONTEND_VERSION, Frontend, Lexicon, SymbolTable, load_lexicon, parse_lexicon
+from synth.frontend.frontend import Piece
 from synth.models import PreparedModel, find_prepared
 from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
@@ -79,6 +80,8 @@ class FastSpeech2Engine:
 
     name = "fastspeech2"
     sample_rate = SAMPLE_RATE
+    # A text may come as pieces (an SSML segment), with readings given by syllable.
+    reads_pieces = True
 
     def __init__(
         self, model: PreparedModel, *, threads: int = 1, lexicon: Path | None = None
@@ -127,14 +130,24 @@ class FastSpeech2Engine:
         """The text frontend this engine reads with."""
         return self._frontend
 
-    def spoken_form(self, text: str) -> str:
+    def spoken_form(self, text: str | Sequence[Piece]) -> str:
         """Exactly what the voice is asked to say: each sentence's symbol ids in decimal,
         space-separated, sentences joined by '|' (as in "1 18 119 1 218|1 9 29 1 218").
 
         Equal forms give sample-identical audio under equal settings and engine version.
         Memoized; safe to call while another thread synthesizes.
         """
-        return self._spoken_forms(text)
+        return self._spoken_forms(text if isinstance(text, str) else self._checked(text))
+
+    def _checked(self, pieces: Sequence[Piece]) -> tuple[Piece, ...]:
+        """Pieces whose given syllables this voice can say (else InvalidInputError)."""
+        for piece in pieces:
+            bad = next((s for s in piece.syllables if s[:-1] not in self._syllables), None)
+            if bad is not None:
+                raise InvalidInputError(
+                    "text", f"SSML: '{bad}' (for '{piece.text[:20]}') is not a syllable "
+                            "this voice can say")
+        return tuple(pieces)
 
     def site_lexicon(self, entries: Mapping[str, str]) -> Lexicon:
         """The site's words (word -> 'pin1 yin1') checked against this voice's syllables;
@@ -147,11 +160,11 @@ class FastSpeech2Engine:
         self._frontend.set_site_words(self.site_lexicon(entries))
         self._spoken_forms.cache_clear()
 
-    def pronounce(self, text: str) -> dict[str, Any]:
+    def pronounce(self, text: str | Sequence[Piece]) -> dict[str, Any]:
         """What the voice will say, for a person to read: normalized text, words with
         pinyin and the source of each reading, pauses, and the symbols the model gets
         (synth/frontend/preview.py)."""
-        described = self._frontend.pronounce(text)
+        described = self._frontend.pronounce(text if isinstance(text, str) else self._checked(text))
         if not described["sentences"]:
             raise InvalidInputError("text", "the text has nothing to say")
         return described
@@ -160,7 +173,7 @@ class FastSpeech2Engine:
         """Hits, misses and size of the remembered spoken forms."""
         return self._spoken_forms.cache_info()
 
-    def _spoken_form(self, text: str) -> str:
+    def _spoken_form(self, text: str | tuple[Piece, ...]) -> str:
         # The ids are all the acoustic model sees of the text, and sentences are synthesized
         # separately with a fixed pause between them: together they decide the audio.
         utterance = self._frontend.analyze(text)
@@ -229,7 +242,7 @@ class FastSpeech2Engine:
         return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
 
     def stream(
-        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        self, text: str | Sequence[Piece], *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
     ) -> Iterator[Pcm]:
         """Yield PCM as soon as it is synthesized: sentence by sentence (a pause follows all
@@ -237,13 +250,13 @@ class FastSpeech2Engine:
         return self._generate(text, voice, style, prosody, early_opening=True)
 
     def _generate(
-        self, text: str, voice: str | None, style: str, prosody: Prosody, *, early_opening: bool,
+        self, text: str | Sequence[Piece], voice: str | None, style: str, prosody: Prosody, *, early_opening: bool,
     ) -> Iterator[Pcm]:
         # The opening costs a little throughput (it is vocoded alone), so only streams do it;
         # the samples are the same either way.
         check_request(self, voice, style, prosody)
         effective = apply_style(style, prosody)
-        utterance = self._frontend.analyze(text)
+        utterance = self._frontend.analyze(text if isinstance(text, str) else self._checked(text))
         if not utterance.sentences:
             raise InvalidInputError("text", "the text has nothing to say")
         pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), dtype=np.int16)
@@ -263,7 +276,7 @@ class FastSpeech2Engine:
             unread = ()
 
     def synthesize(
-        self, text: str, *, voice: str | None = None, style: str = "neutral",
+        self, text: str | Sequence[Piece], *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
     ) -> Pcm:
         """The whole text as one PCM buffer: exactly the concatenation of `stream`."""

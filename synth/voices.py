@@ -13,6 +13,7 @@ from typing import Any
 
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
 from synth.request import SpeechRequest, clean_text
+from synth.ssml import is_ssml, parse_document, speaking
 from synth.worker import Priority, SynthesisWorker, Urgency
 
 
@@ -91,6 +92,10 @@ class Voices:
                       Prosody(speed, pitch, volume))
         if not clean_text(text):
             raise InvalidInputError("text", "text is required")
+        if is_ssml(text):
+            # The document in its one canonical form: its spellings are one request.
+            text = parse_document(text).canonical
+            speaking.script_for(self._engine(choice.engine), choice.voice.name, text)
         return SpeechRequest.create(
             text, engine=choice.engine, voice=choice.voice.name, style=style,
             speed=speed, pitch=pitch, volume=volume,
@@ -129,7 +134,7 @@ class Voices:
 
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
-        return self._engine(request.engine).spoken_form(request.text)
+        return speaking.spoken_form(self._engine(request.engine), request.text, request.voice)
 
     def _lexical_engines(self) -> list[Any]:
         """Every engine instance that reads with a lexicon (each worker has its own)."""
@@ -149,11 +154,11 @@ class Voices:
     def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
         """What the request's voice will say, for a person to read (blocking: the engine
         reads it); engines that cannot show it refuse, naming the voice."""
-        pronounce = getattr(self._engine(request.engine), "pronounce", None)
-        if pronounce is None:
+        engine = self._engine(request.engine)
+        if getattr(engine, "pronounce", None) is None:
             raise InvalidInputError(
                 "voice", f"the voice '{request.voice}' offers no pronunciation preview")
-        described: dict[str, Any] = pronounce(request.text)
+        described = speaking.pronounce(engine, request.text, request.voice)
         return {"engine": request.engine, "voice": request.voice, **described}
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:

@@ -15,6 +15,7 @@ from typing import cast
 
 from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody
+from synth.ssml import speaking
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
 _EMA_WEIGHT = 0.2
@@ -313,7 +314,8 @@ class SynthesisWorker:
 
     def _synthesize_in_thread(self, job: _Job) -> tuple[Pcm, float]:
         started = time.perf_counter()
-        pcm = self._engine.synthesize(job.text, voice=job.voice, style=job.style, prosody=job.prosody)
+        pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
+                                  prosody=job.prosody)
         return pcm, time.perf_counter() - started
 
     async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
@@ -327,7 +329,8 @@ class SynthesisWorker:
         audio, finished = 0.0, False
         end: BaseException | None = None  # the consumer's last item: an error, or None for the end
         try:
-            chunks = self._engine.stream(job.text, voice=job.voice, style=job.style, prosody=job.prosody)
+            chunks = speaking.stream(self._engine, job.text, voice=job.voice, style=job.style,
+                                     prosody=job.prosody)
             try:
                 # Check the consumer's flag before each sentence, so leaving early frees the engine.
                 while not job.stop.is_set():

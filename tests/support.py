@@ -18,6 +18,7 @@ from cache.keys import SpeechRequest
 from synth.compat import timeout as time_limit
 from synth.engine import Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
+from synth.ssml import speaking
 from synth.worker import Priority
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ class CountingSynthesizer:
         return self.engine.version
 
     def spoken(self, request: SpeechRequest) -> str:
-        return self.engine.spoken_form(request.text)
+        return speaking.spoken_form(self.engine, request.text, request.voice)
 
     def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
         self.engine.set_site_lexicon(entries)  # a shared engine: tests put back what they set
@@ -74,8 +75,8 @@ class CountingSynthesizer:
         self.texts.append(request.text)
         async with self._lock:
             loop = asyncio.get_running_loop()
-            chunks = self.engine.stream(
-                request.text, style=request.style,
+            chunks = speaking.stream(
+                self.engine, request.text, voice=request.voice, style=request.style,
                 prosody=Prosody(request.speed, request.pitch, request.volume),
             )
             while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
@@ -87,8 +88,8 @@ class CountingSynthesizer:
         async with self._lock:
             return await asyncio.get_running_loop().run_in_executor(
                 None,
-                lambda: self.engine.synthesize(
-                    request.text, style=request.style,
+                lambda: speaking.synthesize(
+                    self.engine, request.text, voice=request.voice, style=request.style,
                     prosody=Prosody(request.speed, request.pitch, request.volume),
                 ),
             )

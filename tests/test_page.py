@@ -356,6 +356,11 @@ def test_the_page_previews_the_reading_as_the_author_types(browser: Browser, ser
     expect(guessed.first).to_contain_text("还")
     expect(page.locator("#preview ruby[data-source=rule]").first).to_contain_text("第二位")
     expect(page.locator("#preview rt").first).to_have_text("qing3")
+    # SSML: a break shows its length, a phoneme's reading is marked as the markup's.
+    page.fill("#text", '<speak>我在<phoneme alphabet="py" ph="zhong4 qing4">重庆</phoneme>'
+                       '<break time="300ms"/>再见</speak>')
+    expect(page.locator("#preview ruby[data-source=ssml]").first).to_contain_text("重庆")
+    expect(page.locator("#preview .break")).to_have_text("⏸ 300 ms")
     page.fill("#text", "")
     expect(page.locator("#preview ruby")).to_have_count(0)
     assert not problems.items, problems.items

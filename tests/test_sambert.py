@@ -266,6 +266,24 @@ def test_requested_voice_and_emotion_reach_the_pipeline(
     assert calls[-1] == ("您好.", "zhitian_emo")
 
 
+def test_an_ssml_emotion_reaches_the_pipeline_as_the_models_own(
+    tone: SambertEngine, calls: list[tuple[str, str | None]]
+) -> None:
+    from synth.ssml import parse_document, speaking
+
+    document = parse_document('<speak>您好。<emotion category="sad">很抱歉。</emotion></speak>')
+    speaking.synthesize(tone, document.canonical, voice="zhitian_emo", style="neutral",
+                        prosody=Prosody())
+    assert calls[-2:] == [
+        ("您好.", "zhitian_emo"),
+        ('<speak><emotion category="sad" intensity="1.0">很抱歉.</emotion></speak>', "zhitian_emo"),
+    ]
+    # An emotion the voice lacks, with no preset near it either, is refused by name.
+    with pytest.raises(InvalidInputError, match="furious"):
+        speaking.spoken_form(tone, parse_document(
+            '<speak><emotion category="furious">你好</emotion></speak>').canonical, "zhitian_emo")
+
+
 def test_bad_input_names_its_field(tone: SambertEngine) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"voice": "baker"}, "voice"),

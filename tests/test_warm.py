@@ -330,3 +330,33 @@ def test_warm_and_export_commands(tmp_path: Path, phrases: Path) -> None:
     bad.write_text("phrases:\n  - id: x\n    text: 您好\n    colour: red\n", encoding="utf-8")
     refused = huiyin("warm", str(bad))
     assert refused.returncode == 2 and f"{bad}:4: unknown key 'colour'" in refused.stderr
+
+
+SSML_PHRASES = """\
+defaults:
+  formats: [ulaw]
+phrases:
+  - id: hold
+    text: >-
+      <speak>您好<break time="600ms"/>请稍候，<prosody rate="slow">正在为您转接</prosody></speak>
+  - id: broken
+    text: <speak>您好<s>请稍候</speak>
+  - id: unknown
+    text: <speak><audio src="x.wav"/></speak>
+"""
+
+
+async def test_phrase_files_take_ssml_and_a_bad_document_fails_alone(client: Client) -> None:
+    started = await client.post("/admin/warm", data=SSML_PHRASES.encode(), headers=YAML_HEADERS)
+    job = await wait_job(client, (await started.json())["job_id"])
+    assert job["done"] == 3
+    reasons = {f["id"]: f["reason"] for f in job["failed"]}
+    assert set(reasons) == {"broken", "unknown"}
+    assert "line 1, column" in reasons["broken"] and "<audio>" in reasons["unknown"]
+    named = await client.get("/phrases/hold.ulaw")
+    assert named.status == 200
+    # The same document written another way is the same stored prompt.
+    again = await client.get("/tts.ulaw", params={"text": (
+        '<speak version="1.0"> 您好 <break time="0.6s"/> 请稍候，'
+        '<prosody rate="slow">正在为您转接</prosody> </speak>')})
+    assert again.headers["X-Cache"] == "HIT" and again.headers["ETag"] == named.headers["ETag"]

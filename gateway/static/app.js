@@ -92,6 +92,10 @@ function showMessage(element, text, kind = "error") {
 
 /** Characters as the server counts them (code points, like Python's len). */
 const charCount = (text) => [...text].length;
+// An SSML document may be 8 times max_text_length with its markup (the gateway holds
+// what it says to max_text_length).
+const isSsml = (text) => /^\s*(<speak|<\?xml|<!DOCTYPE)/.test(text);
+const lengthLimit = (text) => voices.maxLength * (isSsml(text) ? 8 : 1);
 
 function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return "—";
@@ -255,8 +259,9 @@ function showRange(range) {
 
 function updateCounter() {
   const count = charCount(textInput.value);
-  const over = voices.maxLength > 0 && count > voices.maxLength;
-  counter.textContent = `${count} / ${voices.maxLength || "…"}`;
+  const limit = lengthLimit(textInput.value);
+  const over = voices.maxLength > 0 && count > limit;
+  counter.textContent = `${count} / ${limit || "…"}`;
   counter.classList.toggle("over", over);
   textInput.classList.toggle("over", over);
   textInput.setAttribute("aria-invalid", String(over));
@@ -348,8 +353,8 @@ async function synthesize() {
     return;
   }
   const count = charCount(text);
-  if (count > voices.maxLength) {
-    showMessage(tryMessage, `文本过长：${count} 字，上限 ${voices.maxLength} 字。`);
+  if (count > lengthLimit(text)) {
+    showMessage(tryMessage, `文本过长：${count} 字，上限 ${lengthLimit(text)} 字。`);
     return;
   }
   synthesis?.controller.abort();
@@ -451,7 +456,7 @@ textInput.addEventListener("input", updateCounter);
 const preview = $("#preview");
 const SOURCE_NAMES = {
   guess: "多音字推测 guessed", rule: "规则 rule", lexicon: "词典 lexicon",
-  dictionary: "词库 dictionary", letters: "字母 letters",
+  dictionary: "词库 dictionary", letters: "字母 letters", ssml: "SSML 标记 markup",
 };
 let previewTimer = null;
 let previewController = null;
@@ -459,6 +464,18 @@ let previewController = null;
 function renderPreview(data) {
   preview.replaceChildren();
   for (const sentence of data.sentences) {
+    if (sentence.break !== undefined) {  // an SSML <break>: its length
+      preview.appendChild(element("span", {
+        text: `⏸ ${Math.round(sentence.break * 1000)} ms`, className: "pause break",
+      }));
+      continue;
+    }
+    if (sentence.voicing) {  // an SSML span said in its own style, speed, pitch or volume
+      const { style, speed, pitch, volume } = sentence.voicing;
+      preview.appendChild(element("span", {
+        text: `[${style} ×${speed} ♪${pitch} 🔊${volume}]`, className: "pause voicing",
+      }));
+    }
     for (const clause of sentence.clauses) {
       for (const word of clause.words) {
         const ruby = element("ruby", { text: word.text, className: `src-${word.source}` });
@@ -478,7 +495,7 @@ async function updatePreview() {
   previewController?.abort();
   const text = textInput.value;
   const query = new URLSearchParams({ text, voice: voiceSelect.value });
-  if (!text.trim() || charCount(text) > voices.maxLength || query.toString().length > LONGEST_URL) {
+  if (!text.trim() || charCount(text) > lengthLimit(text) || query.toString().length > LONGEST_URL) {
     preview.replaceChildren();
     return;
   }

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from synth.frontend.g2p import G2P, ClausePinyin, Lexicon, Word
 from synth.frontend.normalize import TextNormalizer
-from synth.frontend.preview import describe
+from synth.frontend.preview import describe, rule_positions
 from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
 
@@ -22,6 +23,23 @@ MAX_SYLLABLES = 60
 # Texts whose analysis is kept: enough for every request waiting in a few full queues, so a
 # text whose spoken form was just asked for is not analyzed again when it is synthesized.
 ANALYSES_KEPT = 128
+# Characters given their reading (SSML) stand in the normalized text as private-use
+# characters while it is split and read, so nothing else can claim them.
+_STAND_IN = 0xE000
+
+
+class Piece(Protocol):
+    """A stretch of a text from SSML (synth.ssml.sayas.Piece): `written` (normalized),
+    `spoken` (as said) or a `reading` (its syllables given, one per character)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def syllables(self) -> tuple[str, ...]: ...
+    @property
+    def source(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,9 @@ class Utterance:
     normalized: str
     sentences: tuple[Sentence, ...]
     unread: tuple[str, ...]
+    # Where each normalized character came from, for texts in pieces: 'k' kept from the
+    # text, 'r' written by a rule, 's' said as SSML asked. None for plain text.
+    origins: str | None = None
 
 
 class Frontend:
@@ -68,12 +89,14 @@ class Frontend:
         """Written text to spoken characters (numbers, times, codes read out)."""
         return self._normalizer.normalize(text)
 
-    def analyze(self, text: str) -> Utterance:
+    def analyze(self, text: str | Sequence[Piece]) -> Utterance:
         """Normalize, split, look up pinyin and map to ids; sentences with no sound are dropped.
+        A text may come in pieces (an SSML segment): written pieces are normalized, spoken
+        ones are read as they are, readings keep their syllables.
 
         The last ANALYSES_KEPT results are kept: an Utterance is immutable, so they are shared.
         """
-        return self._analyses(text)
+        return self._analyses(text if isinstance(text, str) else tuple(text))
 
     def set_site_words(self, site: Lexicon) -> None:
         """Read with the site's words (they override the built-in and file lexicon); every
@@ -82,22 +105,72 @@ class Frontend:
             self._g2p.set_site_words(site)
             self._analyses.cache_clear()
 
-    def pronounce(self, text: str) -> dict[str, Any]:
+    def pronounce(self, text: str | Sequence[Piece]) -> dict[str, Any]:
         """What the voice will say, for a person to read (see synth/frontend/preview.py):
         from the same analysis synthesis uses, so the two cannot disagree."""
-        return describe(text, self.analyze(text), self._id_to_symbol)
+        written = text if isinstance(text, str) else "".join(p.text for p in text)
+        return describe(written, self.analyze(text), self._id_to_symbol)
 
     def cache_info(self) -> functools._CacheInfo:
         """Hits, misses and size of the kept analyses."""
         return self._analyses.cache_info()
 
-    def _analyze(self, text: str) -> Utterance:
+    def _pieces(self, pieces: tuple[Piece, ...]) -> tuple[str, str, dict[str, Word]]:
+        """Pieces as one normalized text (readings as stand-ins), the origin of each of its
+        characters, and the reading each run of stand-ins is."""
+        parts: list[str] = []
+        origins: list[str] = []
+        readings: dict[str, Word] = {}
+        for piece in pieces:
+            if piece.kind == "reading":
+                start = _STAND_IN + sum(len(w.text) for w in readings.values())
+                stand_in = "".join(chr(start + k) for k in range(len(piece.text)))
+                readings[stand_in] = Word(piece.text, piece.syllables, "ssml")
+                parts.append(stand_in)
+                origins.append("s" * len(stand_in))
+            elif piece.kind == "spoken" or piece.source == "ssml":
+                said = piece.text if piece.kind == "spoken" else self.normalize(piece.text)
+                parts.append(said)
+                origins.append("s" * len(said))
+            else:
+                said = self.normalize(piece.text)
+                by_rule = rule_positions(piece.text, said)
+                parts.append(said)
+                origins.append("".join("r" if i in by_rule else "k" for i in range(len(said))))
+        return "".join(parts), "".join(origins), readings
+
+    def _clause(self, text: str, readings: dict[str, Word]) -> ClausePinyin:
+        """A clause's pinyin; runs of stand-ins are their readings, the rest is read."""
+        if not readings or all(ord(c) < _STAND_IN for c in text):
+            return self._g2p.clause(text)
+        words: list[Word] = []
+        unread: list[str] = []
+        for run in _stand_in_runs(text):
+            if ord(run[0]) >= _STAND_IN:
+                for stand_in, word in readings.items():
+                    at = stand_in.find(run)
+                    if at >= 0:
+                        words.append(Word(word.text[at : at + len(run)],
+                                          word.syllables[at : at + len(run)], "ssml"))
+                        break
+            else:
+                read = self._g2p.clause(run)
+                words.extend(read.words)
+                unread.extend(read.unread)
+        return ClausePinyin(tuple(words), tuple(unread))
+
+    def _analyze(self, text: str | tuple[Piece, ...]) -> Utterance:
         with self._lock:
-            normalized = self.normalize(text)
+            origins: str | None = None
+            readings: dict[str, Word] = {}
+            if isinstance(text, str):
+                normalized = self.normalize(text)
+            else:
+                normalized, origins, readings = self._pieces(text)
             sentences: list[Sentence] = []
             unread: list[str] = []
             for clauses in split_sentences(normalized):
-                pinyin = [self._g2p.clause(c.text) for c in clauses]
+                pinyin = [self._clause(c.text, readings) for c in clauses]
                 for p in pinyin:
                     unread.extend(p.unread)
                 for chunk in _chunks(pinyin):
@@ -105,7 +178,21 @@ class Frontend:
                     unread.extend(unknown)
                     text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
                     sentences.append(Sentence(text_of, tuple(chunk), tuple(ids)))
-        return Utterance(normalized, tuple(sentences), tuple(unread))
+            for stand_in, word in readings.items():
+                normalized = normalized.replace(stand_in, word.text)
+        return Utterance(normalized, tuple(sentences), tuple(unread), origins)
+
+
+def _stand_in_runs(text: str) -> list[str]:
+    """A clause cut where it passes between stand-ins and other characters."""
+    runs: list[str] = []
+    for char in text:
+        kind = ord(char) >= _STAND_IN
+        if runs and (ord(runs[-1][0]) >= _STAND_IN) == kind:
+            runs[-1] += char
+        else:
+            runs.append(char)
+    return runs
 
 
 def _count(clause: ClausePinyin) -> int:

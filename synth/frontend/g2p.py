@@ -116,8 +116,9 @@ def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
 # built-in lexicon, the pronunciation dictionary (a word it lists, or a character with one
 # reading), a letter's name, or a guess (a polyphonic character read alone, which the
 # dictionary resolved without a word to go by). `rule` (the text was written by a
-# normalization rule: a number, a time, a symbol) is the frontend's to mark.
-SOURCES = ("lexicon", "dictionary", "letters", "guess", "rule")
+# normalization rule: a number, a time, a symbol) and `ssml` (the text's markup asked for
+# the reading: a phoneme, a say-as, a sub) are the frontend's to mark.
+SOURCES = ("lexicon", "dictionary", "letters", "guess", "rule", "ssml")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,13 @@ def rule_positions(written: str, normalized: str) -> set[int]:
 def describe(written: str, utterance: Any, id_to_symbol: Mapping[int, str]) -> dict[str, Any]:
     """The preview of an analysis (a Frontend Utterance) as plain data."""
     normalized = utterance.normalized
-    written_by_rule = rule_positions(written, normalized)
+    origins = utterance.origins
+    if origins is None:
+        written_by_rule = rule_positions(written, normalized)
+        said_as_asked: set[int] = set()
+    else:  # a text in pieces (SSML) knows where each character came from
+        written_by_rule = {i for i, o in enumerate(origins) if o == "r"}
+        said_as_asked = {i for i, o in enumerate(origins) if o == "s"}
     cursor = 0
 
     def locate(word_text: str) -> set[int]:
@@ -54,7 +60,10 @@ def describe(written: str, utterance: Any, id_to_symbol: Mapping[int, str]) -> d
             words = []
             for word in clause.words:
                 source = word.source
-                if source != "lexicon" and locate(word.text) & written_by_rule:
+                where = locate(word.text)
+                if source not in ("lexicon", "ssml") and where & said_as_asked:
+                    source = "ssml"
+                elif source not in ("lexicon", "ssml") and where & written_by_rule:
                     source = "rule"
                 # A letter's word repeats it once per syllable of its name (W: da bu liu).
                 text = word.text[0] if word.source == "letters" else word.text
