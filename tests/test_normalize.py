@@ -238,19 +238,29 @@ def test_read_cardinal(number: int, spoken: str) -> None:
     assert read_cardinal(number) == spoken
 
 
-def test_sentence_by_sentence_normalization_reads_as_the_whole_text(frontend: Frontend) -> None:
-    """The normalizer gives WeTextProcessing one sentence at a time (and remembers each):
-    the reading must be the one the whole text gets."""
+def test_piece_by_piece_normalization_reads_as_the_whole_text(frontend: Frontend) -> None:
+    """The normalizer gives WeTextProcessing one clause at a time (and remembers each), and
+    translates clauses of Chinese characters alone with its tables: the reading must be the
+    one WeTextProcessing gives the whole text, on every corpus text here."""
     import csv
 
-    from synth.frontend.normalize import apply_ivr_rules, canonical_text, read_numeric_forms
+    import yaml
+
     from tests.support import REPO
 
-    with (REPO / "tests" / "data" / "tn_public.tsv").open(encoding="utf-8") as fh:
-        written = [row["written"] for row in csv.DictReader(fh, delimiter="\t")]
-    texts = ["。".join(written[i : i + 3]) + "。" for i in range(0, len(written), 2)]
-    texts += ["您好！请问有什么可以帮您？验证码483920；请在5分钟内输入。", "第2位。第3位"]
-    whole = frontend._normalizer._wetext.__wrapped__  # type: ignore[attr-defined]
+    texts: list[str] = []
+    for path, column in ((REPO / "tests" / "data" / "tn_public.tsv", "written"),
+                         (REPO / "bench" / "data" / "ivr_public.tsv", "text"),
+                         (REPO / "bench" / "data" / "ssml_public.tsv", "said")):
+        with path.open(encoding="utf-8") as fh:
+            texts += [row[column] for row in csv.DictReader(fh, delimiter="\t")]
+    example = yaml.safe_load((REPO / "config" / "phrases.example.yaml").read_text("utf-8"))
+    texts += [phrase["text"] for phrase in example["phrases"]]
+    joined = ["。".join(texts[i : i + 3]) + "。" for i in range(0, len(texts), 2)]
+    texts += joined + [
+        "您好！请问有什么可以帮您？验证码483920；请在5分钟内输入。", "第2位。第3位",
+        "歡迎致電，請問啊有什麼可以幫您、呃，稍候。", "金额1,000,000元，共3、4、5号，好的啊",
+        "“您好”，（请按1）…谢谢！", "比分3:2,中国队胜。", "2024年3月15日,还款100元。",
+    ]
     for text in texts:
-        rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
-        assert frontend.normalize(text) == whole(rewritten), text
+        assert frontend.normalize(text) == frontend._normalizer.whole(text), text
