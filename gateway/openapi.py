@@ -128,7 +128,11 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     engines = voices["engines"]
     # The text must hold something the frontend can read aloud.
     text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length,
-            "pattern": "[0-9A-Za-z\u4e00-\u9fff]"}
+            "pattern": "[0-9A-Za-z\u4e00-\u9fff]",
+            "description": "plain text, or an SSML document (it starts with <speak): up to "
+                           f"{settings.max_text_length * 8} characters with its markup, saying "
+                           f"at most {settings.max_text_length}; malformed XML is a 400 naming "
+                           "the line and column, an element or attribute not spoken a 422"}
     voice_names = sorted(v["name"] for e in engines for v in e["voices"])
     style_names = sorted({st for e in engines for v in e["voices"] for st in v["styles"]})
     voice = {"type": "string", "enum": voice_names}
@@ -137,7 +141,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000]}
     tts_params = [
         _ext_param(),
-        _query("text", text, "Chinese text to speak", required=True),
+        _query("text", text, "Chinese text to speak, or an SSML document", required=True),
         _query("voice", voice, "voice name (GET /api/voices)"),
         _query("style", style, "style name"),
         _query("emotion", style, "alias of style"),
@@ -215,7 +219,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
             "/api/pronounce": {"get": {
                 "summary": "What the voice will say: words, pinyin, sources, pauses (no synthesis)",
                 "operationId": "pronounce", "security": _SPEAKER,
-                "parameters": [_query("text", text, "text to preview", required=True),
+                "parameters": [_query("text", text, "text (or SSML) to preview", required=True),
                                _query("voice", voice, "voice name")],
                 "responses": {"200": _json({"type": "object", "required": [
                     "engine", "voice", "text", "normalized", "sentences", "unread"]}, "preview"),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from synth.frontend.numbers import DIGITS, read_cardinal, read_digits, read_ordinal
-from synth.ssml.document import SsmlError
+from synth.ssml.nodes import SsmlError
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,9 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from synth.ssml.document import (
-    Node,
-    Voicing,
-    break_seconds,
-    interpret_as,
-    parse_document,
-    phoneme_syllables,
-    voicing,
-)
+from synth.ssml.document import Node, parse_document
 from synth.ssml.sayas import Piece, say_as
+from synth.ssml.values import Voicing, break_seconds, interpret_as, phoneme_syllables, voicing
 
 # The pause a paragraph ends with, when another follows.
 PARAGRAPH_SECONDS = 0.4
