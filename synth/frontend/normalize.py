@@ -36,6 +36,14 @@ _PHONE_PATTERNS = (
 _ALNUM_CODE = re.compile(r"(?<![A-Za-z\d])(?P<letters>[A-Za-z]{2,}|[A-Za-z](?=\d{4}))(?P<digits>\d{3,})")
 # Seven or more bare digits are an identifier unless a currency or unit follows.
 _LONG_DIGITS = re.compile(r"(?<!\d)(?<!\d[.,])\d{7,}(?!\d|[.,]\d|\s*(?:元|块|万|亿|美元|人民币|%|‰))")
+# Two years joined by 至, 到 or a dash, before 年 (or a season, a fiscal year): both are
+# years, read digit by digit (二零二五至二零二六年), not the first as a cardinal.
+_YEAR_RANGE = re.compile(
+    r"(?<!\d)((?:1[5-9]|20)\d{2})\s*(至|到|~|～|-|—|–)\s*((?:1[5-9]|20)\d{2})"
+    r"(?=\s*(?:年|赛季|财年|学年))"
+)
+# A negative percentage is said with 负 before 百分之.
+_NEGATIVE_PERCENT = re.compile(r"(?<![\d.])-(\d+(?:\.\d+)?)\s*%")
 _CLOCK_RANGE = re.compile(
     r"(?<!\d)((?:[01]?\d|2[0-4])[:：][0-5]\d)\s*[-~～—–]\s*((?:[01]?\d|2[0-4])[:：][0-5]\d)(?!\d)"
 )
@@ -157,6 +165,10 @@ def apply_ivr_rules(text: str) -> str:
     """Rewrite the parts of IVR text that general normalizers misread; leaves the rest."""
     text = _BLOOD_PRESSURE.sub(_blood_pressure, text)
     text = _ISO_DATE.sub(lambda m: f"{m.group(1)}年{int(m.group(2))}月{int(m.group(3))}日", text)
+    text = _YEAR_RANGE.sub(lambda m: read_digits(m.group(1), yao=False)
+                           + (m.group(2) if m.group(2) in "至到" else "到")
+                           + read_digits(m.group(3), yao=False), text)
+    text = _NEGATIVE_PERCENT.sub(r"负\1%", text)
     text = _CLOCK_RANGE.sub(r"\1至\2", text)
     text = _CLOCK.sub(_clock, text)
     text = _HOUR_MINUTE.sub(_hour_minute, text)
