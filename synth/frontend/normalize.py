@@ -10,7 +10,13 @@ import threading
 import unicodedata
 from collections.abc import Callable
 
-from synth.frontend.numbers import DIGITS, read_cardinal, read_digits, read_ordinal
+from synth.frontend.numbers import (
+    read_cardinal,
+    read_digits,
+    read_hour,
+    read_minutes,
+    read_ordinal,
+)
 from synth.frontend.numeric_forms import read_numeric_forms
 
 # Words after which a number is an identifier read digit by digit.
@@ -105,21 +111,9 @@ def _read_identifier(raw: str) -> str:
     return "".join(read_digits(c) if c.isdigit() else c for c in raw if c not in "- ")
 
 
-def _hour(hour: int) -> str:
-    return "两" if hour == 2 else read_cardinal(hour)
-
-
-def _minutes(minute: int) -> str:
-    if minute == 0:
-        return ""
-    if minute < 10:
-        return f"零{DIGITS[minute]}分"
-    return f"{read_cardinal(minute)}分"
-
-
 def _clock(match: re.Match[str]) -> str:
     hour, minute = int(match.group(1)), int(match.group(2))
-    text = f"{_hour(hour)}点{_minutes(minute)}"
+    text = f"{read_hour(hour)}点{read_minutes(minute)}"
     if match.group(3) is not None:
         second = int(match.group(3))
         text += f"{read_cardinal(second)}秒" if second else ""
@@ -128,9 +122,9 @@ def _clock(match: re.Match[str]) -> str:
 
 def _hour_minute(match: re.Match[str]) -> str:
     hour = int(match.group(1))
-    text = f"{_hour(hour)}点"
+    text = f"{read_hour(hour)}点"
     if match.group(2) is not None:
-        text += _minutes(int(match.group(2))) or "整"
+        text += read_minutes(int(match.group(2))) or "整"
     elif match.group(3) is not None:
         text += match.group(3)
     return text

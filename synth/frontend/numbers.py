@@ -65,3 +65,17 @@ def read_ordinal(number: int) -> str:
     """The number of an ordinal (after 第): a cardinal whose 2 is always 二 (第二, 第二百)."""
     text = read_cardinal(number)
     return "二" + text[1:] if text.startswith("两") else text
+
+
+def read_hour(hour: int) -> str:
+    """An hour of the clock: 两 for 2 (两点), else the cardinal."""
+    return "两" if hour == 2 else read_cardinal(hour)
+
+
+def read_minutes(minute: int) -> str:
+    """Minutes past the hour with their 分 (零五分, 三十分); nothing for 0."""
+    if minute == 0:
+        return ""
+    if minute < 10:
+        return f"零{DIGITS[minute]}分"
+    return f"{read_cardinal(minute)}分"

@@ -12,7 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from synth.frontend.numbers import DIGITS, read_cardinal, read_digits, read_ordinal
+from synth.frontend.numbers import (
+    DIGITS,
+    read_cardinal,
+    read_digits,
+    read_hour,
+    read_minutes,
+    read_ordinal,
+)
 from synth.ssml.nodes import SsmlError
 
 
@@ -205,9 +212,7 @@ def _time(text: str, _fmt: str | None) -> list[Piece]:
         raise SsmlError(f"<say-as interpret-as='time'>: '{text[:40]}' is not a time")
     half = (match.group(4) or "").lower()
     spoken = {"am": "上午", "上午": "上午", "pm": "下午", "下午": "下午"}.get(half, "")
-    spoken += ("两" if hour == 2 else read_cardinal(hour)) + "点"
-    if minute:
-        spoken += (f"零{DIGITS[minute]}" if minute < 10 else read_cardinal(minute)) + "分"
+    spoken += read_hour(hour) + "点" + read_minutes(minute)
     if second:
         spoken += read_cardinal(second) + "秒"
     return _spoken(spoken)
