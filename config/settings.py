@@ -33,8 +33,8 @@ SSML_LENGTH_FACTOR = 8
 
 def is_ssml(text: str) -> bool:
     """Whether a request's text is an SSML document: it starts with `<speak` (or with an
-    XML declaration or document type, which only a document has)."""
-    return text.lstrip().startswith(("<speak", "<?xml", "<!DOCTYPE"))
+    XML declaration, a document type or a comment, which only a document has)."""
+    return text.lstrip().lstrip("\ufeff").startswith(("<speak", "<?xml", "<!DOCTYPE", "<!--"))
 
 
 def text_limit(text: str, max_text_length: int) -> int:

@@ -111,6 +111,9 @@ def text(values: Mapping[str, Any], limit: int, name: str = "text") -> str:
     raw = string(values, name)
     if raw is None or not raw.strip():
         raise InvalidParameter(f"{name} is required", name)
+    if any("\ud800" <= c <= "\udfff" for c in raw):  # JSON's \ud800 escapes let one through
+        raise InvalidParameter(f"{name} holds a character that is not Unicode text "
+                               "(a lone surrogate)", name)
     longest = text_limit(raw, limit)
     if len(raw) > longest:
         raise TooLarge(f"{name} is longer than {longest} characters ({len(raw)})", name)

@@ -88,6 +88,7 @@ class FastSpeech2Engine:
     ) -> None:
         mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
         symbols = SymbolTable.from_mapper(mapper)
+        self._symbols = symbols
         self._syllables = set(symbols.syllables)
         self._frontend = Frontend(
             symbols, load_lexicon(lexicon, self._syllables), cache_dir=model.directory.parent
@@ -142,7 +143,7 @@ class FastSpeech2Engine:
     def _checked(self, pieces: Sequence[Piece]) -> tuple[Piece, ...]:
         """Pieces whose given syllables this voice can say (else InvalidInputError)."""
         for piece in pieces:
-            bad = next((s for s in piece.syllables if s[:-1] not in self._syllables), None)
+            bad = next((s for s in piece.syllables if self._symbols.phones(s) is None), None)
             if bad is not None:
                 raise InvalidInputError(
                     "text", f"SSML: '{bad}' (for '{piece.text[:20]}') is not a syllable "

@@ -93,8 +93,9 @@ class Voices:
         if not clean_text(text):
             raise InvalidInputError("text", "text is required")
         if is_ssml(text):
-            # The document in its one canonical form: its spellings are one request.
-            text = parse_document(text).canonical
+            # The document in its one canonical form (NFC first, as the request keeps it):
+            # its spellings are one request.
+            text = parse_document(clean_text(text)).canonical
             speaking.script_for(self._engine(choice.engine), choice.voice.name, text)
         return SpeechRequest.create(
             text, engine=choice.engine, voice=choice.voice.name, style=style,
@@ -134,7 +135,9 @@ class Voices:
 
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
-        return speaking.spoken_form(self._engine(request.engine), request.text, request.voice)
+        return speaking.spoken_form(
+            self._engine(request.engine), request.text, request.voice, request.style,
+            Prosody(request.speed, request.pitch, request.volume))
 
     def _lexical_engines(self) -> list[Any]:
         """Every engine instance that reads with a lexicon (each worker has its own)."""

@@ -64,7 +64,8 @@ class CountingSynthesizer:
         return self.engine.version
 
     def spoken(self, request: SpeechRequest) -> str:
-        return speaking.spoken_form(self.engine, request.text, request.voice)
+        return speaking.spoken_form(self.engine, request.text, request.voice, request.style,
+                                    Prosody(request.speed, request.pitch, request.volume))
 
     def set_site_lexicon(self, entries: Mapping[str, str]) -> None:
         self.engine.set_site_lexicon(entries)  # a shared engine: tests put back what they set

@@ -84,6 +84,7 @@ def test_public_normalization_set(frontend: Frontend, row_id: str, written: str,
         ("本期为第1/3期", "本期为第一期,共三期"),
         ("分期还款第2/12期已扣款", "分期还款第二期,共十二期已扣款"),
         ("进度第3/5", "进度第三,共五"),
+        ("第1/3期,共3期", "第一期,共三期"),
         # Year ranges: both years digit by digit, whatever joins them.
         ("2025至2026年", "二零二五至二零二六年"),
         ("2019到2021年间", "二零一九到二零二一年间"),

@@ -32,14 +32,34 @@ def spoken(kind: str, text: str, fmt: str | None = None) -> str:
     ("date", "20250301", "二零二五年三月一日"),
     ("date", "03/15", "三月十五日"),
     ("date", "15/03/2025", "二零二五年三月十五日"),
+    ("date", "3月", "三月"),
+    ("date", "15日", "十五日"),
+    ("date", "12/2025", "二零二五年十二月"),
+    ("date", "2024-02-29", "二零二四年二月二十九日"),
     ("time", "14:05", "十四点零五分"),
     ("time", "2:30", "两点三十分"),
-    ("time", "8:00:15 pm", "下午八点十五秒"),
+    ("time", "8:00:15 pm", "下午八点零分十五秒"),
+    ("time", "下午3:15", "下午三点十五分"),
+    ("time", "08:00:05", "八点零分五秒"),
+    ("time", "12:00pm", "中午十二点"),
+    ("time", "12:30am", "凌晨零点三十分"),
+    ("time", "24:00", "二十四点"),
+    ("ordinal", "第2名", "第二名"),
+    ("characters", "ＡＢ$", "A B 美元符号"),
     ("currency", "¥12.50", "十二元五角"),
     ("currency", "12.05元", "十二元零五分"),
     ("currency", "0.35", "三角五分"),
     ("currency", "$3.5", "三点五美元"),
     ("currency", "1,299", "一千二百九十九元"),
+    ("currency", "100美元", "一百美元"),
+    ("currency", "100港元", "一百港元"),
+    ("currency", "100日元", "一百日元"),
+    ("currency", "100元整", "一百元"),
+    ("currency", "$12.50", "十二点五美元"),
+    ("currency", "€20.00", "二十欧元"),
+    ("currency", "¥2", "两元"),
+    ("currency", "-¥5", "负五元"),
+    ("currency", "1.5万元", "一点五万元"),
     ("id", "11010519491231002X", "幺幺零幺零五幺九四九幺二三幺零零二X"),
     ("address", "深南大道10000号3单元304", "深南大道一万号三单元三零四"),
     ("address", "3-2-1201室", "三杠二杠幺二零幺室"),
@@ -55,6 +75,8 @@ def test_a_name_reads_its_surname_as_a_surname() -> None:
     assert pieces[1].text == "田芳"
     assert say_as("name", "尉迟恭", None, "zh-CN")[0].syllables == ("yu4", "chi2")
     assert [p.kind for p in say_as("name", "王芳", None, "zh-CN")] == ["written"]
+    assert [(p.text, p.syllables) for p in say_as("name", "曾", None, "zh-CN")] == [
+        ("曾", ("zeng1",))]
 
 
 def test_a_voice_of_another_language_gets_digits_spaced_and_the_rest_as_written() -> None:
@@ -64,7 +86,8 @@ def test_a_voice_of_another_language_gets_digits_spaced_and_the_rest_as_written(
 
 @pytest.mark.parametrize(("kind", "text"), [
     ("cardinal", "many"), ("ordinal", "2.5"), ("date", "yesterday"), ("date", "2025-13-01"),
-    ("time", "25:00"), ("time", "noon"), ("currency", "free"),
+    ("date", "2025-02-30"), ("time", "25:00"), ("time", "24:30"), ("time", "13:00pm"),
+    ("time", "noon"), ("currency", "free"),
 ])
 def test_a_span_a_reading_cannot_read_is_named(kind: str, text: str) -> None:
     with pytest.raises(SsmlError, match=kind):
@@ -123,6 +146,39 @@ def test_a_break_with_no_attributes_is_medium_and_time_wins_over_strength() -> N
     assert build_script("<speak>一<break/>二</speak>", "zh-CN").items[1] == Pause(0.4)
     script = build_script('<speak>一<break time="1.5s" strength="weak"/>二</speak>', "zh-CN")
     assert script.items[1] == Pause(1.5)
+
+
+def test_paragraphs_pause_between_them_wherever_they_stand() -> None:
+    for document in ("<speak><prosody rate='slow'><p>甲</p></prosody><p>乙</p></speak>",
+                     "<speak><p>甲</p>乙</speak>", "<speak><p>甲</p><p>乙</p></speak>"):
+        pauses = [i for i in build_script(document, "zh-CN").items if isinstance(i, Pause)]
+        assert pauses == [Pause(0.4)], document
+    assert not [i for i in build_script("<speak><p>甲</p></speak>", "zh-CN").items
+                if isinstance(i, Pause)]
+
+
+def test_the_canonical_form_is_one_for_white_space_inside_inline_elements() -> None:
+    one = parse_document('<speak>\n <prosody rate="fast">\n 你好\n </prosody>\n'
+                         " 再见 <w> 世界 </w></speak>")
+    two = parse_document('<speak><prosody rate="fast">你好</prosody>再见<w>世界</w></speak>')
+    assert one.canonical == two.canonical
+    assert parse_document(one.canonical).canonical == one.canonical
+
+
+def test_what_a_document_says_is_counted_as_said() -> None:
+    """Indentation is not said; a sub's alias is, instead of its text; paragraph pauses
+    count towards the total pause."""
+    indented = "<speak>\n" + "        <s>好</s>\n" * 120 + "</speak>"
+    assert parse_document(indented).spoken_chars == 120
+    assert parse_document('<speak><sub alias="世界贸易组织">WTO</sub></speak>').spoken_chars == 6
+    with pytest.raises(SsmlError, match="add up to"):
+        parse_document("<speak>" + "<p></p>" * 200 + "<p>好</p></speak>")
+
+
+def test_a_lone_surrogate_is_a_syntax_error_not_a_crash() -> None:
+    for document in ("<speak>\ud800</speak>", '<speak rate="\ud800">好</speak>'):
+        with pytest.raises(SsmlSyntaxError, match="not Unicode"):
+            parse_document(document)
 
 
 def test_the_canonical_form_ignores_attribute_order_white_space_and_the_header() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,14 @@ HOSTILE = {
 }
 
 
+async def test_a_lone_surrogate_is_refused_by_name(client: Client) -> None:
+    for text in ("<speak>\ud800</speak>", "您好\ud800"):
+        got = await client.post("/api/tts", data=json.dumps({"text": text}),
+                                headers={"Content-Type": "application/json"})
+        body = await got.json()
+        assert got.status == 422 and body["field"] == "text" and "surrogate" in body["message"]
+
+
 @pytest.mark.parametrize("name", list(HOSTILE))
 async def test_hostile_documents_get_a_clean_4xx(client: Client, name: str) -> None:
     got = await client.post("/api/tts", json={"text": HOSTILE[name]})
@@ -300,3 +309,27 @@ async def test_the_preview_of_a_document_shows_breaks_readings_and_voicing(
     finally:
         del engine._mel
     assert seen == [tuple(s["ids"]) for s in entries if "ids" in s]
+
+
+def test_readings_side_by_side_and_characters_beyond_the_basic_plane_are_kept(
+    engine: FastSpeech2Engine,
+) -> None:
+    preview = speaking.pronounce(engine, parse_document(
+        '<speak><phoneme ph="chong2">重</phoneme><phoneme ph="qing4">庆</phoneme>火锅'
+        "<phoneme ph='zhong4'>重</phoneme>\U00020bb7野家\ue000好</speak>").canonical)
+    said = [p for s in preview["sentences"] for c in s["clauses"] for w in c["words"]
+            for p in w["pinyin"]]
+    assert said[:5] == ["chong2", "qing4", "huo3", "guo1", "zhong4"]
+    assert "ye3" in said and "hao3" in said
+    assert "\U00020bb7" in preview["normalized"] and "\ue000" in preview["normalized"]
+
+
+def test_a_request_clamped_twice_is_keyed_by_what_is_said(engine: FastSpeech2Engine) -> None:
+    """The key follows the prosody a segment is said in: the request's and the span's
+    together, held to the voice's range."""
+    def form(rate: str, speed: float) -> str:
+        text = parse_document(f'<speak><prosody rate="{rate}">您好</prosody></speak>').canonical
+        return speaking.spoken_form(engine, text, None, "neutral", Prosody(speed=speed))
+
+    assert form("400%", 0.5) != form("200%", 0.5)  # said at 2.0 and at 1.0
+    assert form("400%", 1.0) == form("200%", 1.0)  # both held at 2.0

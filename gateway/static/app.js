@@ -94,7 +94,7 @@ function showMessage(element, text, kind = "error") {
 const charCount = (text) => [...text].length;
 // An SSML document may be 8 times max_text_length with its markup (the gateway holds
 // what it says to max_text_length).
-const isSsml = (text) => /^\s*(<speak|<\?xml|<!DOCTYPE)/.test(text);
+const isSsml = (text) => /^\s*\ufeff?\s*(<speak|<\?xml|<!DOCTYPE|<!--)/.test(text);
 const lengthLimit = (text) => voices.maxLength * (isSsml(text) ? 8 : 1);
 
 function formatBytes(bytes) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,9 +64,25 @@ class Utterance:
     normalized: str
     sentences: tuple[Sentence, ...]
     unread: tuple[str, ...]
-    # Where each normalized character came from, for texts in pieces: 'k' kept from the
-    # text, 'r' written by a rule, 's' said as SSML asked. None for plain text.
-    origins: str | None = None
+    # For a text in pieces: each piece's kind ('k' read as written, 's' said as SSML asked,
+    # 'r' a reading given), its written and its normalized text. None for plain text.
+    parts: tuple[tuple[str, str, str], ...] | None = None
+
+    @property
+    def origins(self) -> str | None:
+        """Where each normalized character came from, for a text in pieces: 'k' kept from
+        the text, 'r' written by a rule, 's' said as SSML asked (for the preview only: it
+        compares texts, which costs more than the analysis)."""
+        if self.parts is None:
+            return None
+        marks = []
+        for kind, written, said in self.parts:
+            if kind == "k":
+                by_rule = rule_positions(written, said)
+                marks.append("".join("r" if i in by_rule else "k" for i in range(len(said))))
+            else:
+                marks.append("s" * len(said))
+        return "".join(marks)
 
 
 class Frontend:
@@ -115,44 +132,40 @@ class Frontend:
         """Hits, misses and size of the kept analyses."""
         return self._analyses.cache_info()
 
-    def _pieces(self, pieces: tuple[Piece, ...]) -> tuple[str, str, dict[str, Word]]:
-        """Pieces as one normalized text (readings as stand-ins), the origin of each of its
-        characters, and the reading each run of stand-ins is."""
-        parts: list[str] = []
-        origins: list[str] = []
-        readings: dict[str, Word] = {}
+    def _pieces(
+        self, pieces: tuple[Piece, ...]
+    ) -> tuple[str, tuple[tuple[str, str, str], ...], dict[str, tuple[Word, int]]]:
+        """Pieces as one normalized text, with readings as stand-ins (private-use characters
+        the text does not hold); each piece's kind ('k': read as written, 's': as SSML
+        said), written and normalized text; and the reading and place each stand-in is."""
+        taken = {c for p in pieces for c in p.text}
+        codes = (chr(c) for c in itertools.count(_STAND_IN) if chr(c) not in taken)
+        parts: list[tuple[str, str, str]] = []
+        stand_ins: dict[str, tuple[Word, int]] = {}
         for piece in pieces:
             if piece.kind == "reading":
-                start = _STAND_IN + sum(len(w.text) for w in readings.values())
-                stand_in = "".join(chr(start + k) for k in range(len(piece.text)))
-                readings[stand_in] = Word(piece.text, piece.syllables, "ssml")
-                parts.append(stand_in)
-                origins.append("s" * len(stand_in))
-            elif piece.kind == "spoken" or piece.source == "ssml":
-                said = piece.text if piece.kind == "spoken" else self.normalize(piece.text)
-                parts.append(said)
-                origins.append("s" * len(said))
+                word = Word(piece.text, piece.syllables, "ssml")
+                chars = [next(codes) for _ in piece.text]
+                stand_ins.update((c, (word, k)) for k, c in enumerate(chars))
+                parts.append(("r", piece.text, "".join(chars)))
+            elif piece.kind == "spoken":
+                parts.append(("s", piece.text, piece.text))
             else:
                 said = self.normalize(piece.text)
-                by_rule = rule_positions(piece.text, said)
-                parts.append(said)
-                origins.append("".join("r" if i in by_rule else "k" for i in range(len(said))))
-        return "".join(parts), "".join(origins), readings
+                parts.append(("s" if piece.source == "ssml" else "k", piece.text, said))
+        return "".join(p[2] for p in parts), tuple(parts), stand_ins
 
-    def _clause(self, text: str, readings: dict[str, Word]) -> ClausePinyin:
+    def _clause(self, text: str, stand_ins: dict[str, tuple[Word, int]]) -> ClausePinyin:
         """A clause's pinyin; runs of stand-ins are their readings, the rest is read."""
-        if not readings or all(ord(c) < _STAND_IN for c in text):
+        if not stand_ins or not any(c in stand_ins for c in text):
             return self._g2p.clause(text)
         words: list[Word] = []
         unread: list[str] = []
-        for run in _stand_in_runs(text):
-            if ord(run[0]) >= _STAND_IN:
-                for stand_in, word in readings.items():
-                    at = stand_in.find(run)
-                    if at >= 0:
-                        words.append(Word(word.text[at : at + len(run)],
-                                          word.syllables[at : at + len(run)], "ssml"))
-                        break
+        for run in _runs(text, stand_ins):
+            if run[0] in stand_ins:
+                word, start = stand_ins[run[0]]
+                words.append(Word(word.text[start : start + len(run)],
+                                  word.syllables[start : start + len(run)], "ssml"))
             else:
                 read = self._g2p.clause(run)
                 words.extend(read.words)
@@ -161,16 +174,16 @@ class Frontend:
 
     def _analyze(self, text: str | tuple[Piece, ...]) -> Utterance:
         with self._lock:
-            origins: str | None = None
-            readings: dict[str, Word] = {}
+            parts: tuple[tuple[str, str, str], ...] | None = None
+            stand_ins: dict[str, tuple[Word, int]] = {}
             if isinstance(text, str):
                 normalized = self.normalize(text)
             else:
-                normalized, origins, readings = self._pieces(text)
+                normalized, parts, stand_ins = self._pieces(text)
             sentences: list[Sentence] = []
             unread: list[str] = []
             for clauses in split_sentences(normalized):
-                pinyin = [self._clause(c.text, readings) for c in clauses]
+                pinyin = [self._clause(c.text, stand_ins) for c in clauses]
                 for p in pinyin:
                     unread.extend(p.unread)
                 for chunk in _chunks(pinyin):
@@ -178,20 +191,28 @@ class Frontend:
                     unread.extend(unknown)
                     text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
                     sentences.append(Sentence(text_of, tuple(chunk), tuple(ids)))
-            for stand_in, word in readings.items():
-                normalized = normalized.replace(stand_in, word.text)
-        return Utterance(normalized, tuple(sentences), tuple(unread), origins)
+            if stand_ins:
+                normalized = "".join(stand_ins[c][0].text[stand_ins[c][1]] if c in stand_ins
+                                     else c for c in normalized)
+        return Utterance(normalized, tuple(sentences), tuple(unread), parts)
 
 
-def _stand_in_runs(text: str) -> list[str]:
-    """A clause cut where it passes between stand-ins and other characters."""
+def _runs(text: str, stand_ins: dict[str, tuple[Word, int]]) -> list[str]:
+    """A clause cut into runs of plain characters and runs of one reading's stand-ins in
+    order (two readings side by side are two runs)."""
     runs: list[str] = []
     for char in text:
-        kind = ord(char) >= _STAND_IN
-        if runs and (ord(runs[-1][0]) >= _STAND_IN) == kind:
-            runs[-1] += char
-        else:
-            runs.append(char)
+        if runs:
+            last = runs[-1][-1]
+            if char in stand_ins and last in stand_ins:
+                (word, k), (previous, j) = stand_ins[char], stand_ins[last]
+                if word is previous and k == j + 1:
+                    runs[-1] += char
+                    continue
+            elif char not in stand_ins and last not in stand_ins:
+                runs[-1] += char
+                continue
+        runs.append(char)
     return runs
 
 

@@ -147,7 +147,10 @@ def _blood_pressure(match: re.Match[str]) -> str:
 
 def _one_of(match: re.Match[str]) -> str:
     unit = match.group("unit")
-    return f"第{read_ordinal(int(match.group(1)))}{unit}，共{read_cardinal(int(match.group(2)))}{unit}"
+    first = f"第{read_ordinal(int(match.group(1)))}{unit}"
+    if re.match(r"\s*[,，]?\s*共", match.string[match.end():]):  # the count follows already
+        return first
+    return f"{first}，共{read_cardinal(int(match.group(2)))}{unit}"
 
 
 def _power(match: re.Match[str]) -> str:

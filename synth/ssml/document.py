@@ -12,7 +12,6 @@ attributes), so two spellings of one document are one request.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
@@ -44,6 +43,8 @@ _IGNORED = frozenset({"version", _XML_LANG, _SCHEMA_LOCATION})
 MAX_DEPTH = 24
 MAX_ELEMENTS = 1000
 MAX_PAUSE_SECONDS = 60.0
+# The pause a paragraph ends with, when another follows (counted in the total pause).
+PARAGRAPH_SECONDS = 0.4
 
 # The elements Huiyin speaks, and the attributes each takes (W3C SSML 1.1 and Aliyun's
 # subset where they name the same things; `w` is Aliyun's word, read as its text).
@@ -78,7 +79,9 @@ def parse_document(text: str) -> Document:
     what is wrong. Remembered: a request is parsed when it is checked and again when it
     is spoken."""
     try:
-        element = fromstring(text.strip(), forbid_dtd=True)
+        element = fromstring(text.strip().lstrip("\ufeff"), forbid_dtd=True)
+    except UnicodeError:  # a lone surrogate (JSON lets one through)
+        raise SsmlSyntaxError("the document holds a character that is not Unicode text") from None
     except ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":", 1)[0]
@@ -90,10 +93,21 @@ def parse_document(text: str) -> Document:
     root = _node(element)
     if root.tag != "speak":
         raise SsmlError(f"the root element must be <speak>, not <{root.tag}>")
-    pause = sum(break_seconds(n) for n in _walk(root) if n.tag == "break")
+    nodes = list(_walk(root))
+    pause = sum(break_seconds(n) for n in nodes if n.tag == "break")
+    pause += PARAGRAPH_SECONDS * sum(n.tag == "p" for n in nodes)
     if pause > MAX_PAUSE_SECONDS:
         raise SsmlError(f"the breaks add up to {pause:g} s; at most {MAX_PAUSE_SECONDS:g} s")
-    return Document(root, _write(root), len(root.text))
+    return Document(root, _write(root), _said_chars(root))
+
+
+def _said_chars(node: Node) -> int:
+    """Characters a node says: its text with white space runs as one, a sub's alias
+    instead of its text."""
+    if node.tag == "sub":
+        return len(" ".join((node.get("alias") or "").split()))
+    return sum(len(" ".join(c.split())) if isinstance(c, str) else _said_chars(c)
+               for c in node.content)
 
 
 def _check_shape(root: Element) -> None:
@@ -177,37 +191,17 @@ def _check_values(node: Node) -> None:
 
 
 # Elements that end a sentence or break the text: white space beside them is not spoken.
-_BLOCKS = frozenset({"speak", "p", "s", "break"})
-_SPACE = re.compile(r"\s+")
 
 
 def _write(node: Node) -> str:
-    """The canonical text of a node: attributes sorted, white space between elements and
-    beside blocks dropped, runs of it as one space, no namespace."""
+    """The canonical text of a node: attributes sorted, white space at the edges of each
+    text (beside an element or its parent's tags) dropped and runs of it inside as one
+    space, no namespace. Pieces of text are spoken apart anyway (a voice that reads
+    words apart gets them with a space between)."""
     attributes = "".join(f" {name}={quoteattr(value)}" for name, value in node.attributes)
-    parts: list[str] = []
-    for index, child in enumerate(node.content):
-        if isinstance(child, Node):
-            parts.append(_write(child))
-            continue
-        if not child.strip():
-            continue
-        text = _SPACE.sub(" ", child)
-        before = node.content[index - 1] if index else None
-        after = node.content[index + 1] if index + 1 < len(node.content) else None
-        if _block_side(node, before):
-            text = text.lstrip()
-        if _block_side(node, after):
-            text = text.rstrip()
-        parts.append(escape(text))
+    parts = [_write(c) if isinstance(c, Node) else escape(" ".join(c.split()))
+             for c in node.content]
     inner = "".join(parts)
     if not inner and node.tag == "break":
         return f"<break{attributes}/>"
     return f"<{node.tag}{attributes}>{inner}</{node.tag}>"
-
-
-def _block_side(parent: Node, neighbour: str | Node | None) -> bool:
-    """Whether text next to `neighbour` (None: the parent's edge) is beside a block."""
-    if neighbour is None:
-        return parent.tag in _BLOCKS
-    return isinstance(neighbour, Node) and neighbour.tag in _BLOCKS

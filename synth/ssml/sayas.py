@@ -8,7 +8,9 @@ apart where the reading is one by one.
 
 from __future__ import annotations
 
+import calendar
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,7 +41,8 @@ class Piece:
 SYMBOL_NAMES: Mapping[str, str] = {
     "_": "下划线", "-": "横杠", ".": "点", "@": "艾特", "/": "斜杠", "\\": "反斜杠",
     "#": "井号", "*": "星号", "+": "加号", "&": "和", "%": "百分号", ":": "冒号",
-    "=": "等号", "~": "波浪号", "α": "阿尔法", "β": "贝塔", "γ": "伽马", "δ": "德尔塔",
+    "=": "等号", "~": "波浪号", "$": "美元符号", "¥": "人民币符号", "α": "阿尔法",
+    "β": "贝塔", "γ": "伽马", "δ": "德尔塔",
     "ε": "艾普西隆", "θ": "西塔", "λ": "兰姆达", "μ": "缪", "π": "派", "σ": "西格玛",
     "ω": "欧米伽",
 }
@@ -67,18 +70,20 @@ SURNAMES: Mapping[str, tuple[str, ...]] = {
     "贲": ("ben1",), "盛": ("sheng4",), "尉": ("wei4",), "车": ("che1",), "曲": ("qu1",),
     "强": ("qiang2",), "藏": ("zang4",), "朝": ("chao2",), "沈": ("shen3",),
 }
-_CURRENCIES = (
-    (re.compile(r"^(?:[¥￥]|RMB|CNY|人民币)\s*|\s*(?:元|块|人民币|RMB|CNY)$"), "元"),
-    (re.compile(r"^(?:US\$|\$|USD)\s*|\s*(?:美元|USD)$"), "美元"),
+_CURRENCIES = (  # foreign currencies first: their names end in 元 too
+    (re.compile(r"^(?:US\$|USD)\s*|\s*(?:美元|USD)$|^\$\s*"), "美元"),
+    (re.compile(r"^(?:HK\$|HKD)\s*|\s*(?:港元|港币|HKD)$"), "港元"),
     (re.compile(r"^(?:€|EUR)\s*|\s*(?:欧元|EUR)$"), "欧元"),
     (re.compile(r"^(?:£|GBP)\s*|\s*(?:英镑|GBP)$"), "英镑"),
-    (re.compile(r"^(?:HK\$|HKD)\s*|\s*(?:港元|港币|HKD)$"), "港元"),
-    (re.compile(r"^(?:JPY)\s*|\s*(?:日元|JPY)$"), "日元"),
+    (re.compile(r"^JPY\s*|\s*(?:日元|JPY)$"), "日元"),
+    (re.compile(r"^(?:¥|RMB|CNY|人民币)\s*|\s*(?:元|块|人民币|RMB|CNY)$"), "元"),
 )
 _AMOUNT = re.compile(r"(-)?(\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.(\d{1,6}))?")
 _DATE_PARTS = re.compile(r"\d{1,8}")
 _DATE_ORDERS = {"ymd", "mdy", "dmy", "ym", "my", "md", "dm", "y", "m", "d"}
-_CLOCK = re.compile(r"(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?\s*(am|pm|AM|PM|上午|下午)?")
+_CLOCK = re.compile(
+    r"(?P<before>上午|下午|中午|晚上|凌晨|早上)?(?P<h>\d{1,2})[:：](?P<m>\d{2})(?:[:：](?P<s>\d{2}))?"
+    r"(?P<after>am|pm|AM|PM|上午|下午)?")
 _ADDRESS_NUMBER = re.compile(r"\d+")
 # Counting words after which an address number is a quantity (一万号, 三单元, 十二层);
 # other numbers (rooms, 304; 1201室) are read digit by digit.
@@ -134,9 +139,10 @@ def _one_by_one(text: str, *, yao: bool) -> str:
 
 
 def _characters(text: str, _fmt: str | None) -> list[Piece]:
-    # Each character alone: a letter by its name, a digit as its digit, a symbol named.
+    # Each character alone: a letter by its name, a digit as its digit, a symbol named
+    # (full-width forms as their ASCII ones).
     spoken = []
-    for char in text.replace(" ", ""):
+    for char in unicodedata.normalize("NFKC", text).replace(" ", ""):
         if char.isascii() and char.isdigit():
             spoken.append(DIGITS[int(char)])
         elif char in SYMBOL_NAMES:
@@ -164,10 +170,10 @@ def _cardinal(text: str, _fmt: str | None) -> list[Piece]:
 
 
 def _ordinal(text: str, _fmt: str | None) -> list[Piece]:
-    digits = text.removeprefix("第").removesuffix("名").strip()
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 12:
+    match = re.fullmatch(r"第?\s*(\d{1,12})\s*([^\d.,\s]{0,4})", text)
+    if match is None:
         raise SsmlError(f"<say-as interpret-as='ordinal'> needs a whole number, not '{text[:40]}'")
-    return _spoken("第" + read_ordinal(int(digits)))
+    return _spoken("第" + read_ordinal(int(match.group(1))) + match.group(2))
 
 
 def _date(text: str, fmt: str | None) -> list[Piece]:
@@ -183,14 +189,17 @@ def _date(text: str, fmt: str | None) -> list[Piece]:
         # Year first as Chinese dates are written; else day first when it cannot be a month.
         order = "ymd" if len(parts[0]) == 4 else "dmy" if int(parts[0]) > 12 else "mdy"
     elif not order and len(parts) == 2:
-        order = "ym" if len(parts[0]) == 4 else "md"
+        order = "ym" if len(parts[0]) == 4 else "my" if len(parts[1]) == 4 else "md"
     elif not order and len(parts) == 1:
-        order = "y"
+        # One number: what its character says it is (3月, 15日, 15号), else a year.
+        unit = text.strip()[-1:]
+        order = {"月": "m", "日": "d", "号": "d"}.get(unit, "y")
     if not parts or len(parts) != len(order):
         raise SsmlError(f"<say-as interpret-as='date'> cannot read '{text[:40]}' as a date")
     values = dict(zip(order, parts, strict=True))
     month, day = int(values.get("m", "1")), int(values.get("d", "1"))
-    if not 1 <= month <= 12 or not 1 <= day <= 31:
+    year = int(values["y"]) if "y" in values else 2000  # a leap year: 2月29日 stands alone
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(max(year, 1), month)[1]:
         raise SsmlError(f"<say-as interpret-as='date'>: '{text[:40]}' is not a date")
     spoken = ""
     if "y" in values:
@@ -203,37 +212,54 @@ def _date(text: str, fmt: str | None) -> list[Piece]:
 
 
 def _time(text: str, _fmt: str | None) -> list[Piece]:
-    match = _CLOCK.fullmatch(text.replace(" ", ""))
+    compact = text.replace(" ", "")
+    match = _CLOCK.fullmatch(compact)
     if match is None:
         raise SsmlError(f"<say-as interpret-as='time'> needs hh:mm or hh:mm:ss, not '{text[:40]}'")
-    hour, minute = int(match.group(1)), int(match.group(2))
-    second = int(match.group(3) or 0)
-    if hour > 24 or minute > 59 or second > 59:
+    before, hour, minute = match.group("before") or "", int(match.group("h")), int(match.group("m"))
+    second = int(match.group("s") or 0)
+    after = (match.group("after") or "").lower()
+    if hour > 24 or minute > 59 or second > 59 or hour == 24 and (minute or second):
         raise SsmlError(f"<say-as interpret-as='time'>: '{text[:40]}' is not a time")
-    half = (match.group(4) or "").lower()
-    spoken = {"am": "上午", "上午": "上午", "pm": "下午", "下午": "下午"}.get(half, "")
+    if after in ("am", "pm") and not 1 <= hour <= 12:
+        raise SsmlError(f"<say-as interpret-as='time'>: '{text[:40]}' is not a time")
+    if after == "am":
+        before, hour = ("凌晨", 0) if hour == 12 else ("上午", hour)
+    elif after == "pm":
+        before = "中午" if hour == 12 else "下午"
+    spoken = before + {"上午": "上午", "下午": "下午"}.get(after, "")
     spoken += read_hour(hour) + "点" + read_minutes(minute)
     if second:
-        spoken += read_cardinal(second) + "秒"
+        spoken += ("" if minute else "零分") + read_cardinal(second) + "秒"
     return _spoken(spoken)
 
 
 def _currency(text: str, _fmt: str | None) -> list[Piece]:
-    amount, unit = text.strip(), "元"
+    amount, unit = unicodedata.normalize("NFKC", text).strip(), "元"
+    sign = ""
+    if amount.startswith("-"):
+        sign, amount = "负", amount[1:].strip()
+    amount = amount.removesuffix("整")
     for pattern, name in _CURRENCIES:
         stripped = pattern.sub("", amount)
         if stripped != amount:
             amount, unit = stripped.strip(), name
             break
+    if amount.startswith("-"):
+        sign, amount = "负", amount[1:].strip()
+    scale = ""
+    if amount[-1:] in ("万", "亿"):
+        amount, scale = amount[:-1], amount[-1]
     match = _AMOUNT.fullmatch(amount.replace(" ", ""))
     if match is None:
         raise SsmlError(f"<say-as interpret-as='currency'> needs an amount, not '{text[:40]}'")
-    sign, whole, fraction = match.groups()
-    yuan = read_cardinal(int(whole.replace(",", "")))
-    cents = (fraction or "").ljust(2, "0")[:2] if fraction else ""
-    if unit == "元" and cents and len(fraction or "") <= 2:  # 元, 角, 分 as prices are said
+    _, whole_text, fraction = match.groups()
+    whole = int(whole_text.replace(",", ""))
+    fraction = (fraction or "").rstrip("0")
+    if unit == "元" and not scale and len(fraction) <= 2:  # 元, 角, 分 as prices are said
+        cents = fraction.ljust(2, "0")
         jiao, fen = int(cents[0]), int(cents[1])
-        spoken = f"{yuan}元" if int(whole.replace(",", "")) or not (jiao or fen) else ""
+        spoken = _money(whole) + "元" if whole or not (jiao or fen) else ""
         if jiao:
             spoken += f"{DIGITS[jiao]}角"
         elif fen and spoken:
@@ -241,15 +267,22 @@ def _currency(text: str, _fmt: str | None) -> list[Piece]:
         if fen:
             spoken += f"{DIGITS[fen]}分"
     else:
-        spoken = yuan + ("点" + read_digits(fraction, yao=False) if fraction else "") + unit
-    return _spoken(("负" if sign else "") + spoken)
+        spoken = (_money(whole) + ("点" + read_digits(fraction, yao=False) if fraction else "")
+                  + scale + unit)
+    return _spoken(sign + spoken)
+
+
+def _money(whole: int) -> str:
+    """An amount's whole part: 2 is 两 before a currency (两元), as elsewhere 两百."""
+    return "两" if whole == 2 else read_cardinal(whole)
 
 
 def _name(text: str, _fmt: str | None) -> list[Piece]:
     for surname in sorted(SURNAMES, key=len, reverse=True):
-        if text.startswith(surname) and len(text) > len(surname):
+        if text.startswith(surname):
+            rest = text[len(surname):]
             return [Piece(surname, "reading", SURNAMES[surname], "ssml"),
-                    Piece(text[len(surname):], "written", source="ssml")]
+                    *([Piece(rest, "written", source="ssml")] if rest else [])]
     return [Piece(text, "written", source="ssml")]
 
 

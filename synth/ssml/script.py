@@ -13,12 +13,9 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from synth.ssml.document import Node, parse_document
+from synth.ssml.document import PARAGRAPH_SECONDS, Node, parse_document
 from synth.ssml.sayas import Piece, say_as
 from synth.ssml.values import Voicing, break_seconds, interpret_as, phoneme_syllables, voicing
-
-# The pause a paragraph ends with, when another follows.
-PARAGRAPH_SECONDS = 0.4
 
 
 @dataclass(frozen=True)
@@ -68,10 +65,13 @@ def build_script(text: str, language: str) -> Script:
     names what cannot be said."""
     document = parse_document(parse_document(text).canonical)  # white space as canonical
     flat: list[tuple[Piece, Voicing] | Pause] = []
-    _flatten(document.root, Voicing(), language, flat, last=True)
+    _flatten(document.root, Voicing(), language, flat)
+    while flat and flat[-1] is _PARAGRAPH_END:  # a paragraph's pause only between paragraphs
+        flat.pop()
     items: list[Item] = []
     for entry in flat:
         if isinstance(entry, Pause):
+            entry = Pause(entry.seconds)  # a paragraph's end is a pause like any other
             if items and isinstance(items[-1], Pause):
                 items[-1] = Pause(items[-1].seconds + entry.seconds)
             else:
@@ -90,9 +90,11 @@ def _audible(segment: Segment) -> bool:
     return any(p.text.strip() and any(c.isalnum() for c in p.text) for p in segment.pieces)
 
 
+_PARAGRAPH_END = Pause(PARAGRAPH_SECONDS)
+
+
 def _flatten(
-    node: Node, outer: Voicing, language: str, out: list[tuple[Piece, Voicing] | Pause],
-    *, last: bool,
+    node: Node, outer: Voicing, language: str, out: list[tuple[Piece, Voicing] | Pause]
 ) -> None:
     said = outer.within(voicing(node)) if node.tag in ("speak", "prosody", "emotion") else outer
     if node.tag == "break":
@@ -112,17 +114,16 @@ def _flatten(
         else:
             out.append((Piece(text, "written"), said))
         return
-    children = [c for c in node.content if isinstance(c, Node)]
     for child in node.content:
         if isinstance(child, str):
             if child.strip():
                 out.append((Piece(child, "written"), said))
         else:
-            _flatten(child, said, language, out, last=child is children[-1])
+            _flatten(child, said, language, out)
     if node.tag in ("s", "p"):
         out.append((Piece("。" if language.startswith("zh") else ".", "written"), said))
-        if node.tag == "p" and not last:
-            out.append(Pause(PARAGRAPH_SECONDS))
+        if node.tag == "p":
+            out.append(_PARAGRAPH_END)
 
 
 def iter_pieces(script: Script) -> Iterator[Piece]:

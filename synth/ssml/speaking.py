@@ -23,8 +23,9 @@ from synth.ssml.document import is_ssml
 from synth.ssml.script import Pause, Script, Segment, build_script
 from synth.styles import PRESETS
 
-# Below this level (of full scale) a sample is silence, for trimming at a join.
-SILENCE_LEVEL = 0.01
+# Below this level (of full scale, about -70 dBFS) a sample is silence, for trimming at a
+# join: low enough that a quiet span keeps its first consonant (a voice's silence is 0).
+SILENCE_LEVEL = 0.0003
 # Silence kept on each side of a join, and the fade over each edge.
 JOIN_MARGIN = 0.010
 FADE = 0.005
@@ -81,10 +82,10 @@ def _asked(
     scaled = Prosody(prosody.speed * said.rate, prosody.pitch * said.pitch,
                      prosody.volume * said.volume, prosody.intonation)
     if said.emotion is not None:
-        if said.emotion in info.styles:
-            style = said.emotion
+        if said.emotion in info.styles and said.emotion not in PRESETS:
+            style = said.emotion  # the engine's own emotion
         else:
-            preset_name = NEAREST_STYLE[said.emotion]
+            preset_name = NEAREST_STYLE.get(said.emotion, said.emotion)
             preset = PRESETS.get(preset_name)
             if preset_name in info.styles and preset is not None:
                 # The preset at the emotion's intensity: its distance from neutral scaled.
@@ -101,18 +102,24 @@ def _asked(
     return text, style, _held(engine, scaled)
 
 
-def spoken_form(engine: Engine, text: str, voice: str | None = None) -> str:
-    """What the engine will say for a request's text, canonically (part of the key)."""
+def spoken_form(
+    engine: Engine, text: str, voice: str | None = None, style: str = "neutral",
+    prosody: Prosody = Prosody(),
+) -> str:
+    """What the engine will say for a request's text, canonically (part of the key): for
+    SSML, each segment's reading with the style and prosody it is said in, as `stream`
+    derives them from the request's."""
     if not is_ssml(text):
         return engine.spoken_form(text)
     info = voice_of(engine, voice)
     script = script_for(engine, voice, text)
     parts = []
+    request_style, request_prosody = style, prosody
     for item in script.items:
         if isinstance(item, Pause):
             parts.append(f"#{round(item.seconds * 1000)}")
             continue
-        asked, style, prosody = _asked(engine, info, item, "neutral", Prosody())
+        asked, style, prosody = _asked(engine, info, item, request_style, request_prosody)
         parts.append(f"{style};{prosody.speed:.3f},{prosody.pitch:.3f},{prosody.volume:.3f},"
                      f"{prosody.intonation:.3f};{engine.spoken_form(asked)}")
     if not script.segments:
