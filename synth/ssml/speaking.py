@@ -216,10 +216,10 @@ class Joiner:
         self._margin = int(JOIN_MARGIN * rate)
         self._fade = int(FADE * rate)
         self._hold = int(HOLD * rate)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._segments = 0
         self._trimming_head = False
-        self._head_silence = np.zeros(0, dtype=np.int16)
+        self._head_silence: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._pause = 0.0
         self._unread: list[str] = []
 
@@ -239,7 +239,7 @@ class Joiner:
     def feed(self, pcm: Pcm) -> Pcm | None:
         """A segment's next samples; returns what is ready to play, if anything."""
         self._unread.extend(pcm.unread)
-        samples = pcm.samples
+        samples: npt.NDArray[np.int16] = pcm.samples
         if self._trimming_head:
             loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > self._level)
             if loud.size == 0:
