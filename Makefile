@@ -39,10 +39,11 @@ run: models
 # Debian tools the tests use to check our output independently: ffmpeg's ffprobe reads
 # encoded audio, Chromium runs the browser page (Playwright drives it, downloads none),
 # nginx runs the edge config, docker-compose validates the compose file without an engine,
-# PostgreSQL's server runs the store's suite a second time on a shared index.
+# PostgreSQL's server runs the store's suite a second time on a shared index, Prometheus's
+# promtool checks and unit-tests the alert rules.
 TEST_TOOLS := /usr/bin/ffprobe:ffmpeg /usr/bin/chromium:chromium /usr/sbin/nginx:nginx \
               /usr/bin/docker-compose:docker-compose \
-              /usr/lib/postgresql/15/bin/postgres:postgresql
+              /usr/lib/postgresql/15/bin/postgres:postgresql /usr/bin/promtool:prometheus
 
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do \

@@ -27,6 +27,8 @@ class Metrics:
         self._requests: Counter[tuple[AbstractRoute, int]] = Counter()
         self._stats = stats
         self._voices = voices
+        # Set by the /metrics route before each render (its check does I/O off the loop).
+        self.ready = False
         self.synth_seconds = Histogram(
             "huiyin_synth_seconds", "Seconds per synthesis (queue wait included).",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
@@ -53,6 +55,14 @@ class Metrics:
         return dict(totals)
 
 
+def _by_engine(workers: Any, figure: Callable[[Any], float]) -> dict[str, float]:
+    """A worker figure summed over each engine's workers."""
+    totals: dict[str, float] = {}
+    for worker in workers:
+        totals[worker.engine.name] = totals.get(worker.engine.name, 0) + figure(worker)
+    return totals
+
+
 class _Collector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -70,17 +80,27 @@ class _Collector(Collector):
         yield CounterMetricFamily("huiyin_cache_evictions", "Phrases evicted.", value=stats.evictions)
         yield GaugeMetricFamily("huiyin_cache_entries", "Phrases stored.", value=stats.entries)
         yield GaugeMetricFamily("huiyin_cache_bytes", "Bytes of stored audio.", value=stats.bytes)
+        yield GaugeMetricFamily("huiyin_cache_max_bytes", "The store's byte budget (0: none).",
+                                value=stats.max_bytes)
+        yield GaugeMetricFamily("huiyin_ready", "1 while /readyz would answer ready.",
+                                value=1.0 if self._m.ready else 0.0)
         yield CounterMetricFamily(
             "huiyin_cache_saved_seconds", "Synthesis seconds the store saved.", value=stats.saved_seconds
         )
         voices = self._m._voices()
         workers = voices.workers if voices is not None else []
-        yield CounterMetricFamily(
-            "huiyin_synth", "Completed syntheses.", value=sum(w.completed for w in workers)
-        )
+        completed = CounterMetricFamily("huiyin_synth", "Completed syntheses, by engine.",
+                                        labels=["engine"])
+        for engine, done in sorted(_by_engine(workers, lambda w: w.completed).items()):
+            completed.add_metric([engine], done)
+        yield completed
         yield GaugeMetricFamily(
             "huiyin_queue_depth", "Requests waiting for an engine.",
             value=sum(w.queue_depth for w in workers),
+        )
+        yield GaugeMetricFamily(
+            "huiyin_queue_capacity", "Requests that may wait for an engine (more get a 503).",
+            value=sum(w.max_queue for w in workers),
         )
         audio = sum(w.audio_seconds for w in workers)
         synth = sum(w.synthesis_seconds for w in workers)

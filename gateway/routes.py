@@ -187,6 +187,15 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def _ready(request: web.Request) -> bool:
+    """Whether /readyz would answer ready."""
+    if request.app.get(VOICES) is None:
+        return False
+    store = request.app[STORE]
+    writable = await asyncio.get_running_loop().run_in_executor(None, store.files.writable)
+    return bool(writable or store.files.remote)
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: every engine loaded and the store writable."""
     if request.app.get(VOICES) is None:
@@ -205,8 +214,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics."""
-    response = web.Response(body=request.app[METRICS].render())
+    """Prometheus metrics (with readiness checked as /readyz checks it)."""
+    collected = request.app[METRICS]
+    collected.ready = await _ready(request)
+    response = web.Response(body=collected.render())
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
 

@@ -122,6 +122,11 @@ class SynthesisWorker:
         return sum(not job.outcome.done() for job in self._waiting)
 
     @property
+    def max_queue(self) -> int:
+        """How many jobs may wait (more are refused with QueueFullError)."""
+        return self._max_queue
+
+    @property
     def busy(self) -> bool:
         """Whether the engine is working (possibly on an abandoned job)."""
         return self._busy

@@ -273,8 +273,9 @@ async def test_metrics_count_hits_misses_and_syntheses(client: Client) -> None:
     text = await (await client.get("/metrics")).text()
     assert "huiyin_cache_hits_total 1.0" in text
     assert "huiyin_cache_misses_total 1.0" in text
-    assert "huiyin_synth_total 1.0" in text
-    assert "huiyin_queue_depth 0.0" in text
+    assert 'huiyin_synth_total{engine="fastspeech2"} 1.0' in text
+    assert "huiyin_queue_depth 0.0" in text and "huiyin_queue_capacity 32.0" in text
+    assert "huiyin_ready 1.0" in text and "huiyin_cache_max_bytes" in text
     assert 'huiyin_requests_total{route="/tts.{ext}",status="200"} 2.0' in text
     assert "huiyin_synth_seconds_count 1.0" in text and "huiyin_rtf" in text
 

@@ -76,7 +76,8 @@ def get_with(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], by
 
 def syntheses(base: str) -> int:
     _, _, body = get(f"{base}/metrics")
-    match = re.search(r"^huiyin_synth_total (\d+(?:\.\d+)?)$", body.decode(), re.MULTILINE)
+    match = re.search(r'^huiyin_synth_total\{engine="fastspeech2"\} (\d+(?:\.\d+)?)$', body.decode(),
+                      re.MULTILINE)
     assert match is not None
     return int(float(match.group(1)))
 
