@@ -26,7 +26,7 @@ from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
 from gateway.logs import audit_log
 from gateway.routes import voices_of
 from gateway.signing import MAX_TTL, sign
-from gateway.state import SETTINGS, STORE, WARMER
+from gateway.state import HISTORY, SETTINGS, STORE, WARMER
 from synth import codecs
 from synth.frontend import LexiconError
 
@@ -89,9 +89,14 @@ async def warm_status(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """GET /admin/stats: store counters, queues, recent jobs."""
+    """GET /admin/stats: store counters, queues, recent jobs, and this gateway's last hour
+    minute by minute (hits, misses, synthesis latency)."""
     voices = voices_of(request)
+    store_stats = request.app[STORE].stats()
+    history = request.app[HISTORY]
+    history.sample(store_stats.hits, store_stats.misses)
     return web.json_response({
+        "history": history.minutes(),
         "cache": request.app[STORE].replicas.stats().as_dict(),  # every replica's
         "synthesis": [
             {"engine": w.engine.name, "queue_depth": w.queue_depth, "busy": w.busy,

@@ -18,6 +18,7 @@ from gateway.access import ACCESS, Access, access_middleware
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.cors import add_cors
 from gateway.errors import Unavailable
+from gateway.history import History
 from gateway.hitlane import LaneRunner
 from gateway.logs import NoRequestText
 from gateway.logs import configure as configure_logs
@@ -27,10 +28,12 @@ from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
 from gateway.services import EngineLoader, Services, open_services
-from gateway.state import METRICS, SETTINGS, STORE, VOICES, WARMER
+from gateway.state import HISTORY, METRICS, SETTINGS, STORE, VOICES, WARMER
 from synth.engine import Engine
 
 log = logging.getLogger("huiyin.gateway")
+# How often the store's hit and miss counts are taken into the last hour's minutes.
+HISTORY_SAMPLE_SECONDS = 5.0
 
 # The startup warm-up of the configured phrases: one replica on a shared index runs it.
 _STARTUP_WARM_UP = "startup-warm-up"
@@ -49,6 +52,14 @@ def load_default_engines(settings: Settings) -> Sequence[Engine]:
     return load_engines(settings)
 
 
+async def _sample_history(history: History, store: PromptStore) -> None:
+    """Every few seconds, the store's hits and misses into the last hour's minutes."""
+    while True:
+        stats = store.stats()
+        history.sample(stats.hits, stats.misses)
+        await asyncio.sleep(HISTORY_SAMPLE_SECONDS)
+
+
 def create_app(
     settings: Settings, engines: Sequence[Engine] | None = None,
     load_engines: EngineLoader = load_default_engines,
@@ -63,6 +74,7 @@ def create_app(
     NoRequestText.install(logging.getLogger("aiohttp.server"))
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app[STORE].stats(), lambda: app.get(VOICES))
+    app[HISTORY] = History()
     app.middlewares.append(request_middleware(app[METRICS]))
     if settings.cors_origins:
         add_cors(app, settings.cors_origins)
@@ -76,10 +88,13 @@ def create_app(
     app.middlewares.append(access_middleware(open_store))
 
     async def services(app: web.Application) -> AsyncIterator[None]:
+        history = app[HISTORY]
         async with open_services(
-            settings, engines, load_engines, observers=[app[METRICS].observe]
+            settings, engines, load_engines,
+            observers=[app[METRICS].observe, lambda t: history.observe(t.wall_seconds)],
         ) as running:
             app[STORE], app[VOICES], app[WARMER] = running.store, running.voices, running.warmer
+            sampling = asyncio.create_task(_sample_history(history, running.store))
             if settings.phrases:
                 # Served from the first second: the warm-up runs behind live requests.
                 loop = asyncio.get_running_loop()
@@ -96,6 +111,8 @@ def create_app(
                 v["name"] for e in running.voices.describe()["engines"] for v in e["voices"]
             ))
             yield
+            sampling.cancel()
+            await asyncio.gather(sampling, return_exceptions=True)
             if _UNCLAIMING in app:  # the lease goes with the index when it closes
                 app[_UNCLAIMING].cancel()
                 await asyncio.gather(app[_UNCLAIMING], return_exceptions=True)

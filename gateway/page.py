@@ -26,11 +26,12 @@ ASSETS = {
     "icon.svg": "image/svg+xml",
 }
 REVALIDATE = "no-cache"
-# The page loads nothing from elsewhere; audio plays from this origin or a MediaSource (blob:).
+# The page loads nothing from elsewhere; audio plays from this origin or a MediaSource (blob:),
+# and the waveform reads the audio it plays (blob:).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "media-src 'self' blob:; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -7,6 +7,7 @@ from aiohttp import web
 from cache.store import PromptStore
 from cache.warm import Warmer
 from config import Settings
+from gateway.history import History
 from gateway.metrics import Metrics
 from synth.voices import Voices
 
@@ -15,3 +16,4 @@ STORE = web.AppKey("store", PromptStore)
 VOICES = web.AppKey("voices", Voices)
 METRICS = web.AppKey("metrics", Metrics)
 WARMER = web.AppKey("warmer", Warmer)
+HISTORY = web.AppKey("history", History)

@@ -81,3 +81,25 @@ async def test_dashboard_and_alerts_use_only_metrics_the_gateway_exposes(client:
     expressions = await asyncio.to_thread(dashboard_expressions)
     used = set(METRIC.findall(rules)) | {m for e in expressions for m in METRIC.findall(e)}
     assert used and not used - names, sorted(used - names)
+
+
+def test_the_last_hour_is_kept_minute_by_minute() -> None:
+    from gateway.history import MINUTES, History
+
+    now = [6000.0]
+    history = History(clock=lambda: now[0])
+    history.sample(10, 5)  # the totals so far are the baseline, not this minute's
+    history.sample(14, 6)
+    for seconds in (0.1, 0.2, 0.3, 0.4):
+        history.observe(seconds)
+    now[0] += 60
+    history.sample(20, 6)
+    minutes = history.minutes()
+    assert len(minutes) == MINUTES and minutes[-1]["t"] == 6060  # empty minutes before
+    first, second = minutes[-2:]
+    assert (first["t"], first["hits"], first["misses"], first["syntheses"]) == (6000, 4, 1, 4)
+    assert (first["p50_ms"], first["p99_ms"]) == (200.0, 400.0)
+    assert (second["hits"], second["misses"], second["p50_ms"]) == (6, 0, None)
+    now[0] += 60 * (MINUTES + 5)
+    later = history.minutes()
+    assert len(later) == MINUTES and not any(m["hits"] for m in later)  # an hour, no more

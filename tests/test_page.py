@@ -213,6 +213,12 @@ def test_synthesize_stream_then_find_it_in_admin_and_warm_up(
     expect(page.locator("#r-cache")).to_have_text(re.compile("MISS"))
     expect(page.locator("#r-duration")).to_have_text(re.compile(r"^\d+\.\d\d 秒$"))
     assert page.evaluate("document.querySelector('#player').currentSrc").startswith("blob:")
+    # The waveform of what played: the decoded audio (about its duration at 24 kHz), and
+    # the playhead follows playback.
+    seconds = float(poll(page, "() => document.querySelector('#player-wave').dataset.seconds"))
+    assert seconds == pytest.approx(played["duration"], rel=0.1)
+    expect(page.locator("#player-wave")).to_be_visible()
+    poll(page, "() => Number(document.querySelector('#player-wave').dataset.playhead) > 0")
     with page.expect_download() as download:
         page.click("#download")
     saved = Path(download.value.path())
@@ -233,6 +239,9 @@ def test_synthesize_stream_then_find_it_in_admin_and_warm_up(
     assert SENTENCE in phrase_texts(page)  # the store keeps the text as written
     expect(page.locator("#s-entries")).to_have_text("5")  # 3 configured, 2 tried
     expect(page.locator("#s-misses")).not_to_have_text("0")
+    # The last hour from the gateway's own counters: a hit ratio and a latency drawn.
+    poll(page, "() => Number(document.querySelector('#chart-latency').dataset.points) >= 2")
+    poll(page, "() => Number(document.querySelector('#chart-ratio').dataset.points) >= 1")
     page.fill("#q", "页面测试")
     page.click("#phrase-search button[type=submit]")
     expect(page.locator("#phrases td.text .t")).to_have_text([SENTENCE])
@@ -242,6 +251,8 @@ def test_synthesize_stream_then_find_it_in_admin_and_warm_up(
     expect(page.locator("#phrases td.text .t")).to_have_text(["您好，欢迎致电。"])
     page.locator("#phrases .play").first.click()
     expect(page.locator("#phrases .play").first).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#phrase-wave")).to_be_visible()
+    assert float(poll(page, "() => document.querySelector('#phrase-wave').dataset.seconds")) > 0.3
     page.fill("#tag", "")
     page.click("#phrase-search button[type=submit]")
     expect(page.locator("#phrases tr")).to_have_count(5)

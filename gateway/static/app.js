@@ -179,6 +179,8 @@ const synthButton = $("#synthesize");
 const tryMessage = $("#try-message");
 const player = $("#player");
 const downloadButton = $("#download");
+const playerWave = $("#player-wave");
+followPlayhead(playerWave, player);
 const result = { cache: $("#r-cache"), duration: $("#r-duration"), latency: $("#r-latency") };
 const ranges = ["speed", "pitch"].map((name) => ({
   name,
@@ -335,14 +337,17 @@ async function streamInto(source, body) {
   if (source.readyState !== "open") await once(source, "sourceopen");
   const buffer = source.addSourceBuffer("audio/mpeg");
   const reader = body.getReader();
+  const chunks = [];
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
+    chunks.push(value);
     buffer.appendBuffer(value);
     await once(buffer, "updateend");
     if (player.error) throw new Error("浏览器无法解码音频 (decode error)");
   }
   source.endOfStream();
+  return new Blob(chunks, { type: "audio/mpeg" });
 }
 
 async function synthesize() {
@@ -387,23 +392,27 @@ async function synthesize() {
       showCache(data.cached ? "HIT" : "MISS");
       showDuration(data.duration);
       const audio = new URL(data.audio_url, location.href);
-      setPlayerSource(await playable(audio.pathname + audio.search, signal));
+      const playing = await playable(audio.pathname + audio.search, signal);
+      setPlayerSource(playing);
       startPlayback(controller, started);
       downloadButton.disabled = false;
+      waveformOf(playerWave, player, playing);
       return;
     }
     // no-store: a copy from the browser's HTTP cache would repeat an old X-Cache header.
     const response = await fetch(url, { headers: keyHeaders(), signal, cache: "no-store" });
     if (!response.ok) throw await errorFrom(response);
     showCache(response.headers.get("X-Cache"));
+    let whole;
     if (source) {
-      await streamInto(source, response.body);
+      whole = await streamInto(source, response.body);
     } else {
-      const blob = await response.blob();
-      setPlayerSource(URL.createObjectURL(blob));
+      whole = await response.blob();
+      setPlayerSource(URL.createObjectURL(whole));
       startPlayback(controller, started);
     }
     downloadButton.disabled = false;
+    drawWaveform(playerWave, player, await whole.arrayBuffer()).catch(() => { playerWave.hidden = true; });
   } catch (err) {
     if (signal.aborted) return;
     setPlayerSource(null);
@@ -448,6 +457,105 @@ form.addEventListener("submit", (event) => {
   synthesize();
 });
 textInput.addEventListener("input", updateCounter);
+
+// ---------------------------------------------------------------- waveforms and charts
+
+// The waveform of what a player plays: its audio decoded (never routed through Web Audio,
+// so playback is untouched), drawn as each pixel column's peak, with the playhead moving.
+let decoder = null;
+
+async function drawWaveform(canvas, audioElement, bytes) {
+  decoder ??= new OfflineAudioContext(1, 1, 8000); // 8 kHz is plenty to draw
+  const buffer = await decoder.decodeAudioData(bytes);
+  const samples = buffer.getChannelData(0);
+  const columns = canvas.width;
+  const peaks = new Float32Array(columns);
+  const per = Math.max(1, Math.floor(samples.length / columns));
+  for (let x = 0; x < columns; x++) {
+    let peak = 0;
+    for (let i = x * per, end = Math.min(samples.length, i + per); i < end; i++) {
+      const v = Math.abs(samples[i]);
+      if (v > peak) peak = v;
+    }
+    peaks[x] = peak;
+  }
+  canvas.hidden = false;
+  canvas.dataset.seconds = buffer.duration.toFixed(3);
+  const paint = () => {
+    const ctx = canvas.getContext("2d");
+    const mid = canvas.height / 2;
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const played = audioElement.duration > 0 ? audioElement.currentTime / audioElement.duration : 0;
+    for (let x = 0; x < columns; x++) {
+      ctx.fillStyle = x / columns <= played ? "#1a73e8" : "#9aa7b8";
+      const h = Math.max(1, peaks[x] * mid);
+      ctx.fillRect(x, mid - h, 1, 2 * h);
+    }
+    canvas.dataset.playhead = played.toFixed(3);
+  };
+  paint();
+  canvas.waveformPaint = paint;
+}
+
+function followPlayhead(canvas, audioElement) {
+  let frame = null;
+  const step = () => {
+    canvas.waveformPaint?.();
+    frame = audioElement.paused ? null : requestAnimationFrame(step);
+  };
+  audioElement.addEventListener("play", () => { if (frame === null) frame = requestAnimationFrame(step); });
+  audioElement.addEventListener("seeked", () => canvas.waveformPaint?.());
+  audioElement.addEventListener("ended", () => canvas.waveformPaint?.());
+}
+
+async function waveformOf(canvas, audioElement, url) {
+  try {
+    const response = await fetch(url);
+    if (response.ok) await drawWaveform(canvas, audioElement, await response.arrayBuffer());
+  } catch {
+    canvas.hidden = true; // a waveform is a nicety: the audio still plays
+  }
+}
+
+// A line chart of per-minute values (null: no value that minute) on a canvas.
+function drawChart(canvas, series, { max, format }) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const pad = 18;
+  ctx.clearRect(0, 0, width, height);
+  ctx.fillStyle = "#6b7280";
+  ctx.font = "10px sans-serif";
+  ctx.fillText(format(max), 2, 10);
+  ctx.fillText(format(0), 2, height - 4);
+  let points = 0;
+  for (const { values, color } of series) {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    let drawing = false;
+    values.forEach((v, i) => {
+      if (v === null || v === undefined) { drawing = false; return; }
+      const x = pad + (i / Math.max(1, values.length - 1)) * (width - pad - 4);
+      const y = height - 4 - (Math.min(v, max) / max) * (height - 16);
+      if (drawing) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      drawing = true;
+      points++;
+    });
+    ctx.stroke();
+  }
+  canvas.dataset.points = String(points);
+}
+
+function renderHistory(minutes) {
+  const ratio = minutes.map((m) => (m.hits + m.misses ? m.hits / (m.hits + m.misses) : null));
+  drawChart($("#chart-ratio"), [{ values: ratio, color: "#1a73e8" }],
+    { max: 1, format: (v) => `${Math.round(v * 100)}%` });
+  const p50 = minutes.map((m) => m.p50_ms);
+  const p99 = minutes.map((m) => m.p99_ms);
+  const top = Math.max(100, ...p99.filter((v) => v !== null));
+  drawChart($("#chart-latency"), [{ values: p50, color: "#1a73e8" }, { values: p99, color: "#d93025" }],
+    { max: top, format: (v) => `${Math.round(v)} ms` });
+}
 
 // ---------------------------------------------------------------- pronunciation preview
 
@@ -545,6 +653,8 @@ const tokenInput = $("#token");
 const adminMessage = $("#admin-message");
 const adminBody = $("#admin-body");
 const phrasePlayer = $("#phrase-player");
+const phraseWave = $("#phrase-wave");
+followPlayhead(phraseWave, phrasePlayer);
 const warmCard = $("#warm-card");
 const warmButton = $("#warm");
 const warmProgress = $("#warm-progress");
@@ -656,6 +766,7 @@ async function loadStats() {
 }
 
 function renderStats(data) {
+  if (data.history) renderHistory(data.history);
   const c = data.cache;
   $("#s-entries").textContent = formatNumber(c.entries);
   $("#s-bytes").textContent = c.max_bytes
@@ -883,6 +994,7 @@ async function playPhrase(phrase) {
   if (phrasePlayer.src.startsWith("blob:")) URL.revokeObjectURL(phrasePlayer.src);
   phrasePlayer.src = source;
   phrasePlayer.play().catch(() => {});
+  waveformOf(phraseWave, phrasePlayer, source);
 }
 
 phrasePlayer.addEventListener("play", () => markPlaying(admin.loadedKey));
