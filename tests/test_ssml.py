@@ -3,12 +3,16 @@ each say-as reading becomes what a Chinese voice is asked to say."""
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from synth.engine import Pcm
 from synth.ssml import SsmlError, SsmlSyntaxError, parse_document
 from synth.ssml.document import MAX_DEPTH
 from synth.ssml.sayas import say_as
 from synth.ssml.script import Pause, Segment, build_script
+from synth.ssml.speaking import FADE, JOIN_MARGIN, Joiner
 
 
 def spoken(kind: str, text: str, fmt: str | None = None) -> str:
@@ -268,3 +272,57 @@ def test_a_huge_break_and_too_much_pause_in_all_are_refused() -> None:
         parse_document('<speak>一<break time="1000000000s"/>二</speak>')
     with pytest.raises(SsmlError, match="add up to"):
         parse_document("<speak>" + '一<break time="10s"/>' * 7 + "</speak>")
+
+
+def tone(seconds: float, rate: int = 8000, *, silence: float = 0.1) -> Pcm:
+    """A 440 Hz tone between two stretches of silence, as a voice's segment is."""
+    t = np.arange(int(seconds * rate)) / rate
+    body = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    gap = np.zeros(int(silence * rate), dtype=np.int16)
+    return Pcm(np.concatenate([gap, body, gap]), rate)
+
+
+def joined(items: list[Pcm | float], chunk: int | None) -> npt.NDArray[np.int16]:
+    """Segments (Pcm) and pauses (seconds) through a Joiner, fed in chunks of `chunk`."""
+    joiner = Joiner(8000)
+    out = []
+    for item in items:
+        if isinstance(item, float):
+            joiner.pause(item)
+            continue
+        joiner.start_segment()
+        size = chunk or len(item.samples)
+        for at in range(0, len(item.samples), size):
+            ready = joiner.feed(Pcm(item.samples[at : at + size], 8000))
+            if ready is not None:
+                out.append(ready.samples)
+    last = joiner.finish()
+    if last is not None:
+        out.append(last.samples)
+    return np.concatenate(out)
+
+
+def test_joins_are_the_same_however_the_segments_are_chunked() -> None:
+    items: list[Pcm | float] = [tone(0.3), tone(0.05, silence=0.0), 0.25, tone(0.2), tone(0.4)]
+    whole = joined(items, None)
+    for chunk in (7, 64, 1000):
+        assert np.array_equal(joined(items, chunk), whole), chunk
+
+
+def test_a_join_keeps_only_a_margin_of_silence_and_a_pause_its_length() -> None:
+    rate, margin = 8000, int(JOIN_MARGIN * 8000)
+    first, second = tone(0.3), tone(0.3)
+    plain = joined([first, second], None)
+    paused = joined([first, 0.5, second], None)
+    assert len(paused) - len(plain) == int(0.5 * rate) + int(FADE * rate)  # no crossfade overlap
+    # Between the tones: the two margins (and the pause).
+    loud = np.flatnonzero(np.abs(paused.astype(np.int32)) > 0)
+    gap = np.diff(loud).max() - 1
+    assert abs(gap - (int(0.5 * rate) + 2 * margin)) <= 2
+
+
+def test_a_pause_before_a_silent_first_segment_is_kept() -> None:
+    silent = Pcm(np.zeros(800, dtype=np.int16), 8000)
+    out = joined([2.0, silent, tone(0.2, silence=0.0)], None)
+    first_sound = int(np.flatnonzero(np.abs(out.astype(np.int32)) > 0)[0])
+    assert first_sound >= int(2.0 * 8000)

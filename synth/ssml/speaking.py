@@ -219,7 +219,8 @@ class Joiner:
         self._pending: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._segments = 0
         self._trimming_head = False
-        self._head_silence: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+        # A segment's start, gathered until it holds its first sound and a fade after it.
+        self._head: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._pause = 0.0
         self._unread: list[str] = []
 
@@ -229,9 +230,10 @@ class Joiner:
 
     def start_segment(self) -> None:
         """The next samples fed begin a new segment."""
+        self._flush_head()
         self._segments += 1
         self._trimming_head = self._segments > 1
-        self._head_silence = np.zeros(0, dtype=np.int16)
+        self._head = np.zeros(0, dtype=np.int16)
         if self._segments == 1 and self._pause:  # a pause before the first words
             self._pending = np.concatenate([self._pending, self._silence(self._pause)])
             self._pause = 0.0
@@ -241,19 +243,38 @@ class Joiner:
         self._unread.extend(pcm.unread)
         samples: npt.NDArray[np.int16] = pcm.samples
         if self._trimming_head:
-            loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > self._level)
-            if loud.size == 0:
-                self._head_silence = np.concatenate([self._head_silence, samples])[-self._margin:]
+            self._head = np.concatenate([self._head, samples])
+            loud = np.flatnonzero(np.abs(self._head.astype(np.int32)) > self._level)
+            if loud.size == 0:  # still the voice's silence: keep only a margin of it
+                self._head = self._head[-self._margin:]
                 return None
-            head = np.concatenate([self._head_silence, samples[: loud[0]]])[-self._margin:]
-            samples = self._join(np.concatenate([head, samples[loud[0]:]]))
-            self._trimming_head = False
+            self._head = self._head[max(0, int(loud[0]) - self._margin):]
+            if len(self._head) < self._margin + self._fade:  # a whole fade, however chunked
+                return None
+            samples = self._joined_head()
+        return self._keep(samples)
+
+    def _keep(self, samples: npt.NDArray[np.int16]) -> Pcm | None:
         combined = np.concatenate([self._pending, samples])
         ready, self._pending = combined[: -self._hold], combined[-self._hold:]
         return self._out(ready)
 
+    def _joined_head(self) -> npt.NDArray[np.int16]:
+        joined = self._join(self._head)
+        self._head = np.zeros(0, dtype=np.int16)
+        self._trimming_head = False
+        return joined
+
+    def _flush_head(self) -> None:
+        """A segment that ended before its start was joined: join what it had (if it made
+        no sound at all, it adds nothing)."""
+        if self._trimming_head and np.any(np.abs(self._head.astype(np.int32)) > self._level):
+            self._pending = np.concatenate([self._pending, self._joined_head()])
+        self._trimming_head = False
+
     def finish(self) -> Pcm | None:
         """Everything still held (and a pause after the last words)."""
+        self._flush_head()
         tail = self._pending
         if self._pause:
             tail = np.concatenate([tail, self._silence(self._pause)])
@@ -276,7 +297,8 @@ class Joiner:
         start: returns the samples that replace both (the held part is consumed)."""
         tail = self._pending
         loud = np.flatnonzero(np.abs(tail.astype(np.int32)) > self._level)
-        end = int(loud[-1]) + 1 + self._margin if loud.size else 0
+        # Nothing loud held (a pause before the first words, a silent segment): all kept.
+        end = int(loud[-1]) + 1 + self._margin if loud.size else len(tail)
         tail_f: npt.NDArray[np.float32] = tail[: min(end, len(tail))].astype(np.float32)
         nxt: npt.NDArray[np.float32] = head.astype(np.float32)
         fade = min(self._fade, len(tail_f), len(nxt))
