@@ -27,6 +27,7 @@ from gateway.state import STORE, VOICES
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.registry import load_engines
 from synth.remote import RemoteEngine
+from synth.remote.breaker import Breaker
 from tests.support import free_port, serve_process, stop_process, until, until_sync
 
 Client = TestClient[Any, web.Application]
@@ -234,6 +235,11 @@ async def test_faults_open_the_breaker_use_the_fallback_and_recover(
         settings = settings_for(tmp_path, openai_backend(url))
         client = await app_client(aiohttp_client, engine, settings)
         voices = client.app[VOICES]
+        # The breaker's cool-down runs on a clock the test moves: however long the fallback
+        # syntheses take here, the breaker is open until the test says the time is up.
+        now = [0.0]
+        shared = next(w.engine for w in voices.workers if w.engine.name == "cloud").state
+        shared.breaker = Breaker(2, 0.3, clock=lambda: now[0])
         state.mode = mode
         texts = [f"您好，这是第{i}次测试。" for i in range(4)]
         answers = [await client.get(tts(t, "nova")) for t in texts[:2]]
@@ -249,7 +255,8 @@ async def test_faults_open_the_breaker_use_the_fallback_and_recover(
         if mode == "refuse":
             return  # nothing to recover to on that port
         state.mode = "ok"
-        await until(lambda: voices.backends()[0]["state"] == "half_open")
+        now[0] += 0.3  # the cool-down is over
+        assert voices.backends()[0]["state"] == "half_open"
         back = await client.get(tts(texts[3], "nova"))
         assert back.status == 200 and "X-Huiyin-Fallback" not in back.headers
         assert voices.backends()[0]["state"] == "closed"
