@@ -170,7 +170,16 @@ def test_keys_rate_limits_revocation_and_the_lexicon_hold_across_replicas(
         statuses = [get_with(f"{base}/tts.ulaw?text={quote(f'第{n}号窗口。')}", headers)[0]
                     for n, base in enumerate((b, a, b, a))]
         assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429]
-        # A hit is never limited, on either replica.
+        # A hit is never limited, on either replica: once replica a's write of the prompt
+        # has landed in the shared index (a miss is answered before its write lands).
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+
+        def stored(text: str) -> bool:
+            _, _, body = get_with(f"{b}/admin/phrases?q={quote(text)}", admin)
+            return bool(json.loads(body)["total"])
+
+        until_sync(lambda: stored("第1号窗口"), timeout=30, interval=0.1,
+                   what="replica a's prompt in the shared index")
         assert get_with(f"{b}/tts.ulaw?text={quote('第1号窗口。')}", headers)[0] == 200
         revoke = urllib.request.Request(f"{a}/admin/keys/pbx", method="DELETE",
                                         headers={"Authorization": f"Bearer {TOKEN}"})
@@ -180,7 +189,6 @@ def test_keys_rate_limits_revocation_and_the_lexicon_hold_across_replicas(
                    timeout=10, interval=0.1, what="the other replica refusing the revoked key")
 
         # A site word added on one replica is read by the other after its maintenance round.
-        admin = {"Authorization": f"Bearer {TOKEN}"}
         word = urllib.request.Request(
             f"{a}/admin/lexicon/{quote('汇音')}", method="PUT",
             data=json.dumps({"pinyin": "hui2 yin1"}).encode(),
