@@ -55,14 +55,6 @@ class Metrics:
         return dict(totals)
 
 
-def _by_engine(workers: Any, figure: Callable[[Any], float]) -> dict[str, float]:
-    """A worker figure summed over each engine's workers."""
-    totals: dict[str, float] = {}
-    for worker in workers:
-        totals[worker.engine.name] = totals.get(worker.engine.name, 0) + figure(worker)
-    return totals
-
-
 class _Collector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -91,7 +83,10 @@ class _Collector(Collector):
         workers = voices.workers if voices is not None else []
         completed = CounterMetricFamily("huiyin_synth", "Completed syntheses, by engine.",
                                         labels=["engine"])
-        for engine, done in sorted(_by_engine(workers, lambda w: w.completed).items()):
+        by_engine: Counter[str] = Counter()
+        for worker in workers:
+            by_engine[worker.engine.name] += worker.completed
+        for engine, done in sorted(by_engine.items()):
             completed.add_metric([engine], done)
         yield completed
         yield GaugeMetricFamily(

@@ -187,24 +187,23 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _ready(request: web.Request) -> bool:
-    """Whether /readyz would answer ready."""
+async def _readiness(request: web.Request) -> tuple[Unavailable | None, bool]:
+    """Why the gateway is not ready (None: it is), and whether its store took a write."""
     if request.app.get(VOICES) is None:
-        return False
+        return Unavailable("the voice is still loading", retry_after=2), False
     store = request.app[STORE]
     writable = await asyncio.get_running_loop().run_in_executor(None, store.files.writable)
-    return bool(writable or store.files.remote)
+    if not writable and not store.files.remote:
+        return Unavailable("the store is not writable", retry_after=10), writable
+    return None, writable
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: every engine loaded and the store writable."""
-    if request.app.get(VOICES) is None:
-        raise Unavailable("the voice is still loading", retry_after=2)
+    problem, writable = await _readiness(request)
+    if problem is not None:
+        raise problem
     store = request.app[STORE]
-    loop = asyncio.get_running_loop()
-    writable = await loop.run_in_executor(None, store.files.writable)
-    if not writable and not store.files.remote:
-        raise Unavailable("the store is not writable", retry_after=10)
     # A backend or a bucket that is down leaves the gateway ready: stored prompts play, and
     # misses are synthesized (by a fallback voice; stored once the bucket is back).
     backends = {b["backend"]: b["state"] for b in request.app[VOICES].backends()}
@@ -216,7 +215,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics (with readiness checked as /readyz checks it)."""
     collected = request.app[METRICS]
-    collected.ready = await _ready(request)
+    collected.ready = (await _readiness(request))[0] is None
     response = web.Response(body=collected.render())
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

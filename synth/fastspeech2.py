@@ -71,8 +71,12 @@ def voice_syllables(models_dir: Path) -> set[str]:
     if model is None:
         raise ModelNotPreparedError(f"the default voice is not prepared in {models_dir}; "
                                     "run `huiyin models prepare`")
-    mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
-    return set(SymbolTable.from_mapper(mapper).syllables)
+    return set(_symbol_table(model).syllables)
+
+
+def _symbol_table(model: PreparedModel) -> SymbolTable:
+    """The prepared voice's symbols (its mapper file)."""
+    return SymbolTable.from_mapper(json.loads(model.path("baker_mapper.json").read_text("utf-8")))
 
 
 class FastSpeech2Engine:
@@ -86,8 +90,7 @@ class FastSpeech2Engine:
     def __init__(
         self, model: PreparedModel, *, threads: int = 1, lexicon: Path | None = None
     ) -> None:
-        mapper = json.loads(model.path("baker_mapper.json").read_text("utf-8"))
-        symbols = SymbolTable.from_mapper(mapper)
+        symbols = _symbol_table(model)
         self._symbols = symbols
         self._syllables = set(symbols.syllables)
         # The sessions are built in native code, beside the frontend's loading: a quicker

@@ -157,11 +157,7 @@ class Voices:
     def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
         """What the request's voice will say, for a person to read (blocking: the engine
         reads it); engines that cannot show it refuse, naming the voice."""
-        engine = self._engine(request.engine)
-        if getattr(engine, "pronounce", None) is None:
-            raise InvalidInputError(
-                "voice", f"the voice '{request.voice}' offers no pronunciation preview")
-        described = speaking.pronounce(engine, request.text, request.voice)
+        described = speaking.pronounce(self._engine(request.engine), request.text, request.voice)
         return {"engine": request.engine, "voice": request.voice, **described}
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:

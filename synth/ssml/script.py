@@ -10,7 +10,6 @@ where the voicing changes or a break stands.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from synth.ssml.document import PARAGRAPH_SECONDS, Node, parse_document
@@ -87,7 +86,7 @@ def build_script(text: str, language: str) -> Script:
 
 
 def _audible(segment: Segment) -> bool:
-    return any(p.text.strip() and any(c.isalnum() for c in p.text) for p in segment.pieces)
+    return any(c.isalnum() for p in segment.pieces for c in p.text)
 
 
 _PARAGRAPH_END = Pause(PARAGRAPH_SECONDS)
@@ -124,9 +123,3 @@ def _flatten(
         out.append((Piece("。" if language.startswith("zh") else ".", "written"), said))
         if node.tag == "p":
             out.append(_PARAGRAPH_END)
-
-
-def iter_pieces(script: Script) -> Iterator[Piece]:
-    """Every piece of every segment, in order."""
-    for segment in script.segments:
-        yield from segment.pieces

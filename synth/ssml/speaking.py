@@ -48,9 +48,12 @@ def voice_of(engine: Engine, voice: str | None) -> VoiceInfo:
 
 
 def script_for(engine: Engine, voice: str | None, text: str) -> Script:
-    """The SSML document's script for the voice's language, its emotions checked."""
+    """The SSML document's script for the voice's language: something to say, its
+    emotions checked."""
     info = voice_of(engine, voice)
     script = build_script(text, info.language)
+    if not script.segments:
+        raise InvalidInputError("text", "the text has nothing to say")
     for category in sorted(script.emotions):
         if category not in info.styles and category not in NEAREST_STYLE:
             raise InvalidInputError(
@@ -122,8 +125,6 @@ def spoken_form(
         asked, style, prosody = _asked(engine, info, item, request_style, request_prosody)
         parts.append(f"{style};{prosody.speed:.3f},{prosody.pitch:.3f},{prosody.volume:.3f},"
                      f"{prosody.intonation:.3f};{engine.spoken_form(asked)}")
-    if not script.segments:
-        raise InvalidInputError("text", "the text has nothing to say")
     return "ssml\n" + "\n".join(parts)
 
 
@@ -141,8 +142,6 @@ def stream(
         return
     info = check_request(engine, voice, style, prosody)
     script = script_for(engine, voice, text)
-    if not script.segments:
-        raise InvalidInputError("text", "the text has nothing to say")
     joiner = Joiner(engine.sample_rate)
     for item in script.items:
         if isinstance(item, Pause):
@@ -176,7 +175,8 @@ def pronounce(engine: Engine, text: str, voice: str | None = None) -> dict[str, 
     """What the voice will say, for a person to read (engines with a preview only)."""
     preview = getattr(engine, "pronounce", None)
     if preview is None:
-        raise InvalidInputError("voice", "this voice offers no pronunciation preview")
+        raise InvalidInputError(
+            "voice", f"the voice '{voice_of(engine, voice).name}' offers no pronunciation preview")
     if not is_ssml(text):
         described: dict[str, Any] = preview(text)
         return described
@@ -199,8 +199,6 @@ def pronounce(engine: Engine, text: str, voice: str | None = None) -> dict[str, 
                                        "pitch": round(prosody.pitch, 3),
                                        "volume": round(prosody.volume, 3)}
             sentences.append(sentence)
-    if not script.segments:
-        raise InvalidInputError("text", "the text has nothing to say")
     return {"text": text, "ssml": True, "normalized": "".join(normalized),
             "sentences": sentences, "unread": unread}
 
