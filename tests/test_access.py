@@ -399,6 +399,30 @@ async def test_buckets_are_shared_by_replicas_on_postgresql(
         await other.close()
 
 
+async def test_keys_and_quotas_hold_on_either_index(store: Any, synth: Any, backing: Any) -> None:
+    # On SQLite and on PostgreSQL: only the hash is kept, a key found by its secret, a quota
+    # charged at once from two stores never passes its limit, and a revocation is seen by both.
+    from tests.support import same_store
+
+    key, secret = await store.credentials.create("both", "synthesize", rate=5, quota=30)
+    assert secret.startswith("hy_") and key.prefix in secret
+    other = await same_store(store, synth)
+    await other.open()
+    try:
+        found = await other.credentials.find(secret)
+        assert found is not None and (found.name, found.quota, found.rate) == ("both", 30, 5)
+        assert await other.credentials.find(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        charges = await asyncio.gather(*[s.credentials.charge(key, 4) for s in (store, other) * 5])
+        totals = sorted(t for t in charges if t is not None)
+        assert totals == [4, 8, 12, 16, 20, 24, 28]  # seven of ten fit in 30 characters
+        assert await store.credentials.charge(key, 2) == 30
+        assert await other.credentials.charge(key, 1) is None
+        assert (await store.credentials.revoke("both")) is not None
+        assert await other.credentials.find(secret) is None
+    finally:
+        await other.close()
+
+
 # the OpenAI client, the audit log
 
 
