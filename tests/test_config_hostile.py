@@ -100,7 +100,7 @@ def test_a_json_list_past_the_node_bound_is_refused_before_it_is_converted(
 ) -> None:
     monkeypatch.setattr(phrases, "MAX_NODES", 50)
     dumped: list[object] = []
-    monkeypatch.setattr(phrases.yaml, "safe_dump", lambda *a, **k: dumped.append(a) or "")
+    monkeypatch.setattr(phrases.yaml, "dump", lambda *a, **k: dumped.append(a) or "")
     with pytest.raises(PhraseFileError, match="more than 50 values"):
         parse_phrase_json("[" + ",".join("0" * 60) + "]", "body", formats=FORMATS)
     assert dumped == []
