@@ -98,7 +98,9 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: setting 'port' must be between 1 and 65535")
     if values.get("threads") is not None and values["threads"] < 0:
         raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
-    for name in ("workers", "queue_size", "max_body_bytes"):
+    if values.get("workers") is not None and values["workers"] < 0:
+        raise ConfigError(f"{source}: setting 'workers' must be 0 (chosen from the cores) or more")
+    for name in ("queue_size", "max_body_bytes"):
         if values.get(name) is not None and values[name] < 1:
             raise ConfigError(f"{source}: setting '{name}' must be at least 1")
     if values.get("synthesis_deadline") is not None and values["synthesis_deadline"] <= 0:

@@ -168,9 +168,12 @@ class Settings:
                       "connection, or from the first byte of a later request."),
     )
     workers: int = field(
-        default=1,
-        metadata=_doc("Engine instances per engine, each running one synthesis at a time; "
-                      "the cores are shared among them."),
+        default=0,
+        metadata=_doc("Syntheses each engine runs at once; the cores are shared among them. "
+                      "0 chooses from the cores: one per core for an engine that takes "
+                      "concurrent calls (the default voice: loaded once, its worker runs "
+                      "them from one queue), one for any other. Above 1, an engine that "
+                      "cannot share is loaded that many times."),
     )
     queue_size: int = field(
         default=32, metadata=_doc("Waiting syntheses per worker before requests get 503.")

@@ -17,6 +17,7 @@ from config import Settings
 from config.phrases import PhraseSpec
 from gateway.logs import note
 from synth.engine import Engine
+from synth.registry import lanes_for
 from synth.voices import Observer, Timing, Voices
 from synth.worker import SynthesisWorker
 
@@ -75,7 +76,8 @@ async def open_services(
     loop = asyncio.get_running_loop()
     loaded = engines if engines is not None else await loop.run_in_executor(None, load_engines, settings)
     workers = [
-        SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline)
+        SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline,
+                        lanes=lanes_for(settings, e))
         for e in loaded
     ]
     for worker in workers:

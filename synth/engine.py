@@ -117,7 +117,8 @@ class Pcm:
 
 @runtime_checkable
 class Engine(Protocol):
-    """A speech synthesizer. Implementations are not thread-safe; callers serialize use."""
+    """A speech synthesizer. Callers serialize its use, unless its class sets
+    `concurrent_calls = True` (see `takes_concurrent_calls`)."""
 
     @property
     def name(self) -> str:
@@ -189,3 +190,11 @@ def check_request(engine: Engine, voice: str | None, style: str, prosody: Prosod
             raise InvalidInputError(name, f"voice '{info.name}' has no {name} control; "
                                           f"leave {name} at 1")
     return info
+
+
+def takes_concurrent_calls(engine: object) -> bool:
+    """Whether one instance may run several syntheses at once, from different threads (its
+    sessions are thread-safe and what is not is locked inside): then the workers of its
+    engine share that instance and its memory instead of loading one each."""
+    return bool(getattr(engine, "concurrent_calls", False))
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,8 +53,9 @@ VOCODER_CONTEXT = 24
 # Below this many frames per chunk, splitting costs more than it saves.
 VOCODER_MIN_CHUNK = 96
 HOP = 300  # samples per mel frame
-# Frames (0.8 s) of a long first sentence vocoded alone, so a stream starts early.
-HEAD_FRAMES = 64
+# Frames (0.4 s) of the first model call's audio vocoded alone, so a stream starts early;
+# the rest (at least VOCODER_MIN_CHUNK frames more) is ready long before they have played.
+HEAD_FRAMES = 32
 # Spoken forms remembered: a few hundred bytes each for a typical prompt.
 SPOKEN_FORMS_KEPT = 4096
 
@@ -86,6 +88,9 @@ class FastSpeech2Engine:
     sample_rate = SAMPLE_RATE
     # A text may come as pieces (an SSML segment), with readings given by syllable.
     reads_pieces = True
+    # ONNX Runtime sessions run concurrent calls; the frontend holds its own lock, and the
+    # vocoder's chunk pool is shared. So the workers share one instance (one copy in memory).
+    concurrent_calls = True
 
     def __init__(
         self, model: PreparedModel, *, threads: int = 1, lexicon: Path | None = None
@@ -105,6 +110,9 @@ class FastSpeech2Engine:
             self._acoustic, self._vocoder = acoustic.result(), vocoder.result()
         self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vocoder")
+        # Calls running now: the vocoder's chunks share the cores among them.
+        self._calls = 0
+        self._calls_lock = threading.Lock()
         # Graph simplification may drop inputs that are constant for one speaker.
         self._acoustic_inputs = {i.name for i in self._acoustic.get_inputs()}
         # The lexicon is not part of the version: a key hashes the symbol ids the lexicon
@@ -226,18 +234,23 @@ class FastSpeech2Engine:
         Sample-exact: any split gives the samples a single run over the whole mel gives.
         """
         frames = mel.shape[1] - start
-        parts = max(1, min(self._threads, frames // VOCODER_MIN_CHUNK))
+        # Alone, a call splits its mel over every core; beside other calls, over its share.
+        # Every run goes through the pool, so no more than `threads` runs hold their buffers
+        # at once (about 0.5 MB per mel frame each), however many lanes there are.
+        share = max(1, self._threads // max(1, self._calls))
+        parts = max(1, min(share, frames // VOCODER_MIN_CHUNK))
         if parts == 1 and start == 0:
-            single: npt.NDArray[np.float32] = self._vocoder.run(None, {"mels": mel})[0][0, :, 0]
+            single: npt.NDArray[np.float32] = self._pool.submit(
+                lambda: self._vocoder.run(None, {"mels": mel})[0][0, :, 0]).result()
             return single
         bounds = [start + frames * k // parts for k in range(parts + 1)]
         spans = self._pool.map(lambda k: self._vocode_span(mel, bounds[k], bounds[k + 1]), range(parts))
         return np.concatenate(list(spans))
 
     def _opening(self, mel: npt.NDArray[np.float32], prosody: Prosody, first: bool) -> bool:
-        # A long first sentence's opening is vocoded alone so a stream starts early. Pitch
-        # shifting resamples whole sentences, so those stay in one piece.
-        return first and prosody.pitch == 1.0 and mel.shape[1] >= HEAD_FRAMES + 2 * VOCODER_MIN_CHUNK
+        # The first call's opening is vocoded alone so a stream starts early. Pitch shifting
+        # resamples whole sentences, so those stay in one piece.
+        return first and prosody.pitch == 1.0 and mel.shape[1] >= HEAD_FRAMES + VOCODER_MIN_CHUNK
 
     def _finish(self, audio: npt.NDArray[np.float32], prosody: Prosody) -> npt.NDArray[np.float32]:
         if prosody.pitch != 1.0:
@@ -254,7 +267,7 @@ class FastSpeech2Engine:
         prosody: Prosody = Prosody(),
     ) -> Iterator[Pcm]:
         """Yield PCM as soon as it is synthesized: sentence by sentence (a pause follows all
-        but the last), with a long first sentence's opening ahead of its remainder."""
+        but the last), with the first call's opening ahead of its remainder."""
         return self._generate(text, voice, style, prosody, early_opening=True)
 
     def _generate(
@@ -263,6 +276,17 @@ class FastSpeech2Engine:
         # The opening costs a little throughput (it is vocoded alone), so only streams do it;
         # the samples are the same either way.
         check_request(self, voice, style, prosody)
+        with self._calls_lock:
+            self._calls += 1
+        try:
+            yield from self._sentences(text, style, prosody, early_opening=early_opening)
+        finally:
+            with self._calls_lock:
+                self._calls -= 1
+
+    def _sentences(
+        self, text: str | Sequence[Piece], style: str, prosody: Prosody, *, early_opening: bool,
+    ) -> Iterator[Pcm]:
         effective = apply_style(style, prosody)
         utterance = self._frontend.analyze(text if isinstance(text, str) else self._checked(text))
         if not utterance.sentences:

@@ -3,11 +3,12 @@ with its own message: there is no silent fallback to another engine."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from config import ConfigError, Settings
 from config.settings import ENGINES
-from synth.engine import Engine
+from synth.engine import Engine, takes_concurrent_calls
 
 
 def _fastspeech2(settings: Settings, threads: int) -> Engine:
@@ -42,17 +43,38 @@ BUILDERS: dict[str, Callable[[Settings, int], Engine]] = {
 }
 
 
+def _instances(settings: Settings, name: str) -> list[Engine]:
+    """An engine's instances. One that takes concurrent calls is loaded once, whatever
+    `workers` says (its worker runs that many lanes, see `lanes_for`); any other is loaded
+    once per worker, the cores divided among the instances."""
+    cores = settings.resolved_threads()
+    if settings.workers <= 1:
+        return [BUILDERS[name](settings, cores)]
+    first = BUILDERS[name](settings, max(1, cores // settings.workers))
+    if takes_concurrent_calls(first):
+        return [first]
+    return [first] + [BUILDERS[name](settings, max(1, cores // settings.workers))
+                      for _ in range(settings.workers - 1)]
+
+
+def lanes_for(settings: Settings, engine: Engine) -> int:
+    """Syntheses an instance's worker runs at once: `workers` (0 chooses one per core) for
+    an engine that takes concurrent calls; one for any other (it has instances instead)."""
+    if not takes_concurrent_calls(engine):
+        return 1
+    return settings.workers or os.cpu_count() or 1
+
+
 def load_engines(settings: Settings) -> list[Engine]:
-    """Every configured engine, one instance per worker, in the order of the setting; then
-    the voices are checked: none offered twice, the default voice offered by some engine."""
-    threads = max(1, settings.resolved_threads() // settings.workers)
+    """Every configured engine's instances, in the order of the setting; then the voices are
+    checked: none offered twice, the default voice offered by some engine."""
     engines: list[Engine] = []
     for name in settings.engines:
         if name not in BUILDERS:
             raise ConfigError(
                 f"setting 'engines': unknown engine '{name}'; known: {', '.join(BUILDERS)}"
             )
-        engines.extend(BUILDERS[name](settings, threads) for _ in range(settings.workers))
+        engines.extend(_instances(settings, name))
     if settings.backends:
         from synth.remote import load_backend, shared_normalizer
 

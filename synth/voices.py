@@ -68,8 +68,8 @@ class Voices:
         return self._workers[name][0].engine
 
     def _worker(self, engine: str) -> SynthesisWorker:
-        # The least loaded instance of the engine.
-        return min(self._workers[engine], key=lambda w: w.queue_depth + w.busy)
+        # The least loaded instance of the engine (per lane).
+        return min(self._workers[engine], key=lambda w: w.load)
 
     def resolve(self, voice: str | None) -> VoiceChoice:
         """The engine and voice for a requested voice name (None: the default voice)."""

@@ -1,4 +1,5 @@
-"""One engine, one thread: a bounded priority queue in front of a non-thread-safe voice."""
+"""A bounded priority queue in front of an engine, run by one thread per lane: one lane for
+an engine that takes one call at a time, several for one that takes concurrent calls."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from synth.compat import timeout
-from synth.engine import Engine, Pcm, Prosody
+from synth.engine import Engine, Pcm, Prosody, takes_concurrent_calls
 from synth.ssml import speaking
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
@@ -85,7 +86,8 @@ class _Job:
 
 
 class SynthesisWorker:
-    """Runs at most one synthesis at a time on one engine, in one thread, LIVE before WARM.
+    """Runs at most `lanes` syntheses at a time on one engine, each lane in its own thread,
+    from one queue: LIVE before WARM, and whichever lane is free takes the next job.
 
     A deadline covers the wait in the queue and, for `synthesize`, the synthesis itself.
     A running engine call cannot be interrupted: when its deadline passes the caller gets
@@ -93,19 +95,26 @@ class SynthesisWorker:
     engine, and its audio is discarded.
     """
 
-    def __init__(self, engine: Engine, *, max_queue: int = 32, deadline: float = 30.0) -> None:
+    def __init__(
+        self, engine: Engine, *, max_queue: int = 32, deadline: float = 30.0, lanes: int = 1,
+    ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
+        if lanes > 1 and not takes_concurrent_calls(engine):
+            raise ValueError(f"engine '{engine.name}' takes one call at a time: one lane")
         self._engine = engine
+        self._lanes = lanes
         self._max_queue = max_queue
         self._deadline = deadline
         self._waiting: list[_Job] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._dispatchers: list[asyncio.Task[None]] = []
         self._closed = False
-        self._busy = False
+        self._running = 0
         self._completed = 0
         self._mean = 0.0
         self._synthesis_seconds = 0.0
@@ -129,7 +138,22 @@ class SynthesisWorker:
     @property
     def busy(self) -> bool:
         """Whether the engine is working (possibly on an abandoned job)."""
-        return self._busy
+        return self._running > 0
+
+    @property
+    def running(self) -> int:
+        """Jobs the engine is working on now (abandoned ones included)."""
+        return self._running
+
+    @property
+    def lanes(self) -> int:
+        """Jobs the engine may work on at once."""
+        return self._lanes
+
+    @property
+    def load(self) -> float:
+        """Waiting and running jobs per lane: where a new job would wait least."""
+        return (self.queue_depth + self._running) / self._lanes
 
     @property
     def completed(self) -> int:
@@ -152,25 +176,25 @@ class SynthesisWorker:
         return self._audio_seconds
 
     async def start(self) -> None:
-        """Start the worker thread and the dispatcher."""
-        if self._dispatcher is not None:
+        """Start the lanes: a thread and a dispatcher each."""
+        if self._dispatchers:
             return
-        # One thread: the engine is not thread-safe, and jobs must run in queue order.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-worker")
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="synth-worker")
+        # A thread per lane: one lane when the engine takes one call at a time.
+        self._executor = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="synth-worker")
+        self._dispatchers = [asyncio.create_task(self._dispatch(), name=f"synth-worker-{n}")
+                             for n in range(self._lanes)]
 
     async def close(self) -> None:
-        """Refuse new work, fail the waiting jobs, let the running one finish, stop the thread."""
+        """Refuse new work, fail the waiting jobs, let the running ones finish, stop the threads."""
         self._closed = True
         for job in self._waiting:
             if not job.outcome.done():
                 job.outcome.set_exception(WorkerClosedError("the synthesis worker closed"))
         self._waiting.clear()
         self._wakeup.set()
-        if self._dispatcher is not None:
-            await self._dispatcher
+        await asyncio.gather(*self._dispatchers)
         if self._executor is not None:
-            # The dispatcher has awaited the last engine call, so the thread is idle.
+            # The dispatchers have awaited their last engine calls, so the threads are idle.
             self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> SynthesisWorker:
@@ -243,7 +267,7 @@ class SynthesisWorker:
         urgency = priority if isinstance(priority, Urgency) else Urgency(priority)
         if self._closed:
             raise WorkerClosedError("the synthesis worker is closed")
-        if self._dispatcher is None:
+        if not self._dispatchers:
             raise RuntimeError("start() the worker before submitting work")
         if self.queue_depth >= self._max_queue:
             self._make_room(urgency.priority)
@@ -267,8 +291,7 @@ class SynthesisWorker:
 
     def _retry_after(self) -> int:
         per_job = self._mean if self._completed else _FIRST_GUESS_SECONDS
-        ahead = self.queue_depth + (1 if self._busy else 0)
-        return max(1, math.ceil(ahead * per_job))
+        return max(1, math.ceil(self.load * per_job))
 
     def _withdraw(self, job: _Job) -> None:
         """Drop a job its caller no longer waits for, if the engine has not taken it."""
@@ -296,14 +319,14 @@ class SynthesisWorker:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            self._busy = True
+            self._running += 1
             try:
                 if job.chunks is None:
                     await self._run_synthesis(loop, job)
                 else:
                     await self._run_stream(loop, job)
             finally:
-                self._busy = False
+                self._running -= 1
 
     async def _run_synthesis(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
         try:

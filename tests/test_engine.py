@@ -80,9 +80,9 @@ def test_unreadable_characters_are_reported_with_the_audio(engine: FastSpeech2En
 
 
 def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engine) -> None:
-    sentence = engine.frontend.analyze(
+    sentence = max(engine.frontend.analyze(
         "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清，谢谢配合。"
-    ).sentences[0]
+    ).sentences, key=lambda s: len(s.ids))
     mel = engine._mel(sentence.ids, Prosody())
     assert mel.shape[1] > 300  # long enough to be split into chunks
     single = engine._vocoder.run(None, {"mels": mel})[0][0, :, 0]
@@ -91,10 +91,47 @@ def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engin
     assert np.array_equal(np.concatenate([head, engine._vocode(mel, 64)]), single)
 
 
-def test_a_long_first_sentence_streams_its_opening_first(engine: FastSpeech2Engine) -> None:
+def test_the_first_call_streams_its_opening_first(engine: FastSpeech2Engine) -> None:
+    from synth.fastspeech2 import HEAD_FRAMES, HOP
+
     text = "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清。谢谢。"
+    calls = engine.frontend.analyze(text).sentences
+    # The opening clause is a call of its own; then the rest of the sentence, then the next.
+    assert [c.text for c in calls] == ["您的本月话费账单为一百二十八点五零元",
+                                       "请于二零二四年三月十五日前缴清", "谢谢"]
     chunks = list(engine.stream(text))
-    assert len(chunks) == 3  # opening, rest of the first sentence, second sentence
-    assert abs(chunks[0].duration - 64 * 300 / 24000) < 1e-9
+    assert len(chunks) == len(calls) + 1  # the first call's opening comes alone
+    assert abs(chunks[0].duration - HEAD_FRAMES * HOP / 24000) < 1e-9
     joined = np.concatenate([c.samples for c in chunks])
     assert np.array_equal(joined, engine.synthesize(text).samples)
+
+
+def test_workers_share_one_loaded_default_voice(engine: FastSpeech2Engine) -> None:
+    import os
+
+    from config import Settings
+    from synth.engine import takes_concurrent_calls
+    from synth.registry import lanes_for
+
+    assert takes_concurrent_calls(engine)
+    assert lanes_for(Settings(workers=0), engine) == os.cpu_count()
+    assert lanes_for(Settings(workers=3), engine) == 3
+
+    class OneAtATime:
+        name = "single"
+
+    assert lanes_for(Settings(workers=0), OneAtATime()) == 1  # type: ignore[arg-type]
+    assert lanes_for(Settings(workers=3), OneAtATime()) == 1  # type: ignore[arg-type]
+
+
+def test_concurrent_calls_give_the_samples_of_one_call_at_a_time(engine: FastSpeech2Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ["您好，欢迎致电客户服务中心，查询话费请按一，办理业务请按二。",
+             "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清。",
+             "请稍候，正在为您转接人工客服。", "感谢您的来电，再见。"] * 2
+    alone = [engine.synthesize(t).samples for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda t: engine.synthesize(t).samples, texts))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+

@@ -299,3 +299,61 @@ async def test_close_fails_waiting_jobs_and_finishes_the_running_one(
     with pytest.raises(WorkerClosedError):
         await worker.synthesize("还在吗？")
     assert recording.calls == ["占线。"]
+
+
+class SharedRecording(Recording):
+    """The recording engine, declaring what the real one declares: concurrent calls."""
+
+    concurrent_calls = True
+
+
+async def test_lanes_run_jobs_side_by_side_from_one_queue(recording: Recording) -> None:
+    shared = SharedRecording(recording.inner)
+    first, second, third = "第一位客户。", "第二位客户。", "第三位客户。"
+    gates = {text: shared.hold(text) for text in (first, second)}
+    async with SynthesisWorker(shared, max_queue=4, lanes=2) as worker:
+        assert worker.lanes == 2
+        tasks = [asyncio.create_task(worker.synthesize(t)) for t in (first, second)]
+        # Both are inside the engine at once: one lane each.
+        await shared.until_entered(first)
+        await shared.until_entered(second)
+        assert worker.running == 2
+        later = asyncio.create_task(worker.synthesize(third, priority=Priority.WARM))
+        await until(lambda: worker.queue_depth == 1)
+        assert worker.load == pytest.approx(1.5)
+        # Whichever lane is free takes the next job: the second is still held.
+        gates[first].set()
+        pcm = await later
+        assert not tasks[1].done() and shared.calls[-1] == third
+        gates[second].set()
+        results = await asyncio.gather(*tasks)
+    for text, got in zip((first, second, third), [*results, pcm], strict=True):
+        direct = await asyncio.to_thread(recording.inner.synthesize, text)
+        assert np.array_equal(got.samples, direct.samples)
+
+
+async def test_a_free_lane_takes_live_work_before_warm(recording: Recording) -> None:
+    shared = SharedRecording(recording.inner)
+    held = ["占线一。", "占线二。"]
+    gates = [shared.hold(t) for t in held]
+    async with SynthesisWorker(shared, max_queue=8, lanes=2) as worker:
+        running = [asyncio.create_task(worker.synthesize(t)) for t in held]
+        for text in held:
+            await shared.until_entered(text)
+        warm = [asyncio.create_task(worker.synthesize(t, priority=Priority.WARM))
+                for t in ("预热一。", "预热二。")]
+        await until(lambda: worker.queue_depth == 2)
+        live = asyncio.create_task(worker.synthesize("来电请按一。"))
+        await until(lambda: worker.queue_depth == 3)
+        gates[0].set()
+        await live
+        assert shared.calls[2] == "来电请按一。"
+        gates[1].set()
+        await asyncio.gather(*running, *warm)
+
+
+async def test_an_engine_that_takes_one_call_at_a_time_gets_one_lane(recording: Recording) -> None:
+    with pytest.raises(ValueError, match="one call at a time"):
+        SynthesisWorker(recording, lanes=2)
+    with pytest.raises(ValueError, match="lanes must be at least 1"):
+        SynthesisWorker(SharedRecording(recording.inner), lanes=0)
