@@ -1,10 +1,17 @@
-"""Throughput of the gateway's cache-hit path next to nginx serving the same WAV as a file.
+"""Throughput of the gateway's cache-hit path next to nginx serving the same bytes as a file.
 
 One run starts the gateway (pinned to core 0) with a fresh data folder, warms one phrase,
 then loads `/tts.wav?text=...` with wrk (pinned to core 1), so every request pays for
 looking its URL up and finding the audio in the hot set. It then stops the gateway, has
 Debian's nginx (1 worker, also on core 0) serve the same bytes as a static file, and loads
 that with the same wrk command. Targets: gateway req/s >= 0.5 x nginx, gateway p99 <= 10 ms.
+
+--format picks the encoding (ulaw: what IVR platforms fetch) and --route the URL form:
+tts (`/tts.<fmt>?text=`), prompts (`/prompts/<key>.<fmt>`) or phrases (`/phrases/<id>.<fmt>`,
+the phrase warmed by the admin API). --edge loads the documented edge instead
+(deploy/nginx/huiyin.conf.template, nginx with 1 worker on core 0, in front of the gateway),
+after checking that its answer is the gateway's, byte for byte; the targets are then those
+of the edge: >= 0.8 x bare nginx for prompts and phrases, >= 0.5 x for tts.
 
 Exit status: 0 when both targets hold, 1 when a target is missed, 2 when the run could not
 be measured (missing tools, a process that would not start, errors reported by wrk).
@@ -17,6 +24,8 @@ or as a signed URL: the cost of checking credentials on every hit.
 
 usage: .venv/bin/python bench/hits.py [--duration 10] [--connections 32] [--text "..."]
                                       [--access open|key|signed] [--no-fast-hits]
+                                      [--format wav|ulaw|...] [--route tts|prompts|phrases]
+                                      [--edge]
 """
 
 from __future__ import annotations
@@ -52,12 +61,17 @@ from bench.procs import (  # noqa: E402
     wait_until,
 )
 from gateway.signing import sign  # noqa: E402
+from synth import codecs  # noqa: E402
 
 DEFAULT_TEXT = "您好，欢迎致电客户服务中心，请问有什么可以帮您？"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 10.0
+# Through the edge: URLs that name stored audio (a key, a phrase id) against those that carry
+# the text.
+EDGE_TARGETS = {"prompts": 0.8, "phrases": 0.8, "tts": 0.5}
+EDGE_TEMPLATE = REPO / "deploy" / "nginx" / "huiyin.conf.template"
 INSTALL_HINT = "apt-get install nginx wrk"
 
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -72,7 +86,7 @@ events {{
     worker_connections 1024;
 }}
 http {{
-    types {{ audio/wav wav; }}
+    types {{ {types} }}
     default_type application/octet-stream;
     access_log off;
     sendfile on;
@@ -83,12 +97,13 @@ http {{
     fastcgi_temp_path {tmp}/nginx-fastcgi;
     uwsgi_temp_path {tmp}/nginx-uwsgi;
     scgi_temp_path {tmp}/nginx-scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
+    {site}
 }}
 """
+STATIC_SITE = """server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}"""
 
 
 @dataclass(frozen=True)
@@ -218,9 +233,52 @@ def cache_counts(base: str) -> tuple[float, float]:
     return metric(text, "huiyin_cache_hits_total"), metric(text, "huiyin_cache_misses_total")
 
 
-def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
-                  wrk: str) -> tuple[WrkResult, bytes]:
-    """Start the gateway, warm the phrase, load its hit path; returns the figures and the WAV."""
+def warm_phrase(base: str, admin: str, text: str, fmt: str) -> tuple[str, str]:
+    """Warm `text` as the named phrase `bench` in `fmt` through the admin API; its id and key."""
+    body = f"phrases:\n  - id: bench\n    text: {json.dumps(text, ensure_ascii=False)}\n" \
+           f"    formats: [{fmt}]\n"
+    auth = {"Authorization": f"Bearer {admin}"}
+    status, _, made = fetch(f"{base}/admin/warm", data=body.encode(),
+                            headers={**auth, "Content-Type": "application/yaml"})
+    if status != 202:
+        raise BenchError(f"POST /admin/warm answered {status}: {made[:300]!r}")
+    job = json.loads(made)["job_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = json.loads(fetch(f"{base}/admin/warm/{job}", headers=auth)[2])
+        if state["state"] in ("done", "failed"):
+            if state["state"] == "failed" or state["failed"]:
+                raise BenchError(f"warming the phrase failed: {state}")
+            break
+        time.sleep(0.2)
+    else:
+        raise BenchError("warming the phrase took over 120 s")
+    listed = json.loads(fetch(f"{base}/admin/phrases?q=bench", headers=auth)[2])
+    (phrase,) = [p for p in listed["phrases"] if p.get("phrase_id") == "bench"]
+    return "bench", phrase["key"]
+
+
+def route_target(args: argparse.Namespace, base: str, admin: str) -> str:
+    """The path and query loaded for --route and --format."""
+    if args.route == "tts":
+        return f"/tts.{args.format}?text={urllib.parse.quote(args.text, safe='')}"
+    phrase_id, key = warm_phrase(base, admin, args.text, args.format)
+    return f"/prompts/{key}.{args.format}" if args.route == "prompts" else \
+        f"/phrases/{phrase_id}.{args.format}"
+
+
+def check_answer(url: str, headers: dict[str, str], body: bytes, fmt: str) -> None:
+    """The answer is the format asked for."""
+    expected = codecs.FORMATS[fmt].content_type
+    if headers.get("Content-Type") != expected or not body:
+        raise BenchError(f"GET {url} answered {headers.get('Content-Type')} "
+                         f"({len(body)} bytes), expected {expected}")
+
+
+def start_gateway(procs: Processes, tmp: Path, args: argparse.Namespace
+                  ) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    """The gateway on core 0 with a fresh data folder: process, base URL, admin token and
+    signing secret."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp / "gateway.log"
@@ -239,8 +297,15 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
                log, timeout=120)
     print(f"gateway    pid {gateway.pid}, port {port}, ready in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
+    return gateway, base, admin, signing
 
-    target = f"/tts.wav?text={urllib.parse.quote(args.text, safe='')}"
+
+def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
+                  wrk: str) -> tuple[WrkResult, bytes]:
+    """Start the gateway, warm the phrase, load its hit path (or the edge in front of it);
+    returns the figures and the audio."""
+    gateway, base, admin, signing = start_gateway(procs, tmp, args)
+    target = route_target(args, base, admin)
     keyed: dict[str, str] = {}
     if args.access == "signed":
         target = sign(target, signing, 3600)
@@ -252,19 +317,21 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
             raise BenchError(f"POST /admin/keys answered {status}: {made[:300]!r}")
         keyed = {"X-API-Key": json.loads(made)["key"]}
     url = base + target
-    print(f"access     {args.access}", flush=True)
-    for expected in ("MISS", "HIT"):
+    print(f"access     {args.access}; route {args.route}, format {args.format}", flush=True)
+    for expected in ("MISS", "HIT") if args.route == "tts" else ("HIT", "HIT"):
         status, headers, body = fetch(url, headers=keyed)
         if status != 200:
             raise BenchError(f"GET {url} answered {status}: {body[:300]!r}")
         got = headers.get("X-Cache")
         if got != expected:
             raise BenchError(f"GET {url} answered X-Cache: {got}, expected {expected}")
-        if headers.get("Content-Type", "").split(";")[0] != "audio/wav" or body[:4] != b"RIFF":
-            raise BenchError(f"GET {url} did not answer a WAV: {headers.get('Content-Type')}")
-    print(f"phrase     {args.text} ({len(args.text)} chars): {len(body)} bytes, MISS then HIT",
-          flush=True)
+        check_answer(url, headers, body, args.format)
+    print(f"phrase     {args.text} ({len(args.text)} chars): {len(body)} bytes", flush=True)
 
+    if args.edge:
+        result = bench_edge(procs, tmp, args, wrk, base, target, (headers, body))
+        procs.stop(gateway, signal.SIGINT)
+        return result, body
     hits_before, misses_before = cache_counts(base)
     result = run_wrk(wrk, url, args.duration, args.connections, keyed)
     hits_after, misses_after = cache_counts(base)
@@ -277,21 +344,67 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
     return result, body
 
 
+# Headers the edge adds or sets itself; every other header is the gateway's, unchanged.
+_EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache"}
+
+
+def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, base: str,
+               target: str, direct: tuple[dict[str, str], bytes]) -> WrkResult:
+    """The documented edge config in front of the gateway (nginx, 1 worker, core 0): check
+    that a cached answer is the gateway's, then load it."""
+    nginx = find_tool("nginx")
+    edge_tmp = tmp / "edge"
+    edge_tmp.mkdir()
+    edge_tmp.chmod(0o755)
+    port = free_port()
+    site = (EDGE_TEMPLATE.read_text(encoding="utf-8")
+            .replace("${UPSTREAM}", base.removeprefix("http://"))
+            .replace("${LISTEN}", f"127.0.0.1:{port}")
+            .replace("${CACHE_DIR}", str(edge_tmp / "cache")))
+    conf = edge_tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=edge_tmp, types="", site=site))
+    server = procs.start(
+        ["taskset", "-c", SERVER_CORE, nginx, "-p", str(edge_tmp), "-e",
+         str(edge_tmp / "nginx-error.log"), "-c", str(conf)],
+        log=edge_tmp / "nginx.log", cwd=edge_tmp,
+    )
+    url = f"http://127.0.0.1:{port}{target}"
+    wait_until(lambda: fetch(f"http://127.0.0.1:{port}/healthz", timeout=5)[0] == 200, server,
+               "the edge", edge_tmp / "nginx-error.log", timeout=20)
+    fetch(url)  # fills the edge's cache
+    status, headers, body = fetch(url)
+    if status != 200 or headers.get("X-Edge-Cache") != "HIT":
+        raise BenchError(f"the edge answered {status}, X-Edge-Cache {headers.get('X-Edge-Cache')}")
+    want_headers, want_body = direct
+    mine = {k.lower(): v for k, v in headers.items() if k.lower() not in _EDGE_OWN}
+    theirs = {k.lower(): v for k, v in want_headers.items() if k.lower() not in _EDGE_OWN}
+    if body != want_body or mine != theirs:
+        raise BenchError(f"the edge's answer differs from the gateway's: {mine} != {theirs}")
+    print(f"edge       pid {server.pid}, port {port}: a cached answer is the gateway's, "
+          "byte for byte", flush=True)
+    result = run_wrk(wrk, url, args.duration, args.connections)
+    procs.stop(server, signal.SIGTERM)
+    return result
+
+
 def bench_nginx(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str,
-                nginx: str, wav: bytes) -> WrkResult:
-    """Serve the WAV as a static file with nginx (1 worker) and load it."""
+                nginx: str, audio: bytes) -> WrkResult:
+    """Serve the audio as a static file with nginx (1 worker) and load it."""
     root = tmp / "www"
     root.mkdir()
-    (root / "prompt.wav").write_bytes(wav)
+    name = f"prompt.{args.format}"
+    (root / name).write_bytes(audio)
     # nginx started as root runs its worker as nobody, which must reach the file.
     for path in (tmp, root):
         path.chmod(0o755)
-    (root / "prompt.wav").chmod(0o644)
+    (root / name).chmod(0o644)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
+    types = f"{codecs.FORMATS[args.format].content_type} {args.format};"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, types=types,
+                                      site=STATIC_SITE.format(port=port, root=root)))
     log = tmp / "nginx.log"
-    url = f"http://127.0.0.1:{port}/prompt.wav"
+    url = f"http://127.0.0.1:{port}/{name}"
     server = procs.start(
         ["taskset", "-c", SERVER_CORE, nginx, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"),
          "-c", str(conf)],
@@ -300,34 +413,39 @@ def bench_nginx(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str,
 
     def serving() -> bool:
         status, _, body = fetch(url, timeout=5)
-        return status == 200 and body == wav
+        return status == 200 and body == audio
 
     wait_until(serving, server, "nginx", tmp / "nginx-error.log", timeout=20)
-    print(f"nginx      pid {server.pid}, port {port}, serving {len(wav)} bytes", flush=True)
+    print(f"nginx      pid {server.pid}, port {port}, serving {len(audio)} bytes", flush=True)
     result = run_wrk(wrk, url, args.duration, args.connections)
     procs.stop(server, signal.SIGTERM)
     return result
 
 
-def report(gateway: WrkResult, nginx: WrkResult, body_bytes: int) -> bool:
-    """Print the comparison table; True when both targets hold."""
-    def row(name: str, r: WrkResult) -> str:
+def report(args: argparse.Namespace, gateway: WrkResult, nginx: WrkResult,
+           body_bytes: int) -> bool:
+    """Print the comparison table; True when the targets hold."""
+    name = "edge" if args.edge else "gateway"
+
+    def row(label: str, r: WrkResult) -> str:
         per = r.read_bytes / r.requests if r.requests else 0.0
-        return (f"{name:<9}{r.requests_per_s:>10,.0f}{r.p50_ms:>9.2f}{r.p90_ms:>9.2f}"
+        return (f"{label:<9}{r.requests_per_s:>10,.0f}{r.p50_ms:>9.2f}{r.p90_ms:>9.2f}"
                 f"{r.p99_ms:>9.2f}{r.transfer_per_s / (1 << 20):>11,.0f}{per / 1024:>10.1f}")
 
     ratio = gateway.requests_per_s / nginx.requests_per_s if nginx.requests_per_s else 0.0
-    ratio_ok = ratio >= TARGET_RATIO
+    target = EDGE_TARGETS[args.route] if args.edge else TARGET_RATIO
+    ratio_ok = ratio >= target
     p99_ok = gateway.p99_ms <= TARGET_P99_MS
     print()
-    print(f"WAV body {body_bytes / 1024:.1f} KiB; p50/p90/p99 in ms; MiB/s; KiB read per request")
+    print(f"{args.format} body {body_bytes / 1024:.1f} KiB, route {args.route}; p50/p90/p99 in "
+          "ms; MiB/s; KiB read per request")
     print(f"{'':<9}{'req/s':>10}{'p50':>9}{'p90':>9}{'p99':>9}{'MiB/s':>11}{'KiB/req':>10}")
-    print(row("gateway", gateway))
+    print(row(name, gateway))
     print(row("nginx", nginx))
     print()
-    print(f"ratio gateway/nginx  {ratio:.2f}  (target >= {TARGET_RATIO}: "
+    print(f"ratio {name}/nginx  {ratio:.2f}  (target >= {target}: "
           f"{'ok' if ratio_ok else 'MISSED'})")
-    print(f"gateway p99          {gateway.p99_ms:.2f} ms  (target <= {TARGET_P99_MS:g} ms: "
+    print(f"{name} p99          {gateway.p99_ms:.2f} ms  (target <= {TARGET_P99_MS:g} ms: "
           f"{'ok' if p99_ok else 'MISSED'})")
     return ratio_ok and p99_ok
 
@@ -343,9 +461,18 @@ def main(argv: list[str] | None = None) -> int:
                              "or signed (access: keys, a signed URL)")
     parser.add_argument("--no-fast-hits", action="store_true",
                         help="turn the gateway's hit lane off: every hit takes aiohttp's full cycle")
+    parser.add_argument("--format", default="wav", choices=sorted(codecs.FORMATS),
+                        help="the encoding loaded (default wav; IVR platforms fetch ulaw)")
+    parser.add_argument("--route", choices=("tts", "prompts", "phrases"), default="tts",
+                        help="the URL form: /tts.<fmt>?text=, /prompts/<key>.<fmt> or "
+                             "/phrases/<id>.<fmt>")
+    parser.add_argument("--edge", action="store_true",
+                        help="load the documented nginx edge in front of the gateway")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1:
         parser.error("--duration and --connections must be at least 1")
+    if args.edge and args.access != "open":
+        parser.error("--edge loads open URLs (the edge never caches keyed answers)")
 
     try:
         wrk, nginx = find_tool("wrk"), find_tool("nginx")
@@ -360,11 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="huiyin-hits-"))
     try:
-        gateway, wav = bench_gateway(procs, tmp, args, wrk)
-        nginx_result = bench_nginx(procs, tmp, args, wrk, nginx, wav)
+        gateway, audio = bench_gateway(procs, tmp, args, wrk)
+        nginx_result = bench_nginx(procs, tmp, args, wrk, nginx, audio)
         failures = [f"{name}: {e}" for name, r in (("gateway", gateway), ("nginx", nginx_result))
                     for e in r.errors()]
-        ok = report(gateway, nginx_result, len(wav))
+        ok = report(args, gateway, nginx_result, len(audio))
         if failures:
             print("\nwrk reported errors:", file=sys.stderr)
             for failure in failures:
