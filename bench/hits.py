@@ -58,6 +58,7 @@ from bench.procs import (  # noqa: E402
     free_port,
     metric,
     on_sigterm,
+    tail,
     wait_until,
 )
 from gateway.signing import sign  # noqa: E402
@@ -344,8 +345,9 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
     return result, body
 
 
-# Headers the edge adds or sets itself; every other header is the gateway's, unchanged.
-_EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache"}
+# Headers the edge adds or sets itself, and the id of the request that filled its cache;
+# every other header is the gateway's, unchanged.
+_EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache", "x-request-id"}
 
 
 def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, base: str,
@@ -355,7 +357,9 @@ def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, 
     nginx = find_tool("nginx")
     edge_tmp = tmp / "edge"
     edge_tmp.mkdir()
-    edge_tmp.chmod(0o755)
+    # nginx started as root runs its worker as nobody, which must write the cache.
+    for path in (tmp, edge_tmp):
+        path.chmod(0o755)
     port = free_port()
     site = (EDGE_TEMPLATE.read_text(encoding="utf-8")
             .replace("${UPSTREAM}", base.removeprefix("http://"))
@@ -374,7 +378,8 @@ def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, 
     fetch(url)  # fills the edge's cache
     status, headers, body = fetch(url)
     if status != 200 or headers.get("X-Edge-Cache") != "HIT":
-        raise BenchError(f"the edge answered {status}, X-Edge-Cache {headers.get('X-Edge-Cache')}")
+        raise BenchError(f"the edge answered {status}, X-Edge-Cache {headers.get('X-Edge-Cache')}:"
+                         f"\n{tail(edge_tmp / 'nginx-error.log')}")
     want_headers, want_body = direct
     mine = {k.lower(): v for k, v in headers.items() if k.lower() not in _EDGE_OWN}
     theirs = {k.lower(): v for k, v in want_headers.items() if k.lower() not in _EDGE_OWN}

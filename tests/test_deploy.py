@@ -180,6 +180,30 @@ def tts_requests(base: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+# Headers the edge sets itself, and the id of the request that filled its cache.
+EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache", "x-request-id"}
+
+
+def edge_and_direct(edge_url: str, direct_url: str) -> dict[str, str]:
+    """Fill the edge's cache, then check that its cached answer is the gateway's answer
+    that filled it, and the gateway's answer now but for X-Cache (then a MISS, now a HIT)."""
+    with urllib.request.urlopen(edge_url, timeout=60) as r:
+        filled_headers = dict(r.headers.items())
+    with urllib.request.urlopen(edge_url, timeout=60) as r:
+        cached, cached_headers = r.read(), dict(r.headers.items())
+    with urllib.request.urlopen(direct_url, timeout=60) as r:
+        direct, direct_headers = r.read(), dict(r.headers.items())
+    assert cached_headers["X-Edge-Cache"] == "HIT"
+
+    def own(headers: dict[str, str], *also: str) -> dict[str, str]:
+        return {k.lower(): v for k, v in headers.items() if k.lower() not in {*EDGE_OWN, *also}}
+
+    assert cached == direct
+    assert own(cached_headers) == own(filled_headers)
+    assert own(cached_headers, "x-cache") == own(direct_headers, "x-cache")
+    return direct_headers
+
+
 def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path) -> None:
     with serve_process({"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "warning"}) as (base, _):
         upstream = base.removeprefix("http://")
@@ -208,12 +232,18 @@ def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path)
             assert (first_status, second_status) == ("MISS", "HIT")
             assert first == second and len(first) > 8000
             assert tts_requests(base) == 1.0  # the second answer never reached the gateway
+            # What the edge answers from its cache is the gateway's answer, byte for byte and
+            # header for header (but the edge's own and the filling request's id), for a /tts
+            # URL and for the prompt's /prompts URL alike.
+            direct_url = url.replace(edge, base)
+            key = edge_and_direct(url, direct_url)["ETag"].strip('"').split("-")[0]
+            edge_and_direct(f"{edge}/prompts/{key}.ulaw", f"{base}/prompts/{key}.ulaw")
             # A request with a key is that client's: past the shared cache, and kept out of it.
             keyed = urllib.request.Request(url, headers={"X-API-Key": "hy_any"})
             for _ in range(2):
                 with urllib.request.urlopen(keyed, timeout=60) as r:
                     assert r.headers["X-Edge-Cache"] == "BYPASS" and r.read() == first
-            assert tts_requests(base) == 3.0
+            assert tts_requests(base) == 4.0  # with the one asked of the gateway directly
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)
