@@ -35,21 +35,3 @@ def test_long_text_is_split_into_bounded_model_calls(frontend: Frontend) -> None
     counts = [len(s.syllables) for s in utterance.sentences]
     assert sum(counts) == 240
     assert max(counts) <= MAX_SYLLABLES
-
-
-def test_the_opening_call_ends_at_the_first_clause_boundary_past_eight_syllables(
-    frontend: Frontend,
-) -> None:
-    def calls(text: str) -> list[str]:
-        return [s.text for s in frontend.analyze(text).sentences]
-
-    # Cut once the first call holds 8 syllables and 8 or more follow in its sentence.
-    assert calls("您好，欢迎致电客户服务中心，查询话费请按一，办理业务请按二。") == [
-        "您好，欢迎致电客户服务中心", "查询话费请按一，办理业务请按二"]
-    # Fewer than 8 syllables so far: the call goes on to the next boundary.
-    assert calls("您好，请稍候，正在为您转接人工客服。") == ["您好，请稍候，正在为您转接人工客服"]
-    # Fewer than 8 would follow: not cut.
-    assert calls("欢迎致电客户服务中心，谢谢。") == ["欢迎致电客户服务中心，谢谢"]
-    # Only the first sentence's first call: later sentences keep their clauses together.
-    assert calls("请稍候。您好，欢迎致电客户服务中心，查询话费请按一。") == [
-        "请稍候", "您好，欢迎致电客户服务中心，查询话费请按一"]

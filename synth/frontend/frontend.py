@@ -18,14 +18,10 @@ from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
 
 # Bump when anything here changes what the voice is asked to say.
-FRONTEND_VERSION = "6"
+FRONTEND_VERSION = "5"
 # Longest input one acoustic-model call gets: its position tables cover about 2000 mel
 # frames, which 60 syllables stay under even at half speed.
 MAX_SYLLABLES = 60
-# A text's first model call stops at the first clause boundary past this many syllables when
-# as many follow in its sentence: the acoustic model's time grows with its input, so a
-# stream's first audio comes sooner, and whole texts are cut the same way (same samples).
-OPENING_SYLLABLES = 8
 # Texts whose analysis is kept: enough for every request waiting in a few full queues, so a
 # text whose spoken form was just asked for is not analyzed again when it is synthesized.
 ANALYSES_KEPT = 128
@@ -195,7 +191,7 @@ class Frontend:
                 pinyin = [self._clause(c.text, stand_ins) for c in clauses]
                 for p in pinyin:
                     unread.extend(p.unread)
-                for chunk in _chunks(pinyin, opening=not sentences):
+                for chunk in _chunks(pinyin):
                     ids, unknown = self._symbols.sentence(chunk)
                     unread.extend(unknown)
                     text_of = "，".join("".join(w.text for w in c.words) for c in chunk)
@@ -229,11 +225,9 @@ def _count(clause: ClausePinyin) -> int:
     return sum(len(w.syllables) for w in clause.words)
 
 
-def _chunks(clauses: list[ClausePinyin], *, opening: bool = False) -> list[list[ClausePinyin]]:
+def _chunks(clauses: list[ClausePinyin]) -> list[list[ClausePinyin]]:
     """Group a sentence's clauses into model calls of at most MAX_SYLLABLES syllables,
-    splitting an over-long clause at word boundaries; clauses with no sound are dropped.
-    The opening sentence's first call ends at a clause boundary once it holds
-    OPENING_SYLLABLES and at least as many follow."""
+    splitting an over-long clause at word boundaries; clauses with no sound are dropped."""
     pieces: list[ClausePinyin] = []
     for clause in clauses:
         if _count(clause) <= MAX_SYLLABLES:
@@ -254,14 +248,11 @@ def _chunks(clauses: list[ClausePinyin], *, opening: bool = False) -> list[list[
             pieces.append(ClausePinyin(tuple(words), ()))
     chunks: list[list[ClausePinyin]] = []
     size = 0
-    left = sum(_count(piece) for piece in pieces)
     for piece in pieces:
         n = _count(piece)
         if n == 0:
             continue
-        opened = opening and len(chunks) == 1 and size >= OPENING_SYLLABLES <= left
-        left -= n
-        if chunks and size + n <= MAX_SYLLABLES and not opened:
+        if chunks and size + n <= MAX_SYLLABLES:
             chunks[-1].append(piece)
             size += n
         else:
