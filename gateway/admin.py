@@ -100,6 +100,7 @@ async def stats(request: web.Request) -> web.Response:
         "cache": request.app[STORE].replicas.stats().as_dict(),  # every replica's
         "synthesis": [
             {"engine": w.engine.name, "queue_depth": w.queue_depth, "busy": w.busy,
+             "running": w.running, "lanes": w.lanes,
              "completed": w.completed, "mean_seconds": round(w.mean_seconds, 4),
              "rtf": round(w.synthesis_seconds / w.audio_seconds, 4) if w.audio_seconds else None}
             for w in voices.workers

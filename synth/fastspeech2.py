@@ -298,7 +298,7 @@ class FastSpeech2Engine:
             mel = self._mel(sentence.ids, effective)
             start = 0
             if early_opening and self._opening(mel, effective, first=i == 0):
-                head = self._vocode_span(mel, 0, HEAD_FRAMES)
+                head = self._pool.submit(self._vocode_span, mel, 0, HEAD_FRAMES).result()
                 yield Pcm(self._to_pcm16(self._finish(head, effective)), SAMPLE_RATE, unread)
                 unread, start = (), HEAD_FRAMES
             samples = self._to_pcm16(self._finish(self._vocode(mel, start), effective))

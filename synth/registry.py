@@ -3,7 +3,6 @@ with its own message: there is no silent fallback to another engine."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from config import ConfigError, Settings
@@ -58,11 +57,12 @@ def _instances(settings: Settings, name: str) -> list[Engine]:
 
 
 def lanes_for(settings: Settings, engine: Engine) -> int:
-    """Syntheses an instance's worker runs at once: `workers` (0 chooses one per core) for
-    an engine that takes concurrent calls; one for any other (it has instances instead)."""
+    """Syntheses an instance's worker runs at once: `workers` (0 chooses one per thread the
+    `threads` setting allows: every core by default) for an engine that takes concurrent
+    calls; one for any other (it has instances instead)."""
     if not takes_concurrent_calls(engine):
         return 1
-    return settings.workers or os.cpu_count() or 1
+    return settings.workers or settings.resolved_threads()
 
 
 def load_engines(settings: Settings) -> list[Engine]:

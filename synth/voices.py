@@ -206,6 +206,7 @@ class Voices:
             engines.append({
                 "name": name,
                 "workers": len(group),
+                "lanes": sum(w.lanes for w in group),
                 "version": engine.version,
                 "sample_rate": engine.sample_rate,
                 "settings": {

@@ -105,15 +105,21 @@ def test_the_first_call_streams_its_opening_first(engine: FastSpeech2Engine) -> 
 
 
 def test_workers_share_one_loaded_default_voice(engine: FastSpeech2Engine) -> None:
+    import dataclasses
     import os
 
-    from config import Settings
+    from config import Settings, load_settings
     from synth.engine import takes_concurrent_calls
-    from synth.registry import lanes_for
+    from synth.registry import lanes_for, load_engines
 
     assert takes_concurrent_calls(engine)
-    assert lanes_for(Settings(workers=0), engine) == os.cpu_count()
+    assert lanes_for(Settings(workers=0), engine) == os.cpu_count()  # threads: 0, every core
+    assert lanes_for(Settings(workers=0, threads=1), engine) == 1  # one thread allowed: one lane
     assert lanes_for(Settings(workers=3), engine) == 3
+    # However many workers, the voice is loaded once.
+    settings = dataclasses.replace(load_settings(), workers=2)
+    (loaded,) = load_engines(settings)
+    assert lanes_for(settings, loaded) == 2
 
     class OneAtATime:
         name = "single"

@@ -148,9 +148,9 @@ async def test_first_audio_arrives_before_synthesis_finishes_and_lands_in_the_ca
     response = await client.get("/tts/stream.pcm", params={"text": LONG})
     assert response.status == 200 and response.headers["X-Cache"] == "MISS"
     assert "Content-Length" not in response.headers  # chunked
-    first = await response.content.readany()
-    # The engine is still held before its second sentence: this audio came first.
-    assert len(first) >= 2 * HEAD_FRAMES * HOP and gated_engine.sentences == 1
+    # The first sentence's opening, while the engine is held before its next chunk.
+    first = await response.content.readexactly(2 * HEAD_FRAMES * HOP)
+    assert gated_engine.sentences == 1
     gated_engine.gate.set()
     rest = await response.read()
     streamed = first + rest

@@ -357,3 +357,26 @@ async def test_an_engine_that_takes_one_call_at_a_time_gets_one_lane(recording: 
         SynthesisWorker(recording, lanes=2)
     with pytest.raises(ValueError, match="lanes must be at least 1"):
         SynthesisWorker(SharedRecording(recording.inner), lanes=0)
+
+
+async def test_closing_a_worker_of_two_lanes_fails_the_waiting_and_finishes_the_running(
+    recording: Recording,
+) -> None:
+    shared = SharedRecording(recording.inner)
+    held = ["占线一。", "占线二。"]
+    gates = [shared.hold(t) for t in held]
+    worker = SynthesisWorker(shared, max_queue=4, lanes=2)
+    await worker.start()
+    running = [asyncio.create_task(worker.synthesize(t)) for t in held]
+    for text in held:
+        await shared.until_entered(text)
+    waiting = asyncio.create_task(worker.synthesize("排队。"))
+    await until(lambda: worker.queue_depth == 1)
+    closing = asyncio.create_task(worker.close())
+    with pytest.raises(WorkerClosedError):
+        await waiting
+    for gate in gates:
+        gate.set()
+    await closing
+    assert all(p.duration > 0 for p in await asyncio.gather(*running))
+    assert shared.calls == held and worker.running == 0

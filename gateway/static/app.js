@@ -782,7 +782,7 @@ function renderStats(data) {
     row.append(
       element("td", { text: w.engine }),
       element("td", { text: w.queue_depth, className: "num" }),
-      element("td", { text: w.busy ? "是" : "否" }),
+      element("td", { text: w.lanes > 1 ? `${w.running} / ${w.lanes}` : w.busy ? "是" : "否" }),
       element("td", { text: formatNumber(w.completed), className: "num" }),
       element("td", { text: w.rtf === null ? "—" : w.rtf.toFixed(3), className: "num" }),
     );
