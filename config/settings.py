@@ -117,7 +117,8 @@ class Settings:
         metadata=_doc("Folder where prepared voice models are cached (one sub-folder per recipe)."),
     )
     threads: int = field(
-        default=0, metadata=_doc("ONNX Runtime intra-op threads per engine; 0 uses every core.")
+        default=0, metadata=_doc("ONNX Runtime intra-op threads per engine; 0 uses every core the "
+                                 "process may run on.")
     )
     lexicon: Path | None = field(
         default=None,
@@ -274,8 +275,12 @@ class Settings:
         return "open" if is_loopback(self.host) else "keys"
 
     def resolved_threads(self) -> int:
-        """The intra-op thread count to use: the setting, or every core when it is 0."""
-        return self.threads if self.threads > 0 else (os.cpu_count() or 1)
+        """The intra-op thread count to use: the setting, or every core this process may run
+        on when it is 0 (its CPU affinity, which a container's cpuset narrows)."""
+        if self.threads > 0:
+            return self.threads
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 def is_loopback(host: str) -> bool:
