@@ -347,7 +347,12 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
 
 # Headers the edge adds or sets itself, and the id of the request that filled its cache;
 # every other header is the gateway's, unchanged.
-_EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache", "x-request-id"}
+EDGE_OWN = {"server", "date", "connection", "keep-alive", "x-edge-cache", "x-request-id"}
+
+
+def gateway_headers(headers: dict[str, str], *also: str) -> dict[str, str]:
+    """An answer's headers, lower-cased, without those the edge sets itself (and `also`)."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in {*EDGE_OWN, *also}}
 
 
 def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, base: str,
@@ -381,8 +386,7 @@ def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, 
         raise BenchError(f"the edge answered {status}, X-Edge-Cache {headers.get('X-Edge-Cache')}:"
                          f"\n{tail(edge_tmp / 'nginx-error.log')}")
     want_headers, want_body = direct
-    mine = {k.lower(): v for k, v in headers.items() if k.lower() not in _EDGE_OWN}
-    theirs = {k.lower(): v for k, v in want_headers.items() if k.lower() not in _EDGE_OWN}
+    mine, theirs = gateway_headers(headers), gateway_headers(want_headers)
     if body != want_body or mine != theirs:
         raise BenchError(f"the edge's answer differs from the gateway's: {mine} != {theirs}")
     print(f"edge       pid {server.pid}, port {port}: a cached answer is the gateway's, "

@@ -89,7 +89,8 @@ class FastSpeech2Engine:
     # A text may come as pieces (an SSML segment), with readings given by syllable.
     reads_pieces = True
     # ONNX Runtime sessions run concurrent calls; the frontend holds its own lock, and the
-    # vocoder's chunk pool is shared. So the workers share one instance (one copy in memory).
+    # vocoder's chunk pool is shared. So one instance (one copy in memory) serves every
+    # lane of its worker.
     concurrent_calls = True
 
     def __init__(
@@ -239,10 +240,6 @@ class FastSpeech2Engine:
         # at once (about 0.5 MB per mel frame each), however many lanes there are.
         share = max(1, self._threads // max(1, self._calls))
         parts = max(1, min(share, frames // VOCODER_MIN_CHUNK))
-        if parts == 1 and start == 0:
-            single: npt.NDArray[np.float32] = self._pool.submit(
-                lambda: self._vocoder.run(None, {"mels": mel})[0][0, :, 0]).result()
-            return single
         bounds = [start + frames * k // parts for k in range(parts + 1)]
         spans = self._pool.map(lambda k: self._vocode_span(mel, bounds[k], bounds[k + 1]), range(parts))
         return np.concatenate(list(spans))

@@ -49,11 +49,11 @@ def _instances(settings: Settings, name: str) -> list[Engine]:
     cores = settings.resolved_threads()
     if settings.workers <= 1:
         return [BUILDERS[name](settings, cores)]
-    first = BUILDERS[name](settings, max(1, cores // settings.workers))
+    threads = max(1, cores // settings.workers)
+    first = BUILDERS[name](settings, threads)
     if takes_concurrent_calls(first):
         return [first]
-    return [first] + [BUILDERS[name](settings, max(1, cores // settings.workers))
-                      for _ in range(settings.workers - 1)]
+    return [first] + [BUILDERS[name](settings, threads) for _ in range(settings.workers - 1)]
 
 
 def lanes_for(settings: Settings, engine: Engine) -> int:
