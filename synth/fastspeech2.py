@@ -26,7 +26,7 @@ from synth.engine import (
 from synth.frontend import FRONTEND_VERSION, Frontend, Lexicon, SymbolTable, load_lexicon, parse_lexicon
 from synth.frontend.frontend import Piece
 from synth.models import PreparedModel, find_prepared
-from synth.onnx import cpu_session
+from synth.onnx import cpu_session, optimized_session
 from synth.runtimes import runtime_tag
 from synth.styles import PRESETS, apply_style
 
@@ -103,7 +103,8 @@ class FastSpeech2Engine:
         # cold start. The vocoder barely gains from intra-op threads; it runs chunks side by
         # side instead.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-load") as loader:
-            acoustic = loader.submit(cpu_session, model.path("fastspeech2.onnx"), threads)
+            # From the file optimized for this machine (its convolutions' weights are float).
+            acoustic = loader.submit(optimized_session, model.path("fastspeech2.onnx"), threads)
             vocoder = loader.submit(cpu_session, model.path("mb_melgan.onnx"), 1)
             self._frontend = Frontend(
                 symbols, load_lexicon(lexicon, self._syllables), cache_dir=model.directory.parent

