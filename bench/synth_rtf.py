@@ -93,10 +93,10 @@ def main() -> int:
     print(f"corpus            {args.corpus.name}: {len(rows)} sentences x {args.rounds} rounds")
     print(f"threads           {threads}")
     print(f"audio             {audio_s / args.rounds:.1f} s per round")
-    print(f"RTF               {synth_s / audio_s:.4f}  (synthesis s / audio s; target <= 0.05)")
+    print(f"RTF               {synth_s / audio_s:.4f}  (synthesis s / audio s; target <= 0.025)")
     print(f"first audio       median {statistics.median(firsts) * 1000:.0f} ms, "
           f"max {max(firsts) * 1000:.0f} ms")
-    print(f"cold start        {cold:.2f} s  (process start to first audio; target <= 3 s)")
+    print(f"cold start        {cold:.2f} s  (process start to first audio; target <= 1.0 s)")
     print(f"peak RSS          {peak_mb:.0f} MB")
     return 0
 

@@ -112,3 +112,25 @@ def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -
             await store.close()
 
     assert asyncio.run(committed()) == [text]  # stored as the caller wrote it
+
+
+def test_freed_memory_is_given_back_where_the_c_library_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import services
+
+    services.return_freed_memory()  # glibc here: the real call
+    calls: list[int] = []
+
+    class Glibc:
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(pad)
+            return 1
+
+    class Musl:
+        pass
+
+    monkeypatch.setattr(services.ctypes, "CDLL", lambda name: Glibc())
+    services.return_freed_memory()
+    assert calls == [0]
+    monkeypatch.setattr(services.ctypes, "CDLL", lambda name: Musl())
+    services.return_freed_memory()  # no malloc_trim: nothing to do, and no error
+    assert calls == [0]
