@@ -69,7 +69,7 @@ def _convert_resource(name: str) -> str:
 
 
 def recipe_id() -> str:
-    """Hash of everything that decides the prepared files: source, tools, script."""
+    """Hash of everything that decides the prepared files: source, tools, scripts."""
     digest = hashlib.sha256()
     for part in (RECIPE_VERSION, SOURCE_SHA256, _convert_resource("requirements.txt"),
                  *map(_convert_resource, CONVERT_SCRIPTS)):
