@@ -282,4 +282,5 @@ def _optimize_for_this_machine(model: PreparedModel, progress: Progress) -> None
     target = optimized_path(source)
     if target is not None and not target.is_file():
         progress("optimizing the acoustic model for this machine's CPU")
-        optimize(source)
+        if optimize(source) is None:
+            progress(f"could not write {target}; the engine will optimize the model at each load")

@@ -15,6 +15,7 @@ usage: python -m synth.onnx SOURCE TARGET   (writes SOURCE optimized to TARGET)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -27,8 +28,13 @@ import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
-# The instruction sets that decide ONNX Runtime's kernels and blocked layout on CPU.
-_ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "avx", "sse4_1", "asimd", "sve")
+# Seconds the child process may take to write an optimized file (it takes about one).
+OPTIMIZE_TIMEOUT = 300
+
+# The instruction sets ONNX Runtime's CPU kernels are chosen by. Of what an optimized file
+# holds, only the blocked layout's width depends on the CPU (AVX-512F or not, on x86); the
+# tag names more, so that a file is only ever shared between CPUs alike.
+_ISA_FLAGS = ("avx512f", "avx512bw", "avx2", "fma", "avx", "sse4_1", "asimd", "sve")
 
 
 def _options(threads: int) -> ort.SessionOptions:
@@ -65,14 +71,15 @@ def cpu_tag() -> str | None:
 
 def optimized_paths(path: Path) -> list[Path]:
     """Where the optimized form of the model at `path` may live on this machine, in the
-    order looked in: beside the model, then in the user's cache (for a models folder the
-    gateway may not write, as in the container image). Nowhere where the CPU cannot be
+    order looked in: beside the model, then in the user's cache ($XDG_CACHE_HOME or
+    ~/.cache; for a models folder the gateway may not write, as in the container image). Nowhere where the CPU cannot be
     named: such a machine optimizes at every load."""
     tag = cpu_tag()
     if tag is None:
         return []
     name = f"{path.stem}.ort{ort.__version__}.{tag}.onnx"
-    return [path.with_name(name), Path.home() / ".cache" / "huiyin" / "optimized" / f"{path.parent.name}.{name}"]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [path.with_name(name), cache / "huiyin" / "optimized" / f"{path.parent.name}.{name}"]
 
 
 def optimized_path(path: Path) -> Path | None:
@@ -100,7 +107,7 @@ def write_optimized(source: Path, target: Path) -> None:
         options = _options(1)
         options.optimized_model_filepath = tmp
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        os.chmod(tmp, 0o644)  # readable as the model beside it is (mkstemp makes it 0600)
+        os.chmod(tmp, source.stat().st_mode & 0o666)  # readable as the model is (mkstemp: 0600)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -117,11 +124,16 @@ def optimize(source: Path) -> Path | None:
         return None
     if target.is_file():
         return target
-    result = subprocess.run([sys.executable, "-m", "synth.onnx", str(source), str(target)],
-                            capture_output=True, text=True)
-    if result.returncode != 0 or not target.is_file():
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        log.warning("could not write the optimized %s (%s); optimizing at each load", source.name, last)
+    try:  # run from the folder holding this package, so the child imports this very one
+        result = subprocess.run([sys.executable, "-m", "synth.onnx", str(source), str(target)],
+                                capture_output=True, text=True, timeout=OPTIMIZE_TIMEOUT,
+                                cwd=Path(__file__).resolve().parents[1])
+        failure = (result.stderr.strip().splitlines() or ["no message"])[-1] if result.returncode else ""
+    except subprocess.TimeoutExpired:
+        failure = f"not done in {OPTIMIZE_TIMEOUT} s"
+    if failure or not target.is_file():
+        log.warning("could not write the optimized %s to %s (%s); optimizing at each load",
+                    source.name, target, failure or "no file")
         return None
     return target
 
@@ -137,7 +149,10 @@ def optimized_session(path: Path, threads: int) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # any failure to load it: the source still loads
-        log.warning("could not load %s (%s); optimizing %s at each load", target.name, exc, path.name)
+        # Removed where it can be, so that the next load writes it again.
+        with contextlib.suppress(OSError):
+            target.unlink()
+        log.warning("could not load %s (%s): removed, optimizing %s in this process", target, exc, path.name)
         return cpu_session(path, threads)
 
 

@@ -75,7 +75,9 @@ def test_recognizer_hears_loanwords_as_words(engine: FastSpeech2Engine, listener
 
     Judged over three renditions of each prompt (speed 0.97, 1 and 1.03): what the
     recognizer writes for one rendition of a borderline word is chance ("WiFi", said
-    wai1 fei1, is written "Wi-Fi", "外飞" or "YF" from one rendition to the next).
+    wai1 fei1, is written "Wi-Fi", "外飞" or "YF" from one rendition to the next, for
+    this voice about half the time the word). So each word must be heard in at least one
+    of its renditions, the clear ones in all, and two thirds of all renditions must be.
     """
     heard = []
     for text, word in LOANWORD_PROMPTS.items():
@@ -84,5 +86,6 @@ def test_recognizer_hears_loanwords_as_words(engine: FastSpeech2Engine, listener
             said = listener.transcribe(pcm.samples, pcm.sample_rate)
             heard.append((word in said.lower().replace("-", "").replace(" ", ""), text, speed, said))
     assert sum(ok for ok, *_ in heard) >= 2 * len(heard) / 3, heard
-    for word in ("iphone", "ok"):  # clear words, heard at every rendition
-        assert all(ok for ok, text, *_ in heard if LOANWORD_PROMPTS[text] == word), heard
+    for text, word in LOANWORD_PROMPTS.items():
+        renditions = [ok for ok, said_for, *_ in heard if said_for == text]
+        assert (all if word in ("iphone", "ok") else any)(renditions), heard

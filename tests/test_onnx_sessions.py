@@ -37,13 +37,19 @@ def _mels(session: ort.InferenceSession) -> list[np.ndarray]:
     return out
 
 
+named_cpu = pytest.mark.skipif(sessions.cpu_tag() is None, reason="no /proc/cpuinfo to name the CPU by")
+
+
+@named_cpu
 def test_the_optimized_file_computes_what_optimizing_at_each_load_computes(
-    acoustic: Path, monkeypatch: pytest.MonkeyPatch
+    acoustic: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     target = sessions.optimized_path(acoustic)
     assert target is not None and target.is_file(), "`huiyin models prepare` writes it"
     assert ort.__version__ in target.name and platform.machine() in target.name
-    from_file = _mels(sessions.optimized_session(acoustic, 2))
+    with caplog.at_level(logging.WARNING, logger="synth.onnx"):
+        from_file = _mels(sessions.optimized_session(acoustic, 2))
+    assert caplog.text == ""  # loaded from the file, not optimized again
     monkeypatch.setattr(sessions, "cpu_tag", lambda: None)  # a CPU that cannot be named
     assert sessions.optimized_path(acoustic) is None
     at_load = _mels(sessions.optimized_session(acoustic, 2))
@@ -63,16 +69,21 @@ def test_a_model_that_cannot_be_optimized_is_loaded_as_it_is_with_a_warning(
     assert [p.name for p in tmp_path.iterdir()] == ["broken.onnx"]  # no partial file left
 
 
-def test_the_optimized_file_is_written_whole_and_readable_by_all(acoustic: Path, tmp_path: Path) -> None:
+@named_cpu
+def test_the_optimized_file_is_written_whole_and_readable_as_the_model_is(acoustic: Path, tmp_path: Path) -> None:
     source = tmp_path / "fastspeech2.onnx"
     source.write_bytes(acoustic.read_bytes())
+    source.chmod(0o640)
     target = sessions.optimize(source)
     assert target is not None and target == sessions.optimized_path(source)
-    assert target.stat().st_mode & 0o777 == 0o644
+    assert target.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, target.name])
+    written = (target.stat().st_ino, target.stat().st_mtime_ns)
     assert sessions.optimize(source) == target  # present: not written again
+    assert (target.stat().st_ino, target.stat().st_mtime_ns) == written
 
 
+@named_cpu
 def test_a_read_only_models_folder_gets_the_file_in_the_users_cache(
     acoustic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +93,7 @@ def test_a_read_only_models_folder_gets_the_file_in_the_users_cache(
     source.write_bytes(acoustic.read_bytes())
     home = tmp_path / "home"
     monkeypatch.setattr(Path, "home", lambda: home)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     writable = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != models and writable(p, mode))
     target = sessions.optimize(source)
@@ -90,9 +102,14 @@ def test_a_read_only_models_folder_gets_the_file_in_the_users_cache(
     assert list(models.iterdir()) == [source]
     assert sessions.optimized_path(source) == target
     assert _mels(sessions.optimized_session(source, 1))[0].shape[1] > 20
+    # $XDG_CACHE_HOME, where it is set, is the user's cache, as for the models folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    elsewhere = sessions.optimize(source)
+    assert elsewhere is not None and elsewhere.parent == tmp_path / "xdg" / "huiyin" / "optimized"
 
 
-def test_a_damaged_optimized_file_is_passed_over_with_a_warning(
+@named_cpu
+def test_a_damaged_optimized_file_is_passed_over_with_a_warning_and_removed(
     acoustic: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = tmp_path / "fastspeech2.onnx"
@@ -102,5 +119,7 @@ def test_a_damaged_optimized_file_is_passed_over_with_a_warning(
     target.write_bytes(b"truncated")
     with caplog.at_level(logging.WARNING, logger="synth.onnx"):
         session = sessions.optimized_session(source, 1)
-    assert f"could not load {target.name}" in caplog.text
+    assert f"could not load {target}" in caplog.text
     assert _mels(session)[0].shape[1] > 20
+    assert not target.exists()  # the next load writes it again
+    assert sessions.optimize(source) == target and target.stat().st_size > 1000
