@@ -276,11 +276,11 @@ def prepare(
 
 def _optimize_for_this_machine(model: PreparedModel, progress: Progress) -> None:
     """Write the acoustic model's optimized file for this CPU now, not at the first load."""
-    from synth.onnx import optimize, optimized_path
+    from synth.onnx import optimized_path, write_in_child
 
     source = model.path("fastspeech2.onnx")
     target = optimized_path(source)
     if target is not None and not target.is_file():
         progress("optimizing the acoustic model for this machine's CPU")
-        if optimize(source) is None:
+        if not write_in_child(source, target):
             progress(f"could not write {target}; the engine will optimize the model at each load")

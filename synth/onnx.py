@@ -72,8 +72,8 @@ def cpu_tag() -> str | None:
 def optimized_paths(path: Path) -> list[Path]:
     """Where the optimized form of the model at `path` may live on this machine, in the
     order looked in: beside the model, then in the user's cache ($XDG_CACHE_HOME or
-    ~/.cache; for a models folder the gateway may not write, as in the container image). Nowhere where the CPU cannot be
-    named: such a machine optimizes at every load."""
+    ~/.cache), for a models folder the gateway may not write, as in the container image.
+    Nowhere where the CPU cannot be named: such a machine optimizes at every load."""
     tag = cpu_tag()
     if tag is None:
         return []
@@ -82,10 +82,8 @@ def optimized_paths(path: Path) -> list[Path]:
     return [path.with_name(name), cache / "huiyin" / "optimized" / f"{path.parent.name}.{name}"]
 
 
-def optimized_path(path: Path) -> Path | None:
-    """The optimized form of the model at `path` where it is found or would be written
-    (the first place it may live whose folder can be written); None when nowhere."""
-    places = optimized_paths(path)
+def _first_place(places: list[Path]) -> Path | None:
+    """The first of `places` holding the file, else the first whose folder can be written."""
     for place in places:
         if place.is_file():
             return place
@@ -97,6 +95,12 @@ def optimized_path(path: Path) -> Path | None:
         if os.access(place.parent, os.W_OK):
             return place
     return None
+
+
+def optimized_path(path: Path) -> Path | None:
+    """The optimized form of the model at `path` where it is found or would be written
+    (the first place it may live whose folder can be written); None when nowhere."""
+    return _first_place(optimized_paths(path))
 
 
 def write_optimized(source: Path, target: Path) -> None:
@@ -114,16 +118,9 @@ def write_optimized(source: Path, target: Path) -> None:
             os.unlink(tmp)
 
 
-def optimize(source: Path) -> Path | None:
-    """The optimized form of `source` for this machine, written first (in a child
-    process) when it is missing; None when it cannot be named or written."""
-    target = optimized_path(source)
-    if target is None:
-        if optimized_paths(source):
-            log.warning("no folder to write the optimized %s in; optimizing at each load", source.name)
-        return None
-    if target.is_file():
-        return target
+def write_in_child(source: Path, target: Path) -> bool:
+    """write_optimized in a child process (whose memory goes back when it exits); False,
+    with a warning, when it did not write the file."""
     try:  # run from the folder holding this package, so the child imports this very one
         result = subprocess.run([sys.executable, "-m", "synth.onnx", str(source), str(target)],
                                 capture_output=True, text=True, timeout=OPTIMIZE_TIMEOUT,
@@ -134,8 +131,22 @@ def optimize(source: Path) -> Path | None:
     if failure or not target.is_file():
         log.warning("could not write the optimized %s to %s (%s); optimizing at each load",
                     source.name, target, failure or "no file")
+        return False
+    return True
+
+
+def optimize(source: Path) -> Path | None:
+    """The optimized form of `source` for this machine, written first (in a child
+    process) when it is missing; None when it cannot be named or written."""
+    places = optimized_paths(source)
+    target = _first_place(places)
+    if target is None:
+        if places:
+            log.warning("no folder to write the optimized %s in; optimizing at each load", source.name)
         return None
-    return target
+    if target.is_file() or write_in_child(source, target):
+        return target
+    return None
 
 
 def optimized_session(path: Path, threads: int) -> ort.InferenceSession:
