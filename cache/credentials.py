@@ -137,6 +137,13 @@ class KeyTable:
             ).first()
         return None if row is None else _key_of(row)
 
+    def used(self, key_id: int, day: str) -> int:
+        """The characters the key has used on a day."""
+        with self._engine.connect() as connection:
+            used = connection.execute(select(_USAGE.c.characters).where(
+                _USAGE.c.key_id == key_id, _USAGE.c.day == day)).scalar()
+        return 0 if used is None else int(used)
+
     def charge(self, key_id: int, characters: int, quota: int, day: str) -> int | None:
         """Add characters to the key's use of the day if that stays within its quota: the
         new total, or None (refused, nothing added). One statement: replicas cannot both
@@ -185,6 +192,13 @@ class Credentials:
         """The live key with this secret."""
         table = self._table()
         return await self._storage.run(lambda: table.find(secret))
+
+    async def remaining(self, key: ApiKey) -> int | None:
+        """The characters left of the key's quota today (None: it has no quota)."""
+        if key.quota is None:
+            return None
+        table, quota, day = self._table(), key.quota, today()
+        return quota - await self._storage.run(lambda: table.used(key.id, day))
 
     async def charge(self, key: ApiKey, characters: int) -> int | None:
         """Charge characters against the key's daily quota (see KeyTable.charge)."""

@@ -53,15 +53,16 @@ class Generations:
 
     def start(
         self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
-        found: Lookup | None = None,
+        found: Lookup | None = None, leased: bool = False,
     ) -> Generation[StoredPhrase]:
-        """Start the generation of a key (`found`: what the index had, if looked up)."""
+        """Start the generation of a key (`found`: what the index had, if looked up;
+        `leased`: this process holds the key's lease already, given back when it ends)."""
         generation: Generation[StoredPhrase] = Generation(
             streamed=streamed, urgency=Urgency(priority)
         )
         self._running[key] = generation
         generation.task = asyncio.create_task(
-            self._generate(generation, request, key, found), name=f"synthesize-{key[:8]}"
+            self._generate(generation, request, key, found, leased), name=f"synthesize-{key[:8]}"
         )
         return generation
 
@@ -72,13 +73,12 @@ class Generations:
 
     async def _generate(
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
-        found: Lookup | None,
+        found: Lookup | None, leased: bool,
     ) -> None:
-        leased = False
         try:
             # Looked up already when the request was admitted.
             row, data = found if found is not None else await self._storage.lookup(key)
-            if (row is None or data is None) and self._storage.shared:
+            if (row is None or data is None) and self._storage.shared and not leased:
                 # Another replica may be making it: one synthesis across them.
                 found = await self._storage.lease(key)
                 if found is not None:

@@ -59,6 +59,14 @@ class Buckets(Protocol):
         """Take every draw, or none: 0 when taken, else the seconds to wait."""
         ...
 
+    async def peek(self, draws: list[Draw]) -> float:
+        """What take would answer now, taking nothing."""
+        ...
+
+    async def give(self, draws: list[Draw]) -> None:
+        """Give back what take took (a request refused after it drew)."""
+        ...
+
 
 class MemoryBuckets:
     """This process's buckets (one machine: SQLite)."""
@@ -67,14 +75,28 @@ class MemoryBuckets:
         self._size = size
         self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    async def take(self, draws: list[Draw]) -> float:
-        """Take every draw, or none (see Buckets.take)."""
-        now = time.monotonic()
+    def _levels(self, draws: list[Draw], now: float) -> tuple[list[float], float]:
         levels = []
         for draw in draws:
             tokens, updated = self._state.get(draw.name, (draw.capacity, now))
             levels.append(refill(tokens, updated, draw, now))
-        wait = max((wait_for(t, d) for t, d in zip(levels, draws, strict=True)), default=0.0)
+        return levels, max((wait_for(t, d) for t, d in zip(levels, draws, strict=True)), default=0.0)
+
+    async def peek(self, draws: list[Draw]) -> float:
+        """What take would answer now (see Buckets.peek)."""
+        return self._levels(draws, time.monotonic())[1]
+
+    async def give(self, draws: list[Draw]) -> None:
+        """Give back what take took (see Buckets.give)."""
+        now = time.monotonic()
+        levels, _ = self._levels(draws, now)
+        for tokens, draw in zip(levels, draws, strict=True):
+            self._state[draw.name] = (min(draw.capacity, tokens + draw.cost), now)
+
+    async def take(self, draws: list[Draw]) -> float:
+        """Take every draw, or none (see Buckets.take)."""
+        now = time.monotonic()
+        levels, wait = self._levels(draws, now)
         if wait > 0:
             return wait
         for tokens, draw in zip(levels, draws, strict=True):
@@ -98,6 +120,41 @@ class SharedBuckets:
         self._draws += 1
         prune = self._draws % 1000 == 1
         return await self._storage.run(lambda: take_shared(engine, draws, prune=prune))
+
+    async def peek(self, draws: list[Draw]) -> float:
+        """What take would answer now (see Buckets.peek): the rows read, nothing locked."""
+        engine = self._storage.index.engine
+        return await self._storage.run(lambda: peek_shared(engine, draws))
+
+    async def give(self, draws: list[Draw]) -> None:
+        """Give back what take took (see Buckets.give), in one transaction."""
+        engine = self._storage.index.engine
+        await self._storage.run(lambda: give_shared(engine, draws))
+
+
+def peek_shared(engine: Engine, draws: list[Draw]) -> float:
+    """The seconds a take of these draws would wait now (a missing row is a full bucket)."""
+    now = time.time()
+    with engine.connect() as connection:
+        rows = {r.name: r for r in connection.execute(
+            select(_BUCKETS).where(_BUCKETS.c.name.in_([d.name for d in draws])))}
+    levels = [refill(rows[d.name].tokens, rows[d.name].updated, d, now) if d.name in rows
+              else d.capacity for d in draws]
+    return max((wait_for(t, d) for t, d in zip(levels, draws, strict=True)), default=0.0)
+
+
+def give_shared(engine: Engine, draws: list[Draw]) -> None:
+    """Add each draw's cost back to its bucket, up to its capacity."""
+    now = time.time()
+    with engine.begin() as connection:
+        for draw in sorted(draws, key=lambda d: d.name):  # the locking order take uses
+            row = connection.execute(select(_BUCKETS).where(_BUCKETS.c.name == draw.name)
+                                     .with_for_update()).first()
+            if row is None:
+                continue  # pruned: full again
+            tokens = min(draw.capacity, refill(row.tokens, row.updated, draw, now) + draw.cost)
+            connection.execute(_BUCKETS.update().where(_BUCKETS.c.name == draw.name)
+                               .values(tokens=tokens, updated=now))
 
 
 def take_shared(engine: Engine, draws: list[Draw], *, prune: bool = False) -> float:

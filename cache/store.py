@@ -3,9 +3,14 @@
 `get_or_synthesize` answers a request with its stored phrase, and `stream` is its twin for
 audio that goes out as it is synthesized. Both meet the same generations: a phrase is
 synthesized once however many whole requests, streams and warm-ups ask for it at once.
-Usage is counted by key wherever a hit is answered, and eviction judges by it. A request
-without a stored phrase is admitted first when the caller hands an `Admit` (the gateway's
-scopes, rate limits and quotas). The generations themselves: cache/generations.py.
+Usage is counted by key wherever a hit is answered, and eviction judges by it.
+
+A caller that hands an `Admission` (the gateway's scopes, rate limits and quotas) is judged
+in the order of cost: before its text is read, when its key is not known yet (cheap checks
+on what the text could cost), and when it would start a synthesis (charged there, and only
+there: a request that joins a synthesis under way, here or on another replica, is not).
+Texts are read on the frontend's fair share (cache/reading.py). The generations
+themselves: cache/generations.py.
 """
 
 from __future__ import annotations
@@ -14,16 +19,16 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
 from cache.credentials import Credentials
 from cache.files import AudioStore
-from cache.flight import GenerationStream
-from cache.generations import Generations, Lookup
+from cache.flight import Generation, GenerationStream
+from cache.generations import Generations
 from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
@@ -31,6 +36,7 @@ from cache.keys import SpeechRequest, is_key, phrase_key
 from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
+from cache.reading import FairShare
 from cache.replicas import Replicas
 from cache.rows import RowCache
 from cache.storage import Storage
@@ -40,7 +46,7 @@ from synth import codecs
 from synth.engine import UpstreamError
 from synth.worker import Priority
 
-__all__ = ["Admit", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
+__all__ = ["Admission", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
            "Synthesizer"]
 
 # Request -> key memo: a repeated request skips the engine's reading of its text.
@@ -49,9 +55,36 @@ _KEY_MEMO = 20_000
 log = logging.getLogger("huiyin.cache")
 
 SpeechStream = GenerationStream[StoredPhrase]
-# Asked before a request that finds no stored phrase synthesizes (or joins a synthesis under
-# way): it raises to refuse (a scope, a rate limit, a quota), and returns to let it go on.
-Admit = Callable[[SpeechRequest], Awaitable[None]]
+# Whose share of the frontend's time reading is when no caller is named (warm-ups, the lexicon).
+INTERNAL = "internal"
+
+
+class Admission(Protocol):
+    """What the store asks of a caller's request before it costs anything: each method
+    raises to refuse (a scope, a rate limit, a quota) and returns to let it go on."""
+
+    @property
+    def client(self) -> str:
+        """Whose share of the frontend's time reading the request's text takes."""
+        ...
+
+    async def before_reading(self, request: SpeechRequest) -> None:
+        """Before the request's text is read into its key (its key is not known yet):
+        whether it may cost that much, judged by what its text could say."""
+        ...
+
+    async def admit(self, request: SpeechRequest) -> None:
+        """Before the request starts a synthesis (never when it finds a stored phrase or
+        joins a synthesis under way): charge it."""
+        ...
+
+
+@dataclasses.dataclass
+class Admitting:
+    """A key one caller is being admitted for, and how many callers wait for it."""
+
+    done: asyncio.Future[None]
+    followers: int = 0
 
 
 class PromptStore:
@@ -80,8 +113,14 @@ class PromptStore:
         self.replicas = Replicas(self._storage, self._maintenance, self.stats)
         self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
         self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
-        self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._keys.clear)
+        self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
+        # Texts are read into keys here, each client in turn (cache/reading.py).
+        self.reading = FairShare()
+        # Keys a caller is being admitted for (its lookup, lease and admission): callers of
+        # the same key wait for it, so one admission is asked, not one per caller.
+        self._admitting: dict[str, Admitting] = {}
+        self._reading_epoch = 0
 
     # lifecycle
 
@@ -103,6 +142,7 @@ class PromptStore:
         await self._encodings.wait()
         if self._storage.ready:
             await self._maintenance.stop()
+        self.reading.close()
         await self._storage.close()
 
     @property
@@ -146,18 +186,35 @@ class PromptStore:
 
     # keys and lookups
 
-    async def key_for(self, request: SpeechRequest) -> str:
-        """The request's key: what the engine will say, its version and the settings."""
+    @property
+    def reading_epoch(self) -> int:
+        """Changes whenever texts may read differently (a site lexicon change, here or on
+        another replica): whatever maps a request or a URL to a key must forget it then."""
+        return self._reading_epoch
+
+    def _read_anew(self) -> None:
+        self._keys.clear()
+        self._reading_epoch += 1
+
+    async def key_for(self, request: SpeechRequest, admission: Admission | None = None) -> str:
+        """The request's key: what the engine will say, its version and the settings. A
+        key not known yet is read on the frontend's fair share, once `admission` allows it."""
         key = self._keys.get(request)
         if key is not None:
             self._keys.move_to_end(request)
             return key
+        if admission is not None:
+            await admission.before_reading(request)
         synthesizer = self.synthesizer
-        spoken = await self._storage.run(lambda: synthesizer.spoken(request))
+        epoch = self._reading_epoch
+        spoken = await self.reading.run(
+            INTERNAL if admission is None else admission.client,
+            lambda: synthesizer.spoken(request))
         key = phrase_key(request, synthesizer.engine_version(request.engine), spoken)
-        self._keys[request] = key
-        if len(self._keys) > _KEY_MEMO:
-            self._keys.popitem(last=False)
+        if epoch == self._reading_epoch:  # read with the lexicon still in force
+            self._keys[request] = key
+            if len(self._keys) > _KEY_MEMO:
+                self._keys.popitem(last=False)
         return key
 
     async def phrase(self, key: str, *, count: bool = True) -> Phrase | None:
@@ -204,35 +261,19 @@ class PromptStore:
 
     async def get_or_synthesize(
         self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
-        admit: Admit | None = None,
+        admission: Admission | None = None,
     ) -> StoredPhrase:
         """The stored phrase for a request: from the store, or synthesized and stored.
-        Live requests count as hits or misses; warm-up does not. `admit` is asked before a
-        request without a stored phrase goes on (see Admit)."""
-        key = await self.key_for(request)
+        Live requests count as hits or misses; warm-up does not. `admission` judges a
+        caller's request before it costs anything (see Admission)."""
+        key = await self.key_for(request, admission)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
-        if row is not None:
-            return self._hit(row, live)
-        generation = self._generations.get(key)
-        found: Lookup | None = None
-        if admit is not None:
-            if generation is None:
-                # Stored but not in memory (after a restart, say) is a hit: never admitted.
-                found = await self._storage.lookup(key)
-                stored_row, data = found
-                if stored_row is not None and data is not None:
-                    self._keeper.hold(stored_row, data)
-                    return self._hit(stored_row, live)
-            await admit(request)
-            # While the admission was asked, the phrase may have been stored or a synthesis
-            # of it started: joined, not made twice.
-            row = self._rows.get(key)
-            if row is not None:
-                return self._hit(row, live)
-            generation = self._generations.get(key)
-        if generation is None:
-            generation = self._generations.start(request, key, priority, streamed=False, found=found)
+        found = row if row is not None else await self._start(
+            request, key, priority, streamed=False, admission=admission)
+        if isinstance(found, Phrase):
+            return self._hit(found, live)
+        generation = found
         generation.urgency.raise_to(priority)
         generation.hold()
         try:
@@ -252,38 +293,87 @@ class PromptStore:
 
     async def stream(
         self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
-        admit: Admit | None = None,
+        admission: Admission | None = None,
     ) -> SpeechStream:
         """The request's audio as a stream of chunks, or its stored phrase when it is whole
         already (`SpeechStream.stored`). Close the stream when done; the last stream to
-        leave a generation early stops it, unless a whole request waits for it too. `admit`
-        is asked as in get_or_synthesize."""
-        key = await self.key_for(request)
+        leave a generation early stops it, unless a whole request waits for it too.
+        `admission` as in get_or_synthesize."""
+        key = await self.key_for(request, admission)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
-        generation = None if row is not None else self._generations.get(key)
-        if row is None and generation is None:
-            # Stored but not in memory (after a restart, say): it is sent whole.
-            row = await self.phrase(key, count=False)
-            generation = None if row is not None else self._generations.get(key)
-        if row is None and admit is not None:
-            await admit(request)
-            # Stored, or started, while the admission was asked: not made twice.
-            row = self._rows.get(key)
-            generation = None if row is not None else self._generations.get(key)
-        if row is None and generation is None:
-            generation = self._generations.start(request, key, priority, streamed=True)
-        if row is not None or (generation is not None and not generation.streamed):
-            stored = (StoredPhrase(row, cached=True) if row is not None
-                      else await asyncio.shield(generation.result))  # type: ignore[union-attr]
+        found = row if row is not None else await self._start(
+            request, key, priority, streamed=True, admission=admission)
+        if isinstance(found, Phrase) or not found.streamed:
+            stored = (StoredPhrase(found, cached=True) if isinstance(found, Phrase)
+                      else await asyncio.shield(found.result))
             self._count(stored, live)
             return SpeechStream(None, stored)
-        assert generation is not None
+        generation = found
         generation.urgency.raise_to(priority)
         generation.follow()
         if live:
             self._usage.miss()
         return SpeechStream(generation, None, on_stop=lambda: self._generations.drop(key, generation))
+
+    async def _start(
+        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
+        admission: Admission | None,
+    ) -> Phrase | Generation[StoredPhrase]:
+        """A key's stored row, or its generation: the one under way, joined, or one started
+        now. One caller at a time looks the key up and is admitted; callers of the same key
+        meanwhile wait for it and then join what it found or started (a refused one's
+        followers are judged each in turn)."""
+        while True:
+            row = self._rows.get(key)
+            if row is not None:
+                return row
+            generation = self._generations.get(key)
+            if generation is not None:
+                return generation
+            admitting = self._admitting.get(key)
+            if admitting is None:
+                break
+            admitting.followers += 1
+            try:
+                await asyncio.shield(admitting.done)
+            finally:
+                admitting.followers -= 1
+        admitting = Admitting(asyncio.get_running_loop().create_future())
+        self._admitting[key] = admitting
+        try:
+            return await self._admit_and_start(request, key, priority, streamed, admission)
+        finally:
+            del self._admitting[key]
+            admitting.done.set_result(None)
+
+    async def _admit_and_start(
+        self, request: SpeechRequest, key: str, priority: Priority, streamed: bool,
+        admission: Admission | None,
+    ) -> Phrase | Generation[StoredPhrase]:
+        found = await self._storage.lookup(key)
+        row, data = found
+        if row is not None and data is not None:
+            # Stored but not in memory (after a restart, say): a hit, never admitted.
+            self._keeper.hold(row, data)
+            return row
+        leased = False
+        if self._storage.shared:
+            # Another replica may be making it: waited for, and neither made twice nor charged.
+            made = await self._storage.lease(key)
+            if made is not None:
+                self._keeper.hold(*made)
+                return made[0]
+            leased = True
+        if admission is not None:
+            try:
+                await admission.admit(request)
+            except BaseException:
+                if leased:
+                    await asyncio.shield(self._storage.release(key))
+                raise
+        return self._generations.start(request, key, priority, streamed=streamed, found=found,
+                                       leased=leased)
 
     def _hit(self, row: Phrase, live: bool) -> StoredPhrase:
         stored = StoredPhrase(row, cached=True)
@@ -310,21 +400,21 @@ class PromptStore:
 
     async def audio(
         self, request: SpeechRequest, fmt: str, rate: int | None = None, *,
-        priority: Priority = Priority.LIVE, admit: Admit | None = None,
+        priority: Priority = Priority.LIVE, admission: Admission | None = None,
     ) -> Audio:
         """The request's audio encoded as fmt (at rate): the one entry point for routes
-        (`admit`: see get_or_synthesize)."""
-        key = await self.key_for(request)
+        (`admission`: see get_or_synthesize)."""
+        key = await self.key_for(request, admission)
         row = self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
             hot = self.peek(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
             if hot is not None:
                 return hot
-        stored = await self.get_or_synthesize(request, priority=priority, admit=admit)
+        stored = await self.get_or_synthesize(request, priority=priority, admission=admission)
         try:
             variant = await self.variant(stored.phrase, fmt, rate)
         except PhraseGoneError:  # evicted by another replica just now: made again
-            stored = await self.get_or_synthesize(request, priority=priority, admit=admit)
+            stored = await self.get_or_synthesize(request, priority=priority, admission=admission)
             variant = await self.variant(stored.phrase, fmt, rate)
         if not stored.cached or stored.fallback is not None:
             return dataclasses.replace(variant, cached=stored.cached, fallback=stored.fallback)

@@ -234,7 +234,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     key = await request.app[STORE].credentials.revoke(name) if KEY_NAME.fullmatch(name) else None
     if key is None:
         raise NotFound(f"no key named '{name[:64]}'", "name")
-    request.app[ACCESS].forget(key.name)
+    request.app[ACCESS].callers.forget(key.name)
     audit_log(principal_of(request).name, "key_revoke", key.name)
     return web.json_response(key.as_dict())
 
@@ -250,7 +250,7 @@ async def sign_url(request: web.Request) -> web.Response:
     ttl = 86400 if ttl is None else ttl
     if not 1 <= ttl <= MAX_TTL:
         raise InvalidParameter(f"ttl must be between 1 and {MAX_TTL} seconds", "ttl")
-    secrets = request.app[ACCESS].secrets
+    secrets = request.app[ACCESS].callers.secrets
     if not secrets:
         raise Conflict("no url_signing_secret is configured: this server signs no URLs")
     now = int(time.time())

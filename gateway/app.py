@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cache.store import PromptStore
 from config import Settings
-from gateway.access import ACCESS, Access, access_middleware
+from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.cors import add_cors
 from gateway.errors import Unavailable
@@ -78,14 +78,13 @@ def create_app(
     app.middlewares.append(request_middleware(app[METRICS]))
     if settings.cors_origins:
         add_cors(app, settings.cors_origins)
-    app[ACCESS] = Access(settings)
 
     def open_store() -> PromptStore:
         if STORE not in app:
             raise Unavailable("the gateway is still starting", retry_after=2)
         return app[STORE]
 
-    app.middlewares.append(access_middleware(open_store))
+    add_access(app, open_store)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         history = app[HISTORY]

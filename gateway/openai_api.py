@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import params
-from gateway.access import admit_for
+from gateway.admission import admission_for
 from gateway.errors import InvalidParameter, NotFound
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
@@ -59,7 +59,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if stream_format == "audio":
         return await stream_speech(request, request_speech, fmt, rate, cache_control)
     store = request.app[STORE]
-    audio = await store.audio(request_speech, fmt, rate, admit=admit_for(request, store))
+    audio = await store.audio(request_speech, fmt, rate, admission=admission_for(request))
     return audio_response(request, audio, cache_control=cache_control)
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from cache.store import Audio
-from gateway.access import cache_control_for
+from gateway.caching import cache_control_for
 from gateway.logs import note
 from synth import codecs
 
@@ -82,7 +82,7 @@ def audio_response(
 ) -> web.Response:
     """200, 206, 304 or 416 for encoded audio, with the headers IVR caches rely on.
     `headers`, when given, are audio_headers(audio, cache_control) built earlier. Answers
-    allowed by a header key are private (see gateway.access.cache_control_for)."""
+    allowed by a header key are private (see gateway.caching.cache_control_for)."""
     note(key=audio.key[:8], cached=audio.cached, format=audio.format)
     if headers is None:
         headers = audio_headers(audio, cache_control_for(request, cache_control))

@@ -11,7 +11,8 @@ from cache.keys import SpeechRequest
 from cache.store import Audio
 from config.phrases import PHRASE_ID
 from gateway import params
-from gateway.access import admit_for, caching_of
+from gateway.admission import admission_for
+from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
@@ -56,8 +57,9 @@ async def tts(request: web.Request) -> web.StreamResponse:
                               headers=hit.prebuilt.headers)
     speech, fmt, rate = _speech_from_query(request)
     store = app[STORE]
-    audio = await store.audio(speech, fmt, rate, admit=admit_for(request, store))
-    memo.remember(request.raw_path, audio)
+    epoch = store.reading_epoch
+    audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+    memo.remember(request.raw_path, audio, store, epoch)
     return audio_response(request, audio, cache_control=memo.cache_control)
 
 
@@ -138,7 +140,7 @@ async def api_tts(request: web.Request) -> web.Response:
     except InvalidParameter as exc:
         raise InvalidParameter(str(exc), "sample_rate") from None
     store = request.app[STORE]
-    audio: Audio = await store.audio(speech, fmt, rate, admit=admit_for(request, store))
+    audio: Audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
     extension = codecs.FORMATS[fmt].extension
     url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
@@ -163,7 +165,10 @@ async def api_pronounce(request: web.Request) -> web.Response:
     voices = voices_of(request)
     speech = voices.request(text, voice=params.string(values, "voice"), style=None,
                             speed=1.0, pitch=1.0, volume=1.0)
-    described = await asyncio.get_running_loop().run_in_executor(None, voices.pronounce, speech)
+    admission = admission_for(request)
+    await admission.preview(speech)
+    # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
+    described = await request.app[STORE].reading.run(admission.client, lambda: voices.pronounce(speech))
     response = web.json_response(described)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -15,7 +15,8 @@ import numpy as np
 from aiohttp import web
 
 from cache.keys import SpeechRequest
-from gateway.access import admit_for, cache_control_for
+from gateway.admission import admission_for
+from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
 from gateway.logs import note
 from gateway.responses import audio_response
@@ -57,7 +58,7 @@ async def stream_speech(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
         )
     store = request.app[STORE]
-    sentences = await store.stream(speech, admit=admit_for(request, store))
+    sentences = await store.stream(speech, admission=admission_for(request))
     try:
         if sentences.stored is not None:
             audio = await store.variant(sentences.stored.phrase, fmt, rate)

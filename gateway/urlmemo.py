@@ -15,7 +15,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from cache.store import Audio
-from gateway.access import PUBLIC, Caching
+from gateway.caching import PUBLIC, Caching
 from gateway.responses import audio_headers
 
 # Exact URLs remembered; a URL costs a few hundred bytes here.
@@ -26,6 +26,12 @@ HEADER_SETS = 4096
 
 class HotAudio(Protocol):
     """Where the memo finds audio: the store's hot set, and nothing slower."""
+
+    @property
+    def reading_epoch(self) -> int:
+        """Changes when texts may read differently (a site lexicon change): the URLs
+        remembered before may name other audio now."""
+        ...
 
     def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
         """Encoded audio from memory, or None."""
@@ -59,24 +65,33 @@ class Hit(NamedTuple):
 class UrlMemo:
     """Exact /tts URLs (path and query as sent) already answered: a repeated URL skips
     parsing, normalization and checks and goes straight to the hot set. Bounded, oldest
-    out first; valid for the process's life, since engine versions cannot change in it."""
+    out first; forgotten whole when texts may read differently (the store's reading
+    epoch moves: a lexicon change here or on another replica)."""
 
     def __init__(self, cache_control: str, size: int = URLS, header_sets: int = HEADER_SETS) -> None:
         self.cache_control = cache_control
         self._size = size
         self._header_sets = header_sets
         self._places: dict[str, Place] = {}
+        self._epoch = 0
         # By ETag, which names the bytes (new audio for a key gets new headers), and how the
-        # answer may be cached (gateway.access.Caching: private, or a signed URL's max-age).
+        # answer may be cached (gateway.caching.Caching: private, or a signed URL's max-age).
         self._prebuilt: dict[tuple[str, tuple[bool, int | None]], Prebuilt] = {}
 
     def __len__(self) -> int:
         return len(self._places)
 
-    def remember(self, target: str, audio: Audio) -> None:
+    def _follow(self, hot: HotAudio) -> None:
+        if hot.reading_epoch != self._epoch:
+            self._places.clear()
+            self._epoch = hot.reading_epoch
+
+    def remember(self, target: str, audio: Audio, hot: HotAudio, epoch: int) -> None:
         """Remember where a URL's answer lives (not a fallback's: the URL's own voice is
-        asked again next time)."""
-        if audio.fallback is not None:
+        asked again next time), unless texts read differently since its key was found
+        (`epoch`: the store's reading epoch when it was asked)."""
+        self._follow(hot)
+        if audio.fallback is not None or epoch != self._epoch:
             return
         if target not in self._places and len(self._places) >= self._size:
             del self._places[next(iter(self._places))]
@@ -85,6 +100,7 @@ class UrlMemo:
     def find(self, target: str, hot: HotAudio, caching: Caching = PUBLIC) -> Hit | None:
         """The audio and headers of a URL answered before, if its audio is in memory, with
         the Cache-Control `caching` allows."""
+        self._follow(hot)
         place = self._places.get(target)
         if place is None:
             return None

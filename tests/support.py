@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +169,21 @@ async def same_store(store: Any, synth: Any, **options: Any) -> Any:
     options.setdefault("maintenance_interval", 3600)
     return PromptStore(store.data_dir, synth, database_url=store.database_url, audio=audio,
                        **options)
+
+
+class Admitting:
+    """An admission for store tests: `admit` is the given coroutine; `before_reading`
+    records the requests it is asked about and lets them go on."""
+
+    def __init__(self, admit: Callable[[SpeechRequest], Awaitable[None]], client: str = "test") -> None:
+        self.client = client
+        self._admit = admit
+        self.admitted: list[SpeechRequest] = []
+        self.read: list[SpeechRequest] = []
+
+    async def before_reading(self, request: SpeechRequest) -> None:
+        self.read.append(request)
+
+    async def admit(self, request: SpeechRequest) -> None:
+        self.admitted.append(request)
+        await self._admit(request)

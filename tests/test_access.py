@@ -534,13 +534,13 @@ async def test_a_signed_url_heard_before_is_refused_once_it_expires(
 ) -> None:
     import types
 
-    import gateway.access
+    import gateway.caller
 
     target = sign(tts(TEXT), SECRET, 60)
     for _ in range(2):  # the second is verified from memory
         assert (await client.get(target)).status == 200
     later = types.SimpleNamespace(time=lambda: time.time() + 120, monotonic=time.monotonic)
-    monkeypatch.setattr(gateway.access, "time", later)
+    monkeypatch.setattr(gateway.caller, "time", later)
     monkeypatch.setattr(gateway.signing, "time", later)
     answer = await client.get(target)
     assert answer.status == 403 and (await answer.json())["field"] == "exp"
@@ -574,9 +574,9 @@ async def test_a_key_revoked_while_it_was_being_looked_up_is_not_remembered() ->
     import types
 
     from cache.credentials import ApiKey
-    from gateway.access import Access
+    from gateway.caller import Callers
 
-    access = Access(Settings(access="keys"))
+    access = Callers(Settings(access="keys"), guarded=True)
     looking, answer = asyncio.Event(), asyncio.Event()
     key = ApiKey(1, "racing", "hy_abc", "synthesize", None, None, 0.0, None)
 

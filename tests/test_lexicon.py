@@ -120,12 +120,14 @@ async def test_another_replica_follows_a_lexicon_change(
     try:
         text = "欢迎致电汇音。"
         old_key = await second.key_for(req(text))  # remembered by the second replica
+        epoch = second.reading_epoch
         await first.lexicon.put(WORD, READING)
         await first.relexicon()
         new_key = await first.key_for(req(text))
         assert new_key != old_key
         await second._follow_lexicon()  # its maintenance round
         assert await second.key_for(req(text)) == new_key
+        assert second.reading_epoch != epoch  # so its URL memo forgets what it remembered
         # A replica opened afterwards reads with the index's words from the start.
         quick.engine.set_site_lexicon({})
         third = await same_store(first, quick)

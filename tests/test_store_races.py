@@ -17,7 +17,7 @@ from cache.warm import Warmer
 from config.phrases import parse_phrases
 from synth import codecs
 from synth.worker import Priority, SynthesisWorker, Urgency
-from tests.support import CountingSynthesizer, same_store, until
+from tests.support import Admitting, CountingSynthesizer, same_store, until
 
 A, B = "您好，欢迎致电。", "请稍候，正在为您转接。"
 
@@ -226,7 +226,7 @@ async def test_totals_follow_each_write_without_a_recount(
     assert (stats.entries, stats.bytes) == counted
 
 
-async def test_a_phrase_stored_while_a_miss_was_being_admitted_is_not_made_twice(
+async def test_callers_of_a_key_being_admitted_join_its_synthesis_and_are_not_charged(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
     waiting, release = asyncio.Event(), asyncio.Event()
@@ -235,12 +235,47 @@ async def test_a_phrase_stored_while_a_miss_was_being_admitted_is_not_made_twice
         waiting.set()
         await release.wait()  # a quota held up in the database, say
 
-    admitted = asyncio.create_task(store.get_or_synthesize(req(A), admit=slow_admission))
+    first, second = Admitting(slow_admission), Admitting(slow_admission)
+    made_key = await store.key_for(req(A))
+    admitted = asyncio.create_task(store.get_or_synthesize(req(A), admission=first))
     await waiting.wait()
-    made = await store.get_or_synthesize(req(A))  # another client's miss, not held up
+    joining = asyncio.create_task(store.get_or_synthesize(req(A), admission=second))
+    warming = asyncio.create_task(store.get_or_synthesize(req(A), priority=Priority.WARM))
+    await until(lambda: store._admitting[made_key].followers == 2)
+    assert not joining.done() and not warming.done()  # waiting for the first one's admission
     release.set()
-    heard = await admitted
-    assert synth.calls == 1 and heard.cached and heard.key == made.key
+    made, joined, warmed = await asyncio.gather(admitted, joining, warming)
+    assert synth.calls == 1 and made.key == joined.key == warmed.key
+    assert len(first.admitted) == 1 and second.admitted == []  # the joiner was not charged
+
+
+async def test_a_refused_starter_leaves_its_followers_to_be_judged_each_in_turn(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    waiting, release = asyncio.Event(), asyncio.Event()
+
+    class Refused(Exception):
+        pass
+
+    async def refuse_later(request: SpeechRequest) -> None:
+        waiting.set()
+        await release.wait()
+        raise Refused
+
+    async def allow(request: SpeechRequest) -> None:
+        pass
+
+    refused, allowed = Admitting(refuse_later), Admitting(allow)
+    made_key = await store.key_for(req(A))
+    starter = asyncio.create_task(store.get_or_synthesize(req(A), admission=refused))
+    await waiting.wait()
+    follower = asyncio.create_task(store.get_or_synthesize(req(A), admission=allowed))
+    await until(lambda: store._admitting[made_key].followers == 1)
+    release.set()
+    with pytest.raises(Refused):
+        await starter
+    assert not (await follower).cached  # judged on its own, admitted, and synthesized
+    assert synth.calls == 1 and len(allowed.admitted) == 1
 
 
 async def test_a_refused_admission_synthesizes_nothing_and_a_stored_phrase_needs_none(
@@ -249,13 +284,14 @@ async def test_a_refused_admission_synthesizes_nothing_and_a_stored_phrase_needs
     class Refused(Exception):
         pass
 
-    async def refuse(request: SpeechRequest) -> None:
+    async def deny(request: SpeechRequest) -> None:
         raise Refused
 
+    refuse = Admitting(deny)
     with pytest.raises(Refused):
-        await store.get_or_synthesize(req(B), admit=refuse)
+        await store.get_or_synthesize(req(B), admission=refuse)
     with pytest.raises(Refused):
-        await store.stream(req(B), admit=refuse)
+        await store.stream(req(B), admission=refuse)
     assert synth.calls == 0
     await store.get_or_synthesize(req(B))
     await store.settled()
@@ -263,8 +299,8 @@ async def test_a_refused_admission_synthesizes_nothing_and_a_stored_phrase_needs
     again = await same_store(store, synth)
     await again.open()
     try:
-        assert (await again.get_or_synthesize(req(B), admit=refuse)).cached
-        assert (await again.stream(req(B), admit=refuse)).stored is not None
+        assert (await again.get_or_synthesize(req(B), admission=refuse)).cached
+        assert (await again.stream(req(B), admission=refuse)).stored is not None
     finally:
         await again.close()
     assert synth.calls == 1

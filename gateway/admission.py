@@ -1,0 +1,147 @@
+"""Admission: what a request may cost, judged in the order of cost.
+
+Credentials, scope and signature are judged first, by the access middleware, before the
+handler reads anything. A speaking request then meets the store with an `Admitted` (the
+store's `Admission`): before its text is read into a key (when the key is not known
+already), its client's rate limit must have room for one more miss and its key's quota
+room for what the text could say; only when it starts a synthesis is it charged, a miss
+token, its characters per minute and its quota. A request that finds stored audio, or
+joins a synthesis under way, is never charged. Characters are the characters said: an SSML
+document's markup is not counted, as the length limit does not count it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+from aiohttp import web
+
+from cache.keys import SpeechRequest
+from cache.ratelimit import Draw
+from cache.store import PromptStore
+from config import Settings
+from gateway.caller import PRINCIPAL, Principal
+from gateway.errors import Forbidden, QuotaExceeded, RateLimited
+from gateway.state import STORE
+from synth.ssml import is_ssml, parse_document
+
+
+@lru_cache(maxsize=256)
+def said_characters(text: str) -> int:
+    """The characters a text says: an SSML document's text, its markup not counted."""
+    return parse_document(text).spoken_chars if is_ssml(text) else len(text)
+
+
+def seconds_to_midnight() -> int:
+    """Seconds until the next UTC day, when daily quotas start again."""
+    now = datetime.now(timezone.utc)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rate limits of misses: per client and minute (a key's own rate first)."""
+
+    misses: int
+    burst: int
+    characters: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits the settings give."""
+        return cls(settings.rate_limit_misses, settings.rate_limit_burst,
+                   settings.rate_limit_characters)
+
+    def draws(self, principal: Principal, characters: int) -> list[Draw]:
+        """What one miss takes from the principal's buckets."""
+        key = principal.key
+        rate = key.rate if key is not None and key.rate is not None else self.misses
+        draws = []
+        if rate > 0:
+            draws.append(Draw(f"{principal.bucket}:misses", min(self.burst, rate), rate, 1))
+        if self.characters > 0:
+            # A minute's characters may go at once; one text never needs more than that.
+            capacity = max(self.characters, characters)
+            draws.append(Draw(f"{principal.bucket}:chars", capacity, self.characters, characters))
+        return draws
+
+
+class Admitted:
+    """One principal's requests before the store (cache.store.Admission)."""
+
+    def __init__(self, limits: Limits, store: PromptStore, principal: Principal) -> None:
+        self._limits = limits
+        self._store = store
+        self._principal = principal
+
+    @property
+    def client(self) -> str:
+        """Whose share of the frontend's time its texts take: its rate limit's bucket."""
+        return self._principal.bucket
+
+    async def before_reading(self, request: SpeechRequest) -> None:
+        """Refuse, before its text is read, a request that could not be synthesized now:
+        no room in its rate limit, or less quota left than its text could say."""
+        if not self._principal.allows("synthesize"):
+            return  # it may hear stored audio only: it never draws, and reads in its turn
+        characters = said_characters(request.text)
+        self._rate_limited(await self._store.buckets.peek(self._draws(characters)))
+        key = self._principal.key
+        if key is not None and key.quota is not None:
+            left = await self._store.credentials.remaining(key)
+            if left is not None and left < characters:
+                self._quota_exceeded()
+
+    async def admit(self, request: SpeechRequest) -> None:
+        """Charge a request that starts a synthesis: the quota is judged before any rate
+        token is taken, and a request refused after it drew gives its tokens back."""
+        principal = self._principal
+        if not principal.allows("synthesize"):
+            raise Forbidden(f"the key '{principal.name}' has the scope play: it hears "
+                            "stored audio only, and this text is not stored")
+        characters = said_characters(request.text)
+        key = principal.key
+        quota = key is not None and key.quota is not None
+        if quota:
+            assert key is not None
+            left = await self._store.credentials.remaining(key)
+            if left is not None and left < characters:
+                self._quota_exceeded()
+        draws = self._draws(characters)
+        self._rate_limited(await self._store.buckets.take(draws))
+        if quota:
+            assert key is not None
+            if await self._store.credentials.charge(key, characters) is None:  # taken meanwhile
+                await self._store.buckets.give(draws)
+                self._quota_exceeded()
+
+    async def preview(self, request: SpeechRequest) -> None:
+        """Admit a pronunciation preview as a miss of the rate limits (no quota: nothing is
+        synthesized)."""
+        self._rate_limited(await self._store.buckets.take(self._draws(said_characters(request.text))))
+
+    def _draws(self, characters: int) -> list[Draw]:
+        return self._limits.draws(self._principal, characters)
+
+    def _rate_limited(self, wait: float) -> None:
+        if wait > 0:
+            raise RateLimited(f"too many syntheses for '{self._principal.name}'; retry later",
+                              retry_after=max(1, math.ceil(wait)) if math.isfinite(wait) else 60)
+
+    def _quota_exceeded(self) -> None:
+        key = self._principal.key
+        assert key is not None
+        raise QuotaExceeded(f"the key '{key.name}' has used its {key.quota} characters of today "
+                            "(UTC)", retry_after=seconds_to_midnight())
+
+
+LIMITS = web.AppKey("limits", Limits)
+
+
+def admission_for(request: web.Request) -> Admitted:
+    """The admission of a speaking route's requests."""
+    return Admitted(request.app[LIMITS], request.app[STORE], request[PRINCIPAL])
