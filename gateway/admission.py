@@ -13,9 +13,12 @@ document's markup is not counted, as the length limit does not count it.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -27,6 +30,10 @@ from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
 from gateway.state import STORE
 from synth.ssml import is_ssml, parse_document
+
+T = TypeVar("T")
+# An SSML document's markup, for what its text could say at most before it is parsed.
+_MARKUP = re.compile(r"<[^>]*>")
 
 
 @lru_cache(maxsize=256)
@@ -86,9 +93,16 @@ class Admitted:
     async def before_reading(self, request: SpeechRequest) -> None:
         """Refuse, before its text is read, a request that could not be synthesized now:
         no room in its rate limit, or less quota left than its text could say."""
+        await self._may_cost(said_characters(request.text))
+
+    async def before_parsing(self, document: str) -> None:
+        """The same for an SSML document before it is parsed: what it could say is its
+        length with the markup stripped."""
+        await self._may_cost(len(_MARKUP.sub("", document)))
+
+    async def _may_cost(self, characters: int) -> None:
         if not self._principal.allows("synthesize"):
             return  # it may hear stored audio only: it never draws, and reads in its turn
-        characters = said_characters(request.text)
         self._rate_limited(await self._store.buckets.peek(self._draws(characters)))
         key = self._principal.key
         if key is not None and key.quota is not None:
@@ -140,6 +154,18 @@ class Admitted:
 
 
 LIMITS = web.AppKey("limits", Limits)
+
+
+async def checked_speech(request: web.Request, text: object, build: Callable[[], T]) -> T:
+    """What `build` makes of a speaking request's input (its text checked, its SpeechRequest
+    made): here for plain text, whose checks are cheap; for an SSML document, whose parsing
+    is not, only once its caller may cost that much, and then on the frontend's fair share,
+    off the event loop."""
+    if not (isinstance(text, str) and is_ssml(text)):
+        return build()
+    admission = admission_for(request)
+    await admission.before_parsing(text)
+    return await request.app[STORE].reading.run(admission.client, build)
 
 
 def admission_for(request: web.Request) -> Admitted:

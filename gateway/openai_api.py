@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import params
-from gateway.admission import admission_for
+from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
@@ -32,7 +32,6 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if model not in MODELS:
         raise NotFound(f"the model '{model[:40]}' does not exist; use one of: {', '.join(MODELS)}", "model")
     settings = request.app[SETTINGS]
-    text = params.text(body, settings.max_text_length, "input")
     voices = voices_of(request)
     asked = params.string(body, "voice")
     if asked is None:
@@ -47,9 +46,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
             f"response_format '{response_format[:20]}' is not offered; use one of: "
             f"{', '.join(RESPONSE_FORMATS)}", "response_format",
         )
-    request_speech = voices.request(
-        text, voice=voice, style=None, speed=params.number(body, "speed"), pitch=1.0, volume=1.0
-    )
+    request_speech = await checked_speech(request, body.get("input"), lambda: voices.request(
+        params.text(body, settings.max_text_length, "input"), voice=voice, style=None,
+        speed=params.number(body, "speed"), pitch=1.0, volume=1.0))
     rate = params.check_rate(fmt, voices.native_rate(request_speech.engine), None)
     cache_control = public_cache_control(settings.http_max_age)
     stream_format = params.string(body, "stream_format")

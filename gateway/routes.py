@@ -11,7 +11,7 @@ from cache.keys import SpeechRequest
 from cache.store import Audio
 from config.phrases import PHRASE_ID
 from gateway import params
-from gateway.admission import admission_for
+from gateway.admission import admission_for, checked_speech
 from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE
@@ -55,7 +55,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
     if hit is not None:
         return audio_response(request, hit.audio, cache_control=memo.cache_control,
                               headers=hit.prebuilt.headers)
-    speech, fmt, rate = _speech_from_query(request)
+    speech, fmt, rate = await _speech_from_query(request)
     store = app[STORE]
     epoch = store.reading_epoch
     audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
@@ -65,22 +65,27 @@ async def tts(request: web.Request) -> web.StreamResponse:
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
     """GET /tts/stream.{ext}?text=…: audio sentence by sentence as it is synthesized."""
-    speech, fmt, rate = _speech_from_query(request)
+    speech, fmt, rate = await _speech_from_query(request)
     return await stream_speech(request, speech, fmt, rate, request.app[TTS_CACHE_CONTROL])
 
 
-def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int]:
+async def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int]:
     """The checked request, format and rate a /tts URL asks for."""
     fmt = params.format_for_extension(request.match_info["ext"])
     values = params.query_values(request.query, TTS_PARAMS)
-    text = params.text(values, request.app[SETTINGS].max_text_length)
-    voices = voices_of(request)
-    speech = voices.request(
-        text, voice=params.string(values, "voice"), style=_style(values),
-        speed=params.number(values, "speed"), pitch=params.number(values, "pitch"),
-        volume=params.number(values, "volume"),
-    )
-    rate = params.check_rate(fmt, voices.native_rate(speech.engine), params.integer(values, "rate"))
+
+    def checked() -> tuple[SpeechRequest, int]:
+        text = params.text(values, request.app[SETTINGS].max_text_length)
+        voices = voices_of(request)
+        speech = voices.request(
+            text, voice=params.string(values, "voice"), style=_style(values),
+            speed=params.number(values, "speed"), pitch=params.number(values, "pitch"),
+            volume=params.number(values, "volume"),
+        )
+        return speech, params.check_rate(fmt, voices.native_rate(speech.engine),
+                                         params.integer(values, "rate"))
+
+    speech, rate = await checked_speech(request, values.get("text"), checked)
     return speech, fmt, rate
 
 
@@ -122,13 +127,12 @@ async def api_tts(request: web.Request) -> web.Response:
         raise BadRequest("send a JSON body with Content-Type: application/json")
     body = params.json_object(await request.read(), API_FIELDS)
     settings = request.app[SETTINGS]
-    text = params.text(body, settings.max_text_length)
     voices = voices_of(request)
-    speech = voices.request(
-        text, voice=params.string(body, "voice"), style=_style(body),
-        speed=params.number(body, "speed"), pitch=params.number(body, "pitch"),
-        volume=params.number(body, "volume"),
-    )
+    speech = await checked_speech(request, body.get("text"), lambda: voices.request(
+        params.text(body, settings.max_text_length), voice=params.string(body, "voice"),
+        style=_style(body), speed=params.number(body, "speed"),
+        pitch=params.number(body, "pitch"), volume=params.number(body, "volume"),
+    ))
     try:
         fmt = params.format_for_extension(params.string(body, "format") or "wav")
     except NotFound as exc:
@@ -161,10 +165,10 @@ async def api_tts(request: web.Request) -> web.Response:
 async def api_pronounce(request: web.Request) -> web.Response:
     """GET /api/pronounce?text=…[&voice=]: what the voice will say, without synthesizing."""
     values = params.query_values(request.query, ("text", "voice"))
-    text = params.text(values, request.app[SETTINGS].max_text_length)
     voices = voices_of(request)
-    speech = voices.request(text, voice=params.string(values, "voice"), style=None,
-                            speed=1.0, pitch=1.0, volume=1.0)
+    speech = await checked_speech(request, values.get("text"), lambda: voices.request(
+        params.text(values, request.app[SETTINGS].max_text_length),
+        voice=params.string(values, "voice"), style=None, speed=1.0, pitch=1.0, volume=1.0))
     admission = admission_for(request)
     await admission.preview(speech)
     # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
