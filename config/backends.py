@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -68,7 +69,12 @@ class Backend:
     version: str | None = field(default=None, metadata=_doc(
         "Part of every key of this backend's audio; change it when the upstream's voice "
         "changes. Default: what the upstream reports (piper); required for the other kinds."))
-    timeout: float = field(default=30.0, metadata=_doc("Seconds one upstream call may take."))
+    timeout: float = field(default=15.0, metadata=_doc(
+        "Seconds one call to the upstream may take in all: connecting, waiting, the whole "
+        "answer arriving, and retries with their backoff (each segment of an SSML request "
+        "is a call of its own). Past it the call is a 504 and counts as the backend's "
+        "failure (breaker, fallback). Keep it below synthesis_deadline, so a fallback "
+        "voice still has time to answer."))
     concurrency: int = field(default=2, metadata=_doc("Most requests in flight to the upstream."))
     fallback: str | None = field(default=None, metadata=_doc(
         "A voice of another engine that speaks a miss while this backend is down."))
@@ -80,7 +86,8 @@ class Backend:
         "Rate of the upstream's raw PCM (cosyvoice: 22050 for CosyVoice-300M, 24000 for "
         "CosyVoice2); audio is stored at this rate.", "cosyvoice, openai"))
     retries: int = field(default=2, metadata=_doc(
-        "Further tries of a call that failed before it reached the upstream (jittered backoff)."))
+        "Further tries of a call that failed before it reached the upstream (jittered "
+        "backoff), as long as the timeout leaves time for them."))
     breaker_failures: int = field(default=5, metadata=_doc(
         "Consecutive failures that open the circuit breaker (no calls until the cool-down)."))
     breaker_cooldown: float = field(default=30.0, metadata=_doc(
@@ -212,8 +219,8 @@ def _check(b: Backend, where: str) -> None:
             f"{where}: a '{b.kind}' upstream reports no version of its voices; set field "
             "'version' (it is part of every key, so change it when the upstream changes)")
     for name in ("timeout", "breaker_cooldown"):
-        if getattr(b, name) <= 0:
-            raise BackendConfigError(f"{where}: field '{name}' must be positive")
+        if not 0 < getattr(b, name) < math.inf:
+            raise BackendConfigError(f"{where}: field '{name}' must be a positive number")
     for name, least in (("concurrency", 1), ("retries", 0), ("breaker_failures", 1)):
         if getattr(b, name) < least:
             raise BackendConfigError(f"{where}: field '{name}' must be at least {least}")

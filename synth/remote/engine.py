@@ -172,13 +172,16 @@ class RemoteEngine:
         started = time.perf_counter()
         try:
             upstream = self.backend.voices.get(info.name)
-            if upstream is not None:
-                samples, rate = self._kind.synthesize(self._call, sent, upstream, style, prosody)
-            else:
-                assert self._zero_shot is not None  # only cloned voices are not in `voices`
-                samples, rate = self._zero_shot.synthesize_zero_shot(
-                    self._call, sent, info.name, style, prosody
-                )
+            # One budget for the whole call: every request it takes, retries included.
+            with self._call.within():
+                if upstream is not None:
+                    samples, rate = self._kind.synthesize(self._call, sent, upstream, style,
+                                                          prosody)
+                else:
+                    assert self._zero_shot is not None  # only cloned voices are not in `voices`
+                    samples, rate = self._zero_shot.synthesize_zero_shot(
+                        self._call, sent, info.name, style, prosody
+                    )
             if len(samples) == 0:
                 raise UpstreamError(self.name, "answered no audio")
         except UpstreamError:
@@ -209,12 +212,15 @@ class RemoteEngine:
         started = time.perf_counter()
         heard = 0
         try:
-            chunks = streaming(self._call, sent, upstream if upstream is not None else info.name,
-                               style, prosody, cloned=upstream is None)
-            for samples, rate in chunks:
-                heard += len(samples)
-                yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate, self._rate),
-                          self._rate)
+            # One budget for the whole stream, as for a whole answer.
+            with self._call.within():
+                chunks = streaming(self._call, sent,
+                                   upstream if upstream is not None else info.name,
+                                   style, prosody, cloned=upstream is None)
+                for samples, rate in chunks:
+                    heard += len(samples)
+                    yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate,
+                                              self._rate), self._rate)
             if heard == 0:
                 raise UpstreamError(self.name, "answered no audio")
         except UpstreamError:

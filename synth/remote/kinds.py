@@ -421,7 +421,7 @@ class Aliyun(_Unversioned):
         secret = _credential(backend, "access_key_secret_env", environ)
         self.tokens = aliyun.TokenSource(functools.partial(
             aliyun.create_token, backend.name, backend.token_url, key_id, secret,
-            timeout=backend.timeout, retries=backend.retries,
+            retries=backend.retries,
         ))
 
     def __repr__(self) -> str:
@@ -435,8 +435,9 @@ class Aliyun(_Unversioned):
         self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
     ) -> tuple[Samples, int]:
         """One WAV from the TTS URL; a JSON answer is an error, whatever its status."""
+        token = self.tokens.get(call.seconds_left())  # a fetch spends this call's budget
         response = call.request("POST", self._url, json={
-            "appkey": self._appkey, "token": self.tokens.get(), "text": text, "format": "wav",
+            "appkey": self._appkey, "token": token, "text": text, "format": "wav",
             "sample_rate": self.default_rate, "voice": voice_id,
             "volume": aliyun_volume(prosody.volume), "speech_rate": aliyun_rate(prosody.speed),
             "pitch_rate": aliyun_rate(prosody.pitch),
