@@ -29,6 +29,8 @@ REGION = "cn-shanghai"
 # A token is replaced this many seconds before its ExpireTime, so no request carries one
 # that expires on its way.
 REFRESH_MARGIN = 300.0
+# CreateToken answers a few hundred bytes of JSON.
+_TOKEN_ANSWER_BYTES = 64 * 1024
 
 
 def percent_encode(value: str) -> str:
@@ -90,7 +92,8 @@ def create_token(
 ) -> Token:
     """A new token from CreateToken (blocking; every try within `timeout` seconds in all);
     UpstreamError names the backend."""
-    call = Caller(backend, token_url, timeout=timeout, retries=0, sleep=sleep)
+    call = Caller(backend, token_url, timeout=timeout, retries=0, max_bytes=_TOKEN_ANSWER_BYTES,
+                  sleep=sleep)
     try:
         with call.within():
             attempt = 0

@@ -1,6 +1,6 @@
 """HTTP calls to one upstream: a time budget for the whole call, bounded retries with
-jittered backoff, and every failure turned into an UpstreamError that names the backend
-(never the text)."""
+jittered backoff, a bounded answer, and every failure turned into an UpstreamError that
+names the backend (never the text)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,26 @@ class Caller:
     """Blocking calls from one engine instance's worker thread to its upstream.
 
     Each call, its retries and their backoff included, ends within `timeout` seconds, and
-    within the budget of an enclosing `within` block.
+    within the budget of an enclosing `within` block; an answer longer than `max_bytes` is
+    refused as it arrives.
     """
 
     def __init__(
-        self, backend: str, base_url: str, *, timeout: float, retries: int,
+        self, backend: str, base_url: str, *, timeout: float, retries: int, max_bytes: int,
         headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self._timeout = timeout
         self._retries = retries
+        self._max_bytes = max_bytes
         self._sleep = sleep
         self._budget = Budget(clock)
         self._client = httpx.Client(
-            base_url=base_url, timeout=httpx.Timeout(timeout), headers=headers or {},
+            base_url=base_url, timeout=httpx.Timeout(timeout),
+            # An answer is counted as it arrives: a compressed one could grow past the
+            # limit many times over in one piece, so none is asked for.
+            headers={**(headers or {}), "Accept-Encoding": "identity"},
             follow_redirects=False, trust_env=False, transport=BudgetTransport(self._budget),
         )
 
@@ -82,8 +87,9 @@ class Caller:
                         if not (response.status_code >= 500 and method == "GET"
                                 and attempt < self._retries):
                             self._check(response)
-                            response.read()
-                            return response
+                            body = b"".join(self._body(response))
+                            return httpx.Response(response.status_code, headers=response.headers,
+                                                  content=body, request=response.request)
                 except httpx.TimeoutException as exc:
                     if not (isinstance(exc, httpx.ConnectTimeout) and self._again(attempt)):
                         raise self._timed_out() from None
@@ -108,7 +114,7 @@ class Caller:
                         self._check(response)
                         started = True
                         yield response
-                        yield from response.iter_bytes()
+                        yield from self._body(response)
                     return
                 except httpx.TimeoutException as exc:
                     if started or not (isinstance(exc, httpx.ConnectTimeout)
@@ -127,10 +133,32 @@ class Caller:
         return UpstreamTimeoutError(self.backend, "no answer in time")
 
     def _check(self, response: httpx.Response) -> None:
-        """Refuse an error status before any of the body is read."""
+        """Refuse an error status, a compressed body, or one declared longer than allowed,
+        before any of the body is read."""
         if response.status_code >= 400:
             # Only the status: an upstream's own message may quote the text.
             raise UpstreamError(self.backend, f"answered HTTP {response.status_code}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UpstreamError(self.backend, f"answered a {encoding[:20]}-encoded body, "
+                                              "though asked for none")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise self._too_long()
+
+    def _body(self, response: httpx.Response) -> Iterator[bytes]:
+        """The body as it arrives; refused as soon as it passes max_bytes (at most one
+        network read past it is ever held)."""
+        received = 0
+        for piece in response.iter_raw():
+            received += len(piece)
+            if received > self._max_bytes:
+                raise self._too_long()
+            yield piece
+
+    def _too_long(self) -> UpstreamError:
+        return UpstreamError(self.backend, f"answered more than {self._max_bytes} bytes "
+                                           "(max_answer_bytes); refused")
 
 
 def _failure(backend: str, exc: httpx.TransportError) -> UpstreamError:
