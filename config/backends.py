@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -34,6 +35,8 @@ KINDS: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
 })
 # Kinds whose upstream reports nothing to version its audio by: `version` is required.
 UNVERSIONED = ("openai", "sambert_flask", "cosyvoice", "aliyun")
+# The default of max_answer_bytes: 32 MiB.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
@@ -68,7 +71,12 @@ class Backend:
     version: str | None = field(default=None, metadata=_doc(
         "Part of every key of this backend's audio; change it when the upstream's voice "
         "changes. Default: what the upstream reports (piper); required for the other kinds."))
-    timeout: float = field(default=30.0, metadata=_doc("Seconds one upstream call may take."))
+    timeout: float = field(default=15.0, metadata=_doc(
+        "Seconds one call to the upstream may take in all: connecting, waiting, the whole "
+        "answer arriving, and retries with their backoff (each segment of an SSML request "
+        "is a call of its own). Past it the call is a 504 and counts as the backend's "
+        "failure (breaker, fallback). Keep it below synthesis_deadline, so a fallback "
+        "voice still has time to answer."))
     concurrency: int = field(default=2, metadata=_doc("Most requests in flight to the upstream."))
     fallback: str | None = field(default=None, metadata=_doc(
         "A voice of another engine that speaks a miss while this backend is down."))
@@ -80,7 +88,19 @@ class Backend:
         "Rate of the upstream's raw PCM (cosyvoice: 22050 for CosyVoice-300M, 24000 for "
         "CosyVoice2); audio is stored at this rate.", "cosyvoice, openai"))
     retries: int = field(default=2, metadata=_doc(
-        "Further tries of a call that failed before it reached the upstream (jittered backoff)."))
+        "Further tries of a call that failed before it reached the upstream (jittered "
+        "backoff), as long as the timeout leaves time for them."))
+    max_answer_bytes: int = field(default=MAX_ANSWER_BYTES, metadata=_doc(
+        "Largest answer the upstream may send (its audio, or its JSON), in bytes (32 MiB: "
+        "about 5 minutes of 48 kHz 16-bit mono audio); a larger one is refused as it "
+        "arrives, as a 502 that counts as the backend's failure."))
+    seconds_per_character: float = field(default=1.0, metadata=_doc(
+        "Seconds of audio accepted per character of the text as sent (speech runs about "
+        "4 to 5 Mandarin characters a second), divided by the speed when it is below 1, "
+        "plus seconds_margin. Longer audio, or audio at a rate outside 8000 to 48000 Hz, "
+        "is a 502 that counts as the backend's failure, never stored."))
+    seconds_margin: float = field(default=5.0, metadata=_doc(
+        "Seconds added to that limit: a short text's pauses, lead-in and ending."))
     breaker_failures: int = field(default=5, metadata=_doc(
         "Consecutive failures that open the circuit breaker (no calls until the cool-down)."))
     breaker_cooldown: float = field(default=30.0, metadata=_doc(
@@ -211,10 +231,13 @@ def _check(b: Backend, where: str) -> None:
         raise BackendConfigError(
             f"{where}: a '{b.kind}' upstream reports no version of its voices; set field "
             "'version' (it is part of every key, so change it when the upstream changes)")
-    for name in ("timeout", "breaker_cooldown"):
-        if getattr(b, name) <= 0:
-            raise BackendConfigError(f"{where}: field '{name}' must be positive")
-    for name, least in (("concurrency", 1), ("retries", 0), ("breaker_failures", 1)):
+    for name in ("timeout", "breaker_cooldown", "seconds_per_character"):
+        if not 0 < getattr(b, name) < math.inf:
+            raise BackendConfigError(f"{where}: field '{name}' must be a positive number")
+    if not 0 <= b.seconds_margin < math.inf:
+        raise BackendConfigError(f"{where}: field 'seconds_margin' must be 0 or more")
+    for name, least in (("concurrency", 1), ("retries", 0), ("breaker_failures", 1),
+                        ("max_answer_bytes", 1024)):
         if getattr(b, name) < least:
             raise BackendConfigError(f"{where}: field '{name}' must be at least {least}")
     if b.sample_rate is not None and not 8000 <= b.sample_rate <= 48000:

@@ -700,23 +700,28 @@ def test_the_token_is_cached_until_the_margin_and_fetched_once_by_many_threads()
     now = [0.0]
     count = itertools.count()
 
-    def fetch() -> aliyun.Token:
+    given: list[float] = []
+
+    def fetch(*, timeout: float) -> aliyun.Token:
+        given.append(timeout)
         return aliyun.Token(f"t{next(count)}", 1000.0 + now[0])
 
     source = aliyun.TokenSource(fetch, margin=300.0, clock=lambda: now[0])
-    assert source.get() == "t0"
+    assert source.get(4.0) == "t0"
     now[0] = 699.0
-    assert source.get() == "t0"
+    assert source.get(4.0) == "t0"
     now[0] = 700.0  # ExpireTime less the margin
-    assert source.get() == "t1" and source.fetched == 2
+    assert source.get(2.5) == "t1" and source.fetched == 2
+    assert given == [4.0, 2.5]  # each fetch has what is left of its call's time
 
-    shared = aliyun.TokenSource(lambda: aliyun.Token(f"s{next(count)}", time.time() + 3600))
+    shared = aliyun.TokenSource(
+        lambda *, timeout: aliyun.Token(f"s{next(count)}", time.time() + 3600))
     barrier = threading.Barrier(8)
     got: list[str] = []
 
     def worker() -> None:
         barrier.wait()
-        got.append(shared.get())
+        got.append(shared.get(10.0))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:

@@ -25,7 +25,8 @@ def load_backend(backend: Backend, normalizer: Callable[[], Callable[[str], str]
     kind = kind_for(backend)
     version, rate = backend.version, backend.sample_rate
     if version is None or rate is None:
-        probe = Caller(backend.name, backend.url, timeout=min(backend.timeout, 10), retries=1)
+        probe = Caller(backend.name, backend.url, timeout=min(backend.timeout, 10), retries=1,
+                       max_bytes=backend.max_answer_bytes)
         try:
             reported = kind.report(probe, backend)
         except UpstreamError as exc:

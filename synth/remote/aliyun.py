@@ -13,12 +13,12 @@ import base64
 import datetime
 import hashlib
 import hmac
-import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote
 
 from synth.engine import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
@@ -29,7 +29,8 @@ REGION = "cn-shanghai"
 # A token is replaced this many seconds before its ExpireTime, so no request carries one
 # that expires on its way.
 REFRESH_MARGIN = 300.0
-_BACKOFF = 0.1
+# CreateToken answers a few hundred bytes of JSON.
+_TOKEN_ANSWER_BYTES = 64 * 1024
 
 
 def percent_encode(value: str) -> str:
@@ -89,22 +90,24 @@ def create_token(
     backend: str, token_url: str, access_key_id: str, secret: str, *, timeout: float,
     retries: int, sleep: Callable[[float], None] = time.sleep,
 ) -> Token:
-    """A new token from CreateToken (blocking); UpstreamError names the backend."""
-    call = Caller(backend, token_url, timeout=timeout, retries=0)
+    """A new token from CreateToken (blocking; every try within `timeout` seconds in all);
+    UpstreamError names the backend."""
+    call = Caller(backend, token_url, timeout=timeout, retries=0, max_bytes=_TOKEN_ANSWER_BYTES,
+                  sleep=sleep)
     try:
-        attempt = 0
-        while True:
-            # Each try is signed afresh: Aliyun refuses a nonce it has seen, so a retry of
-            # the same URL could fail where a new signature succeeds.
-            url = f"{token_url}?{create_token_query(access_key_id, secret)}"
-            try:
-                response = call.request("GET", url)
-                break
-            except (UpstreamUnavailableError, UpstreamTimeoutError):
-                if attempt >= retries:
-                    raise
-                sleep(min(2.0, _BACKOFF * 2 ** attempt) * random.uniform(0.5, 1.5))
-                attempt += 1
+        with call.within():
+            attempt = 0
+            while True:
+                # Each try is signed afresh: Aliyun refuses a nonce it has seen, so a retry
+                # of the same URL could fail where a new signature succeeds.
+                url = f"{token_url}?{create_token_query(access_key_id, secret)}"
+                try:
+                    response = call.request("GET", url)
+                    break
+                except (UpstreamUnavailableError, UpstreamTimeoutError):
+                    if attempt >= retries or not call.backoff(attempt):
+                        raise
+                    attempt += 1
     except UpstreamError as exc:
         raise type(exc)(backend, f"CreateToken {_reason(exc, backend)}") from None
     finally:
@@ -126,13 +129,22 @@ def _reason(exc: UpstreamError, backend: str) -> str:
     return str(exc).removeprefix(f"backend '{backend}': ")
 
 
+class Fetch(Protocol):
+    """Gets a new token within `timeout` seconds (create_token, its credentials given)."""
+
+    def __call__(self, *, timeout: float) -> Token:
+        """A new token (blocking)."""
+        ...
+
+
 class TokenSource:
     """One backend's token, shared by its worker threads: fetched when first needed and
     again once it comes within `margin` seconds of expiring. One thread fetches while the
-    others wait for its token."""
+    others wait for its token (no longer than the fetching call's budget, which began
+    before theirs)."""
 
     def __init__(
-        self, fetch: Callable[[], Token], *, margin: float = REFRESH_MARGIN,
+        self, fetch: Fetch, *, margin: float = REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._fetch = fetch
@@ -142,13 +154,14 @@ class TokenSource:
         self._token: Token | None = None
         self.fetched = 0  # tokens fetched, for the tests and the curious
 
-    def get(self) -> str:
-        """A token valid now: the cached one, or a new one (blocking)."""
+    def get(self, timeout: float) -> str:
+        """A token valid now: the cached one, or a new one fetched within `timeout` seconds
+        (blocking)."""
         with self._lock:
             token = self._token
             if token is None or self._clock() >= token.expires_at - self._margin:
                 # A token fresh from CreateToken is used even when it is already within
                 # the margin: it is the newest there is.
-                token = self._token = self._fetch()
+                token = self._token = self._fetch(timeout=timeout)
                 self.fetched += 1
             return token.value

@@ -30,6 +30,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.remote.audio import longest_seconds, refusal
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
 from synth.remote.kinds import Kind, KindStartError, ZeroShot
@@ -100,7 +101,8 @@ class RemoteEngine:
             for name, spec in (backend.zero_shot.items() if self._zero_shot is not None else ())
         )
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
-                            retries=backend.retries, headers=auth_headers(backend))
+                            retries=backend.retries, max_bytes=backend.max_answer_bytes,
+                            headers=auth_headers(backend))
         self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
 
     @property
@@ -149,6 +151,18 @@ class RemoteEngine:
             "seconds": round(state.seconds, 3), "breaker_opened": state.breaker.opened,
         }
 
+    def _longest(self, sent: str, prosody: Prosody) -> float:
+        """Seconds of audio the text sent may plausibly take to say."""
+        return longest_seconds(len(sent), prosody.speed, self.backend.seconds_per_character,
+                               self.backend.seconds_margin)
+
+    def _refuse(self, samples: int, rate: int, longest: float, sent: str) -> None:
+        """Raise an UpstreamError for audio that cannot be the answer to the text sent
+        (checked before any of it is resampled)."""
+        reason = refusal(samples, rate, longest, len(sent))
+        if reason is not None:
+            raise UpstreamError(self.name, reason)
+
     def _admit(
         self, text: str, voice: str | None, style: str, prosody: Prosody
     ) -> tuple[VoiceInfo, str]:
@@ -172,15 +186,17 @@ class RemoteEngine:
         started = time.perf_counter()
         try:
             upstream = self.backend.voices.get(info.name)
-            if upstream is not None:
-                samples, rate = self._kind.synthesize(self._call, sent, upstream, style, prosody)
-            else:
-                assert self._zero_shot is not None  # only cloned voices are not in `voices`
-                samples, rate = self._zero_shot.synthesize_zero_shot(
-                    self._call, sent, info.name, style, prosody
-                )
-            if len(samples) == 0:
-                raise UpstreamError(self.name, "answered no audio")
+            # One budget for the whole call: every request it takes, retries included.
+            with self._call.within():
+                if upstream is not None:
+                    samples, rate = self._kind.synthesize(self._call, sent, upstream, style,
+                                                          prosody)
+                else:
+                    assert self._zero_shot is not None  # only cloned voices are not in `voices`
+                    samples, rate = self._zero_shot.synthesize_zero_shot(
+                        self._call, sent, info.name, style, prosody
+                    )
+            self._refuse(len(samples), rate, self._longest(sent, prosody), sent)
         except UpstreamError:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
@@ -207,14 +223,21 @@ class RemoteEngine:
         breaker = self.state.breaker
         upstream = self.backend.voices.get(info.name)
         started = time.perf_counter()
+        longest = self._longest(sent, prosody)
         heard = 0
         try:
-            chunks = streaming(self._call, sent, upstream if upstream is not None else info.name,
-                               style, prosody, cloned=upstream is None)
-            for samples, rate in chunks:
-                heard += len(samples)
-                yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate, self._rate),
-                          self._rate)
+            # One budget for the whole stream, as for a whole answer.
+            with self._call.within():
+                chunks = streaming(self._call, sent,
+                                   upstream if upstream is not None else info.name,
+                                   style, prosody, cloned=upstream is None)
+                for samples, rate in chunks:
+                    if len(samples) == 0:
+                        continue
+                    heard += len(samples)
+                    self._refuse(heard, rate, longest, sent)
+                    yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate,
+                                              self._rate), self._rate)
             if heard == 0:
                 raise UpstreamError(self.name, "answered no audio")
         except UpstreamError:

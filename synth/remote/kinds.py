@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 import soundfile as sf
 
 from config.backends import Backend
 from synth.engine import Prosody, SettingRange, SynthesisError, UpstreamError
 from synth.remote import aliyun
+from synth.remote.audio import Samples, decode_pcm, decode_wav
 from synth.remote.client import Caller
-
-Samples = npt.NDArray[np.int16]
 
 
 @dataclass(frozen=True)
@@ -92,24 +89,6 @@ class Streaming(Protocol):
 
 class KindStartError(SynthesisError):
     """A kind cannot start: a file or a credential its entry names is missing."""
-
-
-def decode_wav(backend: str, data: bytes) -> tuple[Samples, int]:
-    """Mono int16 samples of a WAV answer (the first channel of a multichannel one)."""
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        raise UpstreamError(backend, "answered something that is not a WAV file") from None
-    mono: Samples = np.ascontiguousarray(samples[:, 0])
-    return mono, int(rate)
-
-
-def decode_pcm(backend: str, data: bytes, rate: int) -> tuple[Samples, int]:
-    """Raw little-endian int16 mono PCM (an odd trailing byte is dropped)."""
-    if len(data) < 2:
-        raise UpstreamError(backend, "answered no audio")
-    samples: Samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
-    return samples, rate
 
 
 _SPEED = SettingRange(0.5, 2.0, 1.0)
@@ -421,7 +400,7 @@ class Aliyun(_Unversioned):
         secret = _credential(backend, "access_key_secret_env", environ)
         self.tokens = aliyun.TokenSource(functools.partial(
             aliyun.create_token, backend.name, backend.token_url, key_id, secret,
-            timeout=backend.timeout, retries=backend.retries,
+            retries=backend.retries,
         ))
 
     def __repr__(self) -> str:
@@ -435,8 +414,9 @@ class Aliyun(_Unversioned):
         self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
     ) -> tuple[Samples, int]:
         """One WAV from the TTS URL; a JSON answer is an error, whatever its status."""
+        token = self.tokens.get(call.seconds_left())  # a fetch spends this call's budget
         response = call.request("POST", self._url, json={
-            "appkey": self._appkey, "token": self.tokens.get(), "text": text, "format": "wav",
+            "appkey": self._appkey, "token": token, "text": text, "format": "wav",
             "sample_rate": self.default_rate, "voice": voice_id,
             "volume": aliyun_volume(prosody.volume), "speech_rate": aliyun_rate(prosody.speed),
             "pitch_rate": aliyun_rate(prosody.pitch),
