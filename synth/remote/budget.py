@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -23,15 +24,22 @@ _WRITE_PIECE = 64 * 1024
 
 
 class Budget:
-    """When the call in progress must end; None while no call is bounded."""
+    """When the call in progress must end; None while no call is bounded. Each thread has
+    its own: an engine's lanes call one upstream at once, each within its own budget."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._ends_at: float | None = None
+        self._local = threading.local()
+
+    @property
+    def _ends_at(self) -> float | None:
+        ends_at: float | None = getattr(self._local, "ends_at", None)
+        return ends_at
 
     def left(self) -> float | None:
         """Seconds left of the budget (0 or less once it is spent); None when unbounded."""
-        return None if self._ends_at is None else self._ends_at - self._clock()
+        ends_at = self._ends_at
+        return None if ends_at is None else ends_at - self._clock()
 
     @contextlib.contextmanager
     def limit(self, seconds: float) -> Iterator[None]:
@@ -39,11 +47,11 @@ class Budget:
         the earlier end holds."""
         before = self._ends_at
         ends_at = self._clock() + seconds
-        self._ends_at = ends_at if before is None else min(before, ends_at)
+        self._local.ends_at = ends_at if before is None else min(before, ends_at)
         try:
             yield
         finally:
-            self._ends_at = before
+            self._local.ends_at = before
 
     def cap(self, timeout: float | None, spent: type[httpcore.TimeoutException]) -> float | None:
         """The timeout of one network operation: its own, or what is left if that is less;
