@@ -83,7 +83,6 @@ def _power_of_two(seconds: float) -> int:
 
 _MAX_AGE = re.compile(r"max-age=([0-9]+)")
 PUBLIC = Caching()
-PRIVATE = Caching(private=True)
 
 
 @dataclass(frozen=True)
@@ -328,26 +327,6 @@ class Access:
                         f"the key '{key.name}' has used its {key.quota} characters of today "
                         "(UTC)", retry_after=seconds_to_midnight())
         return admit
-
-    # the hit lane: only what memory decides
-
-    def lane_verdict(self, method: bytes, target: str, secret: str | None) -> Caching | None:
-        """For a /tts hit the lane would answer: how its answer may be cached, or None when
-        aiohttp's path must judge the request (an index lookup, an error to answer)."""
-        if not self.guarded:
-            return PUBLIC  # anyone may hear it; a key changes nothing for a hit
-        if secret is not None:
-            if not _PRINTABLE.fullmatch(secret) or self._is_admin_token(secret):
-                return None
-            known, key = self.cached_key(secret)
-            return PRIVATE if known and key is not None else None
-        if not is_signed(target.partition("?")[2]):
-            return None
-        try:
-            expires = self.verify_signed(method.decode("ascii"), target)
-        except SignatureError:
-            return None
-        return Caching(private=False, expires=expires)
 
 
 def seconds_to_midnight() -> int:

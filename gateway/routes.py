@@ -53,7 +53,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
     hit = memo.find(request.raw_path, app[STORE], caching_of(request))
     if hit is not None:
         return audio_response(request, hit.audio, cache_control=memo.cache_control,
-                              headers=hit.prebuilt.headers)
+                              headers=hit.headers)
     speech, fmt, rate = _speech_from_query(request)
     store = app[STORE]
     audio = await store.audio(speech, fmt, rate, admit=admit_for(request, store))
