@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import os
 import re
 import types
@@ -22,6 +23,7 @@ from config.settings import (
     DEFAULT_SETTINGS_FILE,
     ENGINES,
     ENV_PREFIX,
+    REMOVED_SETTINGS,
     ConfigError,
     Settings,
     mapping_setting,
@@ -29,6 +31,7 @@ from config.settings import (
 )
 
 _HINTS = typing.get_type_hints(Settings)
+log = logging.getLogger("huiyin.config")
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
@@ -221,6 +224,15 @@ def _unknown_variable(var: str, names: set[str]) -> ConfigError:
     return ConfigError(f"environment variable {var} is not a setting; {hint}")
 
 
+def _removed(key: str, source: str) -> bool:
+    """Whether a key names a setting that is gone (warned about: it is ignored)."""
+    if key not in REMOVED_SETTINGS:
+        return False
+    log.warning("%s: setting '%s' no longer exists and is ignored (%s); remove it",
+                source, key, REMOVED_SETTINGS[key])
+    return True
+
+
 def load_settings(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -248,6 +260,8 @@ def load_settings(
             raise ConfigError(f"{file}: the settings file must be a mapping of key: value")
         for key, raw in loaded.items():
             if key not in names:
+                if _removed(str(key), str(file)):
+                    continue
                 raise _unknown_key(str(key), names, file)
             values[key] = _coerce(key, raw, str(file))
         _validate(values, str(file))
@@ -258,6 +272,8 @@ def load_settings(
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in names:
+            if _removed(key, f"environment variable {var}"):
+                continue
             raise _unknown_variable(var, names)
         env_values[key] = _coerce(key, raw, f"environment variable {var}")
     _validate(env_values, "environment")

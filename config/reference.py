@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from config.backends import KINDS, Backend, ZeroShotVoice, backend_fields
-from config.settings import ENV_PREFIX, Settings, setting_fields
+from config.settings import ENV_PREFIX, REMOVED_SETTINGS, Settings, setting_fields
 
 _HINTS = typing.get_type_hints(Settings)
-HEADER = """\
+HEADER = f"""\
 # Configuration reference
 
 Generated from `config/settings.py` by `huiyin config reference`; do not edit by hand.
@@ -26,7 +26,8 @@ Settings come from `config/settings.yaml` (or the file named by `--config` or
 `HUIYIN_CONFIG`), then from environment variables, which win. In the environment a list
 is written `a,b` and a mapping `name=value,name=value`. Unknown keys, `HUIYIN_*`
 variables that name no setting, and wrong types stop the program with a message naming
-the key and where it came from.
+the key and where it came from. A setting an earlier release had
+({", ".join(f"`{k}`" for k in REMOVED_SETTINGS)}) is ignored with a warning that names it.
 
 | key | type | default | environment variable | meaning |
 |---|---|---|---|---|

@@ -21,6 +21,12 @@ DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
 # Engine names the `engines` setting accepts (synth/registry.py builds each).
 ENGINES = ("fastspeech2", "sambert", "piper")
 DEFAULT_ENGINES = ("fastspeech2",)
+# Settings an earlier release had, and why they are gone: a file or variable that still sets
+# one starts with a warning, the value ignored.
+REMOVED_SETTINGS = {
+    "fast_hits": "repeat /tts URLs are answered from the URL memo and the hot set on the "
+                 "usual request path; the edge (deploy/nginx) caches in front of it",
+}
 
 
 class ConfigError(ValueError):
@@ -249,11 +255,6 @@ class Settings:
         default=(), metadata=_doc("Phrase YAML files to pre-warm (comma-separated in the env).")
     )
     log_level: str = field(default="info", metadata=_doc("Log level: debug, info, warning, error."))
-    fast_hits: bool = field(
-        default=True,
-        metadata=_doc("Answer a repeated /tts URL whose audio is in memory as soon as its request "
-                      "arrives, before the full request cycle (the hit lane)."),
-    )
 
     backends: tuple[Backend, ...] = field(
         default=(),

@@ -16,10 +16,10 @@ from cache.store import PromptStore
 from config import Settings
 from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
+from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
 from gateway.errors import Unavailable
 from gateway.history import History
-from gateway.hitlane import LaneRunner
 from gateway.logs import NoRequestText
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
@@ -145,12 +145,12 @@ def url_limit(max_text_length: int) -> int:
     return max(8191, max_text_length * 12 + 2048)
 
 
-def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> LaneRunner:
-    """The runner `huiyin serve` uses: parser limits, connection timeouts, the hit lane."""
+def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> ConnectionRunner:
+    """The runner `huiyin serve` uses: parser limits and connection timeouts."""
     # On SIGTERM the site stops accepting, running requests finish (a synthesis may take up
     # to its deadline), then the services close: running syntheses end and are committed.
-    return LaneRunner(
-        app, fast_hits=settings.fast_hits, header_timeout=settings.header_timeout,
+    return ConnectionRunner(
+        app, header_timeout=settings.header_timeout,
         keepalive_timeout=settings.keepalive_timeout, access_log=None,
         max_line_size=url_limit(settings.max_text_length), handle_signals=False,
         shutdown_timeout=settings.synthesis_deadline + 5, **kwargs,

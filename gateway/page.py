@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.errors import NotFound
-from gateway.responses import IMMUTABLE, etag_matches
+from gateway.responses import IMMUTABLE, not_modified
 
 STATIC = Path(__file__).resolve().parent / "static"
 INDEX = "index.html"
@@ -89,17 +90,16 @@ async def _assets(app: web.Application) -> dict[str, Asset]:
 
 
 def _respond(request: web.Request, asset: Asset, cache_control: str) -> web.Response:
-    headers = {"ETag": asset.etag, "Cache-Control": cache_control}
+    headers = CIMultiDict({"Content-Type": asset.content_type, "ETag": asset.etag,
+                           "Cache-Control": cache_control})
     if asset.content_type.startswith("text/html"):
         headers.update(SECURITY_HEADERS)
     else:
         headers["X-Content-Type-Options"] = "nosniff"
-    inm = request.headers.get("If-None-Match")
-    if inm is not None and etag_matches(inm, asset.etag):
-        return web.Response(status=304, headers=headers)
-    response = web.Response(body=asset.body, headers=headers)
-    response.headers["Content-Type"] = asset.content_type
-    return response
+    unchanged = not_modified(request, asset.etag, headers)
+    if unchanged is not None:
+        return unchanged
+    return web.Response(body=asset.body, headers=headers)
 
 
 async def index(request: web.Request) -> web.Response:

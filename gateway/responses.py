@@ -1,4 +1,5 @@
-"""Audio on the wire: exact Content-Type, ETag, Cache-Control, 304 and byte ranges."""
+"""Audio on the wire: exact Content-Type, ETag, Cache-Control, byte ranges, and the 304 of
+every route."""
 
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ def etag_matches(header: str, etag: str) -> bool:
     # If-None-Match compares weakly: W/"x" matches "x".
     candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
     return etag in candidates
+
+
+def not_modified(request: web.BaseRequest, etag: str,
+                 headers: CIMultiDict[str]) -> web.Response | None:
+    """The 304 to a request whose If-None-Match names `etag`, with the full answer's headers
+    but Content-Type (a 304 has no body); None when the full answer is due. Every route's
+    304 is made here."""
+    inm = request.headers.get("If-None-Match")
+    if inm is None or not etag_matches(inm, etag):
+        return None
+    kept = headers.copy()
+    kept.popall("Content-Type", None)
+    return web.Response(status=304, headers=kept)
 
 
 def download_name(requested: str | None, key: str, extension: str) -> str:
@@ -97,10 +111,9 @@ def audio_response(
         headers["Content-Disposition"] = (
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
         )
-    inm = asked.get("If-None-Match")
-    if inm is not None and etag_matches(inm, audio.etag):
-        del headers["Content-Type"]
-        return web.Response(status=304, headers=headers)
+    unchanged = not_modified(request, audio.etag, headers)
+    if unchanged is not None:
+        return unchanged
 
     data = audio.data
     range_header = asked.get("Range")

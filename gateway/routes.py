@@ -54,7 +54,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
     hit = memo.find(request.raw_path, app[STORE], caching_of(request))
     if hit is not None:
         return audio_response(request, hit.audio, cache_control=memo.cache_control,
-                              headers=hit.prebuilt.headers)
+                              headers=hit.headers)
     speech, fmt, rate = await _speech_from_query(request)
     store = app[STORE]
     epoch = store.reading_epoch

@@ -1,5 +1,5 @@
 """The URL memo: exact /tts URLs already answered, where their audio lives, and the
-response headers built for that audio, shared by the /tts handler and the hit lane.
+response headers built for that audio, for the /tts handler.
 
 It never holds audio. The bytes always come from the store's hot set, whose byte budget
 bounds them; a URL whose audio has left the hot set costs only its key here.
@@ -7,11 +7,9 @@ bounds them; a URL whose audio has left the hot set costs only its key here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from cache.store import Audio
@@ -46,20 +44,11 @@ class Place(NamedTuple):
     rate: int
 
 
-@dataclass(frozen=True)
-class Prebuilt:
-    """The response headers of one audio's answers: for aiohttp's response, and as the
-    status line and fixed header bytes of the hit lane's 200 and 304."""
-
-    headers: CIMultiDict[str]
-    lane_heads: dict[int, bytes]
-
-
 class Hit(NamedTuple):
     """A remembered URL whose audio is in memory, with the headers built for it."""
 
     audio: Audio
-    prebuilt: Prebuilt
+    headers: CIMultiDict[str]
 
 
 class UrlMemo:
@@ -76,7 +65,7 @@ class UrlMemo:
         self._epoch = 0
         # By ETag, which names the bytes (new audio for a key gets new headers), and how the
         # answer may be cached (gateway.caching.Caching: private, or a signed URL's max-age).
-        self._prebuilt: dict[tuple[str, tuple[bool, int | None]], Prebuilt] = {}
+        self._prebuilt: dict[tuple[str, tuple[bool, int | None]], CIMultiDict[str]] = {}
 
     def __len__(self) -> int:
         return len(self._places)
@@ -108,26 +97,13 @@ class UrlMemo:
         if audio is None:
             return None
         restriction = caching.key()
-        prebuilt = self._prebuilt.get((audio.etag, restriction))
-        if prebuilt is None:
+        headers = self._prebuilt.get((audio.etag, restriction))
+        if headers is None:
             if len(self._prebuilt) >= self._header_sets:
                 del self._prebuilt[next(iter(self._prebuilt))]
             headers = audio_headers(audio, caching.apply(self.cache_control))
-            prebuilt = Prebuilt(headers, _lane_heads(headers, audio.size))
-            self._prebuilt[(audio.etag, restriction)] = prebuilt
-        return Hit(audio, prebuilt)
-
-
-def _lane_heads(headers: CIMultiDict[str], length: int) -> dict[int, bytes]:
-    """Status line and fixed headers of a 200 and of a 304, as aiohttp's own answers have
-    them: a 304 has neither Content-Type nor Content-Length."""
-    fixed = [f"{name}: {value}" for name, value in headers.items() if name != "Content-Type"]
-    server = f"Server: {SERVER_SOFTWARE}"
-    ok = ["HTTP/1.1 200 OK", f"Content-Type: {headers['Content-Type']}", *fixed,
-          f"Content-Length: {length}", server]
-    not_modified = ["HTTP/1.1 304 Not Modified", *fixed, server]
-    return {200: ("\r\n".join(ok) + "\r\n").encode("ascii"),
-            304: ("\r\n".join(not_modified) + "\r\n").encode("ascii")}
+            self._prebuilt[(audio.etag, restriction)] = headers
+        return Hit(audio, headers)
 
 
 URL_MEMO = web.AppKey("url_memo", UrlMemo)

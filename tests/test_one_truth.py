@@ -62,7 +62,7 @@ async def test_hits_after_a_warm_up_count_and_keep_a_phrase_from_eviction(
     await store.audio(req(B), "wav")
     hits_before = store.stats().hits
     key_a = await store.key_for(req(A))
-    for _ in range(50):  # as the URL memo and the hit lane answer a repeated URL
+    for _ in range(50):  # as the URL memo answers a repeated URL
         assert store.peek(key_a, "wav", 24000) is not None
     assert store.stats().hits == hits_before + 50
     await store.audio(req(C), "wav")

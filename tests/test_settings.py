@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,24 @@ def test_unknown_key_suggests_the_closest_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown setting 'cahce_max_bytes'; "
                                           r"did you mean 'cache_max_bytes'\?"):
         load_settings(write(tmp_path, "cahce_max_bytes: 1\n"), environ={})
+
+
+def test_a_removed_setting_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="huiyin.config")
+    path = write(tmp_path, "port: 9000\nfast_hits: false\n")
+    assert load_settings(path, environ={}).port == 9000
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(
+        f"{path}: setting 'fast_hits' no longer exists and is ignored (")
+    caplog.clear()
+    load_settings(write(tmp_path, ""), environ={"HUIYIN_FAST_HITS": "true"})
+    (record,) = caplog.records
+    assert "environment variable HUIYIN_FAST_HITS: setting 'fast_hits' no longer exists" in (
+        record.getMessage())
+    assert not hasattr(Settings(), "fast_hits")
 
 
 def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:

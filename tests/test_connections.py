@@ -1,0 +1,292 @@
+"""Connections as `huiyin serve` runs them (gateway/connections.py on aiohttp): repeat /tts
+URLs answered from memory, revalidation and ranges, pipelining, request-head deadlines and
+JSON answers to what aiohttp's parser refuses, on live sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import soundfile as sf
+from aiohttp.web_protocol import RequestHandler
+
+import gateway.connections
+from gateway.connections import PRIVATE_NAMES, Connection
+from gateway.urlmemo import URL_MEMO
+from synth.fastspeech2 import FastSpeech2Engine
+from tests.live import TEXT, URL, Server, get, live, read_response
+from tests.support import REPO, until
+
+UNCOMPARED = ("date", "x-request-id")
+
+
+@pytest.fixture
+async def server(engine: FastSpeech2Engine, tmp_path: Path) -> AsyncIterator[Server]:
+    async with live(engine, tmp_path / "data") as started:
+        yield started
+
+
+def same_headers(a: dict[str, str], b: dict[str, str]) -> bool:
+    return {k: v for k, v in a.items() if k not in UNCOMPARED} == {
+        k: v for k, v in b.items() if k not in UNCOMPARED}
+
+
+# Repeat URLs
+
+
+async def test_a_repeat_url_is_answered_from_memory_with_the_same_audio_and_headers(
+    server: Server,
+) -> None:
+    status, first_headers, first = await server.fetch(get())
+    assert status == 200 and first_headers["x-cache"] == "MISS"
+    assert len(server.app[URL_MEMO]) == 1  # remembered for the next time
+    _, second_headers, second = await server.fetch(get())
+    status, headers, body = await server.fetch(get())
+    assert status == 200 and body == first == second
+    samples, rate = sf.read(io.BytesIO(body))
+    assert rate == 24000 and len(samples) / rate > 0.5
+    assert same_headers(headers, second_headers)
+    assert headers["x-cache"] == "HIT" and len(headers["x-request-id"]) == 16
+    assert headers["date"].endswith("GMT") and headers["etag"] == first_headers["etag"]
+
+
+async def test_head_and_request_ids(server: Server) -> None:
+    await server.fetch(get())
+    status, headers, body = await server.fetch(get(method="HEAD"))
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 1000
+    status, headers, _ = await server.fetch(get(URL, "X-Request-Id: call-7"))
+    assert status == 200 and headers["x-request-id"] == "call-7"
+    status, headers, _ = await server.fetch(get(URL, "X-Request-Id: bad id!"))
+    assert headers["x-request-id"] != "bad id!" and len(headers["x-request-id"]) == 16
+
+
+async def test_revalidation_and_ranges_of_a_repeat_url(server: Server) -> None:
+    await server.fetch(get())
+    _, headers, body = await server.fetch(get())
+    etag = headers["etag"]
+    status, not_modified, empty = await server.fetch(get(URL, f"If-None-Match: {etag}"))
+    assert status == 304 and empty == b""
+    assert "content-type" not in not_modified and "content-length" not in not_modified
+    assert not_modified["etag"] == etag and not_modified["cache-control"] == headers["cache-control"]
+    assert not_modified["x-cache"] == "HIT" and not_modified["accept-ranges"] == "bytes"
+    status, _, _ = await server.fetch(get(URL, f"If-None-Match: W/{etag}", method="HEAD"))
+    assert status == 304
+    status, _, _ = await server.fetch(get(URL, f'If-None-Match: "other", {etag}'))
+    assert status == 304
+    status, _, again = await server.fetch(get(URL, 'If-None-Match: "other"'))
+    assert status == 200 and again == body
+    status, ranged, part = await server.fetch(get(URL, "Range: bytes=0-99"))
+    assert status == 206 and part == body[:100] and ranged["content-range"] == f"bytes 0-99/{len(body)}"
+    status, _, whole = await server.fetch(get(URL, "Range: bytes=0-99", 'If-Range: "other"'))
+    assert status == 200 and whole == body
+    status, _, _ = await server.fetch(get(URL, "Connection: close"))
+    assert status == 200
+
+
+def test_conditions_and_ranges_are_decided_in_one_module() -> None:
+    """gateway/responses.py makes every 304, 206 and 416; no other module reads the headers."""
+    decided = re.compile(r"status=(?:304|206|416)|HTTPNotModified|if_none_match|http_range|"
+                         r"[\"'](?:If-None-Match|If-Range|Range)[\"']")
+    elsewhere = [f"{path.name}: {match.group()}"
+                 for path in sorted((REPO / "gateway").glob("*.py")) if path.name != "responses.py"
+                 for match in decided.finditer(path.read_text(encoding="utf-8"))]
+    assert elsewhere == []
+
+
+async def test_hits_are_counted_and_logged(server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    await server.fetch(get())
+    await server.fetch(get())
+    caplog.set_level(logging.INFO, logger="huiyin.access")
+    await server.fetch(get(URL, "X-Request-Id: call-9"))
+    (record,) = [r for r in caplog.records if r.name == "huiyin.access"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["request_id"] == "call-9" and fields["route"] == "/tts.{ext}"
+    assert fields["cached"] is True and fields["status"] == 200 and fields["method"] == "GET"
+    assert fields["ms"] >= 0 and "query" not in fields  # no customer text below debug
+    _, _, metrics = await server.fetch(get("/metrics"))
+    text = metrics.decode()
+    assert 'huiyin_requests_total{route="/tts.{ext}",status="200"} 3.0' in text
+    assert "huiyin_cache_hits_total 2.0" in text
+
+
+# Pipelining and reads
+
+
+async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    await server.fetch(get())
+    _, _, audio = await server.fetch(get())
+    reader, writer = await server.connect()
+    # A hit, another route, a hit, a text never heard, a hit: one write.
+    other = "/tts.ulaw?text=" + quote("另一句话。")
+    writer.write(get() + get("/healthz") + get() + get(other) + get())
+    answers = [await read_response(reader) for _ in range(5)]
+    writer.close()
+    assert [a[0] for a in answers] == [200] * 5
+    assert answers[0][2] == answers[2][2] == answers[4][2] == audio
+    assert answers[1][1]["content-type"].startswith("application/json")
+    assert answers[3][1]["content-type"] == "audio/basic" and answers[3][1]["x-cache"] == "MISS"
+
+
+async def test_more_pipelined_requests_than_aiohttp_queues_are_all_answered_in_order(
+    server: Server,
+) -> None:
+    """aiohttp queues at most 32 parsed requests, then pauses reading; as the queue drains it
+    resumes its parser with data_received(b""), which Connection passes on."""
+    await server.fetch(get())
+    _, _, audio = await server.fetch(get())
+    reader, writer = await server.connect()
+    writer.write(b"".join(get() if i % 2 else get("/healthz") for i in range(40)))
+    answers = [await read_response(reader) for _ in range(40)]
+    writer.close()
+    assert [a[0] for a in answers] == [200] * 40
+    for i, (_, headers, body) in enumerate(answers):
+        if i % 2:
+            assert body == audio
+        else:
+            assert headers["content-type"].startswith("application/json")
+
+
+async def test_a_request_split_across_reads_is_answered(server: Server) -> None:
+    _, _, audio = await server.fetch(get())
+    reader, writer = await server.connect()
+    writer.write(get("/healthz"))
+    await read_response(reader)
+    connection = server.connection_of(writer)
+    await until(connection.waiting, what="the connection waiting for its next request")
+    request = get()
+    # Fed to the connection's protocol piece by piece, as three reads of the socket would be.
+    connection.data_received(request[:7])
+    connection.data_received(request[7:30])
+    assert connection.waiting()  # half a head: no request yet
+    connection.data_received(request[30:])
+    assert not connection.waiting()
+    status, _, body = await read_response(reader)
+    writer.close()
+    assert status == 200 and body == audio
+
+
+async def test_a_body_then_a_hit_on_one_connection(server: Server) -> None:
+    _, _, audio = await server.fetch(get())
+    reader, writer = await server.connect()
+    payload = b'{"text": "' + TEXT.encode() + b'"}'
+    post = (b"POST /api/tts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    writer.write(post + get())
+    status, headers, _ = await read_response(reader)
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    status, _, body = await read_response(reader)
+    writer.close()
+    assert status == 200 and body == audio
+
+
+# What aiohttp's parser refuses: a JSON answer
+
+
+async def test_http_1_0_is_answered_and_a_malformed_header_is_a_json_400(server: Server) -> None:
+    await server.fetch(get())
+    status, _, body = await server.fetch(f"GET {URL} HTTP/1.0\r\n\r\n".encode())
+    assert status == 200 and len(body) > 1000
+    status, headers, body = await server.fetch(f"GET {URL} HTTP/1.1\r\nBad Header: x\r\n\r\n".encode())
+    assert status == 400 and headers["content-type"].startswith("application/json")
+    assert json.loads(body)["status"] == "error" and len(headers["x-request-id"]) == 16
+
+
+async def test_what_aiohttp_refuses_is_a_json_4xx(server: Server) -> None:
+    await server.fetch(get())
+    hostile = {
+        "two Host headers": get(URL, "Host: elsewhere"),
+        "two User-Agent headers": get(URL, "User-Agent: a", "User-Agent: b"),
+        "a header line over 8190 bytes": get(URL, "X-Pad: " + "a" * 8200),
+        "129 headers": get(URL, *(f"X-H{i}: v" for i in range(128))),
+        "no Host header": f"GET {URL} HTTP/1.1\r\n\r\n".encode("ascii"),
+        "a Sec-WebSocket-Key1 header": get(URL, "Sec-WebSocket-Key1: 1"),
+    }
+    for name, request in hostile.items():
+        status, headers, body = await server.fetch(request)
+        assert 400 <= status < 500, name
+        assert headers["content-type"].startswith("application/json"), name
+        assert json.loads(body)["status"] == "error", name
+
+
+# Request-head deadlines
+
+
+async def test_a_head_begun_before_the_keepalive_deadline_gets_the_header_timeout(
+    engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    """aiohttp's keep-alive timer would close a connection mid-head; a head that has begun
+    has its own deadline instead."""
+    async with live(engine, tmp_path, keepalive_timeout=0.5, header_timeout=300) as server:
+        slow_reader, slow = await server.connect()
+        idle_reader, idle = await server.connect()
+        try:
+            slow.write(get("/healthz"))
+            await read_response(slow_reader)
+            idle.write(get("/healthz"))
+            await read_response(idle_reader)
+            # `slow` begins a head; `idle`, answered after it, waits for nothing.
+            half = get("/healthz")[:20]
+            slow.write(half)
+            await until(lambda: server.connection_of(slow)._head_timer is not None,
+                        what="the begun head's deadline")
+            # Once the keep-alive timer has closed `idle`, it has passed for `slow` too.
+            assert await asyncio.wait_for(idle_reader.read(), 10) == b""
+            slow.write(get("/healthz")[20:])
+            status, _, _ = await read_response(slow_reader)
+            assert status == 200
+        finally:
+            slow.close()
+            idle.close()
+
+
+async def test_a_head_arriving_in_pieces_keeps_its_first_deadline(server: Server) -> None:
+    """A client that sends a byte now and then cannot push its head's deadline back."""
+    reader, writer = await server.connect()
+    writer.write(get("/healthz"))
+    await read_response(reader)
+    connection = server.connection_of(writer)
+    await until(connection.waiting, what="the connection waiting for its next request")
+    assert connection._head_timer is None  # between requests: aiohttp's keep-alive timer
+    request = get("/healthz")
+    connection.data_received(request[:5])
+    deadline = connection._head_timer
+    assert deadline is not None
+    connection.data_received(request[5:10])
+    assert connection._head_timer is deadline
+    connection.data_received(request[10:])
+    assert connection._head_timer is None and deadline.cancelled()
+    status, _, _ = await read_response(reader)
+    writer.close()
+    assert status == 200
+
+
+# aiohttp's internals
+
+
+def test_the_internals_connections_need_are_there() -> None:
+    for owner, name, _ in PRIVATE_NAMES:
+        assert hasattr(owner, name), f"{owner.__name__}.{name}"
+
+
+async def test_every_connection_is_a_connection(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(get("/healthz"))
+    await read_response(reader)
+    assert isinstance(server.connection_of(writer), Connection)
+    writer.close()
+
+
+def test_without_an_internal_the_module_refuses_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(RequestHandler, "_waiter")
+    spec = importlib.util.spec_from_file_location("connections_elsewhere", gateway.connections.__file__)
+    assert spec is not None and spec.loader is not None
+    with pytest.raises(AttributeError, match=r"aiohttp .* has no RequestHandler\._waiter"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
