@@ -304,3 +304,39 @@ async def test_a_refused_admission_synthesizes_nothing_and_a_stored_phrase_needs
     finally:
         await again.close()
     assert synth.calls == 1
+
+
+async def test_a_replica_whose_caller_joins_another_replicas_synthesis_charges_nothing(
+    tmp_path: Any, synth: CountingSynthesizer, postgres: Any
+) -> None:
+    from cache.index import Index
+
+    url = await asyncio.to_thread(postgres.database)
+    await asyncio.to_thread(lambda: Index(url, upgrade=True).close())
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    class Held(CountingSynthesizer):
+        async def synthesize(self, request: SpeechRequest, priority: Priority) -> Any:
+            started.set()
+            await gate.wait()  # the first replica is still making it
+            return await super().synthesize(request, priority)
+
+    held = Held(synth.engine)
+    # Two replicas on one index and one audio folder.
+    first = PromptStore(tmp_path, held, database_url=url, maintenance_interval=3600)
+    second = PromptStore(tmp_path, synth, database_url=url, maintenance_interval=3600)
+    await first.open()
+    await second.open()
+    try:
+        making = asyncio.create_task(first.get_or_synthesize(req(A)))
+        await started.wait()  # it holds the key's lease
+        admission = Admitting(lambda request: asyncio.sleep(0))
+        joining = asyncio.create_task(second.get_or_synthesize(req(A), admission=admission))
+        await until(lambda: len(admission.read) == 1)
+        gate.set()
+        made, joined = await asyncio.gather(making, joining)
+        assert (joined.cached, joined.key, synth.calls, len(admission.admitted)) == (True, made.key, 0, 0)
+        assert admission.admitted == [] and synth.calls == 0  # neither charged nor made twice
+    finally:
+        await second.close()
+        await first.close()
