@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from cache.audio import checksum
@@ -141,7 +140,7 @@ async def check(
     for name in todo.bad_variants:
         v = by_file.get(name)
         if v is not None:
-            await storage.write(partial(index.delete_variant, v.key, v.format, v.rate))
+            await storage.remove_variant(v.key, v.format, v.rate)
             forget_variant(v.key, v.format, v.rate)
 
     def unlink() -> None:

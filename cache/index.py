@@ -268,10 +268,13 @@ class Index:
                             eta_seconds=None)
         return progress
 
-    def put_variant(self, variant: Variant) -> None:
-        """Insert or replace a variant row."""
+    def put_variant(self, variant: Variant) -> int | None:
+        """Insert or replace a variant row; the size of the one it replaced (None: new)."""
         with Session(self.engine) as session, session.begin():
+            old = session.get(VariantRow, (variant.key, variant.format, variant.rate))
+            replaced = None if old is None else old.size
             session.merge(VariantRow(**variant.__dict__))
+            return replaced
 
     def touch(self, usage: Iterable[tuple[str, float, int]]) -> None:
         """Record use: (key, last used, hits to add) for each phrase."""
@@ -323,22 +326,29 @@ class Index:
                 )
             return gone
 
-    def delete_phrases(self, keys: Sequence[str]) -> None:
-        """Remove phrase rows and their variants."""
+    def delete_phrases(self, keys: Sequence[str]) -> tuple[int, int]:
+        """Remove phrase rows and their variants; (phrases, bytes) removed, as the deletes
+        themselves return them."""
         if not keys:
-            return
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(VariantRow).where(VariantRow.key.in_(keys)))
-            session.execute(delete(PhraseRow).where(PhraseRow.key.in_(keys)))
+            return 0, 0
+        with self.engine.begin() as connection:
+            variant_sizes = connection.execute(
+                delete(VariantRow).where(VariantRow.key.in_(keys)).returning(VariantRow.size)
+            ).scalars().all()
+            phrase_sizes = connection.execute(
+                delete(PhraseRow).where(PhraseRow.key.in_(keys)).returning(PhraseRow.bytes)
+            ).scalars().all()
+        return len(phrase_sizes), sum(phrase_sizes) + sum(variant_sizes)
 
-    def delete_variant(self, key: str, fmt: str, rate: int) -> None:
-        """Remove one variant row."""
-        with Session(self.engine) as session, session.begin():
-            session.execute(
+    def delete_variant(self, key: str, fmt: str, rate: int) -> int:
+        """Remove one variant row; the bytes removed (0: there was none)."""
+        with self.engine.begin() as connection:
+            sizes = connection.execute(
                 delete(VariantRow).where(
                     VariantRow.key == key, VariantRow.format == fmt, VariantRow.rate == rate
-                )
-            )
+                ).returning(VariantRow.size)
+            ).scalars().all()
+        return sum(sizes)
 
 
 def now() -> float:

@@ -1,10 +1,11 @@
 """New audio into the store: answered from memory at once, written behind.
 
-A new phrase's row and master WAV go into memory (the row cache, the hot set) and the
-totals the moment it is synthesized, and its file and row are queued on the writer thread;
-a listener waits for neither. Should the write fail, memory and totals forget the phrase,
-and its next request synthesizes it again. A phrase that replaces a damaged one is written
-first, as its row keeps the pin, name, tags and variants it had.
+A new phrase's row and master WAV go into memory (the row cache, the hot set) the moment
+it is synthesized, and its file and row are queued on the writer thread, counted in the
+totals as pending until they land (cache/totals.py); a listener waits for neither. Should
+the write fail, memory forgets the phrase, and its next request synthesizes it again. A
+phrase that replaces a damaged one is written first, as its row keeps the pin, name, tags
+and variants it had.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from cache.audio import StoredPhrase, checksum, encode_master
 from cache.files import FileStore
 from cache.index import Phrase, now
 from cache.keys import SpeechRequest
-from cache.maintenance import Stats
 from cache.rows import RowCache
 from cache.storage import Storage
+from cache.totals import Change
 from cache.variants import Encodings
 from synth.engine import Pcm, SynthesisError
 
@@ -28,13 +29,10 @@ log = logging.getLogger("huiyin.cache")
 class Keeper:
     """Keeps good phrases in memory, and stores new ones."""
 
-    def __init__(
-        self, storage: Storage, rows: RowCache, encodings: Encodings, stats: Stats
-    ) -> None:
+    def __init__(self, storage: Storage, rows: RowCache, encodings: Encodings) -> None:
         self._storage = storage
         self._rows = rows
         self._encodings = encodings
-        self._stats = stats
 
     def hold(self, phrase: Phrase, data: bytes) -> None:
         """Keep a good phrase row, and its master WAV in the hot set, for answers from memory."""
@@ -59,12 +57,13 @@ class Keeper:
             last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(),
         )
         index = self._storage.index
+        size = len(data)
         saved = self._storage.persist(
-            FileStore.phrase_name(key), data, lambda: index.put_phrase(phrase)
+            FileStore.phrase_name(key), data, lambda: index.put_phrase(phrase),
+            # Counted at once when answered before it lands; a replacement is not.
+            expected=Change() if replacing else Change(1, size),
+            counts=lambda put: Change(1, size) if put[1] is None else Change(0, size - put[1]),
         )
-        # Totals follow each write (a full count per miss would grow with the store).
-        self._stats.entries += 1
-        self._stats.bytes += len(data)
         saved.add_done_callback(lambda done: self._landed(phrase, done))
         if replacing:
             stored, _ = await asyncio.shield(saved)
@@ -74,17 +73,10 @@ class Keeper:
         return StoredPhrase(phrase, cached=False, saved=saved)
 
     def _landed(self, phrase: Phrase, done: asyncio.Future[tuple[Phrase, int | None]]) -> None:
-        """A phrase written behind has landed, or could not be stored: memory follows."""
+        """A phrase written behind could not be stored: memory forgets it."""
         failed = done.exception() if not done.cancelled() else asyncio.CancelledError()
         if failed is not None:
             log.error("phrase %s… was synthesized but could not be stored (%s)",
                       phrase.key[:8], type(failed).__name__)
             self._rows.discard(phrase.key)
             self._encodings.forget(phrase.key)
-            self._stats.entries -= 1
-            self._stats.bytes -= phrase.bytes
-            return
-        _, replaced = done.result()
-        if replaced is not None:  # it replaced a damaged phrase
-            self._stats.entries -= 1
-            self._stats.bytes -= replaced

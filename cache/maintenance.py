@@ -2,7 +2,9 @@
 
 Usage is kept by key, whatever answered the hit (the hot set, the hit lane, a row from the
 index), and reaches the index in batches. Eviction then removes the least recently used
-unpinned phrases, after writing the usage it has, so it never judges by stale times.
+unpinned phrases, after writing the usage it has, so it never judges by stale times. The
+entries and bytes it judges by are the storage's (cache/totals.py), counted again from the
+index where other processes write to it too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ COUNTERS = ("hits", "misses", "evictions", "saved_seconds")  # summed over repli
 
 @dataclass
 class Stats:
-    """Counters since start, and totals from the index."""
+    """Counters since start; in a snapshot (`PromptStore.stats`), also the store's entries
+    and bytes (kept by the storage as its writes land, cache/totals.py)."""
 
     entries: int = 0
     bytes: int = 0
@@ -158,8 +161,9 @@ class Maintenance:
             raise
 
     async def refresh_totals(self) -> None:
-        """Entries and bytes from the index."""
-        self._stats.entries, self._stats.bytes = await self._storage.totals()
+        """Entries and bytes counted again from the index, in order with this process's
+        writes (they follow each write already; a count adds what others wrote)."""
+        await self._storage.recount()
 
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""
@@ -167,7 +171,7 @@ class Maintenance:
             return 0
         await self.flush()
         await self.refresh_totals()
-        excess = self._stats.bytes - self.max_bytes
+        excess = self._storage.totals.bytes - self.max_bytes
         if excess <= 0:
             return 0
         # Replicas on one index evict one at a time; the others see the result in the index.
@@ -196,9 +200,9 @@ class Maintenance:
         for key in chosen:
             self._forget(key)
         self._stats.evictions += len(chosen)
-        await self.refresh_totals()
         if chosen:
-            log.info("evicted %d phrases; store holds %d bytes", len(chosen), self._stats.bytes)
+            log.info("evicted %d phrases; store holds %d bytes", len(chosen),
+                     self._storage.totals.bytes)
         return len(chosen)
 
     async def _loop(self) -> None:

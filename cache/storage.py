@@ -6,12 +6,14 @@ never a row without its audio. Deletes go row first, file second, for the same r
 A new phrase's audio is answered from memory while it is written: `persist` queues the
 file and its row on the writer thread at once, so every index write queued after it (a pin,
 a name, usage, a delete) finds the row, and readers that must see it wait for it
-(`settled`, `written`).
+(`settled`, `written`). The writes that add or remove audio move the store's totals as they
+land, in the order they ran (cache/totals.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, KeysView, Sequence
@@ -25,6 +27,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from cache.audio import checksum
 from cache.files import AudioStore, AudioStoreError, FileStore
 from cache.index import Index, Phrase, Pool, sqlite_url
+from cache.totals import Change, Totals
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
@@ -68,6 +71,7 @@ class Storage:
         self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
         self._closed = False
         self._releasing: set[asyncio.Future[None]] = set()  # leases being given back
+        self.totals = Totals()  # moved only by the writes below, as they land
 
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
@@ -194,15 +198,49 @@ class Storage:
         else:
             saved.add_done_callback(landed)
 
-    def persist(self, name: str, data: bytes, put_row: Callable[[], T]) -> asyncio.Future[T]:
+    def _queue(
+        self, fn: Callable[[], T], landed: Callable[[concurrent.futures.Future[T]], None]
+    ) -> asyncio.Future[T]:
+        """Queue an index write; `landed` runs on the loop once it ran (or failed, or was
+        cancelled before it ran), in the order the writer ran them, and before anyone
+        awaiting the write sees it. Tied to the writer's own future, so a caller cancelled
+        meanwhile changes nothing of what is counted."""
+        loop = asyncio.get_running_loop()
+
+        def ran(done: concurrent.futures.Future[T]) -> None:  # on the writer thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(landed, done)
+
+        job = self._writer.submit(fn)
+        job.add_done_callback(ran)  # before the future below: counted before it is seen
+        return asyncio.wrap_future(job, loop=loop)
+
+    def _counted(
+        self, fn: Callable[[], T], counts: Callable[[T], Change], expected: Change = Change()
+    ) -> asyncio.Future[T]:
+        """Queue an index write that changes the totals: `expected` counts at once (its audio
+        is answered before it lands), what it did (`counts` of its result) once it lands."""
+        self.totals.expect(expected)
+
+        def landed(done: concurrent.futures.Future[T]) -> None:
+            ran = not done.cancelled() and done.exception() is None
+            self.totals.land(expected, counts(done.result()) if ran else Change())
+
+        return self._queue(fn, landed)
+
+    def persist(
+        self, name: str, data: bytes, put_row: Callable[[], T], *, expected: Change,
+        counts: Callable[[T], Change],
+    ) -> asyncio.Future[T]:
         """Write behind: the file (atomic), then its row, queued on the writer thread now;
         the future tells how it went. Until it lands, the name is spared by the integrity
-        check and `settled`/`written` wait for it."""
+        check, `settled`/`written` wait for it, and the totals count it as `expected`;
+        then as `counts` of what `put_row` returned (nothing, when it failed)."""
         def write() -> T:
             self.files.write(name, data)
             return put_row()
 
-        future = asyncio.get_running_loop().run_in_executor(self._writer, write)
+        future = self._counted(write, counts, expected)
         self._behind[name] = future
 
         def landed(done: asyncio.Future[T]) -> None:
@@ -229,7 +267,10 @@ class Storage:
             return
         await self.settled()
         variants = await self.run(lambda: [v for k in keys for v in self.index.variants(k)])
-        await self.write(lambda: self.index.delete_phrases(keys))
+        index = self.index
+        with _reachable():
+            await self._counted(lambda: index.delete_phrases(keys),
+                                lambda gone: Change(-gone[0], -gone[1]))
 
         def unlink() -> None:
             for key in keys:
@@ -239,6 +280,20 @@ class Storage:
 
         await self.run(unlink)
 
-    async def totals(self) -> tuple[int, int]:
-        """(phrase count, bytes of phrases and variants) from the index."""
-        return await self.read(self.index.totals)
+    async def remove_variant(self, key: str, fmt: str, rate: int) -> None:
+        """Delete one encoding's row (its file is the caller's to remove)."""
+        index = self.index
+        with _reachable():
+            await self._counted(lambda: index.delete_variant(key, fmt, rate),
+                                lambda size: Change(0, -size))
+
+    async def recount(self) -> None:
+        """Take the totals from the index, counted on the writer thread: in order with this
+        process's writes, and with whatever other processes wrote."""
+        def landed(done: concurrent.futures.Future[tuple[int, int]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.totals.recount(Change(*done.result()))
+
+        index = self.index
+        with _reachable():
+            await self._queue(index.totals, landed)

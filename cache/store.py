@@ -98,9 +98,9 @@ class PromptStore:
         self._storage = Storage(data_dir, database_url, database_pool, audio)
         self._synthesizer = synthesizer
         self._stats = Stats(max_bytes=max_bytes)
-        self._encodings = Encodings(self._storage, HotSet(hot_bytes), self._stats)
+        self._encodings = Encodings(self._storage, HotSet(hot_bytes))
         self._rows = RowCache()
-        self._keeper = Keeper(self._storage, self._rows, self._encodings, self._stats)
+        self._keeper = Keeper(self._storage, self._rows, self._encodings)
         self._keys: OrderedDict[SpeechRequest, str] = OrderedDict()
         self._generations = Generations(self._storage, self._keeper, lambda: self.synthesizer)
         self._usage = Usage(self._stats)
@@ -468,7 +468,6 @@ class PromptStore:
         self._forget(key)
         await self._storage.remove([key])
         self._forget(key)
-        await self._maintenance.refresh_totals()
         return True
 
     def _forget(self, key: str) -> None:
@@ -499,8 +498,10 @@ class PromptStore:
     # maintenance
 
     def stats(self) -> Stats:
-        """A snapshot of this process's counters (the metrics: summed per replica)."""
-        return Stats(**self._stats.__dict__)
+        """A snapshot of this process's counters (the metrics: summed per replica), and of
+        the index's entries and bytes with the writes answered but not landed yet."""
+        totals = self._storage.totals
+        return dataclasses.replace(self._stats, entries=totals.entries, bytes=totals.bytes)
 
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""
@@ -516,11 +517,8 @@ class PromptStore:
 
     async def check(self, *, fix: bool = False, grace: float = 60.0) -> CheckReport:
         """Reconcile index and files (see cache.check)."""
-        report = await check(
+        return await check(
             self._storage, fix=fix, grace=grace, forget=self._forget,
             forget_variant=self._encodings.discard,
             busy=lambda key: key in self._generations,
         )
-        if report.fixed:
-            await self._maintenance.refresh_totals()
-        return report

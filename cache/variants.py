@@ -11,8 +11,8 @@ from cache.files import FileStore
 from cache.flight import SingleFlight
 from cache.hotset import HotSet
 from cache.index import Phrase, Variant
-from cache.maintenance import Stats
 from cache.storage import Storage
+from cache.totals import Change
 from synth import codecs
 from synth.engine import SynthesisError
 
@@ -30,12 +30,9 @@ class PhraseGoneError(LookupError):
 class Encodings:
     """Every phrase's encodings: from the hot set, from their files, or encoded now."""
 
-    def __init__(
-        self, storage: Storage, hot: HotSet[tuple[str, str, int], Audio], stats: Stats
-    ) -> None:
+    def __init__(self, storage: Storage, hot: HotSet[tuple[str, str, int], Audio]) -> None:
         self._storage = storage
         self._hot = hot
-        self._stats = stats
         self._encoding: SingleFlight[Audio] = SingleFlight()
 
     def hot(self, key: str, fmt: str, rate: int) -> Audio | None:
@@ -129,16 +126,17 @@ class Encodings:
             name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
             row = Variant(key, fmt, rate, name, len(data), checksum(data))
             # Answered now, written behind (after its phrase's row, on the same thread).
-            saved = self._storage.persist(name, data, lambda: index.put_variant(row))
-            self._stats.bytes += len(data)
+            saved = self._storage.persist(
+                name, data, lambda: index.put_variant(row), expected=Change(0, row.size),
+                counts=lambda replaced: Change(0, row.size - (replaced or 0)),
+            )
             saved.add_done_callback(lambda done: self._landed(row, done))
             found = audio_of(data, row.checksum)
         self._hot.put((key, fmt, rate), found)
         return found
 
-    def _landed(self, variant: Variant, done: asyncio.Future[None]) -> None:
+    def _landed(self, variant: Variant, done: asyncio.Future[int | None]) -> None:
         """A variant written behind could not be stored: memory forgets it."""
         if done.cancelled() or done.exception() is not None:
             log.error("an encoding of phrase %s… could not be stored", variant.key[:8])
             self._hot.discard((variant.key, variant.format, variant.rate))
-            self._stats.bytes -= variant.size
