@@ -64,7 +64,18 @@ class Generations:
         generation.task = asyncio.create_task(
             self._generate(generation, request, key, found, leased), name=f"synthesize-{key[:8]}"
         )
+        # A task cancelled before its first step never runs its own clean-up: done here.
+        generation.task.add_done_callback(
+            lambda done: self._unstarted(done, generation, key, leased))
         return generation
+
+    def _unstarted(self, done: asyncio.Task[None], generation: Generation[StoredPhrase],
+                   key: str, leased: bool) -> None:
+        if done.cancelled() and not generation.finished:  # its coroutine never ran
+            self.drop(key, generation)
+            generation.stop()
+            if leased:
+                self._storage.release_after(key, None)
 
     def drop(self, key: str, generation: Generation[StoredPhrase]) -> None:
         """Forget a generation (a stopped stream's) unless another took its place."""

@@ -169,6 +169,20 @@ def test_a_piper_backend_without_a_version_needs_its_server_at_startup(tmp_path:
 # Faults, against a small upstream speaking OpenAI's API whose behaviour the test sets
 
 
+async def take_request(
+    connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]],
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+) -> None:
+    """Note a fake upstream's connection (its task, to end it) and read its request whole."""
+    task = asyncio.current_task()
+    assert task is not None
+    connections.append((task, writer))
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+
+
 class Upstream:
     """An OpenAI-shaped upstream: answers real WAV audio, or fails as told."""
 
@@ -179,13 +193,7 @@ class Upstream:
         self.connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.connections.append((task, writer))
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        await reader.readexactly(length)
+        await take_request(self.connections, reader, writer)
         self.calls += 1
         if self.mode == "hang":
             await asyncio.sleep(3600)  # accepted, never answered

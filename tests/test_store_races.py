@@ -340,3 +340,13 @@ async def test_a_replica_whose_caller_joins_another_replicas_synthesis_charges_n
     finally:
         await second.close()
         await first.close()
+
+
+async def test_a_stream_left_before_its_synthesis_began_leaves_nothing_behind(
+    store: PromptStore, synth: CountingSynthesizer
+) -> None:
+    stream = await store.stream(req(B))
+    await stream.aclose()  # before the generation's task took its first step
+    await until(lambda: len(store._generations) == 0 and store.index.leases.held() == [])
+    made = await store.get_or_synthesize(req(B))  # not a generation that will never end
+    assert not made.cached and synth.calls == 1

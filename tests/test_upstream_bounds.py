@@ -25,7 +25,15 @@ from synth.engine import UpstreamTimeoutError, UpstreamUnavailableError
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.remote.client import Caller
 from tests.support import free_port, until
-from tests.test_backends import Client, MakeClient, app_client, openai_backend, settings_for, tts
+from tests.test_backends import (
+    Client,
+    MakeClient,
+    app_client,
+    openai_backend,
+    settings_for,
+    take_request,
+    tts,
+)
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 DRIP = 0.2  # seconds between two bytes of a dripping upstream
@@ -42,13 +50,7 @@ class Scripted:
         self.connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.connections.append((task, writer))
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        await reader.readexactly(length)
+        await take_request(self.connections, reader, writer)
         self.calls += 1
         try:
             await self.answer(reader, writer)
