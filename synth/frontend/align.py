@@ -34,7 +34,7 @@ SLIDE_ROUNDS = 4
 
 def kept_positions(written: str, normalized: str) -> set[int]:
     """Positions in `normalized` whose character is one of `written`'s, matched in order
-    (a longest common subsequence whose kept characters form the longest runs)."""
+    (a common subsequence, longest between anchors, whose kept characters form runs)."""
     blocks = _blocks(_matches(written, normalized))
     for _ in range(SLIDE_ROUNDS):
         if not _slide(written, normalized, blocks):
@@ -43,8 +43,8 @@ def kept_positions(written: str, normalized: str) -> set[int]:
 
 
 def _matches(a: str, b: str) -> list[tuple[int, int]]:
-    """Pairs (i, j) with a[i] == b[j], increasing in both: a longest common subsequence
-    of a and b, anchored where the texts plainly agree."""
+    """Pairs (i, j) with a[i] == b[j], increasing in both: the common start and end, the
+    anchors, and a longest common subsequence of each stretch between them."""
     start, a_end, b_end = 0, len(a), len(b)
     while start < a_end and start < b_end and a[start] == b[start]:
         start += 1
