@@ -27,7 +27,7 @@ from cache.keys import SpeechRequest, phrase_key
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
 from cache.tables import LexiconWordRow
-from synth.engine import SynthesisError
+from synth.engine import InvalidInputError, SynthesisError
 from synth.worker import Priority
 
 log = logging.getLogger("huiyin.cache")
@@ -54,8 +54,20 @@ def site_words(engine: Engine) -> dict[str, str]:
         return {r.word: r.pinyin for r in connection.execute(select(_WORDS).order_by(_WORDS.c.word))}
 
 
+def check_entry(word: str, pinyin: str) -> None:
+    """Refuse a word or reading that one line of a lexicon file cannot hold: the engines
+    read the site's words as 'word<TAB>pin1 yin1' lines, where '#' starts a comment and
+    whitespace ends the word (InvalidInputError names the field)."""
+    if not word or any(c == "#" or c.isspace() for c in word):
+        raise InvalidInputError(
+            "word", "a word is Chinese characters or Latin letters, without '#' or spaces")
+    if "#" in pinyin:
+        raise InvalidInputError("pinyin", "pinyin is toned syllables, as 'chong2 qing4', without '#'")
+
+
 def put_word(engine: Engine, word: str, pinyin: str) -> None:
-    """Add or change a site word (blocking)."""
+    """Add or change a site word, once check_entry allows it (blocking)."""
+    check_entry(word, pinyin)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(_WORDS).values(word=word, pinyin=pinyin, updated=time.time())
     with engine.begin() as connection:
@@ -89,7 +101,9 @@ class SiteLexicon:
         return await self._storage.read(lambda: site_words(engine))
 
     async def put(self, word: str, pinyin: str) -> None:
-        """Add or change a word (checked by the engines first)."""
+        """Add or change a word (checked by the engines first; check_entry refuses what
+        the engines' lexicon lines cannot hold, which they would not see to check)."""
+        check_entry(word, pinyin)
         engine = self._storage.index.engine
         await self._storage.write(lambda: put_word(engine, word, pinyin))
 

@@ -13,6 +13,7 @@ from functools import partial
 from aiohttp import web
 
 from cache.credentials import KEY_NAME, KeyFieldError
+from cache.lexicon import check_entry
 from config.phrases import (
     PhraseFileError,
     PhraseSpec,
@@ -173,6 +174,7 @@ async def put_lexicon_word(request: web.Request) -> web.Response:
     pinyin = params.string(body, "pinyin")
     if pinyin is None or not 1 <= len(pinyin) <= 400:
         raise InvalidParameter("pinyin is required: toned syllables, as 'chong2 qing4'", "pinyin")
+    check_entry(word, pinyin)  # before the engines read it as a lexicon line
     store = request.app[STORE]
     entries = {**await store.lexicon.entries(), word: " ".join(pinyin.split())}
     try:

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from cache.store import PromptStore
 from config import Settings
 from gateway import create_app
 from gateway.state import STORE
-from synth.engine import Pcm
+from synth.engine import InvalidInputError, Pcm
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.worker import Priority, Urgency
 from tests.support import same_store
@@ -181,3 +182,24 @@ async def test_the_admin_routes_edit_the_lexicon_and_say_what_changed(client: Cl
     missing = await client.delete(f"/admin/lexicon/{WORD}", headers=auth)
     assert missing.status == 404 and (await missing.json())["field"] == "word"
     assert await client.app[STORE].lexicon.entries() == {}
+
+
+async def test_a_word_a_lexicon_line_cannot_hold_is_refused(client: Client) -> None:
+    # The engines read the site's words as 'word<TAB>pin1 yin1' lines, where '#' starts a
+    # comment: '#汇音' would be no line at all, and pass any check made of one.
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    for word, pinyin, field in (("#汇音", "hui2 yin1", "word"), ("#Huiyin", "hui2 yin1", "word"),
+                                ("汇#", "hui2", "word"), ("汇 音", "hui2 yin1", "word"),
+                                (WORD, "hui2 yin1 #", "pinyin"), (WORD, "# hui2 yin1", "pinyin")):
+        refused = await client.put(f"/admin/lexicon/{quote(word, safe='')}", json={"pinyin": pinyin},
+                                   headers=auth)
+        body = await refused.json()
+        assert refused.status == 422 and body["field"] == field, (word, pinyin, body)
+    store = client.app[STORE]
+    assert await store.lexicon.entries() == {}
+    with pytest.raises(InvalidInputError) as refused_here:  # the command line's way in
+        await store.lexicon.put("#汇音", READING)
+    assert refused_here.value.field == "word" and await store.lexicon.entries() == {}
+    # A word the lines can hold is checked by the engines as before.
+    put = await client.put(f"/admin/lexicon/{quote(WORD)}", json={"pinyin": READING}, headers=auth)
+    assert put.status == 200 and await store.lexicon.entries() == {WORD: READING}

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from gateway import create_app
-from synth.engine import Prosody
+from synth.engine import InvalidInputError, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
 
 Client = TestClient[Any, web.Application]
@@ -126,3 +126,64 @@ def test_a_site_lexicon_may_say_latin_words_too(tmp_path: Path) -> None:
     own.write_text("A\tei1\n", encoding="utf-8")  # one letter is a letter, not a word
     with pytest.raises(LexiconError, match="lexicon.tsv:1"):
         load_lexicon(own)
+
+
+def test_long_repetitive_texts_are_previewed_word_by_word(engine: FastSpeech2Engine) -> None:
+    # The longest text a request may have, one pattern repeated: no character is found once
+    # in it, so nothing anchors the alignment of the written and the normalized text.
+    def sources(text: str) -> list[tuple[str, str]]:
+        return [(t, s) for t, _, s in words(engine.pronounce(text))]
+
+    assert sources("#*" * 512) == [("井", "rule"), ("号", "rule")] * 512
+    assert sources("2二" * 512) == [("二", "rule"), ("二", "dictionary")] * 512
+    assert sources("a1" * 512) == [("A", "letters"), ("一", "rule")] * 512
+    assert sources("请按1，" * 256) == [("请", "dictionary"), ("按", "dictionary"), ("一", "rule")] * 256
+    with pytest.raises(InvalidInputError, match="nothing to say"):
+        engine.pronounce("，。" * 512)
+
+
+def kept(written: str, said: str) -> str:
+    """The said text with what the alignment keeps from the written one, others as '·'."""
+    from synth.frontend.align import kept_positions
+
+    positions = kept_positions(written, said)
+    return "".join(c if i in positions else "·" for i, c in enumerate(said))
+
+
+def test_the_characters_a_rule_wrote_are_told_from_the_same_ones_kept() -> None:
+    # Where a rule's output ends or starts with the character written next to it, the
+    # written one is kept with its neighbours, and the rule's is the rule's.
+    assert kept("304四分之三", "三百零四四分之三") == "····四分之三"
+    assert kept("一102元", "一一百零二元") == "一····元"
+    assert kept("8:30-17:30十四点", "八点三十分至十七点三十分十四点") == "·" * 12 + "十四点"
+    assert kept("请按#号", "请按井号号") == "请按··号"
+    assert kept("金额为3,256.78元。", "金额为三千二百五十六点七八元.") == "金额为" + "·" * 10 + "元·"
+    assert kept("面积50m2,约102户", "面积五十平方米,约十的二次方户") == "面积·····,约·····户"
+    # Repeated patterns, aligned as a person would.
+    assert kept("2二" * 512, "二" * 1024) == "·二" * 512
+    assert kept(",。" * 512, ",." * 512) == ",·" * 512
+    assert kept("好" * 1024, "好" * 1024) == "好" * 1024
+
+
+class CountedReads(str):
+    """A text that counts how often its characters are read."""
+
+    reads = 0
+
+    def __getitem__(self, key: Any) -> str:
+        CountedReads.reads += 1
+        return str.__getitem__(self, key)
+
+
+@pytest.mark.parametrize("written, said", [
+    ("2二" * 512, "二" * 1024), (",。" * 512, ",." * 512), ("#*" * 512, "井号*" * 512),
+    ("第2位," * 205, "第二位," * 205), ("a1" * 512, "a一" * 512), ("好" * 1024, "好" * 1023 + "的"),
+])
+def test_the_alignment_reads_each_character_a_bounded_number_of_times(written: str, said: str) -> None:
+    from synth.frontend.align import kept_positions
+
+    CountedReads.reads = 0
+    kept_positions(CountedReads(written), CountedReads(said))
+    # Each character is read a few times (trimming, anchors, the walk, sliding blocks),
+    # never once for each other character (difflib's longest blocks, on these texts).
+    assert CountedReads.reads <= 8 * (len(written) + len(said))

@@ -2,27 +2,25 @@
 and where its reading came from, the pauses, and the symbols the acoustic model gets.
 
 It is built from the same analysis synthesis uses (Frontend.analyze), so the preview and
-the audio cannot disagree; it costs no synthesis.
+the audio cannot disagree; it costs no synthesis. Which characters a normalization rule
+wrote is found by aligning the written text with the normalized one (synth/frontend/align.py),
+in time near-linear in their length, whatever the text.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from synth.frontend.align import kept_positions
 from synth.frontend.g2p import LETTER_NAMES
 from synth.frontend.normalize import canonical_text
 
 
 def rule_positions(written: str, normalized: str) -> set[int]:
     """Positions in the normalized text that a normalization rule wrote (a number read
-    out, a time, a symbol named) rather than kept from the written text."""
-    matcher = difflib.SequenceMatcher(None, canonical_text(written), normalized, autojunk=False)
-    kept: set[int] = set()
-    for tag, _, _, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            kept.update(range(j1, j2))
+    out, a time, a symbol named) rather than kept from the written text (see align.py)."""
+    kept = kept_positions(canonical_text(written), normalized)
     return set(range(len(normalized))) - kept
 
 
