@@ -140,20 +140,24 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_lexicon(args: argparse.Namespace) -> int:
-    from cache.lexicon import put_word, remove_word, site_words
+    from cache.lexicon import check_entry, put_word, remove_word, site_words
     from gateway.logs import audit_log
-    from synth.engine import SynthesisError
+    from synth.engine import InvalidInputError, SynthesisError
     from synth.fastspeech2 import voice_syllables
     from synth.frontend import LexiconError, parse_lexicon
 
     pinyin = " ".join(getattr(args, "pinyin", ()))
     if args.lexicon_command == "add":  # checked against the voice before the index is opened
         try:
+            check_entry(args.word, pinyin)  # what one lexicon line can hold
             valid = voice_syllables(_settings(args).models_dir)
             parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
         except SynthesisError as exc:  # the voice is not prepared
             print(f"huiyin: error: {exc}", file=sys.stderr)
             return 1
+        except InvalidInputError as exc:
+            print(f"huiyin: error: {exc.field}: {exc}", file=sys.stderr)
+            return 2
         except LexiconError as exc:
             print(f"huiyin: error: {str(exc).removeprefix('the word:1: ')}", file=sys.stderr)
             return 2

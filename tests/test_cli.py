@@ -130,7 +130,7 @@ def test_the_site_lexicon_is_edited_from_the_command_line(tmp_path: Path) -> Non
     assert added.returncode == 0, added.stderr
     assert '"action": "lexicon_put"' in added.stderr and '"target": "汇音"' in added.stderr
     assert lexicon("list").stdout == "汇音\thui2 yin1\n"
-    for bad in (("汇音", "hui9", "yin1"), ("汇音", "hui2"), ("a", "ei1")):
+    for bad in (("汇音", "hui9", "yin1"), ("汇音", "hui2"), ("a", "ei1"), ("#汇音", "hui2", "yin1")):
         refused = lexicon("add", *bad)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, bad
     assert lexicon("remove", "汇音").returncode == 0
