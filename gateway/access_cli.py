@@ -152,12 +152,12 @@ def _cmd_lexicon(args: argparse.Namespace) -> int:
             check_entry(args.word, pinyin)  # what one lexicon line can hold
             valid = voice_syllables(_settings(args).models_dir)
             parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
-        except SynthesisError as exc:  # the voice is not prepared
-            print(f"huiyin: error: {exc}", file=sys.stderr)
-            return 1
         except InvalidInputError as exc:
             print(f"huiyin: error: {exc.field}: {exc}", file=sys.stderr)
             return 2
+        except SynthesisError as exc:  # the voice is not prepared
+            print(f"huiyin: error: {exc}", file=sys.stderr)
+            return 1
         except LexiconError as exc:
             print(f"huiyin: error: {str(exc).removeprefix('the word:1: ')}", file=sys.stderr)
             return 2
