@@ -80,6 +80,8 @@ def abuse(kind: str, port: int, key: str, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
+        if n == 1:
+            print("sending", flush=True)  # answered once: the measuring may start
         method, target, body, headers = abuse_request(kind, n)
         n += 1
         try:
@@ -189,16 +191,19 @@ def measure(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     quiet = summary(asyncio.run(legit.run(args.quiet, "quiet")))
     print(f"hostile: beside {len(ABUSES)} hostile clients ({', '.join(ABUSES)}) for "
           f"{args.seconds:.0f} s", flush=True)
-    hostile_log = tmp / "hostile.log"
+    logs = [tmp / f"hostile-{n}.log" for n in range(len(ABUSES))]
     hostiles = [procs.start([sys.executable, __file__, "--abuse", kind, "--port", str(port),
-                             "--key", key, "--seconds", str(args.seconds + 2)],
-                            log=hostile_log, cwd=REPO)
-                for kind, key in zip(ABUSES, hostile_keys, strict=True)]
-    time.sleep(1.0)  # let them start sending
+                             "--key", key, "--seconds", str(args.seconds + 5)],
+                            log=log, cwd=REPO)
+                for kind, key, log in zip(ABUSES, hostile_keys, logs, strict=True)]
+    for proc, log in zip(hostiles, logs, strict=True):  # each started and answered once
+        wait_until(lambda log=log: "sending" in log.read_text(), proc, "a hostile client", log,
+                   timeout=60)
     loud = summary(asyncio.run(legit.run(args.seconds, "hostile")))
     for proc in hostiles:
         proc.wait(timeout=args.seconds + 120)
-    print(hostile_log.read_text().strip(), flush=True)
+    for log in logs:
+        print(log.read_text().strip().splitlines()[-1], flush=True)
     if legit.errors:
         raise BenchError(f"the legitimate client was refused: {legit.errors[:5]}")
     rows = [("hit p50 (ms)", "hit_p50", None), ("hit p99 (ms)", "hit_p99", HIT_TARGET_MS),

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from synth.priority import run_in_background
+
 T = TypeVar("T")
 
 # Clients whose last turn is remembered (beyond it, only the waiting ones' are kept).
@@ -31,7 +33,8 @@ class FairShare:
 
     def __init__(self, threads: int = 1, name: str = "reading") -> None:
         self._threads = threads
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name,
+                                            initializer=run_in_background)
         # Waiting jobs per client, and when each client was last served: of the waiting
         # ones, the one served longest ago (a newcomer: never) goes next.
         self._waiting: dict[str, deque[_Job]] = {}

@@ -12,9 +12,11 @@ document's markup is not counted, as the length limit does not count it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -32,6 +34,8 @@ from gateway.state import STORE
 from synth.ssml import is_ssml, parse_document
 
 T = TypeVar("T")
+# How long a request refused before any work waits for its answer (seconds).
+REFUSAL_PAUSE = 1.0
 # An SSML document's markup, for what its text could say at most before it is parsed.
 _MARKUP = re.compile(r"<[^>]*>")
 
@@ -77,6 +81,18 @@ class Limits:
         return draws
 
 
+@contextlib.asynccontextmanager
+async def _paused_refusals() -> AsyncIterator[None]:
+    """A request refused before any work is answered after a pause (never past its
+    Retry-After): a client that asks again at once is refused at most once a REFUSAL_PAUSE
+    per connection, not as fast as it can send. The pause holds nothing but the connection."""
+    try:
+        yield
+    except (RateLimited, QuotaExceeded) as refused:
+        await asyncio.sleep(min(REFUSAL_PAUSE, refused.retry_after or REFUSAL_PAUSE))
+        raise
+
+
 class Admitted:
     """One principal's requests before the store (cache.store.Admission)."""
 
@@ -93,22 +109,27 @@ class Admitted:
     async def before_reading(self, request: SpeechRequest) -> None:
         """Refuse, before its text is read, a request that could not be synthesized now:
         no room in its rate limit, or less quota left than its text could say."""
-        await self._may_cost(said_characters(request.text))
+        await self._may_cost(lambda: said_characters(request.text))
 
     async def before_parsing(self, document: str) -> None:
         """The same for an SSML document before it is parsed: what it could say is its
         length with the markup stripped."""
-        await self._may_cost(len(_MARKUP.sub("", document)))
+        await self._may_cost(lambda: len(_MARKUP.sub("", document)))
 
-    async def _may_cost(self, characters: int) -> None:
+    async def _may_cost(self, count: Callable[[], int]) -> None:
         if not self._principal.allows("synthesize"):
             return  # it may hear stored audio only: it never draws, and reads in its turn
-        self._rate_limited(await self._store.buckets.peek(self._draws(characters)))
-        key = self._principal.key
-        if key is not None and key.quota is not None:
-            left = await self._store.credentials.remaining(key)
-            if left is not None and left < characters:
-                self._quota_exceeded()
+        async with _paused_refusals():
+            buckets = self._store.buckets
+            # The miss count first: a client out of misses is refused before its text is counted.
+            self._rate_limited(await buckets.peek(self._draws(0)[:1]))
+            characters = count()
+            self._rate_limited(await buckets.peek(self._draws(characters)))
+            key = self._principal.key
+            if key is not None and key.quota is not None:
+                left = await self._store.credentials.remaining(key)
+                if left is not None and left < characters:
+                    self._quota_exceeded()
 
     async def admit(self, request: SpeechRequest) -> None:
         """Charge a request that starts a synthesis: the quota is judged before any rate
@@ -136,7 +157,9 @@ class Admitted:
     async def preview(self, request: SpeechRequest) -> None:
         """Admit a pronunciation preview as a miss of the rate limits (no quota: nothing is
         synthesized)."""
-        self._rate_limited(await self._store.buckets.take(self._draws(said_characters(request.text))))
+        async with _paused_refusals():
+            self._rate_limited(await self._store.buckets.take(
+                self._draws(said_characters(request.text))))
 
     def _draws(self, characters: int) -> list[Draw]:
         return self._limits.draws(self._principal, characters)

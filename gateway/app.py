@@ -7,6 +7,7 @@ import errno
 import logging
 import resource
 import signal
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -32,6 +33,11 @@ from gateway.state import HISTORY, METRICS, SETTINGS, STORE, VOICES, WARMER
 from synth.engine import Engine
 
 log = logging.getLogger("huiyin.gateway")
+# How long a thread holding the GIL keeps it while another waits (Python's default: 5 ms).
+# Synthesis and reading run Python code on their threads; the event loop needs the GIL back
+# after every socket call, so a hit waits for a few of these switches: 1 ms keeps a hit's
+# answer within milliseconds while misses are being made.
+GIL_SWITCH_SECONDS = 0.001
 # How often the store's hit and miss counts are taken into the last hour's minutes.
 HISTORY_SAMPLE_SECONDS = 5.0
 
@@ -132,6 +138,7 @@ def run(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM."""
     configure_logs(settings.log_level)
     raise_open_files_limit()
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     asyncio.run(_serve(create_app(settings), settings))
     log.info("stopped")
     return 0

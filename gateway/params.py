@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -105,13 +106,16 @@ def string(values: Mapping[str, Any], name: str) -> str | None:
     return raw
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def text(values: Mapping[str, Any], limit: int, name: str = "text") -> str:
     """The text to speak: present, not blank, at most `limit` characters (an SSML
     document: `limit` characters said, with up to SSML_LENGTH_FACTOR times as many in all)."""
     raw = string(values, name)
     if raw is None or not raw.strip():
         raise InvalidParameter(f"{name} is required", name)
-    if any("\ud800" <= c <= "\udfff" for c in raw):  # JSON's \ud800 escapes let one through
+    if _SURROGATE.search(raw):  # JSON's \ud800 escapes let one through
         raise InvalidParameter(f"{name} holds a character that is not Unicode text "
                                "(a lone surrogate)", name)
     longest = text_limit(raw, limit)

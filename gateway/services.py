@@ -7,6 +7,7 @@ import asyncio
 import ctypes
 import gc
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from config import Settings
 from config.phrases import PhraseSpec
 from gateway.logs import note
 from synth.engine import Engine
+from synth.priority import run_in_background
 from synth.registry import lanes_for
 from synth.voices import Observer, Timing, Voices
 from synth.worker import SynthesisWorker
@@ -87,7 +89,13 @@ async def open_services(
     """Load (off the loop) and start everything; on exit stop warm-ups, let running
     syntheses finish so their results are committed, then close the store."""
     loop = asyncio.get_running_loop()
-    loaded = engines if engines is not None else await loop.run_in_executor(None, load_engines, settings)
+    if engines is None:
+        # On a thread of its own below the loop's priority: the threads ONNX Runtime starts
+        # for the engines' sessions inherit it (synth/priority.py).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-engines",
+                                initializer=run_in_background) as loading:
+            engines = await loop.run_in_executor(loading, load_engines, settings)
+    loaded = engines
     workers = [
         SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline,
                         lanes=lanes_for(settings, e))

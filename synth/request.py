@@ -7,14 +7,15 @@ import unicodedata
 from dataclasses import dataclass
 
 _SPACES = re.compile(r"\s+")
+# Unicode's control characters (category Cc) and line and paragraph separators (Zl, Zp).
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def clean_text(text: str) -> str:
     """The text as a request keeps it: NFC, control characters and runs of white space as
     one space, trimmed. Nothing that can change a reading is folded here (no NFKC)."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", _BREAKS.sub(" ", text)).strip()
 
 
 def setting_text(value: float) -> str:

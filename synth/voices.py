@@ -90,12 +90,13 @@ class Voices:
         style = style or "neutral"
         check_request(self._engine(choice.engine), choice.voice.name, style,
                       Prosody(speed, pitch, volume))
-        if not clean_text(text):
+        text = clean_text(text)
+        if not text:
             raise InvalidInputError("text", "text is required")
         if is_ssml(text):
             # The document in its one canonical form (NFC first, as the request keeps it):
             # its spellings are one request.
-            text = parse_document(clean_text(text)).canonical
+            text = parse_document(text).canonical
             speaking.script_for(self._engine(choice.engine), choice.voice.name, text)
         return SpeechRequest.create(
             text, engine=choice.engine, voice=choice.voice.name, style=style,

@@ -16,6 +16,7 @@ from typing import cast
 
 from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody, takes_concurrent_calls
+from synth.priority import run_in_background
 from synth.ssml import speaking
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
@@ -180,7 +181,8 @@ class SynthesisWorker:
         if self._dispatchers:
             return
         # A thread per lane: one lane when the engine takes one call at a time.
-        self._executor = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="synth-worker")
+        self._executor = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="synth-worker",
+                                            initializer=run_in_background)
         self._dispatchers = [asyncio.create_task(self._dispatch(), name=f"synth-worker-{n}")
                              for n in range(self._lanes)]
 
