@@ -230,3 +230,24 @@ async def test_a_caller_that_leaves_while_its_text_waits_takes_nothing() -> None
     await last
     assert ran == ["first", "last"]
     share.close()
+
+
+async def test_probes_never_wait_behind_reading_or_previews(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, engine, tmp_path, access="open")
+    reading = client.app[STORE].reading
+    gate = threading.Event()
+    # The frontend's one thread is held, and a preview waits behind it.
+    held = asyncio.create_task(reading.run("someone", lambda: gate.wait(20)))
+    await until(lambda: reading.waiting == 0 and not held.done())
+    preview = asyncio.create_task(client.get("/api/pronounce", params={"text": "您好"}))
+    await until(lambda: reading.waiting == 1)
+    try:
+        assert (await client.get("/readyz")).status == 200
+        assert (await client.get("/healthz")).status == 200
+        assert not preview.done()
+    finally:
+        gate.set()
+    assert (await preview).status == 200
+    await held
