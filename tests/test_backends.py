@@ -212,19 +212,27 @@ class Upstream:
 
 
 @contextlib.asynccontextmanager
-async def upstream(engine: FastSpeech2Engine) -> AsyncIterator[tuple[Upstream, str]]:
-    state = Upstream(engine)
+async def serving(state: Any) -> AsyncIterator[str]:
+    """A fake upstream's `handle` on a loopback port, its URL; every connection it still
+    has (a hanging answer included) is ended on the way out."""
     server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield state, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
-        for task, writer in state.connections:  # a hanging answer included
+        for task, writer in state.connections:
             writer.transport.abort()
             task.cancel()
         await asyncio.gather(*(t for t, _ in state.connections), return_exceptions=True)
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def upstream(engine: FastSpeech2Engine) -> AsyncIterator[tuple[Upstream, str]]:
+    state = Upstream(engine)
+    async with serving(state) as url:
+        yield state, url
 
 
 def openai_backend(url: str, **fields: Any) -> dict[str, Any]:

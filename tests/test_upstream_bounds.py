@@ -30,6 +30,7 @@ from tests.test_backends import (
     MakeClient,
     app_client,
     openai_backend,
+    serving,
     settings_for,
     take_request,
     tts,
@@ -65,17 +66,8 @@ class Scripted:
 @contextlib.asynccontextmanager
 async def scripted(answer: Answer) -> AsyncIterator[tuple[Scripted, str]]:
     state = Scripted(answer)
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield state, f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task, writer in state.connections:
-            writer.transport.abort()
-            task.cancel()
-        await asyncio.gather(*(t for t, _ in state.connections), return_exceptions=True)
-        await server.wait_closed()
+    async with serving(state) as url:
+        yield state, url
 
 
 def wav_head(rate: int, data_bytes: int) -> bytes:
