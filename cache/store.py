@@ -360,7 +360,12 @@ class PromptStore:
         leased = False
         if self._storage.shared:
             # Another replica may be making it: waited for, and neither made twice nor charged.
-            made = await self._storage.lease(key)
+            leasing = asyncio.ensure_future(self._storage.lease(key))
+            try:
+                made = await asyncio.shield(leasing)
+            except asyncio.CancelledError:  # this caller left: a lease taken after is given back
+                leasing.add_done_callback(lambda done: self._unlease(key, done))
+                raise
             if made is not None:
                 self._keeper.hold(*made)
                 return made[0]
@@ -374,6 +379,10 @@ class PromptStore:
                 raise
         return self._generations.start(request, key, priority, streamed=streamed, found=found,
                                        leased=leased)
+
+    def _unlease(self, key: str, done: asyncio.Future[tuple[Phrase, bytes] | None]) -> None:
+        if not done.cancelled() and done.exception() is None and done.result() is None:
+            self._storage.release_after(key, None)
 
     def _hit(self, row: Phrase, live: bool) -> StoredPhrase:
         stored = StoredPhrase(row, cached=True)

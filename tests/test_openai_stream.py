@@ -104,6 +104,7 @@ class GatedEngine:
         self._engine = engine
         self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
         self.gate = threading.Event()
+        self.held = threading.Event()  # the engine waits at the gate
         self.sentences = 0
         self.closed = threading.Event()  # a stream was closed, finished or not
 
@@ -123,6 +124,7 @@ class GatedEngine:
         try:
             for i, pcm in enumerate(self._engine.stream(text, **kw)):
                 if i == 1:
+                    self.held.set()
                     assert self.gate.wait(PATIENCE)
                 self.sentences += 1
                 yield pcm
@@ -168,7 +170,8 @@ async def test_a_client_that_hangs_up_early_stops_the_synthesis_and_stores_nothi
     (worker,) = client.app[VOICES].workers
     response = await client.get("/tts/stream.ulaw", params={"text": LONG})
     await response.content.readany()
-    response.close()  # hang up while the engine is held before its second sentence
+    await until(gated_engine.held.is_set, what="the engine held before its second sentence")
+    response.close()  # hang up while the engine is held there
 
     def request_ended() -> bool:
         return any(getattr(r, "fields", {}).get("route") == "/tts/stream.{ext}" for r in caplog.records)
