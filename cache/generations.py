@@ -1,7 +1,7 @@
 """The syntheses under way, one per key: each a `Generation` that whole requests, streams
-and warm-ups join (cache/flight.py), run as a task that looks the key up (and, on a shared
-index, takes its lease so that one replica synthesizes it), synthesizes, and keeps the
-result (cache/keeping.py)."""
+and warm-ups join (cache/flight.py), run as a task that synthesizes and keeps the result
+(cache/keeping.py). The store starts one once it has looked the key up and, on a shared
+index, taken its lease so that one replica synthesizes it (cache/store.py)."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ class Generations:
 
     def start(
         self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
-        found: Lookup | None = None, leased: bool = False,
+        found: Lookup, leased: bool,
     ) -> Generation[StoredPhrase]:
-        """Start the generation of a key (`found`: what the index had, if looked up;
-        `leased`: this process holds the key's lease already, given back when it ends)."""
+        """Start the generation of a key the index has no good phrase of (`found`: what it
+        had; `leased`: this process holds the key's lease, given back when it ends)."""
         generation: Generation[StoredPhrase] = Generation(
             streamed=streamed, urgency=Urgency(priority)
         )
@@ -84,23 +84,10 @@ class Generations:
 
     async def _generate(
         self, generation: Generation[StoredPhrase], request: SpeechRequest, key: str,
-        found: Lookup | None, leased: bool,
+        found: Lookup, leased: bool,
     ) -> None:
+        row = found[0]  # a damaged phrase's row, replaced by the new one
         try:
-            # Looked up already when the request was admitted.
-            row, data = found if found is not None else await self._storage.lookup(key)
-            if (row is None or data is None) and self._storage.shared and not leased:
-                # Another replica may be making it: one synthesis across them.
-                found = await self._storage.lease(key)
-                if found is not None:
-                    row, data = found
-                else:
-                    leased = True
-            if row is not None and data is not None:
-                self._keeper.hold(row, data)
-                generation.end()
-                generation.finish(StoredPhrase(row, cached=True))
-                return
             started = time.perf_counter()
             if generation.streamed:
                 chunks = self._synthesizer().stream(request, generation.urgency)
