@@ -11,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run test lint models bench install install-test test-tools clean
+.PHONY: run test lint models bench install install-test test-tools pbx-tools clean
 
 # pip 23.1 or newer builds packages that ship only setup.py (jieba) into wheels and compiles
 # them; the older pip of Python 3.10's venv installs them uncompiled.
@@ -59,7 +59,24 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install-test models test-tools lint
+# Libraries the pbx group needs to build Asterisk and FreeSWITCH from the archives named by
+# HUIYIN_ASTERISK_SRC and HUIYIN_FREESWITCH_SRC (tests/pbx); nothing when neither is set.
+PBX_TOOLS := build-essential autoconf automake libtool libtool-bin pkg-config libjansson-dev \
+             libxml2-dev libsqlite3-dev libedit-dev uuid-dev libcurl4-openssl-dev libssl-dev \
+             libncurses-dev libtiff-dev libjpeg-dev libpcre2-dev libspeex-dev libspeexdsp-dev \
+             libldns-dev zlib1g-dev libsndfile1-dev
+
+pbx-tools:
+	@if [ -n "$$HUIYIN_ASTERISK_SRC$$HUIYIN_FREESWITCH_SRC" ]; then \
+	  missing=""; for pkg in $(PBX_TOOLS); do \
+	    dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "make: installing$$missing"; apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "make: install these Debian packages to build the PBXs:$$missing"; exit 1; fi; fi; fi
+
+test: install-test models test-tools pbx-tools lint
 	$(BIN)/python -m pytest
 
 bench: install-test models
