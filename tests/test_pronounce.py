@@ -98,6 +98,17 @@ async def test_the_preview_route_synthesizes_nothing(client: Client, engine: Fas
         assert refused.status == status and body["field"] == field, query
 
 
+async def test_json_answers_carry_chinese_as_utf8_not_escapes(client: Client) -> None:
+    answer = await client.get("/api/pronounce?text=" + quote("重庆"))
+    raw = await answer.read()
+    assert answer.content_type == "application/json" and answer.charset == "utf-8"
+    assert "重庆".encode() in raw and b"\\u" not in raw
+    refused = await client.get("/api/pronounce?text=" + quote("重庆") + "&voice=" + quote("重庆"))
+    raw = await refused.read()
+    assert refused.status == 422 and refused.content_type == "application/json"
+    assert "重庆".encode() in raw and b"\\u" not in raw
+
+
 def test_loanwords_are_said_as_words_and_acronyms_by_their_letters(engine: FastSpeech2Engine) -> None:
     from importlib import resources
 
