@@ -63,7 +63,9 @@ class Backend:
 
     name: str = field(metadata=_doc("Engine name of this backend (lowercase; unique)."))
     kind: str = field(metadata=_doc(f"Upstream kind: {', '.join(KINDS)}."))
-    url: str = field(metadata=_doc("Base URL of the upstream (http or https)."))
+    url: str = field(metadata=_doc(
+        "Base URL of the upstream (http or https), without the paths Huiyin adds to it "
+        "(openai: with or without /v1; aliyun: the TTS URL itself)."))
     voices: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
         metadata=_doc("Voice names offered here, each mapped to the upstream's own voice or "

@@ -24,6 +24,7 @@ from config.phrases import (
 from gateway import params
 from gateway.access import ACCESS, principal_of
 from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
+from gateway.jsonbody import json_response
 from gateway.logs import audit_log
 from gateway.routes import voices_of
 from gateway.signing import MAX_TTL, sign
@@ -73,7 +74,7 @@ async def warm(request: web.Request) -> web.Response:
     job = request.app[WARMER].start(phrases, replace_pins=replace)
     audit_log(principal_of(request).name, "warm", job.id, phrases=job.total,
               source="settings" if replace else "body")
-    return web.json_response({"job_id": job.id, "total": job.total}, status=202)
+    return json_response({"job_id": job.id, "total": job.total}, status=202)
 
 
 async def warm_status(request: web.Request) -> web.Response:
@@ -81,12 +82,12 @@ async def warm_status(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
     job = request.app[WARMER].get(job_id)
     if job is not None:
-        return web.json_response(job.as_dict())
+        return json_response(job.as_dict())
     # Run by another replica on the same index, or finished before a restart.
     recorded = await request.app[STORE].replicas.job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
     if recorded is None:
         raise NotFound("no such warm-up job", "job_id")
-    return web.json_response(recorded)
+    return json_response(recorded)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -96,7 +97,7 @@ async def stats(request: web.Request) -> web.Response:
     store_stats = request.app[STORE].stats()
     history = request.app[HISTORY]
     history.sample(store_stats.hits, store_stats.misses)
-    return web.json_response({
+    return json_response({
         "history": history.minutes(),
         "cache": request.app[STORE].replicas.stats().as_dict(),  # every replica's
         "synthesis": [
@@ -125,7 +126,7 @@ async def phrases(request: web.Request) -> web.Response:
         offset=(page - 1) * PER_PAGE, limit=PER_PAGE,
     )
     prompt = request.app.router["prompt"]
-    return web.json_response({
+    return json_response({
         "total": total, "page": page, "per_page": PER_PAGE,
         "phrases": [
             {"key": r.key, "phrase_id": r.phrase_id, "text": r.text, "tags": list(r.tags),
@@ -155,13 +156,13 @@ async def cache_check(request: web.Request) -> web.Response:
     report = await request.app[STORE].check(fix=fix in ("true", "1"))
     if fix in ("true", "1"):
         audit_log(principal_of(request).name, "cache_fix", "store", fixed=report.fixed)
-    return web.json_response(report.as_dict())
+    return json_response(report.as_dict())
 
 
 async def lexicon(request: web.Request) -> web.Response:
     """GET /admin/lexicon: the site's words (they override the built-in ones and the file)."""
     entries = await request.app[STORE].lexicon.entries()
-    return web.json_response({"words": [{"word": w, "pinyin": p} for w, p in entries.items()]})
+    return json_response({"words": [{"word": w, "pinyin": p} for w, p in entries.items()]})
 
 
 async def put_lexicon_word(request: web.Request) -> web.Response:
@@ -187,7 +188,7 @@ async def put_lexicon_word(request: web.Request) -> web.Response:
     await store.lexicon.put(word, entries[word])
     change = await store.relexicon()
     audit_log(principal_of(request).name, "lexicon_put", word, **change.as_dict())
-    return web.json_response({"word": word, "pinyin": entries[word], **change.as_dict()})
+    return json_response({"word": word, "pinyin": entries[word], **change.as_dict()})
 
 
 async def delete_lexicon_word(request: web.Request) -> web.Response:
@@ -199,7 +200,7 @@ async def delete_lexicon_word(request: web.Request) -> web.Response:
         raise NotFound(f"no site word '{word[:64]}'", "word")
     change = await store.relexicon()
     audit_log(principal_of(request).name, "lexicon_delete", word, **change.as_dict())
-    return web.json_response({"word": word, **change.as_dict()})
+    return json_response({"word": word, **change.as_dict()})
 
 
 KEY_FIELDS = ("name", "scope", "rate", "quota")
@@ -221,13 +222,13 @@ async def create_key(request: web.Request) -> web.Response:
         field, _, message = str(exc).partition(": ")
         raise InvalidParameter(message, field) from None
     audit_log(principal_of(request).name, "key_create", key.name, scope=key.scope)
-    return web.json_response({**key.as_dict(), "key": secret}, status=201)
+    return json_response({**key.as_dict(), "key": secret}, status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
     """GET /admin/keys: every key, without secrets."""
     keys = await request.app[STORE].credentials.all()
-    return web.json_response({"keys": [k.as_dict() for k in keys]})
+    return json_response({"keys": [k.as_dict() for k in keys]})
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -238,7 +239,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise NotFound(f"no key named '{name[:64]}'", "name")
     request.app[ACCESS].callers.forget(key.name)
     audit_log(principal_of(request).name, "key_revoke", key.name)
-    return web.json_response(key.as_dict())
+    return json_response(key.as_dict())
 
 
 async def sign_url(request: web.Request) -> web.Response:
@@ -261,7 +262,7 @@ async def sign_url(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise InvalidParameter(str(exc), "url") from None
     audit_log(principal_of(request).name, "sign", url.partition("?")[0], ttl=ttl)
-    return web.json_response({"url": signed, "expires": now + ttl})
+    return json_response({"url": signed, "expires": now + ttl})
 
 
 class Conflict(HttpError):

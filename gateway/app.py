@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -112,9 +114,6 @@ def create_app(
                     app[_UNCLAIMING] = release
                 else:
                     log.info("another replica is warming the configured phrases")
-            log.info("ready: voices %s", ", ".join(
-                v["name"] for e in running.voices.describe()["engines"] for v in e["voices"]
-            ))
             yield
             sampling.cancel()
             await asyncio.gather(sampling, return_exceptions=True)
@@ -137,11 +136,41 @@ class ListenError(RuntimeError):
 def run(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM."""
     configure_logs(settings.log_level)
+    # Before anything loads: a port in use stops startup at once, before any work.
+    sockets = bind(settings.host, settings.port)
     raise_open_files_limit()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
-    asyncio.run(_serve(create_app(settings), settings))
+    asyncio.run(_serve(create_app(settings), settings, sockets))
     log.info("stopped")
     return 0
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to each address of host:port, not yet listening: connections are
+    refused, not queued, until the gateway is ready and listens. A ListenError names the
+    address when one cannot be bound."""
+    where = f"cannot listen on {host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"{where}: {exc.strerror}") from None
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's sites do
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = " (another server is on that port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"{where}: {reason.lower()}{hint}") from None
+    return bound
 
 
 def url_limit(max_text_length: int) -> int:
@@ -210,7 +239,7 @@ class AcceptFailures:
             self._warned_at, self._since = now, 0
 
 
-async def _serve(app: web.Application, settings: Settings) -> None:
+async def _serve(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
     runner = make_runner(app, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -219,11 +248,11 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await runner.setup()
-        try:
-            await web.TCPSite(runner, settings.host, settings.port).start()
-        except OSError as exc:
-            raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
-        log.info("serving on http://%s:%d", settings.host, settings.port)
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        log.info("ready: voices %s; serving on http://%s:%d", ", ".join(
+            v["name"] for e in app[VOICES].describe()["engines"] for v in e["voices"]
+        ), settings.host, settings.port)
         access = app[ACCESS]
         log.info("access %s: %s%s", access.mode, (
             "anyone who reaches this address may synthesize" if not access.guarded
@@ -233,3 +262,5 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         log.info("stopping")
     finally:
         await runner.cleanup()
+        for sock in sockets:  # those no site took (startup failed first)
+            sock.close()

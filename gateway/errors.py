@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import (
 
 from cache.storage import StoreUnavailableError
 from cache.variants import PhraseGoneError
+from gateway.jsonbody import json_response
 from synth.codecs import UnknownFormatError, UnsupportedRateError
 from synth.engine import InvalidInputError, SynthesisError, UpstreamError
 from synth.ssml import SsmlSyntaxError
@@ -132,7 +133,7 @@ def error_response(
         body = {"status": "error", "code": code, "message": message}
         if field is not None:
             body["field"] = field
-    response = web.json_response(body, status=status, headers=headers)
+    response = json_response(body, status=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway import params
 from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
+from gateway.jsonbody import json_response
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
@@ -64,7 +65,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the model ids /v1/audio/speech accepts."""
-    return web.json_response({
+    return json_response({
         "object": "list",
         "data": [{"id": m, "object": "model", "created": 0, "owned_by": "huiyin"} for m in MODELS],
     })

@@ -14,6 +14,7 @@ from gateway import params
 from gateway.admission import admission_for, checked_speech
 from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
+from gateway.jsonbody import json_response
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_spec
 from gateway.responses import IMMUTABLE, audio_response, public_cache_control
@@ -150,7 +151,7 @@ async def api_tts(request: web.Request) -> web.Response:
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
         url = url.with_query(rate=str(rate))
     download = params.string(body, "output_wav_name") or f"{audio.key}.{extension}"
-    return web.json_response({
+    return json_response({
         "status": "success",
         "key": audio.key,
         "audio_url": str(url),
@@ -173,7 +174,7 @@ async def api_pronounce(request: web.Request) -> web.Response:
     await admission.preview(speech)
     # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
     described = await request.app[STORE].reading.run(admission.client, lambda: voices.pronounce(speech))
-    response = web.json_response(described)
+    response = json_response(described)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -188,12 +189,12 @@ async def api_voices(request: web.Request) -> web.Response:
         for f in codecs.FORMATS.values()
     ]
     described["max_text_length"] = request.app[SETTINGS].max_text_length
-    return web.json_response(described)
+    return json_response(described)
 
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def _readiness(request: web.Request) -> tuple[Unavailable | None, bool]:
@@ -217,7 +218,7 @@ async def readyz(request: web.Request) -> web.Response:
     # misses are synthesized (by a fallback voice; stored once the bucket is back).
     backends = {b["backend"]: b["state"] for b in request.app[VOICES].backends()}
     audio = {"audio_store": "up" if writable else "unreachable"} if store.files.remote else {}
-    return web.json_response({"status": "ready", **({"backends": backends} if backends else {}),
+    return json_response({"status": "ready", **({"backends": backends} if backends else {}),
                               **audio})
 
 
@@ -232,7 +233,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI description of these routes."""
-    return web.json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
+    return json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
 
 
 TTS_CACHE_CONTROL = web.AppKey("tts_cache_control", str)

@@ -185,9 +185,11 @@ class Voices:
         end is reported to the observers like a whole synthesis."""
         started = time.perf_counter()
         audio = 0.0
+        timing: dict[str, float] = {}
         chunks = self._worker(request.engine).stream(
             request.text, voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
+            timing=timing,
         )
         try:
             async for chunk in chunks:
@@ -195,7 +197,8 @@ class Voices:
                 yield chunk
         finally:
             await chunks.aclose()
-        measured = Timing(time.perf_counter() - started, 0.0, 0.0, audio)
+        measured = Timing(time.perf_counter() - started, timing.get("queue_seconds", 0.0),
+                          timing.get("engine_seconds", 0.0), audio)
         for observe in self.observers:
             observe(measured)
 

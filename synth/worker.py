@@ -77,7 +77,8 @@ class _Job:
     # Streams only: chunks, then an exception or None (the end), and the consumer's stop flag.
     chunks: asyncio.Queue[Pcm | BaseException | None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
-    # Seconds the engine spent on it (synthesis only), for the caller's timing.
+    # Seconds the engine spent on it (a whole synthesis, or all of a stream), for the
+    # caller's timing.
     engine_seconds: float = 0.0
 
     @property
@@ -236,16 +237,19 @@ class SynthesisWorker:
     async def stream(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(), priority: Priority | Urgency = Priority.LIVE,
-        deadline: float | None = None,
+        deadline: float | None = None, timing: dict[str, float] | None = None,
     ) -> AsyncGenerator[Pcm, None]:
         """Yield the audio sentence by sentence; the deadline bounds the wait for the engine.
 
         Close the iterator (aclose, or `contextlib.aclosing` around an early break) to free
-        the engine at once: the worker then pulls no further sentences.
+        the engine at once: the worker then pulls no further sentences. `timing`, when
+        given, receives `queue_seconds` once the engine is held and `engine_seconds` at the
+        end (the engine's time on the whole stream).
         """
         job = self._submit(text, voice, style, prosody, priority, streaming=True)
         assert job.chunks is not None
         limit = self._deadline if deadline is None else deadline
+        started = time.perf_counter()
         try:
             try:
                 async with timeout(limit):
@@ -254,10 +258,14 @@ class SynthesisWorker:
                 raise DeadlineExceededError(
                     f"the engine was not free within the {limit} s deadline"
                 ) from None
+            if timing is not None:
+                timing["queue_seconds"] = time.perf_counter() - started
             while (item := await job.chunks.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+            if timing is not None:
+                timing["engine_seconds"] = job.engine_seconds
         finally:
             job.stop.set()
             self._withdraw(job)
@@ -378,8 +386,13 @@ class SynthesisWorker:
         except Exception as exc:
             end = exc
         # Callbacks run in order: the figures are up to date when the consumer sees the end.
-        loop.call_soon_threadsafe(self._record, time.perf_counter() - started, audio, finished)
+        loop.call_soon_threadsafe(self._record_stream, job, time.perf_counter() - started,
+                                  audio, finished)
         loop.call_soon_threadsafe(put, end)
+
+    def _record_stream(self, job: _Job, seconds: float, audio: float, finished: bool) -> None:
+        job.engine_seconds = seconds
+        self._record(seconds, audio, finished)
 
     def _record(self, seconds: float, audio: float, finished: bool) -> None:
         if audio == 0.0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import subprocess
 import sys
 import urllib.request
@@ -172,8 +173,9 @@ def test_a_piper_backend_without_a_version_needs_its_server_at_startup(tmp_path:
 async def take_request(
     connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]],
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-) -> None:
-    """Note a fake upstream's connection (its task, to end it) and read its request whole."""
+) -> str:
+    """Note a fake upstream's connection (its task, to end it) and read its request whole;
+    the path it asks for."""
     task = asyncio.current_task()
     assert task is not None
     connections.append((task, writer))
@@ -181,6 +183,7 @@ async def take_request(
     length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                    if line.lower().startswith(b"content-length:")), 0)
     await reader.readexactly(length)
+    return head.split(b" ", 2)[1].decode()
 
 
 class Upstream:
@@ -190,11 +193,19 @@ class Upstream:
         self.engine = engine
         self.mode = "ok"
         self.calls = 0
+        self.paths: list[str] = []
         self.connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await take_request(self.connections, reader, writer)
+        path = await take_request(self.connections, reader, writer)
         self.calls += 1
+        self.paths.append(path)
+        if path != "/v1/audio/speech":
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
         if self.mode == "hang":
             await asyncio.sleep(3600)  # accepted, never answered
         if self.mode == "die":
@@ -296,6 +307,63 @@ async def test_without_a_fallback_each_fault_is_its_json_status(
         assert r.status == status
         body = await r.json()
         assert body["code"] == code and "cloud" in body["message"]
+
+
+@pytest.mark.parametrize("path", ["", "/", "/v1", "/v1/"])
+async def test_an_openai_url_is_taken_with_or_without_v1_and_a_trailing_slash(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, path: str,
+) -> None:
+    async with upstream(engine) as (state, url):
+        client = await app_client(aiohttp_client, engine,
+                                  settings_for(tmp_path, openai_backend(url + path)))
+        r = await client.get(tts("请稍候。", "nova"))
+        assert r.status == 200 and "X-Huiyin-Fallback" not in r.headers
+        assert state.paths == ["/v1/audio/speech"]
+
+
+async def test_a_404_from_the_speech_path_is_a_warning_that_names_the_url(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with upstream(engine) as (state, url):
+        client = await app_client(aiohttp_client, engine,
+                                  settings_for(tmp_path, openai_backend(f"{url}/api")))
+        caplog.set_level(logging.WARNING, "huiyin.remote")
+        r = await client.get(tts("请稍候。", "nova"))
+        # The fallback voice answers, and the log says why the voice asked for did not.
+        assert r.status == 200 and r.headers["X-Huiyin-Fallback"] == "baker"
+        assert state.paths == ["/api/v1/audio/speech"]
+        (warning,) = [m for m in caplog.messages if "404" in m]
+        assert "cloud" in warning and f"{url}/api" in warning and "looks wrong" in warning
+        assert "请稍候" not in caplog.text
+        caplog.clear()
+        no_fallback = await app_client(aiohttp_client, engine, settings_for(
+            tmp_path, openai_backend(f"{url}/api", fallback=None)))
+        failed = await no_fallback.get(tts("请再等一下。", "nova"))
+        assert failed.status == 502
+        assert "url looks wrong" in (await failed.json())["message"]
+
+
+def test_a_url_ending_in_a_path_the_kind_adds_is_a_startup_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from synth.remote.kinds import kind_for
+
+    caplog.set_level(logging.WARNING, "huiyin.remote")
+    for entry, warned in [
+        (openai_backend("http://127.0.0.1:1/v1/audio/speech"), "/audio/speech"),
+        ({**backend("http://127.0.0.1:1/synthesize/"), "version": "1"}, "/synthesize"),
+        (openai_backend("http://127.0.0.1:1/v1"), None),
+        ({**backend("http://127.0.0.1:1"), "version": "1"}, None),
+    ]:
+        caplog.clear()
+        (parsed,) = parse_backends([entry], "test")
+        kind_for(parsed)
+        if warned is None:
+            assert not caplog.messages
+        else:
+            (message,) = caplog.messages
+            assert warned in message and parsed.name in message
 
 
 def test_a_second_huiyin_is_the_upstream_of_the_openai_kind(tmp_path: Path) -> None:

@@ -167,8 +167,9 @@ async def test_the_admin_routes_edit_the_lexicon_and_say_what_changed(client: Cl
     after = await (await client.get("/api/pronounce", params={"text": "汇音"})).json()
     word = after["sentences"][0]["clauses"][0]["words"][0]
     assert word["pinyin"] == ["hui2", "yin1"] and word["source"] == "lexicon"
-    listed = await (await client.get("/admin/lexicon", headers=auth)).json()
-    assert listed == {"words": [{"word": WORD, "pinyin": READING}]}
+    listed = await client.get("/admin/lexicon", headers=auth)
+    assert await listed.json() == {"words": [{"word": WORD, "pinyin": READING}]}
+    assert WORD.encode() in await listed.read()  # as it reads, not \u escapes
     again = await client.post("/api/tts", json={"text": "汇音提醒您按时还款。"})
     assert (await again.json())["cached"] is False  # read differently: made again
     for word_, body, field in ((WORD, {"pinyin": "hui9 yin1"}, "pinyin"),

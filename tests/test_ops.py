@@ -57,6 +57,18 @@ async def test_request_logs_are_structured_and_hold_no_customer_text(
     assert "735102" not in everything and "验证码" not in everything
 
 
+async def test_a_streamed_miss_logs_its_synthesis_time(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="huiyin.access")
+    streamed = await client.get("/tts/stream.ulaw", params={"text": "您好，请稍候。"})
+    assert streamed.status == 200 and streamed.headers["X-Cache"] == "MISS"
+    await streamed.read()
+    (line,) = [r.fields for r in access_records(caplog)]  # type: ignore[attr-defined]
+    assert line["streamed"] is True and line["cached"] is False
+    assert line["synth_ms"] > 0 and line["queue_ms"] >= 0
+
+
 async def test_debug_logging_includes_the_text(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="huiyin.access")
     await client.get("/tts.ulaw", params={"text": "您好"})

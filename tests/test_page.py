@@ -362,9 +362,17 @@ def test_under_access_keys_the_page_speaks_with_the_key_it_is_given(
 
 def test_the_page_previews_the_reading_as_the_author_types(browser: Browser, server: str) -> None:
     page, problems = open_page(browser, server, DESKTOP)
-    page.fill("#text", "请还我的书，第2位客户")
+    page.fill("#text", "请还我的书，第2位客户服务中心")
     guessed = page.locator("#preview ruby[data-source=guess]")
     expect(guessed.first).to_contain_text("还")
+    expect(guessed).to_have_count(1)  # 中 in the word 中心 is no guess
+    expect(page.locator("#preview ruby", has_text="中心")).to_have_attribute(
+        "data-source", "dictionary")
+    # The legend names what each colour marks: green is the lexicon's words, not the dictionary.
+    legend = page.locator("#preview-legend")
+    expect(legend.locator(".src-lexicon")).to_have_text("绿色")
+    expect(legend).to_contain_text("绿色为词表中的词")
+    expect(legend).not_to_contain_text("词典")
     expect(page.locator("#preview ruby[data-source=rule]").first).to_contain_text("第二位")
     expect(page.locator("#preview rt").first).to_have_text("qing3")
     # SSML: a break shows its length, a phoneme's reading is marked as the markup's.

@@ -74,6 +74,30 @@ def test_each_reading_says_where_it_came_from(engine: FastSpeech2Engine) -> None
     assert words(preview)[0] == ("您好", "nin2 hao3", "dictionary")
 
 
+@pytest.mark.parametrize(("text", "word", "pinyin"), [
+    ("欢迎致电客户服务中心", "中心", "zhong1 xin1"),  # a word read by its characters' first readings
+    ("请到中间的窗口", "中间", "zhong1 jian1"),
+    ("银行", "银行", "yin2 hang2"),  # words pypinyin's phrase list carries
+    ("重庆", "重庆", "chong2 qing4"),
+    ("孩子长大了", "长大", "zhang3 da4"),
+    ("长度", "长度", "chang2 du4"),
+])
+def test_a_polyphone_inside_a_word_is_read_by_the_word_not_guessed(
+    engine: FastSpeech2Engine, text: str, word: str, pinyin: str,
+) -> None:
+    read = {t: (p, s) for t, p, s in words(engine.pronounce(text))}
+    assert read[word] == (pinyin, "dictionary")
+
+
+def test_a_polyphone_outside_any_word_is_a_guess(engine: FastSpeech2Engine) -> None:
+    read = {t: s for t, _, s in words(engine.pronounce("中心很长，他会来。"))}
+    assert read["中心"] == "dictionary"
+    assert read["长"] == read["会"] == "guess"  # each alone: the dictionary's first reading
+    # 分行为您: pypinyin reads 分行 as a word, so the segmenter's 行为 is not how 为 was read.
+    read = {t: s for t, _, s in words(engine.pronounce("重庆分行为您服务"))}
+    assert read["行为"] == "guess"
+
+
 @pytest.fixture
 async def client(
     aiohttp_client: Callable[..., Awaitable[Client]], engine: FastSpeech2Engine, tmp_path: Path
@@ -96,6 +120,17 @@ async def test_the_preview_route_synthesizes_nothing(client: Client, engine: Fas
         refused = await client.get(f"/api/pronounce?{query}")
         body = await refused.json()
         assert refused.status == status and body["field"] == field, query
+
+
+async def test_json_answers_carry_chinese_as_utf8_not_escapes(client: Client) -> None:
+    answer = await client.get("/api/pronounce?text=" + quote("重庆"))
+    raw = await answer.read()
+    assert answer.content_type == "application/json" and answer.charset == "utf-8"
+    assert "重庆".encode() in raw and b"\\u" not in raw
+    refused = await client.get("/api/pronounce?text=" + quote("重庆") + "&voice=" + quote("重庆"))
+    raw = await refused.read()
+    assert refused.status == 422 and refused.content_type == "application/json"
+    assert "重庆".encode() in raw and b"\\u" not in raw
 
 
 def test_loanwords_are_said_as_words_and_acronyms_by_their_letters(engine: FastSpeech2Engine) -> None:

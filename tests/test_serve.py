@@ -82,7 +82,7 @@ def test_routes_match_their_openapi_description(server: str) -> None:
 
 def test_a_url_carries_the_longest_allowed_text(tmp_path: Path) -> None:
     """1024 Chinese characters percent-encode to over 9 KB; the request line must fit."""
-    env = {"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "warning"}
+    env = {"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "info"}
     with serve_process(env) as (base, proc):
         url = f"{base}/tts.wav?text={quote('。' * 1024)}"
         assert len(url) > 9000
@@ -95,6 +95,8 @@ def test_a_url_carries_the_longest_allowed_text(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         log = proc.stderr.read() if proc.stderr else ""
     assert "custom kwargs" not in log and "Traceback" not in log
+    (ready,) = [json.loads(line) for line in log.splitlines() if '"ready' in line]
+    assert ready["message"].endswith(f"serving on {base}")
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
@@ -107,5 +109,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert f"huiyin: error: cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "Traceback" not in done.stderr
+    # One line that names the address, and no word of being ready: nothing was served.
+    (said,) = done.stderr.splitlines()
+    assert said == (f"huiyin: error: cannot listen on 127.0.0.1:{port}: address already in use "
+                    "(another server is on that port)")

@@ -563,7 +563,7 @@ function renderHistory(minutes) {
 // marked by where its reading came from; it synthesizes nothing.
 const preview = $("#preview");
 const SOURCE_NAMES = {
-  guess: "多音字推测 guessed", rule: "规则 rule", lexicon: "词典 lexicon",
+  guess: "多音字推测 guessed", rule: "规则 rule", lexicon: "词表 lexicon (this site's and built-in words)",
   dictionary: "词库 dictionary", letters: "字母 letters", ssml: "SSML 标记 markup",
 };
 let previewTimer = null;

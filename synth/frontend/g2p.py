@@ -29,7 +29,8 @@ LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
 }
 
 # Characters with more than one common reading: read outside a word the pronunciation
-# dictionary lists, their reading is the dictionary's guess, which the preview marks.
+# dictionary or the segmenter lists, their reading is the dictionary's guess, which the
+# preview marks.
 COMMON_POLYPHONES = frozenset(
     "行重长还乐会调数便传处差参藏朝称冲单弹当倒发干更供观号和横划几假间将降角教结解"
     "觉卡空量露率论落没模难宁片铺曲圈任散色扇少舍省盛识属说宿提挑吐为系相兴血应与"
@@ -259,6 +260,14 @@ class G2P:
                     if len(phrase) > 1 and phrase in self._phrases:
                         covered[at : at + len(phrase)] = [True] * len(phrase)
                     at += len(phrase)
+                # pypinyin's phrase list leaves out the words read by each character's
+                # first reading (中心: zhōng xīn), so a word the segmenter knows, whose
+                # characters pypinyin read one by one, is read as that word is too.
+                at = pending_start
+                for word in self._tokenizer.lcut(chunk, HMM=False):
+                    if len(word) > 1 and not any(covered[at : at + len(word)]):
+                        covered[at : at + len(word)] = [True] * len(word)
+                    at += len(word)
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):

@@ -5,6 +5,7 @@ names the backend (never the text)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ import httpx
 
 from synth.engine import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 from synth.remote.budget import Budget, BudgetTransport
+
+log = logging.getLogger("huiyin.remote")
 
 # First retry after about this long; each next one waits twice as long, within ±50%.
 _BACKOFF = 0.1
@@ -34,6 +37,7 @@ class Caller:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
+        self._base = base_url
         self._timeout = timeout
         self._retries = retries
         self._max_bytes = max_bytes
@@ -86,7 +90,7 @@ class Caller:
                     with self._client.stream(method, url, **kwargs) as response:
                         if not (response.status_code >= 500 and method == "GET"
                                 and attempt < self._retries):
-                            self._check(response)
+                            self._check(response, url)
                             body = b"".join(self._body(response))
                             return httpx.Response(response.status_code, headers=response.headers,
                                                   content=body, request=response.request)
@@ -111,7 +115,7 @@ class Caller:
                 started = False
                 try:
                     with self._client.stream(method, url, **kwargs) as response:
-                        self._check(response)
+                        self._check(response, url)
                         started = True
                         yield response
                         yield from self._body(response)
@@ -132,9 +136,18 @@ class Caller:
     def _timed_out(self) -> UpstreamTimeoutError:
         return UpstreamTimeoutError(self.backend, "no answer in time")
 
-    def _check(self, response: httpx.Response) -> None:
+    def _check(self, response: httpx.Response, url: str) -> None:
         """Refuse an error status, a compressed body, or one declared longer than allowed,
         before any of the body is read."""
+        if response.status_code == 404 and (url == self._base
+                                            or not httpx.URL(url).is_absolute_url):
+            # A path of the kind's own, or the entry's url itself, is not there: the url is
+            # wrong (a path the kind adds given in it too, say), not the upstream down.
+            # Said each time: a breaker bounds how often, and a fallback voice hides it.
+            log.warning("backend '%s': %s %s answered 404 Not Found: the entry's url (%s) "
+                        "looks wrong", self.backend, response.request.method,
+                        response.request.url.path, _without_userinfo(self._base))
+            raise UpstreamError(self.backend, "answered HTTP 404: its url looks wrong")
         if response.status_code >= 400:
             # Only the status: an upstream's own message may quote the text.
             raise UpstreamError(self.backend, f"answered HTTP {response.status_code}")
@@ -159,6 +172,11 @@ class Caller:
     def _too_long(self) -> UpstreamError:
         return UpstreamError(self.backend, f"answered more than {self._max_bytes} bytes "
                                            "(max_answer_bytes); refused")
+
+
+def _without_userinfo(url: str) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
 
 
 def _failure(backend: str, exc: httpx.TransportError) -> UpstreamError:

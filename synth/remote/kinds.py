@@ -11,12 +11,14 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import httpx
 import soundfile as sf
@@ -26,6 +28,8 @@ from synth.engine import Prosody, SettingRange, SynthesisError, UpstreamError
 from synth.remote import aliyun
 from synth.remote.audio import Samples, decode_pcm, decode_wav
 from synth.remote.client import Caller
+
+log = logging.getLogger("huiyin.remote")
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,15 @@ class Piper:
 
 class OpenAI(_Unversioned):
     """Any server with OpenAI's POST /v1/audio/speech (another Huiyin, Kokoro-FastAPI, …),
-    asked for WAV."""
+    asked for WAV. The url is the server's, or its API's ending in /v1 (as OpenAI's SDKs
+    take it)."""
 
     default_rate = 24000
 
-    def __init__(self, model: str) -> None:
-        self._model = model
+    def __init__(self, backend: Backend) -> None:
+        self._model = backend.model
+        given = urlsplit(backend.url).path.rstrip("/")
+        self._speech = "/audio/speech" if given.endswith("/v1") else "/v1/audio/speech"
 
     def ranges(self) -> Mapping[str, SettingRange]:
         """OpenAI's speed range."""
@@ -165,7 +172,7 @@ class OpenAI(_Unversioned):
         self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
     ) -> tuple[Samples, int]:
         """One WAV from /v1/audio/speech."""
-        response = call.request("POST", "/v1/audio/speech", json={
+        response = call.request("POST", self._speech, json={
             "model": self._model, "input": text, "voice": voice_id, "response_format": "wav",
             "speed": prosody.speed,
         })
@@ -443,12 +450,32 @@ def _credential(backend: Backend, field_name: str, environ: Mapping[str, str]) -
     return value
 
 
+# The paths each kind adds to the entry's url: a url that ends in one names the endpoint,
+# not the server, and every call would go to that path twice.
+_OWN_PATHS: Mapping[str, tuple[str, ...]] = {
+    "piper": ("/synthesize", "/voices"),
+    "openai": ("/audio/speech",),
+    "sambert_flask": ("/api/tts", "/tts"),
+    "cosyvoice": ("/inference_sft", "/inference_zero_shot"),
+}
+
+
+def _warn_of_own_path(backend: Backend) -> None:
+    given = urlsplit(backend.url).path.rstrip("/")
+    for path in _OWN_PATHS.get(backend.kind, ()):
+        if given.endswith(path):
+            log.warning("backend '%s': its url ends in %s, a path the %s kind adds itself; "
+                        "give the server's base URL", backend.name, path, backend.kind)
+            return
+
+
 def kind_for(backend: Backend) -> Kind:
     """The kind named by a backend entry (blocking: may read the files it names)."""
+    _warn_of_own_path(backend)
     if backend.kind == "piper":
         return Piper()
     if backend.kind == "openai":
-        return OpenAI(backend.model)
+        return OpenAI(backend)
     if backend.kind == "sambert_flask":
         return SambertFlask(backend)
     if backend.kind == "cosyvoice":
