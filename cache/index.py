@@ -201,10 +201,13 @@ class Index:
         with Session(self.engine) as session:
             stmt = select(PhraseRow)
             if query:
-                like = f"%{query.replace('%', '').replace('_', '')}%"
-                stmt = stmt.where(or_(PhraseRow.text.like(like), PhraseRow.phrase_id.like(like)))
+                stmt = stmt.where(or_(PhraseRow.text.contains(query, autoescape=True),
+                                      PhraseRow.phrase_id.contains(query, autoescape=True)))
             if tag:
-                stmt = stmt.where(PhraseRow.tags.like(f'%{json.dumps(tag)}%'))
+                # Tags are kept as a JSON list written with ensure_ascii=False: one tag is
+                # its JSON string, quotes included, so "menu" never matches "menu_2".
+                stmt = stmt.where(PhraseRow.tags.contains(json.dumps(tag, ensure_ascii=False),
+                                                          autoescape=True))
             if phrase_id:
                 stmt = stmt.where(PhraseRow.phrase_id == phrase_id)
             total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()

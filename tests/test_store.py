@@ -132,6 +132,26 @@ async def test_a_missing_file_is_a_miss_and_is_repaired(
         await store.close()
 
 
+async def test_search_finds_tags_and_text_as_written(store: PromptStore) -> None:
+    texts = ["您好。", "请按一。", "请按二。"]
+    phrases = [await store.get_or_synthesize(req(t)) for t in texts]
+    await store.name(phrases[0].key, phrase_id="greeting", tags=["问候", "menu"])
+    await store.name(phrases[1].key, phrase_id="menu_1", tags=["menu_1"])
+    await store.name(phrases[2].key, phrase_id="pct", tags=["50%"])
+
+    async def ids(**kwargs: str) -> set[str]:
+        total, rows = await store.search(**kwargs)
+        assert total == len(rows)
+        return {r.phrase_id or "" for r in rows}
+
+    assert await ids(tag="问候") == {"greeting"}  # a Chinese tag, stored as UTF-8
+    assert await ids(tag="menu") == {"greeting"}  # a whole tag, not a prefix of menu_1
+    assert await ids(tag="50%") == {"pct"}
+    assert await ids(tag="%") == set()  # wildcards are literal
+    assert await ids(query="_") == {"menu_1"}
+    assert await ids(query="按一") == {"menu_1"}
+
+
 async def test_eviction_respects_pins_budget_and_recency(
     store: PromptStore, synth: CountingSynthesizer
 ) -> None:
