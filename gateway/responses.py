@@ -76,7 +76,7 @@ FALLBACK_MAX_AGE = 60
 def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
     """The headers every answer with this audio carries; build once, reuse per request."""
     headers = CIMultiDict({
-        "Content-Type": codecs.FORMATS[audio.format].content_type,  # verbatim: "codecs=opus" stays
+        "Content-Type": codecs.content_type(audio.format, audio.rate),  # verbatim, parameters too
         "ETag": audio.etag,
         "Cache-Control": cache_control,
         "X-Cache": "HIT" if audio.cached else "MISS",

@@ -75,7 +75,7 @@ async def stream_speech(
             audio = await store.variant((await sentences.result()).phrase, fmt, rate)
             return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
-            "Content-Type": codecs.FORMATS[fmt].content_type,
+            "Content-Type": codecs.content_type(fmt, rate),
             "Cache-Control": cache_control_for(request, cache_control),
             "X-Cache": "MISS",
         })
