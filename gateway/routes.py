@@ -182,7 +182,11 @@ async def api_voices(request: web.Request) -> web.Response:
     """GET /api/voices: engines, voices, styles, setting ranges and formats."""
     described = voices_of(request).describe()
     described["formats"] = [
-        {"name": f.name, "extension": f.extension, "content_type": f.content_type,
+        {"name": f.name, "extension": f.extension, "extensions": params.extensions_of(f.name),
+         "content_type": f.content_type,
+         # The type at each rate a caller may choose, where it is not content_type.
+         "content_types": {str(r): codecs.content_type(f.name, r) for r in f.allowed_rates
+                           if codecs.content_type(f.name, r) != f.content_type},
          "sample_rate": f.sample_rate, "allowed_rates": list(f.allowed_rates),
          "description": f.description}
         for f in codecs.FORMATS.values()
