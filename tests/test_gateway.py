@@ -149,6 +149,45 @@ async def test_head_and_conditional_requests(client: Client) -> None:
     assert other.status == 200
 
 
+# What a client that checks a URL with HEAD before it plays compares (FreeSWITCH's mod_httapi:
+# ETag, Last-Modified, Content-Length) and what a cache keeps of the answer.
+HEAD_COMPARED = ("ETag", "Content-Length", "Last-Modified", "Content-Type", "Cache-Control")
+
+
+def compared(response: Any) -> dict[str, str | None]:
+    return {name: response.headers.get(name) for name in HEAD_COMPARED}
+
+
+async def test_head_carries_the_get_headers_on_every_route_and_format(client: Client) -> None:
+    store = client.app[STORE]
+    seed = await client.get("/tts.ulaw", params={"text": "请按零。"})
+    key = seed.headers["ETag"].strip('"').split("-")[0]
+    await store.name(key, phrase_id="menu.zero", tags=[])
+    formats = list(codecs.FORMATS)
+    seen: set[str] = set()
+    for ext in sorted(EXTENSIONS, key=str.lower):
+        fmt = EXTENSIONS[ext]
+        # A text per format: the format's first extension meets a miss, its aliases a hit.
+        number = formats.index(fmt) + 1
+        urls = [f"/tts.{ext}?text=请按{number}号键。", f"/prompts/{key}.{ext}",
+                f"/phrases/menu.zero.{ext}"]
+        if fmt in STREAMABLE:
+            urls.append(f"/tts/stream.{ext}?text=请稍候，第{number}位。")
+        for url in urls:
+            head = await client.head(url)
+            assert head.status == 200 and await head.read() == b"", url
+            if url.startswith("/tts") and fmt not in seen:
+                assert head.headers["X-Cache"] == "MISS", url  # HEAD synthesized it
+            get = await client.get(url)
+            body = await get.read()
+            assert get.status == 200 and compared(get) == compared(head), url
+            assert int(head.headers["Content-Length"]) == len(body) > 0, url
+            assert head.headers["ETag"] and head.headers.get("Last-Modified") is None, url
+            again = await client.head(url)
+            assert compared(again) == compared(head), url
+        seen.add(fmt)
+
+
 async def test_byte_ranges_for_browser_players(client: Client) -> None:
     full = await (await client.get("/tts.wav", params={"text": "再见。"})).read()
     part = await client.get("/tts.wav", params={"text": "再见。"}, headers={"Range": "bytes=0-99"})
