@@ -34,6 +34,7 @@ EXTENSIONS: Mapping[str, str] = MappingProxyType({
 })
 # Extensions are matched case-insensitively: /tts.PCMU, /tts.pcmu and /tts.WAV all work.
 _BY_LOWER: Mapping[str, str] = MappingProxyType({e.lower(): f for e, f in EXTENSIONS.items()})
+_SPELLED: Mapping[str, str] = MappingProxyType({e.lower(): e for e in EXTENSIONS})
 
 
 def extensions_of(fmt: str) -> list[str]:
@@ -51,6 +52,16 @@ def format_for_extension(ext: str) -> str:
             "ext",
         )
     return fmt
+
+
+def url_extension(asked: str) -> str:
+    """The extension a URL for a format asked by name or extension ends in: a format's name
+    gives its own extension (ogg: opus), an IVR platform's extension stays as the platform
+    spells it (PCMU, r16), since the platform plays the URL by that ending."""
+    fmt = format_for_extension(asked)
+    if asked.lower() == fmt:
+        return codecs.FORMATS[fmt].extension
+    return _SPELLED[asked.lower()]
 
 
 def query_values(query: MultiMapping[str], allowed: Iterable[str]) -> dict[str, str]:

@@ -133,8 +133,9 @@ async def api_tts(request: web.Request) -> web.Response:
         style=_style(body), speed=params.number(body, "speed"),
         pitch=params.number(body, "pitch"), volume=params.number(body, "volume"),
     ))
+    asked = params.string(body, "format") or "wav"
     try:
-        fmt = params.format_for_extension(params.string(body, "format") or "wav")
+        fmt = params.format_for_extension(asked)
     except NotFound as exc:
         raise InvalidParameter(str(exc).replace("'.", "'"), "format") from None
     try:
@@ -145,7 +146,7 @@ async def api_tts(request: web.Request) -> web.Response:
         raise InvalidParameter(str(exc), "sample_rate") from None
     store = request.app[STORE]
     audio: Audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
-    extension = codecs.FORMATS[fmt].extension
+    extension = params.url_extension(asked)
     url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
         url = url.with_query(rate=str(rate))
