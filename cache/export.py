@@ -51,7 +51,8 @@ async def export_phrases(
             "duration": round(audio.duration, 3), "bytes": audio.size,
             "sha256": hashlib.sha256(audio.data).hexdigest(), "key": phrase.key,
         })
-    manifest = {"format": info.name, "content_type": info.content_type, "sample_rate": out_rate,
+    content_type = info.content_type if out_rate is None else codecs.content_type(info.name, out_rate)
+    manifest = {"format": info.name, "content_type": content_type, "sample_rate": out_rate,
                 "phrases": entries}
     body = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     await loop.run_in_executor(None, write_atomic, out / "manifest.json", body)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings
-from gateway.params import EXTENSIONS
+from gateway.params import EXTENSIONS, extensions_of
 from synth import codecs
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_AUDIO_TYPES = sorted({f.content_type for f in codecs.FORMATS.values()})
+_AUDIO_TYPES = sorted({t for name in codecs.FORMATS for t in codecs.content_types(name)})
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -40,7 +40,10 @@ def _audio(description: str) -> dict[str, Any]:
 
 def _ext_param() -> dict[str, Any]:
     return {"name": "ext", "in": "path", "required": True,
-            "schema": {"type": "string", "enum": sorted(EXTENSIONS)}}
+            "schema": {"type": "string", "enum": sorted(EXTENSIONS, key=str.lower)},
+            "description": "the format: " + "; ".join(
+                f"{', '.join(extensions_of(name))}: {spec.description}"
+                for name, spec in codecs.FORMATS.items())}
 
 
 def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -204,7 +207,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         "properties": {
                             "text": text, "voice": voice, "style": style, "emotion": style,
                             "speed": speed, "pitch": pitch, "volume": volume,
-                            "format": {"type": "string", "enum": sorted(EXTENSIONS)},
+                            "format": {"type": "string", "enum": sorted(EXTENSIONS, key=str.lower)},
                             "sample_rate": rate, "output_wav_name": {"type": "string"},
                         },
                     }}}},

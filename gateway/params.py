@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from multidict import MultiMapping
@@ -16,23 +17,51 @@ from gateway.errors import BadRequest, InvalidParameter, NotFound, TooLarge
 from synth import codecs
 from synth.ssml import SsmlError, is_ssml, parse_document
 
-# URL extensions IVR platforms use for each format (Asterisk: ulaw|ul|mu, alaw|al, sln|slin).
-_ALIASES = {"ul": "ulaw", "mu": "ulaw", "al": "alaw", "slin": "sln", "slin16": "sln16"}
-EXTENSIONS: Mapping[str, str] = {
+# URL extensions IVR platforms name each format by, so that a URL ending in one plays there.
+# Asterisk (formats/format_pcm.c, format_sln.c): ulaw|ul|mu, alaw|al, sln|slin.
+# FreeSWITCH: mod_sndfile.c reads r8 and r16 as raw 16-bit PCM at 8 and 16 kHz, ul and al as
+# raw G.711; mod_native_file.c plays a file named by a codec's IANA name as that codec's
+# bytes at 8 kHz: PCMU and PCMA, matched case-sensitively, so they are spelled so here.
+_ALIASES = {
+    "ul": "ulaw", "mu": "ulaw", "al": "alaw", "slin": "sln", "slin16": "sln16",
+    "r8": "sln", "r16": "sln16", "PCMU": "ulaw", "PCMA": "alaw",
+}
+# Every URL extension, as the documentation spells it, and its format.
+EXTENSIONS: Mapping[str, str] = MappingProxyType({
     **{f.name: f.name for f in codecs.FORMATS.values()},
     **{f.extension: f.name for f in codecs.FORMATS.values()},
     **_ALIASES,
-}
+})
+# Extensions are matched case-insensitively: /tts.PCMU, /tts.pcmu and /tts.WAV all work.
+_BY_LOWER: Mapping[str, str] = MappingProxyType({e.lower(): f for e, f in EXTENSIONS.items()})
+_SPELLED: Mapping[str, str] = MappingProxyType({e.lower(): e for e in EXTENSIONS})
+
+
+def extensions_of(fmt: str) -> list[str]:
+    """The URL extensions that ask for a format, its own first."""
+    own = codecs.FORMATS[fmt].extension
+    return [own, *(e for e, f in EXTENSIONS.items() if f == fmt and e != own)]
 
 
 def format_for_extension(ext: str) -> str:
     """The format a URL extension asks for, or a JSON 404 listing the extensions."""
-    fmt = EXTENSIONS.get(ext.lower())
+    fmt = _BY_LOWER.get(ext.lower())
     if fmt is None:
         raise NotFound(
-            f"no audio format '.{ext[:16]}'; use one of: {', '.join(sorted(EXTENSIONS))}", "ext"
+            f"no audio format '.{ext[:16]}'; use one of: {', '.join(sorted(EXTENSIONS, key=str.lower))}",
+            "ext",
         )
     return fmt
+
+
+def url_extension(asked: str) -> str:
+    """The extension a URL for a format asked by name or extension ends in: a format's name
+    gives its own extension (ogg: opus), an IVR platform's extension stays as the platform
+    spells it (PCMU, r16), since the platform plays the URL by that ending."""
+    fmt = format_for_extension(asked)
+    if asked.lower() == fmt:
+        return codecs.FORMATS[fmt].extension
+    return _SPELLED[asked.lower()]
 
 
 def query_values(query: MultiMapping[str], allowed: Iterable[str]) -> dict[str, str]:

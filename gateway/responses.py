@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from cache.store import Audio
 from gateway.caching import cache_control_for
 from gateway.logs import note
+from gateway.params import EXTENSIONS
 from synth import codecs
 
 ONE_YEAR = 31_536_000
@@ -23,9 +24,13 @@ _MAX_DIGITS = 18
 # What byte_range says of a range no byte of the audio is in (answered 416).
 UNSATISFIABLE = (-1, -1)
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
-_AUDIO_EXTENSIONS = {f.extension for f in codecs.FORMATS.values()} | set(codecs.FORMATS) | {
-    "ogg", "mp4", "m4a", "aac", "ul", "al", "mu", "slin", "gsm", "g729"
-}
+_AUDIO_EXTENSIONS = {e.lower() for e in EXTENSIONS} | {"ogg", "mp4", "m4a", "aac", "gsm", "g729"}
+# A download name's length: characters a person reads, and UTF-8 bytes, which its header
+# carries twice (once percent-encoded, three bytes for one). 240 bytes keep the whole
+# Content-Disposition line under 1,000 bytes: Asterisk's media cache abandons a download
+# at any header line over 1,023 (res_http_media_cache.c, MAX_HEADER_LENGTH).
+_NAME_CHARS = 80
+_NAME_BYTES = 240
 
 
 def public_cache_control(max_age: int) -> str:
@@ -62,7 +67,8 @@ def download_name(requested: str | None, key: str, extension: str) -> str:
     """A safe file name for Content-Disposition: no path, no control characters, our extension."""
     stem = requested or key
     stem = unicodedata.normalize("NFKC", stem).replace("\\", "/").rsplit("/", 1)[-1]
-    stem = _UNSAFE_NAME.sub("_", stem).strip(" ._")[:80]
+    stem = _UNSAFE_NAME.sub("_", stem).strip(" ._")[:_NAME_CHARS]
+    stem = stem.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore")
     base, dot, ext = stem.rpartition(".")
     if dot and ext.lower() in _AUDIO_EXTENSIONS:
         stem = base  # "greeting.wav" asked as μ-law becomes "greeting.ulaw"
@@ -76,7 +82,7 @@ FALLBACK_MAX_AGE = 60
 def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
     """The headers every answer with this audio carries; build once, reuse per request."""
     headers = CIMultiDict({
-        "Content-Type": codecs.FORMATS[audio.format].content_type,  # verbatim: "codecs=opus" stays
+        "Content-Type": codecs.content_type(audio.format, audio.rate),  # verbatim, parameters too
         "ETag": audio.etag,
         "Cache-Control": cache_control,
         "X-Cache": "HIT" if audio.cached else "MISS",

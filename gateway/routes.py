@@ -134,8 +134,9 @@ async def api_tts(request: web.Request) -> web.Response:
         style=_style(body), speed=params.number(body, "speed"),
         pitch=params.number(body, "pitch"), volume=params.number(body, "volume"),
     ))
+    asked = params.string(body, "format") or "wav"
     try:
-        fmt = params.format_for_extension(params.string(body, "format") or "wav")
+        fmt = params.format_for_extension(asked)
     except NotFound as exc:
         raise InvalidParameter(str(exc).replace("'.", "'"), "format") from None
     try:
@@ -146,7 +147,7 @@ async def api_tts(request: web.Request) -> web.Response:
         raise InvalidParameter(str(exc), "sample_rate") from None
     store = request.app[STORE]
     audio: Audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
-    extension = codecs.FORMATS[fmt].extension
+    extension = params.url_extension(asked)
     url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
         url = url.with_query(rate=str(rate))
@@ -183,7 +184,11 @@ async def api_voices(request: web.Request) -> web.Response:
     """GET /api/voices: engines, voices, styles, setting ranges and formats."""
     described = voices_of(request).describe()
     described["formats"] = [
-        {"name": f.name, "extension": f.extension, "content_type": f.content_type,
+        {"name": f.name, "extension": f.extension, "extensions": params.extensions_of(f.name),
+         "content_type": f.content_type,
+         # The type at each rate a caller may choose, where it is not content_type.
+         "content_types": {str(r): codecs.content_type(f.name, r) for r in f.allowed_rates
+                           if codecs.content_type(f.name, r) != f.content_type},
          "sample_rate": f.sample_rate, "allowed_rates": list(f.allowed_rates),
          "description": f.description}
         for f in codecs.FORMATS.values()

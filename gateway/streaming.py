@@ -12,7 +12,7 @@ import asyncio
 import struct
 
 import numpy as np
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
 from gateway.admission import admission_for
@@ -58,6 +58,11 @@ async def stream_speech(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
         )
     store = request.app[STORE]
+    if request.method == hdrs.METH_HEAD:
+        # A HEAD has no body to stream. It is answered as the GET after it will be, whole
+        # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
+        audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+        return audio_response(request, audio, cache_control=cache_control)
     sentences = await store.stream(speech, admission=admission_for(request))
     try:
         if sentences.stored is not None:
@@ -75,7 +80,7 @@ async def stream_speech(
             audio = await store.variant((await sentences.result()).phrase, fmt, rate)
             return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
-            "Content-Type": codecs.FORMATS[fmt].content_type,
+            "Content-Type": codecs.content_type(fmt, rate),
             "Cache-Control": cache_control_for(request, cache_control),
             "X-Cache": "MISS",
         })

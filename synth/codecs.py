@@ -38,27 +38,38 @@ class AudioFormat:
     # Rates a caller may request; empty when the format decides the rate.
     allowed_rates: tuple[int, ...]
     description: str
+    # (rate, Content-Type) pairs that replace content_type at that output rate (see content_type()).
+    rate_types: tuple[tuple[int, str], ...] = ()
 
 
 # Where they exist, content types follow Asterisk's own format modules, since its HTTP
-# media cache maps a Content-Type back to a file format: format_wav.c declares
-# "audio/wav|audio/x-wav", format_pcm.c declares "audio/basic" for raw μ-law. Its A-law
-# and signed-linear (format_sln.c) modules declare no MIME type at all, so Asterisk
-# relies on the URL's extension (.alaw, .sln, .sln16) for those.
+# media cache (res_http_media_cache.c) takes the file format from the Content-Type before
+# it looks at the URL: format_wav.c declares "audio/wav|audio/x-wav" (and the long form
+# with rate=8000) for its 8 kHz `wav`, and only "audio/x-wav;codec=pcm;bit=16;rate=16000"
+# for its 16 kHz `wav16`; format_pcm.c declares "audio/basic" for raw μ-law. Its A-law and
+# signed-linear (format_sln.c) modules declare no MIME type at all, so Asterisk relies on
+# the URL's extension (.alaw, .sln, .sln16) for those. A WAV at 22050 or 24000 Hz has no
+# Asterisk format whatever it is called, so it keeps the audio/wav browsers know.
 #
 # Raw little-endian PCM is deliberately not labelled audio/L16: RFC 2586 defines L16 as
 # network byte order, and ffmpeg-based clients do decode audio/L16 as big-endian, which
 # turns this audio into loud noise. No registered type describes little-endian PCM;
 # audio/pcm with rate and channel parameters is the label several speech APIs use, and a
 # client that does not know it fails loudly instead of playing noise.
+
+# Asterisk compares the whole header value (case aside) with this, so it is sent verbatim:
+# no spaces after the semicolons.
+WAV16_TYPE = "audio/x-wav;codec=pcm;bit=16;rate=16000"
+_WAV_RATE_TYPES = ((16000, WAV16_TYPE),)
+
 FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
     "wav": AudioFormat(
         "wav", "wav", "audio/wav", None, (8000, 16000, 22050, 24000),
-        "RIFF WAV, 16-bit PCM, mono",
+        "RIFF WAV, 16-bit PCM, mono", _WAV_RATE_TYPES,
     ),
-    # Asterisk reads 16 kHz WAV only under the .wav16 extension; .wav means 8 kHz to it.
+    # Asterisk reads 16 kHz WAV only as its wav16 format; audio/wav and .wav mean 8 kHz to it.
     "wav16": AudioFormat(
-        "wav16", "wav16", "audio/wav", 16000, (), "RIFF WAV, 16-bit PCM, mono, 16 kHz",
+        "wav16", "wav16", WAV16_TYPE, 16000, (), "RIFF WAV, 16-bit PCM, mono, 16 kHz",
     ),
     # RFC 2046 defines audio/basic as exactly this: headerless 8 kHz mono μ-law.
     "ulaw": AudioFormat("ulaw", "ulaw", "audio/basic", 8000, (), "raw G.711 μ-law, 8 kHz"),
@@ -113,6 +124,21 @@ def _lookup(fmt: str) -> AudioFormat:
             f"format '{_shown(fmt)}' is not supported; use one of: {', '.join(FORMATS)}"
         )
     return found
+
+
+def content_type(fmt: str, rate: int) -> str:
+    """The Content-Type of fmt encoded at rate: every answer's type is decided here."""
+    spec = _lookup(fmt)
+    for at, named in spec.rate_types:
+        if at == rate:
+            return named
+    return spec.content_type
+
+
+def content_types(fmt: str) -> tuple[str, ...]:
+    """Every Content-Type fmt may be answered with, its own first."""
+    spec = _lookup(fmt)
+    return tuple(dict.fromkeys((spec.content_type, *(named for _, named in spec.rate_types))))
 
 
 def _nearest(rate: int, choices: tuple[int, ...]) -> int:

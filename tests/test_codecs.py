@@ -19,6 +19,8 @@ from synth.codecs import (
     AudioFormat,
     UnknownFormatError,
     UnsupportedRateError,
+    content_type,
+    content_types,
     encode,
     output_rate,
     resample,
@@ -87,7 +89,7 @@ def test_the_format_table_is_exactly_the_documented_one() -> None:
     ]
     assert {name: f.content_type for name, f in FORMATS.items()} == {
         "wav": "audio/wav",
-        "wav16": "audio/wav",
+        "wav16": "audio/x-wav;codec=pcm;bit=16;rate=16000",
         "ulaw": "audio/basic",
         "alaw": "audio/x-alaw-basic",
         "sln": "audio/pcm; rate=8000; channels=1",
@@ -123,6 +125,24 @@ def test_output_rate_follows_the_native_rate_where_the_format_allows() -> None:
     assert output_rate("wav", NATIVE, 8000) == 8000
     assert output_rate("ulaw", NATIVE, 8000) == 8000  # naming the fixed rate is fine
     assert output_rate("mp3", NATIVE, 24000) == 24000
+
+
+def test_a_wavs_content_type_follows_its_rate() -> None:
+    # Asterisk's format_wav.c: audio/wav is its 8 kHz `wav`; only this exact string is its
+    # 16 kHz `wav16`. Other rates have no Asterisk format and keep what browsers know.
+    wav16 = "audio/x-wav;codec=pcm;bit=16;rate=16000"
+    assert {rate: content_type("wav", rate) for rate in FORMATS["wav"].allowed_rates} == {
+        8000: "audio/wav", 16000: wav16, 22050: "audio/wav", 24000: "audio/wav",
+    }
+    assert content_type("wav16", 16000) == wav16
+    assert content_types("wav") == ("audio/wav", wav16)
+    assert content_types("wav16") == (wav16,)
+    for name, spec in FORMATS.items():
+        if name not in ("wav", "wav16"):
+            assert content_type(name, output_rate(name, NATIVE, None)) == spec.content_type
+            assert content_types(name) == (spec.content_type,)
+    with pytest.raises(UnknownFormatError):
+        content_type("wav17", 16000)
 
 
 # --- every format round-trips ------------------------------------------------------------

@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -17,7 +18,10 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from gateway import create_app
+from gateway.params import EXTENSIONS
 from gateway.state import STORE, VOICES
+from gateway.streaming import STREAMABLE
+from synth import codecs
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.support import until
@@ -60,13 +64,19 @@ async def test_tts_miss_then_hit_with_caching_headers(client: Client) -> None:
 @pytest.mark.parametrize(
     ("ext", "content_type", "rate"),
     [
-        ("wav16", "audio/wav", 16000),
+        ("wav16", "audio/x-wav;codec=pcm;bit=16;rate=16000", 16000),
         ("ulaw", "audio/basic", 8000),
         ("ul", "audio/basic", 8000),
         ("mu", "audio/basic", 8000),
+        ("PCMU", "audio/basic", 8000),
+        ("pcmu", "audio/basic", 8000),
         ("alaw", "audio/x-alaw-basic", 8000),
+        ("al", "audio/x-alaw-basic", 8000),
+        ("PCMA", "audio/x-alaw-basic", 8000),
         ("sln", "audio/pcm; rate=8000; channels=1", 8000),
+        ("r8", "audio/pcm; rate=8000; channels=1", 8000),
         ("sln16", "audio/pcm; rate=16000; channels=1", 16000),
+        ("r16", "audio/pcm; rate=16000; channels=1", 16000),
         ("mp3", "audio/mpeg", 24000),
         ("ogg", "audio/ogg; codecs=opus", 24000),
         ("opus", "audio/ogg; codecs=opus", 24000),
@@ -80,19 +90,44 @@ async def test_every_ivr_and_browser_format(
     assert response.headers["Content-Type"] == content_type
     data = await response.read()
     duration = float(response.headers["X-Audio-Duration"])
-    if ext in ("ulaw", "ul", "mu", "alaw"):
+    if ext.lower() in ("ulaw", "ul", "mu", "pcmu", "alaw", "al", "pcma"):
         assert abs(len(data) / 8000 - duration) < 0.02
-    elif ext in ("sln", "sln16"):
+    elif ext in ("sln", "sln16", "r8", "r16"):
         assert abs(len(data) / 2 / rate - duration) < 0.02
     else:
         audio, got = decode(data)
         assert got == rate and abs(len(audio) / got - duration) < 0.1
 
 
+async def test_ivr_aliases_are_the_same_audio_as_their_format(client: Client) -> None:
+    for alias, own in (("PCMU", "ulaw"), ("ul", "ulaw"), ("PCMA", "alaw"), ("r8", "sln"),
+                       ("r16", "sln16")):
+        asked = await client.get(f"/tts.{alias}", params={"text": "请按二。"})
+        canonical = await client.get(f"/tts.{own}", params={"text": "请按二。"})
+        assert await asked.read() == await canonical.read(), alias
+        assert asked.headers["ETag"] == canonical.headers["ETag"], alias
+    listed = {f["name"]: f for f in (await (await client.get("/api/voices")).json())["formats"]}
+    assert listed["ulaw"]["extensions"] == ["ulaw", "ul", "mu", "PCMU"]
+    assert listed["alaw"]["extensions"] == ["alaw", "al", "PCMA"]
+    assert listed["sln"]["extensions"] == ["sln", "slin", "r8"]
+    assert listed["sln16"]["extensions"] == ["sln16", "slin16", "r16"]
+    assert listed["wav"]["content_types"] == {"16000": "audio/x-wav;codec=pcm;bit=16;rate=16000"}
+    unknown = await client.get("/tts.r24", params={"text": "请按二。"})  # 24-bit to FreeSWITCH
+    assert unknown.status == 404 and "PCMU" in (await unknown.json())["message"]
+
+
 async def test_wav_rate_choice(client: Client) -> None:
     response = await client.get("/tts.wav", params={"text": "请按一。", "rate": "8000"})
     _, rate = decode(await response.read())
     assert rate == 8000
+    # Asterisk reads audio/wav as 8 kHz and knows 16 kHz WAV only by its own long name;
+    # 22050 and 24000 Hz have no Asterisk format and keep the type browsers know.
+    assert response.headers["Content-Type"] == "audio/wav"
+    for wav_rate, content_type in ((16000, "audio/x-wav;codec=pcm;bit=16;rate=16000"),
+                                   (22050, "audio/wav"), (24000, "audio/wav")):
+        answer = await client.get("/tts.wav", params={"text": "请按一。", "rate": str(wav_rate)})
+        assert answer.headers["Content-Type"] == content_type, wav_rate
+        assert decode(await answer.read())[1] == wav_rate
     bad = await client.get("/tts.ulaw", params={"text": "请按一。", "rate": "16000"})
     assert bad.status == 422 and (await bad.json())["field"] == "rate"
 
@@ -112,6 +147,45 @@ async def test_head_and_conditional_requests(client: Client) -> None:
     assert weak.status == 304
     other = await client.get("/tts.ulaw", params={"text": "感谢来电。"}, headers={"If-None-Match": '"nope"'})
     assert other.status == 200
+
+
+# What a client that checks a URL with HEAD before it plays compares (FreeSWITCH's mod_httapi:
+# ETag, Last-Modified, Content-Length) and what a cache keeps of the answer.
+HEAD_COMPARED = ("ETag", "Content-Length", "Last-Modified", "Content-Type", "Cache-Control")
+
+
+def compared(response: Any) -> dict[str, str | None]:
+    return {name: response.headers.get(name) for name in HEAD_COMPARED}
+
+
+async def test_head_carries_the_get_headers_on_every_route_and_format(client: Client) -> None:
+    store = client.app[STORE]
+    seed = await client.get("/tts.ulaw", params={"text": "请按零。"})
+    key = seed.headers["ETag"].strip('"').split("-")[0]
+    await store.name(key, phrase_id="menu.zero", tags=[])
+    formats = list(codecs.FORMATS)
+    seen: set[str] = set()
+    for ext in sorted(EXTENSIONS, key=str.lower):
+        fmt = EXTENSIONS[ext]
+        # A text per format: the format's first extension meets a miss, its aliases a hit.
+        number = formats.index(fmt) + 1
+        urls = [f"/tts.{ext}?text=请按{number}号键。", f"/prompts/{key}.{ext}",
+                f"/phrases/menu.zero.{ext}"]
+        if fmt in STREAMABLE:
+            urls.append(f"/tts/stream.{ext}?text=请稍候，第{number}位。")
+        for url in urls:
+            head = await client.head(url)
+            assert head.status == 200 and await head.read() == b"", url
+            if url.startswith("/tts") and fmt not in seen:
+                assert head.headers["X-Cache"] == "MISS", url  # HEAD synthesized it
+            get = await client.get(url)
+            body = await get.read()
+            assert get.status == 200 and compared(get) == compared(head), url
+            assert int(head.headers["Content-Length"]) == len(body) > 0, url
+            assert head.headers["ETag"] and head.headers.get("Last-Modified") is None, url
+            again = await client.head(url)
+            assert compared(again) == compared(head), url
+        seen.add(fmt)
 
 
 async def test_byte_ranges_for_browser_players(client: Client) -> None:
@@ -147,6 +221,43 @@ async def test_download_names_are_sanitized(client: Client) -> None:
     assert disposition.startswith('attachment; filename="passwd.wav"')
     chinese = await client.get(f"/prompts/{key}.wav", params={"download": "问候语.wav"})
     assert "filename*=UTF-8''%E9%97%AE%E5%80%99%E8%AF%AD.wav" in chinese.headers["Content-Disposition"]
+
+
+# Asterisk's media cache gives up a download at any header line over 1,023 bytes
+# (res_http_media_cache.c, MAX_HEADER_LENGTH); the gateway keeps every line within 1,000.
+HEADER_LINE_LIMIT = 1000
+
+
+async def test_no_header_line_grows_past_1000_bytes_whatever_the_request_carries(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(tmp_path, max_text_length=500), engines=[engine]))
+    long_text = "请稍候。" + "—" * 496  # long without being slow: nothing is said for the dashes
+    seed = await client.get("/tts.ulaw", params={"text": long_text})
+    assert seed.status == 200
+    key = seed.headers["ETag"].strip('"').split("-")[0]
+    long_id = "p" + "0123456789" * 6 + "abc"  # the longest phrase id there is
+    await client.app[STORE].name(key, phrase_id=long_id, tags=[])
+    names = ["𠀀" * 300, "😀" * 300, "a" * 2000, "问候语" * 200 + ".wav", "%E4" * 300, '"' * 300]
+    requests: list[tuple[str, dict[str, str]]] = [
+        ("/tts.ulaw?text=" + quote(long_text), {}),
+        ("/tts.ulaw?text=" + quote(long_text), {"X-Request-Id": "r" * 2000}),
+        ("/tts.ulaw?text=" + quote(long_text), {"X-Request-Id": "r" * 64, "Origin": "o" * 2000}),
+        ("/tts.ulaw?text=" + quote("好" * 501), {}),
+        (f"/phrases/{long_id}.ulaw", {}),
+        (f"/phrases/{'q' * 900}.ulaw", {}),
+        (f"/tts.ulaw?{'x' * 900}=1", {}),
+        *((f"/prompts/{key}.wav?download={quote(name)}", {}) for name in names),
+        *((f"/prompts/{key}.wav?download={quote(name)}", {"Range": "bytes=0-9"}) for name in names),
+    ]
+    for target, headers in requests:
+        response = await client.get(target, headers=headers)
+        await response.read()
+        lines = {name.decode("latin-1"): len(name) + 2 + len(value) + 2
+                 for name, value in response.raw_headers}
+        assert max(lines.values()) <= HEADER_LINE_LIMIT, (target[:80], lines)
+    download = await client.get(f"/prompts/{key}.wav?download={quote('问候语' * 200)}")
+    assert "filename*=UTF-8''%E9%97%AE%E5%80%99%E8%AF%AD" in download.headers["Content-Disposition"]
 
 
 async def test_named_phrases_follow_their_text(client: Client, engine: FastSpeech2Engine) -> None:

@@ -199,10 +199,13 @@ async def test_streamed_wav_has_an_open_ended_header_and_cached_text_streams_who
     response = await client.get("/tts/stream.wav", params={"text": "您好。请稍候。", "rate": "16000"})
     data = await response.read()
     assert data[:4] == b"RIFF" and data[4:8] == b"\xff\xff\xff\xff" and data[36:44] == b"data\xff\xff\xff\xff"
+    # Asterisk's name for 16 kHz WAV, streamed or whole (audio/wav is 8 kHz to it).
+    assert response.headers["Content-Type"] == "audio/x-wav;codec=pcm;bit=16;rate=16000"
     samples = np.frombuffer(data[44:], dtype="<i2")
     assert len(samples) / 16000 > 1.0
     again = await client.get("/tts/stream.wav", params={"text": "您好。请稍候。", "rate": "16000"})
     assert again.headers["X-Cache"] == "HIT" and "Content-Length" in again.headers
+    assert again.headers["Content-Type"] == response.headers["Content-Type"]
     audio, rate = sf.read(io.BytesIO(await again.read()), dtype="int16")
     assert rate == 16000 and abs(len(audio) - len(samples)) < 160
     refused = await client.get("/tts/stream.ogg", params={"text": "您好。"})

@@ -286,6 +286,49 @@ def test_synthesize_stream_then_find_it_in_admin_and_warm_up(
     page.context.close()
 
 
+# Every format a browser is offered, with the Content-Type it must arrive under: a 16 kHz WAV
+# carries Asterisk's name for it, and browsers must still play it.
+BROWSER_FORMATS = {
+    "/tts.wav?rate=8000&text=请按一。": "audio/wav",
+    "/tts.wav?rate=16000&text=请按一。": "audio/x-wav;codec=pcm;bit=16;rate=16000",
+    "/tts.wav16?text=请按一。": "audio/x-wav;codec=pcm;bit=16;rate=16000",
+    "/tts.wav?rate=22050&text=请按一。": "audio/wav",
+    "/tts.wav?text=请按一。": "audio/wav",
+    "/tts.mp3?text=请按一。": "audio/mpeg",
+    "/tts.ogg?text=请按一。": "audio/ogg; codecs=opus",
+    "/tts.flac?text=请按一。": "audio/flac",
+}
+
+
+def test_the_browser_plays_every_format_it_is_offered(browser: Browser, server: str) -> None:
+    page, problems = open_page(browser, server, DESKTOP)
+    played = page.evaluate("""async (urls) => {
+        const results = {};
+        for (const url of urls) {
+            const answer = await fetch(url);
+            const type = answer.headers.get("Content-Type");
+            // Decoded whole by the browser's own decoders, and loaded by a media element.
+            const context = new OfflineAudioContext(1, 1, 8000);
+            const decoded = await context.decodeAudioData(await answer.arrayBuffer());
+            const audio = new Audio(url);
+            const loaded = await new Promise((resolve) => {
+                audio.onloadedmetadata = () => resolve(audio.duration);
+                audio.onerror = () => resolve(`error ${audio.error && audio.error.code}`);
+            });
+            results[url] = {type, canPlay: audio.canPlayType(type), decoded: decoded.duration, loaded};
+        }
+        return results;
+    }""", list(BROWSER_FORMATS))
+    for url, content_type in BROWSER_FORMATS.items():
+        result = played[url]
+        assert result["type"] == content_type, (url, result)
+        assert result["canPlay"] in ("maybe", "probably"), (url, result)
+        assert isinstance(result["loaded"], float) and result["loaded"] > 0.3, (url, result)
+        assert result["decoded"] == pytest.approx(result["loaded"], abs=0.1), (url, result)
+    assert problems.items == []
+    page.context.close()
+
+
 def test_errors_are_shown_on_the_page(browser: Browser, server: str) -> None:
     page, _ = open_page(browser, server, DESKTOP)
     limit = int(page.text_content("#counter").split("/")[1])
