@@ -129,7 +129,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        signed = sign(target, settings.url_signing_secret[0], args.ttl)
+        signed = sign(target, settings.url_signing_secret[0], args.ttl,
+                      bucket=settings.url_signing_bucket)
     except ValueError as exc:
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 2
@@ -218,5 +219,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     signer = sub.add_parser("sign", help="sign a prompt URL for clients that send no headers")
     signer.add_argument("url", help="'/tts.ulaw?text=…' or a full http(s) URL")
     signer.add_argument("--ttl", type=int, default=86400,
-                        help="seconds the signature is valid (default 86400)")
+                        help="seconds the signature is valid at least (default 86400; exp "
+                             "falls on a url_signing_bucket boundary)")
     signer.set_defaults(func=_cmd_sign)
