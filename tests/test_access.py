@@ -26,9 +26,10 @@ from config import Settings
 from gateway import create_app
 from gateway.access import ACCESS
 from gateway.logs import JsonFormatter
-from gateway.signing import sign
+from gateway.signing import expiry, sign
 from gateway.state import STORE
 from synth.fastspeech2 import FastSpeech2Engine
+from tests.pbx_rules import agi_args, freeswitch_extension, playback_files
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -518,9 +519,21 @@ async def test_the_readmes_dialplan_snippet_signs_urls_the_gateway_accepts(clien
     block = readme.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(compile(block, "README.md", "exec"), namespace)
-    target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为三百元", "voice": "baker"}, SECRET)
+    target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为12.50元", "voice": "baker"}, SECRET)
     answer = await client.get(yarl.URL(target, encoded=True))
     assert answer.status == 200 and answer.headers["Content-Type"] == "audio/basic"
+    # Its AGI command plays that one URL: AGI and Playback() leave it whole.
+    command = namespace["playback"]("http://tts.example:8080" + target)
+    (_, _, data) = agi_args(command)
+    assert playback_files(data) == ["http://tts.example:8080" + target]
+    assert freeswitch_extension(target) == "ulaw"  # the '.' in 12.50 is sent as %2E
+    # It signs by the bucket rule: one URL for a whole bucket, the next one's differs.
+    start = 490_000 * 3600
+    urls = {namespace["signed"]("/tts.ulaw", {"text": "您好"}, SECRET, 600, 3600, now)
+            for now in (start, start + 1800, start + 3599)}
+    (url,) = urls
+    assert gateway.signing.verify("GET", url, (SECRET,), now=start) == expiry(start, 600, 3600)
+    assert url != namespace["signed"]("/tts.ulaw", {"text": "您好"}, SECRET, 600, 3600, start + 3600)
 
 
 async def test_a_signed_url_heard_before_is_refused_once_it_expires(
