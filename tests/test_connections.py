@@ -284,6 +284,12 @@ async def test_a_raw_url_as_long_as_the_longest_text_is_read_and_a_longer_one_is
 
 
 async def test_https_on_the_http_port_is_still_refused_at_once(server: Server) -> None:
+    """The C parser refuses a TLS hello from its first byte, raw bytes held back or not
+    (the Python parser waits for a whole line, then the head's deadline)."""
+    import aiohttp.web_protocol
+
+    if aiohttp.web_protocol.HttpRequestParser is HttpRequestParserPy:
+        pytest.skip("aiohttp's C parser is not installed (or AIOHTTP_NO_EXTENSIONS is set)")
     hello = bytes.fromhex("160301020001") + bytes(range(0x80, 0x100))  # no newline ever
     reader, writer = await server.connect()
     writer.write(hello)
