@@ -14,7 +14,6 @@ server, with either parser, so a release that changes them fails there, not in p
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from typing import Any
 
@@ -84,8 +83,9 @@ class Connection(RequestHandler):
         if fed or not data:  # nothing to parse while the whole of data is a line held back
             queued = len(self._messages)
             super().data_received(fed)
-            self._lines.follow(fed, itertools.islice(self._messages, queued, None),
-                               len(self._messages) >= self._max_msg_queue_size)
+            messages = self._messages
+            self._lines.follow(fed, messages, queued,
+                               len(messages) >= self._max_msg_queue_size)
         if self.waiting():
             if data and self._head_timer is None:
                 self._start_head()  # part of a head, on a connection with nothing in progress

@@ -18,15 +18,13 @@ as they came, and a raw byte in a URL there is answered 400 by the parser.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 _HIGH = re.compile(rb"[\x80-\xff]")
 _HEAD_END = b"\r\n\r\n"
-
-
-def _percent(match: re.Match[bytes]) -> bytes:
-    return b"%%%02X" % match[0][0]
+_ASCII = bytes(range(0x80))  # left as they are: only bytes from 0x80 are percent-encoded
 
 
 def spell(line: bytes) -> bytes:
@@ -36,7 +34,7 @@ def spell(line: bytes) -> bytes:
         line.decode("utf-8")
     except UnicodeDecodeError:
         return _HIGH.sub(b"\x7f", line)
-    return _HIGH.sub(_percent, line)
+    return quote_from_bytes(line, safe=_ASCII).encode("ascii")
 
 
 class RequestLines:
@@ -68,7 +66,7 @@ class RequestLines:
         newline = data.find(b"\n", start)
         end = len(data) if newline < 0 else newline + 1
         if not self._held:
-            found = _HIGH.search(data, start, end)
+            found = None if data.isascii() else _HIGH.search(data, start, end)
             if found is None:  # ASCII, as nearly every line is
                 if newline >= 0:
                     self._line_ended()
@@ -85,21 +83,22 @@ class RequestLines:
             self._line_ended()
         return data[:start] + spelled + data[end:]
 
-    def follow(self, fed: bytes, messages: Iterable[tuple[Any, Any]], queue_full: bool) -> None:
-        """Learn from what the parser made of `fed` (the requests it queued) whether the
-        next bytes begin a request line. They do when the parser holds nothing: every
+    def follow(self, fed: bytes, messages: Sequence[tuple[Any, Any]], first: int,
+               queue_full: bool) -> None:
+        """Learn from what the parser made of `fed` (the requests it queued: `messages` from
+        index `first` on) whether the next bytes begin a request line. They do when the parser holds nothing: every
         request it read has a body read to its end (or none), its queue of requests has
         room (it did not stop short), and `fed` ended with the end of a head that is
         counted once for each request, so nothing began after the last one."""
         if self._at_line or queue_full or not fed.endswith(_HEAD_END):
             return
-        count = 0
-        for _message, payload in messages:
-            if not payload.is_eof():
+        count = len(messages) - first
+        if count < 1 or count != fed.count(_HEAD_END):
+            return
+        for i in range(first, len(messages)):
+            if not messages[i][1].is_eof():
                 return
-            count += 1
-        if count and count == fed.count(_HEAD_END):
-            self._at_line = True
+        self._at_line = True
 
     def _line_ended(self) -> None:
         self._at_line = False

@@ -71,12 +71,12 @@ def test_only_the_first_line_of_a_read_is_spelled_until_the_parser_holds_nothing
     # A request with a body: the next bytes are its body, never a request line.
     head = b"POST /api/tts HTTP/1.1\r\nContent-Length: 22\r\n\r\n"
     assert lines.feed(head) == head
-    lines.follow(head, [(None, Body(ended=False))], queue_full=False)
+    lines.follow(head, [(None, Body(ended=False))], 0, queue_full=False)
     assert lines.feed(body) == body
-    lines.follow(body, [], queue_full=False)
+    lines.follow(body, [], 0, queue_full=False)
     assert lines.feed(RAW) == RAW  # not certainly a request line: as it came
     # A read that ends where requests without bodies end: the next line is a request line.
-    lines.follow(RAW, bodiless(1), queue_full=False)
+    lines.follow(RAW, bodiless(1), 0, queue_full=False)
     assert lines.feed(RAW) == ENCODED
 
 
@@ -84,7 +84,8 @@ def test_the_next_read_is_a_request_line_only_when_nothing_can_be_pending() -> N
     def after(fed: bytes, messages: list[tuple[Any, Any]], queue_full: bool = False) -> bool:
         lines = RequestLines(8190)
         lines.feed(ENCODED)  # the first line, read: now in the middle of a request
-        lines.follow(fed, messages, queue_full)
+        already = bodiless(2)  # queued before this read: not its requests
+        lines.follow(fed, already + messages, len(already), queue_full)
         return lines.feed(RAW) == ENCODED
 
     assert after(ENCODED, bodiless(1))
