@@ -309,7 +309,7 @@ def bench_gateway(procs: Processes, tmp: Path, args: argparse.Namespace,
     target = route_target(args, base, admin)
     keyed: dict[str, str] = {}
     if args.access == "signed":
-        target = sign(target, signing, 3600)
+        target = sign(target, signing, 3600, bucket=3600)
     elif args.access == "key":
         status, _, made = fetch(f"{base}/admin/keys", headers={
             "Authorization": f"Bearer {admin}", "Content-Type": "application/json"},

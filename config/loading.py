@@ -153,6 +153,8 @@ def _validate_access(values: Mapping[str, Any], source: str) -> None:
         if len(secret) < 16:
             raise ConfigError(f"{source}: setting 'url_signing_secret': every secret needs at "
                               "least 16 characters (`huiyin keys secret` makes one)")
+    if values.get("url_signing_bucket") is not None and values["url_signing_bucket"] < 1:
+        raise ConfigError(f"{source}: setting 'url_signing_bucket' must be at least 1 (seconds)")
     for name in ("rate_limit_misses", "rate_limit_characters"):
         if values.get(name) is not None and values[name] < 0:
             raise ConfigError(f"{source}: setting '{name}' must be 0 (no limit) or more")

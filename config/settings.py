@@ -224,6 +224,13 @@ class Settings:
                       "goes first and the old one stays listed until its URLs expire "
                       "(comma-separated in the env)."),
     )
+    url_signing_bucket: int = field(
+        default=3600,
+        metadata=_doc("Seconds of the time buckets signed URLs expire on: a URL signed at any "
+                      "moment of one bucket gets the same `exp`, so it is the same URL and a "
+                      "PBX that caches by URL (Asterisk) hits its cache. A signature stays "
+                      "valid for its ttl and less than two buckets more (1: its ttl, to the second)."),
+    )
     rate_limit_misses: int = field(
         default=300,
         metadata=_doc("Misses (requests that synthesize) each client may make per minute: each "

@@ -1,5 +1,5 @@
-"""`huiyin keys …`, `huiyin sign …` and `huiyin lexicon …`: API keys and the site's words in
-the index, and signed prompt URLs."""
+"""`huiyin keys …`, `huiyin sign …`, `huiyin url …` and `huiyin lexicon …`: API keys and
+the site's words in the index, signed prompt URLs, and prompt URLs for a PBX's dialplan."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from config import Settings, load_settings
+from config.settings import text_limit
+from gateway.pbx_urls import DEFAULT_FORMAT, PBXS, PLAYS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -129,7 +131,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        signed = sign(target, settings.url_signing_secret[0], args.ttl)
+        signed = sign(target, settings.url_signing_secret[0], args.ttl,
+                      bucket=settings.url_signing_bucket)
     except ValueError as exc:
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +140,77 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     audit_log(_who(), "sign", parts.path, ttl=args.ttl)
     print(origin + signed)
     return 0
+
+
+def _default_base(settings: Settings) -> str:
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"  # a wildcard listens on loopback too
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
+def _cmd_url(args: argparse.Namespace) -> int:
+    from gateway.logs import audit_log, configure
+    from gateway.pbx_urls import UrlError, check_base, check_format, for_dialplan, prompt_target
+    from gateway.signing import sign
+
+    settings = _settings(args)
+    fmt = args.format or DEFAULT_FORMAT
+    options = [(name, value) for name in ("voice", "style", "speed", "pitch", "volume")
+               if (value := getattr(args, name)) is not None]
+    try:
+        if args.ttl is not None and not args.sign:
+            raise UrlError("--ttl applies to signed URLs: add --sign")
+        if len(args.text) > text_limit(args.text, settings.max_text_length):
+            raise UrlError(f"the text is longer than max_text_length ({settings.max_text_length})")
+        rate = check_format(args.pbx, fmt, args.rate)
+        if rate is not None:
+            options.append(("rate", str(rate)))
+        base = check_base(args.base or _default_base(settings))
+        target = prompt_target(args.text, fmt, options)
+        if args.sign:
+            if not settings.url_signing_secret:
+                raise UrlError("--sign: no url_signing_secret is configured (`huiyin keys "
+                               "secret` makes one)")
+            ttl = 86400 if args.ttl is None else args.ttl
+            target = sign(target, settings.url_signing_secret[0], ttl,
+                          bucket=settings.url_signing_bucket)
+        said = for_dialplan(args.pbx, base + target, plain_http=args.plain_http, xml=args.xml)
+    except ValueError as exc:  # UrlError, or sign()'s ttl
+        print(f"huiyin: error: {exc}", file=sys.stderr)
+        return 2
+    if args.sign:
+        configure(settings.log_level)
+        audit_log(_who(), "sign", target.partition("?")[0], ttl=ttl)
+    print(said)
+    return 0
+
+
+def _number(text: str) -> str:
+    """A number option, kept as written (the gateway checks its range)."""
+    try:
+        float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return text
+
+
+_URL_EPILOG = """Paste what it prints into the dialplan:
+  Asterisk    same => n,Playback(<printed>)         the single quotes keep Playback
+                                                    from splitting the URL at '&'
+              AGI: EXEC Playback "<printed>"        AGI removes the double quotes
+  FreeSWITCH  <action application="playback" data="<printed with --xml>"/>
+              or playback <printed> in Lua, ESL or fs_cli
+
+The text is percent-encoded as UTF-8, '.' included (%2E): FreeSWITCH takes the file type
+from the last '.' of the whole URL, so it must be the path's. For FreeSWITCH the URL is
+printed behind http_cache://, which mod_http_cache serves as installed; --plain-http
+prints http://… for a FreeSWITCH whose http_cache.conf has enable-file-formats=true.
+
+examples:
+  huiyin url '您的余额为12.50元' --for asterisk
+  huiyin url '请按1号键' --for freeswitch --base http://tts.example:8080 --sign
+"""
 
 
 def _cmd_lexicon(args: argparse.Namespace) -> int:
@@ -183,7 +257,7 @@ def _cmd_lexicon(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `keys` and `sign` to the `huiyin` command."""
+    """Add `keys`, `lexicon`, `sign` and `url` to the `huiyin` command."""
     keys = sub.add_parser("keys", help="API keys (kept in the index: only their hashes)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key and print its secret, once")
@@ -218,5 +292,42 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     signer = sub.add_parser("sign", help="sign a prompt URL for clients that send no headers")
     signer.add_argument("url", help="'/tts.ulaw?text=…' or a full http(s) URL")
     signer.add_argument("--ttl", type=int, default=86400,
-                        help="seconds the signature is valid (default 86400)")
+                        help="seconds the signature is valid at least (default 86400; exp "
+                             "falls on a url_signing_bucket boundary)")
     signer.set_defaults(func=_cmd_sign)
+
+    url = sub.add_parser(
+        "url", help="print a prompt URL ready to paste into an Asterisk or FreeSWITCH dialplan",
+        description="Print a /tts URL for TEXT, encoded and quoted as the PBX's playback "
+                    "takes it.",
+        epilog=_URL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    url.add_argument("text", help="the text to speak, as written (it is encoded for you)")
+    url.add_argument("--for", dest="pbx", required=True, choices=PBXS,
+                     help="the PBX that plays it")
+    url.add_argument("--format", choices=sorted({f for fs in PLAYS.values() for f in fs}),
+                     help=f"audio format (default {DEFAULT_FORMAT}); Asterisk: "
+                          f"{', '.join(PLAYS['asterisk'])}; FreeSWITCH: "
+                          f"{', '.join(PLAYS['freeswitch'])}")
+    url.add_argument("--rate", type=int,
+                     help="sample rate of wav (default 8000; Asterisk plays 8000 only)")
+    url.add_argument("--base", help="the gateway as the PBX reaches it, "
+                                    "http(s)://host[:port][/prefix] (default: the settings' "
+                                    "host and port, 127.0.0.1 for a wildcard host)")
+    url.add_argument("--voice", help="voice name (default: the gateway's default voice)")
+    url.add_argument("--style", help="neutral, cheerful, calm, serious or apologetic")
+    url.add_argument("--speed", type=_number, help="speaking rate, 0.5-2.0")
+    url.add_argument("--pitch", type=_number, help="pitch factor, 0.7-1.4")
+    url.add_argument("--volume", type=_number, help="loudness factor, 0.25-2.0")
+    url.add_argument("--sign", action="store_true",
+                     help="append exp= and sig= (url_signing_secret; exp on a "
+                          "url_signing_bucket boundary, so the URL stays the same for a bucket)")
+    url.add_argument("--ttl", type=int,
+                     help="with --sign: seconds the signature is valid at least (default 86400)")
+    url.add_argument("--plain-http", action="store_true",
+                     help="FreeSWITCH: print http://… without the http_cache:// prefix (needs "
+                          "enable-file-formats=true in http_cache.conf)")
+    url.add_argument("--xml", action="store_true",
+                     help="FreeSWITCH: escape for a data=\"…\" attribute of an XML dialplan "
+                          "(& as &amp;)")
+    url.set_defaults(func=_cmd_url)

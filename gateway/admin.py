@@ -27,7 +27,7 @@ from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
 from gateway.jsonbody import json_response
 from gateway.logs import audit_log
 from gateway.routes import voices_of
-from gateway.signing import MAX_TTL, sign
+from gateway.signing import MAX_TTL, expiry, sign
 from gateway.state import HISTORY, SETTINGS, STORE, WARMER
 from synth import codecs
 from synth.frontend import LexiconError
@@ -243,7 +243,8 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def sign_url(request: web.Request) -> web.Response:
-    """POST /admin/sign {"url": "/tts.ulaw?text=…", "ttl": 86400}: the URL signed."""
+    """POST /admin/sign {"url": "/tts.ulaw?text=…", "ttl": 86400}: the URL signed, its
+    `exp` on a bucket boundary (gateway.signing.expiry)."""
     body = params.json_object(await request.read(), ("url", "ttl"))
     url = params.string(body, "url")
     if url is None:
@@ -256,13 +257,13 @@ async def sign_url(request: web.Request) -> web.Response:
     secrets = request.app[ACCESS].callers.secrets
     if not secrets:
         raise Conflict("no url_signing_secret is configured: this server signs no URLs")
-    now = int(time.time())
+    now, bucket = time.time(), request.app[SETTINGS].url_signing_bucket
     try:
-        signed = sign(url, secrets[0], ttl, now=now)
+        signed = sign(url, secrets[0], ttl, bucket=bucket, now=now)
     except ValueError as exc:
         raise InvalidParameter(str(exc), "url") from None
     audit_log(principal_of(request).name, "sign", url.partition("?")[0], ttl=ttl)
-    return json_response({"url": signed, "expires": now + ttl})
+    return json_response({"url": signed, "expires": expiry(now, ttl, bucket)})
 
 
 class Conflict(HttpError):

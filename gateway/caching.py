@@ -13,12 +13,14 @@ from aiohttp import web
 from gateway.caller import PRINCIPAL
 
 _MAX_AGE = re.compile(r"max-age=([0-9]+)")
+_IMMUTABLE = re.compile(r",\s*immutable\b")
 
 
 @dataclass(frozen=True)
 class Caching:
-    """The restriction of one request's answers. The max-age is rounded down to a power of
-    two seconds, so answers share a few sets of prebuilt headers."""
+    """The restriction of one request's answers. A signed URL's max-age is at most the
+    seconds left until its `exp`, rounded down to a power of two (so answers share a few
+    sets of prebuilt headers), and its answer is never `immutable`."""
 
     private: bool = False
     expires: int | None = None
@@ -31,6 +33,9 @@ class Caching:
         if left is not None:
             cache_control = _MAX_AGE.sub(lambda m: f"max-age={min(int(m[1]), left)}",
                                          cache_control, count=1)
+            # The answer is good until the signature expires, not for ever: no cache may
+            # take it for immutable (RFC 8246).
+            cache_control = _IMMUTABLE.sub("", cache_control)
         return cache_control
 
     def key(self) -> tuple[bool, int | None]:

@@ -1,12 +1,14 @@
-"""The gateway's connections: aiohttp's protocol with a deadline for each request head and
+"""The gateway's connections: aiohttp's protocol with a deadline for each request head,
+raw UTF-8 in request URLs read as percent-encoded UTF-8 (gateway/request_lines.py), and
 JSON answers to the requests its parser refuses.
 
-aiohttp has no public hook for either. Its keep-alive timer closes a connection that waits
-for a request, measured from the previous answer (and, in recent releases, from opening);
-nothing bounds the time a head may take once it has begun, and its parser's refusals are
+aiohttp has no public hook for any of these. Its keep-alive timer closes a connection that
+waits for a request, measured from the previous answer (and, in recent releases, from
+opening); nothing bounds the time a head may take once it has begun; its C parser refuses
+raw UTF-8 in a URL, which its Python parser takes; and its parser's refusals are
 text/plain. So this module subclasses aiohttp's RequestHandler and touches the private
 names below, checked at import; tests/test_connections.py checks the behaviour on a live
-server, so a release that changes them fails there, not in production.
+server, with either parser, so a release that changes them fails there, not in production.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp.web_response import StreamResponse
 from gateway.errors import OPENAI_PREFIX, unparsed_request_response
 from gateway.logs import access
 from gateway.middleware import request_id
+from gateway.request_lines import RequestLines
 
 log = logging.getLogger("huiyin.gateway")
 
@@ -31,6 +34,8 @@ log = logging.getLogger("huiyin.gateway")
 PRIVATE_NAMES = (
     (web.AppRunner, "_make_server", "the runner's hook that builds its connection factory"),
     (RequestHandler, "_waiter", "the future its request loop awaits while it waits for a request"),
+    (RequestHandler, "_messages", "its queue of parsed requests and their payloads"),
+    (RequestHandler, "_max_msg_queue_size", "the queue length at which its parser stops"),
 )
 for _owner, _name, _what in PRIVATE_NAMES:
     if not hasattr(_owner, _name):
@@ -42,15 +47,16 @@ for _owner, _name, _what in PRIVATE_NAMES:
 
 
 class Connection(RequestHandler):
-    """One client connection: aiohttp's protocol, with a deadline for each request head and
-    our JSON error for what its parser refuses.
+    """One client connection: aiohttp's protocol, with a deadline for each request head, raw
+    UTF-8 in request lines spelled as percent-encoded UTF-8, and our JSON error for what its
+    parser refuses.
 
     A head is due `header_timeout` seconds after the connection opens (the first one) or
     after its first byte reaches an idle connection (a later one). Between requests,
     aiohttp's keep-alive timer applies; a head that has begun replaces it, so a client
     is never cut off mid-head by the keep-alive deadline, nor kept waiting past its own."""
 
-    __slots__ = ("_header_timeout", "_head_timer", "_head_loop")
+    __slots__ = ("_header_timeout", "_head_timer", "_head_loop", "_lines")
 
     def __init__(
         self, manager: web.Server, *, header_timeout: float,
@@ -60,6 +66,7 @@ class Connection(RequestHandler):
         self._header_timeout = header_timeout
         self._head_loop = loop
         self._head_timer: asyncio.TimerHandle | None = None
+        self._lines = RequestLines(self.max_line_size)
 
     def waiting(self) -> bool:
         """Whether aiohttp's request loop waits for a request, none parsed and queued."""
@@ -72,7 +79,13 @@ class Connection(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         # b"" is aiohttp's own call, to parse pipelined requests its parser held back.
-        super().data_received(data)
+        fed = self._lines.feed(data)
+        if fed or not data:  # nothing to parse while the whole of data is a line held back
+            queued = len(self._messages)
+            super().data_received(fed)
+            messages = self._messages
+            self._lines.follow(fed, messages, queued,
+                               len(messages) >= self._max_msg_queue_size)
         if self.waiting():
             if data and self._head_timer is None:
                 self._start_head()  # part of a head, on a connection with nothing in progress

@@ -194,7 +194,8 @@ _SAFE_PARSER_MESSAGE = re.compile(r"Duplicate '[A-Za-z-]+' header found\.|Too ma
 _PARSER_ERRORS: tuple[tuple[type[HttpProcessingError], str], ...] = (
     (BadHttpMethod, "the request method is not valid"),
     (BadStatusLine, "the request line is malformed"),
-    (InvalidURLError, "the request URL is malformed"),
+    (InvalidURLError, "the request URL is malformed: send the text as UTF-8, percent-encoded "
+                      "or raw (curl -G --data-urlencode 'text=…' http://…/tts.wav)"),
     (InvalidHeader, "a request header is malformed"),
     (PayloadEncodingError, "the request body is malformed"),
 )

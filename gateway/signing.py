@@ -10,6 +10,12 @@ every parameter but `sig`, percent-decoded, sorted by name then value, each enco
 as name=value with only A-Z a-z 0-9 - . _ ~ left as they are (UTF-8, %XX upper case), and
 joined with '&'. HEAD requests use the same signature as GET. URLs are signed with the
 first secret and checked against each (rotation); comparisons are constant-time.
+
+`exp` falls on the boundary of a time bucket (`url_signing_bucket` seconds), so that every
+signing of one URL within a bucket gives the same signed URL, which a PBX that caches by
+URL (Asterisk) finds in its cache: see `expiry`. A signed URL is written with every
+parameter percent-encoded as UTF-8, '.' included (%2E), so no '.' follows the path's
+extension: FreeSWITCH takes the file type from the last '.' of the whole URL.
 """
 
 from __future__ import annotations
@@ -50,6 +56,27 @@ def _encode(text: str) -> str:
     return quote(text, safe="-._~", encoding="utf-8")
 
 
+def wire(text: str) -> str:
+    """A query name or value as a signed URL carries it: percent-encoded UTF-8, with only
+    A-Z a-z 0-9 - _ ~ left as they are ('.' too is encoded, for FreeSWITCH)."""
+    # quote() never encodes '.', whatever `safe` says.
+    return quote(text, safe="-_~", encoding="utf-8").replace(".", "%2E")
+
+
+def expiry(now: float, ttl: int, bucket: int) -> int:
+    """The `exp` of a URL signed at `now` to be valid for `ttl` seconds: the end of the
+    bucket that holds now + ttl, with ttl first rounded up to whole buckets.
+
+    With buckets [kB, (k+1)B) and n = ceil(ttl / B), a signing at any moment of bucket k
+    gets exp = (k + n + 1)·B: one URL for the whole bucket, valid for more than n·B ≥ ttl
+    seconds and at most (n + 1)·B. When ttl is a multiple of B this is exactly the end of
+    the bucket that holds now + ttl. A bucket of 1 gives exp = now + ttl + 1 (whole seconds).
+    """
+    if bucket < 1:
+        raise ValueError("bucket: at least 1 second")
+    return (int(now) // bucket + -(-ttl // bucket) + 1) * bucket
+
+
 def canonical(method: str, path: str, pairs: Sequence[tuple[str, str]]) -> bytes:
     """The bytes that are signed (see the module's description)."""
     verb = "GET" if method.upper() in ("GET", "HEAD") else method.upper()
@@ -63,8 +90,11 @@ def signature(secret: str, message: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def sign(target: str, secret: str, ttl: int, *, method: str = "GET", now: float | None = None) -> str:
-    """The target (path and query) with `exp` and `sig` appended."""
+def sign(
+    target: str, secret: str, ttl: int, *, bucket: int, method: str = "GET",
+    now: float | None = None,
+) -> str:
+    """The target (path and query) with `exp` (see `expiry`) and `sig` appended."""
     if not 1 <= ttl <= MAX_TTL:
         raise ValueError(f"ttl: 1 to {MAX_TTL} seconds")
     path, _, query = target.partition("?")
@@ -73,10 +103,10 @@ def sign(target: str, secret: str, ttl: int, *, method: str = "GET", now: float 
     pairs = _pairs(query)
     if any(n in SIGNED_PARAMS for n, _ in pairs):
         raise ValueError("the URL is signed already (it has exp or sig)")
-    expires = int(now if now is not None else time.time()) + ttl
+    expires = expiry(now if now is not None else time.time(), ttl, bucket)
     pairs.append(("exp", str(expires)))
     sig = signature(secret, canonical(method, path, pairs))
-    query = "&".join(f"{_encode(n)}={_encode(v)}" for n, v in pairs)
+    query = "&".join(f"{wire(n)}={wire(v)}" for n, v in pairs)
     return f"{path}?{query}&sig={sig}"
 
 

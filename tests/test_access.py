@@ -16,6 +16,7 @@ from urllib.parse import quote
 import openai
 import pytest
 import soundfile as sf
+import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -25,9 +26,10 @@ from config import Settings
 from gateway import create_app
 from gateway.access import ACCESS
 from gateway.logs import JsonFormatter
-from gateway.signing import sign
+from gateway.signing import expiry, sign
 from gateway.state import STORE
 from synth.fastspeech2 import FastSpeech2Engine
+from tests.pbx_rules import agi_args, freeswitch_extension, playback_files
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -213,7 +215,7 @@ async def test_open_access_speaks_to_anyone_and_public_phrases_follow_the_settin
 
 
 async def test_a_signed_url_plays_without_headers(client: Client) -> None:
-    target = sign(tts(TEXT, "ulaw") + "&voice=baker", SECRET, 3600)
+    target = sign(tts(TEXT, "ulaw") + "&voice=baker", SECRET, 3600, bucket=1)
     first = await client.get(target)
     assert first.status == 200 and first.headers["Content-Type"] == "audio/basic"
     # Shared caches may keep it: the URL itself is the credential.
@@ -227,7 +229,7 @@ async def test_a_signed_url_plays_without_headers(client: Client) -> None:
 
 
 async def test_a_signed_url_changed_by_one_byte_anywhere_is_403(client: Client) -> None:
-    target = sign(tts("请按一号键。") + "&speed=1.0", SECRET, 3600)
+    target = sign(tts("请按一号键。") + "&speed=1.0", SECRET, 3600, bucket=1)
     assert (await client.get(target)).status == 200
     path, _, query = target.partition("?")
     for i, pair in enumerate(query.split("&")):
@@ -252,20 +254,21 @@ async def test_an_expired_signature_is_403_and_a_rotated_secret_still_verifies(
 ) -> None:
     client = await aiohttp_client(create_app(
         settings_for(tmp_path, url_signing_secret=(SECRET, OLD_SECRET)), engines=[engine]))
-    expired = sign(tts(TEXT), SECRET, 60, now=time.time() - 120)
+    expired = sign(tts(TEXT), SECRET, 60, bucket=1, now=time.time() - 120)
     answer = await client.get(expired)
     body = await answer.json()
     assert answer.status == 403 and body["field"] == "exp" and "expired" in body["message"]
-    by_old = sign(tts(TEXT), OLD_SECRET, 3600)
+    by_old = sign(tts(TEXT), OLD_SECRET, 3600, bucket=1)
     assert (await client.get(by_old)).status == 200
-    unknown = sign(tts(TEXT), "a-secret-nobody-lists-here", 3600)
+    unknown = sign(tts(TEXT), "a-secret-nobody-lists-here", 3600, bucket=1)
     assert (await client.get(unknown)).status == 403
-    # Signing uses the first secret.
+    # Signing uses the first secret, and expires on a bucket boundary.
     signed = await client.post("/admin/sign", json={"url": tts(TEXT), "ttl": 600},
                                headers=bearer(ADMIN))
     assert signed.status == 200
-    url = (await signed.json())["url"]
-    assert url == sign(tts(TEXT), SECRET, 600, now=(await signed.json())["expires"] - 600)
+    body = await signed.json()
+    assert gateway.signing.verify("GET", body["url"], (SECRET,)) == body["expires"]
+    assert body["expires"] % 3600 == 0 and body["expires"] - time.time() > 600
 
 
 async def test_signatures_are_compared_in_constant_time(
@@ -279,13 +282,13 @@ async def test_signatures_are_compared_in_constant_time(
         return real(a, b)
 
     monkeypatch.setattr(gateway.signing.hmac, "compare_digest", spy)
-    target = sign(tts(TEXT), SECRET, 3600)
+    target = sign(tts(TEXT), SECRET, 3600, bucket=1)
     assert (await client.get(target.replace("&sig=", "&sig=A"))).status == 403
     assert compared and all(isinstance(a, bytes) for a, _ in compared)
 
 
 async def test_hostile_signatures_and_keys_get_clean_4xx(client: Client) -> None:
-    good = sign(tts(TEXT), SECRET, 3600)
+    good = sign(tts(TEXT), SECRET, 3600, bucket=1)
     path, _, query = good.partition("?")
     sig = query.rsplit("sig=", 1)[1]
     exp = query.split("exp=")[1].split("&")[0]
@@ -323,7 +326,7 @@ async def test_the_signing_route_refuses_what_it_cannot_sign(
     aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, client: Client
 ) -> None:
     for body, status, field in (({"url": "tts.wav?text=x"}, 422, "url"),
-                                ({"url": sign(tts(TEXT), SECRET, 60)}, 422, "url"),
+                                ({"url": sign(tts(TEXT), SECRET, 60, bucket=1)}, 422, "url"),
                                 ({"url": tts(TEXT), "ttl": 0}, 422, "ttl"),
                                 ({}, 422, "url")):
         answer = await client.post("/admin/sign", json=body, headers=bearer(ADMIN))
@@ -491,7 +494,7 @@ async def test_a_repeat_url_from_memory_is_answered_only_as_the_policy_allows(
         status, _, made = await server.fetch(get(URL, f"Authorization: Bearer {ADMIN}"))
         assert status == 200
         assert len(server.app[URL_MEMO]) == 1  # later requests of this URL find it in memory
-        signed = sign(URL, SECRET, 3600)
+        signed = sign(URL, SECRET, 3600, bucket=1)
         for _ in range(2):
             status, headers, body = await server.fetch(get(signed))
             assert status == 200 and body == made and headers["cache-control"].startswith("public")
@@ -516,9 +519,21 @@ async def test_the_readmes_dialplan_snippet_signs_urls_the_gateway_accepts(clien
     block = readme.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(compile(block, "README.md", "exec"), namespace)
-    target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为三百元", "voice": "baker"}, SECRET)
-    answer = await client.get(target)
+    target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为12.50元", "voice": "baker"}, SECRET)
+    answer = await client.get(yarl.URL(target, encoded=True))
     assert answer.status == 200 and answer.headers["Content-Type"] == "audio/basic"
+    # Its AGI command plays that one URL: AGI and Playback() leave it whole.
+    command = namespace["playback"]("http://tts.example:8080" + target)
+    (_, _, data) = agi_args(command)
+    assert playback_files(data) == ["http://tts.example:8080" + target]
+    assert freeswitch_extension(target) == "ulaw"  # the '.' in 12.50 is sent as %2E
+    # It signs by the bucket rule: one URL for a whole bucket, the next one's differs.
+    start = 490_000 * 3600
+    urls = {namespace["signed"]("/tts.ulaw", {"text": "您好"}, SECRET, 600, 3600, now)
+            for now in (start, start + 1800, start + 3599)}
+    (url,) = urls
+    assert gateway.signing.verify("GET", url, (SECRET,), now=start) == expiry(start, 600, 3600)
+    assert url != namespace["signed"]("/tts.ulaw", {"text": "您好"}, SECRET, 600, 3600, start + 3600)
 
 
 async def test_a_signed_url_heard_before_is_refused_once_it_expires(
@@ -528,7 +543,7 @@ async def test_a_signed_url_heard_before_is_refused_once_it_expires(
 
     import gateway.caller
 
-    target = sign(tts(TEXT), SECRET, 60)
+    target = sign(tts(TEXT), SECRET, 60, bucket=1)
     for _ in range(2):  # the second is verified from memory
         assert (await client.get(target)).status == 200
     later = types.SimpleNamespace(time=lambda: time.time() + 120, monotonic=time.monotonic)
@@ -542,12 +557,12 @@ async def test_review_cases_fragments_open_headers_cache_lifetimes_and_odd_names
     aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, client: Client
 ) -> None:
     # A raw '#' would part what is signed from what is read: refused.
-    signed = sign(tts("请按#号键返回。"), SECRET, 3600)
+    signed = sign(tts("请按#号键返回。"), SECRET, 3600, bucket=1)
     assert "%23" in signed and (await client.get(signed)).status == 200
     status, body = await raw_get(client, signed.replace("%23", "#"))
     assert status == 400 and body["field"] == "query"
     # A signed answer is kept no longer than its signature is valid.
-    short = await client.get(sign(tts(TEXT), SECRET, 100))
+    short = await client.get(sign(tts(TEXT), SECRET, 100, bucket=1))
     assert short.headers["Cache-Control"] == "public, max-age=64"
     # Names that no key can have are a 404, whatever the database makes of them.
     gone = await client.delete("/admin/keys/a%00b", headers=bearer(ADMIN))

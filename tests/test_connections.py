@@ -16,10 +16,12 @@ from urllib.parse import quote
 
 import pytest
 import soundfile as sf
+from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
 
 import gateway.connections
 from gateway.connections import PRIVATE_NAMES, Connection
+from gateway.state import SETTINGS
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.live import TEXT, URL, Server, get, live, read_response
@@ -185,6 +187,133 @@ async def test_a_body_then_a_hit_on_one_connection(server: Server) -> None:
     status, _, body = await read_response(reader)
     writer.close()
     assert status == 200 and body == audio
+
+
+# Raw UTF-8 in URLs
+
+
+@pytest.fixture(params=["c", "python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type:
+    """aiohttp's C parser (llhttp, which refuses raw UTF-8 in a URL) or its pure-Python one
+    (AIOHTTP_NO_EXTENSIONS, which takes it): the connections it makes from here on use it."""
+    import aiohttp.http_parser
+    import aiohttp.web_protocol
+
+    chosen = HttpRequestParserPy
+    if request.param == "c":
+        chosen = getattr(aiohttp.http_parser, "HttpRequestParserC", None)
+        if chosen is None:
+            pytest.skip("aiohttp's C parser is not installed (or AIOHTTP_NO_EXTENSIONS is set)")
+    monkeypatch.setattr(aiohttp.web_protocol, "HttpRequestParser", chosen)
+    return chosen
+
+
+def raw_get(target: bytes, *extra: bytes) -> bytes:
+    return b"\r\n".join([b"GET " + target + b" HTTP/1.1", b"Host: 127.0.0.1", *extra]) + b"\r\n\r\n"
+
+
+async def test_raw_utf8_in_a_url_is_the_percent_encoded_url(server: Server, parser: type) -> None:
+    """Raw UTF-8 bytes in a URL are read as percent-encoded UTF-8 would be: one URL for the
+    URL memo, the signature check and the cache key."""
+    status, headers, encoded = await server.fetch(get())
+    assert status == 200 and headers["x-cache"] == "MISS"
+    reader, writer = await server.connect()
+    raw = ("/tts.wav?text=" + TEXT).encode()
+    writer.write(raw_get(raw))
+    status, headers, body = await read_response(reader)
+    assert status == 200 and body == encoded and headers["x-cache"] == "HIT"
+    assert isinstance(server.connection_of(writer)._parser, parser)
+    # The next request on the connection, and one split inside a character, the same.
+    writer.write(raw_get(raw))
+    assert (await read_response(reader))[2] == encoded
+    request = raw_get(raw)
+    cut = request.index("好".encode()) + 1
+    writer.write(request[:cut])
+    await until(lambda: len(server.connection_of(writer)._lines._held) > 0, what="the line held")
+    writer.write(request[cut:])
+    status, _, body = await read_response(reader)
+    writer.close()
+    assert status == 200 and body == encoded
+    assert len(server.app[URL_MEMO]) == 1  # one URL, however it was spelled
+
+
+async def test_raw_bytes_that_are_not_utf8_are_a_400_that_says_how_to_send_text(
+    server: Server, parser: type,
+) -> None:
+    for target in (b"/tts.wav?text=\xff\xfe", b"/tts.wav?text=" + "您".encode()[:2],
+                   b"/tts\xe9.wav?text=a", b"/tts.wav?text=%E6%82%A8\xa8"):
+        status, headers, body = await server.fetch(raw_get(target))
+        assert status == 400, target
+        assert headers["content-type"].startswith("application/json"), target
+        message = json.loads(body)["message"]
+        assert "UTF-8" in message and "--data-urlencode" in message, message
+
+
+async def test_a_body_is_never_respelled(server: Server, parser: type) -> None:
+    """The bytes after a head with a body are that body, whatever they look like."""
+    reader, writer = await server.connect()
+    payload = '{"text": "您好。", \n"format": "ulaw"}'.encode()
+    head = (b"POST /api/tts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n")
+    writer.write(head)
+    await until(lambda: not server.connection_of(writer).waiting(), what="the POST's head read")
+    writer.write(payload)
+    status, _, answer = await read_response(reader)
+    assert status == 200
+    key = json.loads(answer)["key"]
+    # A raw URL right after a body on one connection is not certainly a request line: it is
+    # not spelled, so the C parser refuses it (the Python one takes it as it is).
+    writer.write(raw_get("/tts.ulaw?text=您好。".encode()))
+    status, _, _ = await read_response(reader)
+    writer.close()
+    assert status == (200 if parser is HttpRequestParserPy else 400)
+    # The body was read as sent: the same text, posted in one piece, has the same key.
+    _, _, again = await server.fetch(head + payload)
+    assert json.loads(again)["key"] == key
+
+
+async def test_a_raw_url_as_long_as_the_longest_text_is_read_and_a_longer_one_is_414(
+    server: Server, parser: type,
+) -> None:
+    longest = "您" * server.app[SETTINGS].max_text_length
+    # An unknown extension: the URL is read whole, and nothing is synthesized.
+    status, _, body = await server.fetch(raw_get(f"/tts.nope?text={longest}".encode()))
+    assert status == 404 and json.loads(body)["field"] == "ext"
+    status, _, _ = await server.fetch(raw_get(f"/tts.nope?text={longest * 2}".encode()))
+    assert status == 414
+
+
+async def test_https_on_the_http_port_is_still_refused_at_once(server: Server) -> None:
+    """The C parser refuses a TLS hello from its first byte, raw bytes held back or not
+    (the Python parser waits for a whole line, then the head's deadline)."""
+    import aiohttp.web_protocol
+
+    if aiohttp.web_protocol.HttpRequestParser is HttpRequestParserPy:
+        pytest.skip("aiohttp's C parser is not installed (or AIOHTTP_NO_EXTENSIONS is set)")
+    hello = bytes.fromhex("160301020001") + bytes(range(0x80, 0x100))  # no newline ever
+    reader, writer = await server.connect()
+    writer.write(hello)
+    status, headers, _ = await read_response(reader)
+    writer.close()
+    assert status == 400 and headers["content-type"].startswith("application/json")
+
+
+async def test_curl_as_the_quick_start_writes_it(server: Server, tmp_path: Path) -> None:
+    """The README's first request, run by curl, which sends the text's UTF-8 as it is."""
+    import shlex
+
+    readme = await asyncio.to_thread((REPO / "README.md").read_text, encoding="utf-8")
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    (line,) = [line for line in quick_start.splitlines() if line.startswith("curl ")]
+    command = shlex.split(line.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}"))
+    assert any(ord(c) > 0x7f for c in command[-1])  # raw, as the reader pastes it
+    curl = await asyncio.create_subprocess_exec(
+        *command, "--fail-with-body", "--silent", "--show-error", cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await curl.communicate()
+    assert curl.returncode == 0, (out, err)
+    info = await asyncio.to_thread(sf.info, str(tmp_path / "hello.wav"))
+    assert info.samplerate == 24000 and info.duration > 1.0
 
 
 # What aiohttp's parser refuses: a JSON answer

@@ -47,6 +47,12 @@ def test_out_of_range_port(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "port: 70000\n"), environ={})
 
 
+def test_signed_urls_need_a_bucket_of_at_least_a_second(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'url_signing_bucket' must be at least 1"):
+        load_settings(write(tmp_path, "url_signing_bucket: 0\n"), environ={})
+    assert load_settings(write(tmp_path, ""), environ={}).url_signing_bucket == 3600
+
+
 def test_optional_setting_cleared_by_empty_env(tmp_path: Path) -> None:
     path = write(tmp_path, "admin_token: secret\n")
     assert load_settings(path, environ={}).admin_token == "secret"
