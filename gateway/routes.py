@@ -113,11 +113,17 @@ async def named_phrase(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
     current = await store.named(phrase_id)
+    settings = request.app[SETTINGS]
     if current is None:
-        raise NotFound(f"no phrase '{phrase_id}'", "phrase_id")
+        if not settings.phrases:
+            raise NotFound(
+                f"no phrase '{phrase_id}': this gateway has no phrase files (set `phrases` in "
+                "the settings or HUIYIN_PHRASES to YAML files of ids and texts)", "phrase_id",
+            )
+        raise NotFound(f"no phrase '{phrase_id}' in the phrase files (or not warmed yet)",
+                       "phrase_id")
     rate = params.check_rate(fmt, current.sample_rate, params.integer(values, "rate"))
     audio = await store.variant(current, fmt, rate)
-    settings = request.app[SETTINGS]
     # Short freshness: the phrase's text may change; the ETag follows the content.
     return audio_response(request, audio, cache_control=public_cache_control(settings.phrase_max_age))
 

@@ -262,7 +262,11 @@ async def test_no_header_line_grows_past_1000_bytes_whatever_the_request_carries
 
 async def test_named_phrases_follow_their_text(client: Client, engine: FastSpeech2Engine) -> None:
     store = client.app[STORE]
-    assert (await client.get("/phrases/greeting.ulaw")).status == 404
+    unknown = await client.get("/phrases/greeting.ulaw")
+    # No phrase file is configured here: the 404 says so, and how to give one.
+    assert unknown.status == 404
+    assert "no phrase files" in (message := (await unknown.json())["message"])
+    assert "HUIYIN_PHRASES" in message
     first = await client.get("/tts.ulaw", params={"text": "您好。"})
     key1 = first.headers["ETag"].strip('"').split("-")[0]
     await store.name(key1, phrase_id="greeting", tags=["welcome"])
