@@ -30,11 +30,11 @@ DEFAULT_FORMAT = "ulaw"
 DEFAULT_WAV_RATE = 8000
 # Formats each PBX plays from a URL, by the extension it reads. Asterisk: μ-law and WAV by
 # their Content-Type, A-law and signed linear by the path's extension; `.wav16` is its
-# 16 kHz WAV. FreeSWITCH: by the extension (mod_sndfile, mod_shout for mp3); it has no
-# wav16 or sln.
+# 16 kHz WAV. FreeSWITCH: by the extension (mod_sndfile, mod_native_file's PCMU and PCMA,
+# mod_shout for mp3); it has no wav16 or sln: its raw 16-bit PCM is r8 and r16.
 PLAYS = {
     "asterisk": ("ulaw", "alaw", "wav", "wav16", "sln", "sln16"),
-    "freeswitch": ("ulaw", "alaw", "wav", "mp3"),
+    "freeswitch": ("ulaw", "alaw", "PCMU", "PCMA", "wav", "r8", "r16", "mp3"),
 }
 HTTP_CACHE_PREFIX = "http_cache://"
 _BASE_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
