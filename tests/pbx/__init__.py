@@ -8,7 +8,10 @@ product. The tests learn where they are only from the environment:
 - ``HUIYIN_FREESWITCH_SRC``: a folder holding FreeSWITCH's archive and its forks of
   sofia-sip and spandsp (``freeswitch-*``, ``sofia-sip-*``, ``spandsp-*.tar.xz``).
 
-Without them the group is skipped with a one-line reason. A build lands in
+Without them the group is skipped with a one-line reason. The gateway refuses any
+``HUIYIN_*`` variable that is not a setting, so the session takes these two out of the
+environment as it starts (``take_from_environment``, from tests/conftest.py), before any
+gateway, command or settings load could see them. A build lands in
 ``$XDG_CACHE_HOME/huiyin/pbx/<name>-<hash>`` (``~/.cache`` by default), the hash taken over
 the archives and the build script, so a build is made once and redone only when either
 changes; a build that did not finish is removed and made again.
@@ -41,7 +44,7 @@ class Sources:
 
     def archives(self) -> list[Path]:
         """The archives, one per pattern; skips the calling test when they are not given."""
-        folder = os.environ.get(self.variable, "")
+        folder = _given.get(self.variable) or os.environ.get(self.variable, "")
         if not folder:
             pytest.skip(
                 f"{self.name}: set {self.variable} to the folder holding its source archives "
@@ -61,6 +64,17 @@ FREESWITCH = Sources(
     "FreeSWITCH", "HUIYIN_FREESWITCH_SRC",
     ("freeswitch-*.tar.xz", "sofia-sip-*.tar.xz", "spandsp-*.tar.xz"),
 )
+
+
+_given: dict[str, str] = {}
+
+
+def take_from_environment() -> None:
+    """Move the archive variables out of os.environ into this module (once a session)."""
+    for sources in (ASTERISK, FREESWITCH):
+        value = os.environ.pop(sources.variable, None)
+        if value is not None:
+            _given[sources.variable] = value
 
 
 def cache_root() -> Path:
