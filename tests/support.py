@@ -108,15 +108,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve_process(
     env: dict[str, str], *, command: list[str] | None = None, timeout: float = 60.0,
-    log: Path | None = None,
+    log: Path | None = None, port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`huiyin serve` (or `command`) as a process on a free port; yields (base URL, process).
+    """`huiyin serve` (or `command`) as a process on `port` (by default a free one); yields
+    (base URL, process).
 
     Its stderr is a pipe to read after it exits, or the file `log` for a chatty server (a
     pipe nobody reads could fill up and stall it). Waits for /readyz; on exit sends SIGTERM
     and waits, killing it only if it hangs.
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, "HUIYIN_PORT": str(port), "HUIYIN_HOST": "127.0.0.1", **env}
     with contextlib.ExitStack() as files:
         stderr = files.enter_context(log.open("w")) if log is not None else subprocess.PIPE
