@@ -294,8 +294,8 @@ def test_twenty_callers_at_once_get_one_synthesis(pbx: Asterisk, gateway: Gatewa
     before = len(gateway.requests())
     heard = pbx.play_many(target, 20)
     assert gateway.syntheses() - syntheses == 1
-    asked = gateway.requests()[before:]
-    assert asked and all(r["status"] == 200 for r in asked), sorted({r["status"] for r in asked})
+    statuses = {r["status"] for r in gateway.requests()[before:]}
+    assert statuses and statuses <= {200, 304}, f"answered {sorted(statuses)} (429: rate limited)"
     served = gateway.served(target)
     for recording in heard:
         assert_heard(recording, served, pbx)
