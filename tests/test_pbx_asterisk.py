@@ -1,0 +1,481 @@
+"""Prompts played by a real Asterisk: every URL form the README gives it, and what a caller
+hears (a Local channel records the call), along with what Asterisk asked of the gateway.
+
+Asterisk is built from the archive in ``HUIYIN_ASTERISK_SRC`` (once, into the user's
+cache; see tests/pbx); without it the module is skipped. The gateways run as
+``huiyin serve`` processes; the test's own requests carry an ``X-Request-Id`` of
+``test-…``, so the access log tells Asterisk's requests apart.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile as sf
+import soxr
+
+from tests.pbx import ASTERISK, HERE, built
+from tests.pbx.asterisk import Asterisk, PlaybackFailed
+from tests.pbx.heard import Recording, likeness, loud_frames, voiced_span
+from tests.support import REPO, free_port, serve_process, until_sync
+
+# The first test builds Asterisk when the cache has no build of this archive yet: minutes.
+pytestmark = [pytest.mark.pbx, pytest.mark.out_of_process, pytest.mark.timeout(900)]
+
+TEXT = "您好，欢迎致电客户服务中心。"
+PHRASES = """\
+defaults:
+  formats: [ulaw, wav16]
+phrases:
+  - {id: greeting, text: "您好，欢迎致电客户服务中心，请问有什么可以帮您？"}
+  - {id: hold, text: "当前排队人数较多，请您耐心等待。"}
+"""
+RATE = 8000  # what the calls carry, so what a recording holds
+_URIENCODE = re.compile(r"\$\{URIENCODE\((.*?)\)\}")
+_PROBES = {"/readyz", "/healthz", "/metrics"}  # serve_process's readiness checks among them
+
+
+@dataclass
+class Gateway:
+    """A `huiyin serve` process, seen through its HTTP routes and its access log."""
+
+    base: str
+    log: Path
+    # Out of the repr: an assertion that shows the gateway must not show its secrets.
+    env: dict[str, str] = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        """The test's own request (URL or path), marked so the log tells it apart."""
+        headers = {"X-Request-Id": f"test-{next(self._ids)}"}
+        if self.token and "sig=" not in url:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url if "://" in url else self.base + url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, dict(answer.headers), answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Access-log entries of every request the test did not make itself: Asterisk's."""
+        entries = []
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if (entry.get("logger") == "huiyin.access" and entry["route"] not in _PROBES
+                        and not entry["request_id"].startswith("test-")):
+                    entries.append(entry)
+        return entries
+
+    def syntheses(self) -> float:
+        """Syntheses the gateway has run, over all engines (from /metrics)."""
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        found = re.findall(rb"^huiyin_synth_total\{[^}]*\} (\S+)$", body, re.MULTILINE)
+        return sum(float(n) for n in found)
+
+    def served(self, url: str) -> npt.NDArray[np.int16]:
+        """The audio a URL serves, as the 8 kHz signed-linear a call carries."""
+        status, headers, body = self.get(url)
+        assert status == 200, f"{status} {body[:200]!r}"
+        ext = urlsplit(url).path.rsplit(".", 1)[-1]
+        raw = {"ulaw": ("ULAW", 8000), "ul": ("ULAW", 8000), "mu": ("ULAW", 8000),
+               "alaw": ("ALAW", 8000), "al": ("ALAW", 8000), "sln": ("PCM_16", 8000),
+               "slin": ("PCM_16", 8000), "sln16": ("PCM_16", 16000)}
+        if ext in raw:
+            subtype, rate = raw[ext]
+            audio, _ = sf.read(io.BytesIO(body), format="RAW", subtype=subtype, samplerate=rate,
+                               channels=1, endian="LITTLE", dtype="int16")
+        else:
+            audio, rate = sf.read(io.BytesIO(body), dtype="int16")
+        if rate != RATE:
+            audio = soxr.resample(audio, rate, RATE).astype(np.int16)
+        return np.asarray(audio, dtype=np.int16)
+
+
+def evaluated(target: str) -> str:
+    """The URL Asterisk fetches for a Playback argument: quotes off, URIENCODE applied."""
+    return _URIENCODE.sub(lambda m: quote(m.group(1), safe=""), target.strip("'"))
+
+
+def assert_heard(heard: Recording, served: npt.NDArray[np.int16], pbx: Asterisk) -> None:
+    """The caller heard the served audio: as long, voiced where it is, the same sound.
+
+    Asterisk passes 8 kHz audio through sample for sample, and its resampler brings 16 kHz
+    audio within 0.001 of the likeness of ours: the margins below are for frame rounding.
+    """
+    assert heard.sample_rate == RATE
+    length = len(served) / RATE
+    where = f"heard {heard.duration:.3f} s of a {length:.3f} s prompt ({heard.path})"
+    assert abs(heard.duration - length) <= 0.03, where
+    start, end = voiced_span(served, RATE)
+    heard_start, heard_end = heard.voiced()
+    assert end - start > 0.3, f"the served prompt is silent: {where}"
+    assert abs(heard_start - start) <= 0.04 and abs(heard_end - end) <= 0.04, (
+        f"voiced {heard_start:.2f}-{heard_end:.2f} s, served {start:.2f}-{end:.2f} s: {where}"
+    )
+    like = likeness(heard.samples, served, RATE)
+    assert like >= 0.98, f"likeness {like:.3f}: {where}\n{pbx.log_tail()}"
+
+
+# --- the processes ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
+    """One Asterisk for the module, built once per archive."""
+    prefix = built("asterisk", HERE / "build_asterisk.sh", ASTERISK.archives())
+    with Asterisk(prefix, tmp_path_factory.mktemp("asterisk")) as asterisk:
+        yield asterisk
+
+
+def gateway_env(folder: Path, *, phrases: bool = True, **settings: str) -> dict[str, str]:
+    """A gateway's environment: its own data folder, INFO access logs, and the test phrases."""
+    env = {"HUIYIN_DATA_DIR": str(folder / "data"), "HUIYIN_LOG_LEVEL": "info"}
+    if phrases:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "phrases.yaml").write_text(PHRASES, encoding="utf-8")
+        env["HUIYIN_PHRASES"] = str(folder / "phrases.yaml")
+    return env | {f"HUIYIN_{name.upper()}": value for name, value in settings.items()}
+
+
+@pytest.fixture(scope="module")
+def gateway(pbx: Asterisk, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """An open gateway; phrases expire after 2 s, so Asterisk revalidates them."""
+    folder = tmp_path_factory.mktemp("gateway")
+    env = gateway_env(folder, access="open", phrase_max_age="2")
+    with serve_process(env, log=folder / "gateway.log", timeout=120) as (base, _):
+        gateway = Gateway(base, folder / "gateway.log", env)
+        # The phrases are warmed in the background: done before any test counts syntheses.
+        until_sync(lambda: gateway.syntheses() >= 2, 60, interval=0.1, what="the phrases warmed")
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def keyed(pbx: Asterisk, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway that speaks only for a key or a signed URL (the test holds an admin key)."""
+    folder = tmp_path_factory.mktemp("keyed")
+    token = secrets.token_urlsafe(24)
+    env = gateway_env(folder, access="keys", admin_token=token,
+                      url_signing_secret=secrets.token_urlsafe(24))
+    with serve_process(env, log=folder / "gateway.log", timeout=120) as (base, _):
+        yield Gateway(base, folder / "gateway.log", env, token)
+
+
+def huiyin(env: dict[str, str], *args: str) -> str:
+    """What a `huiyin` command prints, run with a gateway's settings."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, f"huiyin {args[0]}: {done.stderr.strip()[-500:]}"
+    return done.stdout.strip()
+
+
+# --- every URL form and format ---------------------------------------------------------
+
+Q = quote(TEXT)
+# The Playback argument as a dialplan would write it, as the README gives each form.
+FORMS = {
+    "ulaw": "{base}/tts.ulaw?text={q}",
+    "ul": "{base}/tts.ul?text={q}",
+    "mu": "{base}/tts.mu?text={q}",
+    "alaw": "{base}/tts.alaw?text={q}",
+    "al": "{base}/tts.al?text={q}",
+    # Playback splits its argument at '&': a URL with two parameters is single-quoted.
+    "wav-8000": "'{base}/tts.wav?rate=8000&text={q}'",
+    "wav-8000-uriencode": "'{base}/tts.wav?rate=8000&text=${{URIENCODE(您好)}}'",
+    "wav16": "{base}/tts.wav16?text={q}",
+    "sln": "{base}/tts.sln?text={q}",
+    "slin": "{base}/tts.slin?text={q}",
+    "sln16": "{base}/tts.sln16?text={q}",
+    "phrase-ulaw": "{base}/phrases/greeting.ulaw",
+    "phrase-wav16": "{base}/phrases/greeting.wav16",
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_documented_form_plays_the_prompt(form: str, pbx: Asterisk, gateway: Gateway) -> None:
+    target = FORMS[form].format(base=gateway.base, q=Q)
+    heard = pbx.play(target)
+    assert_heard(heard, gateway.served(evaluated(target)), pbx)
+
+
+def test_a_prompt_key_from_the_api_plays(pbx: Asterisk, gateway: Gateway) -> None:
+    request = urllib.request.Request(
+        f"{gateway.base}/api/tts", data=json.dumps({"text": TEXT, "format": "ulaw"}).encode(),
+        headers={"Content-Type": "application/json", "X-Request-Id": "test-api"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        url = json.load(answer)["audio_url"]
+    assert "/prompts/" in url
+    assert_heard(pbx.play(url), gateway.served(url), pbx)
+
+
+# --- Asterisk's cache and the gateway's answers ----------------------------------------
+
+
+def test_a_repeat_within_max_age_sends_no_request(pbx: Asterisk, gateway: Gateway) -> None:
+    target = f"{gateway.base}/tts.ulaw?text={quote('请稍候，正在为您查询。')}"
+    before = len(gateway.requests())
+    first = pbx.play(target)
+    fetched = gateway.requests()[before:]
+    assert [(r["method"], r["status"]) for r in fetched] == [("GET", 200)]
+    second = pbx.play(target)
+    assert gateway.requests()[before + 1:] == [], "the repeat reached the gateway"
+    served = gateway.served(target)
+    assert_heard(first, served, pbx)
+    assert_heard(second, served, pbx)
+
+
+def test_an_expired_phrase_is_revalidated_and_plays(pbx: Asterisk, gateway: Gateway) -> None:
+    target = f"{gateway.base}/phrases/hold.ulaw"
+    before = len(gateway.requests())
+    pbx.play(target)
+    assert [(r["method"], r["status"]) for r in gateway.requests()[before:]] == [("GET", 200)]
+    expires = int(pbx.cache_entry(target)["__actual_expires"])
+    until_sync(lambda: time.time() >= expires, 10, interval=0.05, what="the phrase's max-age over")
+
+    heard = pbx.play(target)
+    asked = [(r["method"], r["status"]) for r in gateway.requests()[before + 1:]]
+    assert asked == [("HEAD", 304)], "Asterisk's HEAD with If-None-Match is answered 304"
+    assert int(pbx.cache_entry(target)["__actual_expires"]) > expires
+    assert_heard(heard, gateway.served(target), pbx)
+
+
+def test_dynamic_text_with_a_dot_in_the_documented_form(pbx: Asterisk, gateway: Gateway) -> None:
+    # README: Playback(http://…/tts.ulaw?text=${URIENCODE(您好)}); '.' is left as it is.
+    target = f"{gateway.base}/tts.ulaw?text=${{URIENCODE(金额12.50元)}}"
+    before = len(gateway.requests())
+    heard = pbx.play(target)
+    assert [(r["method"], r["status"]) for r in gateway.requests()[before:]] == [("GET", 200)]
+    assert_heard(heard, gateway.served(evaluated(target)), pbx)
+
+
+def test_an_ssml_break_is_heard_as_a_pause(pbx: Asterisk, gateway: Gateway) -> None:
+    document = '<speak>您好<break time="1s"/>请稍候</speak>'
+    target = f"{gateway.base}/tts.ulaw?text={quote(document)}"
+    heard = pbx.play(target)
+    served = gateway.served(target)
+    assert_heard(heard, served, pbx)
+    pause = heard.longest_pause()
+    served_pause = Recording(heard.path, served, RATE).longest_pause()
+    # The quiet frames either side of the break count too: up to a frame or two of each word.
+    assert 0.98 <= pause <= 1.15 and abs(pause - served_pause) <= 0.02, (
+        f"the longest pause heard is {pause:.2f} s (served: {served_pause:.2f} s)"
+    )
+
+
+def test_twenty_callers_at_once_get_one_synthesis(pbx: Asterisk, gateway: Gateway) -> None:
+    target = f"{gateway.base}/tts.ulaw?text={quote('系统通知：今晚十点起暂停办理转账业务。')}"
+    syntheses = gateway.syntheses()
+    before = len(gateway.requests())
+    heard = pbx.play_many(target, 20)
+    assert gateway.syntheses() - syntheses == 1
+    statuses = {r["status"] for r in gateway.requests()[before:]}
+    assert statuses and statuses <= {200, 304}, f"answered {sorted(statuses)} (429: rate limited)"
+    served = gateway.served(target)
+    for recording in heard:
+        assert_heard(recording, served, pbx)
+
+
+def test_a_gateway_restart_between_two_plays(pbx: Asterisk, tmp_path: Path) -> None:
+    """A URL Asterisk cached before the restart is revalidated (304) and plays; a new one is
+    fetched and plays."""
+    env = gateway_env(tmp_path, phrases=False, access="open", http_max_age="1")
+    port = free_port()
+    cached = f"/tts.ulaw?text={quote('感谢您的来电，再见。')}"
+    with serve_process(env, log=tmp_path / "first.log", port=port, timeout=120) as (base, _):
+        first = Gateway(base, tmp_path / "first.log", env)
+        heard = pbx.play(base + cached)
+        assert_heard(heard, first.served(cached), pbx)
+    expires = int(pbx.cache_entry(base + cached)["__actual_expires"])
+    with serve_process(env, log=tmp_path / "second.log", port=port, timeout=120) as (base, _):
+        second = Gateway(base, tmp_path / "second.log", env)
+        until_sync(lambda: time.time() >= expires, 10, interval=0.05, what="max-age over")
+        heard = pbx.play(base + cached)
+        assert [(r["method"], r["status"]) for r in second.requests()] == [("HEAD", 304)]
+        new = f"/tts.ulaw?text={quote('您的来电已转入语音信箱。')}"
+        heard_new = pbx.play(base + new)
+        assert [(r["method"], r["status"]) for r in second.requests()[1:]] == [("GET", 200)]
+        assert second.syntheses() == 1, "only the new prompt is synthesized after the restart"
+        assert_heard(heard, second.served(cached), pbx)
+        assert_heard(heard_new, second.served(new), pbx)
+
+
+# --- signed URLs -----------------------------------------------------------------------
+
+
+def test_a_signed_url_plays_single_quoted_and_resigning_hits_the_cache(
+    pbx: Asterisk, keyed: Gateway
+) -> None:
+    path = f"/tts.ulaw?text={quote('您的验证码已发送，请注意查收。')}"
+    with pytest.raises(PlaybackFailed, match="FAILED"):
+        pbx.play(keyed.base + path)  # no signature: refused, so the test can tell
+    signed = [huiyin(keyed.env, "sign", keyed.base + path, "--ttl", "3600")]
+    heard = pbx.play(f"'{signed[0]}'")
+    assert_heard(heard, keyed.served(path), pbx)
+
+    # A dialplan signs again at each call. Within one bucket of exp the URL is the same, so
+    # Asterisk's cache (keyed by the whole URL) finds it; signed in three different
+    # seconds, at least two neighbours fall in one bucket.
+    for _ in range(2):
+        the_next_second()
+        signed.append(huiyin(keyed.env, "sign", keyed.base + path, "--ttl", "3600"))
+    assert any(a == b for a, b in itertools.pairwise(signed)), (
+        "each signing gave another URL: Asterisk would fetch and keep every one"
+    )
+    before = len(keyed.requests())
+    for url in signed[1:]:
+        assert_heard(pbx.play(f"'{url}'"), keyed.served(path), pbx)
+    fetched = len(keyed.requests()) - before
+    assert fetched == len(set(signed)) - 1, "only a URL not signed before is fetched"
+
+
+def the_next_second() -> None:
+    """Wait until the clock's second changes (exp is in whole seconds)."""
+    now = int(time.time())
+    until_sync(lambda: int(time.time()) > now, 2, what="the next second")
+
+
+def readme_agi_recipe() -> str:
+    """The README's AGI recipe: its signing function and the commented lines that use it."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    lines = []
+    for line in block.splitlines():
+        if line.startswith("# "):
+            try:
+                compile(line[2:], "README.md", "exec")
+            except SyntaxError:
+                continue  # a comment in words
+            line = line[2:]
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_readmes_agi_recipe_plays_a_signed_url(
+    pbx: Asterisk, keyed: Gateway, tmp_path: Path
+) -> None:
+    recipe = readme_agi_recipe().replace("http://tts.example:8080", keyed.base)
+    assert "EXEC Playback" in recipe
+    sent = tmp_path / "sent"
+    script = tmp_path / "prompt.agi"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "for line in sys.stdin:  # the AGI environment, up to a blank line\n"
+        "    if not line.strip():\n"
+        "        break\n"
+        f"SECRET = {keyed.env['HUIYIN_URL_SIGNING_SECRET']!r}\n"
+        "_print = print\n"
+        "def print(*args, **kwargs):  # what the recipe sends, kept for the test\n"
+        f"    open({str(sent)!r}, 'a').write(' '.join(map(str, args)) + '\\n')\n"
+        "    _print(*args, **{**kwargs, 'flush': True})\n"
+        + recipe
+        + "sys.stdin.readline()  # Asterisk's answer, once Playback ends\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o700)
+    heard = pbx.play_agi(script)
+    (command,) = sent.read_text(encoding="utf-8").splitlines()
+    url = re.search(r"http://[^'\"]+", command)
+    assert url, command
+    assert_heard(heard, keyed.served(url.group()), pbx)
+
+
+# --- the dialplan-ready URL from the command line ---------------------------------------
+
+
+@pytest.mark.parametrize("fmt", [None, "wav", "wav16", "alaw", "sln16"])
+def test_huiyin_url_prints_what_asterisk_plays(
+    fmt: str | None, pbx: Asterisk, gateway: Gateway
+) -> None:
+    env = {**gateway.env, "HUIYIN_HOST": "127.0.0.1", "HUIYIN_PORT": str(urlsplit(gateway.base).port)}
+    text = "您的账户余额为12.50元。"
+    printed = huiyin(env, "url", text, "--for", "asterisk", *(["--format", fmt] if fmt else []))
+    target = dialplan_argument(printed)
+    heard = pbx.play(target)
+    url = evaluated(target)
+    assert url.startswith(gateway.base), printed
+    assert_heard(heard, gateway.served(url), pbx)
+
+
+def test_huiyin_url_signs_for_asterisk(pbx: Asterisk, keyed: Gateway) -> None:
+    env = {**keyed.env, "HUIYIN_HOST": "127.0.0.1", "HUIYIN_PORT": str(urlsplit(keyed.base).port)}
+    printed = huiyin(env, "url", "请输入您的六位密码。", "--for", "asterisk", "--sign")
+    target = dialplan_argument(printed)
+    assert "sig=" in target
+    heard = pbx.play(target)
+    assert_heard(heard, keyed.served(evaluated(target)), pbx)
+
+
+def dialplan_argument(printed: str) -> str:
+    """Playback's argument in what `huiyin url` printed: the line itself, or what is inside
+    `Playback(…)` when it prints the whole application call."""
+    (line,) = printed.splitlines()
+    found = re.search(r"Playback\((.*)\)\s*$", line)
+    return found.group(1) if found else line
+
+
+# --- what the words sound like ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Any]:
+    from bench.listen import Listener
+
+    yield Listener()
+
+
+@pytest.mark.listen
+@pytest.mark.parametrize(("target", "text"), [
+    ("{base}/tts.ulaw?text={q}", TEXT),
+    ("{base}/tts.wav16?text={q}", TEXT),
+    ("{base}/phrases/greeting.ulaw", "您好，欢迎致电客户服务中心，请问有什么可以帮您？"),
+    ("{base}/tts.alaw?text=${{URIENCODE(金额12.50元)}}", "金额12.50元"),
+], ids=["ulaw", "wav16", "phrase", "dot"])
+def test_a_recognizer_hears_the_words(
+    target: str, text: str, pbx: Asterisk, gateway: Gateway, listener: Any, frontend: Any
+) -> None:
+    from bench.listen import score_text, ser
+
+    heard = pbx.play(target.format(base=gateway.base, q=Q))
+    words = listener.transcribe(heard.samples, heard.sample_rate)
+    rate = ser(score_text(text, frontend.normalize), score_text(words, frontend.normalize))
+    assert rate <= 0.25, f"heard {words!r} for {text!r}"
+
+
+def test_the_measures_tell_sounds_apart() -> None:
+    """The measures themselves: a tone, 0.5 s of silence, a tone; and noise."""
+    tone = (8000 * np.sin(np.arange(RATE // 2) * 2 * np.pi * 440 / RATE)).astype(np.int16)
+    samples = np.concatenate([tone, np.zeros(RATE // 2, np.int16), tone])
+    assert loud_frames(samples, RATE, 0.005).sum() == 50
+    assert Recording(Path("x"), samples, RATE).longest_pause() == pytest.approx(0.5)
+    noise = np.random.default_rng(1).normal(0, 3000, len(samples)).astype(np.int16)
+    assert likeness(np.roll(noise, 80), noise, RATE) > 0.99  # 10 ms late: the same sound
+    assert likeness(noise, samples, RATE) < 0.1
+    slower = soxr.resample(samples, RATE, RATE * 1.1).astype(np.int16)[: len(samples)]
+    assert likeness(slower, samples, RATE) < 0.9
