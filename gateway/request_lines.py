@@ -27,13 +27,15 @@ _HEAD_END = b"\r\n\r\n"
 _ASCII = bytes(range(0x80))  # left as they are: only bytes from 0x80 are percent-encoded
 
 
-def spell(line: bytes) -> bytes:
+def spell(line: bytes, *, whole: bool = True) -> bytes:
     """A request line (or its tail from its first raw byte) with each byte from 0x80 as %XX,
-    or, when they are not UTF-8, as DEL (refused by both of aiohttp's parsers)."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return _HIGH.sub(b"\x7f", line)
+    or, when they are not UTF-8, as DEL (refused by both of aiohttp's parsers). A line that
+    is not `whole` is not judged."""
+    if whole:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return _HIGH.sub(b"\x7f", line)
     return quote_from_bytes(line, safe=_ASCII).encode("ascii")
 
 
@@ -75,9 +77,9 @@ class RequestLines:
         self._held += data[start:end]
         if newline < 0 and len(self._held) <= self._limit:
             return data[:start]
-        # A line too long is given on as far as it came, spelled: the parser refuses it
-        # for its length.
-        spelled = spell(bytes(self._held))
+        # A line too long is given on as far as it came, spelled, its end unjudged (a
+        # character may be cut short there): the parser refuses it for its length.
+        spelled = spell(bytes(self._held), whole=newline >= 0)
         self._held.clear()
         if newline >= 0:
             self._line_ended()
@@ -86,10 +88,11 @@ class RequestLines:
     def follow(self, fed: bytes, messages: Sequence[tuple[Any, Any]], first: int,
                queue_full: bool) -> None:
         """Learn from what the parser made of `fed` (the requests it queued: `messages` from
-        index `first` on) whether the next bytes begin a request line. They do when the parser holds nothing: every
-        request it read has a body read to its end (or none), its queue of requests has
-        room (it did not stop short), and `fed` ended with the end of a head that is
-        counted once for each request, so nothing began after the last one."""
+        index `first` on) whether the next bytes begin a request line. They do when the
+        parser holds nothing: every request it read has a body read to its end (or none),
+        its queue of requests has room (it did not stop short), and `fed` ended with the
+        end of a head that is counted once for each request, so nothing began after the
+        last one."""
         if self._at_line or queue_full or not fed.endswith(_HEAD_END):
             return
         count = len(messages) - first

@@ -281,6 +281,13 @@ async def test_a_raw_url_as_long_as_the_longest_text_is_read_and_a_longer_one_is
     assert status == 404 and json.loads(body)["field"] == "ext"
     status, _, _ = await server.fetch(raw_get(f"/tts.nope?text={longest * 2}".encode()))
     assert status == 414
+    # Longer than the parser's limit even raw, its end not yet sent (and cut inside a
+    # character): given on as far as it came, and refused for its length at once.
+    reader, writer = await server.connect()
+    writer.write(f"GET /tts.nope?text={longest * 5}".encode()[:-1])
+    status, _, _ = await read_response(reader)
+    writer.close()
+    assert status == 414
 
 
 async def test_https_on_the_http_port_is_still_refused_at_once(server: Server) -> None:

@@ -165,6 +165,20 @@ def test_what_cannot_be_made_is_a_clear_error(options: tuple[str, ...], message:
     assert "Traceback" not in err
 
 
+def test_without_base_the_url_names_the_gateway_the_settings_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, _ = huiyin_url("您好", "--for", "asterisk")
+    assert code == 0 and out.startswith("'http://127.0.0.1:8080/tts.ulaw?text=")
+    monkeypatch.setenv("HUIYIN_HOST", "0.0.0.0")  # a wildcard: reached on loopback
+    monkeypatch.setenv("HUIYIN_PORT", "8090")
+    code, out, _ = huiyin_url("您好", "--for", "freeswitch")
+    assert code == 0 and out.startswith("http_cache://http://127.0.0.1:8090/tts.ulaw?text=")
+    monkeypatch.setenv("HUIYIN_HOST", "::1")
+    code, out, _ = huiyin_url("您好", "--for", "asterisk")
+    assert code == 0 and out.startswith("'http://[::1]:8090/tts.ulaw?text="), out
+
+
 def test_the_help_says_how_to_paste_it() -> None:
     code, out, _ = huiyin_url("--help")
     assert code == 0

@@ -61,8 +61,8 @@ def test_a_line_longer_than_the_limit_goes_on_spelled_for_the_parser_to_refuse()
     lines = RequestLines(64)
     start = b"GET /tts.wav?text="
     assert lines.feed(start + "您".encode() * 10) == start  # held: 30 bytes
-    out = lines.feed("您".encode() * 20)  # 90 held: past the limit, given on
-    assert out == b"%E6%82%A8" * 30
+    out = lines.feed("您".encode() * 20 + "您".encode()[:1])  # 91 held: past the limit
+    assert out == b"%E6%82%A8" * 30 + b"%E6"  # given on, a character cut short included
 
 
 def test_only_the_first_line_of_a_read_is_spelled_until_the_parser_holds_nothing() -> None:
