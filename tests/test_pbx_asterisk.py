@@ -1,5 +1,6 @@
-"""Prompts played by a real Asterisk: every URL form the README gives it, and what a caller
-hears (a Local channel records the call), along with what Asterisk asked of the gateway.
+"""Prompts played by a real Asterisk: every URL form the README gives it, every Asterisk
+line of README.md and docs/ as written, and what a caller hears
+(a Local channel records the call), along with what Asterisk asked of the gateway.
 
 Asterisk is built from the archive in ``HUIYIN_ASTERISK_SRC`` (once, into the user's
 cache; see tests/pbx); without it the module is skipped. The gateways run as
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ import soxr
 
 from tests.pbx import ASTERISK, HERE, built
 from tests.pbx.asterisk import Asterisk, PlaybackFailed
+from tests.pbx.asterisk_lines import RULES, Line, documented_lines
 from tests.pbx.heard import Recording, likeness, loud_frames, voiced_span
 from tests.support import REPO, free_port, serve_process, until_sync
 
@@ -438,6 +440,101 @@ def dialplan_argument(printed: str) -> str:
     (line,) = printed.splitlines()
     found = re.search(r"Playback\((.*)\)\s*$", line)
     return found.group(1) if found else line
+
+
+# --- the docs' own lines -----------------------------------------------------------------
+
+# The docs' addresses of the gateway, each replaced plainly by the live gateway's.
+DOCUMENTED_HOSTS = ("http://127.0.0.1:8080", "http://tts.example:8080")
+# What a channel variable a documented line reads (${BALANCE_TEXT}) holds on the call.
+SAMPLE = "您的余额为12.50元"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DOCUMENTED = documented_lines(REPO)
+
+
+def test_the_docs_have_asterisk_lines_to_play() -> None:
+    """The rules of tests/pbx/asterisk_lines.py find the docs' lines: a rule that finds
+    nothing has broken (or the docs dropped its form: then drop the rule)."""
+    found = {kind: [line.id for line in DOCUMENTED if line.kind == kind] for kind in RULES}
+    assert all(found.values()), f"the rules found {found}"
+
+
+def signed_again(url: str, keyed: Gateway) -> str:
+    """A URL the docs show signed, with a placeholder signature (`exp=…&sig=…`): the same
+    path and parameters, signed now for the keyed gateway by `huiyin sign`."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if p.partition("=")[0] not in ("exp", "sig")]
+    fresh = huiyin(keyed.env, "sign", urlunsplit(parts._replace(query="&".join(kept))),
+                   "--ttl", "3600")
+
+    def form(u: str) -> tuple[str, list[str]]:
+        split = urlsplit(u)
+        return split.path, [p.partition("=")[0] for p in split.query.split("&")]
+
+    assert form(fresh) == form(url), f"signing gave another form: {fresh} for {url}"
+    return fresh
+
+
+def agi_script(path: Path, command: str) -> Path:
+    """An AGI script that sends one command, as written, and waits for its answer."""
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "for line in sys.stdin:  # the AGI environment, up to a blank line\n"
+        "    if not line.strip():\n"
+        "        break\n"
+        f"print({command!r}, flush=True)\n"
+        "sys.stdin.readline()  # Asterisk's answer, once Playback ends\n",
+        encoding="utf-8",
+    )
+    path.chmod(0o700)
+    return path
+
+
+@pytest.mark.parametrize("line", DOCUMENTED, ids=lambda line: line.id)
+def test_every_asterisk_line_of_the_docs_plays(
+    line: Line, pbx: Asterisk, gateway: Gateway, keyed: Gateway, tmp_path: Path
+) -> None:
+    """Each `Playback(<url>)` and `EXEC Playback "'<url>'"` of the docs (tests/pbx/
+    asterisk_lines.py says how they are found) plays through Asterisk as written, but for:
+
+    - the documented address of the gateway, replaced by the live one's;
+    - a signature shown as a placeholder (`sig=…`): the URL is signed again as it stands
+      (same path and parameters, a fresh `exp` and `sig`) and played to a gateway that
+      checks signatures;
+    - each channel variable the line reads (`${BALANCE_TEXT}`), set to a sample text first.
+
+    A dialplan line runs in a context of its own, its application call as written in a
+    line of its own; an AGI line is sent by an AGI script. The caller must hear what the
+    URL serves.
+    """
+    live = keyed if "sig=" in line.argument else gateway
+    text = line.text
+    for host in DOCUMENTED_HOSTS:
+        text = text.replace(host, live.base)
+    found = RULES[line.kind].search(text)
+    assert found, text
+    argument = found["argument"]
+    if "sig=" in argument:
+        url = argument.strip("'")
+        argument = argument.replace(url, signed_again(url, live))
+        text = text.replace(found["argument"], argument)
+    assert "…" not in text, f"{line.id}: a placeholder this test has no rule for: {line.text}"
+    path = urlsplit(argument.strip("'")).path
+    if path.startswith("/phrases/"):
+        phrase = path.removeprefix("/phrases/").rsplit(".", 1)[0]
+        assert f"id: {phrase}," in PHRASES, f"{line.id}: add the phrase {phrase!r} to PHRASES"
+
+    variables = dict.fromkeys(_VARIABLE.findall(argument), SAMPLE)
+    if line.kind == "agi":
+        assert not variables, f"{line.id}: an AGI line reads no channel variable here"
+        heard = pbx.play_agi(agi_script(tmp_path / "line.agi", text))
+    else:
+        sets = [f" same => n,Set({name}={value})" for name, value in variables.items()]
+        heard = pbx.play_lines([*sets, f" same => n,{text}"])
+    for name, value in variables.items():
+        argument = argument.replace(f"${{{name}}}", value)
+    assert_heard(heard, live.served(evaluated(argument)), pbx)
 
 
 # --- what the words sound like ---------------------------------------------------------
