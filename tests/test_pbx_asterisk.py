@@ -1,5 +1,5 @@
 """Prompts played by a real Asterisk: every URL form the README gives it, every Asterisk
-line of README.md and docs/ as written, and what a caller hears
+line of README.md and docs/ as written, the docs' fallback recipe, and what a caller hears
 (a Local channel records the call), along with what Asterisk asked of the gateway.
 
 Asterisk is built from the archive in ``HUIYIN_ASTERISK_SRC`` (once, into the user's
@@ -35,7 +35,7 @@ import soxr
 
 from tests.pbx import ASTERISK, HERE, built
 from tests.pbx.asterisk import Asterisk, PlaybackFailed
-from tests.pbx.asterisk_lines import RULES, Line, documented_lines
+from tests.pbx.asterisk_lines import RULES, Line, documented_lines, fallback_recipe
 from tests.pbx.heard import Recording, likeness, loud_frames, voiced_span
 from tests.support import REPO, free_port, serve_process, until_sync
 
@@ -535,6 +535,71 @@ def test_every_asterisk_line_of_the_docs_plays(
     for name, value in variables.items():
         argument = argument.replace(f"${{{name}}}", value)
     assert_heard(heard, live.served(evaluated(argument)), pbx)
+
+
+# The local copy of the greeting, made as the docs' export example makes it. Its text is not
+# the gateway's greeting (PHRASES), so that what a caller hears tells the two apart.
+EXPORTED = "phrases:\n  - id: greeting\n    text: 欢迎来电，我们将竭诚为您服务。\n"
+DOCUMENTED_SOUNDS = "/var/lib/asterisk/sounds"
+_CONTEXT_LINE = re.compile(r"^\[([^\]\s]+)\]", re.MULTILINE)
+_FIRST_EXTEN = re.compile(r"^exten\s*=>\s*([^,\s]+),", re.MULTILINE)
+
+
+def test_the_fallback_recipe_is_the_same_dialplan_in_every_language() -> None:
+    recipes = {page: fallback_recipe(REPO, page).text for page in ("docs/ivr.md", "docs/zh/ivr.md")}
+    assert len(set(recipes.values())) == 1, recipes
+
+
+def test_the_docs_fallback_recipe_plays_the_local_copy_only_when_the_url_fails(
+    pbx: Asterisk, tmp_path: Path
+) -> None:
+    """docs/ivr.md's recipe, as written but for the gateway's address and the sounds folder:
+    the gateway down, the caller hears the exported copy; up, the URL's prompt alone, and
+    the recipe runs to its end without a warning. Stopped again: a URL within its max-age
+    still plays from Asterisk's cache; once the phrase's max-age is over, Asterisk's HEAD
+    gets no answer, it drops its copy, and the recipe plays the local one."""
+    recipe = fallback_recipe(REPO, "docs/ivr.md").text
+    port = free_port()  # nothing listens on it until the gateway starts
+    sounds = tmp_path / "sounds"
+    recipe = recipe.replace(DOCUMENTED_HOSTS[0], f"http://127.0.0.1:{port}")
+    recipe = recipe.replace(DOCUMENTED_SOUNDS, str(sounds))
+    (tmp_path / "exported.yaml").write_text(EXPORTED, encoding="utf-8")
+    huiyin(gateway_env(tmp_path / "export", phrases=False), "export",
+           str(tmp_path / "exported.yaml"), "--format", "ulaw", "--out", str(sounds / "huiyin"))
+    local, _ = sf.read(sounds / "huiyin" / "greeting.ulaw", format="RAW", subtype="ULAW",
+                       samplerate=RATE, channels=1, dtype="int16")
+    local = np.asarray(local, dtype=np.int16)
+
+    if not _CONTEXT_LINE.search(recipe):
+        recipe = "[fallback-recipe]\n" + recipe  # a recipe of lines to put in a context
+    context = pbx.define(recipe)[0]
+    exten = _FIRST_EXTEN.search(recipe)
+    assert exten, recipe
+    destination = f"{exten.group(1)}@{context}"
+
+    assert_heard(pbx.call(destination), local, pbx)  # the gateway is down
+
+    env = gateway_env(tmp_path / "gateway", access="open", phrase_max_age="1")
+    log = tmp_path / "gateway.log"
+    with serve_process(env, log=log, port=port, timeout=120) as (base, _):
+        up = Gateway(base, log, env)
+        until_sync(lambda: up.syntheses() >= 2, 60, interval=0.1, what="the phrases warmed")
+        greeting_url = f"{base}/phrases/greeting.ulaw"
+        greeting = up.served(greeting_url)
+        assert abs(len(greeting) - len(local)) / RATE > 0.3, "the two greetings sound alike"
+        since = pbx.log_size()
+        heard = pbx.call(destination)
+        assert pbx.log_tail(since) == "", "the recipe logged warnings with the gateway up"
+        assert_heard(heard, greeting, pbx)
+        kept = f"{base}/tts.ulaw?text={quote('请稍候，正在为您转接。')}"
+        kept_audio = up.served(kept)
+        assert_heard(pbx.play(kept), kept_audio, pbx)  # max-age: http_max_age, a day
+        expires = int(pbx.cache_entry(greeting_url)["__actual_expires"])
+
+    assert_heard(pbx.play(kept), kept_audio, pbx)
+    until_sync(lambda: time.time() >= expires, 10, interval=0.05, what="the phrase's max-age over")
+    assert_heard(pbx.call(destination), local, pbx)
+    assert pbx.cache_entry(greeting_url) == {}, "Asterisk kept a copy it could not revalidate"
 
 
 # --- what the words sound like ---------------------------------------------------------
