@@ -209,6 +209,7 @@ FORMS = {
     # Playback splits its argument at '&': a URL with two parameters is single-quoted.
     "wav-8000": "'{base}/tts.wav?rate=8000&text={q}'",
     "wav-8000-uriencode": "'{base}/tts.wav?rate=8000&text=${{URIENCODE(您好)}}'",
+    "wav-16000": "'{base}/tts.wav?rate=16000&text={q}'",
     "wav16": "{base}/tts.wav16?text={q}",
     "sln": "{base}/tts.sln?text={q}",
     "slin": "{base}/tts.slin?text={q}",
@@ -223,6 +224,12 @@ def test_every_documented_form_plays_the_prompt(form: str, pbx: Asterisk, gatewa
     target = FORMS[form].format(base=gateway.base, q=Q)
     heard = pbx.play(target)
     assert_heard(heard, gateway.served(evaluated(target)), pbx)
+
+
+def test_a_wav_at_the_voices_rate_does_not_play(pbx: Asterisk, gateway: Gateway) -> None:
+    """The docs: a 24 kHz WAV plays in browsers, not in Asterisk (`audio/wav` is 8 kHz to it)."""
+    with pytest.raises(PlaybackFailed, match="frequency mismatch 24000"):
+        pbx.play(f"{gateway.base}/tts.wav?text={Q}")
 
 
 def test_a_prompt_key_from_the_api_plays(pbx: Asterisk, gateway: Gateway) -> None:
@@ -265,6 +272,28 @@ def test_an_expired_phrase_is_revalidated_and_plays(pbx: Asterisk, gateway: Gate
     assert asked == [("HEAD", 304)], "Asterisk's HEAD with If-None-Match is answered 304"
     assert int(pbx.cache_entry(target)["__actual_expires"]) > expires
     assert_heard(heard, gateway.served(target), pbx)
+
+
+def test_each_new_url_is_one_more_file_in_asterisks_cache(pbx: Asterisk, keyed: Gateway) -> None:
+    """Asterisk keeps each URL it played as an AstDB row and a file in its cache directory
+    (astcachedir, not its spool), keyed by the whole URL and never dropped for space: one
+    prompt signed with three `exp`s is three files."""
+    path = f"/tts.ulaw?text={quote('本次通话可能会被录音。')}"
+    urls = [huiyin(keyed.env, "sign", keyed.base + path, "--ttl", str(hours * 3600))
+            for hours in (1, 2, 3)]
+    assert len(set(urls)) == 3
+    assert pbx.short is not None
+    cached = pbx.short  # astcachedir (tests/pbx/asterisk.py)
+    before = set(cached.glob("bucket-*"))
+    served = keyed.served(path)
+    for url in [*urls, urls[0]]:
+        assert_heard(pbx.play(f"'{url}'"), served, pbx)
+    added = set(cached.glob("bucket-*")) - before
+    assert len(added) == 3, f"{len(added)} files for 3 URLs (and a repeat)"
+    assert not list((pbx.home / "spool").rglob("bucket-*"))
+    rows = pbx.cli("database show MediaCache")
+    listed = [url for url in urls if f"/MediaCache/{url}:" in rows]
+    assert len(listed) == 3, f"AstDB lists {len(listed)} of the 3 URLs"
 
 
 def test_dynamic_text_with_a_dot_in_the_documented_form(pbx: Asterisk, gateway: Gateway) -> None:
