@@ -1,5 +1,6 @@
-"""Prompts played by a real Asterisk: every URL form the README gives it, and what a caller
-hears (a Local channel records the call), along with what Asterisk asked of the gateway.
+"""Prompts played by a real Asterisk: every URL form the README gives it, every Asterisk
+line of README.md and docs/ as written, the docs' fallback recipe, and what a caller hears
+(a Local channel records the call), along with what Asterisk asked of the gateway.
 
 Asterisk is built from the archive in ``HUIYIN_ASTERISK_SRC`` (once, into the user's
 cache; see tests/pbx); without it the module is skipped. The gateways run as
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ import soxr
 
 from tests.pbx import ASTERISK, HERE, built
 from tests.pbx.asterisk import Asterisk, PlaybackFailed
+from tests.pbx.asterisk_lines import RULES, Line, documented_lines, fallback_recipe
 from tests.pbx.heard import Recording, likeness, loud_frames, voiced_span
 from tests.support import REPO, free_port, serve_process, until_sync
 
@@ -207,6 +209,7 @@ FORMS = {
     # Playback splits its argument at '&': a URL with two parameters is single-quoted.
     "wav-8000": "'{base}/tts.wav?rate=8000&text={q}'",
     "wav-8000-uriencode": "'{base}/tts.wav?rate=8000&text=${{URIENCODE(您好)}}'",
+    "wav-16000": "'{base}/tts.wav?rate=16000&text={q}'",
     "wav16": "{base}/tts.wav16?text={q}",
     "sln": "{base}/tts.sln?text={q}",
     "slin": "{base}/tts.slin?text={q}",
@@ -221,6 +224,12 @@ def test_every_documented_form_plays_the_prompt(form: str, pbx: Asterisk, gatewa
     target = FORMS[form].format(base=gateway.base, q=Q)
     heard = pbx.play(target)
     assert_heard(heard, gateway.served(evaluated(target)), pbx)
+
+
+def test_a_wav_at_the_voices_rate_does_not_play(pbx: Asterisk, gateway: Gateway) -> None:
+    """The docs: a 24 kHz WAV plays in browsers, not in Asterisk (`audio/wav` is 8 kHz to it)."""
+    with pytest.raises(PlaybackFailed, match="frequency mismatch 24000"):
+        pbx.play(f"{gateway.base}/tts.wav?text={Q}")
 
 
 def test_a_prompt_key_from_the_api_plays(pbx: Asterisk, gateway: Gateway) -> None:
@@ -263,6 +272,28 @@ def test_an_expired_phrase_is_revalidated_and_plays(pbx: Asterisk, gateway: Gate
     assert asked == [("HEAD", 304)], "Asterisk's HEAD with If-None-Match is answered 304"
     assert int(pbx.cache_entry(target)["__actual_expires"]) > expires
     assert_heard(heard, gateway.served(target), pbx)
+
+
+def test_each_new_url_is_one_more_file_in_asterisks_cache(pbx: Asterisk, keyed: Gateway) -> None:
+    """Asterisk keeps each URL it played as an AstDB row and a file in its cache directory
+    (astcachedir, not its spool), keyed by the whole URL and never dropped for space: one
+    prompt signed with three `exp`s is three files."""
+    path = f"/tts.ulaw?text={quote('本次通话可能会被录音。')}"
+    urls = [huiyin(keyed.env, "sign", keyed.base + path, "--ttl", str(hours * 3600))
+            for hours in (1, 2, 3)]
+    assert len(set(urls)) == 3
+    assert pbx.short is not None
+    cached = pbx.short  # astcachedir (tests/pbx/asterisk.py)
+    before = set(cached.glob("bucket-*"))
+    served = keyed.served(path)
+    for url in [*urls, urls[0]]:
+        assert_heard(pbx.play(f"'{url}'"), served, pbx)
+    added = set(cached.glob("bucket-*")) - before
+    assert len(added) == 3, f"{len(added)} files for 3 URLs (and a repeat)"
+    assert not list((pbx.home / "spool").rglob("bucket-*"))
+    rows = pbx.cli("database show MediaCache")
+    listed = [url for url in urls if f"/MediaCache/{url}:" in rows]
+    assert len(listed) == 3, f"AstDB lists {len(listed)} of the 3 URLs"
 
 
 def test_dynamic_text_with_a_dot_in_the_documented_form(pbx: Asterisk, gateway: Gateway) -> None:
@@ -438,6 +469,166 @@ def dialplan_argument(printed: str) -> str:
     (line,) = printed.splitlines()
     found = re.search(r"Playback\((.*)\)\s*$", line)
     return found.group(1) if found else line
+
+
+# --- the docs' own lines -----------------------------------------------------------------
+
+# The docs' addresses of the gateway, each replaced plainly by the live gateway's.
+DOCUMENTED_HOSTS = ("http://127.0.0.1:8080", "http://tts.example:8080")
+# What a channel variable a documented line reads (${BALANCE_TEXT}) holds on the call.
+SAMPLE = "您的余额为12.50元"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DOCUMENTED = documented_lines(REPO)
+
+
+def test_the_docs_have_asterisk_lines_to_play() -> None:
+    """The rules of tests/pbx/asterisk_lines.py find the docs' lines: a rule that finds
+    nothing has broken (or the docs dropped its form: then drop the rule)."""
+    found = {kind: [line.id for line in DOCUMENTED if line.kind == kind] for kind in RULES}
+    assert all(found.values()), f"the rules found {found}"
+
+
+def signed_again(url: str, keyed: Gateway) -> str:
+    """A URL the docs show signed, with a placeholder signature (`exp=…&sig=…`): the same
+    path and parameters, signed now for the keyed gateway by `huiyin sign`."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if p.partition("=")[0] not in ("exp", "sig")]
+    fresh = huiyin(keyed.env, "sign", urlunsplit(parts._replace(query="&".join(kept))),
+                   "--ttl", "3600")
+
+    def form(u: str) -> tuple[str, list[str]]:
+        split = urlsplit(u)
+        return split.path, [p.partition("=")[0] for p in split.query.split("&")]
+
+    assert form(fresh) == form(url), f"signing gave another form: {fresh} for {url}"
+    return fresh
+
+
+def agi_script(path: Path, command: str) -> Path:
+    """An AGI script that sends one command, as written, and waits for its answer."""
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "for line in sys.stdin:  # the AGI environment, up to a blank line\n"
+        "    if not line.strip():\n"
+        "        break\n"
+        f"print({command!r}, flush=True)\n"
+        "sys.stdin.readline()  # Asterisk's answer, once Playback ends\n",
+        encoding="utf-8",
+    )
+    path.chmod(0o700)
+    return path
+
+
+@pytest.mark.parametrize("line", DOCUMENTED, ids=lambda line: line.id)
+def test_every_asterisk_line_of_the_docs_plays(
+    line: Line, pbx: Asterisk, gateway: Gateway, keyed: Gateway, tmp_path: Path
+) -> None:
+    """Each `Playback(<url>)` and `EXEC Playback "'<url>'"` of the docs (tests/pbx/
+    asterisk_lines.py says how they are found) plays through Asterisk as written, but for:
+
+    - the documented address of the gateway, replaced by the live one's;
+    - a signature shown as a placeholder (`sig=…`): the URL is signed again as it stands
+      (same path and parameters, a fresh `exp` and `sig`) and played to a gateway that
+      checks signatures;
+    - each channel variable the line reads (`${BALANCE_TEXT}`), set to a sample text first.
+
+    A dialplan line runs in a context of its own, its application call as written in a
+    line of its own; an AGI line is sent by an AGI script. The caller must hear what the
+    URL serves.
+    """
+    live = keyed if "sig=" in line.argument else gateway
+    text = line.text
+    for host in DOCUMENTED_HOSTS:
+        text = text.replace(host, live.base)
+    found = RULES[line.kind].search(text)
+    assert found, text
+    argument = found["argument"]
+    if "sig=" in argument:
+        url = argument.strip("'")
+        argument = argument.replace(url, signed_again(url, live))
+        text = text.replace(found["argument"], argument)
+    assert "…" not in text, f"{line.id}: a placeholder this test has no rule for: {line.text}"
+    path = urlsplit(argument.strip("'")).path
+    if path.startswith("/phrases/"):
+        phrase = path.removeprefix("/phrases/").rsplit(".", 1)[0]
+        assert f"id: {phrase}," in PHRASES, f"{line.id}: add the phrase {phrase!r} to PHRASES"
+
+    variables = dict.fromkeys(_VARIABLE.findall(argument), SAMPLE)
+    if line.kind == "agi":
+        assert not variables, f"{line.id}: an AGI line reads no channel variable here"
+        heard = pbx.play_agi(agi_script(tmp_path / "line.agi", text))
+    else:
+        sets = [f" same => n,Set({name}={value})" for name, value in variables.items()]
+        heard = pbx.play_lines([*sets, f" same => n,{text}"])
+    for name, value in variables.items():
+        argument = argument.replace(f"${{{name}}}", value)
+    assert_heard(heard, live.served(evaluated(argument)), pbx)
+
+
+# The local copy of the greeting, made as the docs' export example makes it. Its text is not
+# the gateway's greeting (PHRASES), so that what a caller hears tells the two apart.
+EXPORTED = "phrases:\n  - id: greeting\n    text: 欢迎来电，我们将竭诚为您服务。\n"
+DOCUMENTED_SOUNDS = "/var/lib/asterisk/sounds"
+_CONTEXT_LINE = re.compile(r"^\[([^\]\s]+)\]", re.MULTILINE)
+_FIRST_EXTEN = re.compile(r"^exten\s*=>\s*([^,\s]+),", re.MULTILINE)
+
+
+def test_the_fallback_recipe_is_the_same_dialplan_in_every_language() -> None:
+    recipes = {page: fallback_recipe(REPO, page).text for page in ("docs/ivr.md", "docs/zh/ivr.md")}
+    assert len(set(recipes.values())) == 1, recipes
+
+
+def test_the_docs_fallback_recipe_plays_the_local_copy_only_when_the_url_fails(
+    pbx: Asterisk, tmp_path: Path
+) -> None:
+    """docs/ivr.md's recipe, as written but for the gateway's address and the sounds folder:
+    the gateway down, the caller hears the exported copy; up, the URL's prompt alone, and
+    the recipe runs to its end without a warning. Stopped again: a URL within its max-age
+    still plays from Asterisk's cache; once the phrase's max-age is over, Asterisk's HEAD
+    gets no answer, it drops its copy, and the recipe plays the local one."""
+    recipe = fallback_recipe(REPO, "docs/ivr.md").text
+    port = free_port()  # nothing listens on it until the gateway starts
+    sounds = tmp_path / "sounds"
+    recipe = recipe.replace(DOCUMENTED_HOSTS[0], f"http://127.0.0.1:{port}")
+    recipe = recipe.replace(DOCUMENTED_SOUNDS, str(sounds))
+    (tmp_path / "exported.yaml").write_text(EXPORTED, encoding="utf-8")
+    huiyin(gateway_env(tmp_path / "export", phrases=False), "export",
+           str(tmp_path / "exported.yaml"), "--format", "ulaw", "--out", str(sounds / "huiyin"))
+    local, _ = sf.read(sounds / "huiyin" / "greeting.ulaw", format="RAW", subtype="ULAW",
+                       samplerate=RATE, channels=1, dtype="int16")
+    local = np.asarray(local, dtype=np.int16)
+
+    if not _CONTEXT_LINE.search(recipe):
+        recipe = "[fallback-recipe]\n" + recipe  # a recipe of lines to put in a context
+    context = pbx.define(recipe)[0]
+    exten = _FIRST_EXTEN.search(recipe)
+    assert exten, recipe
+    destination = f"{exten.group(1)}@{context}"
+
+    assert_heard(pbx.call(destination), local, pbx)  # the gateway is down
+
+    env = gateway_env(tmp_path / "gateway", access="open", phrase_max_age="1")
+    log = tmp_path / "gateway.log"
+    with serve_process(env, log=log, port=port, timeout=120) as (base, _):
+        up = Gateway(base, log, env)
+        until_sync(lambda: up.syntheses() >= 2, 60, interval=0.1, what="the phrases warmed")
+        greeting_url = f"{base}/phrases/greeting.ulaw"
+        greeting = up.served(greeting_url)
+        assert abs(len(greeting) - len(local)) / RATE > 0.3, "the two greetings sound alike"
+        since = pbx.log_size()
+        heard = pbx.call(destination)
+        assert pbx.log_tail(since) == "", "the recipe logged warnings with the gateway up"
+        assert_heard(heard, greeting, pbx)
+        kept = f"{base}/tts.ulaw?text={quote('请稍候，正在为您转接。')}"
+        kept_audio = up.served(kept)
+        assert_heard(pbx.play(kept), kept_audio, pbx)  # max-age: http_max_age, a day
+        expires = int(pbx.cache_entry(greeting_url)["__actual_expires"])
+
+    assert_heard(pbx.play(kept), kept_audio, pbx)
+    until_sync(lambda: time.time() >= expires, 10, interval=0.05, what="the phrase's max-age over")
+    assert_heard(pbx.call(destination), local, pbx)
+    assert pbx.cache_entry(greeting_url) == {}, "Asterisk kept a copy it could not revalidate"
 
 
 # --- what the words sound like ---------------------------------------------------------

@@ -7,6 +7,10 @@ dialplan line would, with the target taken from AstDB; the ``rec`` side answers 
 ``Record()``s what reaches it into ``calls/<N>.wav``, and when the play side hangs up, a
 hangup handler marks the recording complete. The call's ``PLAYBACKSTATUS`` comes back
 through AstDB.
+
+A test may also add contexts of its own (``define``: a dialplan as a document writes it,
+read from a file extensions.conf includes, then ``dialplan reload``) and call them the same
+way (``call``, ``play_lines``).
 """
 
 from __future__ import annotations
@@ -62,7 +66,13 @@ exten => _rec.,1,Set(REC={calls}/${{EXTEN:3}})
 
 exten => recorded,1,System(touch ${{REC}}.done)
  same => n,Return()
+
+; Contexts a test adds (Asterisk.define), read again at each "dialplan reload".
+#include "{added}"
 """
+# The file of contexts tests add, beside extensions.conf.
+_ADDED = "extensions_added.conf"
+_CONTEXT = re.compile(r"^\[([^\]\s]+)\]", re.MULTILINE)
 
 
 class PlaybackFailed(AssertionError):
@@ -82,6 +92,7 @@ class Asterisk:
         self.short: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._ids = itertools.count(1)
+        self._added: list[str] = []  # the contexts tests added, as extensions.conf text
 
     # -- configuration and process ------------------------------------------------------
 
@@ -112,7 +123,8 @@ class Asterisk:
             + "".join(f"load => {name}.so\n" for name in MODULES),
             "logger.conf": "[general]\ndateformat = %F %T.%3q\n"
             "[logfiles]\nmessages => notice,warning,error,verbose\n",
-            "extensions.conf": EXTENSIONS.format(calls=self.calls),
+            "extensions.conf": EXTENSIONS.format(calls=self.calls, added=_ADDED),
+            _ADDED: "".join(self._added),
             # Fail a stuck fetch well before a test's own patience runs out.
             "res_http_media_cache.conf": "[general]\ntimeout_secs = 30\n",
         }
@@ -191,7 +203,8 @@ class Asterisk:
         # A signed URL is a credential for as long as it lasts: its signature stays out.
         return _SIGNATURE.sub(r"\1…", "\n".join(lines))
 
-    def _log_size(self) -> int:
+    def log_size(self) -> int:
+        """The log's length in bytes: where `log_tail` reads from for what comes next."""
         return self.log.stat().st_size if self.log.exists() else 0
 
     # -- calls --------------------------------------------------------------------------
@@ -215,16 +228,19 @@ class Asterisk:
                 raise RuntimeError(f"channel originate: {err}")
         return calls
 
-    def _heard(self, calls: Sequence[str], since: int, timeout: float) -> list[Recording]:
+    def _heard(
+        self, calls: Sequence[str], since: int, timeout: float, *, status: bool = True
+    ) -> list[Recording]:
         def done() -> bool:
             return all((self.calls / f"{call}.done").exists() for call in calls)
 
         until_sync(done, timeout, interval=0.05, what=f"{len(calls)} call(s) recorded")
         heard = []
         for call in calls:
-            status = self.cli(f"database get huiyin {call}-status").strip()
-            if status != "Value: SUCCESS":
-                raise PlaybackFailed(f"call {call}: {status}\n{self.log_tail(since)}")
+            if status:
+                said = self.cli(f"database get huiyin {call}-status").strip()
+                if said != "Value: SUCCESS":
+                    raise PlaybackFailed(f"call {call}: {said}\n{self.log_tail(since)}")
             heard.append(read_wav(self.calls / f"{call}.wav"))
         return heard
 
@@ -235,7 +251,7 @@ class Asterisk:
 
     def play_many(self, target: str, n: int, timeout: float = 90.0) -> list[Recording]:
         """`n` calls playing the same target at once; what each caller heard."""
-        since = self._log_size()
+        since = self.log_size()
         return self._heard(self._originate("play", target, n), since, timeout)
 
     def play_agi(self, script: Path, *args: str, timeout: float = 60.0) -> Recording:
@@ -243,9 +259,55 @@ class Asterisk:
         (EXEC Playback …)."""
         if not os.access(script, os.X_OK):
             raise ValueError(f"{script}: an AGI script must be executable")
-        since = self._log_size()
+        since = self.log_size()
         calls = self._originate("agi", ",".join([str(script), *args]))
         return self._heard(calls, since, timeout)[0]
+
+    def define(self, dialplan: str) -> list[str]:
+        """Add contexts to the dialplan (extensions.conf text, each under its `[name]` line)
+        and reload it; their names. Fails on a name already defined, and when the reload
+        logs a warning (a line Asterisk could not read)."""
+        names = _CONTEXT.findall(dialplan)
+        if not names:
+            raise ValueError("no [context] line in the dialplan to add")
+        taken = set(_CONTEXT.findall("".join(self._added))) | {"test", "general"}
+        if taken & set(names):
+            raise ValueError(f"contexts already defined: {sorted(taken & set(names))}")
+        since = self.log_size()
+        self._added.append(dialplan.rstrip("\n") + "\n\n")
+        (self.home / "etc" / _ADDED).write_text("".join(self._added), encoding="utf-8")
+        self.cli("dialplan reload")  # synchronous: pbx_config reads the files again now
+        warned = self.log_tail(since)
+        if warned:
+            raise RuntimeError(f"the dialplan added did not load cleanly:\n{warned}")
+        for name in names:
+            if f"[ Context '{name}'" not in self.cli(f"dialplan show {name}"):
+                raise RuntimeError(f"context {name} is not in the dialplan after a reload")
+        return names
+
+    def call(self, destination: str, timeout: float = 60.0) -> Recording:
+        """Call `exten@context` (a context added with `define`); what the caller heard until
+        that side hung up, whatever its playbacks did."""
+        call = str(next(self._ids))
+        self._rx(f"channel originate Local/{destination} extension rec{call}@test")
+        return self._heard([call], 0, timeout, status=False)[0]
+
+    def play_lines(self, lines: Sequence[str], timeout: float = 60.0) -> Recording:
+        """Call a context made of these priority lines (` same => n,App(…)`, as an
+        extensions.conf writes them); what the caller heard. The last PLAYBACKSTATUS must
+        be SUCCESS."""
+        call = str(next(self._ids))
+        context = f"lines{call}"
+        self.define(
+            f"[{context}]\n"
+            "exten => _call.,1,Set(HUIYIN_CALL=${EXTEN:4})\n"
+            + "".join(line.rstrip("\n") + "\n" for line in lines)
+            + " same => n,Set(DB(huiyin/${HUIYIN_CALL}-status)=${PLAYBACKSTATUS})\n"
+            " same => n,Hangup()\n"
+        )
+        since = self.log_size()
+        self._rx(f"channel originate Local/call{call}@{context} extension rec{call}@test")
+        return self._heard([call], since, timeout)[0]
 
     def cache_entry(self, uri: str) -> dict[str, str]:
         """What the HTTP media cache keeps about a URI (`media cache show`): its path and the
