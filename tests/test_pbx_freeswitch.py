@@ -315,6 +315,7 @@ FORMATS = [
     ("wav-8k", "/tts.wav", {"rate": "8000"}, NARROWBAND),
     ("wav-16k", "/tts.wav", {"rate": "16000"}, WIDEBAND),
     ("wav-16k-on-8k-call", "/tts.wav", {"rate": "16000"}, NARROWBAND),
+    ("wav-22k-on-16k-call", "/tts.wav", {"rate": "22050"}, WIDEBAND),
     ("wav-24k-on-16k-call", "/tts.wav", {}, WIDEBAND),  # the voice's own rate
     ("ulaw", "/tts.ulaw", {}, NARROWBAND),
     ("ul", "/tts.ul", {}, NARROWBAND),
@@ -329,6 +330,7 @@ TEXTS = {
     "wav-8k": "您好，欢迎致电客户服务中心。",
     "wav-16k": "查询账户余额请按一。",
     "wav-16k-on-8k-call": "办理信用卡业务请按二。",
+    "wav-22k-on-16k-call": "本期账单已出，请按时还款。",
     "wav-24k-on-16k-call": "您的积分可以兑换话费。",
     "ulaw": "挂失业务请按三。",
     "ul": "转人工服务请按零。",
