@@ -22,29 +22,60 @@ What the tests rely on in FreeSWITCH (cc93a683ca):
   `PCMA`) as that codec's bytes, unchanged, on a call in that codec (mod_native_file.c,
   src/switch_ivr_play_say.c).
 - mod_dptools' `playback` sets `current_application_response` to `FILE PLAYED` (or
-  `FILE NOT FOUND`, `PLAYBACK ERROR`).
+  `FILE NOT FOUND`, `PLAYBACK ERROR`) (mod_dptools.c, `playback_function`); a download that
+  fails (connection refused, or any status curl's FAILONERROR rejects, 503 included) opens
+  no file, so `FILE NOT FOUND`, and is not kept (`http_get`, `url_cache_get`).
+- src/switch_core_session.c (`switch_core_session_exec`): an application's data is expanded
+  before `current_application_response` is cleared for it, so the action right after
+  `playback` can save the answer; mod_dialplan_xml evaluates conditions when it hunts, and
+  `execute_extension` hunts when it runs (`switch_core_session_execute_exten`), in the
+  call's dialplan and context unless told others.
+- mod_native_file (`PCMU`, `PCMA`) gives its bytes to the call as the call's own codec
+  (switch_ivr_play_say.c: a native file's frames take the session's read codec), so on a
+  call in another codec the caller hears noise while playback answers FILE PLAYED.
+
+The docs' FreeSWITCH lines are found by tests/pbx/documented.py and played as written, on
+the live gateway; FreeSWITCH runs with docs/ivr.md's http_cache.conf block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 from bench.listen import Listener, score_text, ser
 from synth.frontend import Frontend
 from tests.pbx import FREESWITCH, built
+from tests.pbx.documented import (
+    Line,
+    command_args,
+    fallback_recipe,
+    freeswitch_lines,
+    http_cache_conf,
+    huiyin_export,
+    live,
+    phrase_ids,
+)
 from tests.pbx.freeswitch import ALAW, NARROWBAND, WIDEBAND, Call, FreeSwitch
 from tests.pbx.hearing import FRAME, Sound, share_heard
+from tests.pbx_rules import freeswitch_extension
 from tests.support import REPO, free_port, serve_process, until_sync
 
 pytestmark = [
@@ -67,6 +98,12 @@ def assert_heard(call: Call, prompt: Sound, freeswitch: FreeSwitch) -> Sound:
     """The call played and its recording is the prompt: not silent, the same length of sound
     (±0.1 s), and nine tenths of the prompt found in it. Returns the recording."""
     assert call.played, f"{call.url}: {call.response!r}\n{freeswitch.log_tail()}"
+    return assert_recording_is(call, prompt)
+
+
+def assert_recording_is(call: Call, prompt: Sound) -> Sound:
+    """What the caller heard is the prompt (see `assert_heard`), whatever the playing leg's
+    last application answered. Returns the recording."""
     heard = Sound.from_wav(call.recording)
     assert heard.seconds > 0, f"{call.url}: nothing recorded"
     assert heard.levels().max() > -30, f"{call.url}: the caller heard silence"
@@ -110,6 +147,21 @@ class Gateway:
             self._process.close()
             self._process = None
 
+    def warmed(self, ids: set[str], timeout: float = 120.0) -> None:
+        """Wait until every one of these phrases is served: a phrase is 404 until the
+        start's warm-up has made it (see `named_phrase` in gateway/routes.py)."""
+        def served() -> bool:
+            try:
+                for phrase in ids:
+                    self.get(f"/phrases/{phrase}.wav")
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+                return False
+            return True
+
+        until_sync(served, timeout, interval=0.1, what=f"the warm-up of {sorted(ids)}")
+
     def restart(self) -> None:
         """Stop, then start again on the same port and data."""
         self.stop()
@@ -136,24 +188,30 @@ class Gateway:
         samples = (line.rpartition(" ") for line in text.splitlines() if line[:1] not in ("#", ""))
         return {name: float(value) for name, _, value in samples}
 
-    def requests(self, route: str = TTS, status: int | None = None) -> int:
-        """Responses of a route so far (of one status, or all)."""
-        head = f'huiyin_requests_total{{route="{route}",status="'
-        return int(sum(v for k, v in self.metrics().items()
-                       if k.startswith(head) and (status is None or k == f'{head}{status}"}}')))
+    def requests(self, route: str | None = TTS, status: int | None = None) -> int:
+        """Responses of a route so far (of one status, or all); route None: of every route
+        but /metrics."""
+        def counted(key: str) -> bool:
+            if not key.startswith("huiyin_requests_total{"):
+                return False
+            labels = dict(part.split("=", 1) for part in key[key.index("{") + 1 : -1].split(","))
+            return (labels["route"] == f'"{route}"' if route else labels["route"] != '"/metrics"') \
+                and (status is None or labels["status"] == f'"{status}"')
+        return int(sum(v for k, v in self.metrics().items() if counted(k)))
 
     def syntheses(self) -> int:
         """Syntheses so far, all engines."""
         return int(sum(v for k, v in self.metrics().items() if k.startswith("huiyin_synth_total")))
 
-    def cli(self, *args: str) -> str:
-        """`huiyin ARGS` with this gateway's settings; its last line of output."""
+    def cli(self, *args: str, cwd: Path = REPO) -> str:
+        """`huiyin ARGS` with this gateway's settings; its last line of output ("" for none)."""
         done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, capture_output=True,
-            text=True, timeout=120, env={**os.environ, **self.env}, check=False,
+            [sys.executable, "-m", "gateway.cli", *args], cwd=cwd, capture_output=True,
+            text=True, timeout=120,
+            env={**os.environ, **self.env, "PYTHONPATH": str(REPO)}, check=False,
         )
         assert done.returncode == 0, f"huiyin {' '.join(args)}: {done.stderr}"
-        return done.stdout.strip().splitlines()[-1]
+        return (done.stdout.strip().splitlines() or [""])[-1]
 
 
 @contextlib.contextmanager
@@ -194,8 +252,9 @@ def freeswitch_build() -> Path:
 
 @pytest.fixture(scope="module")
 def freeswitch(freeswitch_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeSwitch]:
-    """One FreeSWITCH for the module."""
-    fs = FreeSwitch(freeswitch_build, tmp_path_factory.mktemp("freeswitch"), free_port())
+    """One FreeSWITCH for the module, with the http_cache.conf of docs/ivr.md."""
+    fs = FreeSwitch(freeswitch_build, tmp_path_factory.mktemp("freeswitch"), free_port(),
+                    http_cache=http_cache_conf(IVR))
     fs.start()
     try:
         yield fs
@@ -203,18 +262,32 @@ def freeswitch(freeswitch_build: Path, tmp_path_factory: pytest.TempPathFactory)
         fs.stop()
 
 
-PHRASES = ("greeting", "menu-main")
+IVR, IVR_ZH = REPO / "docs" / "ivr.md", REPO / "docs" / "zh" / "ivr.md"
+DOCUMENTED = freeswitch_lines(REPO)
+RECIPE = fallback_recipe(IVR)
+# The tests' two phrases, and every phrase a FreeSWITCH line of the docs plays.
+PHRASES = {"greeting", "menu-main"} | phrase_ids([line.text for line in DOCUMENTED] + [RECIPE])
+
+
+def phrase_file(folder: Path, ids: set[str]) -> Path:
+    """A phrase file of these phrases of config/phrases.example.yaml, in the folder."""
+    example = yaml.safe_load((REPO / "config" / "phrases.example.yaml").read_text(encoding="utf-8"))
+    missing = ids - {p["id"] for p in example["phrases"]}
+    assert not missing, f"the docs play phrases that config/phrases.example.yaml lacks: {missing}"
+    phrases = {"defaults": example["defaults"],
+               "phrases": [p for p in example["phrases"] if p["id"] in ids]}
+    path = folder / "phrases.yaml"
+    path.write_text(yaml.safe_dump(phrases, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
 def gateway(freeswitch_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """One gateway for the module, open on loopback, with two phrases of the example file."""
+    """One gateway for the module, open on loopback, with phrases of the example file: two,
+    and those the docs play."""
     folder = tmp_path_factory.mktemp("gateway")
-    example = yaml.safe_load((REPO / "config" / "phrases.example.yaml").read_text(encoding="utf-8"))
-    phrases = {"defaults": example["defaults"],
-               "phrases": [p for p in example["phrases"] if p["id"] in PHRASES]}
-    (folder / "phrases.yaml").write_text(yaml.safe_dump(phrases, allow_unicode=True), encoding="utf-8")
-    with running(Gateway(folder, HUIYIN_PHRASES=str(folder / "phrases.yaml"))) as gw:
+    with running(Gateway(folder, HUIYIN_PHRASES=str(phrase_file(folder, PHRASES)))) as gw:
+        gw.warmed(PHRASES)
         yield gw
 
 
@@ -242,6 +315,8 @@ FORMATS = [
     ("wav-8k", "/tts.wav", {"rate": "8000"}, NARROWBAND),
     ("wav-16k", "/tts.wav", {"rate": "16000"}, WIDEBAND),
     ("wav-16k-on-8k-call", "/tts.wav", {"rate": "16000"}, NARROWBAND),
+    ("wav-22k-on-16k-call", "/tts.wav", {"rate": "22050"}, WIDEBAND),
+    ("wav-24k-on-16k-call", "/tts.wav", {}, WIDEBAND),  # the voice's own rate
     ("ulaw", "/tts.ulaw", {}, NARROWBAND),
     ("ul", "/tts.ul", {}, NARROWBAND),
     ("alaw", "/tts.alaw", {}, ALAW),
@@ -255,6 +330,8 @@ TEXTS = {
     "wav-8k": "您好，欢迎致电客户服务中心。",
     "wav-16k": "查询账户余额请按一。",
     "wav-16k-on-8k-call": "办理信用卡业务请按二。",
+    "wav-22k-on-16k-call": "本期账单已出，请按时还款。",
+    "wav-24k-on-16k-call": "您的积分可以兑换话费。",
     "ulaw": "挂失业务请按三。",
     "ul": "转人工服务请按零。",
     "alaw": "重新收听请按星号键。",
@@ -521,3 +598,308 @@ def test_the_caller_hears_the_words(
     said = listener.transcribe(heard.samples, heard.rate)
     ref, hyp = score_text(text, frontend.normalize), score_text(said, frontend.normalize)
     assert ser(ref, hyp) <= 0.15, f"{ref} -> {hyp}"
+
+
+# --- what the docs tell a FreeSWITCH user to write, played as written ----------------------
+
+# How the gateway's answer sounds on a call, by the file type FreeSWITCH gives its URL:
+# soundfile's reading of the bytes (None: the WAV header says) and the call's codec.
+RAW = {
+    "ulaw": ("ULAW", 8000, NARROWBAND), "ul": ("ULAW", 8000, NARROWBAND),
+    "PCMU": ("ULAW", 8000, NARROWBAND), "alaw": ("ALAW", 8000, ALAW),
+    "al": ("ALAW", 8000, ALAW), "PCMA": ("ALAW", 8000, ALAW),
+    "r8": ("PCM_16", 8000, NARROWBAND), "r16": ("PCM_16", 16000, WIDEBAND),
+}
+CODEC_AT = {8000: NARROWBAND, 16000: WIDEBAND}
+
+
+def served(url: str) -> tuple[Sound, str]:
+    """The gateway's answer to a URL FreeSWITCH plays (without `http_cache://`), as a
+    caller hears it, and the codec of a call that plays it without resampling."""
+    ext = freeswitch_extension(url) or ""
+    with urllib.request.urlopen(http_part(url), timeout=60) as r:
+        body = r.read()
+    if ext == "wav":
+        sound = Sound.from_wav(body)
+        assert sound.rate in CODEC_AT, f"{url}: a {sound.rate} Hz WAV has no call codec here"
+        return sound, CODEC_AT[sound.rate]
+    assert ext in RAW, f"{url}: no reading of the file type {ext!r} here"
+    subtype, rate, codec = RAW[ext]
+    pcm, _ = sf.read(io.BytesIO(body), format="RAW", subtype=subtype, samplerate=rate,
+                     channels=1, endian="LITTLE", dtype="float32")
+    return Sound(np.asarray(pcm, np.float32), rate), codec
+
+
+def xml_attribute(raw: str) -> str:
+    """An attribute's value as an XML parser reads it (entities replaced)."""
+    value = ElementTree.fromstring(f'<a data="{raw}"/>').get("data")
+    assert value is not None
+    return value
+
+
+def playback_extension(name: str, data: str) -> str:
+    """A dialplan extension `name` that plays `data` (written into an XML attribute as is)."""
+    return (f'<extension name="{name}"><condition field="destination_number" '
+            f'expression="^{name}$"><action application="playback" data="{data}"/>'
+            "</condition></extension>")
+
+
+def test_the_docs_have_freeswitch_lines_of_every_kind() -> None:
+    """The extraction finds lines, of each kind it looks for (a rule that finds nothing is
+    stale: the docs changed their form, or the rule no longer reads them)."""
+    kinds = {line.kind for line in DOCUMENTED}
+    assert kinds == {"xml", "inline", "command"}, [(line.kind, line.id) for line in DOCUMENTED]
+
+
+def test_both_languages_give_the_same_freeswitch_configuration() -> None:
+    assert http_cache_conf(IVR_ZH) == http_cache_conf(IVR)
+    assert fallback_recipe(IVR_ZH) == RECIPE
+    assert huiyin_export(IVR_ZH) == huiyin_export(IVR)
+
+
+def test_freeswitch_runs_the_documented_http_cache_conf(freeswitch: FreeSwitch) -> None:
+    """The configuration FreeSWITCH started with holds docs/ivr.md's block, and adds only
+    the test's own cache folder."""
+    def params(conf: ElementTree.Element) -> list[tuple[str | None, str | None]]:
+        return [(p.get("name"), p.get("value")) for p in conf.iter("param")]
+
+    loaded = ElementTree.parse(freeswitch.folder / "conf" / "freeswitch.xml").getroot()
+    (running_conf,) = [c for c in loaded.iter("configuration") if c.get("name") == "http_cache.conf"]
+    documented = ElementTree.fromstring(http_cache_conf(IVR))
+    assert params(running_conf) == [*params(documented),
+                                     ("location", str(freeswitch.folder / "http_cache"))]
+
+
+@pytest.mark.parametrize("line", DOCUMENTED, ids=[line.id for line in DOCUMENTED])
+def test_every_freeswitch_line_of_the_docs_plays(
+    freeswitch: FreeSwitch, gateway: Gateway, request: pytest.FixtureRequest, line: Line
+) -> None:
+    """Each line on the live gateway (its documented address replaced, nothing else): an
+    XML `data` attribute goes into a dialplan extension as written, for FreeSWITCH's parser
+    to read; an inline `playback` target is played as it is; a `huiyin url` command is run
+    (on the keyed gateway when it signs) and what it prints is played. FreeSWITCH fetches the
+    URL itself, and the caller hears the gateway's answer to it."""
+    if line.kind == "command":
+        args = command_args(live(line.text, gateway.base))
+        if "--sign" in args:
+            gateway = request.getfixturevalue("keyed_gateway")
+            args = command_args(live(line.text, gateway.base))
+        url = played_url(gateway.cli(*args), gateway)
+    else:
+        target = live(line.text, gateway.base)
+        url = xml_attribute(target) if line.kind == "xml" else target
+    prompt, codec = served(url)
+    freeswitch.api(f"http_remove_cache {http_part(url)}")
+    fetched = gateway.requests(None)
+    if line.kind == "xml":
+        freeswitch.context("docs", playback_extension("line", live(line.text, gateway.base)))
+        call = freeswitch.dial("line", "docs", codec=codec)
+    else:
+        call = freeswitch.play(url, codec=codec)
+    assert_heard(call, prompt, freeswitch)
+    assert gateway.requests(None) == fetched + 1, "FreeSWITCH did not fetch the line's URL"
+
+
+# (id, options, in an XML dialplan): each form `huiyin url --for freeswitch` prints.
+URL_FORMS = [
+    ("as-printed", (), False),
+    ("plain-http", ("--plain-http",), False),
+    ("xml", ("--xml",), True),
+    ("plain-http-xml", ("--plain-http", "--xml"), True),
+]
+URL_FORM_TEXTS = {
+    "as-printed": "您的订单号为2024.06.18-001。",
+    "plain-http": "本次服务费为0.5元。",
+    "xml": "您的套餐剩余流量为3.5GB。",
+    "plain-http-xml": "当前利率为年化3.85%。",
+}
+
+
+@pytest.mark.parametrize(("form", "options", "in_xml"), URL_FORMS, ids=[f[0] for f in URL_FORMS])
+def test_each_form_huiyin_url_prints_for_freeswitch_plays(
+    freeswitch: FreeSwitch, gateway: Gateway, form: str, options: tuple[str, ...], in_xml: bool
+) -> None:
+    """As the README and `--help` say: `http_cache://…` plays as installed, `--plain-http`
+    with enable-file-formats, and `--xml` pasted into an XML dialplan's `data="…"` (two
+    parameters, so an `&amp;` FreeSWITCH's parser turns back into `&`)."""
+    printed = gateway.cli("url", URL_FORM_TEXTS[form], "--for", "freeswitch", "--format", "wav",
+                          "--rate", "16000", *options)
+    assert printed.startswith("http://") == ("--plain-http" in options)
+    assert ("&amp;" in printed) == in_xml
+    url = xml_attribute(printed) if in_xml else printed
+    prompt, codec = served(url)
+    if in_xml:
+        freeswitch.context("docs", playback_extension("printed", printed))
+        call = freeswitch.dial("printed", "docs", codec=codec)
+    else:
+        call = freeswitch.play(url, codec=codec)
+    assert_heard(call, prompt, freeswitch)
+
+
+def test_without_enable_file_formats_only_the_http_cache_prefix_plays(
+    freeswitch_build: Path, gateway: Gateway, tmp_path: Path
+) -> None:
+    """FreeSWITCH's default, the documented block without `enable-file-formats`: a plain
+    http:// URL is no file FreeSWITCH knows, the same URL behind `http_cache://` plays."""
+    conf = ElementTree.fromstring(http_cache_conf(IVR))
+    settings = conf.find("settings")
+    assert settings is not None
+    for param in settings.findall("param"):
+        if param.get("name") == "enable-file-formats":
+            settings.remove(param)
+    fs = FreeSwitch(freeswitch_build, tmp_path, free_port(),
+                    http_cache=ElementTree.tostring(conf, encoding="unicode"))
+    fs.start()
+    try:
+        text = "未开启文件格式时请使用前缀。"
+        url = gateway.url("/tts.ulaw", text=text)
+        before = gateway.requests()
+        plain = fs.play(url)
+        assert not_heard(plain) and plain.response == "FILE NOT FOUND", plain
+        assert gateway.requests() == before  # not even fetched
+        assert_heard(fs.play(via(url, "http_cache")), gateway.prompt(text, 8000), fs)
+    finally:
+        fs.stop()
+
+
+@pytest.mark.parametrize(("ext", "codec"), [("PCMU", ALAW), ("PCMU", WIDEBAND), ("PCMA", NARROWBAND)])
+def test_pcmu_and_pcma_are_heard_right_only_on_a_call_in_that_codec(
+    freeswitch: FreeSwitch, gateway: Gateway, ext: str, codec: str
+) -> None:
+    """mod_native_file's file goes to the caller byte for byte as the call's codec: on a call
+    in another codec the caller hears loud noise or a short burst of it, though playback
+    answers FILE PLAYED; `ulaw` and `alaw` are decoded and play on that call."""
+    text = "请在听到提示音后输入您的密码。"
+    prompt = gateway.prompt(text, RATE[codec])
+    call = freeswitch.play(gateway.url(f"/tts.{ext}", text=text), codec=codec)
+    assert call.played
+    heard = Sound.from_wav(call.recording)
+    assert heard.levels().max() > prompt.levels().max() + 6 or heard.sounding() < prompt.sounding() / 2, (
+        f"{ext} on {codec}: heard {heard.sounding():.2f} s at {heard.levels().max():.1f} dB, "
+        f"the prompt is {prompt.sounding():.2f} s at {prompt.levels().max():.1f} dB"
+    )
+    decoded = {"PCMU": "ulaw", "PCMA": "alaw"}[ext]
+    assert_heard(freeswitch.play(gateway.url(f"/tts.{decoded}", text=text), codec=codec), prompt,
+                 freeswitch)
+
+
+# --- the docs' fallback recipe ------------------------------------------------------------
+
+# The local copy's own text: what the caller hears is told apart from the gateway's greeting.
+LOCAL_TEXT = "网关暂时无法应答，现在播放的是本机保存的录音。"
+
+
+def recipe_entry(recipe: str) -> str:
+    """The destination that enters the recipe: its first extension's destination_number."""
+    context = ElementTree.fromstring(f"<context>{recipe}</context>")
+    first = context.find("extension")
+    assert first is not None
+    (condition,) = [c for c in first.iter("condition") if c.get("field") == "destination_number"]
+    expression = condition.get("expression", "")
+    assert expression.startswith("^") and expression.endswith("$"), expression
+    return expression[1:-1]
+
+
+def recipe_urls(recipe: str) -> list[str]:
+    """The URLs the recipe plays."""
+    context = ElementTree.fromstring(f"<context>{recipe}</context>")
+    return [data for action in context.iter("action")
+            if action.get("application") == "playback"
+            and "://" in (data := action.get("data", ""))]
+
+
+@pytest.fixture(scope="module")
+def local_copy(freeswitch: FreeSwitch, gateway: Gateway) -> Sound:
+    """docs/ivr.md's `huiyin export` run where the recipe says, beside FreeSWITCH's sounds
+    folder, on a phrase file whose phrases (those the recipe plays) all say LOCAL_TEXT;
+    returns what a caller should hear of it."""
+    assert freeswitch.api("global_getvar sounds_dir").strip() == str(freeswitch.sounds)
+    ids = phrase_ids([RECIPE])
+    folder = freeswitch.sounds.parent
+    phrases = {"phrases": [{"id": i, "text": LOCAL_TEXT} for i in sorted(ids)]}
+    (folder / "phrases.yaml").write_text(yaml.safe_dump(phrases, allow_unicode=True), encoding="utf-8")
+    gateway.cli(*command_args(huiyin_export(IVR)), cwd=folder)
+    files = [p for p in (freeswitch.sounds / "huiyin").iterdir() if p.stem in ids]
+    assert files, "the export wrote nothing into the sounds folder's huiyin/"
+    return gateway.prompt(LOCAL_TEXT, 8000)
+
+
+def assert_not_heard_as(call: Call, other: Sound) -> None:
+    """The recording is not that other prompt (less than half of it found)."""
+    assert share_heard(Sound.from_wav(call.recording), other) < 0.5, call
+
+
+def test_the_documented_fallback_recipe_plays_the_url_or_else_the_local_copy(
+    freeswitch: FreeSwitch, freeswitch_build: Path, local_copy: Sound, tmp_path: Path
+) -> None:
+    """docs/ivr.md's recipe, as written but for the gateway's address: with the gateway up
+    the caller hears the URL's prompt; with it stopped, the same prompt while FreeSWITCH
+    holds it within max-age, and once FreeSWITCH has to fetch it, the local copy."""
+    ids = phrase_ids([RECIPE])
+    with running(Gateway(tmp_path, HUIYIN_PHRASES=str(phrase_file(tmp_path, ids)))) as gw:
+        gw.warmed(ids)
+        recipe = live(RECIPE, gw.base)
+        (url,) = recipe_urls(recipe)
+        prompt, codec = served(url)
+        freeswitch.context("fallback", recipe)
+        freeswitch.api(f"http_remove_cache {url}")
+        up = freeswitch.dial(recipe_entry(recipe), "fallback", codec=codec)
+        assert_recording_is(up, prompt)
+        assert_not_heard_as(up, local_copy)
+        assert up.variables.get("huiyin_played") == "FILE PLAYED", up.variables
+        gw.stop()
+        cached = freeswitch.dial(recipe_entry(recipe), "fallback", codec=codec)
+        assert_recording_is(cached, prompt)
+        freeswitch.api(f"http_remove_cache {url}")
+        down = freeswitch.dial(recipe_entry(recipe), "fallback", codec=codec)
+        assert down.variables.get("huiyin_played") == "FILE NOT FOUND", down.variables
+        assert_recording_is(down, local_copy)
+        assert_not_heard_as(down, prompt)
+
+
+@contextlib.contextmanager
+def answering_503() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server answering every GET as the gateway does when its synthesis queue is
+    full (503 `busy`, JSON, Retry-After, no-store); its base URL and the paths asked."""
+    asked: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = json.dumps({"status": "error", "code": "busy", "field": None,
+                               "message": "the synthesizer queue is full; retry later"}).encode()
+            self.send_response(503)
+            for name, value in (("Content-Type", "application/json"), ("Retry-After", "1"),
+                                ("Cache-Control", "no-store"), ("Content-Length", str(len(body)))):
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_documented_fallback_recipe_plays_the_local_copy_when_the_url_answers_503(
+    freeswitch: FreeSwitch, local_copy: Sound
+) -> None:
+    with answering_503() as (base, asked):
+        recipe = live(RECIPE, base)
+        (url,) = recipe_urls(recipe)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(url, timeout=10)
+        freeswitch.context("fallback", recipe)
+        for call_number in (1, 2):  # a failed download is not kept: each call asks again
+            call = freeswitch.dial(recipe_entry(recipe), "fallback")
+            assert call.variables.get("huiyin_played") == "FILE NOT FOUND", call.variables
+            assert_recording_is(call, local_copy)
+            assert len(asked) == 1 + call_number

@@ -15,6 +15,13 @@ The call's codec is the loopback's ``loopback_initial_codec``, which the loopbac
 when it creates the first leg, before any of the originate's own variables are set
 (``src/mod/endpoints/mod_loopback/mod_loopback.c``: ``tech_init``); a channel variable
 that is not set falls back to the global one, so each originate sets it globally first.
+
+A call may also run an extension of a dialplan context the test gives (`dial`): the
+context is written into the configuration and read again with ``reloadxml``, whose
+preprocessor expands ``$${…}`` globals such as ``sounds_dir`` (the ``-sounds`` folder:
+``src/switch_xml.c``, ``expand_vars``; ``src/switch_core.c``). mod_http_cache reads its
+configuration once, when it loads: it is given whole at the start, with a ``location`` of
+this process's own added to its settings.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from tests.support import until_sync
@@ -38,6 +46,12 @@ MODULES = (
     # Last: once the event socket answers, every module before it is loaded.
     "mod_event_socket",
 )
+# mod_http_cache's configuration when a test gives none: plain http:// URLs are its files.
+HTTP_CACHE = """<configuration name="http_cache.conf" description="HTTP GET cache">
+  <settings>
+    <param name="enable-file-formats" value="true"/>
+  </settings>
+</configuration>"""
 # Codecs of the core (src/switch_pcm.c), as the loopback parses them: name@rate h@ptime i.
 NARROWBAND = "PCMU@8000h@20i"
 ALAW = "PCMA@8000h@20i"
@@ -72,14 +86,7 @@ _CONFIG = """<?xml version="1.0"?>
         <param name="password" value="{password}"/>
       </settings>
     </configuration>
-    <configuration name="http_cache.conf">
-      <settings>
-        <param name="enable-file-formats" value="true"/>
-        <param name="location" value="{cache}"/>
-        <param name="max-urls" value="10000"/>
-        <param name="default-max-age" value="86400"/>
-      </settings>
-    </configuration>
+{http_cache}
   </section>
   <section name="dialplan">
     <context name="default">
@@ -92,6 +99,7 @@ _CONFIG = """<?xml version="1.0"?>
         </condition>
       </extension>
     </context>
+{contexts}
   </section>
 </document>
 """
@@ -196,14 +204,28 @@ class EventSocket:
         return self._events.popleft()
 
 
+def with_location(http_cache: str, location: Path) -> str:
+    """An http_cache.conf element with a `location` param added to its settings."""
+    conf = ElementTree.fromstring(http_cache)
+    settings = conf.find("settings")
+    if conf.get("name") != "http_cache.conf" or settings is None:
+        raise ValueError("not an http_cache.conf configuration with settings")
+    if any(p.get("name") == "location" for p in settings.iter("param")):
+        raise ValueError("the http_cache.conf given sets its own location")
+    ElementTree.SubElement(settings, "param", name="location", value=str(location))
+    return ElementTree.tostring(conf, encoding="unicode")
+
+
 @dataclass(frozen=True)
 class Call:
-    """One finished call: what the playing leg's application said and the recording."""
+    """One finished call: what the playing leg did, its channel variables at hangup, and
+    the recording of what the other leg heard."""
 
-    url: str
+    url: str  # the URL played, or `EXTENSION@CONTEXT` of a dialplan call
     response: str
     recording: Path
     codec: str
+    variables: dict[str, str] = field(default_factory=dict)
 
     @property
     def played(self) -> bool:
@@ -212,15 +234,21 @@ class Call:
 
 
 class FreeSwitch:
-    """A FreeSWITCH process from a build prefix, with its own folder for everything it writes."""
+    """A FreeSWITCH process from a build prefix, with its own folder for everything it writes.
 
-    def __init__(self, prefix: Path, folder: Path, port: int) -> None:
+    `http_cache` is the `<configuration name="http_cache.conf">` element to run with.
+    """
+
+    def __init__(self, prefix: Path, folder: Path, port: int, http_cache: str = HTTP_CACHE) -> None:
         self.prefix = prefix
         self.folder = folder
         self.port = port
         self.password = uuid.uuid4().hex
         self.recordings = folder / "recordings"
+        self.sounds = folder / "sounds"
         self.log = folder / "log" / "freeswitch.log"
+        self.http_cache = with_location(http_cache, folder / "http_cache")
+        self._contexts: dict[str, str] = {}
         self._proc: subprocess.Popen[bytes] | None = None
         self._commands: EventSocket | None = None
         self._events: EventSocket | None = None
@@ -231,10 +259,12 @@ class FreeSwitch:
                      "http_cache", "sounds"):
             (self.folder / name).mkdir(parents=True, exist_ok=True)
         modules = "\n".join(f'        <load module="{m}"/>' for m in MODULES)
+        contexts = "\n".join(f'    <context name="{escape(name)}">\n{extensions}\n    </context>'
+                              for name, extensions in self._contexts.items())
         (conf / "freeswitch.xml").write_text(_CONFIG.format(
             modules=modules, port=self.port, password=escape(self.password),
-            cache=escape(str(self.folder / "http_cache")),
-            recordings=escape(str(self.recordings)),
+            http_cache=self.http_cache, recordings=escape(str(self.recordings)),
+            contexts=contexts,
         ))
         return conf
 
@@ -247,7 +277,7 @@ class FreeSwitch:
             "-conf", str(conf), "-log", str(f / "log"), "-db", str(f / "db"),
             "-run", str(f / "run"), "-temp", str(f / "temp"), "-storage", str(f / "storage"),
             "-cache", str(f / "cache"), "-recordings", str(self.recordings),
-            "-sounds", str(f / "sounds"),
+            "-sounds", str(self.sounds),
         ]
         with (f / "stdout.log").open("wb") as out:
             self._proc = subprocess.Popen(command, cwd=f, stdout=out, stderr=subprocess.STDOUT,
@@ -296,6 +326,17 @@ class FreeSwitch:
             raise RuntimeError("freeswitch is not running")
         return self._commands.api(command)
 
+    def context(self, name: str, extensions: str) -> None:
+        """Put a dialplan context of these `<extension>` elements in the configuration (or
+        replace it) and have FreeSWITCH read its configuration again."""
+        if name == "default":
+            raise ValueError("the default context is the recording leg's")
+        self._contexts[name] = extensions
+        self._write_config()
+        answer = self.api("reloadxml")
+        if not answer.startswith("+OK"):
+            raise RuntimeError(f"reloadxml: {answer.strip()}\n{self.log_tail()}")
+
     def log_tail(self, lines: int = 15) -> str:
         """The last warnings, errors and mod_http_cache lines of the log, for failure messages."""
         try:
@@ -313,23 +354,36 @@ class FreeSwitch:
         self, urls: Sequence[str], *, codec: str = NARROWBAND, timeout: float = 60.0
     ) -> list[Call]:
         """Place one call per URL at once (bgapi), each recorded; wait until all have ended."""
-        if self._events is None:
-            raise RuntimeError("freeswitch is not running")
         if any(c in url for url in urls for c in " ()"):
             raise ValueError("a URL for originate has no spaces or parentheses: percent-encode them")
+        return self._calls([(url, f"&playback({url})") for url in urls], codec, timeout)
+
+    def dial(self, extension: str, context: str, *, codec: str = NARROWBAND,
+             timeout: float = 60.0) -> Call:
+        """Call, run an extension of a context (see `context`) on the leg that plays, and
+        return when both legs have hung up."""
+        if any(c.isspace() for c in extension + context):
+            raise ValueError("an extension or context for originate has no spaces")
+        return self._calls([(f"{extension}@{context}", f"{extension} XML {context}")], codec,
+                           timeout)[0]
+
+    def _calls(self, targets: Sequence[tuple[str, str]], codec: str, timeout: float) -> list[Call]:
+        """One recorded call per (name, what originate runs on the playing leg), at once."""
+        if self._events is None:
+            raise RuntimeError("freeswitch is not running")
         self.api(f"global_setvar loopback_initial_codec={codec}")
         calls, jobs = [], {}
-        for url in urls:
+        for name, target in targets:
             ident = f"rec-{uuid.uuid4().hex[:16]}"
             a_leg = str(uuid.uuid4())
             job = self._events.bgapi(
                 f"originate {{origination_uuid={a_leg},ignore_early_media=true}}"
-                f"loopback/{ident}/default &playback({url})"
+                f"loopback/{ident}/default {target}"
             )
-            calls.append((url, ident, a_leg))
-            jobs[job] = url
+            calls.append((name, ident, a_leg))
+            jobs[job] = name
         pending = {a for _, _, a in calls} | {f"loopback/{ident}-b" for _, ident, _ in calls}
-        responses: dict[str, str] = {}
+        variables: dict[str, dict[str, str]] = {}
         deadline = time.monotonic() + timeout
         while pending:
             try:
@@ -338,15 +392,17 @@ class FreeSwitch:
                 raise TimeoutError(
                     f"calls still up after {timeout} s: {sorted(pending)}\n{self.log_tail()}"
                 ) from None
-            name = event.get("Event-Name")
-            if name == "BACKGROUND_JOB" and event.get("Job-UUID") in jobs and body.startswith("-ERR"):
+            kind = event.get("Event-Name")
+            if kind == "BACKGROUND_JOB" and event.get("Job-UUID") in jobs and body.startswith("-ERR"):
                 raise RuntimeError(f"originate failed: {body.strip()}\n{self.log_tail()}")
-            if name != "CHANNEL_HANGUP_COMPLETE":
+            if kind != "CHANNEL_HANGUP_COMPLETE":
                 continue
             uid, channel = event.get("Unique-ID", ""), event.get("Channel-Name", "")
             if uid in pending:
-                responses[uid] = event.get("variable_current_application_response", "")
+                variables[uid] = {k.removeprefix("variable_"): v for k, v in event.items()
+                                  if k.startswith("variable_")}
                 pending.discard(uid)
             pending.discard(channel)
-        return [Call(url, responses[a], self.recordings / f"{ident}.wav", codec)
-                for url, ident, a in calls]
+        return [Call(name, variables[a].get("current_application_response", ""),
+                     self.recordings / f"{ident}.wav", codec, variables[a])
+                for name, ident, a in calls]
