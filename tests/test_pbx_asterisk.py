@@ -36,7 +36,7 @@ import soxr
 from tests.pbx import ASTERISK, HERE, built
 from tests.pbx.asterisk import Asterisk, PlaybackFailed
 from tests.pbx.asterisk_lines import RULES, Line, documented_lines, fallback_recipe
-from tests.pbx.heard import Recording, likeness, loud_frames, voiced_span
+from tests.pbx.heard import FRAME, Recording, likeness, loud_frames, voiced_span
 from tests.support import REPO, free_port, serve_process, until_sync
 
 # The first test builds Asterisk when the cache has no build of this archive yet: minutes.
@@ -122,6 +122,11 @@ def evaluated(target: str) -> str:
     return _URIENCODE.sub(lambda m: quote(m.group(1), safe=""), target.strip("'"))
 
 
+def frames(seconds: float) -> int:
+    """A difference of frame-quantized measures, in whole frames."""
+    return round(abs(seconds) / FRAME)
+
+
 def assert_heard(heard: Recording, served: npt.NDArray[np.int16], pbx: Asterisk) -> None:
     """The caller heard the served audio: as long, voiced where it is, the same sound.
 
@@ -135,7 +140,8 @@ def assert_heard(heard: Recording, served: npt.NDArray[np.int16], pbx: Asterisk)
     start, end = voiced_span(served, RATE)
     heard_start, heard_end = heard.voiced()
     assert end - start > 0.3, f"the served prompt is silent: {where}"
-    assert abs(heard_start - start) <= 0.04 and abs(heard_end - end) <= 0.04, (
+    # Voiced spans are whole frames: compare them in frames, not in float seconds.
+    assert frames(heard_start - start) <= 2 and frames(heard_end - end) <= 2, (
         f"voiced {heard_start:.2f}-{heard_end:.2f} s, served {start:.2f}-{end:.2f} s: {where}"
     )
     like = likeness(heard.samples, served, RATE)
@@ -314,7 +320,7 @@ def test_an_ssml_break_is_heard_as_a_pause(pbx: Asterisk, gateway: Gateway) -> N
     pause = heard.longest_pause()
     served_pause = Recording(heard.path, served, RATE).longest_pause()
     # The quiet frames either side of the break count too: up to a frame or two of each word.
-    assert 0.98 <= pause <= 1.15 and abs(pause - served_pause) <= 0.02, (
+    assert 0.98 <= pause <= 1.15 and frames(pause - served_pause) <= 1, (
         f"the longest pause heard is {pause:.2f} s (served: {served_pause:.2f} s)"
     )
 

@@ -55,10 +55,15 @@ class Sound:
         on = np.flatnonzero(self.loud())
         return (int(on[0]), int(on[-1]) + 1) if len(on) else (0, 0)
 
+    def sounding_frames(self) -> int:
+        """Level frames from the first sound to the end of the last (whole numbers, so two
+        recordings compare exactly: seconds would carry float rounding)."""
+        start, end = self.span()
+        return int(end - start)
+
     def sounding(self) -> float:
         """Seconds from the first sound to the end of the last."""
-        start, end = self.span()
-        return (end - start) * FRAME
+        return self.sounding_frames() * FRAME
 
     def longest_pause(self) -> float:
         """The longest silence between two sounds, in seconds."""
