@@ -60,14 +60,14 @@ lint: install-test
 	$(BIN)/mypy
 
 # Libraries the pbx group needs to build Asterisk and FreeSWITCH from the archives named by
-# HUIYIN_ASTERISK_SRC and HUIYIN_FREESWITCH_SRC (tests/pbx); nothing when neither is set.
+# PBX_ASTERISK_SRC and PBX_FREESWITCH_SRC (tests/pbx); nothing when neither is set.
 PBX_TOOLS := build-essential autoconf automake libtool libtool-bin pkg-config libjansson-dev \
              libxml2-dev libsqlite3-dev libedit-dev uuid-dev libcurl4-openssl-dev libssl-dev \
              libncurses-dev libtiff-dev libjpeg-dev libpcre2-dev libspeex-dev libspeexdsp-dev \
              libldns-dev zlib1g-dev libsndfile1-dev
 
 pbx-tools:
-	@if [ -n "$$HUIYIN_ASTERISK_SRC$$HUIYIN_FREESWITCH_SRC" ]; then \
+	@if [ -n "$$PBX_ASTERISK_SRC$$PBX_FREESWITCH_SRC" ]; then \
 	  missing=""; for pkg in $(PBX_TOOLS); do \
 	    dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	  if [ -n "$$missing" ]; then \

@@ -17,16 +17,10 @@ from cache.store import PromptStore
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
-from tests.pbx import take_from_environment
 from tests.servers import Postgres, SeaweedFS, postgres_available
 from tests.support import REPO, CountingSynthesizer
 
 __all__ = ["REPO"]  # for the test modules that import it from here
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """The pbx group's archive variables are not gateway settings: out of the environment."""
-    take_from_environment()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 line of README.md and docs/ as written, the docs' fallback recipe, and what a caller hears
 (a Local channel records the call), along with what Asterisk asked of the gateway.
 
-Asterisk is built from the archive in ``HUIYIN_ASTERISK_SRC`` (once, into the user's
+Asterisk is built from the archive in ``PBX_ASTERISK_SRC`` (once, into the user's
 cache; see tests/pbx); without it the module is skipped. The gateways run as
 ``huiyin serve`` processes; the test's own requests carry an ``X-Request-Id`` of
 ``test-…``, so the access log tells Asterisk's requests apart.

@@ -3,7 +3,7 @@ source states it, over every URL form the documentation recommends.
 
 No PBX runs here: each rule is written out below beside the source file that states it
 (Asterisk master f0c1c1a7b7, FreeSWITCH master cc93a683ca), and the real gateway answers
-in-process with the real default voice. With HUIYIN_ASTERISK_SRC and HUIYIN_FREESWITCH_SRC
+in-process with the real default voice. With PBX_ASTERISK_SRC and PBX_FREESWITCH_SRC
 set (see tests/pbx), the pbx group also checks these tables against the archives' sources.
 """
 

@@ -1,6 +1,6 @@
 """A real FreeSWITCH plays the gateway's prompt URLs; a test checks what the caller hears.
 
-FreeSWITCH is built once from the archives named by HUIYIN_FREESWITCH_SRC (tests/pbx). Each
+FreeSWITCH is built once from the archives named by PBX_FREESWITCH_SRC (tests/pbx). Each
 call is a loopback call: one leg plays a URL through mod_http_cache, the other records.
 The recording must be the prompt: as long as the gateway's own audio of the text at the
 call's rate (from the first to the last sound), the prompt's waveform found in it block by

@@ -4,15 +4,14 @@ once into the user's cache.
 The archives are test tools (Asterisk is GPLv2, FreeSWITCH MPL 1.1), never part of the
 product. The tests learn where they are only from the environment:
 
-- ``HUIYIN_ASTERISK_SRC``: a folder holding Asterisk's source archive (``asterisk-*.tar.xz``);
-- ``HUIYIN_FREESWITCH_SRC``: a folder holding FreeSWITCH's archive and its forks of
+- ``PBX_ASTERISK_SRC``: a folder holding Asterisk's source archive (``asterisk-*.tar.xz``);
+- ``PBX_FREESWITCH_SRC``: a folder holding FreeSWITCH's archive and its forks of
   sofia-sip and spandsp (``freeswitch-*``, ``sofia-sip-*``, ``spandsp-*.tar.xz``).
 
 Without them the group is skipped with a one-line reason. They are the tests' own settings,
-not the gateway's, which refuses any ``HUIYIN_*`` variable that is not one of its settings:
-``take_from_environment`` (called by conftest before any test runs) moves them out of
-``os.environ``, so that settings loaded in the tests and gateway processes never see them.
-A build lands in
+named outside the gateway's ``HUIYIN_*`` namespace (the gateway refuses any ``HUIYIN_*``
+variable that is not one of its settings, and every command of ``make test`` runs with the
+same environment). A build lands in
 ``$XDG_CACHE_HOME/huiyin/pbx/<name>-<hash>`` (``~/.cache`` by default), the hash taken over
 the archives and the build script, so a build is made once and redone only when either
 changes; a build that did not finish is removed and made again.
@@ -33,8 +32,6 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 DONE = ".built"
-# The archive folders, once taken out of the environment.
-_GIVEN: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class Sources:
 
     def archives(self) -> list[Path]:
         """The archives, one per pattern; skips the calling test when they are not given."""
-        folder = _GIVEN.get(self.variable) or os.environ.get(self.variable, "")
+        folder = os.environ.get(self.variable, "")
         if not folder:
             pytest.skip(
                 f"{self.name}: set {self.variable} to the folder holding its source archives "
@@ -62,18 +59,11 @@ class Sources:
         return found
 
 
-ASTERISK = Sources("Asterisk", "HUIYIN_ASTERISK_SRC", ("asterisk-*.tar.xz",))
+ASTERISK = Sources("Asterisk", "PBX_ASTERISK_SRC", ("asterisk-*.tar.xz",))
 FREESWITCH = Sources(
-    "FreeSWITCH", "HUIYIN_FREESWITCH_SRC",
+    "FreeSWITCH", "PBX_FREESWITCH_SRC",
     ("freeswitch-*.tar.xz", "sofia-sip-*.tar.xz", "spandsp-*.tar.xz"),
 )
-
-
-def take_from_environment() -> None:
-    """Move the archive variables from os.environ to this module (once, at the start)."""
-    for variable in (ASTERISK.variable, FREESWITCH.variable):
-        if variable in os.environ:
-            _GIVEN[variable] = os.environ.pop(variable)
 
 
 def cache_root() -> Path:
