@@ -123,6 +123,8 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
     for name in ("database_pool_timeout", "s3_timeout"):
         if values.get(name) is not None and values[name] <= 0:
             raise ConfigError(f"{source}: setting '{name}' must be positive")
+    if values.get("cosyvoice_rate") is not None and not 8000 <= values["cosyvoice_rate"] <= 48000:
+        raise ConfigError(f"{source}: setting 'cosyvoice_rate' must be between 8000 and 48000")
     store = values.get("audio_store")
     if store is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", store):
         raise ConfigError(f"{source}: setting 'audio_store' must be s3://bucket[/prefix] "

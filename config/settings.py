@@ -201,6 +201,28 @@ class Settings:
                       "({alloy: baker, nova: baker}), 'alloy=baker,nova=baker' in the env; "
                       "unmapped OpenAI names use the default voice."),
     )
+    aliyun_voices: Mapping[str, str] = field(
+        default_factory=_no_mapping,
+        metadata=_doc("Aliyun NLS voice names mapped to ours for /stream/v1/tts and /ws/v1 "
+                      "({xiaoyun: baker}; 'xiaoyun=baker' in the env); unmapped Aliyun names "
+                      "use the default voice."),
+    )
+    dashscope_voices: Mapping[str, str] = field(
+        default_factory=_no_mapping,
+        metadata=_doc("DashScope CosyVoice voice names mapped to ours for /api-ws/v1/inference "
+                      "({longxiaochun: baker}); unmapped DashScope names use the default voice."),
+    )
+    cosyvoice_speakers: Mapping[str, str] = field(
+        default_factory=_no_mapping,
+        metadata=_doc("CosyVoice speaker ids (spk_id, such as 中文女) mapped to our voices for "
+                      "the CosyVoice routes (/inference_*, POST /tts); unmapped ids use the "
+                      "default voice."),
+    )
+    cosyvoice_rate: int = field(
+        default=22050,
+        metadata=_doc("Sample rate of the raw 16-bit PCM the CosyVoice routes (/inference_*) "
+                      "answer: 22050, as CosyVoice-300M's client assumes; 24000 for CosyVoice2."),
+    )
     admin_token: str | None = field(
         default=None,
         metadata=_doc("Bootstrap admin key: a bearer token with the `admin` scope, beside the "
@@ -272,9 +294,8 @@ class Settings:
     def __post_init__(self) -> None:
         # Stored read-only whatever form it came in: Settings may also be built directly,
         # with the environment's 'name=value,...' text.
-        object.__setattr__(
-            self, "openai_voices", mapping_setting("openai_voices", self.openai_voices, "Settings")
-        )
+        for name in ("openai_voices", "aliyun_voices", "dashscope_voices", "cosyvoice_speakers"):
+            object.__setattr__(self, name, mapping_setting(name, getattr(self, name), "Settings"))
 
     def resolved_access(self) -> str:
         """`open` or `keys`: the setting, or what the listening address implies."""

@@ -17,9 +17,9 @@ from cache.store import PromptStore
 from config import Settings
 from gateway.admission import LIMITS, Limits
 from gateway.caller import PRINCIPAL, Callers, Principal
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import Forbidden, Unauthorized, Unavailable
 from gateway.logs import note
-from gateway.state import SETTINGS
+from gateway.state import SETTINGS, STORE
 
 # Routes by what they need: speaking routes synthesize misses (the pronunciation preview
 # synthesizes nothing, but takes the frontend's time); stored routes only play.
@@ -89,6 +89,22 @@ def add_access(app: web.Application, store: Callable[[], PromptStore]) -> None:
         return await handler(request)
 
     app.middlewares.append(middleware)
+
+
+async def authorize(request: web.Request, secret: str | None, need: str = "play") -> Principal:
+    """Judge a request of a front whose protocol carries its credential its own way (Aliyun's
+    X-NLS-Token or `token`, a WebSocket's handshake): as the middleware judges the routes it
+    knows, with `secret` taken when no key header is sent. The principal is kept on the
+    request (admission reads it); refusals are Unauthorized or Forbidden, for the front to
+    answer in its protocol's own shape."""
+    access = request.app[ACCESS]
+    if STORE not in request.app:
+        raise Unavailable("the gateway is still starting", retry_after=2)
+    principal = await access.callers.principal(request, request.app[STORE], given=secret)
+    note(client=principal.name)
+    access.require(principal, need)
+    request[PRINCIPAL] = principal
+    return principal
 
 
 def principal_of(request: web.Request) -> Principal:

@@ -169,16 +169,22 @@ class Callers:
         scope = key.scope if self.guarded or key.scope == "admin" else "synthesize"
         return Principal(key.name, scope, f"key:{key.id}", key, by_header=self.guarded)
 
-    async def principal(self, request: web.Request, store: PromptStore) -> Principal:
+    async def principal(
+        self, request: web.Request, store: PromptStore, *, given: str | None = None,
+    ) -> Principal:
         """Who the request comes from: 401 for a credential that names no live key, 400/403
         for a malformed or refused signature, where they matter (under access: keys, and on
-        /admin/*); under access: open anything else makes an anonymous speaker."""
+        /admin/*); under access: open anything else makes an anonymous speaker. `given` is a
+        credential a protocol carries elsewhere (a token header, field or message of its
+        own), taken when the request has no key header."""
         route = request.match_info.route.name or ""
         strict = self.guarded or request.path.startswith("/admin/")
         anonymous = Principal("anonymous", None if self.guarded else "synthesize",
                               f"addr:{client_address(request, self._proxies)}")
         try:
             secret = credential(request.headers)
+            if secret is None and given:
+                secret = given.strip()
             if secret is not None and (not _PRINTABLE.fullmatch(secret) or len(secret) > 256):
                 raise Unauthorized("the API key is malformed")
         except (Unauthorized, BadRequest):

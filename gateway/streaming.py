@@ -43,7 +43,7 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
     if fmt == "wav":
         samples = codecs.resample(pcm.samples, pcm.sample_rate, rate)
         return np.asarray(samples, dtype="<i2").tobytes()
-    return codecs.encode(pcm.samples, pcm.sample_rate, fmt)
+    return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
 
 
 async def stream_speech(

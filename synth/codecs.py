@@ -317,3 +317,16 @@ def encode(
         # libsndfile writes an empty or unreadable file for MP3, FLAC and Ogg without audio.
         raise ValueError("samples must not be empty")
     return _ENCODERS[spec.name](resample(samples, sample_rate, target), target)
+
+
+def wav_payload(data: bytes) -> bytes:
+    """The sample bytes of a RIFF WAV (its `data` chunk): raw PCM at the WAV's own rate."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF WAV")
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if chunk == b"data":
+            return data[at + 8:at + 8 + size]
+        at += 8 + size + (size & 1)
+    raise ValueError("a WAV without a data chunk")

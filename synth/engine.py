@@ -9,6 +9,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+# Silence between sentences, in seconds, where an engine joins them itself (each sentence
+# already starts and ends with its own short silence); text streamed in sentence by sentence
+# is joined with the same pause.
+SENTENCE_PAUSE = 0.12
+
 
 class SynthesisError(Exception):
     """The engine could not produce audio for a request."""

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import soxr
 
 from synth.engine import (
+    SENTENCE_PAUSE,
     InvalidInputError,
     Pcm,
     Prosody,
@@ -44,8 +45,6 @@ RANGES: Mapping[str, SettingRange] = {
     "pitch": SettingRange(0.7, 1.4, 1.0),
     "volume": SettingRange(0.25, 2.0, 1.0),
 }
-# Silence between sentences, in seconds; each sentence already starts and ends with `sil`.
-SENTENCE_PAUSE = 0.12
 # MB-MelGAN's receptive field is within 24 mel frames each way, so a chunk vocoded with
 # this much context on both sides reproduces the single-run samples exactly (16 do not;
 # a test checks the equality).

@@ -47,6 +47,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from synth.engine import (
+    SENTENCE_PAUSE,
     InvalidInputError,
     Pcm,
     Prosody,
@@ -75,8 +76,6 @@ RANGES: Mapping[str, SettingRange] = {
     "pitch": SettingRange(1.0, 1.0, 1.0),
     "volume": SettingRange(0.25, 2.0, 1.0),
 }
-# Silence between sentences, in seconds (as the default voice).
-SENTENCE_PAUSE = 0.12
 # Said once at startup: loads the first voice's weights and shows the rate the model writes.
 WARMUP_TEXT = "您好。"
 # Files up to this size are hashed by content; larger ones (weights) by name, size and mtime.
