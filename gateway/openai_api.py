@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import params
+from config import Settings
+from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
 from gateway.jsonbody import json_response
@@ -12,6 +13,7 @@ from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
 from gateway.streaming import stream_speech
+from synth.voices import Voices
 
 # Model ids OpenAI clients send; every one speaks with this gateway's voices.
 MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "huiyin")
@@ -69,6 +71,13 @@ async def models(request: web.Request) -> web.Response:
         "object": "list",
         "data": [{"id": m, "object": "model", "created": 0, "owned_by": "huiyin"} for m in MODELS],
     })
+
+
+def _voice_names(settings: Settings, voices: Voices) -> dict[str, str]:
+    return {name: settings.openai_voices.get(name, voices.default_voice) for name in OPENAI_VOICES}
+
+
+fronts.register("openai", ("/v1/audio/speech",), _voice_names)
 
 
 def add_openai_routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from aiohttp import web
 from cache.keys import SpeechRequest
 from cache.store import Audio
 from config.phrases import PHRASE_ID
-from gateway import params
+from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
 from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
@@ -200,6 +200,7 @@ async def api_voices(request: web.Request) -> web.Response:
         for f in codecs.FORMATS.values()
     ]
     described["max_text_length"] = request.app[SETTINGS].max_text_length
+    described["fronts"] = fronts.described(request.app[SETTINGS], voices_of(request))
     return json_response(described)
 
 
