@@ -427,3 +427,21 @@ def test_the_page_previews_the_reading_as_the_author_types(browser: Browser, ser
     expect(page.locator("#preview ruby")).to_have_count(0)
     assert not problems.items, problems.items
     page.context.close()
+
+
+def test_the_page_lists_the_voice_names_each_api_front_accepts(browser: Browser, server: str) -> None:
+    with urllib.request.urlopen(f"{server}/api/voices") as answer:
+        fronts = json.load(answer)["fronts"]
+    assert "openai" in fronts
+    page, problems = open_page(browser, server, DESKTOP)
+    card = page.locator("#fronts-card")
+    expect(card).to_be_visible()
+    for name, front in fronts.items():
+        details = card.locator(f'details[data-front="{name}"]')
+        expect(details.locator("summary")).to_contain_text(name)
+        details.locator("summary").click()
+        for asked, voice in front["voices"].items():
+            row = details.locator("tr", has=page.locator("td", has_text=re.compile(f"^{re.escape(asked)}$")))
+            expect(row.locator("td").nth(1)).to_have_text(voice)
+    assert problems.items == []
+    page.context.close()

@@ -222,6 +222,30 @@ async function loadVoices() {
   applyVoice(true);
   updateCounter();
   synthButton.disabled = false;
+  showFronts(data.fronts || {});
+}
+
+/** The other APIs the gateway speaks: their routes and the voice names each accepts. */
+function showFronts(fronts) {
+  const list = $("#fronts");
+  list.replaceChildren();
+  for (const [name, front] of Object.entries(fronts)) {
+    const details = list.appendChild(element("details", { className: "front" }));
+    details.dataset.front = name;
+    const summary = details.appendChild(element("summary"));
+    summary.appendChild(element("strong", { text: name }));
+    summary.appendChild(element("code", { text: ` ${front.routes.join(" ")}` }));
+    const table = details.appendChild(element("table", { className: "front-voices" }));
+    const head = table.appendChild(element("tr"));
+    head.appendChild(element("th", { text: "音色名 name" }));
+    head.appendChild(element("th", { text: "本地音色 voice" }));
+    for (const [asked, voice] of Object.entries(front.voices)) {
+      const row = table.appendChild(element("tr"));
+      row.appendChild(element("td", { text: asked }));
+      row.appendChild(element("td", { text: voice }));
+    }
+  }
+  $("#fronts-card").hidden = Object.keys(fronts).length === 0;
 }
 
 /** Styles and setting ranges of the chosen voice's engine. */
