@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
+from synth.prompts import Prompt, engine_of, is_adopted
 from synth.request import SpeechRequest, clean_text
 from synth.ssml import is_ssml, parse_document, speaking
 from synth.worker import Priority, SynthesisWorker, Urgency
@@ -72,8 +73,15 @@ class Voices:
         return min(self._workers[engine], key=lambda w: w.load)
 
     def resolve(self, voice: str | None) -> VoiceChoice:
-        """The engine and voice for a requested voice name (None: the default voice)."""
+        """The engine and voice for a requested voice name (None: the default voice), or
+        for the name of a prompt an engine adopted (see `adopt`)."""
         choice = self._voices.get(voice or self.default_voice)
+        if choice is None and voice is not None and is_adopted(voice):
+            engine = engine_of(voice)
+            adopted = getattr(self._engine(engine), "adopted", None) \
+                if engine in self._workers else None
+            info = adopted(voice) if adopted is not None else None
+            choice = VoiceChoice(engine, info) if info is not None else None
         if choice is None:
             raise InvalidInputError(
                 "voice",
@@ -102,6 +110,19 @@ class Voices:
             text, engine=choice.engine, voice=choice.voice.name, style=style,
             speed=speed, pitch=pitch, volume=volume,
         )
+
+    def adopt(self, prompt: Prompt, engine: str | None = None) -> str | None:
+        """The voice name `prompt` is spoken under by the first engine that takes it (or by
+        `engine`), for `request(voice=…)`; None when none does. The caller holds the
+        prompt until its request is spoken: the engine keeps it while it is held."""
+        for name, group in self._workers.items():
+            adopt = getattr(group[0].engine, "adopt", None)
+            if adopt is None or engine not in (None, name):
+                continue
+            voice: str | None = adopt(prompt)
+            if voice is not None:
+                return voice
+        return None
 
     def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
         """What to synthesize instead while the request's engine is down: its backend's
