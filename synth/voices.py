@@ -111,6 +111,19 @@ class Voices:
             speed=speed, pitch=pitch, volume=volume,
         )
 
+    def speaking(self, language: str) -> str | None:
+        """The voice for a language (its primary subtag: zh, en, …): the default voice when
+        it speaks it, else the first voice that does; None when none does."""
+        wanted = language.split("-")[0].lower()
+        choices = [self._voices[self.default_voice], *self._voices.values()]
+        return next((c.voice.name for c in choices
+                     if c.voice.language.split("-")[0].lower() == wanted), None)
+
+    def languages(self) -> list[str]:
+        """The languages the voices speak (primary subtags), in the voices' order."""
+        return list(dict.fromkeys(c.voice.language.split("-")[0].lower()
+                                  for c in self._voices.values()))
+
     def adopt(self, prompt: Prompt, engine: str | None = None) -> str | None:
         """The voice name `prompt` is spoken under by the first engine that takes it (or by
         `engine`), for `request(voice=…)`; None when none does. The caller holds the
