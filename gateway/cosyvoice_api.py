@@ -15,6 +15,7 @@ CosyVoice's server has no credentials of its own: a key travels as on every othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -108,9 +109,11 @@ async def checked_clip(data: Any, field: str, settings: Settings) -> bytes:
     return data
 
 
-def adopted_voice(voices: Voices, prompt: Prompt, field: str, engine: str | None = None) -> str:
-    """The voice that speaks a prompt, or a 422 naming `field` and what is missing."""
-    voice = voices.adopt(prompt, engine)
+def adopted_voice(voices: Voices, prompt: Prompt, field: str, held: contextlib.ExitStack,
+                  engine: str | None = None) -> str:
+    """The voice that speaks a prompt, kept until `held` closes; or a 422 naming `field`
+    and what is missing."""
+    voice = held.enter_context(voices.adopting(prompt, engine))
     if voice is None:
         raise InvalidParameter(
             f"{field} needs a cosyvoice backend that offers {prompt.mode} (a `backends` entry "
@@ -120,8 +123,8 @@ def adopted_voice(voices: Voices, prompt: Prompt, field: str, engine: str | None
     return voice
 
 
-async def _speech(request: web.Request, mode: str) -> tuple[SpeechRequest, Prompt | None]:
-    """The request's speech, and the prompt it holds (kept until it is spoken)."""
+async def _speech(request: web.Request, mode: str, held: contextlib.ExitStack) -> SpeechRequest:
+    """The request's speech; a prompt it gives is kept until `held` closes."""
     await authorize(request, None)  # before the body: a refusal costs what a hit costs
     if request.query:
         name = next(iter(request.query))
@@ -134,23 +137,22 @@ async def _speech(request: web.Request, mode: str) -> tuple[SpeechRequest, Promp
         limit=settings.max_body_bytes + (settings.max_clip_bytes if clip else 0))
     voices = voices_of(request)
     text = required(values, "tts_text")
-    prompt: Prompt | None = None
     if mode == "sft":
         voice = speaker_voice(settings, voices, required(values, "spk_id"))
     elif mode == INSTRUCT:
         speaker = speaker_voice(settings, voices, required(values, "spk_id"))
         prompt = Prompt(INSTRUCT, voice=speaker,
                         instruction=bounded_text(values, "instruct_text", settings))
-        voice = adopted_voice(voices, prompt, "instruct_text", voices.resolve(speaker).engine)
+        voice = adopted_voice(voices, prompt, "instruct_text", held,
+                              voices.resolve(speaker).engine)
     else:
         transcript = bounded_text(values, "prompt_text", settings) if mode == ZERO_SHOT else ""
         data = await checked_clip(required(values, CLIP), CLIP, settings)
         prompt = Prompt(mode, clip=data, transcript=transcript)
-        voice = adopted_voice(voices, prompt, CLIP)
-    speech = await checked_speech(request, text, lambda: voices.request(
+        voice = adopted_voice(voices, prompt, CLIP, held)
+    return await checked_speech(request, text, lambda: voices.request(
         params.text(values, settings.max_text_length, "tts_text"), voice=voice, style=None,
         speed=1.0, pitch=1.0, volume=1.0))
-    return speech, prompt
 
 
 async def _answer(request: web.Request, speech: SpeechRequest) -> web.StreamResponse:
@@ -183,14 +185,12 @@ async def _answer(request: web.Request, speech: SpeechRequest) -> web.StreamResp
 
 def _route(mode: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def inference(request: web.Request) -> web.StreamResponse:
-        try:
-            speech, prompt = await _speech(request, mode)
-        except Exception as exc:
-            return fastapi_error(request, exc)
-        try:
+        with contextlib.ExitStack() as held:  # a prompt is kept until it is spoken
+            try:
+                speech = await _speech(request, mode, held)
+            except Exception as exc:
+                return fastapi_error(request, exc)
             return await _answer(request, speech)
-        finally:
-            del prompt  # held until spoken: an engine keeps a prompt while a request holds it
 
     inference.__doc__ = f"GET|POST /inference_{mode}: the text in CosyVoice's raw PCM."
     return inference

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 
 from aiohttp import web
@@ -37,13 +38,14 @@ _DATA_URL = re.compile(r"^data:[\w/.+-]*(;[\w=.+-]+)*;base64,")
 
 async def lite_tts(request: web.Request) -> web.StreamResponse:
     """POST /tts: the text spoken, as a WAV."""
-    try:
-        return await _speak(request)
-    except Exception as exc:
-        return fastapi_error(request, exc, NAMES)
+    with contextlib.ExitStack() as held:  # a prompt is kept until it is spoken
+        try:
+            return await _speak(request, held)
+        except Exception as exc:
+            return fastapi_error(request, exc, NAMES)
 
 
-async def _speak(request: web.Request) -> web.StreamResponse:
+async def _speak(request: web.Request, held: contextlib.ExitStack) -> web.StreamResponse:
     await authorize(request, None)  # before the body: a refusal costs what a hit costs
     settings = request.app[SETTINGS]
     if request.content_type != "application/json":
@@ -59,11 +61,9 @@ async def _speak(request: web.Request) -> web.StreamResponse:
         raise InvalidParameter(f"language '{language[:20]}' is not spoken here; use one of: "
                                f"{', '.join(voices.languages())}", "language")
     clip = params.string(body, "reference_audio")
-    prompt: Prompt | None = None
     if clip:
         data = await checked_clip(_base64(clip), "reference_audio", settings)
-        prompt = Prompt(CROSS_LINGUAL, clip=data)
-        voice = adopted_voice(voices, prompt, "reference_audio")
+        voice = adopted_voice(voices, Prompt(CROSS_LINGUAL, clip=data), "reference_audio", held)
     styles = voices.resolve(voice).voice.styles
     emotion = params.string(body, "emotion")
     style = None
@@ -76,7 +76,6 @@ async def _speak(request: web.Request) -> web.StreamResponse:
         params.text(body, settings.max_text_length), voice=voice, style=style,
         speed=params.number(body, "speed"), pitch=1.0, volume=1.0))
     audio = await request.app[STORE].audio(speech, "wav", admission=admission_for(request))
-    del prompt  # held until spoken: an engine keeps a prompt while a request holds it
     return audio_response(request, audio, cache_control=public_cache_control(settings.http_max_age))
 
 

@@ -7,8 +7,8 @@ it, under a voice name made from the prompt's digest. The name goes into the key
 voice's, so two requests share stored audio only when their clips (byte for byte), their
 transcripts and their instructions are the same.
 
-An engine keeps the prompts it adopted on a `Shelf` until its workers have used them: held
-as long as a request holds the prompt, and the most recent ones a while longer.
+An engine keeps the prompts it adopted on a `Shelf` until its workers have used them: as
+long as a request holds the prompt, and the most recent ones a while longer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import functools
 import hashlib
 import io
 import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -94,38 +93,49 @@ def clip_problem(data: bytes) -> str | None:
     return None
 
 
+@dataclass
+class _Kept:
+    prompt: Prompt
+    holds: int = 0
+
+
 class Shelf:
     """The prompts one engine adopted, by voice name (shared by its instances, used from the
-    event loop and from worker threads)."""
+    event loop and from worker threads). A prompt is kept while a request holds it, and,
+    once none does, among the most recent until `recent` prompts or `recent_bytes` of
+    clips are kept without a holder."""
 
     def __init__(self, recent: int = 64, recent_bytes: int = 32 << 20) -> None:
-        self._held: weakref.WeakValueDictionary[str, Prompt] = weakref.WeakValueDictionary()
-        self._recent: OrderedDict[str, Prompt] = OrderedDict()
-        self._recent_count = recent
+        self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._recent = recent
         self._recent_bytes = recent_bytes
-        self._bytes = 0
         self._lock = threading.Lock()
 
-    def keep(self, name: str, prompt: Prompt) -> Prompt:
-        """Keep a prompt under its voice name; the one kept already under it, if any, is
-        returned (the same prompt)."""
+    def hold(self, name: str, prompt: Prompt) -> None:
+        """Keep a prompt under its voice name until it is released (as often as held)."""
         with self._lock:
-            kept = self._held.get(name)
+            kept = self._kept.get(name)
             if kept is None:
-                kept = prompt
-                self._held[name] = prompt
-            if name in self._recent:
-                self._recent.move_to_end(name)
-            else:
-                self._recent[name] = kept
-                self._bytes += len(kept.clip)
-                while self._recent and (len(self._recent) > self._recent_count
-                                        or self._bytes > self._recent_bytes):
-                    _, dropped = self._recent.popitem(last=False)
-                    self._bytes -= len(dropped.clip)
-            return kept
+                kept = self._kept[name] = _Kept(prompt)
+            kept.holds += 1
+            self._kept.move_to_end(name)
+
+    def release(self, name: str) -> None:
+        """A holder of the prompt is done with it."""
+        with self._lock:
+            kept = self._kept.get(name)
+            if kept is not None and kept.holds > 0:
+                kept.holds -= 1
+            free = [n for n, k in self._kept.items() if k.holds == 0]
+            count, size = len(free), sum(len(self._kept[n].prompt.clip) for n in free)
+            for unheld in free:  # the oldest first
+                if count <= self._recent and size <= self._recent_bytes:
+                    break
+                size -= len(self._kept.pop(unheld).prompt.clip)
+                count -= 1
 
     def get(self, name: str) -> Prompt | None:
         """The prompt kept under a voice name, while it is kept."""
         with self._lock:
-            return self._held.get(name)
+            kept = self._kept.get(name)
+            return kept.prompt if kept is not None else None

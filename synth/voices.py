@@ -6,8 +6,9 @@ wants it (the gateway's metrics and logs) through observers.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,18 +125,24 @@ class Voices:
         return list(dict.fromkeys(c.voice.language.split("-")[0].lower()
                                   for c in self._voices.values()))
 
-    def adopt(self, prompt: Prompt, engine: str | None = None) -> str | None:
+    @contextlib.contextmanager
+    def adopting(self, prompt: Prompt, engine: str | None = None) -> Iterator[str | None]:
         """The voice name `prompt` is spoken under by the first engine that takes it (or by
-        `engine`), for `request(voice=…)`; None when none does. The caller holds the
-        prompt until its request is spoken: the engine keeps it while it is held."""
+        `engine`), for `request(voice=…)`, kept by that engine until the block ends: hold
+        it until the request is spoken. None when no engine takes it."""
         for name, group in self._workers.items():
-            adopt = getattr(group[0].engine, "adopt", None)
-            if adopt is None or engine not in (None, name):
+            found = group[0].engine
+            adopt, release = getattr(found, "adopt", None), getattr(found, "release", None)
+            if adopt is None or release is None or engine not in (None, name):
                 continue
             voice: str | None = adopt(prompt)
             if voice is not None:
-                return voice
-        return None
+                try:
+                    yield voice
+                finally:
+                    release(voice)
+                return
+        yield None
 
     def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
         """What to synthesize instead while the request's engine is down: its backend's

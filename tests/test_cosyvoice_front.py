@@ -34,7 +34,7 @@ from gateway import create_app
 from gateway.state import STORE
 from synth import codecs
 from synth.fastspeech2 import FastSpeech2Engine
-from synth.prompts import clip_problem
+from synth.prompts import Prompt, Shelf, clip_problem
 from tests.test_backend_contracts import Audio, Cosy, MakeServer
 from tests.test_backends import Client, MakeClient, load_engines_for
 
@@ -495,3 +495,23 @@ def test_modes_are_cosyvoices_and_for_its_kind_only() -> None:
         parse_backends([{**base, "modes": ["sft"]}], "t")
     with pytest.raises(BackendConfigError, match="'modes' is for kind 'cosyvoice' only"):
         parse_backends([{**base, "kind": "piper", "modes": ["zero_shot"]}], "t")
+
+
+def test_a_prompt_is_kept_while_held_and_the_recent_ones_a_while_longer() -> None:
+    shelf = Shelf(recent=2, recent_bytes=10)
+    prompts = [Prompt("cross_lingual", clip=bytes([i]) * 4) for i in range(4)]
+    names = [p.voice_name("cosy") for p in prompts]
+    assert len(set(names)) == 4 and names[0].startswith("cosy~cross_lingual~")
+    for name, prompt in zip(names, prompts, strict=True):
+        shelf.hold(name, prompt)
+    shelf.hold(names[0], prompts[0])  # a second request for the first
+    for name in names:
+        shelf.release(name)
+    # Held once more, the first stays; of the others, the two most recent (8 bytes) stay.
+    assert [shelf.get(n) is not None for n in names] == [True, False, True, True]
+    shelf.release(names[0])  # the first was asked for last: the third goes
+    assert [shelf.get(n) is not None for n in names] == [True, False, False, True]
+    same = Prompt("cross_lingual", clip=bytes([3]) * 4)
+    assert same.voice_name("cosy") == names[3]  # the digest of what it gives, not the object
+    assert Prompt("zero_shot", clip=b"x", transcript="a").digest != \
+        Prompt("zero_shot", clip=b"x", transcript="b").digest

@@ -171,14 +171,18 @@ class RemoteEngine:
             raise UpstreamError(self.name, reason)
 
     def adopt(self, prompt: Prompt) -> str | None:
-        """The voice name a request's prompt is spoken under here, or None when the
-        upstream is not asked for its mode (the entry's `modes`), or when it instructs a
-        voice that is not one of this backend's speakers."""
+        """The voice name a request's prompt is spoken under here, held until `release`;
+        None when the upstream is not asked for its mode (the entry's `modes`), or when it
+        instructs a voice that is not one of this backend's speakers."""
         if prompt.mode not in self.modes or (prompt.voice and prompt.voice not in self.backend.voices):
             return None
         name = prompt.voice_name(self.name)
-        self.state.prompts.keep(name, prompt)
+        self.state.prompts.hold(name, prompt)
         return name
+
+    def release(self, voice: str) -> None:
+        """A request that adopted a prompt is done with it (see `adopt`)."""
+        self.state.prompts.release(voice)
 
     def adopted(self, voice: str) -> VoiceInfo | None:
         """The voice of a prompt adopted here, while it is kept (see check_request)."""
