@@ -35,6 +35,9 @@ KINDS: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
 })
 # Kinds whose upstream reports nothing to version its audio by: `version` is required.
 UNVERSIONED = ("openai", "sambert_flask", "cosyvoice", "aliyun")
+# What a cosyvoice upstream may be asked for besides its entry's voices (`modes`): CosyVoice's
+# own names of its inference modes.
+PROMPT_MODES = ("zero_shot", "cross_lingual", "instruct")
 # The default of max_answer_bytes: 32 MiB.
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -117,6 +120,13 @@ class Backend:
         default_factory=lambda: types.MappingProxyType({}),
         metadata=_doc("Voices cloned from a reference clip: name: {clip: path, transcript: "
                       "text}; the clip's hash is part of the key.", "cosyvoice"))
+    modes: tuple[str, ...] = field(default=(), metadata=_doc(
+        "What the upstream's model does besides speaking `voices`, which requests to the "
+        "CosyVoice routes may ask of it with a prompt of their own: zero_shot (a clip and "
+        "its transcript), cross_lingual (a clip alone), instruct (one of `voices` and an "
+        "instruction). CosyVoice-300M: [zero_shot, cross_lingual]; CosyVoice-300M-Instruct: "
+        "[instruct]; CosyVoice2: [zero_shot, cross_lingual]. Each prompt's clip and text "
+        "are part of its key.", "cosyvoice"))
     appkey_env: str | None = field(default=None, metadata=_doc(
         "Environment variable holding the NLS project's appkey.", "aliyun"))
     access_key_id_env: str | None = field(default=None, metadata=_doc(
@@ -188,6 +198,14 @@ def _value(name: str, raw: Any, where: str) -> Any:
                 raise BackendConfigError(f"{field_where}: '{voice}' needs clip and transcript")
             voices[str(voice)] = ZeroShotVoice(Path(spec["clip"]).expanduser(), spec["transcript"])
         return types.MappingProxyType(voices)
+    if name == "modes":
+        if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+            raise BackendConfigError(f"{field_where} must be a list of: {', '.join(PROMPT_MODES)}")
+        for mode in raw:
+            if mode not in PROMPT_MODES:
+                raise BackendConfigError(f"{field_where}: unknown mode '{mode}'; known: "
+                                         f"{', '.join(PROMPT_MODES)}")
+        return tuple(dict.fromkeys(raw))
     if isinstance(hint, types.UnionType):
         if raw is None:
             return None
@@ -251,8 +269,11 @@ def _check(b: Backend, where: str) -> None:
         if value is not None and not _ENV_NAME.fullmatch(value):
             raise BackendConfigError(f"{where}: field '{name}' names an environment variable "
                                      f"(like MY_KEY), got {value!r}")
-    if b.zero_shot and b.kind != "cosyvoice":
-        raise BackendConfigError(f"{where}: field 'zero_shot' is for kind 'cosyvoice' only")
+    for name in ("zero_shot", "modes"):
+        if getattr(b, name) and b.kind != "cosyvoice":
+            raise BackendConfigError(f"{where}: field '{name}' is for kind 'cosyvoice' only")
+    if "instruct" in b.modes and not b.voices:
+        raise BackendConfigError(f"{where}: mode 'instruct' speaks one of `voices`; give some")
     if not b.voices and not b.zero_shot:
         raise BackendConfigError(f"{where}: field 'voices' is required (a cosyvoice entry may "
                                  "offer only zero_shot voices)")

@@ -31,6 +31,7 @@ from config.settings import (
 )
 
 _HINTS = typing.get_type_hints(Settings)
+COSYVOICE_RATES = (8000, 16000, 22050, 24000)
 log = logging.getLogger("huiyin.config")
 
 
@@ -103,7 +104,7 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: setting 'threads' must be 0 (all cores) or more")
     if values.get("workers") is not None and values["workers"] < 0:
         raise ConfigError(f"{source}: setting 'workers' must be 0 (chosen from the cores) or more")
-    for name in ("queue_size", "max_body_bytes"):
+    for name in ("queue_size", "max_body_bytes", "max_clip_bytes"):
         if values.get(name) is not None and values[name] < 1:
             raise ConfigError(f"{source}: setting '{name}' must be at least 1")
     if values.get("synthesis_deadline") is not None and values["synthesis_deadline"] <= 0:
@@ -123,8 +124,10 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
     for name in ("database_pool_timeout", "s3_timeout"):
         if values.get(name) is not None and values[name] <= 0:
             raise ConfigError(f"{source}: setting '{name}' must be positive")
-    if values.get("cosyvoice_rate") is not None and not 8000 <= values["cosyvoice_rate"] <= 48000:
-        raise ConfigError(f"{source}: setting 'cosyvoice_rate' must be between 8000 and 48000")
+    # The rates the store makes WAV variants at: the CosyVoice routes answer one's samples.
+    if values.get("cosyvoice_rate") is not None and values["cosyvoice_rate"] not in COSYVOICE_RATES:
+        raise ConfigError(f"{source}: setting 'cosyvoice_rate' must be one of "
+                          f"{', '.join(map(str, COSYVOICE_RATES))}")
     store = values.get("audio_store")
     if store is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", store):
         raise ConfigError(f"{source}: setting 'audio_store' must be s3://bucket[/prefix] "

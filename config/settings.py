@@ -164,6 +164,13 @@ class Settings:
     max_body_bytes: int = field(
         default=64 << 10, metadata=_doc("Largest request body accepted, in bytes.")
     )
+    max_clip_bytes: int = field(
+        default=2 << 20,
+        metadata=_doc("Largest reference clip the CosyVoice routes accept (prompt_wav, "
+                      "reference_audio), in bytes: a body that carries one may be that much "
+                      "larger than max_body_bytes (a third more for base64). 2 MiB holds "
+                      "30 s of 16 kHz mono, the longest prompt CosyVoice reads."),
+    )
     keepalive_timeout: float = field(
         default=15.0,
         metadata=_doc("Seconds an idle connection stays open after a response, waiting for "
@@ -221,7 +228,8 @@ class Settings:
     cosyvoice_rate: int = field(
         default=22050,
         metadata=_doc("Sample rate of the raw 16-bit PCM the CosyVoice routes (/inference_*) "
-                      "answer: 22050, as CosyVoice-300M's client assumes; 24000 for CosyVoice2."),
+                      "answer: 22050, as CosyVoice-300M's client assumes; 24000 for CosyVoice2 "
+                      "(8000, 16000, 22050 or 24000)."),
     )
     admin_token: str | None = field(
         default=None,

@@ -21,6 +21,8 @@ from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
+from gateway.cosyvoice_api import add_cosyvoice_routes
+from gateway.cosyvoice_lite import add_lite_routes
 from gateway.errors import Unavailable
 from gateway.history import History
 from gateway.logs import NoRequestText
@@ -125,6 +127,8 @@ def create_app(
     add_routes(app)
     add_page_routes(app)
     add_openai_routes(app)
+    add_cosyvoice_routes(app)
+    add_lite_routes(app)
     add_admin_routes(app)
     return app
 

@@ -141,14 +141,16 @@ def error_response(
 def error_response_for(request: web.Request, error: Exception) -> web.Response:
     """The JSON answer to a failure: the right status, never a traceback, never HTML.
     An aiohttp redirect (status below 400) is not a failure and is raised again."""
-    status, code, message, field, headers = _describe(request, error)
+    status, code, message, field, headers = describe_failure(request, error)
     return error_response(status, code, message, field, headers,
                           openai=request.path.startswith(OPENAI_PREFIX))
 
 
-def _describe(
+def describe_failure(
     request: web.Request, error: Exception
 ) -> tuple[int, str, str, str | None, dict[str, str] | None]:
+    """(status, code, message, field, headers) of a failure, for fronts that answer errors
+    in their protocol's own shape. An aiohttp redirect is raised again."""
     try:
         raise error
     except HttpError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings
+from gateway.cosyvoice_speakers import SPEAKERS
 from gateway.params import EXTENSIONS, extensions_of
 from synth import codecs
 
@@ -126,6 +127,81 @@ def _admin_paths() -> dict[str, Any]:
     }
 
 
+# CosyVoice's servers have no credentials of their own: a key as on the other routes, or none.
+_KEYED: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}, {}]
+_FASTAPI_ERROR = {"$ref": "#/components/schemas/FastApiError"}
+
+
+def _fastapi_errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": "error, in FastAPI's shape",
+                     "content": {"application/json": {"schema": _FASTAPI_ERROR}}}
+            for s in statuses}
+
+
+def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, Any],
+                     voices: dict[str, Any]) -> dict[str, Any]:
+    """CosyVoice's /inference_* routes and CosyVoice-Lite's POST /tts."""
+    ours = [v for e in voices["engines"] for v in e["voices"]]
+    speaker = {"type": "string", "enum": sorted({*SPEAKERS, *settings.cosyvoice_speakers,
+                                                 *(v["name"] for v in ours)}),
+               "description": "a speaker of CosyVoice's (cosyvoice_speakers maps it; the "
+                              "default voice otherwise) or a voice of this gateway"}
+    styles = sorted({st for v in ours for st in v["styles"]})
+    languages = sorted({v["language"].split("-")[0].lower() for v in ours})
+    bounded = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length}
+    clip = {"type": "string", "format": "binary",
+            "description": f"a WAV file of 16 kHz or more, up to 30 s and "
+                           f"{settings.max_clip_bytes} bytes (max_clip_bytes)"}
+    fields: dict[str, dict[str, Any]] = {
+        "sft": {"tts_text": text, "spk_id": speaker},
+        "zero_shot": {"tts_text": text, "prompt_text": bounded, "prompt_wav": clip},
+        "cross_lingual": {"tts_text": text, "prompt_wav": clip},
+        "instruct": {"tts_text": text, "spk_id": speaker, "instruct_text": bounded},
+    }
+    pcm = {"200": {"description": f"raw 16-bit little-endian mono PCM at "
+                                  f"{settings.cosyvoice_rate} Hz (cosyvoice_rate), streamed as "
+                                  "it is synthesized", "headers": {
+                                      "X-Cache": {"schema": {"type": "string",
+                                                             "enum": ["HIT", "MISS"]}}},
+                   "content": {f"audio/pcm; rate={settings.cosyvoice_rate}; channels=1": {
+                       "schema": {"type": "string", "format": "binary"}}}},
+           **_fastapi_errors(400, 401, 403, 411, 413, 422, 429, 502, 503, 504)}
+    paths: dict[str, Any] = {}
+    for mode, properties in fields.items():
+        media = "multipart/form-data" if "prompt_wav" in properties else \
+            "application/x-www-form-urlencoded"
+        body = {"required": True, "content": {media: {"schema": {
+            "type": "object", "additionalProperties": False, "required": list(properties),
+            "properties": properties}}}}
+        operation = {"summary": f"CosyVoice's {mode} inference (raw PCM, cached)",
+                     "description": "form fields in the body of a GET (as CosyVoice's client "
+                                    "sends them) or a POST", "security": _KEYED,
+                     "requestBody": body, "responses": pcm}
+        paths[f"/inference_{mode}"] = {
+            "get": {**operation, "operationId": f"cosyvoice_{mode}"},
+            "post": {**operation, "operationId": f"cosyvoice_{mode}_post"},
+        }
+    paths["/tts"] = {"post": {
+        "summary": "CosyVoice-Lite: the text as a WAV (cached)", "operationId": "cosyvoiceLite",
+        "security": _KEYED,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["text"],
+            "properties": {
+                "text": text, "speed": speed,
+                "language": {"type": "string", "enum": languages},
+                "emotion": {"type": "string", "enum": styles},
+                "reference_audio": {"type": "string", "format": "byte",
+                                    "description": "a WAV file in base64: the voice is cloned "
+                                                   "from it (a cosyvoice backend's "
+                                                   "cross_lingual mode)"},
+            }}}}},
+        "responses": {"200": {"description": "the speech", "content": {"audio/wav": {
+            "schema": {"type": "string", "format": "binary"}}}},
+            **_fastapi_errors(400, 401, 403, 411, 413, 422, 429, 502, 503, 504)},
+    }}
+    return paths
+
+
 def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     """The spec; text limits follow the settings, voices and ranges follow the engines."""
     engines = voices["engines"]
@@ -243,6 +319,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                                  "responses": {"200": {"description": "metrics", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
             **_admin_paths(),
+            **_cosyvoice_paths(settings, text, speed, voices),
         },
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
@@ -256,6 +333,17 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                 "properties": {"status": {"type": "string", "enum": ["error"]},
                                "code": {"type": "string"}, "message": {"type": "string"},
                                "field": {"type": "string"}},
+            },
+            "FastApiError": {
+                "type": "object", "required": ["detail"],
+                "properties": {"detail": {"oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {
+                        "type": "object", "required": ["type", "loc", "msg"],
+                        "properties": {"type": {"type": "string"},
+                                       "loc": {"type": "array", "items": {"type": "string"}},
+                                       "msg": {"type": "string"}}}},
+                ]}},
             },
             "TtsResult": {
                 "type": "object",

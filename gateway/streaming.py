@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncGenerator
 
 import numpy as np
 from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
+from cache.store import Audio
 from gateway.admission import admission_for
 from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
@@ -46,6 +48,38 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
     return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
 
 
+async def speech_pieces(
+    request: web.Request, speech: SpeechRequest, fmt: str, rate: int,
+) -> AsyncGenerator[Audio | bytes, None]:
+    """The speech as the store has it for a stream: its whole Audio (stored already, or
+    made whole meanwhile, or spoken by a fallback voice), or else its chunks encoded as they
+    are synthesized. The first item comes before anything is sent, so a refusal is still an
+    error answer. Close the generator when done: the synthesis stops when every stream
+    following it left early and no whole request waits for it."""
+    store = request.app[STORE]
+    sentences = await store.stream(speech, admission=admission_for(request))
+    try:
+        if sentences.stored is not None:
+            yield await store.variant(sentences.stored.phrase, fmt, rate)
+            return
+        try:
+            first = await anext(sentences, None)
+        except UpstreamError:
+            # The voice's backend is down: answered whole, by its fallback voice if it has one.
+            yield await store.audio(speech, fmt, rate)  # admitted above
+            return
+        if first is None:  # stored whole while this request joined: no chunks to follow
+            yield await store.variant((await sentences.result()).phrase, fmt, rate)
+            return
+        note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
+        loop = asyncio.get_running_loop()
+        yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
+        async for pcm in sentences:
+            yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
+    finally:
+        await sentences.aclose()
+
+
 async def stream_speech(
     request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
 ) -> web.StreamResponse:
@@ -63,36 +97,25 @@ async def stream_speech(
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
         audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
         return audio_response(request, audio, cache_control=cache_control)
-    sentences = await store.stream(speech, admission=admission_for(request))
+    pieces = speech_pieces(request, speech, fmt, rate)
     try:
-        if sentences.stored is not None:
-            audio = await store.variant(sentences.stored.phrase, fmt, rate)
-            return audio_response(request, audio, cache_control=cache_control)
-        loop = asyncio.get_running_loop()
-        # The first chunk comes before the headers, so a refusal is still a JSON error.
-        try:
-            first = await anext(sentences, None)
-        except UpstreamError:
-            # The voice's backend is down: answered whole, by its fallback voice if it has one.
-            audio = await store.audio(speech, fmt, rate)  # admitted above
-            return audio_response(request, audio, cache_control=cache_control)
-        if first is None:  # stored whole while this request joined: no chunks to follow
-            audio = await store.variant((await sentences.result()).phrase, fmt, rate)
-            return audio_response(request, audio, cache_control=cache_control)
+        first = await anext(pieces)
+        if isinstance(first, Audio):
+            return audio_response(request, first, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
             "Cache-Control": cache_control_for(request, cache_control),
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()
-        note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))
-        await response.write(await loop.run_in_executor(None, encode_chunk, first, fmt, rate))
-        async for pcm in sentences:
-            await response.write(await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate))
+        await response.write(first)
+        async for chunk in pieces:
+            assert isinstance(chunk, bytes)
+            await response.write(chunk)
         await response.write_eof()
         return response
     finally:
-        await sentences.aclose()
+        await pieces.aclose()

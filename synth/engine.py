@@ -175,6 +175,9 @@ def check_request(engine: Engine, voice: str | None, style: str, prosody: Prosod
     gateway check with this one function."""
     voices = engine.voices()
     info = voices[0] if voice is None else next((v for v in voices if v.name == voice), None)
+    adopted = getattr(engine, "adopted", None)  # a voice given by a request's prompt
+    if info is None and voice is not None and adopted is not None:
+        info = adopted(voice)
     if info is None:
         raise InvalidInputError(
             "voice", f"unknown voice '{str(voice)[:40]}'; choose one of: "

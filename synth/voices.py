@@ -6,12 +6,14 @@ wants it (the gateway's metrics and logs) through observers.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
+from synth.prompts import Prompt, engine_of, is_adopted
 from synth.request import SpeechRequest, clean_text
 from synth.ssml import is_ssml, parse_document, speaking
 from synth.worker import Priority, SynthesisWorker, Urgency
@@ -72,8 +74,15 @@ class Voices:
         return min(self._workers[engine], key=lambda w: w.load)
 
     def resolve(self, voice: str | None) -> VoiceChoice:
-        """The engine and voice for a requested voice name (None: the default voice)."""
+        """The engine and voice for a requested voice name (None: the default voice), or
+        for the name of a prompt an engine adopted (see `adopt`)."""
         choice = self._voices.get(voice or self.default_voice)
+        if choice is None and voice is not None and is_adopted(voice):
+            engine = engine_of(voice)
+            adopted = getattr(self._engine(engine), "adopted", None) \
+                if engine in self._workers else None
+            info = adopted(voice) if adopted is not None else None
+            choice = VoiceChoice(engine, info) if info is not None else None
         if choice is None:
             raise InvalidInputError(
                 "voice",
@@ -102,6 +111,38 @@ class Voices:
             text, engine=choice.engine, voice=choice.voice.name, style=style,
             speed=speed, pitch=pitch, volume=volume,
         )
+
+    def speaking(self, language: str) -> str | None:
+        """The voice for a language (its primary subtag: zh, en, …): the default voice when
+        it speaks it, else the first voice that does; None when none does."""
+        wanted = language.split("-")[0].lower()
+        choices = [self._voices[self.default_voice], *self._voices.values()]
+        return next((c.voice.name for c in choices
+                     if c.voice.language.split("-")[0].lower() == wanted), None)
+
+    def languages(self) -> list[str]:
+        """The languages the voices speak (primary subtags), in the voices' order."""
+        return list(dict.fromkeys(c.voice.language.split("-")[0].lower()
+                                  for c in self._voices.values()))
+
+    @contextlib.contextmanager
+    def adopting(self, prompt: Prompt, engine: str | None = None) -> Iterator[str | None]:
+        """The voice name `prompt` is spoken under by the first engine that takes it (or by
+        `engine`), for `request(voice=…)`, kept by that engine until the block ends: hold
+        it until the request is spoken. None when no engine takes it."""
+        for name, group in self._workers.items():
+            found = group[0].engine
+            adopt, release = getattr(found, "adopt", None), getattr(found, "release", None)
+            if adopt is None or release is None or engine not in (None, name):
+                continue
+            voice: str | None = adopt(prompt)
+            if voice is not None:
+                try:
+                    yield voice
+                finally:
+                    release(voice)
+                return
+        yield None
 
     def fallback(self, request: SpeechRequest) -> SpeechRequest | None:
         """What to synthesize instead while the request's engine is down: its backend's

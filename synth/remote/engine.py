@@ -30,10 +30,11 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.prompts import Prompt, Shelf
 from synth.remote.audio import longest_seconds, refusal
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
-from synth.remote.kinds import Kind, KindStartError, ZeroShot
+from synth.remote.kinds import Kind, KindStartError, Prompted
 from synth.request import clean_text
 
 # Bump when what this module sends upstream, or how it decodes, changes.
@@ -46,6 +47,7 @@ class BackendState:
     """What one backend's instances share: the breaker, and figures for the metrics."""
 
     breaker: Breaker
+    prompts: Shelf = field(default_factory=Shelf)  # the requests' prompts it adopted
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
@@ -83,11 +85,16 @@ class RemoteEngine:
         self.state = state
         self.fallback_voice = backend.fallback
         self._kind = kind
-        # A kind that clones voices speaks the entry's zero-shot voices too; their clips
+        # A kind that takes prompts speaks the entry's zero-shot voices too; their clips
         # are part of the version, so a changed clip or transcript changes every key.
-        self._zero_shot = kind if isinstance(kind, ZeroShot) and backend.zero_shot else None
-        clips = f".z{self._zero_shot.clip_digest()}" if self._zero_shot is not None else ""
+        prompted = kind if isinstance(kind, Prompted) else None
+        self._prompted = prompted
+        self._configured = prompted.configured() if prompted is not None else {}
+        clips = f".z{prompted.clip_digest()}" if prompted is not None and backend.zero_shot else ""
         self._version = f"{backend.kind}.{version}.r{REMOTE_REVISION}{clips}"
+        # The modes requests may ask for: what the upstream offers (the entry's `modes`) and
+        # this kind can ask of it.
+        self.modes = tuple(m for m in backend.modes if prompted is not None and m in prompted.modes)
         self._rate = sample_rate
         self._normalize = normalize
         self._voices = tuple(
@@ -98,7 +105,7 @@ class RemoteEngine:
             VoiceInfo(name, backend.language, kind.styles(),
                       f"{backend.kind} voice cloned from '{spec.clip.name}' of backend "
                       f"'{backend.name}'")
-            for name, spec in (backend.zero_shot.items() if self._zero_shot is not None else ())
+            for name, spec in backend.zero_shot.items() if name in self._configured
         )
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
                             retries=backend.retries, max_bytes=backend.max_answer_bytes,
@@ -163,38 +170,72 @@ class RemoteEngine:
         if reason is not None:
             raise UpstreamError(self.name, reason)
 
+    def adopt(self, prompt: Prompt) -> str | None:
+        """The voice name a request's prompt is spoken under here, held until `release`;
+        None when the upstream is not asked for its mode (the entry's `modes`), or when it
+        instructs a voice that is not one of this backend's speakers."""
+        if prompt.mode not in self.modes or (prompt.voice and prompt.voice not in self.backend.voices):
+            return None
+        name = prompt.voice_name(self.name)
+        self.state.prompts.hold(name, prompt)
+        return name
+
+    def release(self, voice: str) -> None:
+        """A request that adopted a prompt is done with it (see `adopt`)."""
+        self.state.prompts.release(voice)
+
+    def adopted(self, voice: str) -> VoiceInfo | None:
+        """The voice of a prompt adopted here, while it is kept (see check_request)."""
+        prompt = self.state.prompts.get(voice)
+        if prompt is None:
+            return None
+        return VoiceInfo(voice, self.backend.language, ("neutral",),
+                         f"{self.backend.kind} {prompt.mode} voice of backend '{self.name}'")
+
+    def _target(self, voice: str) -> str | Prompt:
+        """What the upstream is asked for: a speaker id, or a prompt."""
+        upstream = self.backend.voices.get(voice)
+        if upstream is not None:
+            return upstream
+        prompt = self._configured.get(voice) or self.state.prompts.get(voice)
+        if prompt is None:  # let go of since the request was checked
+            raise InvalidInputError("voice", f"the prompt of voice '{voice}' is no longer kept; "
+                                             "send the request again")
+        return prompt
+
     def _admit(
         self, text: str, voice: str | None, style: str, prosody: Prosody
-    ) -> tuple[VoiceInfo, str]:
-        """The checked voice and the text to send, if the breaker lets a call go out."""
+    ) -> tuple[str | Prompt, str]:
+        """What to ask the upstream for and the text to send, if the breaker lets a call
+        go out."""
         info = check_request(self, voice, style, prosody)
+        target = self._target(info.name)
         sent = self.spoken_form(text)
         breaker = self.state.breaker
         if not breaker.allow():
             raise UpstreamUnavailableError(
                 self.name, "is down (circuit breaker open)", retry_after=breaker.retry_after()
             )
-        return info, sent
+        return target, sent
 
     def synthesize(
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(),
     ) -> Pcm:
         """The upstream's audio for the text, at this engine's rate."""
-        info, sent = self._admit(text, voice, style, prosody)
+        target, sent = self._admit(text, voice, style, prosody)
         breaker = self.state.breaker
         started = time.perf_counter()
         try:
-            upstream = self.backend.voices.get(info.name)
             # One budget for the whole call: every request it takes, retries included.
             with self._call.within():
-                if upstream is not None:
-                    samples, rate = self._kind.synthesize(self._call, sent, upstream, style,
+                if isinstance(target, str):
+                    samples, rate = self._kind.synthesize(self._call, sent, target, style,
                                                           prosody)
                 else:
-                    assert self._zero_shot is not None  # only cloned voices are not in `voices`
-                    samples, rate = self._zero_shot.synthesize_zero_shot(
-                        self._call, sent, info.name, style, prosody
+                    assert self._prompted is not None  # only its kind gives prompts
+                    samples, rate = self._prompted.synthesize_prompted(
+                        self._call, sent, target, style, prosody
                     )
             self._refuse(len(samples), rate, self._longest(sent, prosody), sent)
         except UpstreamError:
@@ -219,18 +260,15 @@ class RemoteEngine:
         if streaming is None:
             yield self.synthesize(text, voice=voice, style=style, prosody=prosody)
             return
-        info, sent = self._admit(text, voice, style, prosody)
+        target, sent = self._admit(text, voice, style, prosody)
         breaker = self.state.breaker
-        upstream = self.backend.voices.get(info.name)
         started = time.perf_counter()
         longest = self._longest(sent, prosody)
         heard = 0
         try:
             # One budget for the whole stream, as for a whole answer.
             with self._call.within():
-                chunks = streaming(self._call, sent,
-                                   upstream if upstream is not None else info.name,
-                                   style, prosody, cloned=upstream is None)
+                chunks = streaming(self._call, sent, target, style, prosody)
                 for samples, rate in chunks:
                     if len(samples) == 0:
                         continue

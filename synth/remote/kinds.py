@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
-import soundfile as sf
 
 from config.backends import Backend
 from synth.engine import Prosody, SettingRange, SynthesisError, UpstreamError
+from synth.prompts import Prompt
 from synth.remote import aliyun
-from synth.remote.audio import Samples, decode_pcm, decode_wav
+from synth.remote.audio import Samples, decode_wav
 from synth.remote.client import Caller
 
 log = logging.getLogger("huiyin.remote")
@@ -65,17 +63,24 @@ class Kind(Protocol):
 
 
 @runtime_checkable
-class ZeroShot(Protocol):
-    """A kind that also speaks voices cloned from a reference clip (an entry's `zero_shot`)."""
+class Prompted(Protocol):
+    """A kind that also speaks voices given by a prompt (synth/prompts.py): the entry's
+    `zero_shot` voices, and the prompts of requests in the modes its entry names."""
+
+    modes: tuple[str, ...]
 
     def clip_digest(self) -> str:
-        """A hash of every clip's bytes and transcript: part of the engine's version."""
+        """A hash of every configured clip's bytes and transcript: part of the engine's version."""
         ...
 
-    def synthesize_zero_shot(
-        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody
+    def configured(self) -> Mapping[str, Prompt]:
+        """The entry's own prompted voices (its `zero_shot` clips), by voice name."""
+        ...
+
+    def synthesize_prompted(
+        self, call: Caller, text: str, prompt: Prompt, style: str, prosody: Prosody
     ) -> tuple[Samples, int]:
-        """The cloned voice's audio for one text: samples and their rate (blocking)."""
+        """The prompted voice's audio for one text: samples and their rate (blocking)."""
         ...
 
 
@@ -83,11 +88,10 @@ class Streaming(Protocol):
     """A kind whose upstream sends audio as it is made: passed on chunk by chunk."""
 
     def stream(
-        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody, *,
-        cloned: bool,
+        self, call: Caller, text: str, target: str | Prompt, style: str, prosody: Prosody,
     ) -> Iterator[tuple[Samples, int]]:
-        """The audio in chunks as the upstream sends them (blocking); `voice` is the
-        upstream's id, or the name of a cloned voice when `cloned`."""
+        """The audio in chunks as the upstream sends them (blocking); `target` is the
+        upstream's voice id, or a prompt."""
         ...
 
 
@@ -267,113 +271,6 @@ def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host.lower(), port
 
 
-@dataclass(frozen=True)
-class _Clip:
-    filename: str
-    data: bytes
-    transcript: str
-
-
-class CosyVoice(_Unversioned):
-    """CosyVoice's FastAPI server: /inference_sft for its speakers, /inference_zero_shot
-    for voices cloned from a clip. Both answer raw int16 mono PCM at the entry's rate."""
-
-    default_rate = 22050
-
-    def __init__(self, backend: Backend) -> None:
-        self._rate = backend.sample_rate or self.default_rate
-        self._clips = {name: _read_clip(backend.name, name, spec.clip, spec.transcript)
-                       for name, spec in backend.zero_shot.items()}
-        digest = hashlib.sha256()
-        for name, clip in sorted(self._clips.items()):
-            for part in (name, clip.transcript, hashlib.sha256(clip.data).hexdigest()):
-                digest.update(part.encode() + b"\0")
-        self._digest = digest.hexdigest()[:12]
-
-    def ranges(self) -> Mapping[str, SettingRange]:
-        """None: these endpoints take no speed, pitch or volume."""
-        return {}
-
-    def clip_digest(self) -> str:
-        """A hash of every zero-shot voice's name, transcript and clip bytes."""
-        return self._digest
-
-    def synthesize(
-        self, call: Caller, text: str, voice_id: str, style: str, prosody: Prosody
-    ) -> tuple[Samples, int]:
-        """A built-in speaker, by its spk_id."""
-        response = call.request("POST", "/inference_sft",
-                                data={"tts_text": text, "spk_id": voice_id})
-        return self._pcm(call.backend, response)
-
-    def synthesize_zero_shot(
-        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody
-    ) -> tuple[Samples, int]:
-        """A cloned voice: the text, with its clip and the clip's transcript."""
-        clip = self._clips[voice]
-        response = call.request(
-            "POST", "/inference_zero_shot",
-            data={"tts_text": text, "prompt_text": clip.transcript},
-            files={"prompt_wav": (clip.filename, clip.data, "audio/wav")},
-        )
-        return self._pcm(call.backend, response)
-
-    def stream(
-        self, call: Caller, text: str, voice: str, style: str, prosody: Prosody, *,
-        cloned: bool,
-    ) -> Iterator[tuple[Samples, int]]:
-        """The PCM as the server streams it, each piece passed on as it arrives (a sample
-        split between two reads is joined)."""
-        if cloned:
-            clip = self._clips[voice]
-            parts = call.stream(
-                "POST", "/inference_zero_shot",
-                data={"tts_text": text, "prompt_text": clip.transcript},
-                files={"prompt_wav": (clip.filename, clip.data, "audio/wav")},
-            )
-        else:
-            parts = call.stream("POST", "/inference_sft", data={"tts_text": text, "spk_id": voice})
-        response = next(parts)
-        assert isinstance(response, httpx.Response)
-        if _media_type(response) == "application/json":
-            raise UpstreamError(call.backend, "answered JSON, not audio")
-        pending = b""
-        for piece in parts:
-            assert isinstance(piece, bytes)
-            pending += piece
-            if len(pending) >= 2:
-                whole = len(pending) // 2 * 2
-                yield decode_pcm(call.backend, pending[:whole], self._rate)
-                pending = pending[whole:]
-        if len(pending) >= 2:
-            yield decode_pcm(call.backend, pending, self._rate)
-
-    def _pcm(self, backend: str, response: httpx.Response) -> tuple[Samples, int]:
-        if _media_type(response) == "application/json":
-            raise UpstreamError(backend, "answered JSON, not audio")
-        return decode_pcm(backend, response.content, self._rate)
-
-
-# CosyVoice loads a prompt clip at 16 kHz and refuses one recorded at a lower rate.
-_CLIP_MIN_RATE = 16000
-
-
-def _read_clip(backend: str, voice: str, path: Path, transcript: str) -> _Clip:
-    where = f"backend '{backend}': zero-shot voice '{voice}'"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KindStartError(f"{where}: cannot read clip {path}: {exc.strerror or exc}") from None
-    try:
-        rate = sf.info(io.BytesIO(data)).samplerate
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        raise KindStartError(f"{where}: clip {path} is not a WAV file") from None
-    if rate < _CLIP_MIN_RATE:
-        raise KindStartError(f"{where}: clip {path} is recorded at {rate} Hz; CosyVoice "
-                             f"needs at least {_CLIP_MIN_RATE} Hz")
-    return _Clip(path.name, data, transcript)
-
-
 # Aliyun's published mapping of a speed factor onto speech_rate: -500, 0 and 500 are 0.5x,
 # 1x and 2x, through s = (1 - 1/speed) / 0.002 below 1x and (1 - 1/speed) / 0.001 above,
 # truncated as in its worked examples (0.8x is -125, 1.2x is 166). Aliyun publishes no such
@@ -456,7 +353,8 @@ _OWN_PATHS: Mapping[str, tuple[str, ...]] = {
     "piper": ("/synthesize", "/voices"),
     "openai": ("/audio/speech",),
     "sambert_flask": ("/api/tts", "/tts"),
-    "cosyvoice": ("/inference_sft", "/inference_zero_shot"),
+    "cosyvoice": ("/inference_sft", "/inference_zero_shot", "/inference_cross_lingual",
+                  "/inference_instruct"),
 }
 
 
@@ -479,6 +377,8 @@ def kind_for(backend: Backend) -> Kind:
     if backend.kind == "sambert_flask":
         return SambertFlask(backend)
     if backend.kind == "cosyvoice":
+        from synth.remote.cosyvoice import CosyVoice  # it builds on this module
+
         return CosyVoice(backend)
     if backend.kind == "aliyun":
         return Aliyun(backend)
