@@ -141,14 +141,17 @@ def error_response(
 def error_response_for(request: web.Request, error: Exception) -> web.Response:
     """The JSON answer to a failure: the right status, never a traceback, never HTML.
     An aiohttp redirect (status below 400) is not a failure and is raised again."""
-    status, code, message, field, headers = _describe(request, error)
+    status, code, message, field, headers = describe(request, error)
     return error_response(status, code, message, field, headers,
                           openai=request.path.startswith(OPENAI_PREFIX))
 
 
-def _describe(
+def describe(
     request: web.Request, error: Exception
 ) -> tuple[int, str, str, str | None, dict[str, str] | None]:
+    """What a failure is answered with: (status, code, message, field, headers). Every
+    failure's status is decided here; a front with an error shape of its own (Aliyun's)
+    translates this into it."""
     try:
         raise error
     except HttpError as exc:
