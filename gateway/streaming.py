@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import numpy as np
 from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
+from cache.store import Admission, Audio, PromptStore
 from gateway.admission import admission_for
 from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
@@ -44,6 +47,50 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
         samples = codecs.resample(pcm.samples, pcm.sample_rate, rate)
         return np.asarray(samples, dtype="<i2").tobytes()
     return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A phrase's audio sent whole: stored already (`stored`), or complete before any of it
+    could be streamed (joined at its end, or spoken by a fallback voice)."""
+
+    audio: Audio
+    stored: bool
+
+
+async def speech_pieces(
+    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int, *,
+    admission: Admission | None,
+) -> AsyncIterator[Whole | bytes]:
+    """One phrase for a stream of its own (a WebSocket's, a streamed text's): whole from the
+    store, or its sentences encoded as they are synthesized (WAV as raw samples: the stream
+    sends its header). Errors of admission and synthesis propagate."""
+    loop = asyncio.get_running_loop()
+    try:
+        sentences = await store.stream(speech, admission=admission)
+    except UpstreamError:
+        sentences = None
+    if sentences is None:  # the backend is down: its fallback voice, whole
+        yield Whole(await store.audio(speech, fmt, rate), stored=False)
+        return
+    try:
+        if sentences.stored is not None:
+            yield Whole(await store.variant(sentences.stored.phrase, fmt, rate), stored=True)
+            return
+        try:
+            first = await anext(sentences, None)
+        except UpstreamError:
+            yield Whole(await store.audio(speech, fmt, rate), stored=False)  # admitted above
+            return
+        if first is None:  # stored whole while this joined
+            phrase = (await sentences.result()).phrase
+            yield Whole(await store.variant(phrase, fmt, rate), stored=False)
+            return
+        yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
+        async for pcm in sentences:
+            yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
+    finally:
+        await sentences.aclose()
 
 
 async def stream_speech(
