@@ -19,6 +19,7 @@ from cache.store import PromptStore
 from config import Settings
 from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
+from gateway.aliyun import add_aliyun_routes
 from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
 from gateway.errors import Unavailable
@@ -125,6 +126,7 @@ def create_app(
     add_routes(app)
     add_page_routes(app)
     add_openai_routes(app)
+    add_aliyun_routes(app)
     add_admin_routes(app)
     return app
 
