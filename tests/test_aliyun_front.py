@@ -234,6 +234,8 @@ async def test_malformed_and_oversize_bodies_are_invalid_messages(server: Server
             assert (await nls_error(response))["status"] == 40000002
         unknown = await session.get(tts_url(server), params={"text": TEXT, "speed": "2"})
         assert unknown.status == 400 and (await nls_error(unknown))["status"] == 40000002
+        socket = await session.get(url(server, "/ws/v1"))
+        assert socket.status == 400 and (await nls_error(socket))["status"] == 40000002
 
 
 async def test_under_access_keys_the_token_is_an_api_key(
@@ -268,6 +270,6 @@ async def test_the_front_lists_aliyuns_voice_names(make: Make) -> None:
         own = await session.post(tts_url(server), json={"text": "您好。", "voice": "baker"})
         assert mapped.status == own.status == 200
     aliyun = fronts["aliyun"]
-    assert aliyun["routes"] == ["/stream/v1/tts"]
+    assert aliyun["routes"] == ["/stream/v1/tts", "/ws/v1"]
     assert {"xiaoyun", "siqi", "aixia", "aibao", "custom"} <= set(aliyun["voices"])
     assert aliyun["voices"]["custom"] == aliyun["voices"]["xiaoyun"] == "baker"
