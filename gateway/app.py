@@ -19,6 +19,7 @@ from cache.store import PromptStore
 from config import Settings
 from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
+from gateway.aliyun import add_aliyun_routes
 from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
 from gateway.cosyvoice_api import add_cosyvoice_routes
@@ -129,6 +130,7 @@ def create_app(
     add_openai_routes(app)
     add_cosyvoice_routes(app)
     add_lite_routes(app)
+    add_aliyun_routes(app)
     add_admin_routes(app)
     return app
 

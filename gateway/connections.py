@@ -1,6 +1,7 @@
 """The gateway's connections: aiohttp's protocol with a deadline for each request head,
 raw UTF-8 in request URLs read as percent-encoded UTF-8 (gateway/request_lines.py), and
-JSON answers to the requests its parser refuses.
+JSON answers to the requests its parser refuses. A connection upgraded to a WebSocket (the
+Aliyun front's /ws/v1) carries its frames past all of this, untouched.
 
 aiohttp has no public hook for any of these. Its keep-alive timer closes a connection that
 waits for a request, measured from the previous answer (and, in recent releases, from
@@ -36,6 +37,8 @@ PRIVATE_NAMES = (
     (RequestHandler, "_waiter", "the future its request loop awaits while it waits for a request"),
     (RequestHandler, "_messages", "its queue of parsed requests and their payloads"),
     (RequestHandler, "_max_msg_queue_size", "the queue length at which its parser stops"),
+    (RequestHandler, "_upgraded", "whether the connection left HTTP (a WebSocket's upgrade)"),
+    (RequestHandler, "_payload_parser", "the reader of an upgraded connection (a WebSocket's frames)"),
 )
 for _owner, _name, _what in PRIVATE_NAMES:
     if not hasattr(_owner, _name):
@@ -78,6 +81,10 @@ class Connection(RequestHandler):
         self._start_head()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded or self._payload_parser is not None:
+            # A WebSocket: its frames are not request lines, and pass as they came.
+            super().data_received(data)
+            return
         # b"" is aiohttp's own call, to parse pipelined requests its parser held back.
         fed = self._lines.feed(data)
         if fed or not data:  # nothing to parse while the whole of data is a line held back

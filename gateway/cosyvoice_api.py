@@ -22,19 +22,18 @@ from typing import Any
 from aiohttp import web
 
 from cache.keys import SpeechRequest
-from cache.store import Audio
 from config import Settings
 from gateway import fronts, params
 from gateway.access import authorize
-from gateway.admission import checked_speech
+from gateway.admission import admission_for, checked_speech
 from gateway.cosyvoice_speakers import speaker_names, speaker_voice
 from gateway.errors import BadRequest, InvalidParameter, TooLarge, describe_failure
 from gateway.forms import read_form
 from gateway.jsonbody import json_response
 from gateway.logs import note
 from gateway.routes import voices_of
-from gateway.state import SETTINGS
-from gateway.streaming import speech_pieces
+from gateway.state import SETTINGS, STORE
+from gateway.streaming import Whole, speech_pieces
 from synth import codecs
 from synth.prompts import CROSS_LINGUAL, INSTRUCT, ZERO_SHOT, Prompt, clip_problem
 from synth.voices import Voices
@@ -159,17 +158,19 @@ async def _answer(request: web.Request, speech: SpeechRequest) -> web.StreamResp
     """Raw PCM at cosyvoice_rate: whole when stored, else streamed as synthesized."""
     rate = request.app[SETTINGS].cosyvoice_rate
     headers = {"Content-Type": PCM.format(rate=rate), "Cache-Control": "no-store"}
-    pieces = speech_pieces(request, speech, "wav", rate)
+    pieces = speech_pieces(request.app[STORE], speech, "wav", rate,
+                           admission=admission_for(request))
     try:
         try:
             first = await anext(pieces)
         except Exception as exc:  # refused or failed before any audio: an answer still
             return fastapi_error(request, exc)
-        if isinstance(first, Audio):
-            note(key=first.key[:8], cached=first.cached, format="pcm")
-            return web.Response(body=codecs.wav_payload(first.data), headers={
-                **headers, "X-Cache": "HIT" if first.cached else "MISS",
-                **({"X-Huiyin-Fallback": first.fallback} if first.fallback else {})})
+        if isinstance(first, Whole):
+            whole = first.audio
+            note(key=whole.key[:8], cached=whole.cached, format="pcm")
+            return web.Response(body=codecs.wav_payload(whole.data), headers={
+                **headers, "X-Cache": "HIT" if whole.cached else "MISS",
+                **({"X-Huiyin-Fallback": whole.fallback} if whole.fallback else {})})
         response = web.StreamResponse(headers={**headers, "X-Cache": "MISS"})
         response.enable_chunked_encoding()
         await response.prepare(request)

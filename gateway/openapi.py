@@ -202,8 +202,52 @@ def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, 
     return paths
 
 
+def _aliyun_paths(text: dict[str, Any], voices: list[str], rates: list[int]) -> dict[str, Any]:
+    """Aliyun NLS's RESTful speech synthesis (gateway/aliyun/rest.py): its fields, its
+    audio labelled audio/mpeg whatever the format, its errors in its own JSON."""
+    fields: dict[str, Any] = {
+        "appkey": {"type": "string", "maxLength": 64,
+                   "description": "the NLS project's appkey: logged, not checked"},
+        "token": {"type": "string", "description": "a Huiyin API key (any text under access: "
+                                                   "open); or the X-NLS-Token header"},
+        "text": text,
+        "format": {"type": "string", "enum": ["pcm", "wav", "mp3"],
+                   "description": "pcm (the default): raw 16-bit little-endian samples"},
+        "sample_rate": {"type": "integer", "enum": rates,
+                        "description": "8000, 16000 (the default) or the voice's own"},
+        "voice": {"type": "string", "enum": voices,
+                  "description": "an Aliyun voice name (xiaoyun, the default) or one of ours"},
+        "volume": {"type": "integer", "minimum": 0, "maximum": 100},
+        "speech_rate": {"type": "integer", "minimum": -500, "maximum": 500},
+        "pitch_rate": {"type": "integer", "minimum": -500, "maximum": 500},
+    }
+    audio = {"200": {
+        "description": "the audio, labelled audio/mpeg whatever its format (as Aliyun does)",
+        "headers": {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}}},
+        "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}},
+    }}
+    errors = {str(s): {"description": "error, in Aliyun's shape", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/NlsError"}}}}
+        for s in (400, 401, 403, 413, 422, 429, 500, 503, 504)}
+    security: list[dict[str, list[str]]] = [{"nlsToken": []}, {}]
+    return {"/stream/v1/tts": {
+        "get": {"summary": "Aliyun NLS speech synthesis, its GET form",
+                "operationId": "aliyunTtsGet", "security": security,
+                "parameters": [_query(name, schema, name, required=name == "text")
+                               for name, schema in fields.items()],
+                "responses": {**audio, **errors}},
+        "post": {"summary": "Aliyun NLS speech synthesis", "operationId": "aliyunTts",
+                 "security": security,
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "additionalProperties": False, "required": ["text"],
+                     "properties": fields}}}},
+                 "responses": {**audio, **errors}},
+    }}
+
+
 def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
-    """The spec; text limits follow the settings, voices and ranges follow the engines."""
+    """The spec; text limits follow the settings, voices and ranges follow the engines
+    (`voices` as /api/voices describes them, its `fronts` included)."""
     engines = voices["engines"]
     # The text must hold something the frontend can read aloud.
     text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_length,
@@ -213,6 +257,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                            f"at most {settings.max_text_length}; malformed XML is a 400 naming "
                            "the line and column, an element or attribute not spoken a 422"}
     voice_names = sorted(v["name"] for e in engines for v in e["voices"])
+    aliyun = voices.get("fronts", {}).get("aliyun", {}).get("voices", {})
     style_names = sorted({st for e in engines for v in e["voices"] for st in v["styles"]})
     voice = {"type": "string", "enum": voice_names}
     style = {"type": "string", "enum": style_names}
@@ -227,7 +272,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
         _query("speed", speed, "speaking rate factor"),
         _query("pitch", pitch, "pitch factor"),
         _query("volume", volume, "loudness factor"),
-        _query("rate", rate, "sample rate; only wav lets you choose"),
+        _query("rate", rate, "sample rate; wav and mp3 let you choose"),
         *_SIGNED,
     ]
     audio_get = {
@@ -253,7 +298,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         {"name": "key", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
                         _ext_param(),
-                        _query("rate", rate, "sample rate (wav only)"),
+                        _query("rate", rate, "sample rate (wav and mp3)"),
                         _query("download", {"type": "string"}, "download under this file name"),
                         *_SIGNED,
                     ],
@@ -268,7 +313,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         {"name": "phrase_id", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
                         _ext_param(),
-                        _query("rate", rate, "sample rate (wav only)"),
+                        _query("rate", rate, "sample rate (wav and mp3)"),
                         *_SIGNED,
                     ],
                     "security": _SPEAKER,
@@ -320,6 +365,8 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
             **_admin_paths(),
             **_cosyvoice_paths(settings, text, speed, voices),
+            **(_aliyun_paths(text, sorted({*voice_names, *aliyun}), sorted({
+                8000, 16000, *(e["sample_rate"] for e in engines)})) if aliyun else {}),
         },
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
@@ -327,7 +374,16 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "signedUrl": {"type": "apiKey", "in": "query", "name": "sig",
                           "description": "a signed URL: exp and sig (`huiyin sign`)"},
+            "nlsToken": {"type": "apiKey", "in": "header", "name": "X-NLS-Token",
+                         "description": "Aliyun's token header: an API key"},
         }, "schemas": {
+            "NlsError": {
+                "type": "object", "required": ["task_id", "result", "status", "message"],
+                "properties": {"task_id": {"type": "string"}, "result": {"type": "string"},
+                               "status": {"type": "integer", "minimum": 40000000,
+                                          "maximum": 59999999},
+                               "message": {"type": "string"}},
+            },
             "Error": {
                 "type": "object", "required": ["status", "code", "message"],
                 "properties": {"status": {"type": "string", "enum": ["error"]},

@@ -245,7 +245,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI description of these routes."""
-    return json_response(openapi_spec(request.app[SETTINGS], voices_of(request).describe()))
+    voices = voices_of(request)
+    described = voices.describe()
+    described["fronts"] = fronts.described(request.app[SETTINGS], voices)
+    return json_response(openapi_spec(request.app[SETTINGS], described))
 
 
 TTS_CACHE_CONTROL = web.AppKey("tts_cache_control", str)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import numpy as np
 from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
-from cache.store import Audio
+from cache.store import Admission, Audio, PromptStore
 from gateway.admission import admission_for
 from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
@@ -48,31 +49,44 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
     return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
 
 
+@dataclass(frozen=True)
+class Whole:
+    """A phrase's audio sent whole: stored already (`stored`), or complete before any of it
+    could be streamed (joined at its end, or spoken by a fallback voice)."""
+
+    audio: Audio
+    stored: bool
+
+
 async def speech_pieces(
-    request: web.Request, speech: SpeechRequest, fmt: str, rate: int,
-) -> AsyncGenerator[Audio | bytes, None]:
-    """The speech as the store has it for a stream: its whole Audio (stored already, or
-    made whole meanwhile, or spoken by a fallback voice), or else its chunks encoded as they
-    are synthesized. The first item comes before anything is sent, so a refusal is still an
-    error answer. Close the generator when done: the synthesis stops when every stream
-    following it left early and no whole request waits for it."""
-    store = request.app[STORE]
-    sentences = await store.stream(speech, admission=admission_for(request))
+    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int, *,
+    admission: Admission | None,
+) -> AsyncGenerator[Whole | bytes, None]:
+    """One phrase for a stream of its own (a WebSocket's, a streamed text's): whole from the
+    store, or its sentences encoded as they are synthesized (WAV as raw samples: the stream
+    sends its header). Errors of admission and synthesis propagate."""
+    loop = asyncio.get_running_loop()
+    try:
+        sentences = await store.stream(speech, admission=admission)
+    except UpstreamError:
+        sentences = None
+    if sentences is None:  # the backend is down: its fallback voice, whole
+        yield Whole(await store.audio(speech, fmt, rate), stored=False)
+        return
     try:
         if sentences.stored is not None:
-            yield await store.variant(sentences.stored.phrase, fmt, rate)
+            yield Whole(await store.variant(sentences.stored.phrase, fmt, rate), stored=True)
             return
         try:
             first = await anext(sentences, None)
         except UpstreamError:
-            # The voice's backend is down: answered whole, by its fallback voice if it has one.
-            yield await store.audio(speech, fmt, rate)  # admitted above
+            yield Whole(await store.audio(speech, fmt, rate), stored=False)  # admitted above
             return
-        if first is None:  # stored whole while this request joined: no chunks to follow
-            yield await store.variant((await sentences.result()).phrase, fmt, rate)
+        if first is None:  # stored whole while this joined
+            phrase = (await sentences.result()).phrase
+            yield Whole(await store.variant(phrase, fmt, rate), stored=False)
             return
         note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
-        loop = asyncio.get_running_loop()
         yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
         async for pcm in sentences:
             yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
@@ -97,11 +111,11 @@ async def stream_speech(
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
         audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
         return audio_response(request, audio, cache_control=cache_control)
-    pieces = speech_pieces(request, speech, fmt, rate)
+    pieces = speech_pieces(store, speech, fmt, rate, admission=admission_for(request))
     try:
         first = await anext(pieces)
-        if isinstance(first, Audio):
-            return audio_response(request, first, cache_control=cache_control)
+        if isinstance(first, Whole):
+            return audio_response(request, first.audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
             "Cache-Control": cache_control_for(request, cache_control),

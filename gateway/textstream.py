@@ -18,9 +18,9 @@ import numpy as np
 
 from cache.keys import SpeechRequest
 from cache.store import Admission, Audio, PromptStore
-from gateway.streaming import STREAMABLE, encode_chunk, streaming_wav_header
+from gateway.streaming import STREAMABLE, Whole, encode_chunk, speech_pieces, streaming_wav_header
 from synth import codecs
-from synth.engine import SENTENCE_PAUSE, Pcm, UpstreamError
+from synth.engine import SENTENCE_PAUSE, Pcm
 from synth.frontend.pieces import SentenceCutter, speakable
 
 
@@ -92,6 +92,14 @@ class SpokenText:
     async def audio(self) -> AsyncIterator[bytes]:
         """The audio, encoded, in order, until the text is finished and spoken. Errors of a
         sentence's request (its voice, its settings, admission) and of synthesis propagate."""
+        async for event in self.events():
+            if isinstance(event, bytes):
+                yield event
+
+    async def events(self) -> AsyncIterator[str | bytes]:
+        """The audio as `audio()` gives it, each sentence's text (str) before its audio
+        (bytes; the pause that joins it to the sentence before comes first), for protocols
+        that mark where sentences begin and end."""
         loop = asyncio.get_running_loop()
         if self._fmt == "wav" and self._wav_header:
             yield streaming_wav_header(self._rate)
@@ -102,6 +110,7 @@ class SpokenText:
             sentence = await self._sentences.get()
             if sentence is None:
                 return
+            yield sentence
             if self.spoken:
                 yield pause
             async for chunk in self._speak(self._request_for(sentence)):
@@ -110,34 +119,14 @@ class SpokenText:
 
     async def _speak(self, request: SpeechRequest) -> AsyncIterator[bytes]:
         """One sentence: whole from the store, or streamed as it is synthesized."""
-        store, fmt, rate = self._store, self._fmt, self._rate
-        loop = asyncio.get_running_loop()
-        try:
-            sentences = await store.stream(request, admission=self._admission)
-        except UpstreamError:
-            sentences = None
-        if sentences is None:  # the backend is down: its fallback voice, whole
-            yield self._whole(await store.audio(request, fmt, rate))
-            return
-        try:
-            if sentences.stored is not None:
-                self.cached += 1
-                yield self._whole(await store.variant(sentences.stored.phrase, fmt, rate))
-                return
-            try:
-                first = await anext(sentences, None)
-            except UpstreamError:
-                yield self._whole(await store.audio(request, fmt, rate))
-                return
-            if first is None:  # stored whole while this joined
-                phrase = (await sentences.result()).phrase
-                yield self._whole(await store.variant(phrase, fmt, rate))
-                return
-            yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
-            async for pcm in sentences:
-                yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
-        finally:
-            await sentences.aclose()
+        async for piece in speech_pieces(self._store, request, self._fmt, self._rate,
+                                         admission=self._admission):
+            if isinstance(piece, Whole):
+                if piece.stored:
+                    self.cached += 1
+                yield self._whole(piece.audio)
+            else:
+                yield piece
 
     def _whole(self, audio: Audio) -> bytes:
         """A stored sentence as a piece of the stream: a WAV's samples without its header."""

@@ -82,7 +82,12 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
         "sln16", "sln16", "audio/pcm; rate=16000; channels=1", 16000, (),
         "raw signed 16-bit little-endian PCM, 16 kHz",
     ),
-    "mp3": AudioFormat("mp3", "mp3", "audio/mpeg", None, (), "MP3, mono, at the native rate"),
+    # Telephony speech APIs (Aliyun's NLS) ask MP3 at 8 or 16 kHz: it is offered at the rates
+    # WAV is, by default at the native rate.
+    "mp3": AudioFormat(
+        "mp3", "mp3", "audio/mpeg", None, (8000, 16000, 22050, 24000),
+        "MP3, mono, at the native rate (or 8000, 16000, 22050, 24000)",
+    ),
     # audio/ogg is the type RFC 7845 registers for Ogg Opus; the codecs parameter lets a
     # browser tell Opus from Vorbis before downloading (canPlayType answers "probably"
     # rather than "maybe"). The .opus extension is the one RFC 7845 recommends for

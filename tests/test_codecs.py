@@ -406,12 +406,23 @@ def test_unsupported_rate_names_it_and_lists_the_allowed_ones() -> None:
 @pytest.mark.parametrize(("fmt", "rate", "allowed"), [
     ("ulaw", 16000, "8000"), ("alaw", 24000, "8000"), ("sln", 16000, "8000"),
     ("sln16", 8000, "16000"), ("wav16", 24000, "16000"), ("pcm", 8000, "24000"),
-    ("mp3", 8000, "24000"), ("ogg", 16000, "24000"), ("flac", 8000, "24000"),
+    ("ogg", 16000, "24000"), ("flac", 8000, "24000"),
 ])
 def test_formats_with_a_set_rate_accept_only_that_rate(fmt: str, rate: int, allowed: str) -> None:
     expected = f"^rate {rate} is not supported for {fmt}; use one of: {allowed}$"
     with pytest.raises(UnsupportedRateError, match=expected):
         encode(tone(440), NATIVE, fmt, rate)
+
+
+def test_mp3_is_made_at_the_telephone_rates_too(ffprobe: str, tmp_path: Path) -> None:
+    for rate in (8000, 16000):
+        path = tmp_path / f"tone-{rate}.mp3"
+        path.write_bytes(encode(tone(440), NATIVE, "mp3", rate))
+        info = probe(ffprobe, path)
+        assert (info["codec_name"], info["sample_rate"]) == ("mp3", str(rate))
+    with pytest.raises(UnsupportedRateError, match="^rate 11025 is not supported for mp3; "
+                                                   "use one of: 8000, 16000, 22050, 24000$"):
+        encode(tone(440), NATIVE, "mp3", 11025)
 
 
 def test_invalid_samples_are_rejected() -> None:

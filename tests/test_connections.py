@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import pytest
 import soundfile as sf
+from aiohttp import ClientSession, WSMsgType
 from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
 
@@ -270,6 +271,26 @@ async def test_a_body_is_never_respelled(server: Server, parser: type) -> None:
     # The body was read as sent: the same text, posted in one piece, has the same key.
     _, _, again = await server.fetch(head + payload)
     assert json.loads(again)["key"] == key
+
+
+async def test_a_websockets_frames_pass_untouched(server: Server, parser: type) -> None:
+    """A connection upgraded to a WebSocket (the Aliyun front's /ws/v1) carries frames: they
+    are never read as request lines, whatever bytes they hold."""
+    start = {"header": {"namespace": "SpeechSynthesizer", "name": "StartSynthesis",
+                        "task_id": "f" * 32},
+             "payload": {"text": TEXT, "format": "pcm", "sample_rate": 16000}}
+    audio = b""
+    async with ClientSession() as session, session.ws_connect(
+            f"http://127.0.0.1:{server.port}/ws/v1") as ws:
+        await ws.send_str(json.dumps(start, ensure_ascii=False))  # raw UTF-8, masked
+        async for received in ws:
+            if received.type != WSMsgType.BINARY:
+                event = json.loads(received.data)
+                break
+            audio += received.data
+        await ws.close()
+    assert event["header"]["name"] == "SynthesisCompleted", event
+    assert event["header"]["task_id"] == "f" * 32 and len(audio) / 2 / 16000 > 0.5
 
 
 async def test_a_raw_url_as_long_as_the_longest_text_is_read_and_a_longer_one_is_414(

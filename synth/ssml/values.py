@@ -58,12 +58,18 @@ def break_seconds(node: Node) -> float:
     return STRENGTHS[strength]
 
 
+def aliyun_factor(rate: float) -> float:
+    """Aliyun's -500..500 speech or pitch rate as a factor: 1/(1-0.001r) for r >= 0 and
+    1/(1-0.002r) below, so -500 is half, 0 as is and 500 double (Aliyun's NLS documents
+    speech_rate so; its pitch_rate is read the same way)."""
+    return 1.0 / (1.0 - rate * (0.001 if rate >= 0 else 0.002))
+
+
 def _aliyun_rate(value: str, where: str) -> float:
-    """Aliyun's -500..500 speech rate as a speed factor (-500 half, 0 as is, 500 double)."""
+    """An attribute in Aliyun's -500..500 as a factor (see aliyun_factor)."""
     if _NUMBER.fullmatch(value) is None or not -500 <= float(value) <= 500:
         raise SsmlError(f"{where}: an integer from -500 to 500")
-    rate = float(value)
-    return 1.0 / (1.0 - rate * (0.001 if rate >= 0 else 0.002))
+    return aliyun_factor(float(value))
 
 
 def _factor(value: str, names: Mapping[str, float], where: str, *, units: str = "") -> float:
