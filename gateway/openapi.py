@@ -141,7 +141,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     voice = {"type": "string", "enum": voice_names}
     style = {"type": "string", "enum": style_names}
     speed, pitch, volume = (_range(engines, n) for n in ("speed", "pitch", "volume"))
-    rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000]}
+    rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000, 44100, 48000]}
     tts_params = [
         _ext_param(),
         _query("text", text, "Chinese text to speak, or an SSML document", required=True),
@@ -151,7 +151,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
         _query("speed", speed, "speaking rate factor"),
         _query("pitch", pitch, "pitch factor"),
         _query("volume", volume, "loudness factor"),
-        _query("rate", rate, "sample rate; only wav lets you choose"),
+        _query("rate", rate, "sample rate; wav and mp3 let you choose"),
         *_SIGNED,
     ]
     audio_get = {
@@ -177,7 +177,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         {"name": "key", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
                         _ext_param(),
-                        _query("rate", rate, "sample rate (wav only)"),
+                        _query("rate", rate, "sample rate (wav and mp3)"),
                         _query("download", {"type": "string"}, "download under this file name"),
                         *_SIGNED,
                     ],
@@ -192,7 +192,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                         {"name": "phrase_id", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
                         _ext_param(),
-                        _query("rate", rate, "sample rate (wav only)"),
+                        _query("rate", rate, "sample rate (wav and mp3)"),
                         *_SIGNED,
                     ],
                     "security": _SPEAKER,

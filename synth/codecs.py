@@ -63,8 +63,10 @@ WAV16_TYPE = "audio/x-wav;codec=pcm;bit=16;rate=16000"
 _WAV_RATE_TYPES = ((16000, WAV16_TYPE),)
 
 FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
+    # 44.1 and 48 kHz are what speech SDKs (DashScope's, CosyVoice's) offer besides the
+    # telephone and voice rates; no PBX plays them.
     "wav": AudioFormat(
-        "wav", "wav", "audio/wav", None, (8000, 16000, 22050, 24000),
+        "wav", "wav", "audio/wav", None, (8000, 16000, 22050, 24000, 44100, 48000),
         "RIFF WAV, 16-bit PCM, mono", _WAV_RATE_TYPES,
     ),
     # Asterisk reads 16 kHz WAV only as its wav16 format; audio/wav and .wav mean 8 kHz to it.
@@ -82,7 +84,12 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
         "sln16", "sln16", "audio/pcm; rate=16000; channels=1", 16000, (),
         "raw signed 16-bit little-endian PCM, 16 kHz",
     ),
-    "mp3": AudioFormat("mp3", "mp3", "audio/mpeg", None, (), "MP3, mono, at the native rate"),
+    # An MP3 says its own rate, so a caller may choose any its codec carries.
+    "mp3": AudioFormat(
+        "mp3", "mp3", "audio/mpeg", None,
+        (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+        "MP3, mono, at the native rate (or the rate asked)",
+    ),
     # audio/ogg is the type RFC 7845 registers for Ogg Opus; the codecs parameter lets a
     # browser tell Opus from Vorbis before downloading (canPlayType answers "probably"
     # rather than "maybe"). The .opus extension is the one RFC 7845 recommends for
@@ -103,7 +110,7 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
 
 # Rates each codec can carry, for formats that follow the native rate.
 _CODEC_RATES: Mapping[str, tuple[int, ...]] = MappingProxyType({
-    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    "mp3": FORMATS["mp3"].allowed_rates,
     "ogg": (8000, 12000, 16000, 24000, 48000),
 })
 

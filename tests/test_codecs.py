@@ -100,7 +100,7 @@ def test_the_format_table_is_exactly_the_documented_one() -> None:
         "pcm": "audio/pcm; rate=24000; channels=1",
     }
     assert FORMATS["wav16"].extension == "wav16"  # Asterisk only reads 16 kHz WAV as .wav16
-    assert FORMATS["wav"].allowed_rates == (8000, 16000, 22050, 24000)
+    assert FORMATS["wav"].allowed_rates == (8000, 16000, 22050, 24000, 44100, 48000)
     for name, spec in FORMATS.items():
         assert isinstance(spec, AudioFormat)
         assert spec.name == name
@@ -125,6 +125,7 @@ def test_output_rate_follows_the_native_rate_where_the_format_allows() -> None:
     assert output_rate("wav", NATIVE, 8000) == 8000
     assert output_rate("ulaw", NATIVE, 8000) == 8000  # naming the fixed rate is fine
     assert output_rate("mp3", NATIVE, 24000) == 24000
+    assert output_rate("mp3", NATIVE, 8000) == 8000  # an MP3 says its rate: any its codec carries
 
 
 def test_a_wavs_content_type_follows_its_rate() -> None:
@@ -133,6 +134,7 @@ def test_a_wavs_content_type_follows_its_rate() -> None:
     wav16 = "audio/x-wav;codec=pcm;bit=16;rate=16000"
     assert {rate: content_type("wav", rate) for rate in FORMATS["wav"].allowed_rates} == {
         8000: "audio/wav", 16000: wav16, 22050: "audio/wav", 24000: "audio/wav",
+        44100: "audio/wav", 48000: "audio/wav",
     }
     assert content_type("wav16", 16000) == wav16
     assert content_types("wav") == ("audio/wav", wav16)
@@ -392,10 +394,10 @@ def test_a_huge_bogus_format_does_not_make_a_huge_message() -> None:
 
 def test_unsupported_rate_names_it_and_lists_the_allowed_ones() -> None:
     with pytest.raises(UnsupportedRateError) as caught:
-        encode(tone(440), NATIVE, "wav", 44100)
+        encode(tone(440), NATIVE, "wav", 32000)
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == (
-        "rate 44100 is not supported for wav; use one of: 8000, 16000, 22050, 24000"
+        "rate 32000 is not supported for wav; use one of: 8000, 16000, 22050, 24000, 44100, 48000"
     )
     assert caught.value.field == "rate"
     # A rate that is still text (an unparsed query string) must not read as a valid one.
@@ -406,9 +408,10 @@ def test_unsupported_rate_names_it_and_lists_the_allowed_ones() -> None:
 @pytest.mark.parametrize(("fmt", "rate", "allowed"), [
     ("ulaw", 16000, "8000"), ("alaw", 24000, "8000"), ("sln", 16000, "8000"),
     ("sln16", 8000, "16000"), ("wav16", 24000, "16000"), ("pcm", 8000, "24000"),
-    ("mp3", 8000, "24000"), ("ogg", 16000, "24000"), ("flac", 8000, "24000"),
+    ("ogg", 16000, "24000"), ("flac", 8000, "24000"),
+    ("mp3", 96000, "8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000"),
 ])
-def test_formats_with_a_set_rate_accept_only_that_rate(fmt: str, rate: int, allowed: str) -> None:
+def test_formats_refuse_a_rate_they_do_not_carry(fmt: str, rate: int, allowed: str) -> None:
     expected = f"^rate {rate} is not supported for {fmt}; use one of: {allowed}$"
     with pytest.raises(UnsupportedRateError, match=expected):
         encode(tone(440), NATIVE, fmt, rate)
