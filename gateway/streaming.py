@@ -39,11 +39,44 @@ def streaming_wav_header(rate: int) -> bytes:
 
 
 def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
-    """One sentence in the stream's encoding (WAV sends raw samples after its header)."""
+    """One piece in the stream's encoding, alone (WAV sends raw samples after its header)."""
     if fmt == "wav":
         samples = codecs.resample(pcm.samples, pcm.sample_rate, rate)
         return np.asarray(samples, dtype="<i2").tobytes()
     return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
+
+
+class StreamEncoder:
+    """One stream's pieces in its format. Raw samples and G.711 are encoded piece by piece,
+    since their pieces simply join; MP3 goes through one encoder for the whole stream, since
+    MP3s made piece by piece would each carry a header and the encoder's delay. `encode`
+    and `finish` block (run them off the loop)."""
+
+    def __init__(self, fmt: str, rate: int) -> None:
+        if fmt not in STREAMABLE:
+            raise InvalidParameter(
+                f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
+            )
+        self.fmt = fmt
+        self.rate = rate
+        self._mp3: codecs.Mp3Encoder | None = None
+
+    @property
+    def continuous(self) -> bool:
+        """Whether pieces must pass through `encode` in order (a stored phrase too)."""
+        return self.fmt == "mp3"
+
+    def encode(self, pcm: Pcm) -> bytes:
+        """The next piece's bytes (an MP3 may hold some back until later pieces)."""
+        if not self.continuous:
+            return encode_chunk(pcm, self.fmt, self.rate)
+        if self._mp3 is None:
+            self._mp3 = codecs.Mp3Encoder(self.rate)
+        return self._mp3.encode(codecs.resample(pcm.samples, pcm.sample_rate, self.rate))
+
+    def finish(self) -> bytes:
+        """What the stream still holds back, at its end."""
+        return self._mp3.finish() if self._mp3 is not None else b""
 
 
 async def stream_speech(
@@ -53,10 +86,7 @@ async def stream_speech(
 
     The store's generation feeds this stream and every other request for the same phrase
     that comes while it runs; the store keeps the complete audio when it ends."""
-    if fmt not in STREAMABLE:
-        raise InvalidParameter(
-            f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
-        )
+    encoder = StreamEncoder(fmt, rate)
     store = request.app[STORE]
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
@@ -89,9 +119,10 @@ async def stream_speech(
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))
-        await response.write(await loop.run_in_executor(None, encode_chunk, first, fmt, rate))
+        await response.write(await loop.run_in_executor(None, encoder.encode, first))
         async for pcm in sentences:
-            await response.write(await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate))
+            await response.write(await loop.run_in_executor(None, encoder.encode, pcm))
+        await response.write(await loop.run_in_executor(None, encoder.finish))
         await response.write_eof()
         return response
     finally:

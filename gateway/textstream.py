@@ -12,13 +12,15 @@ a reply sounds the same streamed in pieces or sent whole.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from cache.keys import SpeechRequest
 from cache.store import Admission, Audio, PromptStore
-from gateway.streaming import STREAMABLE, encode_chunk, streaming_wav_header
+from gateway.streaming import STREAMABLE, StreamEncoder, streaming_wav_header
 from synth import codecs
 from synth.engine import SENTENCE_PAUSE, Pcm, UpstreamError
 from synth.frontend.pieces import SentenceCutter, speakable
@@ -26,6 +28,15 @@ from synth.frontend.pieces import SentenceCutter, speakable
 
 class TextStreamClosed(Exception):
     """A piece came after the text was finished."""
+
+
+@dataclass(frozen=True)
+class SentenceMark:
+    """Where a sentence's audio begins (`end` False) or ends in `SpokenText.events()`."""
+
+    index: int  # from 0, in the order spoken
+    text: str
+    end: bool
 
 
 class SpokenText:
@@ -54,6 +65,7 @@ class SpokenText:
         self._limit = characters
         self._received = 0
         self._wav_header = wav_header
+        self._encoder = StreamEncoder(fmt, rate)
         self._cutter = SentenceCutter()
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self._finished = False
@@ -78,6 +90,16 @@ class SpokenText:
             self._sentences.put_nowait(sentence)
         return done
 
+    def flush(self) -> list[str]:
+        """The text received and not cut yet is a sentence now (the caller says it is one:
+        a protocol's flush); the sentences so queued are returned."""
+        if self._finished:
+            raise TextStreamClosed("the text was finished; no more pieces")
+        done = [s.strip() for s in self._cutter.finish() if speakable(s)]
+        for sentence in done:
+            self._sentences.put_nowait(sentence)
+        return done
+
     def finish(self) -> list[str]:
         """No more pieces: the rest is the last sentence. Idempotent."""
         if self._finished:
@@ -89,56 +111,89 @@ class SpokenText:
         self._sentences.put_nowait(None)
         return done
 
-    async def audio(self) -> AsyncIterator[bytes]:
+    def finish_whole(self, text: str) -> None:
+        """End the text with `text` said as one request, never cut (an SSML document, which
+        only makes sense whole); the caller has bounded it."""
+        self.flush()
+        self._sentences.put_nowait(text)
+        self.finish()
+
+    async def audio(self) -> AsyncGenerator[bytes, None]:
         """The audio, encoded, in order, until the text is finished and spoken. Errors of a
         sentence's request (its voice, its settings, admission) and of synthesis propagate."""
-        loop = asyncio.get_running_loop()
+        async with contextlib.aclosing(self.events()) as events:
+            async for item in events:
+                if isinstance(item, bytes):
+                    yield item
+
+    async def events(self) -> AsyncGenerator[bytes | SentenceMark, None]:
+        """The audio as `audio()` gives it, each sentence's between its two marks (the pause
+        that joins two sentences is outside them), for protocols that announce sentences."""
         if self._fmt == "wav" and self._wav_header:
             yield streaming_wav_header(self._rate)
-        pause = await loop.run_in_executor(None, encode_chunk, Pcm(
-            np.zeros(int(SENTENCE_PAUSE * self._native_rate), dtype=np.int16),
-            self._native_rate), self._fmt, self._rate)
+        silence = Pcm(np.zeros(int(SENTENCE_PAUSE * self._native_rate), dtype=np.int16),
+                      self._native_rate)
+        # Encoded once, unless the encoder runs on from piece to piece (MP3).
+        pause = None if self._encoder.continuous else await self._encoded(silence)
         while True:
             sentence = await self._sentences.get()
             if sentence is None:
+                tail = await asyncio.get_running_loop().run_in_executor(None, self._encoder.finish)
+                if tail:
+                    yield tail
                 return
             if self.spoken:
-                yield pause
-            async for chunk in self._speak(self._request_for(sentence)):
-                yield chunk
+                yield pause if pause is not None else await self._encoded(silence)
+            index = self.spoken
+            yield SentenceMark(index, sentence, end=False)
+            # Closed at once when the reader leaves: the store's stream stops with it.
+            async with contextlib.aclosing(self._speak(self._request_for(sentence))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             self.spoken += 1
+            yield SentenceMark(index, sentence, end=True)
 
-    async def _speak(self, request: SpeechRequest) -> AsyncIterator[bytes]:
+    async def _speak(self, request: SpeechRequest) -> AsyncGenerator[bytes, None]:
         """One sentence: whole from the store, or streamed as it is synthesized."""
-        store, fmt, rate = self._store, self._fmt, self._rate
-        loop = asyncio.get_running_loop()
+        store = self._store
         try:
             sentences = await store.stream(request, admission=self._admission)
         except UpstreamError:
             sentences = None
         if sentences is None:  # the backend is down: its fallback voice, whole
-            yield self._whole(await store.audio(request, fmt, rate))
+            yield await self._whole(lambda fmt, rate: store.audio(request, fmt, rate))
             return
         try:
             if sentences.stored is not None:
                 self.cached += 1
-                yield self._whole(await store.variant(sentences.stored.phrase, fmt, rate))
+                phrase = sentences.stored.phrase
+                yield await self._whole(lambda fmt, rate: store.variant(phrase, fmt, rate))
                 return
             try:
                 first = await anext(sentences, None)
             except UpstreamError:
-                yield self._whole(await store.audio(request, fmt, rate))
+                yield await self._whole(lambda fmt, rate: store.audio(request, fmt, rate))
                 return
             if first is None:  # stored whole while this joined
-                phrase = (await sentences.result()).phrase
-                yield self._whole(await store.variant(phrase, fmt, rate))
+                made = (await sentences.result()).phrase
+                yield await self._whole(lambda fmt, rate: store.variant(made, fmt, rate))
                 return
-            yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
+            yield await self._encoded(first)
             async for pcm in sentences:
-                yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
+                yield await self._encoded(pcm)
         finally:
             await sentences.aclose()
 
-    def _whole(self, audio: Audio) -> bytes:
-        """A stored sentence as a piece of the stream: a WAV's samples without its header."""
-        return codecs.wav_payload(audio.data) if self._fmt == "wav" else audio.data
+    async def _encoded(self, pcm: Pcm) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(None, self._encoder.encode, pcm)
+
+    async def _whole(self, audio_of: Callable[[str, int | None], Awaitable[Audio]]) -> bytes:
+        """A sentence answered whole, as a piece of the stream: the store's encoding of it (a
+        WAV's samples without its header), or, where one encoder runs through the stream
+        (MP3), the sentence's own samples through it."""
+        if not self._encoder.continuous:
+            audio = await audio_of(self._fmt, self._rate)
+            return codecs.wav_payload(audio.data) if self._fmt == "wav" else audio.data
+        own = await audio_of("wav", None)
+        samples = np.frombuffer(codecs.wav_payload(own.data), dtype="<i2")
+        return await self._encoded(Pcm(samples, own.rate))

@@ -337,3 +337,44 @@ def wav_payload(data: bytes) -> bytes:
             return data[at + 8:at + 8 + size]
         at += 8 + size + (size & 1)
     raise ValueError("a WAV without a data chunk")
+
+
+class Mp3Encoder:
+    """One MP3 stream encoded as its samples come: one encoder, so pieces join without the
+    header and the encoder delay each would carry as an MP3 of its own (a player stops at
+    the first one's stated length, or pauses at each join). `encode` gives the frames ready
+    so far, `finish` the rest. The stream starts with the empty frame libsndfile keeps for
+    the length it writes last, into bytes already sent: players hear it as 24 ms of silence.
+    """
+
+    def __init__(self, rate: int) -> None:
+        if rate not in FORMATS["mp3"].allowed_rates:
+            raise UnsupportedRateError(
+                f"rate {rate} is not supported for mp3; use one of: "
+                f"{', '.join(map(str, FORMATS['mp3'].allowed_rates))}")
+        self.rate = rate
+        self._buffer = io.BytesIO()
+        # Constant bit rate: a stream has no header to state a variable one's length, and
+        # players estimate it from the first frame's rate.
+        self._file = sf.SoundFile(self._buffer, "w", samplerate=rate, channels=1, format="MP3",
+                                  subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT")
+        self._sent = 0
+
+    def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
+        """Take samples at the stream's rate; the bytes encoded so far (possibly none)."""
+        _check_samples(samples)
+        if len(samples):
+            self._file.write(samples)
+        return self._taken()
+
+    def finish(self) -> bytes:
+        """End the stream: its last frames."""
+        if not self._file.closed:
+            self._file.close()
+        return self._taken()
+
+    def _taken(self) -> bytes:
+        with self._buffer.getbuffer() as written:
+            data = bytes(written[self._sent:])
+        self._sent += len(data)
+        return data

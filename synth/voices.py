@@ -11,7 +11,15 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
+from synth.engine import (
+    Engine,
+    InvalidInputError,
+    Pcm,
+    Prosody,
+    SettingRange,
+    VoiceInfo,
+    check_request,
+)
 from synth.request import SpeechRequest, clean_text
 from synth.ssml import is_ssml, parse_document, speaking
 from synth.worker import Priority, SynthesisWorker, Urgency
@@ -133,6 +141,10 @@ class Voices:
     def native_rate(self, engine: str) -> int:
         """The named engine's output rate."""
         return self._engine(engine).sample_rate
+
+    def setting_ranges(self, engine: str) -> Mapping[str, SettingRange]:
+        """The named engine's accepted speed, pitch and volume (a setting it lacks: absent)."""
+        return self._engine(engine).setting_ranges()
 
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""

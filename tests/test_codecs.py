@@ -17,6 +17,7 @@ import soundfile as sf
 from synth.codecs import (
     FORMATS,
     AudioFormat,
+    Mp3Encoder,
     UnknownFormatError,
     UnsupportedRateError,
     content_type,
@@ -426,3 +427,21 @@ def test_invalid_samples_are_rejected() -> None:
         encode(np.zeros((10, 2), dtype=np.int16), NATIVE, "wav")
     with pytest.raises(ValueError, match="sample_rate"):
         encode(tone(440), 0, "wav")
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 24000, 48000])
+def test_an_mp3_stream_encoded_in_pieces_plays_as_one(ffprobe: str, tmp_path: Path, rate: int) -> None:
+    pieces = np.array_split(resample(tone(440), NATIVE, rate), 7)  # pieces of odd lengths
+    stream = Mp3Encoder(rate)
+    data = b"".join(stream.encode(piece) for piece in pieces) + stream.finish()
+    path = tmp_path / "stream.mp3"
+    path.write_bytes(data)
+    info = probe(ffprobe, path)
+    assert (info["codec_name"], info["sample_rate"], info["channels"]) == ("mp3", str(rate), "1")
+    decoded = ffmpeg_decode(data)
+    # All of it, once: one encoder's delay and padding and its first, empty frame, no more.
+    frame = 1152 if rate >= 32000 else 576
+    assert 0 <= len(decoded) - rate <= 4 * frame
+    assert abs(peak_frequency(decoded, rate) - 440) <= 2
+    with pytest.raises(UnsupportedRateError, match="^rate 96000 is not supported for mp3"):
+        Mp3Encoder(96000)
