@@ -21,6 +21,7 @@ from gateway.access import ACCESS, add_access
 from gateway.admin import add_admin_routes, configured_phrases
 from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
+from gateway.dashscope_ws import add_dashscope_routes
 from gateway.errors import Unavailable
 from gateway.history import History
 from gateway.logs import NoRequestText
@@ -125,6 +126,7 @@ def create_app(
     add_routes(app)
     add_page_routes(app)
     add_openai_routes(app)
+    add_dashscope_routes(app)
     add_admin_routes(app)
     return app
 
