@@ -36,6 +36,7 @@ PRIVATE_NAMES = (
     (RequestHandler, "_waiter", "the future its request loop awaits while it waits for a request"),
     (RequestHandler, "_messages", "its queue of parsed requests and their payloads"),
     (RequestHandler, "_max_msg_queue_size", "the queue length at which its parser stops"),
+    (RequestHandler, "_upgraded", "whether the connection has switched protocols (a WebSocket)"),
 )
 for _owner, _name, _what in PRIVATE_NAMES:
     if not hasattr(_owner, _name):
@@ -50,6 +51,8 @@ class Connection(RequestHandler):
     """One client connection: aiohttp's protocol, with a deadline for each request head, raw
     UTF-8 in request lines spelled as percent-encoded UTF-8, and our JSON error for what its
     parser refuses.
+
+    Once it has switched protocols (a WebSocket), its bytes go to aiohttp untouched.
 
     A head is due `header_timeout` seconds after the connection opens (the first one) or
     after its first byte reaches an idle connection (a later one). Between requests,
@@ -78,6 +81,11 @@ class Connection(RequestHandler):
         self._start_head()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded:
+            # A WebSocket's frames (masked: any byte may come): no request lines to spell,
+            # no head to time.
+            super().data_received(data)
+            return
         # b"" is aiohttp's own call, to parse pipelined requests its parser held back.
         fed = self._lines.feed(data)
         if fed or not data:  # nothing to parse while the whole of data is a line held back
