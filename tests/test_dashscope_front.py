@@ -470,3 +470,11 @@ async def test_call_says_an_ssml_document_whole(server: TestServer) -> None:
     assert cached == "HIT" and audio == whole
     broken = await in_thread(lambda: failing("<speak>请稍候<break/"))
     assert_failed_shape(broken[0].errors[0], "InvalidParameter")
+
+
+async def test_an_idle_connection_is_closed_when_the_gateway_stops(server: TestServer) -> None:
+    async with ClientSession() as session, session.ws_connect(server.make_url(PATH)) as ws:
+        stopping = asyncio.ensure_future(server.close())
+        message = await ws.receive(timeout=PATIENCE)
+        assert (message.type, message.data) == (WSMsgType.CLOSE, 1001)  # going away
+        await stopping
