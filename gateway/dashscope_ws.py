@@ -221,7 +221,7 @@ class Session:
     def take(self, task: Task, given: dict[str, Any]) -> None:
         """A continue-task's piece of text (and its flush)."""
         if task.finishing:
-            raise TextStreamClosed("finish-task was sent; no more text")
+            raise invalid("finish-task was sent: no more text for this task")
         piece = given.get("text", "")
         flush = given.get("flush", False)
         if not isinstance(piece, str) or not isinstance(flush, bool):
@@ -241,8 +241,8 @@ class Session:
             return
         try:
             task.text.feed(piece)
-        except TextStreamClosed:
-            raise
+        except TextStreamClosed as exc:
+            raise invalid(str(exc)) from None
         except ValueError as exc:
             raise TooLarge(str(exc), "text") from None
         if flush:

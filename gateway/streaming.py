@@ -78,6 +78,12 @@ class StreamEncoder:
         """What the stream still holds back, at its end."""
         return self._mp3.finish() if self._mp3 is not None else b""
 
+    def release(self) -> None:
+        """Release the encoder, whether the stream ended or was left: off the loop, once an
+        encoding under way (in the executor still, if its stream was cancelled) is done."""
+        if self._mp3 is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._mp3.close)
+
 
 async def stream_speech(
     request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
@@ -126,4 +132,5 @@ async def stream_speech(
         await response.write_eof()
         return response
     finally:
+        encoder.release()
         await sentences.aclose()

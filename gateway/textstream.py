@@ -135,23 +135,27 @@ class SpokenText:
                       self._native_rate)
         # Encoded once, unless the encoder runs on from piece to piece (MP3).
         pause = None if self._encoder.continuous else await self._encoded(silence)
-        while True:
-            sentence = await self._sentences.get()
-            if sentence is None:
-                tail = await asyncio.get_running_loop().run_in_executor(None, self._encoder.finish)
-                if tail:
-                    yield tail
-                return
-            if self.spoken:
-                yield pause if pause is not None else await self._encoded(silence)
-            index = self.spoken
-            yield SentenceMark(index, sentence, end=False)
-            # Closed at once when the reader leaves: the store's stream stops with it.
-            async with contextlib.aclosing(self._speak(self._request_for(sentence))) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-            self.spoken += 1
-            yield SentenceMark(index, sentence, end=True)
+        try:
+            while True:
+                sentence = await self._sentences.get()
+                if sentence is None:
+                    tail = await asyncio.get_running_loop().run_in_executor(
+                        None, self._encoder.finish)
+                    if tail:
+                        yield tail
+                    return
+                if self.spoken:
+                    yield pause if pause is not None else await self._encoded(silence)
+                index = self.spoken
+                yield SentenceMark(index, sentence, end=False)
+                # Closed at once when the reader leaves: the store's stream stops with it.
+                async with contextlib.aclosing(self._speak(self._request_for(sentence))) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                self.spoken += 1
+                yield SentenceMark(index, sentence, end=True)
+        finally:
+            self._encoder.release()
 
     async def _speak(self, request: SpeechRequest) -> AsyncGenerator[bytes, None]:
         """One sentence: whole from the store, or streamed as it is synthesized."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -345,6 +346,7 @@ class Mp3Encoder:
     the first one's stated length, or pauses at each join). `encode` gives the frames ready
     so far, `finish` the rest. The stream starts with the empty frame libsndfile keeps for
     the length it writes last, into bytes already sent: players hear it as 24 ms of silence.
+    Its calls may come from different threads, one at a time or `close` beside another.
     """
 
     def __init__(self, rate: int) -> None:
@@ -353,6 +355,7 @@ class Mp3Encoder:
                 f"rate {rate} is not supported for mp3; use one of: "
                 f"{', '.join(map(str, FORMATS['mp3'].allowed_rates))}")
         self.rate = rate
+        self._lock = threading.Lock()
         self._buffer = io.BytesIO()
         # Constant bit rate: a stream has no header to state a variable one's length, and
         # players estimate it from the first frame's rate.
@@ -363,15 +366,29 @@ class Mp3Encoder:
     def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
         """Take samples at the stream's rate; the bytes encoded so far (possibly none)."""
         _check_samples(samples)
-        if len(samples):
-            self._file.write(samples)
-        return self._taken()
+        with self._lock:
+            if self._file.closed:
+                return b""
+            if len(samples):
+                self._file.write(samples)
+            return self._taken()
 
     def finish(self) -> bytes:
         """End the stream: its last frames."""
+        with self._lock:
+            self._close()
+            return self._taken()
+
+    def close(self) -> None:
+        """Release the encoder, once an encoding under way is done (a stream left early drops
+        its last frames). Left to the garbage collector, libsndfile would write them into a
+        buffer already freed."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if not self._file.closed:
             self._file.close()
-        return self._taken()
 
     def _taken(self) -> bytes:
         with self._buffer.getbuffer() as written:

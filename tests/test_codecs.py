@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +446,15 @@ def test_an_mp3_stream_encoded_in_pieces_plays_as_one(ffprobe: str, tmp_path: Pa
     assert abs(peak_frequency(decoded, rate) - 440) <= 2
     with pytest.raises(UnsupportedRateError, match="^rate 96000 is not supported for mp3"):
         Mp3Encoder(96000)
+
+
+def test_an_mp3_stream_left_early_is_released_beside_an_encoding() -> None:
+    stream = Mp3Encoder(24000)
+    piece = tone(440)[:2400]
+    encoding = threading.Thread(target=lambda: [stream.encode(piece) for _ in range(200)])
+    encoding.start()
+    stream.close()  # from another thread, while it encodes: after the piece under way
+    encoding.join()
+    assert stream.encode(piece) == b""  # closed: nothing more is encoded
+    stream.finish()  # its last frames, taken once
+    assert stream.finish() == b""

@@ -5,6 +5,7 @@ concurrent tasks, and every failure as DashScope's `task-failed` event."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import subprocess
@@ -448,6 +449,14 @@ async def test_malformed_messages_fail_without_closing_the_connection(server: Te
         done = await raw.event()
         assert done["header"]["event"] == "task-finished", done
         assert set(done["payload"]) == {"output", "usage"}
+        # Text after finish-task fails the task (what it was saying stops).
+        assert (await raw.run("late"))["header"]["event"] == "task-started"
+        await raw.send("continue-task", "late", {"input": {"text": "您好。请稍候。"}})
+        await raw.send("finish-task", "late", {"input": {}})
+        await raw.send("continue-task", "late", {"input": {"text": "还有"}})
+        while (event := await raw.event())["header"]["event"] == "result-generated":
+            pass
+        assert_failed_shape(event, "InvalidParameter")
 
 
 async def test_a_plain_http_request_is_told_to_open_a_websocket(server: TestServer) -> None:
@@ -478,3 +487,17 @@ async def test_an_idle_connection_is_closed_when_the_gateway_stops(server: TestS
         message = await ws.receive(timeout=PATIENCE)
         assert (message.type, message.data) == (WSMsgType.CLOSE, 1001)  # going away
         await stopping
+
+
+async def test_an_mp3_task_cancelled_midway_releases_its_encoder(server: TestServer) -> None:
+    async with ClientSession() as session, session.ws_connect(server.make_url(PATH)) as ws:
+        raw = Raw(ws)
+        assert (await raw.run("mp3", format="mp3", sample_rate=16000))["header"]["event"] == "task-started"
+        await raw.send("continue-task", "mp3", {"input": {"text": REPLY}})
+        while (await ws.receive(timeout=PATIENCE)).type != WSMsgType.BINARY:
+            pass  # until its first audio
+        await raw.send("finish-task", "mp3", {"input": {"directive": "cancel"}})
+        while (event := await raw.event())["header"]["event"] == "result-generated":
+            pass
+        assert event["header"]["event"] == "task-finished"
+    gc.collect()  # an encoder left unreleased would fail in its finalizer, which pytest reports
