@@ -24,6 +24,7 @@ from gateway.connections import ConnectionRunner
 from gateway.cors import add_cors
 from gateway.cosyvoice_api import add_cosyvoice_routes
 from gateway.cosyvoice_lite import add_lite_routes
+from gateway.dashscope_ws import add_dashscope_routes
 from gateway.errors import Unavailable
 from gateway.history import History
 from gateway.logs import NoRequestText
@@ -131,6 +132,7 @@ def create_app(
     add_cosyvoice_routes(app)
     add_lite_routes(app)
     add_aliyun_routes(app)
+    add_dashscope_routes(app)
     add_admin_routes(app)
     return app
 

@@ -54,6 +54,8 @@ class Connection(RequestHandler):
     UTF-8 in request lines spelled as percent-encoded UTF-8, and our JSON error for what its
     parser refuses.
 
+    Once it has switched protocols (a WebSocket), its bytes go to aiohttp untouched.
+
     A head is due `header_timeout` seconds after the connection opens (the first one) or
     after its first byte reaches an idle connection (a later one). Between requests,
     aiohttp's keep-alive timer applies; a head that has begun replaces it, so a client

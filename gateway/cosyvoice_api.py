@@ -33,8 +33,9 @@ from gateway.jsonbody import json_response
 from gateway.logs import note
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
-from gateway.streaming import Whole, speech_pieces
+from gateway.streaming import Whole, encode_chunk, speech_pieces
 from synth import codecs
+from synth.engine import Pcm
 from synth.prompts import CROSS_LINGUAL, INSTRUCT, ZERO_SHOT, Prompt, clip_problem
 from synth.voices import Voices
 
@@ -174,10 +175,11 @@ async def _answer(request: web.Request, speech: SpeechRequest) -> web.StreamResp
         response = web.StreamResponse(headers={**headers, "X-Cache": "MISS"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        await response.write(first)
-        async for chunk in pieces:
-            assert isinstance(chunk, bytes)
-            await response.write(chunk)
+        loop = asyncio.get_running_loop()
+        await response.write(await loop.run_in_executor(None, encode_chunk, first, "wav", rate))
+        async for pcm in pieces:
+            assert isinstance(pcm, Pcm)
+            await response.write(await loop.run_in_executor(None, encode_chunk, pcm, "wav", rate))
         await response.write_eof()
         return response
     finally:

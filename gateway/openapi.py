@@ -262,7 +262,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     voice = {"type": "string", "enum": voice_names}
     style = {"type": "string", "enum": style_names}
     speed, pitch, volume = (_range(engines, n) for n in ("speed", "pitch", "volume"))
-    rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000]}
+    rate = {"type": "integer", "enum": [8000, 16000, 22050, 24000, 44100, 48000]}
     tts_params = [
         _ext_param(),
         _query("text", text, "Chinese text to speak, or an SSML document", required=True),

@@ -42,11 +42,50 @@ def streaming_wav_header(rate: int) -> bytes:
 
 
 def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
-    """One sentence in the stream's encoding (WAV sends raw samples after its header)."""
+    """One piece in the stream's encoding, alone (WAV sends raw samples after its header)."""
     if fmt == "wav":
         samples = codecs.resample(pcm.samples, pcm.sample_rate, rate)
         return np.asarray(samples, dtype="<i2").tobytes()
     return codecs.encode(pcm.samples, pcm.sample_rate, fmt, rate)
+
+
+class StreamEncoder:
+    """One stream's pieces in its format. Raw samples and G.711 are encoded piece by piece,
+    since their pieces simply join; MP3 goes through one encoder for the whole stream, since
+    MP3s made piece by piece would each carry a header and the encoder's delay. `encode`
+    and `finish` block (run them off the loop)."""
+
+    def __init__(self, fmt: str, rate: int) -> None:
+        if fmt not in STREAMABLE:
+            raise InvalidParameter(
+                f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
+            )
+        self.fmt = fmt
+        self.rate = rate
+        self._mp3: codecs.Mp3Encoder | None = None
+
+    @property
+    def continuous(self) -> bool:
+        """Whether pieces must pass through `encode` in order (a stored phrase too)."""
+        return self.fmt == "mp3"
+
+    def encode(self, pcm: Pcm) -> bytes:
+        """The next piece's bytes (an MP3 may hold some back until later pieces)."""
+        if not self.continuous:
+            return encode_chunk(pcm, self.fmt, self.rate)
+        if self._mp3 is None:
+            self._mp3 = codecs.Mp3Encoder(self.rate)
+        return self._mp3.encode(codecs.resample(pcm.samples, pcm.sample_rate, self.rate))
+
+    def finish(self) -> bytes:
+        """What the stream still holds back, at its end."""
+        return self._mp3.finish() if self._mp3 is not None else b""
+
+    def release(self) -> None:
+        """Release the encoder, whether the stream ended or was left: off the loop, once an
+        encoding under way (in the executor still, if its stream was cancelled) is done."""
+        if self._mp3 is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._mp3.close)
 
 
 @dataclass(frozen=True)
@@ -59,13 +98,14 @@ class Whole:
 
 
 async def speech_pieces(
-    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int, *,
+    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int | None, *,
     admission: Admission | None,
-) -> AsyncGenerator[Whole | bytes, None]:
-    """One phrase for a stream of its own (a WebSocket's, a streamed text's): whole from the
-    store, or its sentences encoded as they are synthesized (WAV as raw samples: the stream
-    sends its header). Errors of admission and synthesis propagate."""
-    loop = asyncio.get_running_loop()
+) -> AsyncGenerator[Whole | Pcm, None]:
+    """One phrase for a stream: whole from the store (in `fmt` at `rate`), or its chunks as
+    they are synthesized (PCM, for the stream's encoder). The first item comes before
+    anything is sent, so a refusal is still an error answer; errors of admission and
+    synthesis propagate. Close the generator when done: the synthesis stops when every
+    stream following it left early and no whole request waits for it."""
     try:
         sentences = await store.stream(speech, admission=admission)
     except UpstreamError:
@@ -87,9 +127,9 @@ async def speech_pieces(
             yield Whole(await store.variant(phrase, fmt, rate), stored=False)
             return
         note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
-        yield await loop.run_in_executor(None, encode_chunk, first, fmt, rate)
+        yield first
         async for pcm in sentences:
-            yield await loop.run_in_executor(None, encode_chunk, pcm, fmt, rate)
+            yield pcm
     finally:
         await sentences.aclose()
 
@@ -101,10 +141,7 @@ async def stream_speech(
 
     The store's generation feeds this stream and every other request for the same phrase
     that comes while it runs; the store keeps the complete audio when it ends."""
-    if fmt not in STREAMABLE:
-        raise InvalidParameter(
-            f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
-        )
+    encoder = StreamEncoder(fmt, rate)
     store = request.app[STORE]
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
@@ -116,6 +153,7 @@ async def stream_speech(
         first = await anext(pieces)
         if isinstance(first, Whole):
             return audio_response(request, first.audio, cache_control=cache_control)
+        loop = asyncio.get_running_loop()
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
             "Cache-Control": cache_control_for(request, cache_control),
@@ -125,11 +163,13 @@ async def stream_speech(
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))
-        await response.write(first)
-        async for chunk in pieces:
-            assert isinstance(chunk, bytes)
-            await response.write(chunk)
+        await response.write(await loop.run_in_executor(None, encoder.encode, first))
+        async for pcm in pieces:
+            assert isinstance(pcm, Pcm)
+            await response.write(await loop.run_in_executor(None, encoder.encode, pcm))
+        await response.write(await loop.run_in_executor(None, encoder.finish))
         await response.write_eof()
         return response
     finally:
+        encoder.release()
         await pieces.aclose()

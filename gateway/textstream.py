@@ -12,13 +12,15 @@ a reply sounds the same streamed in pieces or sent whole.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from cache.keys import SpeechRequest
 from cache.store import Admission, Audio, PromptStore
-from gateway.streaming import STREAMABLE, Whole, encode_chunk, speech_pieces, streaming_wav_header
+from gateway.streaming import STREAMABLE, StreamEncoder, Whole, speech_pieces, streaming_wav_header
 from synth import codecs
 from synth.engine import SENTENCE_PAUSE, Pcm
 from synth.frontend.pieces import SentenceCutter, speakable
@@ -26,6 +28,15 @@ from synth.frontend.pieces import SentenceCutter, speakable
 
 class TextStreamClosed(Exception):
     """A piece came after the text was finished."""
+
+
+@dataclass(frozen=True)
+class SentenceMark:
+    """Where a sentence's audio begins (`end` False) or ends in `SpokenText.events()`."""
+
+    index: int  # from 0, in the order spoken
+    text: str
+    end: bool
 
 
 class SpokenText:
@@ -54,6 +65,7 @@ class SpokenText:
         self._limit = characters
         self._received = 0
         self._wav_header = wav_header
+        self._encoder = StreamEncoder(fmt, rate)
         self._cutter = SentenceCutter()
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self._finished = False
@@ -78,6 +90,16 @@ class SpokenText:
             self._sentences.put_nowait(sentence)
         return done
 
+    def flush(self) -> list[str]:
+        """The text received and not cut yet is a sentence now (the caller says it is one:
+        a protocol's flush); the sentences so queued are returned."""
+        if self._finished:
+            raise TextStreamClosed("the text was finished; no more pieces")
+        done = [s.strip() for s in self._cutter.finish() if speakable(s)]
+        for sentence in done:
+            self._sentences.put_nowait(sentence)
+        return done
+
     def finish(self) -> list[str]:
         """No more pieces: the rest is the last sentence. Idempotent."""
         if self._finished:
@@ -89,45 +111,74 @@ class SpokenText:
         self._sentences.put_nowait(None)
         return done
 
-    async def audio(self) -> AsyncIterator[bytes]:
+    def finish_whole(self, text: str) -> None:
+        """End the text with `text` said as one request, never cut (an SSML document, which
+        only makes sense whole); the caller has bounded it."""
+        self.flush()
+        self._sentences.put_nowait(text)
+        self.finish()
+
+    async def audio(self) -> AsyncGenerator[bytes, None]:
         """The audio, encoded, in order, until the text is finished and spoken. Errors of a
         sentence's request (its voice, its settings, admission) and of synthesis propagate."""
-        async for event in self.events():
-            if isinstance(event, bytes):
-                yield event
+        async with contextlib.aclosing(self.events()) as events:
+            async for item in events:
+                if isinstance(item, bytes):
+                    yield item
 
-    async def events(self) -> AsyncIterator[str | bytes]:
-        """The audio as `audio()` gives it, each sentence's text (str) before its audio
-        (bytes; the pause that joins it to the sentence before comes first), for protocols
-        that mark where sentences begin and end."""
-        loop = asyncio.get_running_loop()
+    async def events(self) -> AsyncGenerator[bytes | SentenceMark, None]:
+        """The audio as `audio()` gives it, each sentence's between its two marks (the pause
+        that joins two sentences is outside them), for protocols that announce sentences."""
         if self._fmt == "wav" and self._wav_header:
             yield streaming_wav_header(self._rate)
-        pause = await loop.run_in_executor(None, encode_chunk, Pcm(
-            np.zeros(int(SENTENCE_PAUSE * self._native_rate), dtype=np.int16),
-            self._native_rate), self._fmt, self._rate)
-        while True:
-            sentence = await self._sentences.get()
-            if sentence is None:
-                return
-            yield sentence
-            if self.spoken:
-                yield pause
-            async for chunk in self._speak(self._request_for(sentence)):
-                yield chunk
-            self.spoken += 1
+        silence = Pcm(np.zeros(int(SENTENCE_PAUSE * self._native_rate), dtype=np.int16),
+                      self._native_rate)
+        # Encoded once, unless the encoder runs on from piece to piece (MP3).
+        pause = None if self._encoder.continuous else await self._encoded(silence)
+        try:
+            while True:
+                sentence = await self._sentences.get()
+                if sentence is None:
+                    tail = await asyncio.get_running_loop().run_in_executor(
+                        None, self._encoder.finish)
+                    if tail:
+                        yield tail
+                    return
+                if self.spoken:
+                    yield pause if pause is not None else await self._encoded(silence)
+                index = self.spoken
+                yield SentenceMark(index, sentence, end=False)
+                # Closed at once when the reader leaves: the store's stream stops with it.
+                async with contextlib.aclosing(self._speak(self._request_for(sentence))) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                self.spoken += 1
+                yield SentenceMark(index, sentence, end=True)
+        finally:
+            self._encoder.release()
 
-    async def _speak(self, request: SpeechRequest) -> AsyncIterator[bytes]:
-        """One sentence: whole from the store, or streamed as it is synthesized."""
-        async for piece in speech_pieces(self._store, request, self._fmt, self._rate,
-                                         admission=self._admission):
-            if isinstance(piece, Whole):
-                if piece.stored:
-                    self.cached += 1
-                yield self._whole(piece.audio)
-            else:
-                yield piece
+    async def _speak(self, request: SpeechRequest) -> AsyncGenerator[bytes, None]:
+        """One sentence: whole from the store, or streamed as it is synthesized. Where one
+        encoder runs through the stream (MP3), a whole sentence is read as its own samples
+        and goes through it too."""
+        whole = ("wav", None) if self._encoder.continuous else (self._fmt, self._rate)
+        async with contextlib.aclosing(speech_pieces(
+                self._store, request, *whole, admission=self._admission)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, Whole):
+                    if piece.stored:
+                        self.cached += 1
+                    yield await self._whole(piece.audio)
+                else:
+                    yield await self._encoded(piece)
 
-    def _whole(self, audio: Audio) -> bytes:
-        """A stored sentence as a piece of the stream: a WAV's samples without its header."""
-        return codecs.wav_payload(audio.data) if self._fmt == "wav" else audio.data
+    async def _encoded(self, pcm: Pcm) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(None, self._encoder.encode, pcm)
+
+    async def _whole(self, audio: Audio) -> bytes:
+        """A sentence answered whole, as a piece of the stream: the store's encoding of it (a
+        WAV's samples without its header), or its samples through the stream's encoder."""
+        if not self._encoder.continuous:
+            return codecs.wav_payload(audio.data) if self._fmt == "wav" else audio.data
+        samples = np.frombuffer(codecs.wav_payload(audio.data), dtype="<i2")
+        return await self._encoded(Pcm(samples, audio.rate))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,8 +64,10 @@ WAV16_TYPE = "audio/x-wav;codec=pcm;bit=16;rate=16000"
 _WAV_RATE_TYPES = ((16000, WAV16_TYPE),)
 
 FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
+    # 44.1 and 48 kHz are what speech SDKs (DashScope's, CosyVoice's) offer besides the
+    # telephone and voice rates; no PBX plays them.
     "wav": AudioFormat(
-        "wav", "wav", "audio/wav", None, (8000, 16000, 22050, 24000),
+        "wav", "wav", "audio/wav", None, (8000, 16000, 22050, 24000, 44100, 48000),
         "RIFF WAV, 16-bit PCM, mono", _WAV_RATE_TYPES,
     ),
     # Asterisk reads 16 kHz WAV only as its wav16 format; audio/wav and .wav mean 8 kHz to it.
@@ -82,11 +85,11 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
         "sln16", "sln16", "audio/pcm; rate=16000; channels=1", 16000, (),
         "raw signed 16-bit little-endian PCM, 16 kHz",
     ),
-    # Telephony speech APIs (Aliyun's NLS) ask MP3 at 8 or 16 kHz: it is offered at the rates
-    # WAV is, by default at the native rate.
+    # An MP3 says its own rate, so a caller may choose any its codec carries.
     "mp3": AudioFormat(
-        "mp3", "mp3", "audio/mpeg", None, (8000, 16000, 22050, 24000),
-        "MP3, mono, at the native rate (or 8000, 16000, 22050, 24000)",
+        "mp3", "mp3", "audio/mpeg", None,
+        (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+        "MP3, mono, at the native rate (or the rate asked)",
     ),
     # audio/ogg is the type RFC 7845 registers for Ogg Opus; the codecs parameter lets a
     # browser tell Opus from Vorbis before downloading (canPlayType answers "probably"
@@ -108,7 +111,7 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType({
 
 # Rates each codec can carry, for formats that follow the native rate.
 _CODEC_RATES: Mapping[str, tuple[int, ...]] = MappingProxyType({
-    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    "mp3": FORMATS["mp3"].allowed_rates,
     "ogg": (8000, 12000, 16000, 24000, 48000),
 })
 
@@ -335,3 +338,60 @@ def wav_payload(data: bytes) -> bytes:
             return data[at + 8:at + 8 + size]
         at += 8 + size + (size & 1)
     raise ValueError("a WAV without a data chunk")
+
+
+class Mp3Encoder:
+    """One MP3 stream encoded as its samples come: one encoder, so pieces join without the
+    header and the encoder delay each would carry as an MP3 of its own (a player stops at
+    the first one's stated length, or pauses at each join). `encode` gives the frames ready
+    so far, `finish` the rest. The stream starts with the empty frame libsndfile keeps for
+    the length it writes last, into bytes already sent: players hear it as 24 ms of silence.
+    Its calls may come from different threads, one at a time or `close` beside another.
+    """
+
+    def __init__(self, rate: int) -> None:
+        if rate not in FORMATS["mp3"].allowed_rates:
+            raise UnsupportedRateError(
+                f"rate {rate} is not supported for mp3; use one of: "
+                f"{', '.join(map(str, FORMATS['mp3'].allowed_rates))}")
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._buffer = io.BytesIO()
+        # Constant bit rate: a stream has no header to state a variable one's length, and
+        # players estimate it from the first frame's rate.
+        self._file = sf.SoundFile(self._buffer, "w", samplerate=rate, channels=1, format="MP3",
+                                  subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT")
+        self._sent = 0
+
+    def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
+        """Take samples at the stream's rate; the bytes encoded so far (possibly none)."""
+        _check_samples(samples)
+        with self._lock:
+            if self._file.closed:
+                return b""
+            if len(samples):
+                self._file.write(samples)
+            return self._taken()
+
+    def finish(self) -> bytes:
+        """End the stream: its last frames."""
+        with self._lock:
+            self._close()
+            return self._taken()
+
+    def close(self) -> None:
+        """Release the encoder, once an encoding under way is done (a stream left early drops
+        its last frames). Left to the garbage collector, libsndfile would write them into a
+        buffer already freed."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def _taken(self) -> bytes:
+        with self._buffer.getbuffer() as written:
+            data = bytes(written[self._sent:])
+        self._sent += len(data)
+        return data

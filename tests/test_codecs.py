@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import soundfile as sf
 from synth.codecs import (
     FORMATS,
     AudioFormat,
+    Mp3Encoder,
     UnknownFormatError,
     UnsupportedRateError,
     content_type,
@@ -100,7 +102,7 @@ def test_the_format_table_is_exactly_the_documented_one() -> None:
         "pcm": "audio/pcm; rate=24000; channels=1",
     }
     assert FORMATS["wav16"].extension == "wav16"  # Asterisk only reads 16 kHz WAV as .wav16
-    assert FORMATS["wav"].allowed_rates == (8000, 16000, 22050, 24000)
+    assert FORMATS["wav"].allowed_rates == (8000, 16000, 22050, 24000, 44100, 48000)
     for name, spec in FORMATS.items():
         assert isinstance(spec, AudioFormat)
         assert spec.name == name
@@ -125,6 +127,7 @@ def test_output_rate_follows_the_native_rate_where_the_format_allows() -> None:
     assert output_rate("wav", NATIVE, 8000) == 8000
     assert output_rate("ulaw", NATIVE, 8000) == 8000  # naming the fixed rate is fine
     assert output_rate("mp3", NATIVE, 24000) == 24000
+    assert output_rate("mp3", NATIVE, 8000) == 8000  # an MP3 says its rate: any its codec carries
 
 
 def test_a_wavs_content_type_follows_its_rate() -> None:
@@ -133,6 +136,7 @@ def test_a_wavs_content_type_follows_its_rate() -> None:
     wav16 = "audio/x-wav;codec=pcm;bit=16;rate=16000"
     assert {rate: content_type("wav", rate) for rate in FORMATS["wav"].allowed_rates} == {
         8000: "audio/wav", 16000: wav16, 22050: "audio/wav", 24000: "audio/wav",
+        44100: "audio/wav", 48000: "audio/wav",
     }
     assert content_type("wav16", 16000) == wav16
     assert content_types("wav") == ("audio/wav", wav16)
@@ -392,10 +396,10 @@ def test_a_huge_bogus_format_does_not_make_a_huge_message() -> None:
 
 def test_unsupported_rate_names_it_and_lists_the_allowed_ones() -> None:
     with pytest.raises(UnsupportedRateError) as caught:
-        encode(tone(440), NATIVE, "wav", 44100)
+        encode(tone(440), NATIVE, "wav", 32000)
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == (
-        "rate 44100 is not supported for wav; use one of: 8000, 16000, 22050, 24000"
+        "rate 32000 is not supported for wav; use one of: 8000, 16000, 22050, 24000, 44100, 48000"
     )
     assert caught.value.field == "rate"
     # A rate that is still text (an unparsed query string) must not read as a valid one.
@@ -407,8 +411,9 @@ def test_unsupported_rate_names_it_and_lists_the_allowed_ones() -> None:
     ("ulaw", 16000, "8000"), ("alaw", 24000, "8000"), ("sln", 16000, "8000"),
     ("sln16", 8000, "16000"), ("wav16", 24000, "16000"), ("pcm", 8000, "24000"),
     ("ogg", 16000, "24000"), ("flac", 8000, "24000"),
+    ("mp3", 96000, "8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000"),
 ])
-def test_formats_with_a_set_rate_accept_only_that_rate(fmt: str, rate: int, allowed: str) -> None:
+def test_formats_refuse_a_rate_they_do_not_carry(fmt: str, rate: int, allowed: str) -> None:
     expected = f"^rate {rate} is not supported for {fmt}; use one of: {allowed}$"
     with pytest.raises(UnsupportedRateError, match=expected):
         encode(tone(440), NATIVE, fmt, rate)
@@ -420,9 +425,6 @@ def test_mp3_is_made_at_the_telephone_rates_too(ffprobe: str, tmp_path: Path) ->
         path.write_bytes(encode(tone(440), NATIVE, "mp3", rate))
         info = probe(ffprobe, path)
         assert (info["codec_name"], info["sample_rate"]) == ("mp3", str(rate))
-    with pytest.raises(UnsupportedRateError, match="^rate 11025 is not supported for mp3; "
-                                                   "use one of: 8000, 16000, 22050, 24000$"):
-        encode(tone(440), NATIVE, "mp3", 11025)
 
 
 def test_invalid_samples_are_rejected() -> None:
@@ -434,3 +436,33 @@ def test_invalid_samples_are_rejected() -> None:
         encode(np.zeros((10, 2), dtype=np.int16), NATIVE, "wav")
     with pytest.raises(ValueError, match="sample_rate"):
         encode(tone(440), 0, "wav")
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 24000, 48000])
+def test_an_mp3_stream_encoded_in_pieces_plays_as_one(ffprobe: str, tmp_path: Path, rate: int) -> None:
+    pieces = np.array_split(resample(tone(440), NATIVE, rate), 7)  # pieces of odd lengths
+    stream = Mp3Encoder(rate)
+    data = b"".join(stream.encode(piece) for piece in pieces) + stream.finish()
+    path = tmp_path / "stream.mp3"
+    path.write_bytes(data)
+    info = probe(ffprobe, path)
+    assert (info["codec_name"], info["sample_rate"], info["channels"]) == ("mp3", str(rate), "1")
+    decoded = ffmpeg_decode(data)
+    # All of it, once: one encoder's delay and padding and its first, empty frame, no more.
+    frame = 1152 if rate >= 32000 else 576
+    assert 0 <= len(decoded) - rate <= 4 * frame
+    assert abs(peak_frequency(decoded, rate) - 440) <= 2
+    with pytest.raises(UnsupportedRateError, match="^rate 96000 is not supported for mp3"):
+        Mp3Encoder(96000)
+
+
+def test_an_mp3_stream_left_early_is_released_beside_an_encoding() -> None:
+    stream = Mp3Encoder(24000)
+    piece = tone(440)[:2400]
+    encoding = threading.Thread(target=lambda: [stream.encode(piece) for _ in range(200)])
+    encoding.start()
+    stream.close()  # from another thread, while it encodes: after the piece under way
+    encoding.join()
+    assert stream.encode(piece) == b""  # closed: nothing more is encoded
+    stream.finish()  # its last frames, taken once
+    assert stream.finish() == b""

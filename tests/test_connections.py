@@ -311,6 +311,22 @@ async def test_a_raw_url_as_long_as_the_longest_text_is_read_and_a_longer_one_is
     assert status == 414
 
 
+async def test_many_websocket_frames_after_a_bodyless_head_pass_untouched(
+    server: Server, parser: type,
+) -> None:
+    # Masked frames carry every byte value, and the first comes right after a request head
+    # without a body: it must never be read as a request line to spell.
+    async with ClientSession() as session, session.ws_connect(
+        f"http://127.0.0.1:{server.port}/api-ws/v1/inference",
+    ) as ws:
+        for task_id in ("任务-1", "task-2"):
+            await ws.send_json({"header": {"action": "continue-task", "task_id": task_id},
+                                "payload": {"input": {"text": "您好。" * 200}}})
+            answer = await ws.receive_json(timeout=30)
+            assert answer["header"]["task_id"] == task_id
+            assert answer["header"]["event"] == "task-failed"  # no such task: it was read
+
+
 async def test_https_on_the_http_port_is_still_refused_at_once(server: Server) -> None:
     """The C parser refuses a TLS hello from its first byte, raw bytes held back or not
     (the Python parser waits for a whole line, then the head's deadline)."""

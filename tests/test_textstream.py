@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from gateway import create_app
 from gateway.state import STORE, VOICES
-from gateway.textstream import SpokenText, TextStreamClosed
+from gateway.textstream import SentenceMark, SpokenText, TextStreamClosed
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend.pieces import SentenceCutter
 from tests.support import until
@@ -107,3 +107,19 @@ async def test_a_text_past_its_bound_is_refused(client: Client) -> None:
     text = spoken(client)
     with pytest.raises(ValueError, match="longer than 1000"):
         text.feed("好" * 1001)
+
+
+async def test_sentences_are_marked_a_flush_cuts_and_a_document_is_said_whole(client: Client) -> None:
+    text = spoken(client)
+    assert text.feed("好的，已为您办理") == []
+    assert text.flush() == ["好的，已为您办理"]  # the caller knows it is a sentence
+    document = "<speak>请稍候。<break time=\"300ms\"/>马上为您转接。</speak>"
+    text.finish_whole(document)
+    items = [item async for item in text.events()]
+    marks = [item for item in items if isinstance(item, SentenceMark)]
+    assert marks == [SentenceMark(0, "好的，已为您办理", False), SentenceMark(0, "好的，已为您办理", True),
+                     SentenceMark(1, document, False), SentenceMark(1, document, True)]
+    audio = b"".join(item for item in items if isinstance(item, bytes))
+    whole = await client.get("/tts.pcm", params={"text": document})
+    assert whole.headers["X-Cache"] == "HIT"  # said whole: the document's own key
+    assert audio.endswith(await whole.read())

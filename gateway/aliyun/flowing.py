@@ -23,7 +23,6 @@ from gateway.aliyun.channel import Channel, Message, TaskFailed, authorized, che
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
 from gateway.textstream import SpokenText, TextStreamClosed
-from synth.engine import SENTENCE_PAUSE
 
 FLOWING = "FlowingSpeechSynthesizer"
 FIELDS = ("session_id", "voice", "format", "sample_rate", "volumn", "volume", "speech_rate",
@@ -96,30 +95,28 @@ async def _read(channel: Channel, text: SpokenText, piece_limit: int) -> None:
 async def _speak(channel: Channel, text: SpokenText, asked: nls.Asked) -> None:
     """The text's audio, each sentence between its SentenceBegin and SentenceEnd."""
     rate = asked.rate if asked.fmt != "mp3" else None  # raw samples: their count is time
-    pause = round(SENTENCE_PAUSE * asked.rate)  # samples before every sentence but the first
-    sentence: dict[str, Any] | None = None
-    index = samples = 0
+    begun = False  # a WAV's header comes before the first sentence, and is no time
+    samples = 0
+    begins: dict[int, int] = {}
     async for event in text.events():
         if isinstance(event, bytes):
-            if sentence is not None:
+            if begun:
                 samples += len(event) // 2
             await channel.audio(event)
-            continue
-        if sentence is not None:
-            await _end(channel, sentence, samples, rate)
-        index += 1
-        sentence = {"text": event, "sentence": True,
-                    "begin_time": samples + (pause if index > 1 else 0)}
-        await channel.event("SentenceBegin", {"index": index})
-    if sentence is not None:
-        await _end(channel, sentence, samples, rate)
+        elif not event.end:
+            begun = True
+            begins[event.index] = samples
+            await channel.event("SentenceBegin", {"index": event.index + 1})
+        else:
+            await _end(channel, event.text, begins.pop(event.index), samples, rate)
 
 
-async def _end(channel: Channel, sentence: dict[str, Any], samples: int, rate: int | None) -> None:
+async def _end(
+    channel: Channel, sentence: str, begin: int, samples: int, rate: int | None,
+) -> None:
     """SentenceSynthesis and SentenceEnd of a sentence whose audio is out."""
-    subtitle = {"text": sentence["text"], "sentence": True}
+    subtitle: dict[str, Any] = {"text": sentence, "sentence": True}
     if rate is not None:  # times in milliseconds (MP3 has none here)
-        subtitle.update(begin_time=round(1000 * sentence["begin_time"] / rate),
-                        end_time=round(1000 * samples / rate))
+        subtitle.update(begin_time=round(1000 * begin / rate), end_time=round(1000 * samples / rate))
     await channel.event("SentenceSynthesis", {"subtitles": [subtitle]})
     await channel.event("SentenceEnd", {"subtitles": [subtitle]})

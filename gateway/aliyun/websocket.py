@@ -12,6 +12,9 @@ which the SDK hands to `on_error`. The first message names the task:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import WSMsgType, web
 
 from gateway import params
@@ -24,7 +27,7 @@ from gateway.errors import BadRequest
 from gateway.logs import note
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
-from gateway.streaming import Whole, speech_pieces, streaming_wav_header
+from gateway.streaming import StreamEncoder, Whole, speech_pieces, streaming_wav_header
 from synth import codecs
 from synth.compat import timeout as time_limit
 
@@ -96,17 +99,27 @@ async def _one_shot(request: web.Request, channel: Channel, start: Message) -> N
     asked = nls.read(payload, settings, voices)
     speech = await checked_speech(request, payload.get("text"), lambda: asked.request(
         voices, params.text(payload, settings.max_text_length)))
+    encoder = StreamEncoder(asked.stored_format, asked.rate)
+    loop = asyncio.get_running_loop()
     first = True
-    async for piece in speech_pieces(request.app[STORE], speech, asked.stored_format, asked.rate,
-                                     admission=admission_for(request)):
-        if first:
-            note(cached=isinstance(piece, Whole) and piece.stored, format=asked.fmt)
-        if isinstance(piece, Whole):  # a WAV whole is its header and its samples
-            data = piece.audio.data
-            await channel.audio(codecs.wav_payload(data) if asked.fmt == "pcm" else data)
-        else:
-            if first and asked.fmt == "wav":  # a stream's header, before its first samples
-                await channel.audio(streaming_wav_header(asked.rate))
-            await channel.audio(piece)
-        first = False
+    try:
+        async with contextlib.aclosing(speech_pieces(
+                request.app[STORE], speech, asked.stored_format, asked.rate,
+                admission=admission_for(request))) as pieces:
+            async for piece in pieces:
+                if first:
+                    note(cached=isinstance(piece, Whole) and piece.stored, format=asked.fmt)
+                if isinstance(piece, Whole):  # a WAV whole is its header and its samples
+                    data = piece.audio.data
+                    await channel.audio(codecs.wav_payload(data) if asked.fmt == "pcm" else data)
+                else:
+                    if first and asked.fmt == "wav":  # a stream's header, before its samples
+                        await channel.audio(streaming_wav_header(asked.rate))
+                    await channel.audio(await loop.run_in_executor(None, encoder.encode, piece))
+                first = False
+        tail = await loop.run_in_executor(None, encoder.finish)
+        if tail:
+            await channel.audio(tail)
+    finally:
+        encoder.release()
     await channel.event("SynthesisCompleted", {})
