@@ -29,7 +29,7 @@ from gateway.dashscope_task import MODELS
 from gateway.state import STORE, VOICES
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import PATIENCE, until
+from tests.support import PATIENCE, WrappedEngine, until
 from tests.test_textstream import REPLY, pieces_of
 
 PATH = "/api-ws/v1/inference"
@@ -201,26 +201,13 @@ async def test_stored_sentences_are_hits(server: TestServer) -> None:
     assert (again.hits - after.hits, again.misses - after.misses) == (2, 0)
 
 
-class HeldEngine:
+class HeldEngine(WrappedEngine):
     """The real engine, whose syntheses wait at a gate before their first audio."""
 
     def __init__(self, engine: FastSpeech2Engine) -> None:
-        self._engine = engine
-        self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
+        super().__init__(engine)
         self.gate = threading.Event()
         self.started = 0
-
-    def voices(self) -> Any:
-        return self._engine.voices()
-
-    def setting_ranges(self) -> Any:
-        return self._engine.setting_ranges()
-
-    def spoken_form(self, text: str) -> str:
-        return self._engine.spoken_form(text)
-
-    def synthesize(self, text: str, **kw: Any) -> Pcm:
-        return Pcm.concat(list(self.stream(text, **kw)))
 
     def stream(self, text: str, **kw: Any) -> Iterator[Pcm]:
         self.started += 1
