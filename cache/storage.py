@@ -86,14 +86,16 @@ class Storage:
         await self.settled()
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        # Reads under way end before the index's pool is disposed: a connection checked out
+        # at that moment would go back to a pool nobody closes, and leak its socket.
+        await loop.run_in_executor(None, self._io.shutdown)
         if self._index is not None:
             index = self._index
             await self.write(index.close)
             self._index = None
-        await self.run(self.files.close)
-        loop = asyncio.get_running_loop()
-        for pool in (self._writer, self._io):
-            await loop.run_in_executor(None, pool.shutdown)
+        await loop.run_in_executor(None, self.files.close)
+        await loop.run_in_executor(None, self._writer.shutdown)
 
     @property
     def writing(self) -> KeysView[str]:
