@@ -24,7 +24,7 @@ from gateway.streaming import STREAMABLE
 from synth import codecs
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import until
+from tests.support import WrappedEngine, until
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -403,23 +403,13 @@ async def test_health_readiness_and_openapi(client: Client) -> None:
             "/api/voices"} <= set(spec["paths"])
 
 
-class HeldEngine:
+class HeldEngine(WrappedEngine):
     """The real engine, but each synthesis waits until the test lets it go."""
 
     def __init__(self, engine: FastSpeech2Engine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self.release = threading.Event()
         self.started = threading.Event()
-        self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
-
-    def voices(self) -> Any:
-        return self._engine.voices()
-
-    def setting_ranges(self) -> Any:
-        return self._engine.setting_ranges()
-
-    def spoken_form(self, text: str) -> str:
-        return self._engine.spoken_form(text)
 
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         self.started.set()

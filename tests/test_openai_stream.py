@@ -22,7 +22,7 @@ from gateway import create_app
 from gateway.state import STORE, VOICES
 from synth.engine import Pcm
 from synth.fastspeech2 import HEAD_FRAMES, HOP, FastSpeech2Engine
-from tests.support import PATIENCE, until
+from tests.support import PATIENCE, WrappedEngine, until
 
 Client = TestClient[Any, web.Application]
 LONG = ("您好，欢迎致电客户服务中心。查询账户余额请按一，办理信用卡业务请按二。"
@@ -97,25 +97,15 @@ async def test_openai_speech_is_served_from_the_same_store(server: TestServer) -
         assert second.headers["X-Cache"] == "HIT" and await second.read() == await first.read()
 
 
-class GatedEngine:
+class GatedEngine(WrappedEngine):
     """The real engine, streaming; it holds before the second sentence until released."""
 
     def __init__(self, engine: FastSpeech2Engine) -> None:
-        self._engine = engine
-        self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
+        super().__init__(engine)
         self.gate = threading.Event()
         self.held = threading.Event()  # the engine waits at the gate
         self.sentences = 0
         self.closed = threading.Event()  # a stream was closed, finished or not
-
-    def voices(self) -> Any:
-        return self._engine.voices()
-
-    def setting_ranges(self) -> Any:
-        return self._engine.setting_ranges()
-
-    def spoken_form(self, text: str) -> str:
-        return self._engine.spoken_form(text)
 
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         return Pcm.concat(list(self.stream(text, **kw)))

@@ -24,7 +24,7 @@ from gateway.state import STORE, VOICES, WARMER
 from synth import codecs
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
-from tests.support import REPO, until
+from tests.support import REPO, WrappedEngine, until
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -253,24 +253,14 @@ async def test_the_gateway_serves_while_configured_phrases_warm(
     assert {r.phrase_id for r in await phrase_rows(client) if r.pinned} == {"greeting", "menu", "goodbye"}
 
 
-class RecordingEngine:
+class RecordingEngine(WrappedEngine):
     """The real engine; records the order of syntheses and can hold the first one."""
 
     def __init__(self, engine: FastSpeech2Engine) -> None:
-        self._engine = engine
-        self.name, self.version, self.sample_rate = engine.name, engine.version, engine.sample_rate
+        super().__init__(engine)
         self.order: list[str] = []
         self.release = threading.Event()
         self.holding = threading.Event()
-
-    def voices(self) -> Any:
-        return self._engine.voices()
-
-    def setting_ranges(self) -> Any:
-        return self._engine.setting_ranges()
-
-    def spoken_form(self, text: str) -> str:
-        return self._engine.spoken_form(text)
 
     def synthesize(self, text: str, **kw: Any) -> Pcm:
         self.order.append(text)
