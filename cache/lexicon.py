@@ -4,7 +4,8 @@ and what a change of it does to the stored phrases.
 A key hashes what the engine says (its symbol ids), so a lexicon change re-keys exactly the
 prompts it reads differently: those are found by reading every stored phrase again (the
 frontend is fast), pinned ones are made again in the background under their phrase ids,
-and the others are made on their next request. Phrases stored under their old readings
+and the others are made on their next request. A phrase whose text the index does not keep
+(`store_text`) cannot be read again: it is made anew when it is next asked for, or warmed. Phrases stored under their old readings
 stay until eviction (their /prompts/ URLs keep playing what they played).
 """
 
@@ -221,6 +222,8 @@ def _read_again(
     for row in rows:
         if row.engine_version != synthesizer.engine_version(row.engine):
             continue  # made by another engine version: no request reaches it now
+        if row.text is None:
+            continue  # its text is not kept (store_text): it cannot be read again
         request = SpeechRequest.create(
             row.text, engine=row.engine, voice=row.voice, style=row.style,
             speed=row.speed, pitch=row.pitch, volume=row.volume)
