@@ -4,9 +4,10 @@ and what a change of it does to the stored phrases.
 A key hashes what the engine says (its symbol ids), so a lexicon change re-keys exactly the
 prompts it reads differently: those are found by reading every stored phrase again (the
 frontend is fast), pinned ones are made again in the background under their phrase ids,
-and the others are made on their next request. A phrase whose text the index does not keep
-(`store_text`) cannot be read again: it is made anew when it is next asked for, or warmed. Phrases stored under their old readings
-stay until eviction (their /prompts/ URLs keep playing what they played).
+and the others are made on their next request. Phrases stored under their old readings
+stay until eviction (their /prompts/ URLs keep playing what they played). A phrase whose
+text the index does not keep (`store_text`) cannot be read again: it is made anew when it
+is next asked for, or warmed.
 """
 
 from __future__ import annotations
