@@ -30,7 +30,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
-from synth.remote.audio import longest_seconds, refusal
+from synth.remote.audio import SILENT, longest_seconds, refusal, silence
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
 from synth.remote.kinds import Kind, KindStartError, ZeroShot
@@ -197,6 +197,9 @@ class RemoteEngine:
                         self._call, sent, info.name, style, prosody
                     )
             self._refuse(len(samples), rate, self._longest(sent, prosody), sent)
+            quiet = silence(np.asarray(samples, dtype=np.int16))
+            if quiet is not None:
+                raise UpstreamError(self.name, quiet)
         except UpstreamError:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
@@ -225,6 +228,7 @@ class RemoteEngine:
         started = time.perf_counter()
         longest = self._longest(sent, prosody)
         heard = 0
+        said = False  # anything louder than silence yet
         try:
             # One budget for the whole stream, as for a whole answer.
             with self._call.within():
@@ -236,10 +240,13 @@ class RemoteEngine:
                         continue
                     heard += len(samples)
                     self._refuse(heard, rate, longest, sent)
+                    said = said or silence(np.asarray(samples, dtype=np.int16)) is None
                     yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate,
                                               self._rate), self._rate)
             if heard == 0:
                 raise UpstreamError(self.name, "answered no audio")
+            if not said:
+                raise UpstreamError(self.name, SILENT)
         except UpstreamError:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
