@@ -138,9 +138,10 @@ class GenerationStream(Generic[R]):
 
     def __init__(
         self, generation: Generation[R] | None, stored: R | None,
-        on_stop: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None, key: str = "",
     ) -> None:
         self.stored = stored
+        self.key = key  # what it is the audio of
         self._generation = generation
         self._on_stop = on_stop
         self._next = 0

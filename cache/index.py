@@ -363,6 +363,11 @@ class Index:
                 log_purged(connection, keys)
         return len(phrase_sizes), sum(phrase_sizes) + sum(variant_sizes)
 
+    def note_purged(self, keys: Sequence[str]) -> None:
+        """Add keys to the purge log: every replica forgets what it holds of them."""
+        with self.engine.begin() as connection:
+            log_purged(connection, keys)
+
     def delete_variant(self, key: str, fmt: str, rate: int) -> int:
         """Remove one variant row; the bytes removed (0: there was none)."""
         with self.engine.begin() as connection:

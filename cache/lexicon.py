@@ -135,9 +135,10 @@ class Phrases(Protocol):
         ...
 
     async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
+        text: str | None = None,
     ) -> bool:
-        """Give a stored phrase its phrase id and pin."""
+        """Give a stored phrase its phrase id and pin (and keep its text)."""
         ...
 
 
@@ -206,7 +207,8 @@ class LexiconFollower:
         for row, request in pinned:
             try:
                 made = await self._phrases.get_or_synthesize(request, priority=Priority.WARM)
-                await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags)
+                await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags,
+                                         text=request.text)
                 if made.key != row.key:
                     await self._phrases.name(row.key, phrase_id=None, tags=(), pinned=False)
             except asyncio.CancelledError:

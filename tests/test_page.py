@@ -51,6 +51,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HUIYIN_ADMIN_TOKEN": TOKEN,
         "HUIYIN_PHRASES": str(phrases),
         "HUIYIN_LOG_LEVEL": "warning",
+        # Every text kept, so the tried ones are listed and searched in the admin tab.
+        "HUIYIN_STORE_TEXT": "always",
     }
     log = root / "serve.log"
     with serve_process(env, log=log) as (base, proc):
