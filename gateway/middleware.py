@@ -20,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from gateway.errors import error_response_for
 from gateway.logs import FIELDS, access, route_template
 from gateway.metrics import Metrics
+from gateway.storing import says_no_store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,8 +71,9 @@ def request_middleware(metrics: Metrics) -> Middleware:
                     method=request.method, route=route_template(request.match_info.route),
                     status=status, ms=round((time.perf_counter() - started) * 1000, 1),
                 )
-                if access.isEnabledFor(logging.DEBUG):
-                    # Customer text appears only when debug logging is switched on.
+                if access.isEnabledFor(logging.DEBUG) and not says_no_store(request):
+                    # Customer text appears only when debug logging is switched on, and
+                    # never the text of a request that asked that nothing of it be kept.
                     fields["query"] = dict(request.query)
                 access.info("request", extra={"fields": fields})
 

@@ -39,6 +39,8 @@ def public_cache_control(max_age: int) -> str:
 
 
 IMMUTABLE = f"{public_cache_control(ONE_YEAR)}, immutable"
+# An answer nobody may keep: to a request that asked so, and every error.
+NO_STORE = "no-store"
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -89,7 +91,7 @@ def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
         "Accept-Ranges": "bytes",
         "X-Audio-Duration": f"{audio.duration:.3f}",
     })
-    if audio.fallback is not None:
+    if audio.fallback is not None and cache_control != NO_STORE:
         shared = "private" if cache_control.startswith("private") else "public"
         headers["Cache-Control"] = f"{shared}, max-age={FALLBACK_MAX_AGE}"
         headers["X-Huiyin-Fallback"] = audio.fallback
@@ -105,7 +107,7 @@ def audio_response(
     allowed by a header key are private (see gateway.caching.cache_control_for)."""
     note(key=audio.key[:8], cached=audio.cached, format=audio.format)
     if headers is None:
-        headers = audio_headers(audio, cache_control_for(request, cache_control))
+        headers = audio_headers(audio, cache_control_for(request, cache_control, audio.expires))
     asked = request.headers
     if download is None and "If-None-Match" not in asked and "Range" not in asked:
         return web.Response(body=audio.data, headers=headers)  # the common case, kept short

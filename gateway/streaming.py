@@ -15,6 +15,7 @@ import numpy as np
 from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
+from cache.storing import KEEP, Storing
 from gateway.admission import admission_for
 from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
@@ -48,11 +49,13 @@ def encode_chunk(pcm: Pcm, fmt: str, rate: int) -> bytes:
 
 async def stream_speech(
     request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
+    storing: Storing = KEEP,
 ) -> web.StreamResponse:
     """Answer with the speech: whole from the store, or streamed as it is synthesized.
 
     The store's generation feeds this stream and every other request for the same phrase
-    that comes while it runs; the store keeps the complete audio when it ends."""
+    that comes while it runs; the store keeps the complete audio when it ends (unless
+    `storing` asks that nothing be kept)."""
     if fmt not in STREAMABLE:
         raise InvalidParameter(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
@@ -61,12 +64,13 @@ async def stream_speech(
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
-        audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+        audio = await store.audio(speech, fmt, rate, admission=admission_for(request),
+                                  storing=storing)
         return audio_response(request, audio, cache_control=cache_control)
-    sentences = await store.stream(speech, admission=admission_for(request))
+    sentences = await store.stream(speech, admission=admission_for(request), storing=storing)
     try:
         if sentences.stored is not None:
-            audio = await store.variant(sentences.stored.phrase, fmt, rate)
+            audio = await store.encode(sentences.stored, fmt, rate, keep=storing.keep)
             return audio_response(request, audio, cache_control=cache_control)
         loop = asyncio.get_running_loop()
         # The first chunk comes before the headers, so a refusal is still a JSON error.
@@ -74,10 +78,10 @@ async def stream_speech(
             first = await anext(sentences, None)
         except UpstreamError:
             # The voice's backend is down: answered whole, by its fallback voice if it has one.
-            audio = await store.audio(speech, fmt, rate)  # admitted above
+            audio = await store.audio(speech, fmt, rate, storing=storing)  # admitted above
             return audio_response(request, audio, cache_control=cache_control)
         if first is None:  # stored whole while this request joined: no chunks to follow
-            audio = await store.variant((await sentences.result()).phrase, fmt, rate)
+            audio = await store.encode(await sentences.result(), fmt, rate, keep=storing.keep)
             return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
@@ -85,7 +89,7 @@ async def stream_speech(
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()
-        note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
+        note(key=sentences.key[:8], cached=False, format=fmt, streamed=True)
         await response.prepare(request)
         if fmt == "wav":
             await response.write(streaming_wav_header(rate))
