@@ -384,20 +384,39 @@ async def test_a_purge_removes_what_each_selector_names(
     assert not (await store.audio(req(TEXT), "ulaw")).cached and synth.calls == calls + 1
 
 
+@pytest.mark.parametrize("selector", ["key", "text", "tag", "phrase_file", "older_than"])
 async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
-    open_store: Opener, synth: CountingSynthesizer, backing: Backing
+    open_store: Opener, synth: CountingSynthesizer, backing: Backing, selector: str
 ) -> None:
     if backing.bucket is None:
         pytest.skip("replicas share a database server's index and a bucket")
     a, b = await open_store(), await open_store()
     made = await a.audio(req(TEXT), "ulaw")
+    kept = await a.audio(req(OTHER), "ulaw")
+    await a.name(made.key, phrase_id="code", tags=["otp"])
     await a.settled()
+
+    def age() -> None:  # the purged one is an hour old, the other one new
+        with a.index.engine.begin() as connection:
+            connection.execute(update(PhraseRow).where(PhraseRow.key == made.key)
+                               .values(created=now() - 3600))
+
+    await off(age)
     heard = await b.audio(req(TEXT), "ulaw")  # B holds it: rows, hot set, local copy
     assert heard.cached and held_in_memory(b, made.key)
     forgotten: list[set[str]] = []
     b.forgetting.append(forgotten.append)  # as the gateway's URL memo is told
-    purged = await a.purge(Selector(key=made.key))
-    assert purged.prompts == 1
+    chosen = {
+        "key": Selector(key=made.key),
+        "text": Selector(text_key=await a.key_for(req(TEXT), remember=False)),
+        "tag": Selector(tag="otp"),
+        "phrase_file": Selector(phrase_ids=("code",), phrase_keys=(made.key,)),
+        "older_than": Selector(older_than=600),
+    }[selector]
+    purged = await a.purge(chosen)
+    assert purged.prompts == 1 and purged.bytes > len(made.data)
+    assert [p.key for p in await off(a.index.all_phrases)] == [kept.key]
+    assert not any(n.startswith(made.key) for n in await stored_names(a))
     await b.upkeep()
     assert forgotten == [{made.key}]
     assert held_in_memory(b, made.key) == [] and b.peek(made.key, "ulaw", 8000) is None
@@ -407,3 +426,20 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     await b.settled()
     await a.upkeep()  # A follows the log too, and its own purge is no harm
     assert (await a.audio(req(TEXT), "ulaw")).cached
+    assert (await b.audio(req(OTHER), "ulaw")).cached  # what was not selected stays
+
+
+async def test_an_expiry_swept_on_one_replica_is_forgotten_by_the_other(
+    open_store: Opener, synth: CountingSynthesizer, backing: Backing
+) -> None:
+    if backing.bucket is None:
+        pytest.skip("replicas share a database server's index and a bucket")
+    a, b = await open_store(), await open_store()
+    made = await a.audio(req(TEXT), "ulaw", storing=Storing(ttl=60))
+    await a.settled()
+    assert (await b.audio(req(TEXT), "ulaw")).cached and held_in_memory(b, made.key)
+    await set_expires(a, made.key, now() - 1)
+    await a.upkeep()  # the one replica that holds the claim sweeps
+    assert await a.get_phrase(made.key) is None and await stored_names(a) == []
+    await b.upkeep()
+    assert held_in_memory(b, made.key) == [] and await local_copies(b) == []
