@@ -40,10 +40,15 @@ REFUSAL_PAUSE = 1.0
 _MARKUP = re.compile(r"<[^>]*>")
 
 
-@lru_cache(maxsize=256)
 def said_characters(text: str) -> int:
-    """The characters a text says: an SSML document's text, its markup not counted."""
-    return parse_document(text).spoken_chars if is_ssml(text) else len(text)
+    """The characters a text says: an SSML document's text, its markup not counted (a
+    plain text is only counted: no copy of it is kept)."""
+    return _document_characters(text) if is_ssml(text) else len(text)
+
+
+@lru_cache(maxsize=256)
+def _document_characters(document: str) -> int:
+    return parse_document(document).spoken_chars
 
 
 def seconds_to_midnight() -> int:

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 from gateway.errors import error_response_for
 from gateway.logs import FIELDS, access, route_template
 from gateway.metrics import Metrics
-from gateway.storing import says_no_store
+from gateway.nostore import says_no_store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -11,10 +11,10 @@ from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
 from gateway.jsonbody import json_response
-from gateway.responses import NO_STORE, audio_response, public_cache_control
+from gateway.nostore import NO_STORE, header_says_no_store
+from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
-from gateway.storing import header_says_no_store
 from gateway.streaming import stream_speech
 from synth.voices import Voices
 

@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from cache.store import Audio
 from gateway.caching import cache_control_for
 from gateway.logs import note
+from gateway.nostore import NO_STORE
 from gateway.params import EXTENSIONS
 from synth import codecs
 
@@ -39,8 +40,6 @@ def public_cache_control(max_age: int) -> str:
 
 
 IMMUTABLE = f"{public_cache_control(ONE_YEAR)}, immutable"
-# An answer nobody may keep: to a request that asked so, and every error.
-NO_STORE = "no-store"
 
 
 def etag_matches(header: str, etag: str) -> bool:

@@ -18,11 +18,12 @@ from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.jsonbody import json_response
 from gateway.metrics import CONTENT_TYPE
+from gateway.nostore import NO_STORE, header_says_no_store
 from gateway.openapi import openapi_spec
-from gateway.responses import IMMUTABLE, NO_STORE, audio_response, public_cache_control
+from gateway.responses import IMMUTABLE, audio_response, public_cache_control
 from gateway.signing import SIGNED_PARAMS
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
-from gateway.storing import STORING_FIELDS, header_says_no_store, storing_of
+from gateway.storing import STORING_FIELDS, storing_of
 from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
 from synth import codecs

@@ -15,25 +15,12 @@ from cache.storing import KEEP, Storing
 from gateway import params
 from gateway.caller import PRINCIPAL
 from gateway.errors import BadRequest, Forbidden, InvalidParameter
+from gateway.nostore import NO_STORE, header_says_no_store
 from gateway.state import SETTINGS
 
 # The query parameters and JSON fields that say it.
 STORING_FIELDS = ("cache", "ttl", "refresh")
-NO_STORE = "no-store"
 _TRUE, _FALSE = ("1", "true"), ("0", "false")
-
-
-def header_says_no_store(request: web.BaseRequest) -> bool:
-    """Whether the request's Cache-Control header says no-store."""
-    return any(token.strip().lower() == NO_STORE
-               for line in request.headers.getall("Cache-Control", ())
-               for token in line.split(","))
-
-
-def says_no_store(request: web.BaseRequest) -> bool:
-    """Whether a request asks that nothing of it be kept, in its header or its query (what
-    the access log checks before it would write the query at debug level)."""
-    return header_says_no_store(request) or request.query.get("cache") == NO_STORE
 
 
 def _flag(values: Mapping[str, Any], name: str) -> bool:

@@ -25,6 +25,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config import Settings
 from gateway import create_app
+from gateway.access import ACCESS
+from gateway.signing import sign
 from gateway.state import STORE
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
@@ -57,6 +59,15 @@ def decoded_seconds(data: bytes) -> float:
     samples, rate = sf.read(io.BytesIO(data), dtype="int16")
     assert np.abs(samples).max() > 1000
     return float(len(samples) / rate)
+
+
+async def nothing_kept_of(client: Client, text: str) -> None:
+    """The index and the store's memory hold nothing of this text (other prompts may be)."""
+    store = client.app[STORE]
+    await store.settled()
+    assert all(p.text != text for p in await asyncio.to_thread(store.index.all_phrases))
+    assert not any(r.text == text for r in store._keying._keys)
+    assert not any(quote(text) in url for url in client.app[URL_MEMO]._places)
 
 
 async def nothing_kept(client: Client, text: str) -> None:
@@ -127,6 +138,23 @@ async def test_a_no_store_request_for_a_stored_text_is_answered_from_the_store(
                                headers={"Cache-Control": "no-store"})
     assert private.headers["X-Cache"] == "HIT" and private.headers["Cache-Control"] == "no-store"
     assert await private.read() == await kept.read()
+
+
+async def test_a_signed_no_store_url_is_not_remembered(
+    aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    secret = "signing-secret-for-no-store-tests"
+    client = await aiohttp_client(create_app(settings_for(
+        tmp_path, access="keys", url_signing_secret=(secret,)), engines=[engine]))
+    target = f"/tts.ulaw?text={quote(SECRET_TEXT)}&cache=no-store"
+    signed = sign(target, secret, 3600, bucket=1)
+    answer = await client.get(signed)
+    assert answer.status == 200 and answer.headers["Cache-Control"] == "no-store"
+    remembered = client.app[ACCESS].callers._signed
+    assert not any(quote(SECRET_TEXT) in t for t in remembered)
+    kept = sign(f"/tts.ulaw?text={quote('请稍候。')}", secret, 3600, bucket=1)
+    assert (await client.get(kept)).status == 200 and len(remembered) == 1  # the others are
+    await nothing_kept_of(client, SECRET_TEXT)
 
 
 async def test_the_official_openai_client_sends_no_store(
