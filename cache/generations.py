@@ -23,6 +23,7 @@ from cache.keys import SpeechRequest
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
 from synth.engine import Pcm, SilentAudioError, audible
+from synth.memo import FLEETING
 from synth.worker import Priority, Urgency
 
 log = logging.getLogger("huiyin.cache")
@@ -116,6 +117,10 @@ class Generations:
         self, generation: Making, request: SpeechRequest, key: str, found: Lookup, leased: bool,
     ) -> None:
         row = found[0]  # a damaged phrase's row, replaced by the new one
+        if not generation.keep:
+            # Its first caller wants nothing kept: the engine's memos keep nothing of its
+            # text either (this task's own context; the worker carries it to its thread).
+            FLEETING.set(True)
         try:
             started = time.perf_counter()
             if generation.streamed:

@@ -5,6 +5,7 @@ purged (the memo holds the requests, and so their texts)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from cache.admission import Admission
 from cache.keys import SpeechRequest, phrase_key
 from cache.reading import FairShare
 from cache.synthesizer import Synthesizer
+from synth.memo import fleeting
 
 # Requests remembered: a repeated request skips the engine's reading of its text.
 _KEY_MEMO = 20_000
@@ -50,9 +52,10 @@ class Keying:
             await admission.before_reading(request)
         synthesizer = self._synthesizer()
         epoch = self.epoch
-        spoken = await self.reading.run(
-            INTERNAL if admission is None else admission.client,
-            lambda: synthesizer.spoken(request))
+        with contextlib.nullcontext() if remember else fleeting():  # no memo keeps its text
+            spoken = await self.reading.run(
+                INTERNAL if admission is None else admission.client,
+                lambda: synthesizer.spoken(request))
         key = phrase_key(request, synthesizer.engine_version(request.engine), spoken)
         if remember and epoch == self.epoch:  # read with the lexicon still in force
             self._keys[request] = key

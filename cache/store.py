@@ -298,7 +298,7 @@ class PromptStore:
         generation.follow()
         if live:
             self._usage.miss()
-        return SpeechStream(generation, None, key=key,
+        return SpeechStream(generation, None, key=key, expires=generation.expires,
                             on_stop=lambda: self._generations.drop(key, generation))
 
     def _hit(self, row: Phrase, live: bool) -> StoredPhrase:

@@ -19,7 +19,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import TypeVar
 
 from aiohttp import web
@@ -31,6 +30,7 @@ from config import Settings
 from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
 from gateway.state import STORE
+from synth.memo import memo
 from synth.ssml import is_ssml, parse_document
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def said_characters(text: str) -> int:
     return _document_characters(text) if is_ssml(text) else len(text)
 
 
-@lru_cache(maxsize=256)
+@memo(256)
 def _document_characters(document: str) -> int:
     return parse_document(document).spoken_chars
 

@@ -6,6 +6,7 @@ most of its time here and in aiohttp, so this stays short."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -21,6 +22,7 @@ from gateway.errors import error_response_for
 from gateway.logs import FIELDS, access, route_template
 from gateway.metrics import Metrics
 from gateway.nostore import says_no_store
+from synth.memo import fleeting
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,7 +54,9 @@ def request_middleware(metrics: Metrics) -> Middleware:
         status = 500
         try:
             try:
-                response = await handler(request)
+                # A no-store request's text is remembered by no memo (synth/memo.py).
+                with fleeting() if says_no_store(request) else contextlib.nullcontext():
+                    response = await handler(request)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -18,5 +18,8 @@ def header_says_no_store(request: web.BaseRequest) -> bool:
 
 
 def says_no_store(request: web.BaseRequest) -> bool:
-    """Whether a request asks that nothing of it be kept, in its header or its query."""
-    return header_says_no_store(request) or request.query.get("cache") == NO_STORE
+    """Whether a request asks that nothing of it be kept, in its header or its query (the
+    query parsed only when it may say so: every request passes here)."""
+    if header_says_no_store(request):
+        return True
+    return NO_STORE in request.raw_path and request.query.get("cache") == NO_STORE

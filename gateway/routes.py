@@ -27,6 +27,7 @@ from gateway.storing import STORING_FIELDS, storing_of
 from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
 from synth import codecs
+from synth.memo import fleeting
 from synth.voices import Voices
 
 TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate",
@@ -145,6 +146,13 @@ async def api_tts(request: web.Request) -> web.Response:
         raise BadRequest("send a JSON body with Content-Type: application/json")
     body = params.json_object(await request.read(), API_FIELDS)
     storing = storing_of(request, body)
+    if not storing.keep:  # "cache": "no-store": no memo keeps its text (synth/memo.py)
+        with fleeting():
+            return await _api_tts(request, body, storing)
+    return await _api_tts(request, body, storing)
+
+
+async def _api_tts(request: web.Request, body: dict[str, Any], storing: Storing) -> web.Response:
     settings = request.app[SETTINGS]
     voices = voices_of(request)
     speech = await checked_speech(request, body.get("text"), lambda: voices.request(

@@ -85,7 +85,7 @@ async def stream_speech(
             return audio_response(request, audio, cache_control=cache_control)
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
-            "Cache-Control": cache_control_for(request, cache_control),
+            "Cache-Control": cache_control_for(request, cache_control, sentences.expires),
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()

@@ -26,6 +26,7 @@ from cache.store import PromptStore
 from cache.storing import NO_STORE, Storing
 from cache.tables import PhraseRow
 from synth.engine import Pcm, SilentAudioError
+from synth.memo import every_memo
 from tests.conftest import Backing
 from tests.support import CountingSynthesizer
 
@@ -143,6 +144,17 @@ async def test_a_no_store_request_leaves_nothing_behind(
     # Asked again, it is synthesized again: nothing was kept to find.
     again = await store.audio(req(TEXT), "ulaw", storing=NO_STORE)
     assert not again.cached and synth.calls == 3 and again.data == whole.data
+
+
+async def test_the_engine_remembers_nothing_of_a_no_store_text(open_store: Opener) -> None:
+    store = await open_store()
+    # A text said nowhere else in the tests: the engine and its memos live for the session.
+    private = "请到北侧第五排的自提柜取件。"
+    await store.audio(req(private), "ulaw", storing=NO_STORE)
+    stream = await store.stream(req(private), storing=NO_STORE)
+    _ = [chunk async for chunk in stream]
+    await stream.aclose()
+    assert not any("北侧第五排" in str(k) for m in every_memo() for k in m.keys())
 
 
 async def test_identical_no_store_requests_share_one_synthesis_and_a_keeper_keeps_it(

@@ -30,6 +30,7 @@ from gateway.signing import sign
 from gateway.state import STORE
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
+from synth.memo import every_memo
 
 Client = TestClient[Any, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -129,6 +130,29 @@ async def test_no_store_on_every_speaking_route_leaves_nothing_behind(
     assert again.headers["X-Cache"] == "MISS"
 
 
+def remembered(fragment: str) -> bool:
+    """Whether any memo of the frontend or the engines holds a piece of text with it."""
+    return any(fragment in str(key) for memo in every_memo() for key in memo.keys())
+
+
+async def test_no_memo_of_the_frontend_or_the_engines_keeps_a_no_store_text(
+    client: Client,
+) -> None:
+    # Texts said nowhere else in the tests: the engine and its memos live for the session.
+    private, kept = "您的取件柜门在东侧第三排。", "本店的营业厅位于西门北侧。"
+    header = {"Cache-Control": "no-store"}
+    assert (await client.get("/tts.wav", params={"text": private}, headers=header)).status == 200
+    streamed = await client.get("/tts/stream.wav", params={"text": private, "cache": "no-store"})
+    assert streamed.status == 200 and len(await streamed.read()) > 24000
+    posted = await client.post("/api/tts", json={"text": private, "cache": "no-store"})
+    assert posted.status == 200
+    ssml = f"<speak>{private}<break time=\"300ms\"/>请稍候。</speak>"
+    assert (await client.get("/tts.ulaw", params={"text": ssml}, headers=header)).status == 200
+    assert not remembered("柜门在东侧")
+    assert (await client.get("/tts.wav", params={"text": kept})).status == 200
+    assert remembered("营业厅位于西门")  # what is kept is remembered, as before
+
+
 async def test_a_no_store_request_for_a_stored_text_is_answered_from_the_store(
     client: Client,
 ) -> None:
@@ -195,6 +219,9 @@ async def test_ttl_bounds_max_age_and_is_bounded_itself(
     key = short.headers["ETag"].strip('"').split("-")[0]
     prompt = await client.get(f"/prompts/{key}.ulaw")
     assert "immutable" not in prompt.headers["Cache-Control"] and max_age(prompt) <= 100
+    streamed = await client.get("/tts/stream.ulaw", params={"text": "人工服务请按零。", "ttl": "100"})
+    assert streamed.headers["X-Cache"] == "MISS" and 32 <= max_age(streamed) <= 64
+    await streamed.read()
     again = await client.get("/tts.ulaw", params={"text": "查询余额请按一。", "ttl": "100"})
     assert again.headers["X-Cache"] == "HIT" and max_age(again) <= 64  # the URL memo too
     for bad in ("0", "7201", "soon"):

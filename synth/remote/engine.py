@@ -8,7 +8,6 @@ or as written where the entry says `normalize: false`.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.memo import Memo
 from synth.remote.audio import SILENT, longest_seconds, refusal, silence
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
@@ -103,7 +103,7 @@ class RemoteEngine:
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
                             retries=backend.retries, max_bytes=backend.max_answer_bytes,
                             headers=auth_headers(backend))
-        self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
+        self._spoken = Memo(self._upstream_text, _SPOKEN_FORMS_KEPT)
 
     @property
     def name(self) -> str:
