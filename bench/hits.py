@@ -370,7 +370,8 @@ def bench_edge(procs: Processes, tmp: Path, args: argparse.Namespace, wrk: str, 
     site = (EDGE_TEMPLATE.read_text(encoding="utf-8")
             .replace("${UPSTREAM}", base.removeprefix("http://"))
             .replace("${LISTEN}", f"127.0.0.1:{port}")
-            .replace("${CACHE_DIR}", str(edge_tmp / "cache")))
+            .replace("${CACHE_DIR}", str(edge_tmp / "cache"))
+            .replace("access_log /var/log/nginx/access.log huiyin;", "access_log off;"))
     conf = edge_tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=edge_tmp, types="", site=site))
     server = procs.start(

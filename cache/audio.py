@@ -34,6 +34,13 @@ class StoredPhrase:
     fallback: str | None = None
     # A new phrase is answered while it is written: this tells when (and whether) it landed.
     saved: asyncio.Future[Any] | None = field(default=None, compare=False, repr=False)
+    # The master WAV of a phrase nobody wanted kept (no-store): its only copy, in no store.
+    master: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kept(self) -> bool:
+        """Whether the phrase is in the store (not answered from memory alone)."""
+        return self.master is None
 
     @property
     def key(self) -> str:
@@ -56,6 +63,8 @@ class Audio:
     synth_seconds: float = 0.0
     # The voice that spoke instead of the one asked for (its backend is down).
     fallback: str | None = None
+    # When its phrase is removed (None: never): no answer may be kept longer.
+    expires: float | None = None
 
     @property
     def size(self) -> int:

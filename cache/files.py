@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -100,6 +100,11 @@ class AudioStore(Protocol):
 
     def writable(self) -> bool:
         """Whether new audio can be written."""
+        ...
+
+    def forget_copies(self, keys: Collection[str]) -> None:
+        """Drop what is held locally of these phrases' audio elsewhere (a bucket's local
+        copies): it was removed or replaced there."""
         ...
 
     def close(self) -> None:
@@ -204,6 +209,9 @@ class FileStore:
                 return True
         except OSError:
             return False
+
+    def forget_copies(self, keys: Collection[str]) -> None:
+        """Nothing: the folder is the store itself, not a copy."""
 
     def close(self) -> None:
         """Nothing to release."""

@@ -138,9 +138,12 @@ class GenerationStream(Generic[R]):
 
     def __init__(
         self, generation: Generation[R] | None, stored: R | None,
-        on_stop: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None, key: str = "",
+        expires: float | None = None,
     ) -> None:
         self.stored = stored
+        self.key = key  # what it is the audio of
+        self.expires = expires  # when what it makes expires, as its callers asked so far
         self._generation = generation
         self._on_stop = on_stop
         self._next = 0

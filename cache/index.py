@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -39,6 +39,7 @@ from cache.tables import (
     CounterRow,
     Phrase,
     PhraseRow,
+    PurgedKeyRow,
     Variant,
     VariantRow,
     WarmJobRow,
@@ -46,7 +47,7 @@ from cache.tables import (
     variant_of,
 )
 
-__all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now", "sqlite_url"]
+__all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now", "sooner", "sqlite_url"]
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -219,10 +220,11 @@ class Index:
     # writes (single writer thread)
 
     def put_phrase(self, phrase: Phrase) -> tuple[Phrase, int | None]:
-        """Insert a phrase row, or refresh the audio of one that exists: its pin, name,
-        tags, usage and encoded variants stay. Returns the row as stored, and the bytes of
-        the master it replaced (None for a new phrase). Core statements: it runs once per
-        miss, and the ORM's unit of work would hold the GIL four times as long."""
+        """Insert a phrase row, or refresh the audio of one that exists: its text, pin,
+        name, tags, usage and encoded variants stay, and its expiry only comes sooner.
+        Returns the row as stored, and the bytes of the master it replaced (None for a new
+        phrase). Core statements: it runs once per miss, and the ORM's unit of work would
+        hold the GIL four times as long."""
         with self.engine.begin() as connection:
             existing = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
             if existing is None:
@@ -232,10 +234,22 @@ class Index:
                 return phrase, None
             audio = {name: getattr(phrase, name) for name in AUDIO_COLUMNS}
             audio["last_used"] = max(existing.last_used, phrase.last_used)
+            audio["expires"] = sooner(existing.expires, phrase.expires)
+            if existing.text is None and phrase.text is not None:
+                audio["text"] = phrase.text
             connection.execute(update(PhraseRow).where(PhraseRow.key == phrase.key).values(audio))
             stored = connection.execute(_PHRASE_BY_KEY, {"key": phrase.key}).first()
             assert stored is not None
             return phrase_of(stored), existing.bytes
+
+    def drop_variants(self, key: str) -> list[Variant]:
+        """Remove a phrase's variant rows (its audio is being made again); the rows removed,
+        whose files are the caller's to delete."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                delete(VariantRow).where(VariantRow.key == key).returning(*VariantRow.__table__.c)
+            ).all()
+        return [variant_of(r) for r in rows]
 
     def put_warm_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
         """Record a warm-up job's progress (the oldest beyond _JOBS_KEPT are dropped)."""
@@ -295,10 +309,12 @@ class Index:
                 )
 
     def set_named(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool,
+        text: str | None = None,
     ) -> bool:
-        """Name and pin (or unpin) a phrase; a phrase id names one phrase, so another that
-        had it loses it and its pin. False when there is no such phrase (evicted)."""
+        """Name and pin (or unpin) a phrase, and keep its `text` when given; a phrase id
+        names one phrase, so another that had it loses it and its pin. False when there is
+        no such phrase (evicted)."""
         with Session(self.engine) as session, session.begin():
             if session.get(PhraseRow, key) is None:
                 return False
@@ -308,12 +324,13 @@ class Index:
                     .where(PhraseRow.phrase_id == phrase_id, PhraseRow.key != key)
                     .values(phrase_id=None, pinned=False)
                 )
-            session.execute(
-                update(PhraseRow).where(PhraseRow.key == key).values(
-                    phrase_id=phrase_id, pinned=pinned,
-                    tags=json.dumps(list(tags), ensure_ascii=False),
-                )
-            )
+            values: dict[str, Any] = {
+                "phrase_id": phrase_id, "pinned": pinned,
+                "tags": json.dumps(list(tags), ensure_ascii=False),
+            }
+            if text is not None:
+                values.update(text=text, text_length=len(text))
+            session.execute(update(PhraseRow).where(PhraseRow.key == key).values(values))
             return True
 
     def unpin_except(self, keep: Iterable[str]) -> list[str]:
@@ -329,9 +346,10 @@ class Index:
                 )
             return gone
 
-    def delete_phrases(self, keys: Sequence[str]) -> tuple[int, int]:
+    def delete_phrases(self, keys: Sequence[str], *, log: bool = False) -> tuple[int, int]:
         """Remove phrase rows and their variants; (phrases, bytes) removed, as the deletes
-        themselves return them."""
+        themselves return them. With `log`, the keys go to the purge log in the same
+        transaction, for every replica to forget them (cache/forgetting.py)."""
         if not keys:
             return 0, 0
         with self.engine.begin() as connection:
@@ -341,7 +359,14 @@ class Index:
             phrase_sizes = connection.execute(
                 delete(PhraseRow).where(PhraseRow.key.in_(keys)).returning(PhraseRow.bytes)
             ).scalars().all()
+            if log:
+                log_purged(connection, keys)
         return len(phrase_sizes), sum(phrase_sizes) + sum(variant_sizes)
+
+    def note_purged(self, keys: Sequence[str]) -> None:
+        """Add keys to the purge log: every replica forgets what it holds of them."""
+        with self.engine.begin() as connection:
+            log_purged(connection, keys)
 
     def delete_variant(self, key: str, fmt: str, rate: int) -> int:
         """Remove one variant row; the bytes removed (0: there was none)."""
@@ -357,3 +382,18 @@ class Index:
 def now() -> float:
     """Wall-clock seconds, the index's time unit."""
     return time.time()
+
+
+def sooner(a: float | None, b: float | None) -> float | None:
+    """The earlier of two expiries (None: never)."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def log_purged(connection: Connection, keys: Iterable[str]) -> None:
+    """Add keys to the purge log, in the caller's transaction."""
+    stamp = now()
+    rows = [{"key": key, "at": stamp} for key in keys]
+    if rows:
+        connection.execute(insert(PurgedKeyRow), rows)

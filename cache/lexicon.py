@@ -5,7 +5,9 @@ A key hashes what the engine says (its symbol ids), so a lexicon change re-keys 
 prompts it reads differently: those are found by reading every stored phrase again (the
 frontend is fast), pinned ones are made again in the background under their phrase ids,
 and the others are made on their next request. Phrases stored under their old readings
-stay until eviction (their /prompts/ URLs keep playing what they played).
+stay until eviction (their /prompts/ URLs keep playing what they played). A phrase whose
+text the index does not keep (`store_text`) cannot be read again: it is made anew when it
+is next asked for, or warmed.
 """
 
 from __future__ import annotations
@@ -133,9 +135,10 @@ class Phrases(Protocol):
         ...
 
     async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
+        text: str | None = None,
     ) -> bool:
-        """Give a stored phrase its phrase id and pin."""
+        """Give a stored phrase its phrase id and pin (and keep its text)."""
         ...
 
 
@@ -204,7 +207,8 @@ class LexiconFollower:
         for row, request in pinned:
             try:
                 made = await self._phrases.get_or_synthesize(request, priority=Priority.WARM)
-                await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags)
+                await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags,
+                                         text=request.text)
                 if made.key != row.key:
                     await self._phrases.name(row.key, phrase_id=None, tags=(), pinned=False)
             except asyncio.CancelledError:
@@ -221,6 +225,8 @@ def _read_again(
     for row in rows:
         if row.engine_version != synthesizer.engine_version(row.engine):
             continue  # made by another engine version: no request reaches it now
+        if row.text is None:
+            continue  # its text is not kept (store_text): it cannot be read again
         request = SpeechRequest.create(
             row.text, engine=row.engine, voice=row.voice, style=row.style,
             speed=row.speed, pitch=row.pitch, volume=row.volume)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,13 @@ class LocalCache:
         with self._lock:
             self._bytes -= self._sizes.pop(name, 0)
         self._files.delete(name)
+
+    def drop_keys(self, keys: Collection[str]) -> None:
+        """Forget every copy of these phrases' objects (masters and encodings)."""
+        with self._lock:
+            names = [n for n in self._sizes if n[:32] in keys]
+        for name in names:
+            self.drop(name)
 
     def _trim(self) -> None:
         while True:
@@ -218,6 +225,11 @@ class ObjectStore:
         if name is not None:
             self.local.drop(name)
         self._call("a delete", self._client.delete_object, Key=self.bucket.prefix + location)
+
+    def forget_copies(self, keys: Collection[str]) -> None:
+        """Drop the local copies of these phrases' objects (removed or replaced in the
+        bucket, maybe by another replica)."""
+        self.local.drop_keys(keys)
 
     def writable(self) -> bool:
         """Whether the bucket answers (blocking)."""

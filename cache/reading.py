@@ -12,6 +12,7 @@ never taken by reading.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +26,7 @@ T = TypeVar("T")
 # Clients whose last turn is remembered (beyond it, only the waiting ones' are kept).
 _REMEMBERED = 10_000
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", contextvars.Context]
 
 
 class FairShare:
@@ -51,7 +52,7 @@ class FairShare:
         """fn's result, run when the client's turn comes (a caller that leaves while its
         job waits takes nothing; one already running finishes unheard)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(client, deque()).append((fn, future))
+        self._waiting.setdefault(client, deque()).append((fn, future, contextvars.copy_context()))
         self._next()
         return await future
 
@@ -60,7 +61,7 @@ class FairShare:
         while self._running < self._threads and self._waiting:
             client = min(self._waiting, key=lambda c: self._served.get(c, -1))
             jobs = self._waiting[client]
-            fn, future = jobs.popleft()
+            fn, future, context = jobs.popleft()
             if not jobs:
                 del self._waiting[client]
             if future.done():  # its caller left
@@ -70,7 +71,8 @@ class FairShare:
             if len(self._served) > _REMEMBERED:
                 self._served = {c: t for c, t in self._served.items() if c in self._waiting}
             self._running += 1
-            running = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            # In its caller's context: a fleeting (no-store) reading remembers nothing.
+            running = asyncio.get_running_loop().run_in_executor(self._executor, context.run, fn)
             running.add_done_callback(functools.partial(self._finished, future))
 
     def _finished(self, future: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
@@ -87,7 +89,7 @@ class FairShare:
     def close(self) -> None:
         """Stop the threads once the running jobs end (waiting jobs' callers are cancelled)."""
         for jobs in self._waiting.values():
-            for _, future in jobs:
+            for _, future, _ in jobs:
                 future.cancel()
         self._waiting.clear()
         self._served.clear()

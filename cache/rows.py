@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cache.index import Phrase
 
@@ -37,6 +37,17 @@ class RowCache:
             self._set_name(row.key, row.phrase_id)
         while len(self._rows) > self._max_rows:
             self._rows.popitem(last=False)
+
+    def replace(self, row: Phrase) -> None:
+        """A row held here changed in the index (its expiry, its text): hold the new one."""
+        if row.key in self._rows:
+            self._rows[row.key] = row
+
+    def forget_texts(self, keep: Callable[[Phrase], bool]) -> None:
+        """Drop the text of the rows held here whose text `keep` says is not kept."""
+        dropped = [row for row in self._rows.values() if row.text is not None and not keep(row)]
+        for row in dropped:
+            self._rows[row.key] = dataclasses.replace(row, text=None)
 
     def named(self, phrase_id: str) -> str | None:
         """The key a phrase id names, when known here."""

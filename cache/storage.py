@@ -24,10 +24,11 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from cache.audio import checksum
+from cache.audio import checksum, decode_master
 from cache.files import AudioStore, AudioStoreError, FileStore
 from cache.index import Index, Phrase, Pool, sqlite_url
 from cache.totals import Change, Totals
+from synth.engine import audible
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
@@ -151,6 +152,9 @@ class Storage:
             if data is None or len(data) != row.bytes or checksum(data) != row.checksum:
                 log.warning("phrase %s… has a missing or damaged file; synthesizing again", key[:8])
                 return row, None
+            if not audible(decode_master(data)[0]):  # stored before silence was refused
+                log.warning("phrase %s… holds only silence; synthesizing again", key[:8])
+                return row, None
             return row, data
 
         return await self.run(load)
@@ -160,21 +164,23 @@ class Storage:
         """Whether other processes use this index (leases make single flight span them)."""
         return self.index.leases.shared
 
-    async def lease(self, key: str) -> tuple[Phrase, bytes] | None:
+    async def lease(self, key: str, *, fresh: bool = False) -> tuple[Phrase, bytes] | None:
         """Hold the key's lease so that this process synthesizes it (None), or the phrase
-        another process stored while this one waited. A holder that stays past `_PATIENCE`
-        is given up on: this process synthesizes too, rather than never."""
+        another process stored while this one waited (with `fresh`, never: the stored
+        phrase is being replaced, and this process waits for the lease). A holder that
+        stays past `_PATIENCE` is given up on: this process synthesizes too, rather than
+        never."""
         leases = self.index.leases
         waited = 0.0
         while True:
             if await self.run(lambda: leases.try_take(key)):
-                found = await self.load_good(key)  # stored while the lease was taken?
+                found = None if fresh else await self.load_good(key)  # stored meanwhile?
                 if found is not None:
                     await self.release(key)
                 return found
             await asyncio.sleep(_LEASE_POLL)  # the holder's row, or its lease, will come
             waited += _LEASE_POLL
-            found = await self.load_good(key)
+            found = None if fresh else await self.load_good(key)
             if found is not None:
                 return found
             if waited >= _PATIENCE:
@@ -263,16 +269,18 @@ class Storage:
         if self._behind:
             await asyncio.wait(list(self._behind.values()))
 
-    async def remove(self, keys: Sequence[str]) -> None:
-        """Delete phrases' rows, then their files and their variants' files."""
+    async def remove(self, keys: Sequence[str], *, log: bool = False) -> tuple[int, int]:
+        """Delete phrases' rows, then their files and their variants' files; (phrases,
+        bytes) removed. With `log`, the keys go to the purge log for every replica to forget
+        (cache/forgetting.py)."""
         if not keys:
-            return
+            return 0, 0
         await self.settled()
         variants = await self.run(lambda: [v for k in keys for v in self.index.variants(k)])
         index = self.index
         with _reachable():
-            await self._counted(lambda: index.delete_phrases(keys),
-                                lambda gone: Change(-gone[0], -gone[1]))
+            gone = await self._counted(lambda: index.delete_phrases(keys, log=log),
+                                       lambda gone: Change(-gone[0], -gone[1]))
 
         def unlink() -> None:
             for key in keys:
@@ -281,6 +289,7 @@ class Storage:
                 self.files.delete(v.file)
 
         await self.run(unlink)
+        return gone
 
     async def remove_variant(self, key: str, fmt: str, rate: int) -> None:
         """Delete one encoding's row (its file is the caller's to remove)."""

@@ -18,29 +18,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from cache.admission import Admission, Starter
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
 from cache.credentials import Credentials
 from cache.files import AudioStore
-from cache.flight import Generation, GenerationStream
+from cache.flight import GenerationStream
 from cache.generations import Generations
 from cache.hotset import HotSet
 from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
-from cache.keys import SpeechRequest, is_key, phrase_key
+from cache.keying import Keying
+from cache.keys import SpeechRequest, is_key
 from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
+from cache.purge import Purged, Selector, purge
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
-from cache.reading import FairShare
 from cache.replicas import Replicas
+from cache.retention import kept_text
 from cache.rows import RowCache
 from cache.storage import Storage
+from cache.storing import KEEP, Storing
 from cache.synthesizer import Synthesizer
+from cache.upkeep import Upkeep
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
 from synth.engine import UpstreamError
@@ -49,42 +53,10 @@ from synth.worker import Priority
 __all__ = ["Admission", "Audio", "CheckReport", "PromptStore", "SpeechStream", "Stats", "StoredPhrase",
            "Synthesizer"]
 
-# Request -> key memo: a repeated request skips the engine's reading of its text.
-_KEY_MEMO = 20_000
 
 log = logging.getLogger("huiyin.cache")
 
 SpeechStream = GenerationStream[StoredPhrase]
-# Whose share of the frontend's time reading is when no caller is named (warm-ups, the lexicon).
-INTERNAL = "internal"
-
-
-class Admission(Protocol):
-    """What the store asks of a caller's request before it costs anything: each method
-    raises to refuse (a scope, a rate limit, a quota) and returns to let it go on."""
-
-    @property
-    def client(self) -> str:
-        """Whose share of the frontend's time reading the request's text takes."""
-        ...
-
-    async def before_reading(self, request: SpeechRequest) -> None:
-        """Before the request's text is read into its key (its key is not known yet):
-        whether it may cost that much, judged by what its text could say."""
-        ...
-
-    async def admit(self, request: SpeechRequest) -> None:
-        """Before the request starts a synthesis (never when it finds a stored phrase or
-        joins a synthesis under way): charge it."""
-        ...
-
-
-@dataclasses.dataclass
-class Admitting:
-    """A key one caller is being admitted for, and how many callers wait for it."""
-
-    done: asyncio.Future[None]
-    followers: int = 0
 
 
 class PromptStore:
@@ -94,14 +66,16 @@ class PromptStore:
         self, data_dir: Path, synthesizer: Synthesizer | None, *, database_url: str | None = None,
         database_pool: Pool | None = None, audio: AudioStore | None = None,
         max_bytes: int = 0, hot_bytes: int = 64 << 20, maintenance_interval: float = 5.0,
+        ttl: int = 0, store_text: str = "always",
     ) -> None:
         self._storage = Storage(data_dir, database_url, database_pool, audio)
         self._synthesizer = synthesizer
         self._stats = Stats(max_bytes=max_bytes)
         self._encodings = Encodings(self._storage, HotSet(hot_bytes))
         self._rows = RowCache()
-        self._keeper = Keeper(self._storage, self._rows, self._encodings)
-        self._keys: OrderedDict[SpeechRequest, str] = OrderedDict()
+        self._keeper = Keeper(self._storage, self._rows, self._encodings, store_text=store_text)
+        self._ttl = ttl  # seconds an unnamed prompt is kept by default (0: until evicted)
+        self._keying = Keying(lambda: self.synthesizer)
         self._generations = Generations(self._storage, self._keeper, lambda: self.synthesizer)
         self._usage = Usage(self._stats)
         self._maintenance = Maintenance(
@@ -116,11 +90,14 @@ class PromptStore:
         self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
         # Texts are read into keys here, each client in turn (cache/reading.py).
-        self.reading = FairShare()
-        # Keys a caller is being admitted for (its lookup, lease and admission): callers of
-        # the same key wait for it, so one admission is asked, not one per caller.
-        self._admitting: dict[str, Admitting] = {}
-        self._reading_epoch = 0
+        self.reading = self._keying.reading
+        self._starter = Starter(self._storage, self._rows, self._keeper, self._generations)
+        self._upkeep = Upkeep(self._storage, self._rows, self._encodings, self._keying,
+                              self.replicas, store_text=store_text,
+                              busy=lambda key: key in self._generations)
+        # Called with keys purged, expired or made again, here or on another replica: what
+        # the gateway keeps of them (its URL memo) goes too.
+        self.forgetting = self._upkeep.callbacks
 
     # lifecycle
 
@@ -131,6 +108,7 @@ class PromptStore:
         if self._synthesizer is not None:
             await self._lexicon.start()  # read as the index says from the start
             self._maintenance.each_round.append(self._follow_lexicon)
+        self._maintenance.each_round.append(self.upkeep)
         self._maintenance.start()
 
     async def close(self) -> None:
@@ -190,32 +168,19 @@ class PromptStore:
     def reading_epoch(self) -> int:
         """Changes whenever texts may read differently (a site lexicon change, here or on
         another replica): whatever maps a request or a URL to a key must forget it then."""
-        return self._reading_epoch
+        return self._keying.epoch
 
     def _read_anew(self) -> None:
-        self._keys.clear()
-        self._reading_epoch += 1
+        self._keying.read_anew()
 
-    async def key_for(self, request: SpeechRequest, admission: Admission | None = None) -> str:
+    async def key_for(
+        self, request: SpeechRequest, admission: Admission | None = None, *, remember: bool = True,
+    ) -> str:
         """The request's key: what the engine will say, its version and the settings. A
-        key not known yet is read on the frontend's fair share, once `admission` allows it."""
-        key = self._keys.get(request)
-        if key is not None:
-            self._keys.move_to_end(request)
-            return key
-        if admission is not None:
-            await admission.before_reading(request)
-        synthesizer = self.synthesizer
-        epoch = self._reading_epoch
-        spoken = await self.reading.run(
-            INTERNAL if admission is None else admission.client,
-            lambda: synthesizer.spoken(request))
-        key = phrase_key(request, synthesizer.engine_version(request.engine), spoken)
-        if epoch == self._reading_epoch:  # read with the lexicon still in force
-            self._keys[request] = key
-            if len(self._keys) > _KEY_MEMO:
-                self._keys.popitem(last=False)
-        return key
+        key not known yet is read on the frontend's fair share, once `admission` allows it,
+        and remembered for the next time unless `remember` is False (no-store: its text is
+        not kept, in memory either)."""
+        return await self._keying.key_for(request, admission, remember=remember)
 
     async def phrase(self, key: str, *, count: bool = True) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
@@ -261,19 +226,27 @@ class PromptStore:
 
     async def get_or_synthesize(
         self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
-        admission: Admission | None = None,
+        admission: Admission | None = None, storing: Storing = KEEP,
     ) -> StoredPhrase:
         """The stored phrase for a request: from the store, or synthesized and stored.
         Live requests count as hits or misses; warm-up does not. `admission` judges a
-        caller's request before it costs anything (see Admission)."""
-        key = await self.key_for(request, admission)
+        caller's request before it costs anything (see Admission); `storing` says whether
+        and how long the phrase is kept, or that it is made again (cache/storing.py)."""
+        key = await self.key_for(request, admission, remember=storing.keep)
+        return await self._obtain(request, key, priority, admission, storing)
+
+    async def _obtain(
+        self, request: SpeechRequest, key: str, priority: Priority, admission: Admission | None,
+        storing: Storing,
+    ) -> StoredPhrase:
         live = priority == Priority.LIVE
-        row = self._rows.get(key)
-        found = row if row is not None else await self._start(
-            request, key, priority, streamed=False, admission=admission)
+        row = None if storing.refresh else self._rows.get(key)
+        found = row if row is not None else await self._starter.start(
+            request, key, priority, streamed=False, admission=admission, fresh=storing.refresh)
         if isinstance(found, Phrase):
-            return self._hit(found, live)
+            return self._hit(await self._kept_for(found, storing), live)
         generation = found
+        generation.want(storing.keep, storing.expires(self._ttl))
         generation.urgency.raise_to(priority)
         generation.hold()
         try:
@@ -284,105 +257,49 @@ class PromptStore:
             instead = self.synthesizer.fallback(request)
             if instead is None:
                 raise
-            spoken = await self.get_or_synthesize(instead, priority=priority)  # admitted once
+            spoken = await self.get_or_synthesize(  # admitted once
+                instead, priority=priority, storing=dataclasses.replace(storing, refresh=False))
             return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
         if not live and stored.saved is not None:
             await asyncio.shield(stored.saved)  # warm-ups and batches: stored, or an error
         return stored
 
+    async def _kept_for(self, row: Phrase, storing: Storing) -> Phrase:
+        """A stored row, its expiry brought forward when the request asks a shorter ttl."""
+        if storing.keep and storing.ttl is not None:
+            return await self._upkeep.expiry.bring_forward(row, storing.ttl)
+        return row
+
     async def stream(
         self, request: SpeechRequest, *, priority: Priority = Priority.LIVE,
-        admission: Admission | None = None,
+        admission: Admission | None = None, storing: Storing = KEEP,
     ) -> SpeechStream:
         """The request's audio as a stream of chunks, or its stored phrase when it is whole
         already (`SpeechStream.stored`). Close the stream when done; the last stream to
         leave a generation early stops it, unless a whole request waits for it too.
-        `admission` as in get_or_synthesize."""
-        key = await self.key_for(request, admission)
+        `admission` and `storing` as in get_or_synthesize."""
+        key = await self.key_for(request, admission, remember=storing.keep)
         live = priority == Priority.LIVE
-        row = self._rows.get(key)
-        found = row if row is not None else await self._start(
-            request, key, priority, streamed=True, admission=admission)
-        if isinstance(found, Phrase) or not found.streamed:
-            stored = (StoredPhrase(found, cached=True) if isinstance(found, Phrase)
-                      else await asyncio.shield(found.result))
+        row = None if storing.refresh else self._rows.get(key)
+        found = row if row is not None else await self._starter.start(
+            request, key, priority, streamed=True, admission=admission, fresh=storing.refresh)
+        if isinstance(found, Phrase):
+            stored = StoredPhrase(await self._kept_for(found, storing), cached=True)
             self._count(stored, live)
-            return SpeechStream(None, stored)
+            return SpeechStream(None, stored, key=key)
         generation = found
+        generation.want(storing.keep, storing.expires(self._ttl))
+        if not generation.streamed:
+            stored = await asyncio.shield(generation.result)
+            self._count(stored, live)
+            return SpeechStream(None, stored, key=key)
         generation.urgency.raise_to(priority)
         generation.follow()
         if live:
             self._usage.miss()
-        return SpeechStream(generation, None, on_stop=lambda: self._generations.drop(key, generation))
-
-    async def _start(
-        self, request: SpeechRequest, key: str, priority: Priority, *, streamed: bool,
-        admission: Admission | None,
-    ) -> Phrase | Generation[StoredPhrase]:
-        """A key's stored row, or its generation: the one under way, joined, or one started
-        now. One caller at a time looks the key up and is admitted; callers of the same key
-        meanwhile wait for it and then join what it found or started (a refused one's
-        followers are judged each in turn)."""
-        while True:
-            row = self._rows.get(key)
-            if row is not None:
-                return row
-            generation = self._generations.get(key)
-            if generation is not None:
-                return generation
-            admitting = self._admitting.get(key)
-            if admitting is None:
-                break
-            admitting.followers += 1
-            try:
-                await asyncio.shield(admitting.done)
-            finally:
-                admitting.followers -= 1
-        admitting = Admitting(asyncio.get_running_loop().create_future())
-        self._admitting[key] = admitting
-        try:
-            return await self._admit_and_start(request, key, priority, streamed, admission)
-        finally:
-            del self._admitting[key]
-            admitting.done.set_result(None)
-
-    async def _admit_and_start(
-        self, request: SpeechRequest, key: str, priority: Priority, streamed: bool,
-        admission: Admission | None,
-    ) -> Phrase | Generation[StoredPhrase]:
-        found = await self._storage.lookup(key)
-        row, data = found
-        if row is not None and data is not None:
-            # Stored but not in memory (after a restart, say): a hit, never admitted.
-            self._keeper.hold(row, data)
-            return row
-        leased = False
-        if self._storage.shared:
-            # Another replica may be making it: waited for, and neither made twice nor charged.
-            leasing = asyncio.ensure_future(self._storage.lease(key))
-            try:
-                made = await asyncio.shield(leasing)
-            except asyncio.CancelledError:  # this caller left: a lease taken after is given back
-                leasing.add_done_callback(lambda done: self._unlease(key, done))
-                raise
-            if made is not None:
-                self._keeper.hold(*made)
-                return made[0]
-            leased = True
-        if admission is not None:
-            try:
-                await admission.admit(request)
-            except BaseException:
-                if leased:
-                    await asyncio.shield(self._storage.release(key))
-                raise
-        return self._generations.start(request, key, priority, streamed=streamed, found=found,
-                                       leased=leased)
-
-    def _unlease(self, key: str, done: asyncio.Future[tuple[Phrase, bytes] | None]) -> None:
-        if not done.cancelled() and done.exception() is None and done.result() is None:
-            self._storage.release_after(key, None)
+        return SpeechStream(generation, None, key=key, expires=generation.expires,
+                            on_stop=lambda: self._generations.drop(key, generation))
 
     def _hit(self, row: Phrase, live: bool) -> StoredPhrase:
         stored = StoredPhrase(row, cached=True)
@@ -410,24 +327,36 @@ class PromptStore:
     async def audio(
         self, request: SpeechRequest, fmt: str, rate: int | None = None, *,
         priority: Priority = Priority.LIVE, admission: Admission | None = None,
+        storing: Storing = KEEP,
     ) -> Audio:
         """The request's audio encoded as fmt (at rate): the one entry point for routes
-        (`admission`: see get_or_synthesize)."""
-        key = await self.key_for(request, admission)
-        row = self._rows.get(key)
+        (`admission`, `storing`: see get_or_synthesize)."""
+        key = await self.key_for(request, admission, remember=storing.keep)
+        row = None if storing.refresh else self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
+            row = await self._kept_for(row, storing)
             hot = self.peek(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
             if hot is not None:
                 return hot
-        stored = await self.get_or_synthesize(request, priority=priority, admission=admission)
+        stored = await self._obtain(request, key, priority, admission, storing)
         try:
-            variant = await self.variant(stored.phrase, fmt, rate)
+            variant = await self.encode(stored, fmt, rate, keep=storing.keep)
         except PhraseGoneError:  # evicted by another replica just now: made again
-            stored = await self.get_or_synthesize(request, priority=priority, admission=admission)
-            variant = await self.variant(stored.phrase, fmt, rate)
+            stored = await self._obtain(request, key, priority, admission, storing)
+            variant = await self.encode(stored, fmt, rate, keep=storing.keep)
         if not stored.cached or stored.fallback is not None:
             return dataclasses.replace(variant, cached=stored.cached, fallback=stored.fallback)
         return variant
+
+    async def encode(
+        self, stored: StoredPhrase, fmt: str, rate: int | None = None, *, keep: bool = True,
+    ) -> Audio:
+        """A phrase a request was answered with, encoded as fmt at rate: from the store
+        (`keep` False: an encoding not stored yet is made for this answer only), or from
+        the master bytes of a phrase that was not kept."""
+        if stored.master is not None:
+            return await self._encodings.fleeting(stored.phrase, stored.master, fmt, rate)
+        return await self.variant(stored.phrase, fmt, rate, keep=keep)
 
     async def by_key(self, key: str, fmt: str, rate: int | None = None) -> Audio | None:
         """Audio of a stored phrase by its key, or None when unknown (never synthesizes)."""
@@ -435,29 +364,34 @@ class PromptStore:
         return None if phrase is None else await self.variant(phrase, fmt, rate)
 
     async def variant(
-        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False
+        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False,
+        keep: bool = True,
     ) -> Audio:
         """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored
-        (with `durable`, once it is written)."""
+        (with `durable`, once it is written; without `keep`, made for this answer only)."""
         try:
-            return await self._encodings.get(phrase, fmt, rate, durable=durable)
+            return await self._encodings.get(phrase, fmt, rate, durable=durable, keep=keep)
         except MissingAudioError:
             self._forget(phrase.key)  # memory was behind the index (another replica)
             current = await self.phrase(phrase.key, count=False)
             if current is None:
                 raise PhraseGoneError(phrase.key) from None
-            return await self._encodings.get(current, fmt, rate, durable=durable)
+            return await self._encodings.get(current, fmt, rate, durable=durable, keep=keep)
 
     # naming, deleting, searching
 
     async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
+        text: str | None = None,
     ) -> bool:
         """Give a stored phrase its phrase id and tags, and pin it (another phrase with that
-        id loses it). False when the phrase is no longer stored."""
+        id loses it); its `text` is kept when `store_text` keeps named phrases' texts.
+        False when the phrase is no longer stored."""
         index = self.index
+        kept = None if text is None else kept_text(
+            self._keeper.store_text, text, named=phrase_id is not None)
         named = await self._storage.write(
-            lambda: index.set_named(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
+            lambda: index.set_named(key, phrase_id=phrase_id, tags=tags, pinned=pinned, text=kept)
         )
         if named:
             self._rows.rename(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
@@ -471,13 +405,19 @@ class PromptStore:
         return len(gone)
 
     async def delete(self, key: str) -> bool:
-        """Remove a phrase and its variants; False if it was not stored."""
+        """Remove a phrase and its variants (every replica forgets it); False if it was
+        not stored."""
         if await self.get_phrase(key) is None:
             return False
-        self._forget(key)
-        await self._storage.remove([key])
-        self._forget(key)
+        await self._upkeep.forget({key})
+        await self._storage.remove([key], log=True)
+        await self._upkeep.forget({key})
         return True
+
+    async def purge(self, selector: Selector) -> Purged:
+        """Remove the stored prompts a selector selects, and every copy of them this
+        replica holds; the others forget theirs within a maintenance round."""
+        return await purge(self._storage, selector, self._upkeep.forget)
 
     def _forget(self, key: str) -> None:
         self._rows.discard(key)
@@ -498,6 +438,10 @@ class PromptStore:
     async def rewarmed(self) -> None:
         """Wait for the pinned phrases a lexicon change is making again."""
         await self._lexicon.rewarmed()
+
+    async def upkeep(self) -> None:
+        """A maintenance round's forgetting and tidying, now (see cache/upkeep.py)."""
+        await self._upkeep.round()
 
     async def _follow_lexicon(self) -> None:
         """Each maintenance round: a lexicon changed elsewhere (another replica, the command

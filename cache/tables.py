@@ -21,7 +21,8 @@ class PhraseRow(Base):
 
     __tablename__ = "phrases"
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
+    # None where `store_text` keeps no text for it (cache/retention.py): its length stays.
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
     engine: Mapped[str] = mapped_column(String(64))
     engine_version: Mapped[str] = mapped_column(String(128))
     voice: Mapped[str] = mapped_column(String(64))
@@ -40,6 +41,9 @@ class PhraseRow(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     phrase_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
     tags: Mapped[str] = mapped_column(Text, default="[]")
+    text_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When an unnamed, unpinned prompt is removed (epoch seconds; None: never).
+    expires: Mapped[float | None] = mapped_column(Float, index=True, nullable=True)
 
 
 class VariantRow(Base):
@@ -61,7 +65,7 @@ class Phrase:
     """A phrase row as plain data."""
 
     key: str
-    text: str
+    text: str | None  # None: the index keeps no text for it (the store_text setting)
     engine: str
     engine_version: str
     voice: str
@@ -80,6 +84,13 @@ class Phrase:
     pinned: bool
     phrase_id: str | None
     tags: tuple[str, ...]
+    expires: float | None = None  # when it is removed, unless it is named or pinned
+    text_length: int | None = None  # characters of its text, kept or not
+
+    @property
+    def expiry(self) -> float | None:
+        """When this phrase is removed: its `expires`, unless a name or a pin keeps it."""
+        return None if self.pinned or self.phrase_id is not None else self.expires
 
 
 @dataclass(frozen=True)
@@ -99,13 +110,14 @@ def phrase_of(row: PhraseRow | Row[Any]) -> Phrase:
         row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
         row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
         row.synth_seconds, row.created, row.last_used, row.hits, row.pinned, row.phrase_id,
-        tuple(json.loads(row.tags or "[]")),
+        tuple(json.loads(row.tags or "[]")), row.expires, row.text_length,
     )
 
 
-# What a new synthesis of an existing key replaces; the rest of the row is the phrase's own.
+# What a new synthesis of an existing key replaces; the rest of the row is the phrase's own
+# (its text, name, pin, tags and usage; its expiry only comes sooner).
 AUDIO_COLUMNS = (
-    "text", "engine", "engine_version", "voice", "style", "speed", "pitch", "volume",
+    "engine", "engine_version", "voice", "style", "speed", "pitch", "volume",
     "duration", "sample_rate", "bytes", "checksum", "synth_seconds",
 )
 
@@ -165,6 +177,16 @@ class RateBucketRow(Base):
     name: Mapped[str] = mapped_column(String(96), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float, index=True)
+
+
+class PurgedKeyRow(Base):
+    """A key whose prompt was purged, expired or made again: every replica forgets what it
+    holds of it in memory (kept a day)."""
+
+    __tablename__ = "purged_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class LexiconWordRow(Base):

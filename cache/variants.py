@@ -1,5 +1,7 @@
 """Encoded variants of stored phrases: the hot set in memory, files on disk, and encoding
-a format from the master once, however many ask for it at the same time."""
+a format from the master once, however many ask for it at the same time. An answer that
+must leave nothing behind (no-store) takes what is stored already and encodes the rest in
+memory, keeping none of it; audio that was never stored is encoded from its master bytes."""
 
 from __future__ import annotations
 
@@ -43,12 +45,31 @@ class Encodings:
         """Keep a phrase's master WAV in memory."""
         self._hot.put((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
             phrase.key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
-            synth_seconds=phrase.synth_seconds,
+            synth_seconds=phrase.synth_seconds, expires=phrase.expiry,
         ))
 
     def forget(self, key: str) -> None:
         """Drop every encoding of a phrase from memory."""
         self._hot.discard_where(lambda k: k[0] == key)
+
+    def forget_all(self, keys: set[str]) -> None:
+        """Drop every encoding of these phrases from memory (one pass)."""
+        self._hot.discard_where(lambda k: k[0] in keys)
+
+    async def fleeting(self, phrase: Phrase, master: bytes, fmt: str, rate: int | None) -> Audio:
+        """Audio that is in no store (no-store) encoded as fmt at rate from its master
+        bytes, kept nowhere."""
+        out_rate = codecs.output_rate(fmt, phrase.sample_rate, rate)
+        if fmt == MASTER_FORMAT and out_rate == phrase.sample_rate:
+            data = master
+        else:
+            def encode() -> bytes:
+                samples, native = decode_master(master)
+                return codecs.encode(samples, native, fmt, out_rate)
+
+            data = await self._storage.run(encode)
+        return Audio(phrase.key, fmt, out_rate, data, checksum(data), phrase.duration,
+                     cached=False, synth_seconds=phrase.synth_seconds)
 
     def discard(self, key: str, fmt: str, rate: int) -> None:
         """Drop one encoding from memory."""
@@ -59,15 +80,18 @@ class Encodings:
         await self._encoding.wait()
 
     async def get(
-        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False
+        self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False,
+        keep: bool = True,
     ) -> Audio:
         """The phrase encoded as fmt at rate, from memory, disk, or encoded now and stored
-        (written behind; with `durable`, once it is written, or an error)."""
+        (written behind; with `durable`, once it is written, or an error). Without `keep`,
+        an encoding not stored yet is made in memory for this answer and kept nowhere."""
         out_rate = codecs.output_rate(fmt, phrase.sample_rate, rate)
         audio = self._hot.get((phrase.key, fmt, out_rate))
         if audio is None:
             audio = await self._encoding.run(
-                (phrase.key, fmt, out_rate), lambda: self._load_or_encode(phrase, fmt, out_rate)
+                (phrase.key, fmt, out_rate, keep),
+                lambda: self._load_or_encode(phrase, fmt, out_rate, keep),
             )
         if durable and not (fmt == MASTER_FORMAT and out_rate == phrase.sample_rate):
             await self._is_stored(phrase.key, fmt, out_rate)
@@ -82,7 +106,7 @@ class Encodings:
         if await self._storage.run(lambda: index.variant(key, fmt, rate)) is None:
             raise SynthesisError(f"the {fmt} encoding could not be stored")
 
-    async def _load_or_encode(self, phrase: Phrase, fmt: str, rate: int) -> Audio:
+    async def _load_or_encode(self, phrase: Phrase, fmt: str, rate: int, keep: bool) -> Audio:
         key = phrase.key
         files, index = self._storage.files, self._storage.index
         master_name = FileStore.phrase_name(key)
@@ -90,7 +114,7 @@ class Encodings:
 
         def audio_of(data: bytes, sum_: str) -> Audio:
             return Audio(key, fmt, rate, data, sum_, phrase.duration,
-                         synth_seconds=phrase.synth_seconds)
+                         synth_seconds=phrase.synth_seconds, expires=phrase.expiry)
 
         def master() -> bytes:
             if held is not None:
@@ -104,7 +128,8 @@ class Encodings:
             await self._storage.written(master_name)  # a new phrase's file may be landing
         if fmt == MASTER_FORMAT and rate == phrase.sample_rate:
             audio = held or audio_of(await self._storage.run(master), phrase.checksum)
-            self._hot.put((key, fmt, rate), audio)
+            if keep:
+                self._hot.put((key, fmt, rate), audio)
             return audio
 
         def load() -> Audio | None:
@@ -123,6 +148,8 @@ class Encodings:
                 return codecs.encode(samples, native, fmt, rate)
 
             data = await self._storage.run(encode)
+            if not keep:
+                return audio_of(data, checksum(data))
             name = FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
             row = Variant(key, fmt, rate, name, len(data), checksum(data))
             # Answered now, written behind (after its phrase's row, on the same thread).
@@ -132,7 +159,8 @@ class Encodings:
             )
             saved.add_done_callback(lambda done: self._landed(row, done))
             found = audio_of(data, row.checksum)
-        self._hot.put((key, fmt, rate), found)
+        if keep:
+            self._hot.put((key, fmt, rate), found)
         return found
 
     def _landed(self, variant: Variant, done: asyncio.Future[int | None]) -> None:

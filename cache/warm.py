@@ -136,7 +136,7 @@ class Warmer:
                 stored = await self._store.get_or_synthesize(request, priority=Priority.WARM)
                 # Pinned first, so eviction cannot take it while its encodings are made.
                 if not await self._store.name(
-                    stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True
+                    stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True, text=request.text
                 ):
                     evicted += 1  # evicted between synthesis and pinning
                     if evicted < 3:

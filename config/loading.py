@@ -24,6 +24,7 @@ from config.settings import (
     ENGINES,
     ENV_PREFIX,
     REMOVED_SETTINGS,
+    STORE_TEXT,
     ConfigError,
     Settings,
     mapping_setting,
@@ -112,7 +113,12 @@ def _validate(values: Mapping[str, Any], source: str) -> None:
     for name in ("keepalive_timeout", "header_timeout"):
         if values.get(name) is not None and values[name] <= 0:
             raise ConfigError(f"{source}: setting '{name}' must be positive")
-    for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age"):
+    if values.get("store_text") is not None and values["store_text"] not in STORE_TEXT:
+        raise ConfigError(f"{source}: setting 'store_text' must be {', '.join(STORE_TEXT[:-1])} "
+                          f"or {STORE_TEXT[-1]}")
+    if values.get("max_ttl") is not None and values["max_ttl"] < 1:
+        raise ConfigError(f"{source}: setting 'max_ttl' must be at least 1 (seconds)")
+    for name in ("cache_max_bytes", "hot_set_bytes", "http_max_age", "phrase_max_age", "tts_ttl"):
         if values.get(name) is not None and values[name] < 0:
             raise ConfigError(f"{source}: setting '{name}' must be 0 or more")
     for name in ("database_pool_size", "database_connect_timeout"):
@@ -179,6 +185,9 @@ def _validate_access(values: Mapping[str, Any], source: str) -> None:
 
 def _validate_combination(values: Mapping[str, Any]) -> None:
     """Checks across settings, on the final values (each may come from a different source)."""
+    ttl, longest = values.get("tts_ttl", 0), values.get("max_ttl", Settings.max_ttl)
+    if ttl > longest:
+        raise ConfigError(f"setting 'tts_ttl' ({ttl}) is longer than setting 'max_ttl' ({longest})")
     if "sambert" in values.get("engines", DEFAULT_ENGINES):
         model_dir, model_id = values.get("sambert_model_dir"), values.get("sambert_model_id")
         if model_dir is None and model_id is None:

@@ -18,6 +18,8 @@ ENV_PREFIX = "HUIYIN_"
 # Names a settings file; not a setting itself.
 CONFIG_ENV = "HUIYIN_CONFIG"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
+# What the `store_text` setting may say (cache/retention.py).
+STORE_TEXT = ("always", "named", "never")
 # Engine names the `engines` setting accepts (synth/registry.py builds each).
 ENGINES = ("fastspeech2", "sambert", "piper")
 DEFAULT_ENGINES = ("fastspeech2",)
@@ -113,6 +115,23 @@ class Settings:
         default=2 << 30,
         metadata=_doc("Byte budget of stored audio; least recently used unpinned phrases "
                       "are evicted beyond it (0 = no limit)."),
+    )
+    tts_ttl: int = field(
+        default=0,
+        metadata=_doc("Seconds an unnamed prompt is kept after it is made, then removed with "
+                      "its files (0: until evicted). Named and pinned phrases never expire; a "
+                      "request's own `ttl` may keep its prompt for less."),
+    )
+    max_ttl: int = field(
+        default=2_592_000,
+        metadata=_doc("The longest `ttl` a request may ask for, in seconds (30 days)."),
+    )
+    store_text: str = field(
+        default="named",
+        metadata=_doc("What the index keeps of a prompt's text: `always`; `named` (only named "
+                      "phrases keep theirs, which operators list and search; other prompts "
+                      "keep their key and the text's length); `never`. Rows already stored "
+                      "follow at the next maintenance round."),
     )
     hot_set_bytes: int = field(
         default=64 << 20,

@@ -26,6 +26,7 @@ from gateway.access import ACCESS, principal_of
 from gateway.errors import BadRequest, HttpError, InvalidParameter, NotFound
 from gateway.jsonbody import json_response
 from gateway.logs import audit_log
+from gateway.purging import purge_cache
 from gateway.routes import voices_of
 from gateway.signing import MAX_TTL, expiry, sign
 from gateway.state import HISTORY, SETTINGS, STORE, WARMER
@@ -129,7 +130,9 @@ async def phrases(request: web.Request) -> web.Response:
     return json_response({
         "total": total, "page": page, "per_page": PER_PAGE,
         "phrases": [
-            {"key": r.key, "phrase_id": r.phrase_id, "text": r.text, "tags": list(r.tags),
+            # text: null where the index keeps no text of it (store_text); its length stays.
+            {"key": r.key, "phrase_id": r.phrase_id, "text": r.text,
+             "text_length": r.text_length, "tags": list(r.tags),
              "pinned": r.pinned, "hits": r.hits, "duration": round(r.duration, 3),
              "voice": r.voice, "style": r.style, "created": r.created, "last_used": r.last_used,
              "audio_url": str(prompt.url_for(key=r.key, ext="wav"))}
@@ -281,6 +284,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/phrases", phrases)
     app.router.add_delete("/admin/phrases/{key}", delete_phrase)
     app.router.add_post("/admin/cache/check", cache_check)
+    app.router.add_delete("/admin/cache", purge_cache)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_delete("/admin/keys/{name}", revoke_key)

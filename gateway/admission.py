@@ -19,7 +19,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import TypeVar
 
 from aiohttp import web
@@ -31,6 +30,7 @@ from config import Settings
 from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
 from gateway.state import STORE
+from synth.memo import memo
 from synth.ssml import is_ssml, parse_document
 
 T = TypeVar("T")
@@ -40,10 +40,15 @@ REFUSAL_PAUSE = 1.0
 _MARKUP = re.compile(r"<[^>]*>")
 
 
-@lru_cache(maxsize=256)
 def said_characters(text: str) -> int:
-    """The characters a text says: an SSML document's text, its markup not counted."""
-    return parse_document(text).spoken_chars if is_ssml(text) else len(text)
+    """The characters a text says: an SSML document's text, its markup not counted (a
+    plain text is only counted: no copy of it is kept)."""
+    return _document_characters(text) if is_ssml(text) else len(text)
+
+
+@memo(256)
+def _document_characters(document: str) -> int:
+    return parse_document(document).spoken_chars
 
 
 def seconds_to_midnight() -> int:

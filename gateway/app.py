@@ -36,6 +36,7 @@ from gateway.page import add_page_routes
 from gateway.routes import add_routes
 from gateway.services import EngineLoader, Services, open_services
 from gateway.state import HISTORY, METRICS, SETTINGS, STORE, VOICES, WARMER
+from gateway.urlmemo import URL_MEMO
 from synth.engine import Engine
 
 log = logging.getLogger("huiyin.gateway")
@@ -105,6 +106,8 @@ def create_app(
             observers=[app[METRICS].observe, lambda t: history.observe(t.wall_seconds)],
         ) as running:
             app[STORE], app[VOICES], app[WARMER] = running.store, running.voices, running.warmer
+            # URLs whose prompts are purged, expired or made again leave the URL memo.
+            running.store.forgetting.append(app[URL_MEMO].forget)
             sampling = asyncio.create_task(_sample_history(history, running.store))
             if settings.phrases:
                 # Served from the first second: the warm-up runs behind live requests.

@@ -1,6 +1,6 @@
 """How an audio answer may be cached: privately when a header key allowed it, so that
 shared caches (the edge) never give it to a client without one, and no longer than its
-signed URL is valid."""
+signed URL is valid or its prompt is kept (a prompt that expires)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ class Caching:
             cache_control = _IMMUTABLE.sub("", cache_control)
         return cache_control
 
+    def until(self, expires: float | None) -> Caching:
+        """This restriction, and no caching past `expires` (a prompt's expiry) either."""
+        if expires is None:
+            return self
+        moment = int(expires)
+        return Caching(self.private, moment if self.expires is None else min(self.expires, moment))
+
     def key(self) -> tuple[bool, int | None]:
         """What tells one restriction's headers from another's (for prebuilt headers)."""
         left = None if self.expires is None else _power_of_two(self.expires - time.time())
@@ -60,6 +67,9 @@ def caching_of(request: web.Request) -> Caching:
     return Caching(private=principal.by_header, expires=principal.expires)
 
 
-def cache_control_for(request: web.Request, cache_control: str) -> str:
-    """An audio answer's Cache-Control, as its request allows (see Caching)."""
-    return caching_of(request).apply(cache_control)
+def cache_control_for(
+    request: web.Request, cache_control: str, expires: float | None = None,
+) -> str:
+    """An audio answer's Cache-Control, as its request allows (see Caching), never kept
+    past `expires` (its prompt's expiry)."""
+    return caching_of(request).until(expires).apply(cache_control)

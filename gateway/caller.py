@@ -18,6 +18,7 @@ from cache.credentials import SCOPES, SECRET, ApiKey
 from cache.store import PromptStore
 from config import Settings
 from gateway.errors import BadRequest, Forbidden, Unauthorized
+from gateway.nostore import says_no_store
 from gateway.signing import SignatureError, is_signed, verify
 
 # GET routes whose URLs may be signed: what IVR platforms fetch.
@@ -143,16 +144,17 @@ class Callers:
             if key is not None and key.name == name:
                 del self._keys[secret]
 
-    def verify_signed(self, method: str, target: str) -> int:
+    def verify_signed(self, method: str, target: str, *, remember: bool = True) -> int:
         """A signed GET or HEAD target's expiry, or SignatureError (verified targets are
-        remembered until they expire)."""
+        remembered until they expire, unless `remember` is False: a no-store request's
+        target carries a text nothing may keep)."""
         expires = self._signed.get(target)
         if expires is not None and method in ("GET", "HEAD"):
             if expires >= time.time():
                 return expires
             del self._signed[target]
         expires = verify(method, target, self.secrets)
-        if method in ("GET", "HEAD"):
+        if method in ("GET", "HEAD") and remember:
             self._signed[target] = expires
             while len(self._signed) > _SIGNED_MEMO:
                 self._signed.popitem(last=False)
@@ -203,7 +205,8 @@ class Callers:
         query = request.raw_path.partition("?")[2]
         if self.guarded and route in SIGNABLE and is_signed(query):
             try:
-                expires = self.verify_signed(request.method, request.raw_path)
+                expires = self.verify_signed(request.method, request.raw_path,
+                                             remember=not says_no_store(request))
             except SignatureError as exc:
                 if exc.status == 400:
                     raise BadRequest(str(exc), exc.field) from None

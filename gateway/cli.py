@@ -11,6 +11,7 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from gateway.access_cli import add_commands as add_access_commands
+from gateway.purge_cli import add_purge_command
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave files younger than this many seconds (a running gateway "
                             "may be writing them); default 60")
     check.set_defaults(func=_cmd_cache_check)
+    add_purge_command(cache_sub)
 
     db = sub.add_parser("db", help="the index's schema (Alembic migrations)")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -20,7 +20,7 @@ from cache.storage import StoreUnavailableError
 from cache.variants import PhraseGoneError
 from gateway.jsonbody import json_response
 from synth.codecs import UnknownFormatError, UnsupportedRateError
-from synth.engine import InvalidInputError, SynthesisError, UpstreamError
+from synth.engine import InvalidInputError, SilentAudioError, SynthesisError, UpstreamError
 from synth.ssml import SsmlSyntaxError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
 
@@ -182,6 +182,9 @@ def describe_failure(
         code = exc.reason.lower().replace(" ", "_")
         message = exc.reason if exc.status != 413 else "request body too large"
         return exc.status, code, message, None, None
+    except SilentAudioError as exc:
+        log.error("synthesis refused: %s", exc)
+        return 500, "silent_audio", f"{exc}; nothing was stored", None, None
     except SynthesisError:
         log.exception("synthesis failed")
         return 500, "synthesis_failed", "synthesis failed", None, None

@@ -6,6 +6,7 @@ most of its time here and in aiohttp, so this stays short."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -20,6 +21,8 @@ from aiohttp.typedefs import Middleware
 from gateway.errors import error_response_for
 from gateway.logs import FIELDS, access, route_template
 from gateway.metrics import Metrics
+from gateway.nostore import says_no_store
+from synth.memo import fleeting
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,7 +54,9 @@ def request_middleware(metrics: Metrics) -> Middleware:
         status = 500
         try:
             try:
-                response = await handler(request)
+                # A no-store request's text is remembered by no memo (synth/memo.py).
+                with fleeting() if says_no_store(request) else contextlib.nullcontext():
+                    response = await handler(request)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -70,8 +75,9 @@ def request_middleware(metrics: Metrics) -> Middleware:
                     method=request.method, route=route_template(request.match_info.route),
                     status=status, ms=round((time.perf_counter() - started) * 1000, 1),
                 )
-                if access.isEnabledFor(logging.DEBUG):
-                    # Customer text appears only when debug logging is switched on.
+                if access.isEnabledFor(logging.DEBUG) and not says_no_store(request):
+                    # Customer text appears only when debug logging is switched on, and
+                    # never the text of a request that asked that nothing of it be kept.
                     fields["query"] = dict(request.query)
                 access.info("request", extra={"fields": fields})
 

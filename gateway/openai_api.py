@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cache.storing import KEEP
+from cache.storing import NO_STORE as NO_STORE_REQUEST
 from config import Settings
 from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
 from gateway.jsonbody import json_response
+from gateway.nostore import NO_STORE, header_says_no_store
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
@@ -58,10 +61,15 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if stream_format not in (None, "audio"):
         raise InvalidParameter("stream_format must be 'audio' (server-sent events are not offered)",
                                "stream_format")
+    # `Cache-Control: no-store` on the request (the SDK's extra_headers): nothing is kept.
+    storing = NO_STORE_REQUEST if header_says_no_store(request) else KEEP
+    if not storing.keep:
+        cache_control = NO_STORE
     if stream_format == "audio":
-        return await stream_speech(request, request_speech, fmt, rate, cache_control)
+        return await stream_speech(request, request_speech, fmt, rate, cache_control, storing)
     store = request.app[STORE]
-    audio = await store.audio(request_speech, fmt, rate, admission=admission_for(request))
+    audio = await store.audio(request_speech, fmt, rate, admission=admission_for(request),
+                              storing=storing)
     return audio_response(request, audio, cache_control=cache_control)
 
 

@@ -80,6 +80,52 @@ _KEY = {
 }
 
 
+def _ttl(settings: Settings) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": settings.max_ttl,
+            "description": "keep the prompt at most this many seconds (max_ttl at most)"}
+
+
+def _storing_params(settings: Settings) -> list[dict[str, Any]]:
+    """What a speaking URL may ask about keeping its prompt (gateway/storing.py); a
+    `Cache-Control: no-store` request header asks the same as cache=no-store."""
+    return [
+        _query("cache", {"type": "string", "enum": ["no-store"]},
+               "no-store: keep nothing of this request (answered Cache-Control: no-store)"),
+        _query("ttl", _ttl(settings), "keep the prompt at most this many seconds"),
+        _query("refresh", {"type": "string", "enum": ["1", "0", "true", "false"]},
+               "1: make the stored prompt again in place (a key with the admin scope)"),
+        {"name": "Cache-Control", "in": "header", "required": False,
+         "schema": {"type": "string", "enum": ["no-store"]},
+         "description": "no-store: keep nothing of this request"},
+    ]
+
+
+def _purge_path() -> dict[str, Any]:
+    selectors: dict[str, dict[str, Any]] = {
+        "key": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a prompt's key"},
+        "text": {"type": "string", "minLength": 1,
+                 "description": "an exact text, read into its key with the voice settings"},
+        "voice": {"type": "string"}, "style": {"type": "string"},
+        "speed": {"type": "number"}, "pitch": {"type": "number"}, "volume": {"type": "number"},
+        "tag": {"type": "string", "minLength": 1},
+        "phrase_file": {"type": "string", "description": "a configured phrase file"},
+        "older_than": {"type": "number", "minimum": 0,
+                       "description": "seconds since the prompt was made"},
+    }
+    purged = {"type": "object", "required": ["prompts", "bytes"],
+              "properties": {"prompts": {"type": "integer"}, "bytes": {"type": "integer"}}}
+    return {"/admin/cache": {"delete": {
+        "summary": "Purge stored prompts by key, text, tag, phrase file or age, on every replica",
+        "operationId": "purgeCache", "security": _ADMIN,
+        "parameters": [_query(name, schema, schema.get("description", name))
+                       for name, schema in selectors.items()],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": selectors}}}},
+        "responses": {"200": _json(purged, "what was removed"),
+                      **_errors(400, 401, 403, 413, 422, 503)},
+    }}}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -273,6 +319,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
         _query("pitch", pitch, "pitch factor"),
         _query("volume", volume, "loudness factor"),
         _query("rate", rate, "sample rate; wav and mp3 let you choose"),
+        *_storing_params(settings),
         *_SIGNED,
     ]
     audio_get = {
@@ -330,6 +377,11 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                             "speed": speed, "pitch": pitch, "volume": volume,
                             "format": {"type": "string", "enum": sorted(EXTENSIONS, key=str.lower)},
                             "sample_rate": rate, "output_wav_name": {"type": "string"},
+                            "cache": {"type": "string", "enum": ["no-store"], "description":
+                                      "keep nothing: the audio comes in audio_base64, no URL"},
+                            "ttl": _ttl(settings),
+                            "refresh": {"type": "boolean",
+                                        "description": "make it again in place (admin scope)"},
                         },
                     }}}},
                     "responses": {
@@ -364,6 +416,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                                  "responses": {"200": {"description": "metrics", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
             **_admin_paths(),
+            **_purge_path(),
             **_cosyvoice_paths(settings, text, speed, voices),
             **(_aliyun_paths(text, sorted({*voice_names, *aliyun}), sorted({
                 8000, 16000, *(e["sample_rate"] for e in engines)})) if aliyun else {}),
@@ -408,7 +461,11 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                 "properties": {
                     "status": {"type": "string", "enum": ["success"]},
                     "key": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    "audio_url": {"type": "string"}, "download_url": {"type": "string"},
+                    "audio_url": {"type": "string", "nullable": True},
+                    "download_url": {"type": "string", "nullable": True},
+                    "audio_base64": {"type": "string",
+                                     "description": "the audio, for a no-store request only"},
+                    "content_type": {"type": "string"},
                     "duration": {"type": "number"}, "cached": {"type": "boolean"},
                     "format": {"type": "string"}, "sample_rate": {"type": "integer"},
                 },

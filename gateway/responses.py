@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from cache.store import Audio
 from gateway.caching import cache_control_for
 from gateway.logs import note
+from gateway.nostore import NO_STORE
 from gateway.params import EXTENSIONS
 from synth import codecs
 
@@ -89,7 +90,7 @@ def audio_headers(audio: Audio, cache_control: str) -> CIMultiDict[str]:
         "Accept-Ranges": "bytes",
         "X-Audio-Duration": f"{audio.duration:.3f}",
     })
-    if audio.fallback is not None:
+    if audio.fallback is not None and cache_control != NO_STORE:
         shared = "private" if cache_control.startswith("private") else "public"
         headers["Cache-Control"] = f"{shared}, max-age={FALLBACK_MAX_AGE}"
         headers["X-Huiyin-Fallback"] = audio.fallback
@@ -105,7 +106,7 @@ def audio_response(
     allowed by a header key are private (see gateway.caching.cache_control_for)."""
     note(key=audio.key[:8], cached=audio.cached, format=audio.format)
     if headers is None:
-        headers = audio_headers(audio, cache_control_for(request, cache_control))
+        headers = audio_headers(audio, cache_control_for(request, cache_control, audio.expires))
     asked = request.headers
     if download is None and "If-None-Match" not in asked and "Range" not in asked:
         return web.Response(body=audio.data, headers=headers)  # the common case, kept short

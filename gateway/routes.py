@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from aiohttp import web
 
 from cache.keys import SpeechRequest
 from cache.store import Audio
+from cache.storing import Storing
 from config.phrases import PHRASE_ID
 from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
@@ -16,20 +18,23 @@ from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
 from gateway.jsonbody import json_response
 from gateway.metrics import CONTENT_TYPE
+from gateway.nostore import NO_STORE, header_says_no_store
 from gateway.openapi import openapi_spec
 from gateway.responses import IMMUTABLE, audio_response, public_cache_control
 from gateway.signing import SIGNED_PARAMS
 from gateway.state import METRICS, SETTINGS, STORE, VOICES
+from gateway.storing import STORING_FIELDS, storing_of
 from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
 from synth import codecs
+from synth.memo import fleeting
 from synth.voices import Voices
 
 TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate",
-              *SIGNED_PARAMS)
+              *STORING_FIELDS, *SIGNED_PARAMS)
 API_FIELDS = (
     "text", "voice", "style", "emotion", "speed", "pitch", "volume", "format", "sample_rate",
-    "output_wav_name",
+    "output_wav_name", *STORING_FIELDS,
 )
 
 
@@ -52,28 +57,35 @@ async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
     app = request.app
     memo = app[URL_MEMO]
-    hit = memo.find(request.raw_path, app[STORE], caching_of(request))
-    if hit is not None:
-        return audio_response(request, hit.audio, cache_control=memo.cache_control,
-                              headers=hit.headers)
-    speech, fmt, rate = await _speech_from_query(request)
+    if not header_says_no_store(request):  # a no-store URL is never remembered
+        hit = memo.find(request.raw_path, app[STORE], caching_of(request))
+        if hit is not None:
+            return audio_response(request, hit.audio, cache_control=memo.cache_control,
+                                  headers=hit.headers)
+    speech, fmt, rate, storing = await _speech_from_query(request)
     store = app[STORE]
     epoch = store.reading_epoch
-    audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
-    memo.remember(request.raw_path, audio, store, epoch)
+    audio = await store.audio(speech, fmt, rate, admission=admission_for(request), storing=storing)
+    if not storing.keep:
+        return audio_response(request, audio, cache_control=NO_STORE)
+    if not storing.refresh:
+        memo.remember(request.raw_path, audio, store, epoch)
     return audio_response(request, audio, cache_control=memo.cache_control)
 
 
 async def tts_stream(request: web.Request) -> web.StreamResponse:
     """GET /tts/stream.{ext}?text=…: audio sentence by sentence as it is synthesized."""
-    speech, fmt, rate = await _speech_from_query(request)
-    return await stream_speech(request, speech, fmt, rate, request.app[TTS_CACHE_CONTROL])
+    speech, fmt, rate, storing = await _speech_from_query(request)
+    cache_control = request.app[TTS_CACHE_CONTROL] if storing.keep else NO_STORE
+    return await stream_speech(request, speech, fmt, rate, cache_control, storing)
 
 
-async def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int]:
-    """The checked request, format and rate a /tts URL asks for."""
+async def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, int, Storing]:
+    """The checked request, format and rate a /tts URL asks for, and what it asks about
+    keeping it (judged first: a refused refresh costs no reading)."""
     fmt = params.format_for_extension(request.match_info["ext"])
     values = params.query_values(request.query, TTS_PARAMS)
+    storing = storing_of(request, values)
 
     def checked() -> tuple[SpeechRequest, int]:
         text = params.text(values, request.app[SETTINGS].max_text_length)
@@ -87,7 +99,7 @@ async def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, 
                                          params.integer(values, "rate"))
 
     speech, rate = await checked_speech(request, values.get("text"), checked)
-    return speech, fmt, rate
+    return speech, fmt, rate, storing
 
 
 async def prompt(request: web.Request) -> web.StreamResponse:
@@ -133,6 +145,14 @@ async def api_tts(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise BadRequest("send a JSON body with Content-Type: application/json")
     body = params.json_object(await request.read(), API_FIELDS)
+    storing = storing_of(request, body)
+    if not storing.keep:  # "cache": "no-store": no memo keeps its text (synth/memo.py)
+        with fleeting():
+            return await _api_tts(request, body, storing)
+    return await _api_tts(request, body, storing)
+
+
+async def _api_tts(request: web.Request, body: dict[str, Any], storing: Storing) -> web.Response:
     settings = request.app[SETTINGS]
     voices = voices_of(request)
     speech = await checked_speech(request, body.get("text"), lambda: voices.request(
@@ -152,8 +172,18 @@ async def api_tts(request: web.Request) -> web.Response:
     except InvalidParameter as exc:
         raise InvalidParameter(str(exc), "sample_rate") from None
     store = request.app[STORE]
-    audio: Audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+    audio: Audio = await store.audio(speech, fmt, rate, admission=admission_for(request),
+                                     storing=storing)
     extension = params.url_extension(asked)
+    if not storing.keep:
+        # Nothing is stored to point a URL at: the audio comes in the answer, kept nowhere.
+        return json_response({
+            "status": "success", "key": audio.key, "audio_url": None, "download_url": None,
+            "audio_base64": base64.b64encode(audio.data).decode("ascii"),
+            "content_type": codecs.content_type(audio.format, audio.rate),
+            "duration": round(audio.duration, 3), "cached": audio.cached, "format": fmt,
+            "sample_rate": rate,
+        }, headers={"Cache-Control": NO_STORE})
     url = request.url.origin().join(request.app.router["prompt"].url_for(key=audio.key, ext=extension))
     if rate != codecs.output_rate(fmt, voices.native_rate(speech.engine), None):
         url = url.with_query(rate=str(rate))

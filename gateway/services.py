@@ -110,6 +110,7 @@ async def open_services(
         database_pool=database_pool(settings),
         audio=await loop.run_in_executor(None, audio_store, settings),  # boto3 reads files
         max_bytes=settings.cache_max_bytes, hot_bytes=settings.hot_set_bytes,
+        ttl=settings.tts_ttl, store_text=settings.store_text,
     )
     await store.open()
     if engines is None:

@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 
 from cache.keys import SpeechRequest
 from cache.store import Admission, Audio, PromptStore
+from cache.storing import KEEP, Storing
 from gateway.admission import admission_for
 from gateway.caching import cache_control_for
 from gateway.errors import InvalidParameter
@@ -97,58 +98,92 @@ class Whole:
     stored: bool
 
 
-async def speech_pieces(
-    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int | None, *,
-    admission: Admission | None,
-) -> AsyncGenerator[Whole | Pcm, None]:
+class SpeechPieces:
     """One phrase for a stream: whole from the store (in `fmt` at `rate`), or its chunks as
     they are synthesized (PCM, for the stream's encoder). The first item comes before
     anything is sent, so a refusal is still an error answer; errors of admission and
-    synthesis propagate. Close the generator when done: the synthesis stops when every
-    stream following it left early and no whole request waits for it."""
-    try:
-        sentences = await store.stream(speech, admission=admission)
-    except UpstreamError:
-        sentences = None
-    if sentences is None:  # the backend is down: its fallback voice, whole
-        yield Whole(await store.audio(speech, fmt, rate), stored=False)
-        return
-    try:
-        if sentences.stored is not None:
-            yield Whole(await store.variant(sentences.stored.phrase, fmt, rate), stored=True)
+    synthesis propagate. Close it when done: the synthesis stops when every stream following
+    it left early and no whole request waits for it. Once chunks flow, `expires` is when
+    their prompt expires (None: never), which no answer's max-age may outlive."""
+
+    def __init__(
+        self, store: PromptStore, speech: SpeechRequest, fmt: str, rate: int | None, *,
+        admission: Admission | None, storing: Storing = KEEP,
+    ) -> None:
+        self.expires: float | None = None
+        self._items = self._pieces(store, speech, fmt, rate, admission, storing)
+
+    def __aiter__(self) -> SpeechPieces:
+        return self
+
+    async def __anext__(self) -> Whole | Pcm:
+        return await anext(self._items)
+
+    async def aclose(self) -> None:
+        await self._items.aclose()
+
+    async def _pieces(
+        self, store: PromptStore, speech: SpeechRequest, fmt: str, rate: int | None,
+        admission: Admission | None, storing: Storing,
+    ) -> AsyncGenerator[Whole | Pcm, None]:
+        try:
+            sentences = await store.stream(speech, admission=admission, storing=storing)
+        except UpstreamError:
+            sentences = None
+        if sentences is None:  # the backend is down: its fallback voice, whole
+            yield Whole(await store.audio(speech, fmt, rate, storing=storing), stored=False)
             return
         try:
-            first = await anext(sentences, None)
-        except UpstreamError:
-            yield Whole(await store.audio(speech, fmt, rate), stored=False)  # admitted above
-            return
-        if first is None:  # stored whole while this joined
-            phrase = (await sentences.result()).phrase
-            yield Whole(await store.variant(phrase, fmt, rate), stored=False)
-            return
-        note(key=(await store.key_for(speech))[:8], cached=False, format=fmt, streamed=True)
-        yield first
-        async for pcm in sentences:
-            yield pcm
-    finally:
-        await sentences.aclose()
+            if sentences.stored is not None:
+                audio = await store.encode(sentences.stored, fmt, rate, keep=storing.keep)
+                yield Whole(audio, stored=True)
+                return
+            try:
+                first = await anext(sentences, None)
+            except UpstreamError:  # admitted above
+                yield Whole(await store.audio(speech, fmt, rate, storing=storing), stored=False)
+                return
+            if first is None:  # stored whole while this joined
+                audio = await store.encode(await sentences.result(), fmt, rate,
+                                           keep=storing.keep)
+                yield Whole(audio, stored=False)
+                return
+            self.expires = sentences.expires
+            note(key=sentences.key[:8], cached=False, format=fmt, streamed=True)
+            yield first
+            async for pcm in sentences:
+                yield pcm
+        finally:
+            await sentences.aclose()
+
+
+def speech_pieces(
+    store: PromptStore, speech: SpeechRequest, fmt: str, rate: int | None, *,
+    admission: Admission | None, storing: Storing = KEEP,
+) -> SpeechPieces:
+    """A phrase's pieces for a stream (see SpeechPieces)."""
+    return SpeechPieces(store, speech, fmt, rate, admission=admission, storing=storing)
 
 
 async def stream_speech(
     request: web.Request, speech: SpeechRequest, fmt: str, rate: int, cache_control: str,
+    storing: Storing = KEEP,
 ) -> web.StreamResponse:
     """Answer with the speech: whole from the store, or streamed as it is synthesized.
 
     The store's generation feeds this stream and every other request for the same phrase
-    that comes while it runs; the store keeps the complete audio when it ends."""
+    that comes while it runs; the store keeps the complete audio when it ends (unless
+    `storing` asks that nothing be kept)."""
     encoder = StreamEncoder(fmt, rate)
     store = request.app[STORE]
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
-        audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+        audio = await store.audio(speech, fmt, rate, admission=admission_for(request),
+                                  storing=storing)
         return audio_response(request, audio, cache_control=cache_control)
-    pieces = speech_pieces(store, speech, fmt, rate, admission=admission_for(request))
+    pieces = speech_pieces(store, speech, fmt, rate, admission=admission_for(request),
+                           storing=storing)
     try:
         first = await anext(pieces)
         if isinstance(first, Whole):
@@ -156,7 +191,7 @@ async def stream_speech(
         loop = asyncio.get_running_loop()
         response = web.StreamResponse(headers={
             "Content-Type": codecs.content_type(fmt, rate),
-            "Cache-Control": cache_control_for(request, cache_control),
+            "Cache-Control": cache_control_for(request, cache_control, pieces.expires),
             "X-Cache": "MISS",
         })
         response.enable_chunked_encoding()

@@ -55,7 +55,9 @@ class UrlMemo:
     """Exact /tts URLs (path and query as sent) already answered: a repeated URL skips
     parsing, normalization and checks and goes straight to the hot set. Bounded, oldest
     out first; forgotten whole when texts may read differently (the store's reading
-    epoch moves: a lexicon change here or on another replica)."""
+    epoch moves: a lexicon change here or on another replica), and URL by URL when their
+    prompts are purged (the store tells `forget`). A no-store request's URL is never
+    remembered."""
 
     def __init__(self, cache_control: str, size: int = URLS, header_sets: int = HEADER_SETS) -> None:
         self.cache_control = cache_control
@@ -74,6 +76,12 @@ class UrlMemo:
         if hot.reading_epoch != self._epoch:
             self._places.clear()
             self._epoch = hot.reading_epoch
+
+    def forget(self, keys: set[str]) -> None:
+        """Forget the URLs whose audio is one of these prompts (purged, expired or made
+        again): their URLs carry their texts."""
+        for target in [t for t, place in self._places.items() if place.key in keys]:
+            del self._places[target]
 
     def remember(self, target: str, audio: Audio, hot: HotAudio, epoch: int) -> None:
         """Remember where a URL's answer lives (not a fallback's: the URL's own voice is
@@ -96,6 +104,7 @@ class UrlMemo:
         audio = hot.peek(place.key, place.format, place.rate)
         if audio is None:
             return None
+        caching = caching.until(audio.expires)
         restriction = caching.key()
         headers = self._prebuilt.get((audio.etag, restriction))
         if headers is None:

@@ -19,6 +19,22 @@ class SynthesisError(Exception):
     """The engine could not produce audio for a request."""
 
 
+# Audio whose loudest sample is below this (of 32768: about -60 dBFS) says nothing: the
+# engines' own silence is 0, and the quietest speech at the lowest volume is far above it.
+SILENCE_PEAK = 32
+
+
+def audible(samples: npt.NDArray[np.int16]) -> bool:
+    """Whether 16-bit samples hold anything louder than silence (none at all: False)."""
+    if len(samples) == 0:
+        return False
+    return int(np.abs(samples.astype(np.int32)).max()) >= SILENCE_PEAK
+
+
+class SilentAudioError(SynthesisError):
+    """An engine answered no audio, or only silence: never stored, never a hit."""
+
+
 class InvalidInputError(SynthesisError):
     """Input the engine cannot accept (unknown voice or style, a value out of range, nothing
     to say); `field` names it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from synth.engine import (
 )
 from synth.frontend import FRONTEND_VERSION, Frontend, Lexicon, SymbolTable, load_lexicon, parse_lexicon
 from synth.frontend.frontend import Piece
+from synth.memo import CacheInfo, Memo
 from synth.models import PreparedModel, find_prepared
 from synth.onnx import cpu_session, optimized_session
 from synth.runtimes import runtime_tag
@@ -119,7 +119,7 @@ class FastSpeech2Engine:
         # The lexicon is not part of the version: a key hashes the symbol ids the lexicon
         # leads to, so a lexicon edit re-keys exactly the prompts whose reading it changes.
         self._version = f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.{runtime_tag()}"
-        self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
+        self._spoken_forms = Memo(self._spoken_form, SPOKEN_FORMS_KEPT)
 
     @classmethod
     def load(
@@ -186,7 +186,7 @@ class FastSpeech2Engine:
             raise InvalidInputError("text", "the text has nothing to say")
         return described
 
-    def spoken_form_cache_info(self) -> functools._CacheInfo:
+    def spoken_form_cache_info(self) -> CacheInfo:
         """Hits, misses and size of the remembered spoken forms."""
         return self._spoken_forms.cache_info()
 

@@ -19,7 +19,6 @@ Piper has no pitch control, so pitch is fixed at 1.0 and left out of `setting_ra
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import json
@@ -42,6 +41,7 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.memo import CacheInfo, Memo
 from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
 
@@ -200,7 +200,7 @@ class PiperEngine:
             f"{_file_digest(model)[:16]}.{_file_digest(config_path)[:12]}"
             f".piper{importlib.metadata.version('piper-tts')}.e{ENGINE_REVISION}.{runtime_tag()}"
         )
-        self._readings = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._read)
+        self._readings = Memo(self._read, SPOKEN_FORMS_KEPT)
 
     @property
     def version(self) -> str:
@@ -246,7 +246,7 @@ class PiperEngine:
         there is nothing to say."""
         return self._readings(text)
 
-    def spoken_form_cache_info(self) -> functools._CacheInfo:
+    def spoken_form_cache_info(self) -> CacheInfo:
         """Hits, misses and size of the remembered readings."""
         return self._readings.cache_info()
 

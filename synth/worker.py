@@ -4,6 +4,7 @@ an engine that takes one call at a time, several for one that takes concurrent c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
 import math
@@ -16,6 +17,7 @@ from typing import cast
 
 from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody, takes_concurrent_calls
+from synth.memo import FLEETING, fleeting
 from synth.priority import run_in_background
 from synth.ssml import speaking
 
@@ -77,6 +79,8 @@ class _Job:
     # Streams only: chunks, then an exception or None (the end), and the consumer's stop flag.
     chunks: asyncio.Queue[Pcm | BaseException | None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Read inside fleeting() (a no-store request): the engine's memos remember nothing of it.
+    fleeting: bool = field(default_factory=FLEETING.get)
     # Seconds the engine spent on it (a whole synthesis, or all of a stream), for the
     # caller's timing.
     engine_seconds: float = 0.0
@@ -352,8 +356,9 @@ class SynthesisWorker:
 
     def _synthesize_in_thread(self, job: _Job) -> tuple[Pcm, float]:
         started = time.perf_counter()
-        pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
-                                  prosody=job.prosody)
+        with fleeting() if job.fleeting else contextlib.nullcontext():
+            pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
+                                      prosody=job.prosody)
         return pcm, time.perf_counter() - started
 
     async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
@@ -361,6 +366,10 @@ class SynthesisWorker:
         await loop.run_in_executor(self._executor, self._stream_in_thread, loop, job)
 
     def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        with fleeting() if job.fleeting else contextlib.nullcontext():
+            self._stream_chunks(loop, job)
+
+    def _stream_chunks(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
         assert job.chunks is not None
         put = job.chunks.put_nowait
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import signal
 import subprocess
@@ -104,7 +105,11 @@ class CountingSynthesizer:
                 self.engine, request.text, voice=request.voice, style=request.style,
                 prosody=Prosody(request.speed, request.pitch, request.volume),
             )
-            while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
+            # In the caller's context, as the synthesis worker carries it to its thread (a
+            # no-store request's text is remembered by no memo: synth/memo.py).
+            context = contextvars.copy_context()
+            while (chunk := await loop.run_in_executor(
+                    None, context.run, next, chunks, None)) is not None:
                 yield chunk
 
     async def synthesize(self, request: SpeechRequest, priority: Priority) -> Pcm:
@@ -112,7 +117,7 @@ class CountingSynthesizer:
         self.texts.append(request.text)
         async with self._lock:
             return await asyncio.get_running_loop().run_in_executor(
-                None,
+                None, contextvars.copy_context().run,
                 lambda: speaking.synthesize(
                     self.engine, request.text, voice=request.voice, style=request.style,
                     prosody=Prosody(request.speed, request.pitch, request.volume),

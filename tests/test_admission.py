@@ -150,7 +150,9 @@ async def test_a_lexicon_edit_reaches_every_url_heard_before(
         assert (first.headers["X-Cache"], again.headers["X-Cache"]) == ("MISS", "HIT")
         put = await client.put("/admin/lexicon/长乐", json={"pinyin": "zhang3 yue4"},
                                headers=bearer(ADMIN))
-        assert put.status == 200 and (await put.json())["affected"] >= 1
+        # Under store_text: named (the default) the index keeps no text of this unnamed
+        # prompt, so nothing can be counted; its URL reads anew all the same.
+        assert put.status == 200 and (await put.json())["affected"] == 0
         after = await client.get(url)
         assert after.headers["X-Cache"] == "MISS" and after.headers["ETag"] != first.headers["ETag"]
         revalidated = await client.get(url, headers={"If-None-Match": first.headers["ETag"]})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 import soundfile as sf
 from aiohttp import web
@@ -212,8 +213,13 @@ class Upstream:
             writer.transport.abort()  # killed in the middle of the request
             return
         pcm = await asyncio.to_thread(self.engine.synthesize, "您好。")
+        samples = pcm.samples
+        if self.mode == "silent":  # a WAV of the right length, all silence
+            samples = np.zeros_like(samples)
+        elif self.mode == "empty":  # a WAV with no samples at all
+            samples = samples[:0]
         buffer = io.BytesIO()
-        await asyncio.to_thread(sf.write, buffer, pcm.samples, pcm.sample_rate, format="WAV",
+        await asyncio.to_thread(sf.write, buffer, samples, pcm.sample_rate, format="WAV",
                                 subtype="PCM_16")
         body = buffer.getvalue()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: "
@@ -291,7 +297,8 @@ async def test_faults_open_the_breaker_use_the_fallback_and_recover(
 
 @pytest.mark.parametrize(("mode", "status", "code"), [
     ("die", 502, "upstream_failed"), ("hang", 504, "upstream_timeout"),
-    ("refuse", 503, "upstream_unavailable"),
+    ("refuse", 503, "upstream_unavailable"), ("silent", 502, "upstream_failed"),
+    ("empty", 502, "upstream_failed"),
 ])
 async def test_without_a_fallback_each_fault_is_its_json_status(
     aiohttp_client: MakeClient, engine: FastSpeech2Engine, tmp_path: Path, mode: str,
@@ -307,6 +314,11 @@ async def test_without_a_fallback_each_fault_is_its_json_status(
         assert r.status == status
         body = await r.json()
         assert body["code"] == code and "cloud" in body["message"]
+        if mode in ("silent", "empty"):  # its audio says nothing: refused, never stored
+            assert body["message"].endswith("silence" if mode == "silent" else "no audio")
+            store = client.app[STORE]
+            await store.settled()
+            assert await asyncio.to_thread(store.index.all_phrases) == []
 
 
 @pytest.mark.parametrize("path", ["", "/", "/v1", "/v1/"])

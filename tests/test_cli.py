@@ -137,3 +137,33 @@ def test_the_site_lexicon_is_edited_from_the_command_line(tmp_path: Path) -> Non
     assert lexicon("remove", "汇音").returncode == 0
     assert lexicon("remove", "汇音").returncode == 1
     assert lexicon("list").stdout == ""
+
+
+def test_cache_purge_removes_by_text_tag_and_age_and_documents_its_selectors(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    env = {**os.environ, "HUIYIN_DATA_DIR": str(tmp_path / "data")}
+    phrases = tmp_path / "menu.yaml"
+    phrases.write_text("phrases:\n  - {id: hello, text: 您好。, tags: [greeting]}\n"
+                       "  - {id: bye, text: 再见。, tags: [closing]}\n", encoding="utf-8")
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                              text=True, timeout=120, env=env, input=stdin)
+
+    helped = run("cache", "purge", "--help")
+    assert helped.returncode == 0
+    for selector in ("--key", "--text", "--tag", "--phrase-file", "--older-than"):
+        assert selector in helped.stdout
+    assert run("warm", str(phrases)).returncode == 0
+    assert run("cache", "purge").returncode == 2  # nothing named: nothing removed
+    tagged = run("cache", "purge", "--tag", "closing")
+    assert tagged.returncode == 0 and tagged.stdout.startswith("purged 1 prompts, "), tagged.stderr
+    by_text = run("cache", "purge", "--text", "-", stdin="您好。\n")  # kept out of `ps`
+    assert by_text.stdout.startswith("purged 1 prompts, "), by_text.stderr
+    assert run("cache", "purge", "--older-than", "0").stdout.startswith("purged 0 prompts, 0 bytes")
+    bad = run("cache", "purge", "--key", "nope")
+    assert bad.returncode == 2 and "--key: key must be" in bad.stderr
+    assert not list((tmp_path / "data" / "audio").rglob("*.wav"))

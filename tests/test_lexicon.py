@@ -51,7 +51,9 @@ class QuickSynthesizer:
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
         self.texts.append(request.text)
-        return Pcm(np.zeros(2400, dtype=np.int16), 24000)
+        # A short tone: audio is made, quickly (silence would be refused).
+        tone = 3000 * np.sin(np.arange(2400) * 2 * np.pi * 440 / 24000)
+        return Pcm(tone.astype(np.int16), 24000)
 
     async def stream(self, request: SpeechRequest, priority: Priority | Urgency) -> AsyncIterator[Pcm]:
         yield await self.synthesize(request, priority)
@@ -149,8 +151,10 @@ Client = TestClient[Any, web.Application]
 async def client(
     aiohttp_client: Callable[..., Awaitable[Client]], engine: FastSpeech2Engine, tmp_path: Path
 ) -> AsyncIterator[Client]:
+    # Every prompt's text kept: a lexicon change can read each one again and count it.
     yield await aiohttp_client(create_app(
-        Settings(data_dir=tmp_path / "data", admin_token=ADMIN), engines=[engine]))
+        Settings(data_dir=tmp_path / "data", admin_token=ADMIN, store_text="always"),
+        engines=[engine]))
     engine.set_site_lexicon({})
 
 

@@ -119,11 +119,13 @@ def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -
         await store.open()
         try:
             assert (await store.check(grace=0)).clean
-            return [p.text for p in await asyncio.to_thread(store.index.all_phrases)]
+            return [(p.text, p.text_length)
+                    for p in await asyncio.to_thread(store.index.all_phrases)]
         finally:
             await store.close()
 
-    assert asyncio.run(committed()) == [text]  # stored as the caller wrote it
+    # Committed; its text, an unnamed prompt's, is not kept (store_text: named), its length is.
+    assert asyncio.run(committed()) == [(None, len(text))]
 
 
 def test_freed_memory_is_given_back_where_the_c_library_can(monkeypatch: pytest.MonkeyPatch) -> None:

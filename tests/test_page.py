@@ -51,6 +51,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HUIYIN_ADMIN_TOKEN": TOKEN,
         "HUIYIN_PHRASES": str(phrases),
         "HUIYIN_LOG_LEVEL": "warning",
+        # Every text kept, so the tried ones are listed and searched in the admin tab.
+        "HUIYIN_STORE_TEXT": "always",
     }
     log = root / "serve.log"
     with serve_process(env, log=log) as (base, proc):
@@ -443,5 +445,44 @@ def test_the_page_lists_the_voice_names_each_api_front_accepts(browser: Browser,
         for asked, voice in front["voices"].items():
             row = details.locator("tr", has=page.locator("td", has_text=re.compile(f"^{re.escape(asked)}$")))
             expect(row.locator("td").nth(1)).to_have_text(voice)
+    assert problems.items == []
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway under the default store_text (named), with the three-phrase file."""
+    root = tmp_path_factory.mktemp("private")
+    phrases = root / "phrases.yaml"
+    phrases.write_text(PHRASES, encoding="utf-8")
+    env = {"HUIYIN_DATA_DIR": str(root / "data"), "HUIYIN_ADMIN_TOKEN": TOKEN,
+           "HUIYIN_PHRASES": str(phrases), "HUIYIN_LOG_LEVEL": "warning"}
+    with serve_process(env, log=root / "serve.log") as (base, _):
+        yield base
+
+
+def test_the_admin_tab_shows_texts_not_kept_as_a_dash_and_purges_by_text(
+    browser: Browser, private_server: str, tmp_path: Path
+) -> None:
+    page, problems = open_page(browser, private_server, DESKTOP)
+    played = synthesize(page, SENTENCE)
+    assert played["error"] is None
+    connect_admin(page)
+    poll(page, "() => document.querySelectorAll('#phrases tr').length === 4")
+    texts = phrase_texts(page)
+    # The tried sentence is an unnamed prompt: its text is not kept, only its length.
+    assert SENTENCE not in texts and texts.count("—") == 1
+    assert {"您好，欢迎致电。", "请稍候，正在为您转接。", "感谢您的来电，再见。"} <= set(texts)
+    dash = page.locator("#phrases td.text .t", has_text="—")
+    assert f"{len(SENTENCE)} 字" in (dash.get_attribute("title") or "")
+    page.fill("#purge-text", SENTENCE)
+    with page.expect_response(lambda r: r.url.endswith("/admin/cache")) as answered:
+        page.click("#purge-form button[type=submit]")
+    assert answered.value.status == 200 and answered.value.json()["prompts"] == 1
+    expect(page.locator("#purge-status")).to_have_text(re.compile(r"^已删除 1 条，"))
+    assert page.input_value("#purge-text") == ""
+    expect(page.locator("#phrases tr")).to_have_count(3)
+    assert "—" not in phrase_texts(page)
+    shot(page, tmp_path / "purge-desktop.png")
     assert problems.items == []
     page.context.close()

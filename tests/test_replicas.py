@@ -157,7 +157,8 @@ def test_a_warm_up_on_one_replica_is_seen_and_heard_on_the_other(
 def test_keys_rate_limits_revocation_and_the_lexicon_hold_across_replicas(
     shared: dict[str, str], tmp_path: Path
 ) -> None:
-    guarded = {**shared, "HUIYIN_ACCESS": "keys"}
+    # Every text kept: the test finds replica a's prompt in the index by its text.
+    guarded = {**shared, "HUIYIN_ACCESS": "keys", "HUIYIN_STORE_TEXT": "always"}
     with replica(guarded, tmp_path / "a") as (a, _), replica(guarded, tmp_path / "b") as (b, _):
         made = urllib.request.Request(
             f"{a}/admin/keys", method="POST",
@@ -215,3 +216,66 @@ def test_keys_rate_limits_revocation_and_the_lexicon_hold_across_replicas(
         assert reads_it(a)
         until_sync(lambda: reads_it(b), timeout=30, interval=0.2,
                    what="the other replica reading with the new word")
+
+
+def objects_and_rows(shared: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The bucket's object names and the index's keys, read with clients of the test's own."""
+    import boto3
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=shared["HUIYIN_S3_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test")
+    try:
+        bucket, _, prefix = shared["HUIYIN_AUDIO_STORE"].removeprefix("s3://").partition("/")
+        page = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+        names = sorted(item["Key"].rsplit("/", 1)[-1] for item in page.get("Contents", ()))
+    finally:
+        client.close()
+    url = shared["HUIYIN_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as connection:
+        keys = sorted(r[0] for r in connection.execute("SELECT key FROM phrases").fetchall())
+    return names, keys
+
+
+def test_customer_text_is_kept_purged_and_forgotten_across_replicas(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    secret = "您的验证码是三五九二，五分钟内有效。"
+    text = "您的快递已到达驿站，请及时领取。"
+    admin = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    # A prefix of its own in the bucket, to list what is there; even debug logs never say a
+    # no-store text.
+    shared = {**shared, "HUIYIN_AUDIO_STORE": "s3://huiyin-replicas/customer-data"}
+    debug = {**shared, "HUIYIN_LOG_LEVEL": "debug"}
+    with replica(debug, tmp_path / "a") as (a, _), replica(debug, tmp_path / "b") as (b, _):
+        # No-store on either replica leaves nothing in the shared index or bucket.
+        for base in (a, b):
+            status, headers, body = get_with(tts(base, secret), {"Cache-Control": "no-store"})
+            assert status == 200 and headers["Cache-Control"] == "no-store" and body[:4] == b"RIFF"
+        status, headers, _ = get(f"{tts(a, secret)}&cache=no-store")
+        assert status == 200 and headers["X-Cache"] == "MISS"
+        assert objects_and_rows(shared) == ([], [])
+        # A prompt heard on both, purged on A: gone from the index and the bucket, and B
+        # (its URL memo, hot set and local copy) forgets it within a maintenance round.
+        made = get(tts(a, text))
+        key = made[1]["ETag"].strip('"').split("-")[0]
+        assert get(tts(b, text))[1]["X-Cache"] == "HIT"
+        purge = urllib.request.Request(f"{a}/admin/cache", method="DELETE", headers=admin,
+                                       data=json.dumps({"text": text}).encode())
+        with urllib.request.urlopen(purge, timeout=60) as answer:
+            purged = json.loads(answer.read())
+        assert purged == {"prompts": 1, "bytes": len(made[2])}  # the WAV is the master itself
+        assert objects_and_rows(shared) == ([], [])
+        until_sync(lambda: get(tts(b, text))[1]["X-Cache"] == "MISS", timeout=30, interval=0.2,
+                   what="replica B forgetting the purged prompt")
+        # The command line purges the shared index and bucket too (B made it again above).
+        until_sync(lambda: objects_and_rows(shared)[1] == [key], timeout=30, interval=0.1,
+                   what="B's prompt in the index")
+        done = huiyin(shared, tmp_path / "cli", "cache", "purge", "--key", key)
+        assert done.returncode == 0 and done.stdout.startswith("purged 1 prompts"), done.stderr
+        assert objects_and_rows(shared) == ([], [])
+        until_sync(lambda: get(tts(a, text))[1]["X-Cache"] == "MISS", timeout=30, interval=0.2,
+                   what="replica A forgetting the prompt purged from the command line")
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert secret not in logs and quote(secret) not in logs
+    assert text in logs or quote(text) in logs  # a kept request's text, at debug level only

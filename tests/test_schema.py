@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Column, MetaData, Table, create_engine, inspect, text
 
 from cache import schema
 from cache.index import Base, Index, Phrase, now
@@ -56,20 +56,39 @@ def test_the_tables_the_code_queries_match_the_migrations(tmp_path: Path) -> Non
         index.close()
 
 
+def first_release_tables() -> MetaData:
+    """The phrases and variants tables as the first release made them (before 0006 added
+    columns to phrases and let its text be NULL)."""
+    metadata = MetaData()
+    later = {"expires", "text_length"}
+    phrases = Base.metadata.tables["phrases"]
+    Table("phrases", metadata, *[
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.primary_key or c.name == "phrase_id")
+        for c in phrases.columns if c.name not in later])
+    Base.metadata.tables["variants"].to_metadata(metadata)
+    return metadata
+
+
 def test_an_index_from_before_alembic_is_adopted_with_its_rows(tmp_path: Path) -> None:
     engine = create_engine(url_in(tmp_path))
     with engine.begin() as connection:
-        tables = Base.metadata.tables  # the tables as the first release made them
-        Base.metadata.create_all(connection, tables=[tables["phrases"], tables["variants"]])
+        first = first_release_tables()
+        first.create_all(connection)
         connection.execute(text("CREATE TABLE huiyin_schema (id INTEGER PRIMARY KEY, version INTEGER)"))
         connection.execute(text("INSERT INTO huiyin_schema VALUES (1, 1)"))
+        row = {k: v for k, v in phrase("b" * 32).__dict__.items() if k in first.tables["phrases"].c}
+        connection.execute(first.tables["phrases"].insert(), [{**row, "tags": "[]"}])
+        connection.execute(first.tables["variants"].insert(), [{
+            "key": "b" * 32, "format": "ulaw", "rate": 8000, "file": f"{'b' * 32}-ulaw-8000.ulaw",
+            "size": 10, "checksum": "0" * 16}])
     engine.dispose()
-    legacy = Index(url_in(tmp_path), check=False)
-    legacy.put_phrase(phrase("b" * 32))
-    legacy.close()
     index = Index(url_in(tmp_path))
     try:
-        assert index.get("b" * 32) is not None
+        adopted = index.get("b" * 32)
+        assert adopted is not None and adopted.text == "您好。" and adopted.text_length == 3
+        assert adopted.expires is None
+        # Rebuilding the phrases table on SQLite (its text became nullable) kept the variants.
+        assert [v.format for v in index.variants("b" * 32)] == ["ulaw"]
         with index.engine.connect() as connection:
             assert schema.revision(connection).up_to_date
             assert not inspect(connection).has_table("huiyin_schema")

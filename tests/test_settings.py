@@ -177,3 +177,17 @@ def test_the_reference_renders_mappings() -> None:
 
     row = next(line for line in render_reference().splitlines() if line.startswith("| `openai_voices`"))
     assert "| mapping of string to string | unset | `HUIYIN_OPENAI_VOICES` |" in row
+
+
+def test_customer_data_settings_are_checked(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), environ={}).store_text == "named"
+    for environ, message in (
+        ({"HUIYIN_STORE_TEXT": "sometimes"}, r"'store_text' must be always, named or never"),
+        ({"HUIYIN_MAX_TTL": "0"}, r"'max_ttl' must be at least 1"),
+        ({"HUIYIN_TTS_TTL": "-1"}, r"'tts_ttl' must be 0 or more"),
+        ({"HUIYIN_TTS_TTL": "90", "HUIYIN_MAX_TTL": "60"}, r"'tts_ttl' \(90\) is longer than"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(write(tmp_path, ""), environ=environ)
+    kept = load_settings(write(tmp_path, ""), environ={"HUIYIN_TTS_TTL": "3600", "HUIYIN_STORE_TEXT": "never"})
+    assert (kept.tts_ttl, kept.max_ttl, kept.store_text) == (3600, 2_592_000, "never")

@@ -241,7 +241,7 @@ async def test_callers_of_a_key_being_admitted_join_its_synthesis_and_are_not_ch
     await waiting.wait()
     joining = asyncio.create_task(store.get_or_synthesize(req(A), admission=second))
     warming = asyncio.create_task(store.get_or_synthesize(req(A), priority=Priority.WARM))
-    await until(lambda: store._admitting[made_key].followers == 2)
+    await until(lambda: store._starter.followers(made_key) == 2)
     assert not joining.done() and not warming.done()  # waiting for the first one's admission
     release.set()
     made, joined, warmed = await asyncio.gather(admitted, joining, warming)
@@ -270,7 +270,7 @@ async def test_a_refused_starter_leaves_its_followers_to_be_judged_each_in_turn(
     starter = asyncio.create_task(store.get_or_synthesize(req(A), admission=refused))
     await waiting.wait()
     follower = asyncio.create_task(store.get_or_synthesize(req(A), admission=allowed))
-    await until(lambda: store._admitting[made_key].followers == 1)
+    await until(lambda: store._starter.followers(made_key) == 1)
     release.set()
     with pytest.raises(Refused):
         await starter

@@ -219,6 +219,8 @@ async function loadVoices() {
     }
   }
   if (voices.byName.has(data.default_voice)) voiceSelect.value = data.default_voice;
+  purgeVoice.replaceChildren(...[...voiceSelect.options].map((o) => o.cloneNode(true)));
+  purgeVoice.value = voiceSelect.value;
   applyVoice(true);
   updateCounter();
   synthButton.disabled = false;
@@ -963,16 +965,23 @@ async function loadPhrases() {
   $("#next-page").disabled = data.page >= admin.pages;
 }
 
+// A text the index does not keep (the store_text setting): only its length is known.
+const NOT_KEPT = "—";
+
 function phraseRow(phrase) {
   const row = element("tr", { attrs: { "data-key": phrase.key } });
+  const kept = phrase.text !== null;
+  const shown = kept ? phrase.text : NOT_KEPT;
+  const label = kept ? phrase.text.slice(0, 40) : phrase.phrase_id || phrase.key.slice(0, 8);
   const play = element("button", {
     text: "▶",
     className: "play",
-    attrs: { type: "button", "aria-label": `播放 ${phrase.text.slice(0, 40)}`, "aria-pressed": "false" },
+    attrs: { type: "button", "aria-label": `播放 ${label}`, "aria-pressed": "false" },
   });
   play.addEventListener("click", () => playPhrase(phrase));
   const text = element("td", { className: "text" });
-  text.append(element("span", { text: phrase.text, className: "t", attrs: { title: phrase.text } }));
+  const title = kept ? phrase.text : `文本未保存（${phrase.text_length ?? "?"} 字）text not kept`;
+  text.append(element("span", { text: shown, className: "t", attrs: { title } }));
   const meta = element("span", { className: "meta" });
   if (phrase.pinned) meta.append(element("span", { text: "固定", className: "badge", attrs: { title: "pinned" } }));
   const details = [phrase.phrase_id, phrase.tags.join(", "), [phrase.voice, phrase.style].filter(Boolean).join(" / ")];
@@ -1038,6 +1047,35 @@ $("#prev-page").addEventListener("click", () => {
 $("#next-page").addEventListener("click", () => {
   admin.page = Math.min(admin.pages, admin.page + 1);
   loadPhrases();
+});
+
+// ---- purge a text
+
+const purgeForm = $("#purge-form");
+const purgeVoice = $("#purge-voice");
+const purgeStatus = $("#purge-status");
+
+purgeForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("#purge-text").value;
+  if (!text.trim()) return;
+  const button = purgeForm.querySelector("button[type=submit]");
+  button.disabled = true;
+  purgeStatus.textContent = "删除中…";
+  try {
+    const purged = await api("/admin/cache", {
+      method: "DELETE", token: admin.token, json: { text, voice: purgeVoice.value },
+    });
+    purgeStatus.textContent = `已删除 ${purged.prompts} 条，${formatBytes(purged.bytes)}`;
+    $("#purge-text").value = "";  // the text leaves the page too
+    refreshStats();
+    loadPhrases();
+  } catch (err) {
+    purgeStatus.textContent = `无法删除：${err.message}`;
+    if ([401, 403].includes(err.status)) adminFailed(err);
+  } finally {
+    button.disabled = false;
+  }
 });
 
 // ---------------------------------------------------------------- start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from synth.frontend.normalize import TextNormalizer
 from synth.frontend.preview import describe, rule_positions
 from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
+from synth.memo import CacheInfo, Memo
 
 # Bump when anything here changes what the voice is asked to say.
 FRONTEND_VERSION = "5"
@@ -105,7 +105,7 @@ class Frontend:
         self._symbols = symbols
         self._id_to_symbol = {i: name for name, i in symbols.symbol_to_id.items()}
         self._lock = threading.Lock()
-        self._analyses = functools.lru_cache(maxsize=ANALYSES_KEPT)(self._analyze)
+        self._analyses = Memo(self._analyze, ANALYSES_KEPT)
 
     def normalize(self, text: str) -> str:
         """Written text to spoken characters (numbers, times, codes read out)."""
@@ -133,7 +133,7 @@ class Frontend:
         written = text if isinstance(text, str) else "".join(p.text for p in text)
         return describe(written, self.analyze(text), self._id_to_symbol)
 
-    def cache_info(self) -> functools._CacheInfo:
+    def cache_info(self) -> CacheInfo:
         """Hits, misses and size of the kept analyses."""
         return self._analyses.cache_info()
 

@@ -3,7 +3,6 @@ then WeTextProcessing for the rest of Chinese number reading."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -18,6 +17,7 @@ from synth.frontend.numbers import (
     read_ordinal,
 )
 from synth.frontend.numeric_forms import read_numeric_forms
+from synth.memo import Memo
 
 # Words after which a number is an identifier read digit by digit.
 _ID_KEYWORDS = (
@@ -249,8 +249,8 @@ class TextNormalizer:
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
         # alone as inside it (checked on every corpus text), and it is most of a text's
         # analysis; texts share clauses (greetings), and a preview while typing changes one.
-        self._wetext: Callable[[str], str] = functools.lru_cache(maxsize=PIECES_KEPT)(
-            Normalizer(remove_erhua=False).normalize)
+        self._wetext: Callable[[str], str] = Memo(Normalizer(remove_erhua=False).normalize,
+                                                  PIECES_KEPT)
         self._plain = _wetext_tables()
         self._lock = threading.Lock()
 

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from synth.engine import UpstreamError
+from synth.engine import UpstreamError, audible
 
 Samples = npt.NDArray[np.int16]
 
@@ -52,6 +52,14 @@ def longest_seconds(characters: int, speed: float, per_character: float, margin:
     """The longest audio a text of `characters` may plausibly take to say: `per_character`
     seconds each, slowed by a speed below 1, plus `margin`."""
     return characters * per_character / min(1.0, speed) + margin
+
+
+SILENT = "answered only silence"
+
+
+def silence(samples: Samples) -> str | None:
+    """Why audio that is all silence cannot be an answer, or None when something is said."""
+    return None if audible(samples) else SILENT
 
 
 def refusal(samples: int, rate: int, longest: float, characters: int) -> str | None:

@@ -8,7 +8,6 @@ or as written where the entry says `normalize: false`.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -30,8 +29,9 @@ from synth.engine import (
     VoiceInfo,
     check_request,
 )
+from synth.memo import Memo
 from synth.prompts import Prompt, Shelf
-from synth.remote.audio import longest_seconds, refusal
+from synth.remote.audio import SILENT, longest_seconds, refusal, silence
 from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
 from synth.remote.kinds import Kind, KindStartError, Prompted
@@ -110,7 +110,7 @@ class RemoteEngine:
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
                             retries=backend.retries, max_bytes=backend.max_answer_bytes,
                             headers=auth_headers(backend))
-        self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
+        self._spoken = Memo(self._upstream_text, _SPOKEN_FORMS_KEPT)
 
     @property
     def name(self) -> str:
@@ -238,6 +238,9 @@ class RemoteEngine:
                         self._call, sent, target, style, prosody
                     )
             self._refuse(len(samples), rate, self._longest(sent, prosody), sent)
+            quiet = silence(np.asarray(samples, dtype=np.int16))
+            if quiet is not None:
+                raise UpstreamError(self.name, quiet)
         except UpstreamError:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
@@ -265,6 +268,7 @@ class RemoteEngine:
         started = time.perf_counter()
         longest = self._longest(sent, prosody)
         heard = 0
+        said = False  # anything louder than silence yet
         try:
             # One budget for the whole stream, as for a whole answer.
             with self._call.within():
@@ -274,10 +278,13 @@ class RemoteEngine:
                         continue
                     heard += len(samples)
                     self._refuse(heard, rate, longest, sent)
+                    said = said or silence(np.asarray(samples, dtype=np.int16)) is None
                     yield Pcm(codecs.resample(np.asarray(samples, dtype=np.int16), rate,
                                               self._rate), self._rate)
             if heard == 0:
                 raise UpstreamError(self.name, "answered no audio")
+            if not said:
+                raise UpstreamError(self.name, SILENT)
         except UpstreamError:
             breaker.failed()
             self.state.record(time.perf_counter() - started, failed=True)
