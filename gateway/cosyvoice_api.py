@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from cache.keys import SpeechRequest
+from cache.storing import Storing
 from config import Settings
 from gateway import fronts, params
 from gateway.access import authorize
@@ -33,6 +34,7 @@ from gateway.jsonbody import json_response
 from gateway.logs import note
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from gateway.streaming import Whole, encode_chunk, speech_pieces
 from synth import codecs
 from synth.engine import Pcm
@@ -41,10 +43,10 @@ from synth.voices import Voices
 
 # Each route's form fields, and the one that is a file.
 FIELDS = {
-    "sft": ("tts_text", "spk_id"),
-    ZERO_SHOT: ("tts_text", "prompt_text"),
-    CROSS_LINGUAL: ("tts_text",),
-    INSTRUCT: ("tts_text", "spk_id", "instruct_text"),
+    "sft": ("tts_text", "spk_id", *STORING_FIELDS),
+    ZERO_SHOT: ("tts_text", "prompt_text", *STORING_FIELDS),
+    CROSS_LINGUAL: ("tts_text", *STORING_FIELDS),
+    INSTRUCT: ("tts_text", "spk_id", "instruct_text", *STORING_FIELDS),
 }
 CLIP = "prompt_wav"
 # What a CosyVoice client is answered with: samples, no header.
@@ -123,8 +125,11 @@ def adopted_voice(voices: Voices, prompt: Prompt, field: str, held: contextlib.E
     return voice
 
 
-async def _speech(request: web.Request, mode: str, held: contextlib.ExitStack) -> SpeechRequest:
-    """The request's speech; a prompt it gives is kept until `held` closes."""
+async def _speech(
+    request: web.Request, mode: str, held: contextlib.ExitStack,
+) -> tuple[SpeechRequest, Storing]:
+    """The request's speech, and what it asks about keeping it; a prompt it gives is kept
+    until `held` closes (and a no-store request is fleeting until then)."""
     await authorize(request, None)  # before the body: a refusal costs what a hit costs
     if request.query:
         name = next(iter(request.query))
@@ -135,6 +140,8 @@ async def _speech(request: web.Request, mode: str, held: contextlib.ExitStack) -
     values = await read_form(
         request, fields=FIELDS[mode], files=(CLIP,) if clip else (),
         limit=settings.max_body_bytes + (settings.max_clip_bytes if clip else 0))
+    storing = storing_of(request, values)
+    held.enter_context(kept_as(storing))
     voices = voices_of(request)
     text = required(values, "tts_text")
     if mode == "sft":
@@ -150,17 +157,20 @@ async def _speech(request: web.Request, mode: str, held: contextlib.ExitStack) -
         data = await checked_clip(required(values, CLIP), CLIP, settings)
         prompt = Prompt(mode, clip=data, transcript=transcript)
         voice = adopted_voice(voices, prompt, CLIP, held)
-    return await checked_speech(request, text, lambda: voices.request(
+    speech = await checked_speech(request, text, lambda: voices.request(
         params.text(values, settings.max_text_length, "tts_text"), voice=voice, style=None,
         speed=1.0, pitch=1.0, volume=1.0))
+    return speech, storing
 
 
-async def _answer(request: web.Request, speech: SpeechRequest) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, speech: SpeechRequest, storing: Storing,
+) -> web.StreamResponse:
     """Raw PCM at cosyvoice_rate: whole when stored, else streamed as synthesized."""
     rate = request.app[SETTINGS].cosyvoice_rate
     headers = {"Content-Type": PCM.format(rate=rate), "Cache-Control": "no-store"}
     pieces = speech_pieces(request.app[STORE], speech, "wav", rate,
-                           admission=admission_for(request))
+                           admission=admission_for(request), storing=storing)
     try:
         try:
             first = await anext(pieces)
@@ -190,10 +200,10 @@ def _route(mode: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def inference(request: web.Request) -> web.StreamResponse:
         with contextlib.ExitStack() as held:  # a prompt is kept until it is spoken
             try:
-                speech = await _speech(request, mode, held)
+                speech, storing = await _speech(request, mode, held)
             except Exception as exc:
                 return fastapi_error(request, exc)
-            return await _answer(request, speech)
+            return await _answer(request, speech, storing)
 
     inference.__doc__ = f"GET|POST /inference_{mode}: the text in CosyVoice's raw PCM."
     return inference

@@ -22,13 +22,15 @@ from gateway.admission import admission_for, checked_speech
 from gateway.cosyvoice_api import adopted_voice, checked_clip, fastapi_error, required
 from gateway.errors import BadRequest, InvalidParameter
 from gateway.forms import read_body
+from gateway.nostore import NO_STORE
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from synth.prompts import CROSS_LINGUAL, Prompt
 from synth.ssml.speaking import NEAREST_STYLE
 
-FIELDS = ("text", "language", "reference_audio", "speed", "emotion")
+FIELDS = ("text", "language", "reference_audio", "speed", "emotion", *STORING_FIELDS)
 # What the store and the engines call a field, as this API calls it.
 NAMES = {"style": "emotion"}
 DEFAULT_LANGUAGE = "zh"
@@ -53,6 +55,8 @@ async def _speak(request: web.Request, held: contextlib.ExitStack) -> web.Stream
     # Base64 takes four bytes for every three of the clip.
     raw = await read_body(request, settings.max_body_bytes + settings.max_clip_bytes * 4 // 3 + 4)
     body = params.json_object(raw, FIELDS)
+    storing = storing_of(request, body)
+    held.enter_context(kept_as(storing))  # a no-store request is fleeting until answered
     required(body, "text")
     voices = voices_of(request)
     language = params.string(body, "language") or DEFAULT_LANGUAGE
@@ -75,8 +79,10 @@ async def _speak(request: web.Request, held: contextlib.ExitStack) -> web.Stream
     speech = await checked_speech(request, body.get("text"), lambda: voices.request(
         params.text(body, settings.max_text_length), voice=voice, style=style,
         speed=params.number(body, "speed"), pitch=1.0, volume=1.0))
-    audio = await request.app[STORE].audio(speech, "wav", admission=admission_for(request))
-    return audio_response(request, audio, cache_control=public_cache_control(settings.http_max_age))
+    audio = await request.app[STORE].audio(speech, "wav", admission=admission_for(request),
+                                           storing=storing)
+    cache_control = public_cache_control(settings.http_max_age) if storing.keep else NO_STORE
+    return audio_response(request, audio, cache_control=cache_control)
 
 
 def _base64(text: str) -> bytes:

@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from cache.storing import Storing
 from config.settings import SSML_LENGTH_FACTOR
 from gateway import fronts, params
 from gateway.access import authorize
@@ -51,6 +52,7 @@ from gateway.jsonbody import json_response
 from gateway.logs import note
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import kept_as, storing_of
 from gateway.textstream import SpokenText, TextStreamClosed
 from synth.compat import timeout as time_limit
 from synth.request import SpeechRequest
@@ -82,11 +84,12 @@ class Task:
     """One task of a connection: its text, and the coroutine that sends its audio."""
 
     def __init__(self, task_id: str, settings: TaskSettings, text: SpokenText,
-                 prepared: dict[str, SpeechRequest]) -> None:
+                 prepared: dict[str, SpeechRequest], storing: Storing) -> None:
         self.id = task_id
         self.settings = settings
         self.text = text
         self.prepared = prepared  # requests made before their text is spoken (a document)
+        self.storing = storing  # what its run-task asked about keeping its sentences
         self.document: list[str] | None = None  # an SSML document's pieces, until finish-task
         self.received = False
         self.characters = 0  # as DashScope bills them
@@ -178,10 +181,11 @@ class Session:
             try:
                 if not isinstance(payload, dict) or not isinstance(payload.get("input", {}), dict):
                     raise invalid("payload.input must be a JSON object")
-                if action == "continue-task":
-                    self.take(task, payload.get("input", {}))
-                else:
-                    await self.finish(task, payload.get("input", {}))
+                with kept_as(task.storing):
+                    if action == "continue-task":
+                        self.take(task, payload.get("input", {}))
+                    else:
+                        await self.finish(task, payload.get("input", {}))
             except Exception as exc:  # a refusal of this message ends its task
                 await self.fail(task.id, failure_of(exc))
 
@@ -199,6 +203,9 @@ class Session:
             request = self.request
             settings, voices = request.app[SETTINGS], voices_of(request)
             task_settings = read_run_task(payload, settings, voices)
+            # Ours beside DashScope's parameters (its SDK's additional_params), or the
+            # handshake's Cache-Control: no-store.
+            storing = storing_of(request, payload["parameters"])
             prepared: dict[str, SpeechRequest] = {}
 
             def request_for(text: str) -> SpeechRequest:
@@ -208,15 +215,17 @@ class Session:
                 request.app[STORE], request_for, fmt=task_settings.fmt, rate=task_settings.rate,
                 native_rate=task_settings.native_rate, admission=admission_for(request),
                 characters=settings.max_text_length, wav_header=task_settings.wav_header,
+                storing=storing,
             )
         except Exception as exc:
             await self.fail(task_id, failure_of(exc))
             return
-        task = Task(task_id, task_settings, spoken, prepared)
+        task = Task(task_id, task_settings, spoken, prepared, storing)
         self.task = task
         note(model=task_settings.model, voice=task_settings.voice, format=task_settings.fmt)
         await self.ws.send_str(started(task_id))
-        task.sender = asyncio.create_task(self.speak(task))
+        with kept_as(storing):  # the sender's context: a no-store task's memos keep nothing
+            task.sender = asyncio.create_task(self.speak(task))
 
     def take(self, task: Task, given: dict[str, Any]) -> None:
         """A continue-task's piece of text (and its flush)."""

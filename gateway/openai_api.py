@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from cache.storing import KEEP
-from cache.storing import NO_STORE as NO_STORE_REQUEST
+from cache.storing import Storing
 from config import Settings
 from gateway import fronts, params
 from gateway.admission import admission_for, checked_speech
 from gateway.errors import InvalidParameter, NotFound
 from gateway.jsonbody import json_response
-from gateway.nostore import NO_STORE, header_says_no_store
+from gateway.nostore import NO_STORE
 from gateway.responses import audio_response, public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from gateway.streaming import stream_speech
 from synth.voices import Voices
 
@@ -26,12 +28,24 @@ OPENAI_VOICES = (
 )
 # response_format -> our format
 RESPONSE_FORMATS = {"mp3": "mp3", "opus": "ogg", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
+FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format",
+          *STORING_FIELDS)
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
     """POST /v1/audio/speech: the input spoken in the requested format."""
     body = params.json_object(await request.read(), FIELDS, noun="parameter")
+    # `Cache-Control: no-store` on the request (the SDK's extra_headers) or `"cache":
+    # "no-store"` in the body (its extra_body): nothing is kept, and nothing of its text is
+    # remembered while it is read and spoken.
+    storing = storing_of(request, body)
+    with kept_as(storing):
+        return await _speech(request, body, storing)
+
+
+async def _speech(
+    request: web.Request, body: dict[str, Any], storing: Storing,
+) -> web.StreamResponse:
     model = params.string(body, "model")
     if model is None:
         raise InvalidParameter("model is required", "model")
@@ -61,8 +75,6 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if stream_format not in (None, "audio"):
         raise InvalidParameter("stream_format must be 'audio' (server-sent events are not offered)",
                                "stream_format")
-    # `Cache-Control: no-store` on the request (the SDK's extra_headers): nothing is kept.
-    storing = NO_STORE_REQUEST if header_says_no_store(request) else KEEP
     if not storing.keep:
         cache_control = NO_STORE
     if stream_format == "audio":

@@ -100,6 +100,16 @@ def _storing_params(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def _storing_fields(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The same, as fields of a JSON or form body (/api/tts and the API fronts)."""
+    return {
+        "cache": {"type": "string", "enum": ["no-store"],
+                  "description": "no-store: keep nothing of this request"},
+        "ttl": _ttl(settings),
+        "refresh": {"type": "boolean", "description": "make it again in place (admin scope)"},
+    }
+
+
 def _purge_path() -> dict[str, Any]:
     selectors: dict[str, dict[str, Any]] = {
         "key": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a prompt's key"},
@@ -198,11 +208,12 @@ def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, 
     clip = {"type": "string", "format": "binary",
             "description": f"a WAV file of 16 kHz or more, up to 30 s and "
                            f"{settings.max_clip_bytes} bytes (max_clip_bytes)"}
+    keeping = _storing_fields(settings)
     fields: dict[str, dict[str, Any]] = {
-        "sft": {"tts_text": text, "spk_id": speaker},
-        "zero_shot": {"tts_text": text, "prompt_text": bounded, "prompt_wav": clip},
-        "cross_lingual": {"tts_text": text, "prompt_wav": clip},
-        "instruct": {"tts_text": text, "spk_id": speaker, "instruct_text": bounded},
+        "sft": {"tts_text": text, "spk_id": speaker, **keeping},
+        "zero_shot": {"tts_text": text, "prompt_text": bounded, "prompt_wav": clip, **keeping},
+        "cross_lingual": {"tts_text": text, "prompt_wav": clip, **keeping},
+        "instruct": {"tts_text": text, "spk_id": speaker, "instruct_text": bounded, **keeping},
     }
     pcm = {"200": {"description": f"raw 16-bit little-endian mono PCM at "
                                   f"{settings.cosyvoice_rate} Hz (cosyvoice_rate), streamed as "
@@ -217,8 +228,8 @@ def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, 
         media = "multipart/form-data" if "prompt_wav" in properties else \
             "application/x-www-form-urlencoded"
         body = {"required": True, "content": {media: {"schema": {
-            "type": "object", "additionalProperties": False, "required": list(properties),
-            "properties": properties}}}}
+            "type": "object", "additionalProperties": False,
+            "required": [f for f in properties if f not in keeping], "properties": properties}}}}
         operation = {"summary": f"CosyVoice's {mode} inference (raw PCM, cached)",
                      "description": "form fields in the body of a GET (as CosyVoice's client "
                                     "sends them) or a POST", "security": _KEYED,
@@ -240,6 +251,7 @@ def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, 
                                     "description": "a WAV file in base64: the voice is cloned "
                                                    "from it (a cosyvoice backend's "
                                                    "cross_lingual mode)"},
+                **keeping,
             }}}}},
         "responses": {"200": {"description": "the speech", "content": {"audio/wav": {
             "schema": {"type": "string", "format": "binary"}}}},
@@ -248,7 +260,8 @@ def _cosyvoice_paths(settings: Settings, text: dict[str, Any], speed: dict[str, 
     return paths
 
 
-def _aliyun_paths(text: dict[str, Any], voices: list[str], rates: list[int]) -> dict[str, Any]:
+def _aliyun_paths(settings: Settings, text: dict[str, Any], voices: list[str],
+                  rates: list[int]) -> dict[str, Any]:
     """Aliyun NLS's RESTful speech synthesis (gateway/aliyun/rest.py): its fields, its
     audio labelled audio/mpeg whatever the format, its errors in its own JSON."""
     fields: dict[str, Any] = {
@@ -266,6 +279,7 @@ def _aliyun_paths(text: dict[str, Any], voices: list[str], rates: list[int]) -> 
         "volume": {"type": "integer", "minimum": 0, "maximum": 100},
         "speech_rate": {"type": "integer", "minimum": -500, "maximum": 500},
         "pitch_rate": {"type": "integer", "minimum": -500, "maximum": 500},
+        **_storing_fields(settings),
     }
     audio = {"200": {
         "description": "the audio, labelled audio/mpeg whatever its format (as Aliyun does)",
@@ -377,11 +391,9 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                             "speed": speed, "pitch": pitch, "volume": volume,
                             "format": {"type": "string", "enum": sorted(EXTENSIONS, key=str.lower)},
                             "sample_rate": rate, "output_wav_name": {"type": "string"},
+                            **_storing_fields(settings),
                             "cache": {"type": "string", "enum": ["no-store"], "description":
                                       "keep nothing: the audio comes in audio_base64, no URL"},
-                            "ttl": _ttl(settings),
-                            "refresh": {"type": "boolean",
-                                        "description": "make it again in place (admin scope)"},
                         },
                     }}}},
                     "responses": {
@@ -418,7 +430,7 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
             **_admin_paths(),
             **_purge_path(),
             **_cosyvoice_paths(settings, text, speed, voices),
-            **(_aliyun_paths(text, sorted({*voice_names, *aliyun}), sorted({
+            **(_aliyun_paths(settings, text, sorted({*voice_names, *aliyun}), sorted({
                 8000, 16000, *(e["sample_rate"] for e in engines)})) if aliyun else {}),
         },
         "components": {"securitySchemes": {

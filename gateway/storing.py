@@ -6,6 +6,7 @@ no-store` itself, and no part of the gateway keeps it (cache/storing.py for the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.caller import PRINCIPAL
 from gateway.errors import BadRequest, Forbidden, InvalidParameter
 from gateway.nostore import NO_STORE, header_says_no_store
 from gateway.state import SETTINGS
+from synth.memo import fleeting
 
 # The query parameters and JSON fields that say it.
 STORING_FIELDS = ("cache", "ttl", "refresh")
@@ -55,3 +57,9 @@ def storing_of(request: web.Request, values: Mapping[str, Any]) -> Storing:
     if keep and ttl is None and not refresh:
         return KEEP
     return Storing(keep=keep, ttl=ttl, refresh=refresh)
+
+
+def kept_as(storing: Storing) -> contextlib.AbstractContextManager[None]:
+    """The context a request is read and spoken in: fleeting() when it asks that nothing be
+    kept (no memo remembers its text; tasks started within it inherit that), else none."""
+    return contextlib.nullcontext() if storing.keep else fleeting()

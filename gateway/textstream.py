@@ -20,6 +20,7 @@ import numpy as np
 
 from cache.keys import SpeechRequest
 from cache.store import Admission, Audio, PromptStore
+from cache.storing import KEEP, Storing
 from gateway.streaming import STREAMABLE, StreamEncoder, Whole, speech_pieces, streaming_wav_header
 from synth import codecs
 from synth.engine import SENTENCE_PAUSE, Pcm
@@ -47,12 +48,13 @@ class SpokenText:
 
     `request_for` turns a sentence into the store's request (the front's voice and settings;
     it raises as routes do for a bad voice or setting). `characters` bounds the whole text.
+    `storing` is what the caller asks about keeping each sentence (no-store: nothing kept).
     """
 
     def __init__(
         self, store: PromptStore, request_for: Callable[[str], SpeechRequest], *,
         fmt: str, rate: int, native_rate: int, admission: Admission | None,
-        characters: int, wav_header: bool = True,
+        characters: int, wav_header: bool = True, storing: Storing = KEEP,
     ) -> None:
         if fmt not in STREAMABLE:
             raise ValueError(f"format {fmt!r} cannot be streamed")
@@ -62,6 +64,7 @@ class SpokenText:
         self._rate = rate
         self._native_rate = native_rate
         self._admission = admission
+        self._storing = storing
         self._limit = characters
         self._received = 0
         self._wav_header = wav_header
@@ -163,7 +166,8 @@ class SpokenText:
         and goes through it too."""
         whole = ("wav", None) if self._encoder.continuous else (self._fmt, self._rate)
         async with contextlib.aclosing(speech_pieces(
-                self._store, request, *whole, admission=self._admission)) as pieces:
+                self._store, request, *whole, admission=self._admission,
+                storing=self._storing)) as pieces:
             async for piece in pieces:
                 if isinstance(piece, Whole):
                     if piece.stored:

@@ -17,16 +17,18 @@ from typing import Any
 
 from aiohttp import web
 
+from cache.storing import Storing
 from gateway.admission import admission_for
 from gateway.aliyun import params as nls
 from gateway.aliyun.channel import Channel, Message, TaskFailed, authorized, checked_fields
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from gateway.textstream import SpokenText, TextStreamClosed
 
 FLOWING = "FlowingSpeechSynthesizer"
 FIELDS = ("session_id", "voice", "format", "sample_rate", "volumn", "volume", "speech_rate",
-          "pitch_rate", "enable_subtitle", "enable_phoneme_timestamp")
+          "pitch_rate", "enable_subtitle", "enable_phoneme_timestamp", *STORING_FIELDS)
 # How long a session may wait for its next piece of text.
 PIECE_SECONDS = 60.0
 # A session's text may be this many times a request's (Aliyun: 10,000 a piece, 100,000 in all).
@@ -38,6 +40,14 @@ async def flow(request: web.Request, channel: Channel, start: Message) -> None:
     await authorized(request, start)
     values = dict(start.payload)
     checked_fields(values, FIELDS)
+    storing = storing_of(request, values)
+    with kept_as(storing):  # the tasks below inherit it
+        await _flow(request, channel, values, storing)
+
+
+async def _flow(
+    request: web.Request, channel: Channel, values: dict[str, Any], storing: Storing,
+) -> None:
     if "volumn" in values:
         if "volume" in values:
             raise TaskFailed(nls.PARAMETER_INVALID, "give volumn or volume, not both")
@@ -51,7 +61,7 @@ async def flow(request: web.Request, channel: Channel, start: Message) -> None:
         request.app[STORE], lambda sentence: asked.request(voices, sentence),
         fmt=asked.stored_format, rate=asked.rate, native_rate=voices.native_rate(asked.engine),
         admission=admission_for(request), characters=SESSION_TEXTS * settings.max_text_length,
-        wav_header=asked.fmt == "wav",
+        wav_header=asked.fmt == "wav", storing=storing,
     )
     await channel.event("SynthesisStarted", {"session_id": session_id, "index": 1})
     reading = asyncio.ensure_future(_read(channel, text, settings.max_text_length))

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cache.storing import Storing
 from gateway import params
 from gateway.access import authorize
 from gateway.admission import admission_for, checked_speech
@@ -24,13 +25,15 @@ from gateway.aliyun import params as nls
 from gateway.caching import cache_control_for
 from gateway.jsonbody import json_response
 from gateway.logs import note
+from gateway.nostore import NO_STORE
 from gateway.responses import public_cache_control
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from synth import codecs
 
 FIELDS = ("appkey", "token", "text", "format", "sample_rate", "voice", "volume", "speech_rate",
-          "pitch_rate")
+          "pitch_rate", *STORING_FIELDS)
 
 
 def error_response(request: web.Request, error: Exception) -> web.Response:
@@ -67,13 +70,23 @@ async def _speak(request: web.Request, values: Mapping[str, Any], cache_control:
     appkey = params.string(values, "appkey")
     if appkey:
         note(appkey=appkey[:64])
+    storing = storing_of(request, values)
+    with kept_as(storing):
+        return await _spoken(request, values, cache_control, storing)
+
+
+async def _spoken(
+    request: web.Request, values: Mapping[str, Any], cache_control: str, storing: Storing,
+) -> web.Response:
     settings = request.app[SETTINGS]
     voices = voices_of(request)
     asked = nls.read(values, settings, voices)
     speech = await checked_speech(request, values.get("text"), lambda: asked.request(
         voices, params.text(values, settings.max_text_length)))
+    if not storing.keep:
+        cache_control = NO_STORE
     audio = await request.app[STORE].audio(speech, asked.stored_format, asked.rate,
-                                           admission=admission_for(request))
+                                           admission=admission_for(request), storing=storing)
     note(key=audio.key[:8], cached=audio.cached, format=asked.fmt)
     data = codecs.wav_payload(audio.data) if asked.fmt == "pcm" else audio.data
     return web.Response(body=data, headers={

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from cache.storing import Storing
 from gateway import params
 from gateway.admission import admission_for, checked_speech
 from gateway.aliyun import params as nls
@@ -27,6 +30,7 @@ from gateway.errors import BadRequest
 from gateway.logs import note
 from gateway.routes import voices_of
 from gateway.state import SETTINGS, STORE
+from gateway.storing import STORING_FIELDS, kept_as, storing_of
 from gateway.streaming import StreamEncoder, Whole, speech_pieces, streaming_wav_header
 from synth import codecs
 from synth.compat import timeout as time_limit
@@ -38,7 +42,7 @@ START_SECONDS = 10.0
 CLOSE_SECONDS = 5.0
 # StartSynthesis's fields; the last ones change nothing here and are taken and ignored.
 FIELDS = ("text", "voice", "format", "sample_rate", "volume", "speech_rate", "pitch_rate",
-          "enable_subtitle", "enable_phoneme_timestamp", "enable_ptts")
+          "enable_subtitle", "enable_phoneme_timestamp", "enable_ptts", *STORING_FIELDS)
 
 
 async def nls_socket(request: web.Request) -> web.StreamResponse:
@@ -94,6 +98,14 @@ async def _one_shot(request: web.Request, channel: Channel, start: Message) -> N
     await authorized(request, start)
     payload = start.payload
     checked_fields(payload, FIELDS)
+    storing = storing_of(request, payload)
+    with kept_as(storing):
+        await _speak_one(request, channel, payload, storing)
+
+
+async def _speak_one(
+    request: web.Request, channel: Channel, payload: Mapping[str, Any], storing: Storing,
+) -> None:
     settings = request.app[SETTINGS]
     voices = voices_of(request)
     asked = nls.read(payload, settings, voices)
@@ -105,7 +117,7 @@ async def _one_shot(request: web.Request, channel: Channel, start: Message) -> N
     try:
         async with contextlib.aclosing(speech_pieces(
                 request.app[STORE], speech, asked.stored_format, asked.rate,
-                admission=admission_for(request))) as pieces:
+                admission=admission_for(request), storing=storing)) as pieces:
             async for piece in pieces:
                 if first:
                     note(cached=isinstance(piece, Whole) and piece.stored, format=asked.fmt)
