@@ -31,6 +31,13 @@ def syllables(frontend: Frontend, text: str) -> list[str]:
         ("请长按井号键", ["qing3", "chang2", "an4", "jing3", "hao4", "jian4"]),
         ("余额为五元", ["yu2", "e2", "wei2", "wu3", "yuan2"]),
         ("正在为您转接", ["zheng4", "zai4", "wei4", "nin2", "zhuan3", "jie1"]),
+        # A phrase of pypinyin's list across two of the segmenter's words is not read:
+        # 拨打|的 is no 打的 (a taxi), 标准|将 no 准将 (a general).
+        ("您拨打的电话", ["nin2", "bo1", "da3", "de5", "dian4", "hua4"]),
+        ("标准将从下月执行", ["biao1", "zhun3", "jiang1", "cong2", "xia4", "yue4", "zhi2", "xing2"]),
+        # One it lists over characters the segmenter leaves apart is: 时长, not 时 zhǎng.
+        ("通话时长", ["tong1", "hua4", "shi2", "chang2"]),
+        ("重庆分行为您服务", ["chong2", "qing4", "fen1", "hang2", "wei4", "nin2", "fu2", "wu4"]),
     ],
 )
 def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:

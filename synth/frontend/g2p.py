@@ -154,6 +154,15 @@ def _digits_apart(pieces: list[str]) -> list[str]:
     return out
 
 
+def _spans(pieces: Iterable[str], start: int) -> list[tuple[int, int]]:
+    """Where each piece of a cut text starts and ends, counting from start."""
+    spans = []
+    for piece in pieces:
+        spans.append((start, start + len(piece)))
+        start += len(piece)
+    return spans
+
+
 def _no_syllables(chars: str) -> Any:
     """pypinyin's answer for characters it cannot read: an empty syllable for each.
 
@@ -255,19 +264,29 @@ class G2P:
                 items = self._pinyin(chunk, style=self._style, errors=_no_syllables)
                 for k, item in enumerate(items):
                     out[pending_start + k] = item[0] if item else ""
-                at = pending_start
-                for phrase in self._segment(chunk):  # the words pypinyin read as words
-                    if len(phrase) > 1 and phrase in self._phrases:
-                        covered[at : at + len(phrase)] = [True] * len(phrase)
-                    at += len(phrase)
+                words = _spans(self._tokenizer.lcut(chunk, HMM=False), pending_start)
+                inside = {k for a, b in words if b - a > 1 for k in range(a + 1, b)}
+                for a, b in _spans(self._segment(chunk), pending_start):  # pypinyin's words
+                    if b - a < 2 or chunk[a - pending_start : b - pending_start] not in self._phrases:
+                        continue
+                    if a in inside or b in inside:
+                        # A phrase of pypinyin's list that takes the end of one of the
+                        # segmenter's words and the start of the next is not there: 拨打|的
+                        # is no 打的 (dǎ dī, a taxi), 标准|将 no 准将 (zhǔn jiàng, a
+                        # general). The words it cuts are read as the segmenter cut them.
+                        for c, d in words:
+                            if c < b and d > a:
+                                read = self._pinyin(run[c:d], style=self._style,
+                                                    errors=_no_syllables)
+                                out[c:d] = [item[0] if item else "" for item in read]
+                    else:
+                        covered[a:b] = [True] * (b - a)
                 # pypinyin's phrase list leaves out the words read by each character's
                 # first reading (中心: zhōng xīn), so a word the segmenter knows, whose
                 # characters pypinyin read one by one, is read as that word is too.
-                at = pending_start
-                for word in self._tokenizer.lcut(chunk, HMM=False):
-                    if len(word) > 1 and not any(covered[at : at + len(word)]):
-                        covered[at : at + len(word)] = [True] * len(word)
-                    at += len(word)
+                for a, b in words:
+                    if b - a > 1:
+                        covered[a:b] = [True] * (b - a)
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):
