@@ -38,6 +38,10 @@ def syllables(frontend: Frontend, text: str) -> list[str]:
         # One it lists over characters the segmenter leaves apart is: 时长, not 时 zhǎng.
         ("通话时长", ["tong1", "hua4", "shi2", "chang2"]),
         ("重庆分行为您服务", ["chong2", "qing4", "fen1", "hang2", "wei4", "nin2", "fu2", "wu4"]),
+        ("为了更好地为您服务", ["wei4", "le5", "geng4", "hao3", "de5", "wei4", "nin2", "fu2", "wu4"]),
+        ("请耐心地等待", ["qing3", "nai4", "xin1", "de5", "deng3", "dai4"]),
+        ("这块地很大", ["zhe4", "kuai4", "di4", "hen3", "da4"]),
+        ("到达目的地", ["dao4", "da2", "mu4", "di4", "di4"]),
     ],
 )
 def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:

@@ -40,6 +40,9 @@ COMMON_POLYPHONES = frozenset(
 )
 # 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
 _WEI4_NEXT = set("您你他她它我们了何什此之")
+# 地 alone after a word of two or more characters marks how something is done (耐心地,
+# 及时地: de), unless that word ends in a measure word (这块地, 一片地: the ground).
+_MEASURES = set("块片亩处")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,32}")
 _LATIN_RUN = re.compile(r"[A-Za-z]+")
@@ -284,9 +287,13 @@ class G2P:
                 # pypinyin's phrase list leaves out the words read by each character's
                 # first reading (中心: zhōng xīn), so a word the segmenter knows, whose
                 # characters pypinyin read one by one, is read as that word is too.
-                for a, b in words:
+                for n, (a, b) in enumerate(words):
                     if b - a > 1:
                         covered[a:b] = [True] * (b - a)
+                    elif run[a] == "地" and n > 0 and n + 1 < len(words):
+                        before = run[words[n - 1][0] : a]
+                        if len(before) > 1 and before[-1] not in _MEASURES:
+                            out[a] = "de5"  # 更好地为您服务: how it is done, not the ground
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):
