@@ -79,10 +79,13 @@ def test_third_tone_across_words_does_not_chain() -> None:
 
 
 def test_letters_read_by_mandarin_names(frontend: Frontend) -> None:
-    assert syllables(frontend, "VIP") == ["wei1", "ai4", "pi1"]
+    assert syllables(frontend, "VIP") == ["wei1", "ai1", "pi1"]
     assert syllables(frontend, "请发送PDF") == ["qing3", "fa1", "song4", "pi1", "di4", "ai2", "fu5"]
+    assert syllables(frontend, "ATM") == ["ei1", "ti4", "ai2", "mu1"]
+    # APP is spelled out, as Chinese speakers say it.
+    assert syllables(frontend, "请登录APP") == ["qing3", "deng1", "lu4", "ei1", "pi1", "pi1"]
     # A word the loanword lexicon lists is said as a word (synth/frontend/loanwords.tsv).
-    assert syllables(frontend, "请登录app") == ["qing3", "deng1", "lu4", "a1", "pu5"]
+    assert syllables(frontend, "请连接wifi") == ["qing3", "lian2", "jie1", "wai1", "fei1"]
 
 
 def test_flight_number_reads_letters_then_digits(frontend: Frontend) -> None:

@@ -18,14 +18,16 @@ from typing import Any
 
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 
-# How Mandarin speakers name Latin letters, in pinyin the Baker voice can say.
+# How Mandarin speakers name Latin letters, in pinyin the Baker voice can say. I and M
+# end level (ai1, ai2 mu1), and W's last syllable too: said with a falling or neutral
+# tone, a listener took them for Chinese syllables (ID as 爱帝, ATM as ATI墓), not letters.
 LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
     "A": ("ei1",), "B": ("bi4",), "C": ("xi1",), "D": ("di4",), "E": ("yi4",),
-    "F": ("ai2", "fu5"), "G": ("ji4",), "H": ("ei1", "qu1"), "I": ("ai4",),
-    "J": ("jie4",), "K": ("kai4",), "L": ("ai2", "le5"), "M": ("ai2", "mu5"),
+    "F": ("ai2", "fu5"), "G": ("ji4",), "H": ("ei1", "qu1"), "I": ("ai1",),
+    "J": ("jie4",), "K": ("kai4",), "L": ("ai2", "le5"), "M": ("ai2", "mu1"),
     "N": ("en1",), "O": ("ou1",), "P": ("pi1",), "Q": ("qiu1",), "R": ("a1", "er5"),
     "S": ("ai2", "si1"), "T": ("ti4",), "U": ("you1",), "V": ("wei1",),
-    "W": ("da2", "bu5", "liu5"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
+    "W": ("da2", "bu5", "liu1"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
 }
 
 # Characters with more than one common reading: read outside a word the pronunciation
