@@ -31,6 +31,17 @@ def syllables(frontend: Frontend, text: str) -> list[str]:
         ("请长按井号键", ["qing3", "chang2", "an4", "jing3", "hao4", "jian4"]),
         ("余额为五元", ["yu2", "e2", "wei2", "wu3", "yuan2"]),
         ("正在为您转接", ["zheng4", "zai4", "wei4", "nin2", "zhuan3", "jie1"]),
+        # A phrase of pypinyin's list across two of the segmenter's words is not read:
+        # 拨打|的 is no 打的 (a taxi), 标准|将 no 准将 (a general).
+        ("您拨打的电话", ["nin2", "bo1", "da3", "de5", "dian4", "hua4"]),
+        ("标准将从下月执行", ["biao1", "zhun3", "jiang1", "cong2", "xia4", "yue4", "zhi2", "xing2"]),
+        # One it lists over characters the segmenter leaves apart is: 时长, not 时 zhǎng.
+        ("通话时长", ["tong1", "hua4", "shi2", "chang2"]),
+        ("重庆分行为您服务", ["chong2", "qing4", "fen1", "hang2", "wei4", "nin2", "fu2", "wu4"]),
+        ("为了更好地为您服务", ["wei4", "le5", "geng4", "hao3", "de5", "wei4", "nin2", "fu2", "wu4"]),
+        ("请耐心地等待", ["qing3", "nai4", "xin1", "de5", "deng3", "dai4"]),
+        ("这块地很大", ["zhe4", "kuai4", "di4", "hen3", "da4"]),
+        ("到达目的地", ["dao4", "da2", "mu4", "di4", "di4"]),
     ],
 )
 def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
@@ -68,10 +79,13 @@ def test_third_tone_across_words_does_not_chain() -> None:
 
 
 def test_letters_read_by_mandarin_names(frontend: Frontend) -> None:
-    assert syllables(frontend, "VIP") == ["wei1", "ai4", "pi1"]
+    assert syllables(frontend, "VIP") == ["wei1", "ai1", "pi1"]
     assert syllables(frontend, "请发送PDF") == ["qing3", "fa1", "song4", "pi1", "di4", "ai2", "fu5"]
+    assert syllables(frontend, "ATM") == ["ei1", "ti4", "ai2", "mu1"]
+    # APP is spelled out, as Chinese speakers say it.
+    assert syllables(frontend, "请登录APP") == ["qing3", "deng1", "lu4", "ei1", "pi1", "pi1"]
     # A word the loanword lexicon lists is said as a word (synth/frontend/loanwords.tsv).
-    assert syllables(frontend, "请登录app") == ["qing3", "deng1", "lu4", "a1", "pu5"]
+    assert syllables(frontend, "请连接wifi") == ["qing3", "lian2", "jie1", "wai1", "fei1"]
 
 
 def test_flight_number_reads_letters_then_digits(frontend: Frontend) -> None:

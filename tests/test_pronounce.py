@@ -64,7 +64,8 @@ def test_each_reading_says_where_it_came_from(engine: FastSpeech2Engine) -> None
     assert found["重庆"] == "dictionary"  # a word the dictionary lists settles 重
     assert found["第二位"] == "rule"  # written as 第2位: a number read by a rule
     assert found["还款日"] == "lexicon"  # the built-in domain lexicon
-    assert found["WiFi"] == found["APP"] == "lexicon"  # the loanword lexicon
+    assert found["WiFi"] == "lexicon"  # the loanword lexicon
+    assert found["A"] == found["P"] == "letters"  # APP, spelled as it is said
     assert found["V"] == "letters" and found["C"] == "letters"  # an acronym, spelled
     assert found["还"] == "guess"  # 还 alone: hái or huán, the dictionary's guess
     preview = engine.pronounce("您好，欢迎。再见")
@@ -93,9 +94,9 @@ def test_a_polyphone_outside_any_word_is_a_guess(engine: FastSpeech2Engine) -> N
     read = {t: s for t, _, s in words(engine.pronounce("中心很长，他会来。"))}
     assert read["中心"] == "dictionary"
     assert read["长"] == read["会"] == "guess"  # each alone: the dictionary's first reading
-    # 分行为您: pypinyin reads 分行 as a word, so the segmenter's 行为 is not how 为 was read.
-    read = {t: s for t, _, s in words(engine.pronounce("重庆分行为您服务"))}
-    assert read["行为"] == "guess"
+    # 时长: pypinyin's phrase list has it, the segmenter leaves its characters apart.
+    read = {t: (p, s) for t, p, s in words(engine.pronounce("通话时长为五分钟"))}
+    assert read["长"] == ("chang2", "dictionary")
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_loanwords_are_said_as_words_and_acronyms_by_their_letters(engine: FastS
     assert len(listed) >= 100
     read = {t: (p, s) for t, p, s in words(engine.pronounce(
         "请连接WiFi后打开App，iPhone和iPad用户请发送PDF到您的email，VIP客户OK"))}
-    assert read["WiFi"] == ("wai1 fei1", "lexicon") and read["App"] == ("a1 pu5", "lexicon")
+    assert read["WiFi"] == ("wai1 fei1", "lexicon") and read["A"] == ("ei1", "letters")
     assert read["iPhone"][1] == read["iPad"][1] == read["email"][1] == read["OK"][1] == "lexicon"
     assert read["V"] == ("wei1", "letters") and read["D"] == ("di4", "letters")  # VIP, PDF
     # Said as a word, the model is given fewer syllables than spelling it out would take.

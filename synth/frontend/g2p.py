@@ -18,14 +18,16 @@ from typing import Any
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 from synth.memo import Memo
 
-# How Mandarin speakers name Latin letters, in pinyin the Baker voice can say.
+# How Mandarin speakers name Latin letters, in pinyin the Baker voice can say. I and M
+# end level (ai1, ai2 mu1), and W's last syllable too: said with a falling or neutral
+# tone, a listener took them for Chinese syllables (ID as 爱帝, ATM as ATI墓), not letters.
 LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
     "A": ("ei1",), "B": ("bi4",), "C": ("xi1",), "D": ("di4",), "E": ("yi4",),
-    "F": ("ai2", "fu5"), "G": ("ji4",), "H": ("ei1", "qu1"), "I": ("ai4",),
-    "J": ("jie4",), "K": ("kai4",), "L": ("ai2", "le5"), "M": ("ai2", "mu5"),
+    "F": ("ai2", "fu5"), "G": ("ji4",), "H": ("ei1", "qu1"), "I": ("ai1",),
+    "J": ("jie4",), "K": ("kai4",), "L": ("ai2", "le5"), "M": ("ai2", "mu1"),
     "N": ("en1",), "O": ("ou1",), "P": ("pi1",), "Q": ("qiu1",), "R": ("a1", "er5"),
     "S": ("ai2", "si1"), "T": ("ti4",), "U": ("you1",), "V": ("wei1",),
-    "W": ("da2", "bu5", "liu5"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
+    "W": ("da2", "bu5", "liu1"), "X": ("ai2", "ke4", "si1"), "Y": ("wai1",), "Z": ("zei4",),
 }
 
 # Characters with more than one common reading: read outside a word the pronunciation
@@ -40,6 +42,9 @@ COMMON_POLYPHONES = frozenset(
 )
 # 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
 _WEI4_NEXT = set("您你他她它我们了何什此之")
+# 地 alone after a word of two or more characters marks how something is done (耐心地,
+# 及时地: de), unless that word ends in a measure word (这块地, 一片地: the ground).
+_MEASURES = set("块片亩处")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,32}")
 _LATIN_RUN = re.compile(r"[A-Za-z]+")
@@ -154,6 +159,15 @@ def _digits_apart(pieces: list[str]) -> list[str]:
     return out
 
 
+def _spans(pieces: Iterable[str], start: int) -> list[tuple[int, int]]:
+    """Where each piece of a cut text starts and ends, counting from start."""
+    spans = []
+    for piece in pieces:
+        spans.append((start, start + len(piece)))
+        start += len(piece)
+    return spans
+
+
 def _no_syllables(chars: str) -> Any:
     """pypinyin's answer for characters it cannot read: an empty syllable for each.
 
@@ -255,19 +269,33 @@ class G2P:
                 items = self._pinyin(chunk, style=self._style, errors=_no_syllables)
                 for k, item in enumerate(items):
                     out[pending_start + k] = item[0] if item else ""
-                at = pending_start
-                for phrase in self._segment(chunk):  # the words pypinyin read as words
-                    if len(phrase) > 1 and phrase in self._phrases:
-                        covered[at : at + len(phrase)] = [True] * len(phrase)
-                    at += len(phrase)
+                words = _spans(self._tokenizer.lcut(chunk, HMM=False), pending_start)
+                inside = {k for a, b in words if b - a > 1 for k in range(a + 1, b)}
+                for a, b in _spans(self._segment(chunk), pending_start):  # pypinyin's words
+                    if b - a < 2 or chunk[a - pending_start : b - pending_start] not in self._phrases:
+                        continue
+                    if a in inside or b in inside:
+                        # A phrase of pypinyin's list that takes the end of one of the
+                        # segmenter's words and the start of the next is not there: 拨打|的
+                        # is no 打的 (dǎ dī, a taxi), 标准|将 no 准将 (zhǔn jiàng, a
+                        # general). The words it cuts are read as the segmenter cut them.
+                        for c, d in words:
+                            if c < b and d > a:
+                                read = self._pinyin(run[c:d], style=self._style,
+                                                    errors=_no_syllables)
+                                out[c:d] = [item[0] if item else "" for item in read]
+                    else:
+                        covered[a:b] = [True] * (b - a)
                 # pypinyin's phrase list leaves out the words read by each character's
                 # first reading (中心: zhōng xīn), so a word the segmenter knows, whose
                 # characters pypinyin read one by one, is read as that word is too.
-                at = pending_start
-                for word in self._tokenizer.lcut(chunk, HMM=False):
-                    if len(word) > 1 and not any(covered[at : at + len(word)]):
-                        covered[at : at + len(word)] = [True] * len(word)
-                    at += len(word)
+                for n, (a, b) in enumerate(words):
+                    if b - a > 1:
+                        covered[a:b] = [True] * (b - a)
+                    elif run[a] == "地" and n > 0 and n + 1 < len(words):
+                        before = run[words[n - 1][0] : a]
+                        if len(before) > 1 and before[-1] not in _MEASURES:
+                            out[a] = "de5"  # 更好地为您服务: how it is done, not the ground
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):
