@@ -81,6 +81,18 @@ def return_freed_memory() -> None:
     trim(0)
 
 
+def _load_and_settle(load_engines: EngineLoader, settings: Settings) -> Sequence[Engine]:
+    """The engines, loaded; then what loading left behind is collected and given back."""
+    engines = load_engines(settings)
+    # The voices' dictionaries are millions of objects that live as long as the process:
+    # kept out of the garbage collector's scans, so a collection stays cheap (a large
+    # phrase file parses 1.55 s -> 1.0 s). What loading left as garbage goes first.
+    gc.collect()
+    gc.freeze()
+    return_freed_memory()
+    return engines
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings, engines: Sequence[Engine] | None, load_engines: EngineLoader,
@@ -92,9 +104,12 @@ async def open_services(
     if engines is None:
         # On a thread of its own below the loop's priority: the threads ONNX Runtime starts
         # for the engines' sessions inherit it (synth/priority.py).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-engines",
-                                initializer=run_in_background) as loading:
-            engines = await loop.run_in_executor(loading, load_engines, settings)
+        loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-engines",
+                                     initializer=run_in_background)
+        try:
+            engines = await loop.run_in_executor(loading, _load_and_settle, load_engines, settings)
+        finally:
+            loading.shutdown(wait=False)  # its one job is done: nothing to wait for
     loaded = engines
     workers = [
         SynthesisWorker(e, max_queue=settings.queue_size, deadline=settings.synthesis_deadline,
@@ -113,13 +128,6 @@ async def open_services(
         ttl=settings.tts_ttl, store_text=settings.store_text,
     )
     await store.open()
-    if engines is None:
-        # The voices' dictionaries are millions of objects that live as long as the process:
-        # kept out of the garbage collector's scans, so a collection stays cheap (a large
-        # phrase file parses 1.55 s -> 1.0 s). What loading left as garbage goes first.
-        gc.collect()
-        gc.freeze()
-        return_freed_memory()
     # One lane more than the engines have, so a lane's encodings and writes overlap the
     # others' syntheses.
     warmer = Warmer(store, lambda spec: phrase_request(voices, spec),

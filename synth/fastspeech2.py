@@ -51,6 +51,11 @@ RANGES: Mapping[str, SettingRange] = {
 VOCODER_CONTEXT = 24
 # Below this many frames per chunk, splitting costs more than it saves.
 VOCODER_MIN_CHUNK = 96
+# At most this many frames per vocoder run. A run holds about 0.16 MB per frame (with its
+# context) in ONNX Runtime's arena, which keeps its largest size: a 600-frame sentence
+# would keep 100 MB per run at once for good. Each cut costs 2 * VOCODER_CONTEXT frames
+# more work, 8% of a 600-frame sentence.
+VOCODER_MAX_CHUNK = 320
 HOP = 300  # samples per mel frame
 # Frames (0.4 s) of the first model call's audio vocoded alone, so a stream starts early;
 # the rest (at least VOCODER_MIN_CHUNK frames more) is ready long before they have played.
@@ -237,9 +242,9 @@ class FastSpeech2Engine:
         frames = mel.shape[1] - start
         # Alone, a call splits its mel over every core; beside other calls, over its share.
         # Every run goes through the pool, so no more than `threads` runs hold their buffers
-        # at once (about 0.5 MB per mel frame each), however many lanes there are.
+        # at once, however many lanes there are; and no run is longer than VOCODER_MAX_CHUNK.
         share = max(1, self._threads // max(1, self._calls))
-        parts = max(1, min(share, frames // VOCODER_MIN_CHUNK))
+        parts = max(1, min(share, frames // VOCODER_MIN_CHUNK), -(-frames // VOCODER_MAX_CHUNK))
         bounds = [start + frames * k // parts for k in range(parts + 1)]
         spans = self._pool.map(lambda k: self._vocode_span(mel, bounds[k], bounds[k + 1]), range(parts))
         return np.concatenate(list(spans))

@@ -91,6 +91,24 @@ def test_parallel_vocoding_matches_a_single_run_exactly(engine: FastSpeech2Engin
     assert np.array_equal(np.concatenate([head, engine._vocode(mel, 64)]), single)
 
 
+def test_vocoder_runs_are_bounded_and_still_match_a_single_run(
+    engine: FastSpeech2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import synth.fastspeech2 as fastspeech2
+
+    sentence = max(engine.frontend.analyze(
+        "您的本月话费账单为一百二十八点五零元，请于二零二四年三月十五日前缴清，谢谢配合。"
+    ).sentences, key=lambda s: len(s.ids))
+    mel = engine._mel(sentence.ids, Prosody())
+    single = engine._vocoder.run(None, {"mels": mel})[0][0, :, 0]
+    runs: list[int] = []
+    span = engine._vocode_span
+    monkeypatch.setattr(engine, "_vocode_span", lambda m, a, b: runs.append(b - a) or span(m, a, b))
+    monkeypatch.setattr(fastspeech2, "VOCODER_MAX_CHUNK", 100)
+    assert np.array_equal(engine._vocode(mel), single)
+    assert len(runs) == -(-mel.shape[1] // 100) >= 3 and max(runs) <= 100
+
+
 def test_the_first_call_streams_its_opening_first(engine: FastSpeech2Engine) -> None:
     from synth.fastspeech2 import HEAD_FRAMES, HOP
 

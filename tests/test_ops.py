@@ -148,3 +148,18 @@ def test_freed_memory_is_given_back_where_the_c_library_can(monkeypatch: pytest.
     monkeypatch.setattr(services.ctypes, "CDLL", lambda name: Musl())
     services.return_freed_memory()  # no malloc_trim: nothing to do, and no error
     assert calls == [0]
+
+
+async def test_the_stack_gives_back_what_loading_the_voices_freed(
+    monkeypatch: pytest.MonkeyPatch, engine: FastSpeech2Engine, tmp_path: Path
+) -> None:
+    from gateway import services
+
+    trims: list[str] = []
+    monkeypatch.setattr(services, "return_freed_memory", lambda: trims.append("trim"))
+    monkeypatch.setattr(services.gc, "freeze", lambda: None)  # the test process's objects stay scanned
+    settings = Settings(data_dir=tmp_path / "given")
+    async with services.open_services(settings, [engine], lambda _: [engine]):
+        assert trims == []  # engines handed in were loaded by someone else
+    async with services.open_services(settings, None, lambda _: [engine]):
+        assert trims == ["trim"]  # loaded here: what loading freed goes back
