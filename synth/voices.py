@@ -14,6 +14,7 @@ from typing import Any
 from synth.engine import Engine, InvalidInputError, Pcm, Prosody, VoiceInfo, check_request
 from synth.request import SpeechRequest, clean_text
 from synth.ssml import is_ssml, parse_document, speaking
+from synth.ssml.readings import with_readings
 from synth.worker import Priority, SynthesisWorker, Urgency
 
 
@@ -134,10 +135,17 @@ class Voices:
         """The named engine's output rate."""
         return self._engine(engine).sample_rate
 
+    def said(self, request: SpeechRequest) -> str:
+        """The request's text as its engine is asked to say it: with the words its tenant
+        gives readings of (`words`) in <phoneme>s, for an engine that reads with a lexicon."""
+        if request.words and hasattr(self._engine(request.engine), "set_site_lexicon"):
+            return with_readings(request.text, request.words)
+        return request.text
+
     def spoken(self, request: SpeechRequest) -> str:
         """What the request's engine will say for its text (blocking: the engine reads it)."""
         return speaking.spoken_form(
-            self._engine(request.engine), request.text, request.voice, request.style,
+            self._engine(request.engine), self.said(request), request.voice, request.style,
             Prosody(request.speed, request.pitch, request.volume))
 
     def _lexical_engines(self) -> list[Any]:
@@ -158,7 +166,8 @@ class Voices:
     def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
         """What the request's voice will say, for a person to read (blocking: the engine
         reads it); engines that cannot show it refuse, naming the voice."""
-        described = speaking.pronounce(self._engine(request.engine), request.text, request.voice)
+        described = speaking.pronounce(self._engine(request.engine), self.said(request),
+                                       request.voice)
         return {"engine": request.engine, "voice": request.voice, **described}
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
@@ -166,7 +175,7 @@ class Voices:
         started = time.perf_counter()
         timing: dict[str, float] = {}
         pcm = await self._worker(request.engine).synthesize(
-            request.text, voice=request.voice, style=request.style,
+            self.said(request), voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
             timing=timing,
         )
@@ -187,7 +196,7 @@ class Voices:
         audio = 0.0
         timing: dict[str, float] = {}
         chunks = self._worker(request.engine).stream(
-            request.text, voice=request.voice, style=request.style,
+            self.said(request), voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
             timing=timing,
         )
