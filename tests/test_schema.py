@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 
 from cache import schema
 from cache.index import Base, Index, Phrase, now
@@ -27,6 +29,17 @@ def phrase(key: str) -> Phrase:
     stamp = now()
     return Phrase(key, "您好。", "fastspeech2", "v1", "baker", "neutral", 1.0, 1.0, 1.0, 1.2,
                   24000, 100, "0" * 16, 0.1, stamp, stamp, 0, False, None, ())
+
+
+def first_release() -> MetaData:
+    """The tables as the first release made them: phrases (without the columns added
+    since) and variants."""
+    since = {"tenant", "public"}
+    tables = MetaData()
+    for name in ("phrases", "variants"):
+        Table(name, tables, *[c._copy() for c in Base.metadata.tables[name].columns
+                              if c.name not in since])
+    return tables
 
 
 def test_a_new_index_is_at_the_head_revision(tmp_path: Path) -> None:
@@ -59,17 +72,19 @@ def test_the_tables_the_code_queries_match_the_migrations(tmp_path: Path) -> Non
 def test_an_index_from_before_alembic_is_adopted_with_its_rows(tmp_path: Path) -> None:
     engine = create_engine(url_in(tmp_path))
     with engine.begin() as connection:
-        tables = Base.metadata.tables  # the tables as the first release made them
-        Base.metadata.create_all(connection, tables=[tables["phrases"], tables["variants"]])
+        tables = first_release()
+        tables.create_all(connection)
         connection.execute(text("CREATE TABLE huiyin_schema (id INTEGER PRIMARY KEY, version INTEGER)"))
         connection.execute(text("INSERT INTO huiyin_schema VALUES (1, 1)"))
+        row = {**phrase("b" * 32).__dict__, "tags": "[]"}
+        connection.execute(tables.tables["phrases"].insert().values(
+            {c.name: row[c.name] for c in tables.tables["phrases"].columns}))
     engine.dispose()
-    legacy = Index(url_in(tmp_path), check=False)
-    legacy.put_phrase(phrase("b" * 32))
-    legacy.close()
     index = Index(url_in(tmp_path))
     try:
-        assert index.get("b" * 32) is not None
+        # The phrase is the default tenant's, as every phrase from before tenants is.
+        adopted = index.get("b" * 32)
+        assert adopted is not None and adopted.tenant == "default" and not adopted.public
         with index.engine.connect() as connection:
             assert schema.revision(connection).up_to_date
             assert not inspect(connection).has_table("huiyin_schema")
@@ -137,5 +152,39 @@ def test_a_postgresql_index_is_checked_at_startup_and_upgraded_by_the_command(
         with index.engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == [], diff
+    finally:
+        index.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_phrases_and_keys_from_before_tenants_are_the_default_tenants(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (url_in(tmp_path) if database == "sqlite"
+           else request.getfixturevalue("postgres").database())
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(schema.MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")  # as the release before tenants left it
+        columns = {k: v for k, v in phrase("d" * 32).__dict__.items()
+                   if k not in ("tenant", "public")}
+        columns["tags"] = "[]"
+        connection.execute(text(f"INSERT INTO phrases ({', '.join(columns)}) VALUES "
+                                f"({', '.join(':' + k for k in columns)})"), columns)
+        for name, scope in (("ivr", "synthesize"), ("ops", "admin")):
+            connection.execute(text(
+                "INSERT INTO api_keys (name, secret_hash, prefix, scope, created) "
+                "VALUES (:name, :hash, 'hy_x', :scope, 0)"), {"name": name, "hash": name, "scope": scope})
+    engine.dispose()
+    index = Index(url, upgrade=True)
+    try:
+        moved = index.get("d" * 32)
+        assert moved is not None and moved.tenant == "default" and not moved.public
+        with index.engine.connect() as connection:
+            tenants = dict(connection.execute(text("SELECT name, tenant FROM api_keys")).all())
+        # Keys are the default tenant's; admin keys stay site-wide, as they were.
+        assert tenants == {"ivr": "default", "ops": None}
     finally:
         index.close()

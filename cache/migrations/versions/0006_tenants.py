@@ -1,0 +1,58 @@
+"""Tenants: whose each phrase and API key is, each tenant's own lexicon words, and the
+daily quota a tenant's keys share. Existing phrases and keys are the `default` tenant's,
+but for admin keys, which stay site-wide (tenant NULL) as they were.
+
+Revision ID: 0006_tenants
+Revises: 0005
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006_tenants"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("phrases", sa.Column("tenant", sa.String(32), nullable=False,
+                                       server_default="default"))
+    op.add_column("phrases", sa.Column("public", sa.Boolean(), nullable=False,
+                                       server_default=sa.false()))
+    op.create_index("ix_phrases_tenant", "phrases", ["tenant"])
+    op.add_column("api_keys", sa.Column("tenant", sa.String(32), nullable=True))
+    op.execute("UPDATE api_keys SET tenant = 'default' WHERE scope <> 'admin'")
+    op.create_table(
+        "tenant_words",
+        sa.Column("tenant", sa.String(32), primary_key=True),
+        sa.Column("word", sa.String(64), primary_key=True),
+        sa.Column("pinyin", sa.String(400), nullable=False),
+        sa.Column("updated", sa.Float(), nullable=False),
+    )
+    op.create_table(
+        "tenants",
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("quota", sa.Integer(), nullable=True),
+        sa.Column("created", sa.Float(), nullable=False),
+    )
+    op.create_table(
+        "tenant_usage",
+        sa.Column("tenant", sa.String(32), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("characters", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("tenant_usage")
+    op.drop_table("tenants")
+    op.drop_table("tenant_words")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("tenant")
+    op.drop_index("ix_phrases_tenant", "phrases")
+    with op.batch_alter_table("phrases") as batch:
+        batch.drop_column("public")
+        batch.drop_column("tenant")
