@@ -54,7 +54,7 @@ class Keeper:
             voice=request.voice, style=request.style, speed=request.speed, pitch=request.pitch,
             volume=request.volume, duration=pcm.duration, sample_rate=pcm.sample_rate,
             bytes=len(data), checksum=checksum(data), synth_seconds=seconds, created=stamp,
-            last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(),
+            last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(), tenant=request.tenant,
         )
         index = self._storage.index
         size = len(data)

@@ -6,11 +6,12 @@ synthesized once however many whole requests, streams and warm-ups ask for it at
 Usage is counted by key wherever a hit is answered, and eviction judges by it.
 
 A caller that hands an `Admission` (the gateway's scopes, rate limits and quotas) is judged
-in the order of cost: before its text is read, when its key is not known yet (cheap checks
+in the order of cost (cache/admission.py): before its text is read, when its key is not known yet (cheap checks
 on what the text could cost), and when it would start a synthesis (charged there, and only
 there: a request that joins a synthesis under way, here or on another replica, is not).
 Texts are read on the frontend's fair share (cache/reading.py). The generations
-themselves: cache/generations.py.
+themselves: cache/generations.py. A request is its tenant's (its admission's, else its
+own): it is read with that tenant's words and keyed with it (cache/overlays.py).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from cache.admission import Admission, Admitting
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
 from cache.credentials import Credentials
@@ -41,6 +43,7 @@ from cache.replicas import Replicas
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
+from cache.tenants import DEFAULT_TENANT, Tenants
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
 from synth.engine import UpstreamError
@@ -57,34 +60,6 @@ log = logging.getLogger("huiyin.cache")
 SpeechStream = GenerationStream[StoredPhrase]
 # Whose share of the frontend's time reading is when no caller is named (warm-ups, the lexicon).
 INTERNAL = "internal"
-
-
-class Admission(Protocol):
-    """What the store asks of a caller's request before it costs anything: each method
-    raises to refuse (a scope, a rate limit, a quota) and returns to let it go on."""
-
-    @property
-    def client(self) -> str:
-        """Whose share of the frontend's time reading the request's text takes."""
-        ...
-
-    async def before_reading(self, request: SpeechRequest) -> None:
-        """Before the request's text is read into its key (its key is not known yet):
-        whether it may cost that much, judged by what its text could say."""
-        ...
-
-    async def admit(self, request: SpeechRequest) -> None:
-        """Before the request starts a synthesis (never when it finds a stored phrase or
-        joins a synthesis under way): charge it."""
-        ...
-
-
-@dataclasses.dataclass
-class Admitting:
-    """A key one caller is being admitted for, and how many callers wait for it."""
-
-    done: asyncio.Future[None]
-    followers: int = 0
 
 
 class PromptStore:
@@ -112,6 +87,7 @@ class PromptStore:
         # What replicas on a shared index share beyond the phrases (cache/replicas.py).
         self.replicas = Replicas(self._storage, self._maintenance, self.stats)
         self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
+        self.tenants = Tenants(self._storage)  # quotas, use and stats (cache/tenants.py)
         self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
         self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
@@ -196,9 +172,15 @@ class PromptStore:
         self._keys.clear()
         self._reading_epoch += 1
 
+    def _scoped(self, request: SpeechRequest, admission: Admission | None) -> SpeechRequest:
+        return self.lexicon.overlays.scoped(
+            request, request.tenant if admission is None else admission.tenant)
+
     async def key_for(self, request: SpeechRequest, admission: Admission | None = None) -> str:
-        """The request's key: what the engine will say, its version and the settings. A
-        key not known yet is read on the frontend's fair share, once `admission` allows it."""
+        """The request's key: what the engine will say, its version, the settings and the
+        tenant. A key not known yet is read on the frontend's fair share, once `admission`
+        allows it."""
+        request = self._scoped(request, admission)
         key = self._keys.get(request)
         if key is not None:
             self._keys.move_to_end(request)
@@ -217,14 +199,19 @@ class PromptStore:
                 self._keys.popitem(last=False)
         return key
 
-    async def phrase(self, key: str, *, count: bool = True) -> Phrase | None:
+    async def phrase(
+        self, key: str, *, count: bool = True, tenant: str | None = None
+    ) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
-        none (a malformed key included). `count` records it as a listener's hit."""
+        none (a malformed key included), or it is not `tenant`'s (when one is given: found
+        as a key never stored is, in the index). `count` records a listener's hit."""
         row = self._rows.get(key)
+        if row is not None and tenant not in (None, row.tenant):
+            row = None  # another tenant's: not even the time taken tells it is stored
         if row is None:
             if not is_key(key):
                 return None
-            found = await self._storage.load_good(key)
+            found = await self._storage.load_good(key, tenant)
             if found is None:
                 return None
             row = found[0]
@@ -233,14 +220,16 @@ class PromptStore:
             self._usage.hit(key, row.synth_seconds)
         return row
 
-    async def named(self, phrase_id: str, *, count: bool = True) -> Phrase | None:
-        """The current phrase of a phrase id (the newest pinned one); `count` records it as
-        a listener's hit."""
+    async def named(
+        self, phrase_id: str, tenant: str = DEFAULT_TENANT, *, count: bool = True
+    ) -> Phrase | None:
+        """The current phrase of a phrase id in the tenant's namespace (its own, else a
+        public one: Index.named); `count` records it as a listener's hit."""
         # On a shared index another replica may have moved the name: the index decides.
-        key = None if self._storage.shared else self._rows.named(phrase_id)
+        key = None if self._storage.shared else self._rows.named(tenant, phrase_id)
         if key is None:
             index = self.index
-            row = await self._storage.read(lambda: index.named(phrase_id))
+            row = await self._storage.read(lambda: index.named(phrase_id, tenant))
             if row is None:
                 return None
             key = row.key
@@ -266,6 +255,7 @@ class PromptStore:
         """The stored phrase for a request: from the store, or synthesized and stored.
         Live requests count as hits or misses; warm-up does not. `admission` judges a
         caller's request before it costs anything (see Admission)."""
+        request = self._scoped(request, admission)
         key = await self.key_for(request, admission)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
@@ -284,7 +274,8 @@ class PromptStore:
             instead = self.synthesizer.fallback(request)
             if instead is None:
                 raise
-            spoken = await self.get_or_synthesize(instead, priority=priority)  # admitted once
+            spoken = await self.get_or_synthesize(  # admitted once; the request's tenant's
+                dataclasses.replace(instead, tenant=request.tenant), priority=priority)
             return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
         if not live and stored.saved is not None:
@@ -299,6 +290,7 @@ class PromptStore:
         already (`SpeechStream.stored`). Close the stream when done; the last stream to
         leave a generation early stops it, unless a whole request waits for it too.
         `admission` as in get_or_synthesize."""
+        request = self._scoped(request, admission)
         key = await self.key_for(request, admission)
         live = priority == Priority.LIVE
         row = self._rows.get(key)
@@ -451,22 +443,24 @@ class PromptStore:
     # naming, deleting, searching
 
     async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True
+        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
+        public: bool = False,
     ) -> bool:
-        """Give a stored phrase its phrase id and tags, and pin it (another phrase with that
-        id loses it). False when the phrase is no longer stored."""
+        """Give a stored phrase its phrase id and tags, and pin it (another phrase of its
+        tenant with that id loses it); `public`: other tenants may play it under that id.
+        False when the phrase is no longer stored."""
         index = self.index
-        named = await self._storage.write(
-            lambda: index.set_named(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
-        )
-        if named:
-            self._rows.rename(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
-        return named
+        tenant = await self._storage.write(lambda: index.set_named(
+            key, phrase_id=phrase_id, tags=tags, pinned=pinned, public=public))
+        if tenant is not None:
+            self._rows.rename(key, tenant=tenant, phrase_id=phrase_id, tags=tags, pinned=pinned,
+                              public=public)
+        return tenant is not None
 
-    async def unpin_except(self, keep: Sequence[str]) -> int:
-        """Unpin and unname every pinned phrase whose key is not in keep."""
+    async def unpin_except(self, keep: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
+        """Unpin and unname every pinned phrase of the tenant whose key is not in keep."""
         index = self.index
-        gone = await self._storage.write(lambda: index.unpin_except(keep))
+        gone = await self._storage.write(lambda: index.unpin_except(keep, tenant))
         self._rows.unpin(gone)
         return len(gone)
 

@@ -206,9 +206,11 @@ class TenantRow(Base):
 
 
 class TenantUsageRow(Base):
-    """Characters a tenant's keys have had synthesized on one UTC day (its daily quota)."""
+    """Characters and syntheses a tenant's callers were charged for on one UTC day (its
+    daily quota counts the characters)."""
 
     __tablename__ = "tenant_usage"
     tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     characters: Mapped[int] = mapped_column(Integer)
+    misses: Mapped[int] = mapped_column(Integer)

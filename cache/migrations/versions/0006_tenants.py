@@ -1,6 +1,7 @@
-"""Tenants: whose each phrase and API key is, each tenant's own lexicon words, and the
-daily quota a tenant's keys share. Existing phrases and keys are the `default` tenant's,
-but for admin keys, which stay site-wide (tenant NULL) as they were.
+"""Tenants: whose each phrase and API key is, each tenant's own lexicon words, and what
+each tenant's callers had synthesized per day, against a daily quota. Existing phrases
+and keys are the `default` tenant's, but for admin keys, which stay site-wide (tenant
+NULL) as they were.
 
 Revision ID: 0006_tenants
 Revises: 0005
@@ -43,6 +44,7 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(32), primary_key=True),
         sa.Column("day", sa.String(10), primary_key=True),
         sa.Column("characters", sa.Integer(), nullable=False),
+        sa.Column("misses", sa.Integer(), nullable=False),
     )
 
 
