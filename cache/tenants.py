@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, distinct, func, select, union
+from sqlalchemy import Table, func, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -138,7 +138,7 @@ class TenantTable:
         """Every tenant the index names (on a key, a phrase, a word or a quota), default
         first."""
         named = union(
-            select(distinct(_PHRASES.c.tenant)), select(_KEYS.c.tenant).where(_KEYS.c.tenant.is_not(None)),
+            select(_PHRASES.c.tenant), select(_KEYS.c.tenant).where(_KEYS.c.tenant.is_not(None)),
             select(_WORDS.c.tenant), select(_TENANTS.c.name),
         )
         with self._engine.connect() as connection:

@@ -4,8 +4,10 @@ Credentials, scope and signature are judged first, by the access middleware, bef
 handler reads anything. A speaking request then meets the store with an `Admitted` (the
 store's `Admission`): before its text is read into a key (when the key is not known
 already), its client's rate limit must have room for one more miss and its key's quota
-room for what the text could say; only when it starts a synthesis is it charged, a miss
-token, its characters per minute and its quota. A request that finds stored audio, or
+room for what the text could say, and so its tenant's quota; only when it starts a
+synthesis is it charged, a miss token, its characters per minute, its tenant's day (every
+synthesis is counted there, for the tenant's stats, and against its quota if it has one)
+and its key's quota. A request that finds stored audio, or
 joins a synthesis under way, is never charged. Characters are the characters said: an SSML
 document's markup is not counted, as the length limit does not count it.
 """
@@ -106,6 +108,11 @@ class Admitted:
         """Whose share of the frontend's time its texts take: its rate limit's bucket."""
         return self._principal.bucket
 
+    @property
+    def tenant(self) -> str:
+        """Whose prompts its requests are."""
+        return self._principal.tenant
+
     async def before_reading(self, request: SpeechRequest) -> None:
         """Refuse, before its text is read, a request that could not be synthesized now:
         no room in its rate limit, or less quota left than its text could say."""
@@ -130,6 +137,9 @@ class Admitted:
                 left = await self._store.credentials.remaining(key)
                 if left is not None and left < characters:
                     self._quota_exceeded()
+            left = await self._store.tenants.remaining(self.tenant)
+            if left is not None and left < characters:
+                self._tenant_quota_exceeded()
 
     async def admit(self, request: SpeechRequest) -> None:
         """Charge a request that starts a synthesis: the quota is judged before any rate
@@ -148,10 +158,15 @@ class Admitted:
                 self._quota_exceeded()
         draws = self._draws(characters)
         self._rate_limited(await self._store.buckets.take(draws))
+        tenants = self._store.tenants
+        if await tenants.charge(self.tenant, characters) is None:  # its quota is used up
+            await self._store.buckets.give(draws)
+            self._tenant_quota_exceeded()
         if quota:
             assert key is not None
             if await self._store.credentials.charge(key, characters) is None:  # taken meanwhile
                 await self._store.buckets.give(draws)
+                await tenants.give_back(self.tenant, characters)
                 self._quota_exceeded()
 
     async def preview(self, request: SpeechRequest) -> None:
@@ -174,6 +189,10 @@ class Admitted:
         assert key is not None
         raise QuotaExceeded(f"the key '{key.name}' has used its {key.quota} characters of today "
                             "(UTC)", retry_after=seconds_to_midnight())
+
+    def _tenant_quota_exceeded(self) -> None:
+        raise QuotaExceeded(f"the tenant '{self.tenant}' has used its characters of today (UTC)",
+                            retry_after=seconds_to_midnight())
 
 
 LIMITS = web.AppKey("limits", Limits)

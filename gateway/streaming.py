@@ -9,6 +9,7 @@ synthesis stops and nothing partial is stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 
 import numpy as np
@@ -58,12 +59,15 @@ async def stream_speech(
             f"format '{fmt}' cannot be streamed; use one of: {', '.join(STREAMABLE)}", "format"
         )
     store = request.app[STORE]
+    admission = admission_for(request)
+    # The caller's tenant's, for the calls below that are not admitted again.
+    speech = dataclasses.replace(speech, tenant=admission.tenant)
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
-        audio = await store.audio(speech, fmt, rate, admission=admission_for(request))
+        audio = await store.audio(speech, fmt, rate, admission=admission)
         return audio_response(request, audio, cache_control=cache_control)
-    sentences = await store.stream(speech, admission=admission_for(request))
+    sentences = await store.stream(speech, admission=admission)
     try:
         if sentences.stored is not None:
             audio = await store.variant(sentences.stored.phrase, fmt, rate)

@@ -12,6 +12,7 @@ a reply sounds the same streamed in pieces or sent whole.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -104,9 +105,15 @@ class SpokenText:
                 return
             if self.spoken:
                 yield pause
-            async for chunk in self._speak(self._request_for(sentence)):
+            async for chunk in self._speak(self._own(self._request_for(sentence))):
                 yield chunk
             self.spoken += 1
+
+    def _own(self, request: SpeechRequest) -> SpeechRequest:
+        """The request as its caller's tenant's, for the store calls not admitted again."""
+        if self._admission is None:
+            return request
+        return dataclasses.replace(request, tenant=self._admission.tenant)
 
     async def _speak(self, request: SpeechRequest) -> AsyncIterator[bytes]:
         """One sentence: whole from the store, or streamed as it is synthesized."""
