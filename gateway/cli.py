@@ -11,6 +11,7 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from gateway.access_cli import add_commands as add_access_commands
+from gateway.tenant_cli import add_commands as add_tenant_commands
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -223,7 +224,8 @@ def _cmd_warm(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with open_services(settings, None, load_default_engines) as services:
-            job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
+            # The site's phrases: any tenant plays them by id when it has none of its own.
+            job = await services.warmer.run(specs, progress=ProgressBar("phrases"), public=True)
         return _report(job)
 
     return _run_services(run)
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_cmd_db)
 
     add_access_commands(sub)
+    add_tenant_commands(sub)
 
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)
