@@ -21,7 +21,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import TypeVar
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from config import Settings
 from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
 from gateway.state import STORE
+from synth.scope import reading_as, scope_for, scoped_cache
 from synth.ssml import is_ssml, parse_document
 
 T = TypeVar("T")
@@ -42,9 +42,10 @@ REFUSAL_PAUSE = 1.0
 _MARKUP = re.compile(r"<[^>]*>")
 
 
-@lru_cache(maxsize=256)
+@scoped_cache(maxsize=256)
 def said_characters(text: str) -> int:
-    """The characters a text says: an SSML document's text, its markup not counted."""
+    """The characters a text says: an SSML document's text, its markup not counted
+    (remembered in the caller's reading scope: synth/scope.py)."""
     return parse_document(text).spoken_chars if is_ssml(text) else len(text)
 
 
@@ -116,7 +117,7 @@ class Admitted:
     async def before_reading(self, request: SpeechRequest) -> None:
         """Refuse, before its text is read, a request that could not be synthesized now:
         no room in its rate limit, or less quota left than its text could say."""
-        await self._may_cost(lambda: said_characters(request.text))
+        await self._may_cost(lambda: self._said(request.text))
 
     async def before_parsing(self, document: str) -> None:
         """The same for an SSML document before it is parsed: what it could say is its
@@ -148,7 +149,7 @@ class Admitted:
         if not principal.allows("synthesize"):
             raise Forbidden(f"the key '{principal.name}' has the scope play: it hears "
                             "stored audio only, and this text is not stored")
-        characters = said_characters(request.text)
+        characters = self._said(request.text)
         key = principal.key
         quota = key is not None and key.quota is not None
         if quota:
@@ -174,7 +175,11 @@ class Admitted:
         synthesized)."""
         async with _paused_refusals():
             self._rate_limited(await self._store.buckets.take(
-                self._draws(said_characters(request.text))))
+                self._draws(self._said(request.text))))
+
+    def _said(self, text: str) -> int:
+        with reading_as(scope_for(self.tenant)):
+            return said_characters(text)
 
     def _draws(self, characters: int) -> list[Draw]:
         return self._limits.draws(self._principal, characters)
@@ -207,7 +212,13 @@ async def checked_speech(request: web.Request, text: object, build: Callable[[],
         return build()
     admission = admission_for(request)
     await admission.before_parsing(text)
-    return await request.app[STORE].reading.run(admission.client, build)
+    scope = scope_for(admission.tenant)  # parsed documents are remembered per tenant
+
+    def scoped() -> T:
+        with reading_as(scope):
+            return build()
+
+    return await request.app[STORE].reading.run(admission.client, scoped)
 
 
 def admission_for(request: web.Request) -> Admitted:

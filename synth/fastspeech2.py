@@ -29,6 +29,7 @@ from synth.frontend.frontend import Piece
 from synth.models import PreparedModel, find_prepared
 from synth.onnx import cpu_session, optimized_session
 from synth.runtimes import runtime_tag
+from synth.scope import ScopedCache
 from synth.styles import PRESETS, apply_style
 
 SAMPLE_RATE = 24000
@@ -119,7 +120,7 @@ class FastSpeech2Engine:
         # The lexicon is not part of the version: a key hashes the symbol ids the lexicon
         # leads to, so a lexicon edit re-keys exactly the prompts whose reading it changes.
         self._version = f"{model.recipe}.e{ENGINE_REVISION}.fe{FRONTEND_VERSION}.{runtime_tag()}"
-        self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
+        self._spoken_forms = ScopedCache(self._spoken_form, SPOKEN_FORMS_KEPT)
 
     @classmethod
     def load(

@@ -44,6 +44,7 @@ from synth.engine import (
 )
 from synth.onnx import cpu_session
 from synth.runtimes import runtime_tag
+from synth.scope import ScopedCache
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -200,7 +201,7 @@ class PiperEngine:
             f"{_file_digest(model)[:16]}.{_file_digest(config_path)[:12]}"
             f".piper{importlib.metadata.version('piper-tts')}.e{ENGINE_REVISION}.{runtime_tag()}"
         )
-        self._readings = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._read)
+        self._readings = ScopedCache(self._read, SPOKEN_FORMS_KEPT)
 
     @property
     def version(self) -> str:

@@ -27,7 +27,6 @@ fixed at 1.0 and `setting_ranges` says so; volume is a gain on the decoded sampl
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -58,6 +57,7 @@ from synth.engine import (
 )
 from synth.frontend import FRONTEND_VERSION, TextNormalizer
 from synth.frontend.split import SENTENCE_END
+from synth.scope import ScopedCache
 
 NAME = "sambert"
 # Bump when this module changes the audio it makes from the same model files.
@@ -355,7 +355,7 @@ class SambertEngine:
         )
         self._pipeline, self._wav_key = self._load(directory, threads)
         self._normalizer = TextNormalizer()
-        self._spoken_forms = functools.lru_cache(maxsize=SPOKEN_FORMS_KEPT)(self._spoken_form)
+        self._spoken_forms = ScopedCache(self._spoken_form, SPOKEN_FORMS_KEPT)
         self._voices = tuple(
             VoiceInfo(
                 name=speaker,

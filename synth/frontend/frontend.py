@@ -16,6 +16,7 @@ from synth.frontend.normalize import TextNormalizer
 from synth.frontend.preview import describe, rule_positions
 from synth.frontend.split import split_sentences
 from synth.frontend.symbols import SymbolTable
+from synth.scope import ScopedCache
 
 # Bump when anything here changes what the voice is asked to say.
 FRONTEND_VERSION = "5"
@@ -105,7 +106,7 @@ class Frontend:
         self._symbols = symbols
         self._id_to_symbol = {i: name for name, i in symbols.symbol_to_id.items()}
         self._lock = threading.Lock()
-        self._analyses = functools.lru_cache(maxsize=ANALYSES_KEPT)(self._analyze)
+        self._analyses = ScopedCache(self._analyze, ANALYSES_KEPT)
 
     def normalize(self, text: str) -> str:
         """Written text to spoken characters (numbers, times, codes read out)."""

@@ -4,7 +4,6 @@ lexicon overrides, tone sandhi, and Latin letters by their Mandarin names."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
+from synth.scope import ScopedCache
 
 # How Mandarin speakers name Latin letters, in pinyin the Baker voice can say.
 LETTER_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -220,7 +220,7 @@ class G2P:
         self._style = Style.TONE3
         self._lexicon = lexicon
         self._phrases: Mapping[str, Any] = phrases_dict
-        self._clauses = functools.lru_cache(maxsize=CLAUSES_KEPT)(self._clause)
+        self._clauses = ScopedCache(self._clause, CLAUSES_KEPT)
         self._segment: Callable[[str], Iterable[str]] = seg.cut
 
     def set_site_words(self, site: Lexicon) -> None:

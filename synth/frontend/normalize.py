@@ -3,12 +3,10 @@ then WeTextProcessing for the rest of Chinese number reading."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Callable
 
 from synth.frontend.numbers import (
     read_cardinal,
@@ -18,6 +16,7 @@ from synth.frontend.numbers import (
     read_ordinal,
 )
 from synth.frontend.numeric_forms import read_numeric_forms
+from synth.scope import ScopedCache
 
 # Words after which a number is an identifier read digit by digit.
 _ID_KEYWORDS = (
@@ -249,8 +248,8 @@ class TextNormalizer:
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
         # alone as inside it (checked on every corpus text), and it is most of a text's
         # analysis; texts share clauses (greetings), and a preview while typing changes one.
-        self._wetext: Callable[[str], str] = functools.lru_cache(maxsize=PIECES_KEPT)(
-            Normalizer(remove_erhua=False).normalize)
+        self._wetext: ScopedCache[[str], str] = ScopedCache(
+            Normalizer(remove_erhua=False).normalize, PIECES_KEPT)
         self._plain = _wetext_tables()
         self._lock = threading.Lock()
 
@@ -265,7 +264,7 @@ class TextNormalizer:
         """The same, with WeTextProcessing given the whole text at once (for checking)."""
         rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
         with self._lock:
-            return str(self._wetext.__wrapped__(rewritten))  # type: ignore[attr-defined]
+            return str(self._wetext.__wrapped__(rewritten))
 
     def _piece(self, piece: str) -> str:
         if _PLAIN_PIECE.fullmatch(piece):

@@ -8,7 +8,6 @@ or as written where the entry says `normalize: false`.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -35,6 +34,7 @@ from synth.remote.breaker import Breaker
 from synth.remote.client import Caller
 from synth.remote.kinds import Kind, KindStartError, ZeroShot
 from synth.request import clean_text
+from synth.scope import ScopedCache
 
 # Bump when what this module sends upstream, or how it decodes, changes.
 REMOTE_REVISION = "1"
@@ -103,7 +103,7 @@ class RemoteEngine:
         self._call = Caller(backend.name, backend.url, timeout=backend.timeout,
                             retries=backend.retries, max_bytes=backend.max_answer_bytes,
                             headers=auth_headers(backend))
-        self._spoken = functools.lru_cache(maxsize=_SPOKEN_FORMS_KEPT)(self._upstream_text)
+        self._spoken = ScopedCache(self._upstream_text, _SPOKEN_FORMS_KEPT)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,6 @@ attributes), so two spellings of one document are one request.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
@@ -21,6 +20,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from config.settings import is_ssml
+from synth.scope import scoped_cache
 from synth.ssml.nodes import Node, SsmlError, SsmlSyntaxError
 from synth.ssml.values import (
     Voicing,
@@ -73,7 +73,7 @@ class Document:
     spoken_chars: int
 
 
-@functools.lru_cache(maxsize=512)
+@scoped_cache(maxsize=512)
 def parse_document(text: str) -> Document:
     """Parse and check an SSML document; SsmlSyntaxError (400) or SsmlError (422) names
     what is wrong. Remembered: a request is parsed when it is checked and again when it

@@ -8,9 +8,9 @@ only in text that no say-as, sub or phoneme already reads.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
+from synth.scope import scoped_cache
 from synth.ssml.document import canonical_text, is_ssml, parse_document
 from synth.ssml.nodes import Node
 
@@ -62,7 +62,7 @@ class _Marker:
         return Node(node.tag, node.attributes, tuple(content))
 
 
-@functools.lru_cache(maxsize=512)
+@scoped_cache(maxsize=512)
 def with_readings(text: str, words: tuple[tuple[str, str], ...]) -> str:
     """The text with `words` (word, toned pinyin) said as given: an SSML document in its
     canonical form, or the text as it is when none of the words is in it."""

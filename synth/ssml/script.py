@@ -9,9 +9,9 @@ where the voicing changes or a break stands.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
+from synth.scope import scoped_cache
 from synth.ssml.document import PARAGRAPH_SECONDS, Node, parse_document
 from synth.ssml.sayas import Piece, say_as
 from synth.ssml.values import Voicing, break_seconds, interpret_as, phoneme_syllables, voicing
@@ -58,7 +58,7 @@ class Script:
         return {s.voicing.emotion for s in self.segments if s.voicing.emotion is not None}
 
 
-@functools.lru_cache(maxsize=512)
+@scoped_cache(maxsize=512)
 def build_script(text: str, language: str) -> Script:
     """The script of an SSML document for a voice of `language` (remembered); SsmlError
     names what cannot be said."""
