@@ -127,9 +127,11 @@ async def stats(request: web.Request) -> web.Response:
         for w in voices.workers
     ]
     jobs = [j for j in request.app[WARMER].jobs() if tenant in (None, j.tenant)]
+    # The tenants a site-wide admin may choose from (a tenant's admin has its own only).
+    tenants = {"tenants": await store.tenants.names()} if principal_of(request).site else {}
     if tenant is not None:
         return json_response({
-            "tenant": (await store.tenants.stats(tenant)).as_dict(),
+            "tenant": (await store.tenants.stats(tenant)).as_dict(), **tenants,
             "synthesis": synthesis, "warm_jobs": [j.as_dict() for j in jobs[:10]],
         })
     store_stats = store.stats()
@@ -138,7 +140,7 @@ async def stats(request: web.Request) -> web.Response:
     return json_response({
         "history": history.minutes(),
         "cache": store.replicas.stats().as_dict(),  # every replica's
-        "tenants": await store.tenants.names(),
+        **tenants,
         "synthesis": synthesis,
         "warm_jobs": [j.as_dict() for j in jobs[:10]],
     })
