@@ -73,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     quota = tenants_sub.add_parser(
         "quota", help="set the characters a tenant's callers may have synthesized per UTC "
                       "day, together (each key's own quota still holds)")
-    quota.add_argument("tenant")
+    quota.add_argument("tenant", help="the tenant's name")
     quota.add_argument("--characters", type=int, help="characters per UTC day")
     quota.add_argument("--none", action="store_true", help="no daily quota")
     quota.set_defaults(func=_cmd_tenants_quota)
