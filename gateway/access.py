@@ -3,9 +3,10 @@
 The middleware finds who the request comes from (gateway/caller.py), refuses what its
 scope does not allow (`play` hears stored audio, `synthesize` may make new audio, `admin`
 may use /admin/*), and keeps the principal on the request; a stored route that anyone may
-hear is told the caller's tenant too (its prompts and phrase ids are that tenant's).
-What a speaking request may cost is judged later, by the store, through its admission (gateway/admission.py); how its
-answer may be cached follows from the principal (gateway/caching.py).
+hear is told the caller's tenant too (its prompts and phrase ids are that tenant's). What
+a speaking request may cost is judged later, by the store, through its admission
+(gateway/admission.py); how its answer may be cached follows from the principal
+(gateway/caching.py).
 """
 
 from __future__ import annotations

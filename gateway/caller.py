@@ -194,10 +194,12 @@ class Callers:
         for a malformed or refused signature, where they matter (under access: keys, and on
         /admin/*, unless `strict` says otherwise); elsewhere anything else makes an
         anonymous caller. `given` is a credential a protocol carries elsewhere (a token
-        header, field or message of its own), taken when the request has no key header. A
-        `tenant` parameter is taken only inside a signed URL (400 elsewhere)."""
+        header, field or message of its own), taken when the request has no key header. On
+        a route whose URLs may be signed, a `tenant` parameter is taken only inside a signed
+        URL (400 elsewhere)."""
         found = await self._principal(request, store, given, strict)
-        if found.name != "signed-url" and "tenant" in request.query:
+        signable = request.match_info.route.name in SIGNABLE
+        if signable and found.name != "signed-url" and "tenant" in request.query:
             raise BadRequest("the tenant is the key's; a URL names one only when it is signed "
                              "(huiyin sign --tenant)", "tenant")
         return found
