@@ -91,11 +91,13 @@ def remove_word(engine: Engine, word: str) -> bool:
         return bool(connection.execute(delete(_WORDS).where(_WORDS.c.word == word)).rowcount)
 
 
-def _fingerprint(engine: Engine) -> tuple[int, float]:
+def _fingerprint(engine: Engine) -> tuple[int, float, int, float]:
+    """The site's and the tenants' words' counts and newest edits, on one connection."""
     with engine.connect() as connection:
         count, newest = connection.execute(
             select(func.count(), func.coalesce(func.max(_WORDS.c.updated), 0.0))).one()
-    return int(count), float(newest)
+        theirs, latest = words_fingerprint(connection)
+    return int(count), float(newest), theirs, latest
 
 
 class SiteLexicon:
@@ -134,7 +136,7 @@ class SiteLexicon:
         """What changes whenever the site's or a tenant's words do (their counts, the
         newest edits' times)."""
         engine = self._storage.index.engine
-        return await self._storage.read(lambda: (*_fingerprint(engine), *words_fingerprint(engine)))
+        return await self._storage.read(lambda: _fingerprint(engine))
 
     async def apply(self, synthesizer: Synthesizer) -> dict[str, str]:
         """Read with the index's words from now on: the site's on the synthesizer, the

@@ -17,7 +17,7 @@ from typing import cast
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cache.keys import SpeechRequest
 from cache.tables import TenantWordRow
@@ -69,11 +69,11 @@ def remove_tenant_word(engine: Engine, tenant: str, word: str) -> bool:
             _WORDS.c.tenant == tenant, _WORDS.c.word == word)).rowcount)
 
 
-def words_fingerprint(engine: Engine) -> tuple[int, float]:
-    """What changes whenever any tenant's words do (blocking)."""
-    with engine.connect() as connection:
-        count, newest = connection.execute(
-            select(func.count(), func.coalesce(func.max(_WORDS.c.updated), 0.0))).one()
+def words_fingerprint(connection: Connection) -> tuple[int, float]:
+    """What changes whenever any tenant's words do: their count, the newest edit's time
+    (blocking)."""
+    count, newest = connection.execute(
+        select(func.count(), func.coalesce(func.max(_WORDS.c.updated), 0.0))).one()
     return int(count), float(newest)
 
 
