@@ -86,14 +86,16 @@ class Storage:
         await self.settled()
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        # A read still running (its caller was cancelled: a maintenance round) ends before
+        # the index closes: a connection it holds would outlive the index's pool.
+        await loop.run_in_executor(None, self._io.shutdown)
         if self._index is not None:
             index = self._index
             await self.write(index.close)
             self._index = None
-        await self.run(self.files.close)
-        loop = asyncio.get_running_loop()
-        for pool in (self._writer, self._io):
-            await loop.run_in_executor(None, pool.shutdown)
+        await self.write(self.files.close)
+        await loop.run_in_executor(None, self._writer.shutdown)
 
     @property
     def writing(self) -> KeysView[str]:
