@@ -26,6 +26,11 @@ class Admission(Protocol):
         """Whose share of the frontend's time reading the request's text takes."""
         ...
 
+    @property
+    def tenant(self) -> str:
+        """Whose prompts the caller makes and hears: its requests are that tenant's."""
+        ...
+
     async def before_reading(self, request: SpeechRequest) -> None:
         """Before the request's text is read into its key (its key is not known yet):
         whether it may cost that much, judged by what its text could say."""

@@ -1,5 +1,8 @@
 """API keys in the index: only the SHA-256 of each secret is kept, beside the key's name,
-scope and limits, and the characters each key has had synthesized per UTC day.
+scope, tenant and limits, and the characters each key has had synthesized per UTC day.
+
+A key is one tenant's (cache/tenants.py): made without one, the `default` tenant's. An
+admin key made without a tenant is the site's (tenant None): it administers every tenant.
 
 Secrets are 32 random bytes (`hy_` and 43 base64url characters): a plain hash is enough
 for a secret nobody chose. The calls block; `Credentials` runs them off the event loop.
@@ -22,12 +25,14 @@ from sqlalchemy.exc import IntegrityError
 
 from cache.storage import Storage
 from cache.tables import ApiKeyRow, KeyUsageRow
+from synth.request import DEFAULT_TENANT
 
 # What a key may do; each scope includes the ones before it.
 SCOPES = ("play", "synthesize", "admin")
 SECRET_PREFIX = "hy_"
 SECRET = re.compile(r"hy_[A-Za-z0-9_-]{43}")
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 _KEYS = cast(Table, ApiKeyRow.__table__)
 _USAGE = cast(Table, KeyUsageRow.__table__)
@@ -49,12 +54,13 @@ class ApiKey:
     quota: int | None  # characters per UTC day; None: no quota
     created: float
     revoked: float | None
+    tenant: str | None = DEFAULT_TENANT  # None: a site-wide admin key
 
     def as_dict(self) -> dict[str, object]:
         """The key for listings (no secret, no hash)."""
         return {"name": self.name, "prefix": self.prefix, "scope": self.scope,
-                "rate": self.rate, "quota": self.quota, "created": self.created,
-                "revoked": self.revoked}
+                "tenant": self.tenant, "rate": self.rate, "quota": self.quota,
+                "created": self.created, "revoked": self.revoked}
 
 
 def secret_hash(secret: str) -> str:
@@ -74,7 +80,18 @@ def today() -> str:
 
 def _key_of(row: object) -> ApiKey:
     return ApiKey(row.id, row.name, row.prefix, row.scope, row.rate, row.quota,  # type: ignore[attr-defined]
-                  row.created, row.revoked)  # type: ignore[attr-defined]
+                  row.created, row.revoked, row.tenant)  # type: ignore[attr-defined]
+
+
+def key_tenant(scope: str, tenant: str | None) -> str | None:
+    """The tenant a new key is made for: the one named, else the default tenant, but for
+    an admin key, which is then the site's (None)."""
+    if tenant is None:
+        return None if scope == "admin" else DEFAULT_TENANT
+    if not TENANT_NAME.fullmatch(tenant):
+        raise KeyFieldError("tenant: 1 to 32 lower-case letters, digits, '_' or '-', "
+                            "starting with a letter or digit")
+    return tenant
 
 
 def check_key_fields(name: str, scope: str, rate: int | None, quota: int | None) -> None:
@@ -96,13 +113,18 @@ class KeyTable:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, name: str, scope: str, rate: int | None, quota: int | None) -> tuple[ApiKey, str]:
-        """A new key and its secret (shown once: only its hash is stored)."""
+    def create(
+        self, name: str, scope: str, rate: int | None, quota: int | None,
+        tenant: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once: only its hash is stored), for the tenant
+        (see key_tenant)."""
         check_key_fields(name, scope, rate, quota)
+        tenant = key_tenant(scope, tenant)
         secret = new_secret()
         values = {"name": name, "secret_hash": secret_hash(secret),
                   "prefix": secret[: len(SECRET_PREFIX) + 6], "scope": scope, "rate": rate,
-                  "quota": quota, "created": time.time(), "revoked": None}
+                  "quota": quota, "created": time.time(), "revoked": None, "tenant": tenant}
         try:
             with self._engine.begin() as connection:
                 key_id = connection.execute(insert(_KEYS).values(**values)).inserted_primary_key
@@ -112,16 +134,21 @@ class KeyTable:
         assert key_id is not None
         return ApiKey(id=key_id[0], **{k: v for k, v in values.items() if k != "secret_hash"}), secret  # type: ignore[arg-type]
 
-    def all(self) -> list[ApiKey]:
-        """Every key, revoked ones included, oldest first."""
+    def all(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key (of the tenant, when one is given), revoked ones included, oldest
+        first."""
+        query = select(_KEYS).order_by(_KEYS.c.id)
+        if tenant is not None:
+            query = query.where(_KEYS.c.tenant == tenant)
         with self._engine.connect() as connection:
-            return [_key_of(r) for r in connection.execute(select(_KEYS).order_by(_KEYS.c.id))]
+            return [_key_of(r) for r in connection.execute(query)]
 
-    def revoke(self, name: str) -> ApiKey | None:
-        """Revoke a key by name (its row stays, so the name is not reused); None if none."""
+    def revoke(self, name: str, tenant: str | None = None) -> ApiKey | None:
+        """Revoke a key by name (its row stays, so the name is not reused); None if there
+        is none (of the tenant, when one is given)."""
         with self._engine.begin() as connection:
             row = connection.execute(select(_KEYS).where(_KEYS.c.name == name)).first()
-            if row is None:
+            if row is None or tenant not in (None, row.tenant):
                 return None
             if row.revoked is None:
                 connection.execute(update(_KEYS).where(_KEYS.c.id == row.id)
@@ -172,21 +199,22 @@ class Credentials:
         return KeyTable(self._storage.index.engine)
 
     async def create(
-        self, name: str, scope: str, *, rate: int | None = None, quota: int | None = None
+        self, name: str, scope: str, *, rate: int | None = None, quota: int | None = None,
+        tenant: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (see KeyTable.create)."""
         table = self._table()
-        return await self._storage.write(lambda: table.create(name, scope, rate, quota))
+        return await self._storage.write(lambda: table.create(name, scope, rate, quota, tenant))
 
-    async def all(self) -> list[ApiKey]:
-        """Every key."""
+    async def all(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key (of the tenant, when one is given)."""
         table = self._table()
-        return await self._storage.run(table.all)
+        return await self._storage.run(lambda: table.all(tenant))
 
-    async def revoke(self, name: str) -> ApiKey | None:
-        """Revoke a key by name."""
+    async def revoke(self, name: str, tenant: str | None = None) -> ApiKey | None:
+        """Revoke a key by name (of the tenant, when one is given)."""
         table = self._table()
-        return await self._storage.write(lambda: table.revoke(name))
+        return await self._storage.write(lambda: table.revoke(name, tenant))
 
     async def find(self, secret: str) -> ApiKey | None:
         """The live key with this secret."""

@@ -46,6 +46,7 @@ from cache.tables import (
     phrase_of,
     variant_of,
 )
+from synth.request import DEFAULT_TENANT
 
 __all__ = ["Base", "Index", "Phrase", "Pool", "Variant", "now", "sooner", "sqlite_url"]
 
@@ -184,23 +185,36 @@ class Index:
             ).all()
             return [(str(k), int(b)) for k, b in rows]
 
-    def named(self, phrase_id: str) -> Phrase | None:
-        """The newest pinned phrase with this phrase id (one indexed lookup)."""
+    def named(self, phrase_id: str, tenant: str = DEFAULT_TENANT) -> Phrase | None:
+        """The pinned phrase with this phrase id in the tenant's namespace: its own, else
+        a public one (the site's first), the newest (one indexed lookup)."""
         with Session(self.engine) as session:
             row = session.scalars(
                 select(PhraseRow)
-                .where(PhraseRow.phrase_id == phrase_id, PhraseRow.pinned.is_(True))
-                .order_by(PhraseRow.created.desc()).limit(1)
+                .where(PhraseRow.phrase_id == phrase_id, PhraseRow.pinned.is_(True),
+                       or_(PhraseRow.tenant == tenant, PhraseRow.public.is_(True)))
+                .order_by(case((PhraseRow.tenant == tenant, 0),
+                               (PhraseRow.tenant == DEFAULT_TENANT, 1), else_=2),
+                          PhraseRow.created.desc()).limit(1)
             ).first()
             return phrase_of(row) if row else None
 
+    def tenant_keys(self, tenant: str) -> list[str]:
+        """The keys of every phrase of a tenant (to remove them all, say)."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(
+                select(PhraseRow.key).where(PhraseRow.tenant == tenant)).scalars())
+
     def search(
         self, *, query: str | None = None, tag: str | None = None, phrase_id: str | None = None,
-        offset: int = 0, limit: int = 50,
+        tenant: str | None = None, offset: int = 0, limit: int = 50,
     ) -> tuple[int, list[Phrase]]:
-        """Phrases matching text or id (substring), tag and exact phrase id; (total, page)."""
+        """Phrases matching text or id (substring), tag, exact phrase id and tenant (None:
+        every tenant's); (total, page)."""
         with Session(self.engine) as session:
             stmt = select(PhraseRow)
+            if tenant is not None:
+                stmt = stmt.where(PhraseRow.tenant == tenant)
             if query:
                 stmt = stmt.where(or_(PhraseRow.text.contains(query, autoescape=True),
                                       PhraseRow.phrase_id.contains(query, autoescape=True)))
@@ -310,39 +324,45 @@ class Index:
 
     def set_named(
         self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool,
-        text: str | None = None,
-    ) -> bool:
-        """Name and pin (or unpin) a phrase, and keep its `text` when given; a phrase id
-        names one phrase, so another that had it loses it and its pin. False when there is
-        no such phrase (evicted)."""
+        public: bool = False, text: str | None = None,
+    ) -> str | None:
+        """Name and pin (or unpin) a phrase, public or not, and keep its `text` when given; a
+        phrase id names one phrase of a tenant, so another of the tenant's that had it loses
+        it and its pin. The phrase's tenant, or None when there is no such phrase (evicted)."""
         with Session(self.engine) as session, session.begin():
-            if session.get(PhraseRow, key) is None:
-                return False
+            row = session.get(PhraseRow, key)
+            if row is None:
+                return None
+            tenant = row.tenant
             if phrase_id is not None:
                 session.execute(
                     update(PhraseRow)
-                    .where(PhraseRow.phrase_id == phrase_id, PhraseRow.key != key)
-                    .values(phrase_id=None, pinned=False)
+                    .where(PhraseRow.phrase_id == phrase_id, PhraseRow.tenant == tenant,
+                           PhraseRow.key != key)
+                    .values(phrase_id=None, pinned=False, public=False)
                 )
             values: dict[str, Any] = {
                 "phrase_id": phrase_id, "pinned": pinned,
+                "public": public and phrase_id is not None,
                 "tags": json.dumps(list(tags), ensure_ascii=False),
             }
             if text is not None:
                 values.update(text=text, text_length=len(text))
             session.execute(update(PhraseRow).where(PhraseRow.key == key).values(values))
-            return True
+            return tenant
 
-    def unpin_except(self, keep: Iterable[str]) -> list[str]:
-        """Unpin and unname every pinned phrase not in keep; returns their keys."""
+    def unpin_except(self, keep: Iterable[str], tenant: str = DEFAULT_TENANT) -> list[str]:
+        """Unpin and unname every pinned phrase of the tenant not in keep; returns their
+        keys."""
         keep = set(keep)
         with Session(self.engine) as session, session.begin():
-            pinned = session.scalars(select(PhraseRow.key).where(PhraseRow.pinned.is_(True))).all()
+            pinned = session.scalars(select(PhraseRow.key).where(
+                PhraseRow.pinned.is_(True), PhraseRow.tenant == tenant)).all()
             gone = [k for k in pinned if k not in keep]
             if gone:
                 session.execute(
                     update(PhraseRow).where(PhraseRow.key.in_(gone))
-                    .values(pinned=False, phrase_id=None)
+                    .values(pinned=False, phrase_id=None, public=False)
                 )
             return gone
 

@@ -64,7 +64,7 @@ class Keeper:
             volume=request.volume, duration=pcm.duration, sample_rate=pcm.sample_rate,
             bytes=len(data), checksum=checksum(data), synth_seconds=seconds, created=stamp,
             last_used=stamp, hits=0, pinned=False, phrase_id=None, tags=(), expires=expires,
-            text_length=len(request.text),
+            text_length=len(request.text), tenant=request.tenant,
         )
 
     def fleeting(

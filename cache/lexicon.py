@@ -1,13 +1,16 @@
 """The site's lexicon, kept in the index so that every replica reads with the same words,
 and what a change of it does to the stored phrases.
 
-A key hashes what the engine says (its symbol ids), so a lexicon change re-keys exactly the
-prompts it reads differently: those are found by reading every stored phrase again (the
-frontend is fast), pinned ones are made again in the background under their phrase ids,
-and the others are made on their next request. Phrases stored under their old readings
-stay until eviction (their /prompts/ URLs keep playing what they played). A phrase whose
-text the index does not keep (`store_text`) cannot be read again: it is made anew when it
-is next asked for, or warmed.
+Each tenant has words of its own over the site's (cache/overlays.py), followed here with
+them. A key hashes what the engine says (its symbol ids), so a lexicon change, the site's
+or a tenant's, re-keys exactly the prompts it reads differently: those are found by
+reading every stored phrase again (the frontend is fast), pinned ones are made again in
+the background under their phrase ids, and the others are made on their next request.
+Phrases stored under their old readings stay until eviction (their /prompts/ URLs keep
+playing what they played). A phrase whose text the index does not keep (`store_text`)
+cannot be read again, so no change is known to affect it: it keeps its audio until it
+expires or is evicted, and a request for its text (read with the new words) or a warm-up
+of its phrase file makes the new reading under the new key.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from sqlalchemy.engine import Engine
 from cache.audio import StoredPhrase
 from cache.index import Phrase
 from cache.keys import SpeechRequest, phrase_key
+from cache.overlays import (
+    Overlays,
+    put_tenant_word,
+    remove_tenant_word,
+    tenant_words,
+    words_fingerprint,
+)
 from cache.storage import Storage
 from cache.synthesizer import Synthesizer
 from cache.tables import LexiconWordRow
@@ -84,40 +94,62 @@ def remove_word(engine: Engine, word: str) -> bool:
         return bool(connection.execute(delete(_WORDS).where(_WORDS.c.word == word)).rowcount)
 
 
-def _fingerprint(engine: Engine) -> tuple[int, float]:
+def _fingerprint(engine: Engine) -> tuple[int, float, int, float]:
+    """The site's and the tenants' words' counts and newest edits, on one connection."""
     with engine.connect() as connection:
         count, newest = connection.execute(
             select(func.count(), func.coalesce(func.max(_WORDS.c.updated), 0.0))).one()
-    return int(count), float(newest)
+        theirs, latest = words_fingerprint(connection)
+    return int(count), float(newest), theirs, latest
 
 
 class SiteLexicon:
-    """The site's words in the index, off the event loop."""
+    """The site's words in the index, and each tenant's (`tenant`: None for the site's),
+    off the event loop."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
+        self.overlays = Overlays()  # every tenant's words, as last applied
 
-    async def entries(self) -> dict[str, str]:
-        """Every site word and its pinyin ('chong2 qing4')."""
+    async def entries(self, tenant: str | None = None) -> dict[str, str]:
+        """Every word of the site (or of a tenant) and its pinyin ('chong2 qing4')."""
         engine = self._storage.index.engine
+        if tenant is not None:
+            return (await self._storage.read(lambda: tenant_words(engine))).get(tenant, {})
         return await self._storage.read(lambda: site_words(engine))
 
-    async def put(self, word: str, pinyin: str) -> None:
+    async def put(self, word: str, pinyin: str, tenant: str | None = None) -> None:
         """Add or change a word (checked by the engines first; check_entry refuses what
         the engines' lexicon lines cannot hold, which they would not see to check)."""
         check_entry(word, pinyin)
         engine = self._storage.index.engine
-        await self._storage.write(lambda: put_word(engine, word, pinyin))
+        if tenant is not None:
+            await self._storage.write(lambda: put_tenant_word(engine, tenant, word, pinyin))
+        else:
+            await self._storage.write(lambda: put_word(engine, word, pinyin))
 
-    async def remove(self, word: str) -> bool:
+    async def remove(self, word: str, tenant: str | None = None) -> bool:
         """Remove a word; False when it was not there."""
         engine = self._storage.index.engine
+        if tenant is not None:
+            return await self._storage.write(lambda: remove_tenant_word(engine, tenant, word))
         return await self._storage.write(lambda: remove_word(engine, word))
 
-    async def fingerprint(self) -> tuple[int, float]:
-        """What changes whenever the words do (their count, the newest edit's time)."""
+    async def fingerprint(self) -> tuple[int, float, int, float]:
+        """What changes whenever the site's or a tenant's words do (their counts, the
+        newest edits' times)."""
         engine = self._storage.index.engine
         return await self._storage.read(lambda: _fingerprint(engine))
+
+    async def apply(self, synthesizer: Synthesizer) -> dict[str, str]:
+        """Read with the index's words from now on: the site's on the synthesizer, the
+        tenants' here; the site's words are returned."""
+        engine = self._storage.index.engine
+        entries = await self._storage.read(lambda: site_words(engine))
+        overlays = await self._storage.read(lambda: tenant_words(engine))
+        await self._storage.run(lambda: synthesizer.set_site_lexicon(entries))
+        self.overlays.set(overlays)
+        return entries
 
 
 class Phrases(Protocol):
@@ -136,7 +168,7 @@ class Phrases(Protocol):
 
     async def name(
         self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
-        text: str | None = None,
+        public: bool = False, text: str | None = None,
     ) -> bool:
         """Give a stored phrase its phrase id and pin (and keep its text)."""
         ...
@@ -154,15 +186,16 @@ class LexiconFollower:
         self._storage = storage
         self._phrases = phrases
         self._forget_keys = forget_keys
-        self._seen: tuple[int, float] | None = None
+        self._seen: tuple[int, float, int, float] | None = None
         self._rewarming: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Read with the index's words from the start (none: nothing to do)."""
-        if (await self._words.fingerprint())[0]:
+        seen = await self._words.fingerprint()
+        if seen[0] or seen[2]:
             await self.apply(rewarm=False)
         else:
-            self._seen = (0, 0.0)
+            self._seen = seen
 
     async def stop(self) -> None:
         """Stop making phrases again."""
@@ -181,20 +214,19 @@ class LexiconFollower:
         (with `rewarm`), the others on their next request."""
         synthesizer = self._phrases.synthesizer
         seen = await self._words.fingerprint()
-        entries = await self._words.entries()
-        await self._storage.run(lambda: synthesizer.set_site_lexicon(entries))
+        entries = await self._words.apply(synthesizer)
         self._seen = seen
         self._forget_keys()  # requests' keys follow what is said
-        index = self._storage.index
+        index, overlays = self._storage.index, self._words.overlays
         rows = await self._storage.read(index.all_phrases)
-        affected = await self._storage.run(lambda: _read_again(rows, synthesizer))
+        affected = await self._storage.run(lambda: _read_again(rows, synthesizer, overlays))
         pinned = [(row, request) for row, request in affected if row.pinned]
         if rewarm and pinned:
             task = asyncio.create_task(self._rewarm(pinned), name="lexicon-rewarm")
             self._rewarming.add(task)
             task.add_done_callback(self._rewarming.discard)
         change = LexiconChange(affected=len(affected), rewarming=len(pinned) if rewarm else 0)
-        log.info("site lexicon: %d words; %d stored phrases read differently, %d pinned "
+        log.info("site lexicon: %d words (and tenants' own); %d stored phrases read differently, %d pinned "
                  "being made again", len(entries), change.affected, change.rewarming)
         return change
 
@@ -208,7 +240,7 @@ class LexiconFollower:
             try:
                 made = await self._phrases.get_or_synthesize(request, priority=Priority.WARM)
                 await self._phrases.name(made.key, phrase_id=row.phrase_id, tags=row.tags,
-                                         text=request.text)
+                                         public=row.public, text=request.text)
                 if made.key != row.key:
                     await self._phrases.name(row.key, phrase_id=None, tags=(), pinned=False)
             except asyncio.CancelledError:
@@ -218,18 +250,22 @@ class LexiconFollower:
 
 
 def _read_again(
-    rows: list[Phrase], synthesizer: Synthesizer
+    rows: list[Phrase], synthesizer: Synthesizer, overlays: Overlays
 ) -> list[tuple[Phrase, SpeechRequest]]:
-    """The stored phrases whose key, read again now, is not theirs (blocking)."""
+    """The stored phrases whose key, read again now (each with its tenant's words), is not
+    theirs (blocking)."""
     out = []
     for row in rows:
         if row.engine_version != synthesizer.engine_version(row.engine):
             continue  # made by another engine version: no request reaches it now
         if row.text is None:
-            continue  # its text is not kept (store_text): it cannot be read again
-        request = SpeechRequest.create(
+            # Its text is not kept (store_text): it cannot be read again, nor known to read
+            # differently. It is kept as it is (its audio, its name and pin) until it expires
+            # or is evicted; its text, asked again, reads into the new key and is made anew.
+            continue
+        request = overlays.scoped(SpeechRequest.create(
             row.text, engine=row.engine, voice=row.voice, style=row.style,
-            speed=row.speed, pitch=row.pitch, volume=row.volume)
+            speed=row.speed, pitch=row.pitch, volume=row.volume), row.tenant)
         try:
             spoken = synthesizer.spoken(request)
         except SynthesisError:

@@ -1,12 +1,12 @@
 """Purging: removing stored prompts on an operator's word, by what selects them.
 
 A selector names prompts by their key, by an exact text and its voice settings (read into
-its key), by a tag, by a phrase file (its phrase ids, and the keys its texts read into) or
-by age; every condition given must hold. The rows, their files or bucket objects and their
-encodings are removed, and the keys go to the purge log in the same transaction, so every
-replica forgets what it holds of them in memory within a maintenance round
-(cache/forgetting.py); this replica forgets them at once. A selector for a tenant would be
-one more field and one more condition here.
+its keys: one for each tenant it is read as, since a key hashes its tenant and a tenant's
+words), by a tag, by a phrase file (its phrase ids, and the keys its texts read into), by
+age or by tenant; every condition given must hold. The rows, their files or bucket objects
+and their encodings are removed, and the keys go to the purge log in the same transaction,
+so every replica forgets what it holds of them in memory within a maintenance round
+(cache/forgetting.py); this replica forgets them at once.
 """
 
 from __future__ import annotations
@@ -32,17 +32,20 @@ class Selector:
     """Which stored prompts a purge removes: those that meet every condition given."""
 
     key: str | None = None
-    text_key: str | None = None  # the key an exact text and its voice settings read into
+    # The keys an exact text and its voice settings read into (one per tenant read as).
+    text_keys: tuple[str, ...] | None = None
     tag: str | None = None
     phrase_ids: tuple[str, ...] | None = None  # a phrase file's ids,
     phrase_keys: tuple[str, ...] = ()  # and the keys its texts read into
     older_than: float | None = None  # seconds since the prompt was made
+    tenant: str | None = None  # whose prompts (None: every tenant's)
 
     @property
     def given(self) -> list[str]:
         """The selectors given, by name (for the audit log: never a text)."""
-        named = {"key": self.key, "text": self.text_key, "tag": self.tag,
-                 "phrase_file": self.phrase_ids, "older_than": self.older_than}
+        named = {"key": self.key, "text": self.text_keys, "tag": self.tag,
+                 "phrase_file": self.phrase_ids, "older_than": self.older_than,
+                 "tenant": self.tenant}
         return [name for name, value in named.items() if value is not None]
 
     def conditions(self, at: float) -> list[ColumnElement[bool]]:
@@ -51,8 +54,8 @@ class Selector:
         found: list[ColumnElement[bool]] = []
         if self.key is not None:
             found.append(c.key == self.key)
-        if self.text_key is not None:
-            found.append(c.key == self.text_key)
+        if self.text_keys is not None:
+            found.append(c.key.in_(self.text_keys))
         if self.tag is not None:
             # Tags are a JSON list written with ensure_ascii=False: one tag is its JSON
             # string, quotes included, so "menu" never matches "menu_2".
@@ -62,12 +65,17 @@ class Selector:
             found.append(or_(c.phrase_id.in_(self.phrase_ids), c.key.in_(self.phrase_keys)))
         if self.older_than is not None:
             found.append(c.created < at - self.older_than)
+        if self.tenant is not None:
+            found.append(c.tenant == self.tenant)
         return found
 
     def named_keys(self) -> set[str]:
         """Keys the selector names outright: forgotten from memory even when the index has
         no row for them (another replica removed it)."""
-        return {k for k in (self.key, self.text_key) if k is not None}
+        named = set(self.text_keys or ())
+        if self.key is not None:
+            named.add(self.key)
+        return named
 
 
 @dataclass(frozen=True)

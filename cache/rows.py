@@ -12,15 +12,18 @@ from collections.abc import Callable, Iterable, Sequence
 
 from cache.index import Phrase
 
+Name = tuple[str, str]  # a phrase id in its tenant's namespace: (tenant, phrase id)
+
 
 class RowCache:
-    """The most recently used phrase rows by key, and the current key of each phrase id."""
+    """The most recently used phrase rows by key, and the current key of each phrase id
+    in each tenant."""
 
     def __init__(self, max_rows: int = 50_000) -> None:
         self._max_rows = max_rows
         self._rows: OrderedDict[str, Phrase] = OrderedDict()
-        self._names: dict[str, str] = {}  # phrase id -> key, for rows that are pinned and named
-        self._name_of: dict[str, str] = {}  # the reverse: key -> phrase id
+        self._names: dict[Name, str] = {}  # (tenant, phrase id) -> key, of pinned named rows
+        self._name_of: dict[str, Name] = {}  # the reverse: key -> (tenant, phrase id)
 
     def get(self, key: str) -> Phrase | None:
         """The row, marked most recently used."""
@@ -33,8 +36,8 @@ class RowCache:
         """Keep a row (the oldest beyond the bound leaves)."""
         self._rows[row.key] = row
         self._rows.move_to_end(row.key)
-        if row.pinned and row.phrase_id is not None and row.phrase_id not in self._names:
-            self._set_name(row.key, row.phrase_id)
+        if row.pinned and row.phrase_id is not None and (row.tenant, row.phrase_id) not in self._names:
+            self._set_name(row.key, (row.tenant, row.phrase_id))
         while len(self._rows) > self._max_rows:
             self._rows.popitem(last=False)
 
@@ -49,29 +52,37 @@ class RowCache:
         for row in dropped:
             self._rows[row.key] = dataclasses.replace(row, text=None)
 
-    def named(self, phrase_id: str) -> str | None:
-        """The key a phrase id names, when known here."""
-        return self._names.get(phrase_id)
+    def named(self, tenant: str, phrase_id: str) -> str | None:
+        """The key a phrase id of the tenant names, when known here."""
+        return self._names.get((tenant, phrase_id))
 
-    def rename(self, key: str, *, phrase_id: str | None, tags: Sequence[str], pinned: bool) -> None:
-        """A row got a (new) phrase id, tags and pin: update it in place. A row that had
-        the phrase id before loses it and its pin, as in the index."""
-        previous = self._names.get(phrase_id) if phrase_id is not None else None
+    def rename(
+        self, key: str, *, tenant: str, phrase_id: str | None, tags: Sequence[str],
+        pinned: bool, public: bool = False,
+    ) -> None:
+        """A row of the tenant got a (new) phrase id, tags and pin: update it in place. A
+        row that had the phrase id before loses it and its pin, as in the index."""
+        previous = self._names.get((tenant, phrase_id)) if phrase_id is not None else None
         if previous is not None and previous != key:
-            self.rename(previous, phrase_id=None, tags=self._tags(previous), pinned=False)
+            self.rename(previous, tenant=tenant, phrase_id=None, tags=self._tags(previous),
+                        pinned=False)
         self._drop_name(key)
         if pinned and phrase_id is not None:
-            self._set_name(key, phrase_id)
+            self._set_name(key, (tenant, phrase_id))
         row = self._rows.get(key)
         if row is not None:
             self._rows[key] = dataclasses.replace(
-                row, phrase_id=phrase_id, tags=tuple(tags), pinned=pinned
+                row, phrase_id=phrase_id, tags=tuple(tags), pinned=pinned,
+                public=public and phrase_id is not None,
             )
 
     def unpin(self, keys: Iterable[str]) -> None:
         """Rows that lost their pin and their name."""
         for key in keys:
-            self.rename(key, phrase_id=None, tags=self._tags(key), pinned=False)
+            named = self._name_of.get(key)
+            row = self._rows.get(key)
+            tenant = named[0] if named is not None else row.tenant if row is not None else ""
+            self.rename(key, tenant=tenant, phrase_id=None, tags=self._tags(key), pinned=False)
 
     def _tags(self, key: str) -> tuple[str, ...]:
         row = self._rows.get(key)
@@ -82,13 +93,13 @@ class RowCache:
         self._rows.pop(key, None)
         self._drop_name(key)
 
-    def _set_name(self, key: str, phrase_id: str) -> None:
+    def _set_name(self, key: str, name: Name) -> None:
         self._drop_name(key)
-        previous = self._names.get(phrase_id)
+        previous = self._names.get(name)
         if previous is not None:
             self._name_of.pop(previous, None)
-        self._names[phrase_id] = key
-        self._name_of[key] = phrase_id
+        self._names[name] = key
+        self._name_of[key] = name
 
     def _drop_name(self, key: str) -> None:
         name = self._name_of.pop(key, None)

@@ -135,18 +135,22 @@ class Storage:
         await self.settled()
         return await self.run(fn)
 
-    async def load_good(self, key: str) -> tuple[Phrase, bytes] | None:
-        """The row and master bytes when both exist and agree; else None (a miss)."""
-        row, data = await self.lookup(key)
+    async def load_good(self, key: str, tenant: str | None = None) -> tuple[Phrase, bytes] | None:
+        """The row and master bytes when both exist and agree (and the row is `tenant`'s,
+        when one is given); else None (a miss)."""
+        row, data = await self.lookup(key, tenant)
         return None if row is None or data is None else (row, data)
 
-    async def lookup(self, key: str) -> tuple[Phrase | None, bytes | None]:
-        """The row, and its master bytes when the file is there and agrees with it."""
+    async def lookup(
+        self, key: str, tenant: str | None = None
+    ) -> tuple[Phrase | None, bytes | None]:
+        """The row, and its master bytes when the file is there and agrees with it; nothing
+        for a row that is not `tenant`'s (when one is given), whose file is not read."""
         await self.written(FileStore.phrase_name(key))
 
         def load() -> tuple[Phrase | None, bytes | None]:
             row = self.index.get(key)
-            if row is None:
+            if row is None or tenant not in (None, row.tenant):
                 return None, None
             data = self.files.read(FileStore.phrase_name(key))
             if data is None or len(data) != row.bytes or checksum(data) != row.checksum:

@@ -6,11 +6,13 @@ synthesized once however many whole requests, streams and warm-ups ask for it at
 Usage is counted by key wherever a hit is answered, and eviction judges by it.
 
 A caller that hands an `Admission` (the gateway's scopes, rate limits and quotas) is judged
-in the order of cost: before its text is read, when its key is not known yet (cheap checks
-on what the text could cost), and when it would start a synthesis (charged there, and only
-there: a request that joins a synthesis under way, here or on another replica, is not).
+in the order of cost (cache/admission.py): before its text is read, when its key is not
+known yet (cheap checks on what the text could cost), and when it would start a synthesis
+(charged there, and only there: a request that joins a synthesis under way, here or on
+another replica, is not).
 Texts are read on the frontend's fair share (cache/reading.py). The generations
-themselves: cache/generations.py.
+themselves: cache/generations.py. A request is its tenant's (its admission's, else its
+own): it is read with that tenant's words and keyed with it (cache/overlays.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from cache.rows import RowCache
 from cache.storage import Storage
 from cache.storing import KEEP, Storing
 from cache.synthesizer import Synthesizer
+from cache.tenants import DEFAULT_TENANT, Tenants
 from cache.upkeep import Upkeep
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
@@ -86,6 +89,7 @@ class PromptStore:
         # What replicas on a shared index share beyond the phrases (cache/replicas.py).
         self.replicas = Replicas(self._storage, self._maintenance, self.stats)
         self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
+        self.tenants = Tenants(self._storage)  # quotas, use and stats (cache/tenants.py)
         self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
         self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
@@ -173,23 +177,33 @@ class PromptStore:
     def _read_anew(self) -> None:
         self._keying.read_anew()
 
+    def _scoped(self, request: SpeechRequest, admission: Admission | None) -> SpeechRequest:
+        return self.lexicon.overlays.scoped(
+            request, request.tenant if admission is None else admission.tenant)
+
     async def key_for(
         self, request: SpeechRequest, admission: Admission | None = None, *, remember: bool = True,
     ) -> str:
-        """The request's key: what the engine will say, its version and the settings. A
-        key not known yet is read on the frontend's fair share, once `admission` allows it,
-        and remembered for the next time unless `remember` is False (no-store: its text is
-        not kept, in memory either)."""
-        return await self._keying.key_for(request, admission, remember=remember)
+        """The request's key: what the engine will say, its version, the settings and the
+        tenant. A key not known yet is read on the frontend's fair share, once `admission`
+        allows it, and remembered for the next time unless `remember` is False (no-store:
+        its text is not kept, in memory either)."""
+        return await self._keying.key_for(self._scoped(request, admission), admission,
+                                          remember=remember)
 
-    async def phrase(self, key: str, *, count: bool = True) -> Phrase | None:
+    async def phrase(
+        self, key: str, *, count: bool = True, tenant: str | None = None
+    ) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
-        none (a malformed key included). `count` records it as a listener's hit."""
+        none (a malformed key included), or it is not `tenant`'s (when one is given: found
+        as a key never stored is, in the index). `count` records a listener's hit."""
         row = self._rows.get(key)
+        if row is not None and tenant not in (None, row.tenant):
+            row = None  # another tenant's: not even the time taken tells it is stored
         if row is None:
             if not is_key(key):
                 return None
-            found = await self._storage.load_good(key)
+            found = await self._storage.load_good(key, tenant)
             if found is None:
                 return None
             row = found[0]
@@ -198,14 +212,16 @@ class PromptStore:
             self._usage.hit(key, row.synth_seconds)
         return row
 
-    async def named(self, phrase_id: str, *, count: bool = True) -> Phrase | None:
-        """The current phrase of a phrase id (the newest pinned one); `count` records it as
-        a listener's hit."""
+    async def named(
+        self, phrase_id: str, tenant: str = DEFAULT_TENANT, *, count: bool = True
+    ) -> Phrase | None:
+        """The current phrase of a phrase id in the tenant's namespace (its own, else a
+        public one: Index.named); `count` records it as a listener's hit."""
         # On a shared index another replica may have moved the name: the index decides.
-        key = None if self._storage.shared else self._rows.named(phrase_id)
+        key = None if self._storage.shared else self._rows.named(tenant, phrase_id)
         if key is None:
             index = self.index
-            row = await self._storage.read(lambda: index.named(phrase_id))
+            row = await self._storage.read(lambda: index.named(phrase_id, tenant))
             if row is None:
                 return None
             key = row.key
@@ -232,6 +248,7 @@ class PromptStore:
         Live requests count as hits or misses; warm-up does not. `admission` judges a
         caller's request before it costs anything (see Admission); `storing` says whether
         and how long the phrase is kept, or that it is made again (cache/storing.py)."""
+        request = self._scoped(request, admission)
         key = await self.key_for(request, admission, remember=storing.keep)
         return await self._obtain(request, key, priority, admission, storing)
 
@@ -239,6 +256,7 @@ class PromptStore:
         self, request: SpeechRequest, key: str, priority: Priority, admission: Admission | None,
         storing: Storing,
     ) -> StoredPhrase:
+        """The stored phrase for a request already scoped to its tenant, whose key is known."""
         live = priority == Priority.LIVE
         row = None if storing.refresh else self._rows.get(key)
         found = row if row is not None else await self._starter.start(
@@ -257,8 +275,9 @@ class PromptStore:
             instead = self.synthesizer.fallback(request)
             if instead is None:
                 raise
-            spoken = await self.get_or_synthesize(  # admitted once
-                instead, priority=priority, storing=dataclasses.replace(storing, refresh=False))
+            spoken = await self.get_or_synthesize(  # admitted once; the request's tenant's
+                dataclasses.replace(instead, tenant=request.tenant), priority=priority,
+                storing=dataclasses.replace(storing, refresh=False))
             return dataclasses.replace(spoken, fallback=instead.voice)
         self._count(stored, live)
         if not live and stored.saved is not None:
@@ -279,6 +298,7 @@ class PromptStore:
         already (`SpeechStream.stored`). Close the stream when done; the last stream to
         leave a generation early stops it, unless a whole request waits for it too.
         `admission` and `storing` as in get_or_synthesize."""
+        request = self._scoped(request, admission)
         key = await self.key_for(request, admission, remember=storing.keep)
         live = priority == Priority.LIVE
         row = None if storing.refresh else self._rows.get(key)
@@ -331,6 +351,7 @@ class PromptStore:
     ) -> Audio:
         """The request's audio encoded as fmt (at rate): the one entry point for routes
         (`admission`, `storing`: see get_or_synthesize)."""
+        request = self._scoped(request, admission)
         key = await self.key_for(request, admission, remember=storing.keep)
         row = None if storing.refresh else self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
@@ -382,25 +403,26 @@ class PromptStore:
 
     async def name(
         self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
-        text: str | None = None,
+        public: bool = False, text: str | None = None,
     ) -> bool:
-        """Give a stored phrase its phrase id and tags, and pin it (another phrase with that
-        id loses it); its `text` is kept when `store_text` keeps named phrases' texts.
-        False when the phrase is no longer stored."""
+        """Give a stored phrase its phrase id and tags, and pin it (another phrase of its
+        tenant with that id loses it); `public`: other tenants may play it under that id.
+        Its `text` is kept when `store_text` keeps named phrases' texts. False when the
+        phrase is no longer stored."""
         index = self.index
         kept = None if text is None else kept_text(
             self._keeper.store_text, text, named=phrase_id is not None)
-        named = await self._storage.write(
-            lambda: index.set_named(key, phrase_id=phrase_id, tags=tags, pinned=pinned, text=kept)
-        )
-        if named:
-            self._rows.rename(key, phrase_id=phrase_id, tags=tags, pinned=pinned)
-        return named
+        tenant = await self._storage.write(lambda: index.set_named(
+            key, phrase_id=phrase_id, tags=tags, pinned=pinned, public=public, text=kept))
+        if tenant is not None:
+            self._rows.rename(key, tenant=tenant, phrase_id=phrase_id, tags=tags, pinned=pinned,
+                              public=public)
+        return tenant is not None
 
-    async def unpin_except(self, keep: Sequence[str]) -> int:
-        """Unpin and unname every pinned phrase whose key is not in keep."""
+    async def unpin_except(self, keep: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
+        """Unpin and unname every pinned phrase of the tenant whose key is not in keep."""
         index = self.index
-        gone = await self._storage.write(lambda: index.unpin_except(keep))
+        gone = await self._storage.write(lambda: index.unpin_except(keep, tenant))
         self._rows.unpin(gone)
         return len(gone)
 

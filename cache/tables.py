@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,6 +44,10 @@ class PhraseRow(Base):
     text_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # When an unnamed, unpinned prompt is removed (epoch seconds; None: never).
     expires: Mapped[float | None] = mapped_column(Float, index=True, nullable=True)
+    # Whose phrase it is (its key hashes the tenant too); `public`: named phrases any tenant
+    # may play under their phrase id when it has none of its own (the phrase files').
+    tenant: Mapped[str] = mapped_column(String(32), index=True, server_default="default")
+    public: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class VariantRow(Base):
@@ -86,6 +90,8 @@ class Phrase:
     tags: tuple[str, ...]
     expires: float | None = None  # when it is removed, unless it is named or pinned
     text_length: int | None = None  # characters of its text, kept or not
+    tenant: str = "default"
+    public: bool = False
 
     @property
     def expiry(self) -> float | None:
@@ -110,7 +116,8 @@ def phrase_of(row: PhraseRow | Row[Any]) -> Phrase:
         row.key, row.text, row.engine, row.engine_version, row.voice, row.style, row.speed,
         row.pitch, row.volume, row.duration, row.sample_rate, row.bytes, row.checksum,
         row.synth_seconds, row.created, row.last_used, row.hits, row.pinned, row.phrase_id,
-        tuple(json.loads(row.tags or "[]")), row.expires, row.text_length,
+        tuple(json.loads(row.tags or "[]")), row.expires, row.text_length, row.tenant,
+        bool(row.public),
     )
 
 
@@ -153,6 +160,8 @@ class ApiKeyRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # the secret's start, to recognise it
     scope: Mapped[str] = mapped_column(String(16))
+    # The tenant whose prompts the key makes and hears; NULL: a site-wide admin key.
+    tenant: Mapped[str | None] = mapped_column(String(32), nullable=True)
     rate: Mapped[int | None] = mapped_column(Integer, nullable=True)  # misses per minute
     quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # characters per day
     created: Mapped[float] = mapped_column(Float)
@@ -197,3 +206,34 @@ class LexiconWordRow(Base):
     word: Mapped[str] = mapped_column(String(64), primary_key=True)
     pinyin: Mapped[str] = mapped_column(String(400))
     updated: Mapped[float] = mapped_column(Float)
+
+
+class TenantWordRow(Base):
+    """A word of one tenant's lexicon and its pinyin: said so in that tenant's prompts only,
+    over the site's words."""
+
+    __tablename__ = "tenant_words"
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pinyin: Mapped[str] = mapped_column(String(400))
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class TenantRow(Base):
+    """A tenant's settings (a tenant needs none to exist: its keys name it)."""
+
+    __tablename__ = "tenants"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # characters per day
+    created: Mapped[float] = mapped_column(Float)
+
+
+class TenantUsageRow(Base):
+    """Characters and syntheses a tenant's callers were charged for on one UTC day (its
+    daily quota counts the characters)."""
+
+    __tablename__ = "tenant_usage"
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    characters: Mapped[int] = mapped_column(Integer)
+    misses: Mapped[int] = mapped_column(Integer)

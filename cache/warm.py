@@ -1,8 +1,14 @@
-"""Warm-up jobs: fill the store with named phrases at low priority, pin them, report progress."""
+"""Warm-up jobs: fill the store with named phrases at low priority, pin them, report progress.
+
+A job's phrases are one tenant's (named in its namespace), and may be public (other tenants
+play them by id when they have none of their own); the phrase files are the site's, the
+default tenant's, public.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -12,6 +18,7 @@ from typing import Any
 
 from cache.keys import SpeechRequest
 from cache.store import PromptStore
+from cache.tenants import DEFAULT_TENANT
 from config.phrases import PhraseSpec
 from synth.worker import Priority, QueueFullError
 
@@ -30,6 +37,8 @@ class WarmJob:
     id: str
     total: int
     replace_pins: bool
+    tenant: str = DEFAULT_TENANT
+    public: bool = False
     state: str = "queued"  # queued, running, done, failed
     done: int = 0
     synthesized: int = 0
@@ -50,7 +59,8 @@ class WarmJob:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready progress."""
         return {
-            "job_id": self.id, "state": self.state, "total": self.total, "done": self.done,
+            "job_id": self.id, "tenant": self.tenant, "public": self.public,
+            "state": self.state, "total": self.total, "done": self.done,
             "synthesized": self.synthesized, "failed": self.failed, "eta_seconds": self.eta_seconds,
             "started": self.started, "finished": self.finished, "error": self.error,
         }
@@ -84,11 +94,12 @@ class Warmer:
 
     def start(
         self, phrases: Sequence[PhraseSpec], *, replace_pins: bool = False,
-        progress: Progress | None = None,
+        progress: Progress | None = None, tenant: str = DEFAULT_TENANT, public: bool = False,
     ) -> WarmJob:
-        """Start a job in the background. With replace_pins, phrases that are not in this
-        set lose their pin and name when it completes (the configured files changed)."""
-        job = WarmJob(uuid.uuid4().hex, len(phrases), replace_pins)
+        """Start a job in the background, for the tenant. With replace_pins, the tenant's
+        phrases that are not in this set lose their pin and name when it completes (the
+        configured files changed)."""
+        job = WarmJob(uuid.uuid4().hex, len(phrases), replace_pins, tenant, public)
         self._jobs[job.id] = job
         if replace_pins:
             self._latest_replace = job.id
@@ -104,10 +115,10 @@ class Warmer:
 
     async def run(
         self, phrases: Sequence[PhraseSpec], *, replace_pins: bool = False,
-        progress: Progress | None = None,
+        progress: Progress | None = None, public: bool = False,
     ) -> WarmJob:
-        """Start a job and wait for it."""
-        job = self.start(phrases, replace_pins=replace_pins, progress=progress)
+        """Start a job (for the default tenant) and wait for it."""
+        job = self.start(phrases, replace_pins=replace_pins, progress=progress, public=public)
         await self._tasks[job.id]
         return job
 
@@ -126,7 +137,7 @@ class Warmer:
 
     async def _one(self, job: WarmJob, spec: PhraseSpec) -> None:
         try:
-            request = self._make_request(spec)
+            request = dataclasses.replace(self._make_request(spec), tenant=job.tenant)
         except Exception as exc:  # the factory names the field; keep its message
             job.failed.append({"id": spec.id, "where": spec.where, "reason": str(exc)})
             return
@@ -136,7 +147,8 @@ class Warmer:
                 stored = await self._store.get_or_synthesize(request, priority=Priority.WARM)
                 # Pinned first, so eviction cannot take it while its encodings are made.
                 if not await self._store.name(
-                    stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True, text=request.text
+                    stored.key, phrase_id=spec.id, tags=spec.tags, pinned=True,
+                    public=job.public, text=request.text,
                 ):
                     evicted += 1  # evicted between synthesis and pinning
                     if evicted < 3:
@@ -169,10 +181,10 @@ class Warmer:
                 return
             keep = list(job.keys.values())
             for failure in job.failed:
-                current = await self._store.named(failure["id"], count=False)
-                if current is not None:
+                current = await self._store.named(failure["id"], job.tenant, count=False)
+                if current is not None and current.tenant == job.tenant:
                     keep.append(current.key)
-            unpinned = await self._store.unpin_except(keep)
+            unpinned = await self._store.unpin_except(keep, job.tenant)
         if unpinned:
             log.info("unpinned %d phrases no longer in the phrase files", unpinned)
 

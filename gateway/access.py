@@ -2,9 +2,11 @@
 
 The middleware finds who the request comes from (gateway/caller.py), refuses what its
 scope does not allow (`play` hears stored audio, `synthesize` may make new audio, `admin`
-may use /admin/*), and keeps the principal on the request. What a speaking request may
-cost is judged later, by the store, through its admission (gateway/admission.py); how its
-answer may be cached follows from the principal (gateway/caching.py).
+may use /admin/*), and keeps the principal on the request; a stored route that anyone may
+hear is told the caller's tenant too (its prompts and phrase ids are that tenant's). What
+a speaking request may cost is judged later, by the store, through its admission
+(gateway/admission.py); how its answer may be cached follows from the principal
+(gateway/caching.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gateway.caller import PRINCIPAL, Callers, Principal
 from gateway.errors import Forbidden, Unauthorized, Unavailable
 from gateway.logs import note
 from gateway.state import SETTINGS, STORE
+from synth.request import DEFAULT_TENANT
 
 # Routes by what they need: speaking routes synthesize misses (the pronunciation preview
 # synthesizes nothing, but takes the frontend's time); stored routes only play.
@@ -81,10 +84,15 @@ def add_access(app: web.Application, store: Callable[[], PromptStore]) -> None:
     ) -> web.StreamResponse:
         access = request.app[ACCESS]
         need = access.need(request)
-        if need is not None:
-            principal = await access.callers.principal(request, store())
+        stored = request.match_info.route.name in STORED
+        if need is not None or stored:
+            principal = await access.callers.principal(
+                request, store(), strict=None if need is not None else False)
             note(client=principal.name)  # the access log names the key, never its secret
-            access.require(principal, need)
+            if principal.tenant != DEFAULT_TENANT:
+                note(tenant=principal.tenant)
+            if need is not None:
+                access.require(principal, need)
             request[PRINCIPAL] = principal
         return await handler(request)
 
@@ -102,6 +110,8 @@ async def authorize(request: web.Request, secret: str | None, need: str = "play"
         raise Unavailable("the gateway is still starting", retry_after=2)
     principal = await access.callers.principal(request, request.app[STORE], given=secret)
     note(client=principal.name)
+    if principal.tenant != DEFAULT_TENANT:
+        note(tenant=principal.tenant)
     access.require(principal, need)
     request[PRINCIPAL] = principal
     return principal

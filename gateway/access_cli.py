@@ -1,5 +1,6 @@
 """`huiyin keys …`, `huiyin sign …`, `huiyin url …` and `huiyin lexicon …`: API keys and
-the site's words in the index, signed prompt URLs, and prompt URLs for a PBX's dialplan."""
+the site's (and tenants') words in the index, signed prompt URLs, and prompt URLs for a
+PBX's dialplan. Tenants' own commands: gateway/tenant_cli.py."""
 
 from __future__ import annotations
 
@@ -69,14 +70,15 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
 
     def create(table: KeyTable) -> int:
         try:
-            key, secret = table.create(args.name, args.scope, args.rate, args.quota)
+            key, secret = table.create(args.name, args.scope, args.rate, args.quota, args.tenant)
         except KeyFieldError as exc:
             print(f"huiyin: error: {exc}", file=sys.stderr)
             return 2
-        audit_log(_who(), "key_create", key.name, scope=key.scope)
+        audit_log(_who(), "key_create", key.name, scope=key.scope, tenant=key.tenant)
         print(secret)
-        print(f"huiyin: key '{key.name}' ({key.scope}) created; this is the only time its "
-              "secret is shown", file=sys.stderr)
+        owner = "site-wide" if key.tenant is None else f"tenant {key.tenant}"
+        print(f"huiyin: key '{key.name}' ({key.scope}, {owner}) created; this is the only "
+              "time its secret is shown", file=sys.stderr)
         return 0
 
     return _with_keys(args, create)
@@ -84,14 +86,15 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
 
 def _cmd_keys_list(args: argparse.Namespace) -> int:
     def show(table: KeyTable) -> int:
-        keys = table.all()
+        keys = table.all(args.tenant)
         if args.json:
             print(json.dumps([k.as_dict() for k in keys], ensure_ascii=False, indent=2))
             return 0
-        print(f"{'NAME':24} {'SCOPE':10} {'PREFIX':10} {'RATE/MIN':>8} {'QUOTA/DAY':>10}  STATE")
+        print(f"{'NAME':24} {'SCOPE':10} {'TENANT':16} {'PREFIX':10} {'RATE/MIN':>8} "
+              f"{'QUOTA/DAY':>10}  STATE")
         for k in keys:
-            print(f"{k.name:24} {k.scope:10} {k.prefix:10} {k.rate or '-':>8} "
-                  f"{k.quota or '-':>10}  {'revoked' if k.revoked else 'live'}")
+            print(f"{k.name:24} {k.scope:10} {k.tenant or '(site-wide)':16} {k.prefix:10} "
+                  f"{k.rate or '-':>8} {k.quota or '-':>10}  {'revoked' if k.revoked else 'live'}")
         return 0
 
     return _with_keys(args, show)
@@ -120,7 +123,7 @@ def _cmd_keys_secret(args: argparse.Namespace) -> int:
 
 def _cmd_sign(args: argparse.Namespace) -> int:
     from gateway.logs import audit_log, configure
-    from gateway.signing import sign
+    from gateway.signing import for_tenant, sign
 
     settings = _settings(args)
     if not settings.url_signing_secret:
@@ -131,13 +134,13 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        signed = sign(target, settings.url_signing_secret[0], args.ttl,
+        signed = sign(for_tenant(target, args.tenant), settings.url_signing_secret[0], args.ttl,
                       bucket=settings.url_signing_bucket)
     except ValueError as exc:
         print(f"huiyin: error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
-    audit_log(_who(), "sign", parts.path, ttl=args.ttl)
+    audit_log(_who(), "sign", parts.path, ttl=args.ttl, tenant=args.tenant)
     print(origin + signed)
     return 0
 
@@ -152,7 +155,7 @@ def _default_base(settings: Settings) -> str:
 def _cmd_url(args: argparse.Namespace) -> int:
     from gateway.logs import audit_log, configure
     from gateway.pbx_urls import UrlError, check_base, check_format, for_dialplan, prompt_target
-    from gateway.signing import sign
+    from gateway.signing import for_tenant, sign
 
     settings = _settings(args)
     fmt = args.format or DEFAULT_FORMAT
@@ -161,6 +164,9 @@ def _cmd_url(args: argparse.Namespace) -> int:
     try:
         if args.ttl is not None and not args.sign:
             raise UrlError("--ttl applies to signed URLs: add --sign")
+        if args.tenant is not None and not args.sign:
+            raise UrlError("--tenant is carried by signed URLs only: add --sign (a key names "
+                           "its own tenant)")
         if len(args.text) > text_limit(args.text, settings.max_text_length):
             raise UrlError(f"the text is longer than max_text_length ({settings.max_text_length})")
         rate = check_format(args.pbx, fmt, args.rate)
@@ -173,7 +179,7 @@ def _cmd_url(args: argparse.Namespace) -> int:
                 raise UrlError("--sign: no url_signing_secret is configured (`huiyin keys "
                                "secret` makes one)")
             ttl = 86400 if args.ttl is None else args.ttl
-            target = sign(target, settings.url_signing_secret[0], ttl,
+            target = sign(for_tenant(target, args.tenant), settings.url_signing_secret[0], ttl,
                           bucket=settings.url_signing_bucket)
         said = for_dialplan(args.pbx, base + target, plain_http=args.plain_http, xml=args.xml)
     except ValueError as exc:  # UrlError, or sign()'s ttl
@@ -181,7 +187,7 @@ def _cmd_url(args: argparse.Namespace) -> int:
         return 2
     if args.sign:
         configure(settings.log_level)
-        audit_log(_who(), "sign", target.partition("?")[0], ttl=ttl)
+        audit_log(_who(), "sign", target.partition("?")[0], ttl=ttl, tenant=args.tenant)
     print(said)
     return 0
 
@@ -215,15 +221,21 @@ examples:
 
 def _cmd_lexicon(args: argparse.Namespace) -> int:
     from cache.lexicon import check_entry, put_word, remove_word, site_words
+    from cache.overlays import check_tenant_word, put_tenant_word, remove_tenant_word, tenant_words
     from gateway.logs import audit_log
     from synth.engine import InvalidInputError, SynthesisError
     from synth.fastspeech2 import voice_syllables
     from synth.frontend import LexiconError, parse_lexicon
 
     pinyin = " ".join(getattr(args, "pinyin", ()))
+    tenant = args.tenant
+    if tenant is not None and not _tenant_name(tenant):
+        return 2
     if args.lexicon_command == "add":  # checked against the voice before the index is opened
         try:
             check_entry(args.word, pinyin)  # what one lexicon line can hold
+            if tenant is not None:
+                check_tenant_word(args.word, pinyin)  # said as a phoneme
             valid = voice_syllables(_settings(args).models_dir)
             parse_lexicon([f"{args.word}\t{pinyin}"], "the word", valid)
         except InvalidInputError as exc:
@@ -238,22 +250,44 @@ def _cmd_lexicon(args: argparse.Namespace) -> int:
 
     def edit(engine: Engine) -> int:
         if args.lexicon_command == "list":
-            for word, said in site_words(engine).items():
+            listed = site_words(engine) if tenant is None else tenant_words(engine).get(tenant, {})
+            for word, said in listed.items():
                 print(f"{word}\t{said}")
             return 0
         if args.lexicon_command == "remove":
-            if not remove_word(engine, args.word):
-                print(f"huiyin: error: no site word '{args.word}'", file=sys.stderr)
+            if not (remove_word(engine, args.word) if tenant is None
+                    else remove_tenant_word(engine, tenant, args.word)):
+                whose = "site" if tenant is None else f"tenant '{tenant}'"
+                print(f"huiyin: error: no {whose} word '{args.word}'", file=sys.stderr)
                 return 1
-            audit_log(_who(), "lexicon_delete", args.word)
+            audit_log(_who(), "lexicon_delete", args.word, tenant=tenant)
         else:
-            put_word(engine, args.word, pinyin)
-            audit_log(_who(), "lexicon_put", args.word)
+            if tenant is None:
+                put_word(engine, args.word, pinyin)
+            else:
+                put_tenant_word(engine, tenant, args.word, pinyin)
+            audit_log(_who(), "lexicon_put", args.word, tenant=tenant)
         print("huiyin: saved; running gateways read with it within a few seconds and "
               "make its pinned phrases again", file=sys.stderr)
         return 0
 
     return _with_index(args, edit)
+
+
+def _tenant_name(name: str) -> bool:
+    """Whether a --tenant is a tenant's name (else says why on stderr)."""
+    from cache.credentials import TENANT_NAME
+
+    if TENANT_NAME.fullmatch(name):
+        return True
+    print("huiyin: error: tenant: 1 to 32 lower-case letters, digits, '_' or '-', starting "
+          "with a letter or digit", file=sys.stderr)
+    return False
+
+
+_TENANT_HELP = ("the tenant (1 to 32 of a-z 0-9 _ -) whose prompts the key makes and hears "
+                "(default: 'default'; an admin key without one is site-wide: it administers "
+                "every tenant)")
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -267,9 +301,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     create.add_argument("--rate", type=int,
                         help="misses per minute (default: the setting rate_limit_misses)")
     create.add_argument("--quota", type=int, help="characters synthesized per UTC day")
+    create.add_argument("--tenant", help=_TENANT_HELP)
     create.set_defaults(func=_cmd_keys_create)
-    listing = keys_sub.add_parser("list", help="every key, without secrets")
+    listing = keys_sub.add_parser("list", help="every key, with its tenant, without secrets")
     listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.add_argument("--tenant", help="only this tenant's keys")
     listing.set_defaults(func=_cmd_keys_list)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
@@ -278,22 +314,31 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "secret", help="print a new random secret for url_signing_secret"
     ).set_defaults(func=_cmd_keys_secret)
 
-    lexicon = sub.add_parser("lexicon", help="the site's words, kept in the index")
+    lexicon = sub.add_parser("lexicon", help="the site's words (and each tenant's own), kept "
+                                             "in the index")
     lexicon_sub = lexicon.add_subparsers(dest="lexicon_command", required=True)
+    whose = ("a tenant's own words instead of the site's: said so in that tenant's prompts "
+             "only, over the site's (Chinese words only)")
     add = lexicon_sub.add_parser("add", help="add or change a word: huiyin lexicon add 重庆 chong2 qing4")
     add.add_argument("word")
     add.add_argument("pinyin", nargs="+", help="toned syllables, one per character")
+    add.add_argument("--tenant", help=whose)
     add.set_defaults(func=_cmd_lexicon)
     remove = lexicon_sub.add_parser("remove", help="remove a word")
     remove.add_argument("word")
+    remove.add_argument("--tenant", help=whose)
     remove.set_defaults(func=_cmd_lexicon)
-    lexicon_sub.add_parser("list", help="every site word").set_defaults(func=_cmd_lexicon)
+    listing = lexicon_sub.add_parser("list", help="every site word (or a tenant's)")
+    listing.add_argument("--tenant", help=whose)
+    listing.set_defaults(func=_cmd_lexicon)
 
     signer = sub.add_parser("sign", help="sign a prompt URL for clients that send no headers")
     signer.add_argument("url", help="'/tts.ulaw?text=…' or a full http(s) URL")
     signer.add_argument("--ttl", type=int, default=86400,
                         help="seconds the signature is valid at least (default 86400; exp "
                              "falls on a url_signing_bucket boundary)")
+    signer.add_argument("--tenant", help="sign it for a tenant: its fetches make and hear that "
+                                         "tenant's prompts (tenant= is added, and signed)")
     signer.set_defaults(func=_cmd_sign)
 
     url = sub.add_parser(
@@ -324,6 +369,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                           "url_signing_bucket boundary, so the URL stays the same for a bucket)")
     url.add_argument("--ttl", type=int,
                      help="with --sign: seconds the signature is valid at least (default 86400)")
+    url.add_argument("--tenant", help="with --sign: the tenant whose prompt it is (tenant= is "
+                                      "added, and signed)")
     url.add_argument("--plain-http", action="store_true",
                      help="FreeSWITCH: print http://… without the http_cache:// prefix (needs "
                           "enable-file-formats=true in http_cache.conf)")

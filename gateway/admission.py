@@ -4,8 +4,10 @@ Credentials, scope and signature are judged first, by the access middleware, bef
 handler reads anything. A speaking request then meets the store with an `Admitted` (the
 store's `Admission`): before its text is read into a key (when the key is not known
 already), its client's rate limit must have room for one more miss and its key's quota
-room for what the text could say; only when it starts a synthesis is it charged, a miss
-token, its characters per minute and its quota. A request that finds stored audio, or
+room for what the text could say, and so its tenant's quota; only when it starts a
+synthesis is it charged, a miss token, its characters per minute, its tenant's day (every
+synthesis is counted there, for the tenant's stats, and against its quota if it has one)
+and its key's quota. A request that finds stored audio, or
 joins a synthesis under way, is never charged. Characters are the characters said: an SSML
 document's markup is not counted, as the length limit does not count it.
 """
@@ -31,6 +33,7 @@ from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
 from gateway.state import STORE
 from synth.memo import memo
+from synth.scope import reading_as, scope_for
 from synth.ssml import is_ssml, parse_document
 
 T = TypeVar("T")
@@ -42,7 +45,8 @@ _MARKUP = re.compile(r"<[^>]*>")
 
 def said_characters(text: str) -> int:
     """The characters a text says: an SSML document's text, its markup not counted (a
-    plain text is only counted: no copy of it is kept)."""
+    plain text is only counted: no copy of it is kept; a document's count is remembered in
+    the caller's reading scope: synth/scope.py)."""
     return _document_characters(text) if is_ssml(text) else len(text)
 
 
@@ -111,10 +115,15 @@ class Admitted:
         """Whose share of the frontend's time its texts take: its rate limit's bucket."""
         return self._principal.bucket
 
+    @property
+    def tenant(self) -> str:
+        """Whose prompts its requests are."""
+        return self._principal.tenant
+
     async def before_reading(self, request: SpeechRequest) -> None:
         """Refuse, before its text is read, a request that could not be synthesized now:
         no room in its rate limit, or less quota left than its text could say."""
-        await self._may_cost(lambda: said_characters(request.text))
+        await self._may_cost(lambda: self._said(request.text))
 
     async def before_parsing(self, document: str) -> None:
         """The same for an SSML document before it is parsed: what it could say is its
@@ -135,6 +144,9 @@ class Admitted:
                 left = await self._store.credentials.remaining(key)
                 if left is not None and left < characters:
                     self._quota_exceeded()
+            left = await self._store.tenants.remaining(self.tenant)
+            if left is not None and left < characters:
+                self._tenant_quota_exceeded()
 
     async def admit(self, request: SpeechRequest) -> None:
         """Charge a request that starts a synthesis: the quota is judged before any rate
@@ -143,7 +155,7 @@ class Admitted:
         if not principal.allows("synthesize"):
             raise Forbidden(f"the key '{principal.name}' has the scope play: it hears "
                             "stored audio only, and this text is not stored")
-        characters = said_characters(request.text)
+        characters = self._said(request.text)
         key = principal.key
         quota = key is not None and key.quota is not None
         if quota:
@@ -153,10 +165,15 @@ class Admitted:
                 self._quota_exceeded()
         draws = self._draws(characters)
         self._rate_limited(await self._store.buckets.take(draws))
+        tenants = self._store.tenants
+        if await tenants.charge(self.tenant, characters) is None:  # its quota is used up
+            await self._store.buckets.give(draws)
+            self._tenant_quota_exceeded()
         if quota:
             assert key is not None
             if await self._store.credentials.charge(key, characters) is None:  # taken meanwhile
                 await self._store.buckets.give(draws)
+                await tenants.give_back(self.tenant, characters)
                 self._quota_exceeded()
 
     async def preview(self, request: SpeechRequest) -> None:
@@ -164,7 +181,11 @@ class Admitted:
         synthesized)."""
         async with _paused_refusals():
             self._rate_limited(await self._store.buckets.take(
-                self._draws(said_characters(request.text))))
+                self._draws(self._said(request.text))))
+
+    def _said(self, text: str) -> int:
+        with reading_as(scope_for(self.tenant)):
+            return said_characters(text)
 
     def _draws(self, characters: int) -> list[Draw]:
         return self._limits.draws(self._principal, characters)
@@ -180,6 +201,10 @@ class Admitted:
         raise QuotaExceeded(f"the key '{key.name}' has used its {key.quota} characters of today "
                             "(UTC)", retry_after=seconds_to_midnight())
 
+    def _tenant_quota_exceeded(self) -> None:
+        raise QuotaExceeded(f"the tenant '{self.tenant}' has used its characters of today (UTC)",
+                            retry_after=seconds_to_midnight())
+
 
 LIMITS = web.AppKey("limits", Limits)
 
@@ -193,7 +218,13 @@ async def checked_speech(request: web.Request, text: object, build: Callable[[],
         return build()
     admission = admission_for(request)
     await admission.before_parsing(text)
-    return await request.app[STORE].reading.run(admission.client, build)
+    scope = scope_for(admission.tenant)  # parsed documents are remembered per tenant
+
+    def scoped() -> T:
+        with reading_as(scope):
+            return build()
+
+    return await request.app[STORE].reading.run(admission.client, scoped)
 
 
 def admission_for(request: web.Request) -> Admitted:

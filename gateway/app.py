@@ -115,7 +115,7 @@ def create_app(
                 phrases = await loop.run_in_executor(None, configured_phrases, app)
                 # Replicas on one index: the one that claims it warms for all of them.
                 if await running.store.replicas.claim(_STARTUP_WARM_UP):
-                    job = running.warmer.start(phrases, replace_pins=True)
+                    job = running.warmer.start(phrases, replace_pins=True, public=True)
                     log.info("warming %d configured phrases (job %s)", job.total, job.id)
                     release = asyncio.create_task(_unclaim_after(running, job.id))
                     app[_UNCLAIMING] = release

@@ -1,6 +1,11 @@
 """Who a request comes from: a key (`Authorization: Bearer` or `X-API-Key`), the bootstrap
 admin token, a signed URL, or an anonymous client known by its address. Each request is
-judged once, by the access middleware, into a `Principal` kept on the request."""
+judged once, by the access middleware, into a `Principal` kept on the request.
+
+A principal is one tenant's (cache/tenants.py): its key's, the one its signed URL names
+(`tenant=`, signed with the rest), else the `default` tenant. A site-wide admin (the admin
+token, an admin key made without a tenant) speaks as the default tenant and administers
+every tenant."""
 
 from __future__ import annotations
 
@@ -14,12 +19,13 @@ from dataclasses import dataclass, replace
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from cache.credentials import SCOPES, SECRET, ApiKey
+from cache.credentials import SCOPES, SECRET, TENANT_NAME, ApiKey
 from cache.store import PromptStore
 from config import Settings
 from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.nostore import says_no_store
 from gateway.signing import SignatureError, is_signed, verify
+from synth.request import DEFAULT_TENANT
 
 # GET routes whose URLs may be signed: what IVR platforms fetch.
 SIGNABLE = frozenset({"tts", "tts_stream", "prompt", "phrase"})
@@ -41,10 +47,17 @@ class Principal:
     key: ApiKey | None = None
     by_header: bool = False  # answered to a header credential: shared caches must not keep it
     expires: int | None = None  # a signed URL's expiry: nobody keeps its answer past it
+    tenant: str = DEFAULT_TENANT  # whose prompts it makes and hears
+    site: bool = False  # a site-wide admin: it administers (and hears) every tenant
 
     def allows(self, scope: str) -> bool:
         """Whether the principal's scope includes `scope`."""
         return self.scope is not None and SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+    @property
+    def hears(self) -> str | None:
+        """The tenant whose stored prompts it may hear by key (None: every tenant's)."""
+        return None if self.site else self.tenant
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -169,18 +182,36 @@ class Callers:
 
     def _keyed(self, key: ApiKey) -> Principal:
         scope = key.scope if self.guarded or key.scope == "admin" else "synthesize"
-        return Principal(key.name, scope, f"key:{key.id}", key, by_header=self.guarded)
+        tenant = DEFAULT_TENANT if key.tenant is None else key.tenant
+        # Another tenant's answer to a URL anyone may ask is never a shared cache's to keep.
+        return Principal(key.name, scope, f"key:{key.id}", key,
+                         by_header=self.guarded or tenant != DEFAULT_TENANT, tenant=tenant,
+                         site=key.tenant is None)
 
     async def principal(
         self, request: web.Request, store: PromptStore, *, given: str | None = None,
+        strict: bool | None = None,
     ) -> Principal:
         """Who the request comes from: 401 for a credential that names no live key, 400/403
         for a malformed or refused signature, where they matter (under access: keys, and on
-        /admin/*); under access: open anything else makes an anonymous speaker. `given` is a
-        credential a protocol carries elsewhere (a token header, field or message of its
-        own), taken when the request has no key header."""
+        /admin/*, unless `strict` says otherwise); elsewhere anything else makes an
+        anonymous caller. `given` is a credential a protocol carries elsewhere (a token
+        header, field or message of its own), taken when the request has no key header. On
+        a route whose URLs may be signed, a `tenant` parameter is taken only inside a signed
+        URL (400 elsewhere)."""
+        found = await self._principal(request, store, given, strict)
+        signable = request.match_info.route.name in SIGNABLE
+        if signable and found.name != "signed-url" and "tenant" in request.query:
+            raise BadRequest("the tenant is the key's; a URL names one only when it is signed "
+                             "(huiyin sign --tenant)", "tenant")
+        return found
+
+    async def _principal(
+        self, request: web.Request, store: PromptStore, given: str | None, strict: bool | None,
+    ) -> Principal:
         route = request.match_info.route.name or ""
-        strict = self.guarded or request.path.startswith("/admin/")
+        if strict is None:
+            strict = self.guarded or request.path.startswith("/admin/")
         anonymous = Principal("anonymous", None if self.guarded else "synthesize",
                               f"addr:{client_address(request, self._proxies)}")
         try:
@@ -195,7 +226,8 @@ class Callers:
             return anonymous  # open: anyone may speak, whatever headers a proxy adds
         if secret is not None:
             if self._is_admin_token(secret):
-                return Principal("admin-token", "admin", "admin-token", by_header=self.guarded)
+                return Principal("admin-token", "admin", "admin-token", by_header=self.guarded,
+                                 site=True)
             key = await self.key(store, secret)
             if key is not None:
                 return self._keyed(key)
@@ -203,7 +235,9 @@ class Callers:
                 raise Unauthorized("the API key is not valid (unknown or revoked)")
             return anonymous  # open: an unknown key changes nothing
         query = request.raw_path.partition("?")[2]
-        if self.guarded and route in SIGNABLE and is_signed(query):
+        # Under access: open a signed URL is checked only when it names a tenant.
+        if (route in SIGNABLE and is_signed(query)
+                and (self.guarded or "tenant" in request.query)):
             try:
                 expires = self.verify_signed(request.method, request.raw_path,
                                              remember=not says_no_store(request))
@@ -211,5 +245,16 @@ class Callers:
                 if exc.status == 400:
                     raise BadRequest(str(exc), exc.field) from None
                 raise Forbidden(str(exc), exc.field) from None
-            return replace(anonymous, name="signed-url", scope="synthesize", expires=expires)
+            return replace(anonymous, name="signed-url", scope="synthesize", expires=expires,
+                           tenant=_signed_tenant(request))
         return anonymous
+
+
+def _signed_tenant(request: web.Request) -> str:
+    """The tenant a signed URL names (its signature covers it), else the default one."""
+    named = request.query.getall("tenant", [])
+    if len(named) > 1:
+        raise BadRequest("a signed URL names one tenant", "tenant")
+    if named and not TENANT_NAME.fullmatch(named[0]):
+        raise BadRequest("tenant: 1 to 32 lower-case letters, digits, '_' or '-'", "tenant")
+    return named[0] if named else DEFAULT_TENANT

@@ -12,6 +12,7 @@ from typing import Any
 from config import ConfigError, Settings, load_settings
 from gateway.access_cli import add_commands as add_access_commands
 from gateway.purge_cli import add_purge_command
+from gateway.tenant_cli import add_commands as add_tenant_commands
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -224,7 +225,8 @@ def _cmd_warm(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with open_services(settings, None, load_default_engines) as services:
-            job = await services.warmer.run(specs, progress=ProgressBar("phrases"))
+            # The site's phrases: any tenant plays them by id when it has none of its own.
+            job = await services.warmer.run(specs, progress=ProgressBar("phrases"), public=True)
         return _report(job)
 
     return _run_services(run)
@@ -341,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_cmd_db)
 
     add_access_commands(sub)
+    add_tenant_commands(sub)
 
     models = sub.add_parser("models", help="manage voice models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -60,11 +60,14 @@ def _range(engines: list[dict[str, Any]], name: str) -> dict[str, Any]:
             "maximum": max(r["max"] for r in ranges)}
 
 
+_TENANT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"}
 # A signed URL's parameters (see gateway/signing.py), for clients that send no headers.
 _SIGNED = [
     _query("exp", {"type": "string", "pattern": "^[0-9]{1,12}$"},
            "signed URLs: expiry, a Unix time in seconds"),
     _query("sig", {"type": "string"}, "signed URLs: base64url HMAC-SHA256 of the request"),
+    _query("tenant", _TENANT, "signed URLs only (signed with the rest): the tenant whose prompt "
+                              "it is; anywhere else a 400 (a key names its own tenant)"),
 ]
 # Under access: keys, a key (either header) or a signed URL; under access: open, none.
 _SPEAKER: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}, {"signedUrl": []}, {}]
@@ -73,6 +76,8 @@ _KEY = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "prefix": {"type": "string"},
                    "scope": {"type": "string", "enum": ["play", "synthesize", "admin"]},
+                   "tenant": {"type": "string", "nullable": True,
+                              "description": "its tenant; null: a site-wide admin key"},
                    "rate": {"type": "integer", "nullable": True},
                    "quota": {"type": "integer", "nullable": True},
                    "created": {"type": "number"}, "revoked": {"type": "number", "nullable": True},
@@ -121,11 +126,15 @@ def _purge_path() -> dict[str, Any]:
         "phrase_file": {"type": "string", "description": "a configured phrase file"},
         "older_than": {"type": "number", "minimum": 0,
                        "description": "seconds since the prompt was made"},
+        "tenant": {**_TENANT, "description": "a tenant's prompts (a text is read as its "
+                   "own; without it, as every tenant's); a tenant's admin key purges its own "
+                   "tenant's only"},
     }
     purged = {"type": "object", "required": ["prompts", "bytes"],
               "properties": {"prompts": {"type": "integer"}, "bytes": {"type": "integer"}}}
     return {"/admin/cache": {"delete": {
-        "summary": "Purge stored prompts by key, text, tag, phrase file or age, on every replica",
+        "summary": "Purge stored prompts by key, text, tag, phrase file, age or tenant, on every "
+                   "replica",
         "operationId": "purgeCache", "security": _ADMIN,
         "parameters": [_query(name, schema, schema.get("description", name))
                        for name, schema in selectors.items()],
@@ -145,17 +154,29 @@ def _admin_paths() -> dict[str, Any]:
                 "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
                                "scope": {"type": "string", "enum": ["play", "synthesize", "admin"]},
                                "rate": {"type": "integer", "minimum": 1},
-                               "quota": {"type": "integer", "minimum": 1}}}
+                               "quota": {"type": "integer", "minimum": 1},
+                               "tenant": {**_TENANT, "description": (
+                                   "default: the default tenant's (an admin key: site-wide); "
+                                   "a tenant's admin makes its own tenant's only")}}}
     sign_body = {"type": "object", "additionalProperties": False, "required": ["url"],
                  "properties": {"url": {"type": "string"},
-                                "ttl": {"type": "integer", "minimum": 1}}}
+                                "ttl": {"type": "integer", "minimum": 1},
+                                "tenant": {**_TENANT, "description": (
+                                    "sign it for a tenant (a tenant's admin: its own)")}}}
+    tenant_query = _query("tenant", _TENANT, "a tenant (a tenant's admin key: its own only; "
+                                             "another is a 403)")
+    tenant_stats = {"type": "object", "properties": {
+        "tenant": {"type": "string"}, "entries": {"type": "integer"}, "bytes": {"type": "integer"},
+        "pinned": {"type": "integer"}, "public": {"type": "integer"}, "hits": {"type": "integer"},
+        "keys": {"type": "integer"}, "characters_today": {"type": "integer"},
+        "misses_today": {"type": "integer"}, "quota": {"type": "integer", "nullable": True}}}
     return {
         "/admin/keys": {
-            "get": {"summary": "Every API key (no secrets)", "operationId": "listKeys",
-                    "security": _ADMIN,
+            "get": {"summary": "Every API key (of a tenant), no secrets", "operationId": "listKeys",
+                    "security": _ADMIN, "parameters": [tenant_query],
                     "responses": {"200": _json({"type": "object", "properties": {
                         "keys": {"type": "array", "items": _KEY}}}, "keys"),
-                        **_errors(400, 401, 403)}},
+                        **_errors(400, 401, 403, 422)}},
             "post": {"summary": "Make an API key; its secret is in this answer only",
                      "operationId": "createKey", "security": _ADMIN,
                      "requestBody": {"required": True, "content": {"application/json": {
@@ -170,6 +191,17 @@ def _admin_paths() -> dict[str, Any]:
                                        "schema": {"type": "string"}}],
                        "responses": {"200": _json(_KEY, "the revoked key"),
                                      **_errors(400, 401, 403, 404)}},
+        },
+        "/admin/stats": {
+            "get": {"summary": "The store's counters, queues and warm-ups; with a tenant (always, "
+                               "for a tenant's admin key), its share of the store and use today",
+                    "operationId": "stats", "security": _ADMIN, "parameters": [tenant_query],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "tenant": tenant_stats, "cache": {"type": "object"},
+                        "tenants": {"type": "array", "items": {"type": "string"}},
+                        "synthesis": {"type": "array"}, "warm_jobs": {"type": "array"},
+                        "history": {"type": "array"}}}, "stats"),
+                        **_errors(400, 401, 403, 422, 503)}},
         },
         "/admin/sign": {
             "post": {"summary": "Sign a prompt URL", "operationId": "signUrl",

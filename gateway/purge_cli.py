@@ -24,6 +24,8 @@ with one or more selectors; every one given must hold:
   --phrase-file FILE    the phrases of a phrase file: by id, and by the keys their texts
                         read into (the voices load)
   --older-than SECONDS  prompts made more than SECONDS ago (0: every prompt)
+  --tenant TENANT       a tenant's prompts; a text or a phrase file's texts are read as
+                        that tenant's (without it, as every tenant's the index names)
 
 Prints how many prompts and bytes were removed. Gateways on the same index forget them
 within a maintenance round (5 s); a PBX's copy stays until its max-age, and an edge's copy
@@ -35,16 +37,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_cache_purge(args: argparse.Namespace) -> int:
+    from cache.credentials import TENANT_NAME
     from cache.store import PromptStore
     from gateway.errors import HttpError
     from gateway.purging import selector_of
     from gateway.services import audio_store, database_pool, open_services
 
     settings = _settings(args)
+    if args.tenant is not None and not TENANT_NAME.fullmatch(args.tenant):
+        print("huiyin: error: --tenant: 1 to 32 lower-case letters, digits, '_' or '-', "
+              "starting with a letter or digit", file=sys.stderr)
+        return 2
     if args.text == "-":
         args.text = sys.stdin.read().rstrip("\n")
     values: dict[str, Any] = {
         "key": args.key, "text": args.text, "tag": args.tag, "older_than": args.older_than,
+        "tenant": args.tenant,
         "voice": args.voice, "style": args.style, "speed": args.speed, "pitch": args.pitch,
         "volume": args.volume,
     }
@@ -54,7 +62,8 @@ def _cmd_cache_purge(args: argparse.Namespace) -> int:
     async def purge(store: PromptStore, voices: Any) -> int:
         try:
             selector = await selector_of(values, store, voices, phrase_file=args.phrase_file,
-                                         max_text_length=settings.max_text_length)
+                                         max_text_length=settings.max_text_length,
+                                         tenant=args.tenant)
         except HttpError as exc:
             where = f"--{exc.field.replace('_', '-')}: " if exc.field else ""
             print(f"huiyin: error: {where}{exc}", file=sys.stderr)
@@ -90,7 +99,7 @@ def _cmd_cache_purge(args: argparse.Namespace) -> int:
 def add_purge_command(cache_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `purge` to `huiyin cache`."""
     purge = cache_sub.add_parser(
-        "purge", help="remove stored prompts by key, text, tag, phrase file or age",
+        "purge", help="remove stored prompts by key, text, tag, phrase file, age or tenant",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     purge.add_argument("--key", help="a prompt's key")
     purge.add_argument("--text", help="an exact text (with the voice settings below)")
@@ -104,4 +113,5 @@ def add_purge_command(cache_sub: argparse._SubParsersAction[argparse.ArgumentPar
                        help="the phrases of a phrase file")
     purge.add_argument("--older-than", type=float, metavar="SECONDS",
                        help="prompts made more than SECONDS ago")
+    purge.add_argument("--tenant", help="a tenant's prompts (texts are read as its own)")
     purge.set_defaults(func=_cmd_cache_purge)

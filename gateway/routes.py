@@ -13,6 +13,7 @@ from cache.store import Audio
 from cache.storing import Storing
 from config.phrases import PHRASE_ID
 from gateway import fronts, params
+from gateway.access import principal_of
 from gateway.admission import admission_for, checked_speech
 from gateway.caching import caching_of
 from gateway.errors import BadRequest, InvalidParameter, NotFound, Unavailable
@@ -28,10 +29,12 @@ from gateway.streaming import stream_speech
 from gateway.urlmemo import URL_MEMO, UrlMemo
 from synth import codecs
 from synth.memo import fleeting
+from synth.request import DEFAULT_TENANT
 from synth.voices import Voices
 
+# `tenant` is read only inside a signed URL (gateway/caller.py).
 TTS_PARAMS = ("text", "voice", "style", "emotion", "speed", "pitch", "volume", "rate",
-              *STORING_FIELDS, *SIGNED_PARAMS)
+              "tenant", *STORING_FIELDS, *SIGNED_PARAMS)
 API_FIELDS = (
     "text", "voice", "style", "emotion", "speed", "pitch", "volume", "format", "sample_rate",
     "output_wav_name", *STORING_FIELDS,
@@ -57,8 +60,11 @@ async def tts(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /tts.{ext}?text=…: the text's audio, from the store or synthesized now."""
     app = request.app
     memo = app[URL_MEMO]
+    tenant = principal_of(request).tenant
+    # One URL is one answer per tenant: never another tenant's from memory.
+    target = request.raw_path if tenant == DEFAULT_TENANT else f"{tenant} {request.raw_path}"
     if not header_says_no_store(request):  # a no-store URL is never remembered
-        hit = memo.find(request.raw_path, app[STORE], caching_of(request))
+        hit = memo.find(target, app[STORE], caching_of(request))
         if hit is not None:
             return audio_response(request, hit.audio, cache_control=memo.cache_control,
                                   headers=hit.headers)
@@ -69,7 +75,7 @@ async def tts(request: web.Request) -> web.StreamResponse:
     if not storing.keep:
         return audio_response(request, audio, cache_control=NO_STORE)
     if not storing.refresh:
-        memo.remember(request.raw_path, audio, store, epoch)
+        memo.remember(target, audio, store, epoch)
     return audio_response(request, audio, cache_control=memo.cache_control)
 
 
@@ -105,10 +111,11 @@ async def _speech_from_query(request: web.Request) -> tuple[SpeechRequest, str, 
 async def prompt(request: web.Request) -> web.StreamResponse:
     """GET|HEAD /prompts/{key}.{ext}: stored audio by content key; immutable."""
     fmt = params.format_for_extension(request.match_info["ext"])
-    values = params.query_values(request.query, ("rate", "download", *SIGNED_PARAMS))
+    values = params.query_values(request.query, ("rate", "download", "tenant", *SIGNED_PARAMS))
     key = request.match_info["key"]
     store = request.app[STORE]
-    phrase = await store.phrase(key)
+    # Only the caller's tenant's prompts (a site-wide admin hears every tenant's).
+    phrase = await store.phrase(key, tenant=principal_of(request).hears)
     if phrase is None:
         raise NotFound(f"no stored prompt with key {key}", "key")
     rate = params.check_rate(fmt, phrase.sample_rate, params.integer(values, "rate"))
@@ -117,14 +124,15 @@ async def prompt(request: web.Request) -> web.StreamResponse:
 
 
 async def named_phrase(request: web.Request) -> web.StreamResponse:
-    """GET|HEAD /phrases/{phrase_id}.{ext}: the current audio of a named phrase, no redirect."""
+    """GET|HEAD /phrases/{phrase_id}.{ext}: the current audio of a named phrase of the
+    caller's tenant (else a public one, the phrase files'), no redirect."""
     fmt = params.format_for_extension(request.match_info["ext"])
-    values = params.query_values(request.query, ("rate", *SIGNED_PARAMS))
+    values = params.query_values(request.query, ("rate", "tenant", *SIGNED_PARAMS))
     phrase_id = request.match_info["phrase_id"]
     if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
-    current = await store.named(phrase_id)
+    current = await store.named(phrase_id, principal_of(request).tenant)
     settings = request.app[SETTINGS]
     if current is None:
         if not settings.phrases:
@@ -209,8 +217,10 @@ async def api_pronounce(request: web.Request) -> web.Response:
         voice=params.string(values, "voice"), style=None, speed=1.0, pitch=1.0, volume=1.0))
     admission = admission_for(request)
     await admission.preview(speech)
+    store = request.app[STORE]
+    speech = store.lexicon.overlays.scoped(speech, admission.tenant)  # with its tenant's words
     # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
-    described = await request.app[STORE].reading.run(admission.client, lambda: voices.pronounce(speech))
+    described = await store.reading.run(admission.client, lambda: voices.pronounce(speech))
     response = json_response(described)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -16,6 +16,10 @@ signing of one URL within a bucket gives the same signed URL, which a PBX that c
 URL (Asterisk) finds in its cache: see `expiry`. A signed URL is written with every
 parameter percent-encoded as UTF-8, '.' included (%2E), so no '.' follows the path's
 extension: FreeSWITCH takes the file type from the last '.' of the whole URL.
+
+A URL signed for a tenant other than `default` carries `tenant=<name>`, signed with the
+rest: whoever fetches it is that tenant's caller, and nobody can change which
+(`for_tenant`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import hmac
 import time
 from collections.abc import Sequence
 from urllib.parse import quote, unquote, unquote_plus
+
+from cache.credentials import TENANT_NAME
 
 SIGNED_PARAMS = ("exp", "sig")
 # Longest lifetime a signature may be given (ten years).
@@ -108,6 +114,24 @@ def sign(
     sig = signature(secret, canonical(method, path, pairs))
     query = "&".join(f"{wire(n)}={wire(v)}" for n, v in pairs)
     return f"{path}?{query}&sig={sig}"
+
+
+def for_tenant(target: str, tenant: str | None) -> str:
+    """The target (path and query) as a URL of the tenant's: `tenant=` appended for a
+    tenant but the default one. ValueError when it names another tenant already."""
+    if tenant is not None and not TENANT_NAME.fullmatch(tenant):
+        raise ValueError("tenant: 1 to 32 lower-case letters, digits, '_' or '-', starting "
+                         "with a letter or digit")
+    path, _, query = target.partition("?")
+    named = [v for n, v in _pairs(query) if n == "tenant"]
+    if tenant is None or (not named and tenant == "default"):
+        return target
+    if named:
+        if named != [tenant]:
+            raise ValueError(f"the URL names the tenant {named[0][:32]!r}; it is signed for "
+                             f"{tenant!r}")
+        return target
+    return f"{path}?{query}&tenant={wire(tenant)}" if query else f"{path}?tenant={wire(tenant)}"
 
 
 def is_signed(query: str) -> bool:

@@ -9,6 +9,7 @@ synthesis stops and nothing partial is stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ class SpeechPieces:
         admission: Admission | None, storing: Storing = KEEP,
     ) -> None:
         self.expires: float | None = None
+        if admission is not None:  # the caller's tenant's, for the calls not admitted again
+            speech = dataclasses.replace(speech, tenant=admission.tenant)
         self._items = self._pieces(store, speech, fmt, rate, admission, storing)
 
     def __aiter__(self) -> SpeechPieces:
@@ -176,14 +179,13 @@ async def stream_speech(
     `storing` asks that nothing be kept)."""
     encoder = StreamEncoder(fmt, rate)
     store = request.app[STORE]
+    admission = admission_for(request)
     if request.method == hdrs.METH_HEAD:
         # A HEAD has no body to stream. It is answered as the GET after it will be, whole
         # from the store (a miss is synthesized now, as on /tts): the same ETag and length.
-        audio = await store.audio(speech, fmt, rate, admission=admission_for(request),
-                                  storing=storing)
+        audio = await store.audio(speech, fmt, rate, admission=admission, storing=storing)
         return audio_response(request, audio, cache_control=cache_control)
-    pieces = speech_pieces(store, speech, fmt, rate, admission=admission_for(request),
-                           storing=storing)
+    pieces = speech_pieces(store, speech, fmt, rate, admission=admission, storing=storing)
     try:
         first = await anext(pieces)
         if isinstance(first, Whole):

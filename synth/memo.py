@@ -1,6 +1,9 @@
 """Remembered readings: the frontend's and the engines' results by text, kept up to a bound
-(least recently used out first), as functools.lru_cache keeps them, unless the reading is
-fleeting.
+(least recently used out first), as functools.lru_cache keeps them, apart for each reading
+scope (synth/scope.py: a tenant's), unless the reading is fleeting.
+
+How fast a text reads must tell no tenant that another read it a moment ago, so the reading
+scope is part of every entry's key: the default tenant's is the site's, as before tenants.
 
 A request that asks that nothing of it be kept (no-store) is read and spoken inside
 `fleeting()`: every memo then answers from what it holds already and remembers nothing new,
@@ -18,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
+
+from synth.scope import READING_SCOPE
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,7 +51,7 @@ class CacheInfo(NamedTuple):
 
 
 class Memo(Generic[P, T]):
-    """fn's results by arguments, the newest `maxsize` kept (thread-safe)."""
+    """fn's results by reading scope and arguments, the newest `maxsize` kept (thread-safe)."""
 
     def __init__(self, fn: Callable[P, T], maxsize: int) -> None:
         self._fn = fn
@@ -58,7 +63,7 @@ class Memo(Generic[P, T]):
         _MEMOS.add(self)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        key: Hashable = (args, tuple(sorted(kwargs.items()))) if kwargs else args
+        key: Hashable = (READING_SCOPE.get(), args, tuple(sorted(kwargs.items())))
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -85,7 +90,7 @@ class Memo(Generic[P, T]):
             return CacheInfo(self._hits, self._misses, self._maxsize, len(self._entries))
 
     def keys(self) -> list[Hashable]:
-        """The arguments remembered (for tests that look for a text)."""
+        """The scopes and arguments remembered (for tests that look for a text)."""
         with self._lock:
             return list(self._entries)
 

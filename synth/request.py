@@ -24,9 +24,15 @@ def setting_text(value: float) -> str:
     return f"{round(float(value), 3):.3f}"
 
 
+# Whose prompt a request is when nobody says: a site with one tenant has only this one.
+DEFAULT_TENANT = "default"
+
+
 @dataclass(frozen=True)
 class SpeechRequest:
-    """A text and every setting that changes its audio, except the engine version."""
+    """A text and every setting that changes its audio, except the engine version; and
+    whose prompt it is (its tenant: part of its key, not of its audio), with the readings
+    that tenant gives words of the text (`words`: word and toned pinyin, said as given)."""
 
     text: str
     engine: str
@@ -35,14 +41,18 @@ class SpeechRequest:
     speed: float = 1.0
     pitch: float = 1.0
     volume: float = 1.0
+    tenant: str = DEFAULT_TENANT
+    words: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def create(
         cls, text: str, *, engine: str, voice: str, style: str = "neutral",
         speed: float = 1.0, pitch: float = 1.0, volume: float = 1.0,
+        tenant: str = DEFAULT_TENANT,
     ) -> SpeechRequest:
         """A request with cleaned text and rounded settings."""
         return cls(
             clean_text(text), engine, voice, style,
             float(setting_text(speed)), float(setting_text(pitch)), float(setting_text(volume)),
+            tenant,
         )

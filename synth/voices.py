@@ -23,7 +23,9 @@ from synth.engine import (
 )
 from synth.prompts import Prompt, engine_of, is_adopted
 from synth.request import SpeechRequest, clean_text
+from synth.scope import reading_as, scope_for
 from synth.ssml import is_ssml, parse_document, speaking
+from synth.ssml.readings import with_readings
 from synth.worker import Priority, SynthesisWorker, Urgency
 
 
@@ -38,6 +40,11 @@ class Timing:
 
 
 Observer = Callable[[Timing], None]
+
+
+def scope_of(request: SpeechRequest) -> str:
+    """The reading scope of a request (synth/scope.py): its tenant's."""
+    return scope_for(request.tenant)
 
 
 @dataclass(frozen=True)
@@ -187,11 +194,22 @@ class Voices:
         """The named engine's accepted speed, pitch and volume (a setting it lacks is absent)."""
         return self._engine(engine).setting_ranges()
 
+    def said(self, request: SpeechRequest) -> str:
+        """The request's text as its engine is asked to say it: with the words its tenant
+        gives readings of (`words`) in <phoneme>s, for an engine that reads with a lexicon."""
+        if request.words and hasattr(self._engine(request.engine), "set_site_lexicon"):
+            with reading_as(scope_of(request)):
+                return with_readings(request.text, request.words)
+        return request.text
+
     def spoken(self, request: SpeechRequest) -> str:
-        """What the request's engine will say for its text (blocking: the engine reads it)."""
-        return speaking.spoken_form(
-            self._engine(request.engine), request.text, request.voice, request.style,
-            Prosody(request.speed, request.pitch, request.volume))
+        """What the request's engine will say for its text (blocking: the engine reads it,
+        in its tenant's reading scope)."""
+        said = self.said(request)
+        with reading_as(scope_of(request)):
+            return speaking.spoken_form(
+                self._engine(request.engine), said, request.voice, request.style,
+                Prosody(request.speed, request.pitch, request.volume))
 
     def _lexical_engines(self) -> list[Any]:
         """Every engine instance that reads with a lexicon (each worker has its own)."""
@@ -211,7 +229,9 @@ class Voices:
     def pronounce(self, request: SpeechRequest) -> dict[str, Any]:
         """What the request's voice will say, for a person to read (blocking: the engine
         reads it); engines that cannot show it refuse, naming the voice."""
-        described = speaking.pronounce(self._engine(request.engine), request.text, request.voice)
+        said = self.said(request)
+        with reading_as(scope_of(request)):
+            described = speaking.pronounce(self._engine(request.engine), said, request.voice)
         return {"engine": request.engine, "voice": request.voice, **described}
 
     async def synthesize(self, request: SpeechRequest, priority: Priority | Urgency) -> Pcm:
@@ -219,9 +239,9 @@ class Voices:
         started = time.perf_counter()
         timing: dict[str, float] = {}
         pcm = await self._worker(request.engine).synthesize(
-            request.text, voice=request.voice, style=request.style,
+            self.said(request), voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
-            timing=timing,
+            timing=timing, scope=scope_of(request),
         )
         measured = Timing(
             time.perf_counter() - started, timing.get("queue_seconds", 0.0),
@@ -240,9 +260,9 @@ class Voices:
         audio = 0.0
         timing: dict[str, float] = {}
         chunks = self._worker(request.engine).stream(
-            request.text, voice=request.voice, style=request.style,
+            self.said(request), voice=request.voice, style=request.style,
             prosody=Prosody(request.speed, request.pitch, request.volume), priority=priority,
-            timing=timing,
+            timing=timing, scope=scope_of(request),
         )
         try:
             async for chunk in chunks:

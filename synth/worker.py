@@ -10,7 +10,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
@@ -19,6 +19,7 @@ from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody, takes_concurrent_calls
 from synth.memo import FLEETING, fleeting
 from synth.priority import run_in_background
+from synth.scope import reading_as
 from synth.ssml import speaking
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
@@ -84,11 +85,20 @@ class _Job:
     # Seconds the engine spent on it (a whole synthesis, or all of a stream), for the
     # caller's timing.
     engine_seconds: float = 0.0
+    scope: str = ""  # whose text it is: the frontend's memos are read in that scope
 
     @property
     def priority(self) -> Priority:
         """How urgent the job is now."""
         return self.urgency.priority
+
+
+@contextlib.contextmanager
+def _as_asked(job: _Job) -> Iterator[None]:
+    """On the engine's thread, read as the job's caller was: in its tenant's reading scope,
+    and fleeting (no memo keeps its text) if it asked that nothing be kept."""
+    with reading_as(job.scope), fleeting() if job.fleeting else contextlib.nullcontext():
+        yield
 
 
 class SynthesisWorker:
@@ -215,24 +225,26 @@ class SynthesisWorker:
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(), priority: Priority | Urgency = Priority.LIVE,
         deadline: float | None = None, timing: dict[str, float] | None = None,
+        scope: str = "",
     ) -> Pcm:
         """Queue one synthesis and return its audio; engine errors are raised unchanged.
 
-        `timing`, when given, receives `queue_seconds` and `engine_seconds`.
+        `timing`, when given, receives `queue_seconds` and `engine_seconds`. `scope`: the
+        reading scope the text is read in (synth/scope.py).
         """
-        job = self._submit(text, voice, style, prosody, priority, streaming=False)
+        job = self._submit(text, voice, style, prosody, priority, streaming=False, scope=scope)
         limit = self._deadline if deadline is None else deadline
-        scope = timeout(limit)
+        within = timeout(limit)
         started = time.perf_counter()
         try:
-            async with scope:
+            async with within:
                 pcm = cast(Pcm, await job.outcome)
             if timing is not None:
                 timing["engine_seconds"] = job.engine_seconds
                 timing["queue_seconds"] = max(0.0, time.perf_counter() - started - job.engine_seconds)
             return pcm
         except TimeoutError:
-            if not scope.expired():
+            if not within.expired():
                 raise  # the engine's own TimeoutError, passed on unchanged
             raise DeadlineExceededError(f"no audio within the {limit} s deadline") from None
         finally:
@@ -242,15 +254,16 @@ class SynthesisWorker:
         self, text: str, *, voice: str | None = None, style: str = "neutral",
         prosody: Prosody = Prosody(), priority: Priority | Urgency = Priority.LIVE,
         deadline: float | None = None, timing: dict[str, float] | None = None,
+        scope: str = "",
     ) -> AsyncGenerator[Pcm, None]:
         """Yield the audio sentence by sentence; the deadline bounds the wait for the engine.
 
         Close the iterator (aclose, or `contextlib.aclosing` around an early break) to free
         the engine at once: the worker then pulls no further sentences. `timing`, when
         given, receives `queue_seconds` once the engine is held and `engine_seconds` at the
-        end (the engine's time on the whole stream).
+        end (the engine's time on the whole stream). `scope` as in synthesize.
         """
-        job = self._submit(text, voice, style, prosody, priority, streaming=True)
+        job = self._submit(text, voice, style, prosody, priority, streaming=True, scope=scope)
         assert job.chunks is not None
         limit = self._deadline if deadline is None else deadline
         started = time.perf_counter()
@@ -276,7 +289,7 @@ class SynthesisWorker:
 
     def _submit(
         self, text: str, voice: str | None, style: str, prosody: Prosody,
-        priority: Priority | Urgency, *, streaming: bool,
+        priority: Priority | Urgency, *, streaming: bool, scope: str = "",
     ) -> _Job:
         urgency = priority if isinstance(priority, Urgency) else Urgency(priority)
         if self._closed:
@@ -288,7 +301,7 @@ class SynthesisWorker:
         job = _Job(
             text, voice, style, prosody, urgency, next(self._seq),
             asyncio.get_running_loop().create_future(),
-            asyncio.Queue() if streaming else None,
+            asyncio.Queue() if streaming else None, scope=scope,
         )
         self._waiting.append(job)
         self._wakeup.set()
@@ -356,7 +369,7 @@ class SynthesisWorker:
 
     def _synthesize_in_thread(self, job: _Job) -> tuple[Pcm, float]:
         started = time.perf_counter()
-        with fleeting() if job.fleeting else contextlib.nullcontext():
+        with _as_asked(job):
             pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
                                       prosody=job.prosody)
         return pcm, time.perf_counter() - started
@@ -366,7 +379,7 @@ class SynthesisWorker:
         await loop.run_in_executor(self._executor, self._stream_in_thread, loop, job)
 
     def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
-        with fleeting() if job.fleeting else contextlib.nullcontext():
+        with _as_asked(job):  # the chunks are read (each next()) in the job's scope
             self._stream_chunks(loop, job)
 
     def _stream_chunks(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:

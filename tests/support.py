@@ -205,8 +205,10 @@ class Admitting:
     """An admission for store tests: `admit` is the given coroutine; `before_reading`
     records the requests it is asked about and lets them go on."""
 
-    def __init__(self, admit: Callable[[SpeechRequest], Awaitable[None]], client: str = "test") -> None:
+    def __init__(self, admit: Callable[[SpeechRequest], Awaitable[None]], client: str = "test",
+                 tenant: str = "default") -> None:
         self.client = client
+        self.tenant = tenant
         self._admit = admit
         self.admitted: list[SpeechRequest] = []
         self.read: list[SpeechRequest] = []

@@ -155,7 +155,7 @@ def test_cache_purge_removes_by_text_tag_and_age_and_documents_its_selectors(
 
     helped = run("cache", "purge", "--help")
     assert helped.returncode == 0
-    for selector in ("--key", "--text", "--tag", "--phrase-file", "--older-than"):
+    for selector in ("--key", "--text", "--tag", "--phrase-file", "--older-than", "--tenant"):
         assert selector in helped.stdout
     assert run("warm", str(phrases)).returncode == 0
     assert run("cache", "purge").returncode == 2  # nothing named: nothing removed

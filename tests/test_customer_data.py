@@ -7,6 +7,7 @@ folder and on PostgreSQL with a SeaweedFS bucket (tests/conftest.py `backing`)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -373,7 +374,7 @@ async def test_a_purge_removes_what_each_selector_names(
     await off(move_created)
     selectors = {
         "key": Selector(key=made["key"].key),
-        "text": Selector(text_key=await store.key_for(req(OTHER), remember=False)),
+        "text": Selector(text_keys=(await store.key_for(req(OTHER), remember=False),)),
         "tag": Selector(tag="agent"),
         "phrase": Selector(phrase_ids=("welcome",)),
         "old": Selector(older_than=3600),
@@ -396,14 +397,16 @@ async def test_a_purge_removes_what_each_selector_names(
     assert not (await store.audio(req(TEXT), "ulaw")).cached and synth.calls == calls + 1
 
 
-@pytest.mark.parametrize("selector", ["key", "text", "tag", "phrase_file", "older_than"])
+@pytest.mark.parametrize("selector", ["key", "text", "tag", "phrase_file", "older_than", "tenant"])
 async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     open_store: Opener, synth: CountingSynthesizer, backing: Backing, selector: str
 ) -> None:
     if backing.bucket is None:
         pytest.skip("replicas share a database server's index and a bucket")
     a, b = await open_store(), await open_store()
-    made = await a.audio(req(TEXT), "ulaw")
+    # By tenant: the purged prompt is another tenant's than the one kept.
+    asked = dataclasses.replace(req(TEXT), tenant="acme" if selector == "tenant" else "default")
+    made = await a.audio(asked, "ulaw")
     kept = await a.audio(req(OTHER), "ulaw")
     await a.name(made.key, phrase_id="code", tags=["otp"])
     await a.settled()
@@ -414,16 +417,17 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
                                .values(created=now() - 3600))
 
     await off(age)
-    heard = await b.audio(req(TEXT), "ulaw")  # B holds it: rows, hot set, local copy
+    heard = await b.audio(asked, "ulaw")  # B holds it: rows, hot set, local copy
     assert heard.cached and held_in_memory(b, made.key)
     forgotten: list[set[str]] = []
     b.forgetting.append(forgotten.append)  # as the gateway's URL memo is told
     chosen = {
         "key": Selector(key=made.key),
-        "text": Selector(text_key=await a.key_for(req(TEXT), remember=False)),
+        "text": Selector(text_keys=(await a.key_for(asked, remember=False),)),
         "tag": Selector(tag="otp"),
         "phrase_file": Selector(phrase_ids=("code",), phrase_keys=(made.key,)),
         "older_than": Selector(older_than=600),
+        "tenant": Selector(tenant="acme"),
     }[selector]
     purged = await a.purge(chosen)
     assert purged.prompts == 1 and purged.bytes > len(made.data)
@@ -434,10 +438,10 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     assert held_in_memory(b, made.key) == [] and b.peek(made.key, "ulaw", 8000) is None
     assert not any(n.startswith(made.key) for n in await local_copies(b))
     calls = synth.calls
-    assert not (await b.audio(req(TEXT), "ulaw")).cached and synth.calls == calls + 1
+    assert not (await b.audio(asked, "ulaw")).cached and synth.calls == calls + 1
     await b.settled()
     await a.upkeep()  # A follows the log too, and its own purge is no harm
-    assert (await a.audio(req(TEXT), "ulaw")).cached
+    assert (await a.audio(asked, "ulaw")).cached
     assert (await b.audio(req(OTHER), "ulaw")).cached  # what was not selected stays
 
 

@@ -77,3 +77,18 @@ def test_keys_are_128_bit_hex(key) -> None:  # type: ignore[no-untyped-def]
     k = key("您好")
     assert is_key(k) and len(k) == 32
     assert not is_key("../" + k[3:]) and not is_key(k.upper()) and not is_key(k + "\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "settings", "version", "spoken", "pinned"),
+    [
+        ("您好，请按1。", {}, "v1", "1 18 119 1 218|1 9 29 1 218", "a86dc7d83ce9e71bb384196c63322097"),
+        ("您好", {"style": "calm", "speed": 1.2}, "fs2.e1", "5 6 7", "5c2ee1791f2df16aa9f8ec1338d1efd9"),
+    ],
+)
+def test_keys_stores_already_hold_do_not_change(
+    text: str, settings: dict[str, object], version: str, spoken: str, pinned: str
+) -> None:
+    # Computed before tenants existed: a site with one tenant (`default`) keeps its hits.
+    request = SpeechRequest.create(text, **{**BASE, **settings})  # type: ignore[arg-type]
+    assert phrase_key(request, version, spoken) == pinned

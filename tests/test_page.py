@@ -8,6 +8,7 @@ import re
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,10 +64,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A gateway process under access: keys (its admin token is a key that may speak)."""
+    """A gateway process under access: keys (its admin token is a key that may speak),
+    keeping every text, so each tenant's tried texts are listed in the admin tab."""
     root = tmp_path_factory.mktemp("keyed")
     env = {"HUIYIN_DATA_DIR": str(root / "data"), "HUIYIN_ADMIN_TOKEN": TOKEN,
-           "HUIYIN_ACCESS": "keys", "HUIYIN_PUBLIC_PHRASES": "false", "HUIYIN_LOG_LEVEL": "warning"}
+           "HUIYIN_ACCESS": "keys", "HUIYIN_PUBLIC_PHRASES": "false", "HUIYIN_LOG_LEVEL": "warning",
+           "HUIYIN_STORE_TEXT": "always"}
     with serve_process(env, log=root / "serve.log") as (base, _):
         yield base
 
@@ -484,5 +487,58 @@ def test_the_admin_tab_shows_texts_not_kept_as_a_dash_and_purges_by_text(
     expect(page.locator("#phrases tr")).to_have_count(3)
     assert "—" not in phrase_texts(page)
     shot(page, tmp_path / "purge-desktop.png")
+    assert problems.items == []
+    page.context.close()
+
+
+def test_the_admin_tab_shows_each_tenants_stats(browser: Browser, keyed_server: str) -> None:
+    def call(method: str, path: str, key: str = TOKEN, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{keyed_server}{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            raw = answer.read()
+        return json.loads(raw) if answer.headers.get_content_type() == "application/json" else raw
+
+    def key(name: str, scope: str, tenant: str) -> str:
+        made = call("POST", "/admin/keys", body={"name": name, "scope": scope, "tenant": tenant})
+        return str(made["key"])
+
+    acme_admin = key("page-acme-admin", "admin", "acme")
+    acme, bolt = key("page-acme", "synthesize", "acme"), key("page-bolt", "synthesize", "bolt")
+    for text, speaker in (("阿克米公司提醒您。", acme), ("阿克米公司祝您愉快。", acme),
+                          ("博尔特公司提醒您。", bolt)):
+        assert len(call("GET", f"/tts.wav?text={urllib.parse.quote(text)}", speaker)) > 1000
+
+    page, problems = open_page(browser, keyed_server, DESKTOP)
+    connect_admin(page)
+    select = page.locator("#tenant-select")
+    expect(select.locator("option")).to_have_text(["全站 Site", "default", "acme", "bolt"])
+    expect(page.locator("#site-stats")).to_be_visible()
+    expect(page.locator("#tenant-stats")).to_be_hidden()
+    select.select_option("acme")
+    expect(page.locator("#tenant-stats")).to_be_visible()
+    expect(page.locator("#site-stats")).to_be_hidden()
+    expect(page.locator("#t-entries")).to_have_text("2")
+    expect(page.locator("#t-misses")).to_have_text("2")
+    expect(page.locator("#phrases td.text .t")).to_have_count(2)
+    assert all(t.startswith("阿克米") for t in phrase_texts(page))
+    select.select_option("")
+    expect(page.locator("#site-stats")).to_be_visible()
+    assert problems.items == []
+    page.context.close()
+
+    # A tenant's admin key sees its own tenant, and nothing of the site's.
+    page, problems = open_page(browser, keyed_server, DESKTOP)
+    page.click("#tab-admin")
+    page.fill("#token", acme_admin)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#tenant-stats")).to_be_visible()
+    expect(page.locator("#tenant-select")).to_be_disabled()
+    expect(page.locator("#tenant-select option")).to_have_text(["acme"])
+    expect(page.locator("#t-entries")).to_have_text("2")
+    expect(page.locator("#warm-card")).to_be_hidden()
+    expect(page.locator("#phrases td.text .t")).to_have_count(2)
     assert problems.items == []
     page.context.close()

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Table, create_engine, inspect, text
 
@@ -58,9 +60,9 @@ def test_the_tables_the_code_queries_match_the_migrations(tmp_path: Path) -> Non
 
 def first_release_tables() -> MetaData:
     """The phrases and variants tables as the first release made them (before 0006 added
-    columns to phrases and let its text be NULL)."""
+    columns to phrases and let its text be NULL, and 0007 named each phrase's tenant)."""
     metadata = MetaData()
-    later = {"expires", "text_length"}
+    later = {"expires", "text_length", "tenant", "public"}
     phrases = Base.metadata.tables["phrases"]
     Table("phrases", metadata, *[
         Column(c.name, c.type, primary_key=c.primary_key, nullable=c.primary_key or c.name == "phrase_id")
@@ -87,6 +89,8 @@ def test_an_index_from_before_alembic_is_adopted_with_its_rows(tmp_path: Path) -
         adopted = index.get("b" * 32)
         assert adopted is not None and adopted.text == "您好。" and adopted.text_length == 3
         assert adopted.expires is None
+        # The phrase is the default tenant's, as every phrase from before tenants is.
+        assert adopted.tenant == "default" and not adopted.public
         # Rebuilding the phrases table on SQLite (its text became nullable) kept the variants.
         assert [v.format for v in index.variants("b" * 32)] == ["ulaw"]
         with index.engine.connect() as connection:
@@ -156,5 +160,60 @@ def test_a_postgresql_index_is_checked_at_startup_and_upgraded_by_the_command(
         with index.engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == [], diff
+    finally:
+        index.close()
+
+
+def test_going_back_to_the_release_before_customer_data_keeps_phrases_and_variants(
+    tmp_path: Path,
+) -> None:
+    index = Index(url_in(tmp_path))
+    index.put_phrase(phrase("f" * 32))
+    with index.engine.begin() as connection:
+        connection.execute(text("INSERT INTO variants VALUES (:key, 'ulaw', 8000, 'f.ulaw', 10, :sum)"),
+                           {"key": "f" * 32, "sum": "0" * 16})
+        config = Config()
+        config.set_main_option("script_location", str(schema.MIGRATIONS))
+        config.attributes["connection"] = connection
+        # Both rebuild the phrases table on SQLite (foreign keys on: a dropped table's
+        # variants would go with it).
+        for revision in ("0006", "0005"):
+            command.downgrade(config, revision)
+            kept = connection.execute(text("SELECT count(*) FROM variants")).scalar()
+            assert kept == 1, revision
+            assert connection.execute(text("SELECT count(*) FROM phrases")).scalar() == 1
+    index.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_phrases_and_keys_from_before_tenants_are_the_default_tenants(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (url_in(tmp_path) if database == "sqlite"
+           else request.getfixturevalue("postgres").database())
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(schema.MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")  # as the release before tenants left it
+        columns = {k: v for k, v in phrase("d" * 32).__dict__.items()
+                   if k not in ("tenant", "public")}
+        columns["tags"] = "[]"
+        connection.execute(text(f"INSERT INTO phrases ({', '.join(columns)}) VALUES "
+                                f"({', '.join(':' + k for k in columns)})"), columns)
+        for name, scope in (("ivr", "synthesize"), ("ops", "admin")):
+            connection.execute(text(
+                "INSERT INTO api_keys (name, secret_hash, prefix, scope, created) "
+                "VALUES (:name, :hash, 'hy_x', :scope, 0)"), {"name": name, "hash": name, "scope": scope})
+    engine.dispose()
+    index = Index(url, upgrade=True)
+    try:
+        moved = index.get("d" * 32)
+        assert moved is not None and moved.tenant == "default" and not moved.public
+        with index.engine.connect() as connection:
+            tenants = dict(connection.execute(text("SELECT name, tenant FROM api_keys")).all())
+        # Keys are the default tenant's; admin keys stay site-wide, as they were.
+        assert tenants == {"ivr": "default", "ops": None}
     finally:
         index.close()

@@ -686,6 +686,7 @@ const warmButton = $("#warm");
 const warmProgress = $("#warm-progress");
 const warmStatus = $("#warm-status");
 const warmFailures = $("#warm-failures");
+const tenantSelect = $("#tenant-select");
 
 const admin = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
@@ -700,6 +701,7 @@ const admin = {
   job: null,
   jobTimer: null,
   loadedKey: null,
+  tenant: "", // the tenant whose stats and phrases are shown ("": the whole site)
 };
 tokenInput.value = admin.token;
 
@@ -784,15 +786,51 @@ async function refreshStats() {
 
 async function loadStats() {
   admin.statsBusy = true;
+  const asked = admin.tenant;
+  const query = asked ? `?tenant=${encodeURIComponent(asked)}` : "";
   try {
-    renderStats(await api("/admin/stats", { token: admin.token }));
+    const data = await api(`/admin/stats${query}`, { token: admin.token });
+    if (asked === admin.tenant) renderStats(data);
   } finally {
     admin.statsBusy = false;
   }
 }
 
+/** The tenants to choose from: every one the site names, or a tenant's admin key's own. */
+function renderTenants(data) {
+  const names = data.tenants || (data.tenant ? [data.tenant.tenant] : []);
+  const own = !data.tenants && data.tenant; // a tenant's admin key: its tenant only
+  const wanted = [own ? null : ["", "全站 Site"], ...names.map((n) => [n, n])].filter(Boolean);
+  const have = [...tenantSelect.options].map((o) => o.value);
+  if (have.join("\n") !== wanted.map(([v]) => v).join("\n")) {
+    tenantSelect.replaceChildren(...wanted.map(([value, text]) => element("option", { text, attrs: { value } })));
+  }
+  if (own) admin.tenant = data.tenant.tenant;
+  tenantSelect.value = admin.tenant;
+  tenantSelect.disabled = Boolean(own);
+  warmCard.hidden = Boolean(own); // the phrase files are the site's
+}
+
+function renderTenantStats(t) {
+  $("#t-entries").textContent = formatNumber(t.entries);
+  $("#t-bytes").textContent = formatBytes(t.bytes);
+  $("#t-pinned").textContent = formatNumber(t.pinned);
+  $("#t-hits").textContent = formatNumber(t.hits);
+  $("#t-misses").textContent = formatNumber(t.misses_today);
+  $("#t-chars").textContent = t.quota
+    ? `${formatNumber(t.characters_today)} / ${formatNumber(t.quota)}`
+    : formatNumber(t.characters_today);
+  $("#t-keys").textContent = formatNumber(t.keys);
+}
+
 function renderStats(data) {
+  renderTenants(data);
+  $("#tenant-stats").hidden = !data.tenant;
+  $("#site-stats").hidden = Boolean(data.tenant);
+  if (data.tenant) renderTenantStats(data.tenant);
   if (data.history) renderHistory(data.history);
+  renderSynthesis(data);
+  if (!data.cache) return;
   const c = data.cache;
   $("#s-entries").textContent = formatNumber(c.entries);
   $("#s-bytes").textContent = c.max_bytes
@@ -803,6 +841,9 @@ function renderStats(data) {
   $("#s-ratio").textContent = c.hits + c.misses ? `${(c.hit_ratio * 100).toFixed(1)}%` : "—";
   $("#s-evictions").textContent = formatNumber(c.evictions);
   $("#s-saved").textContent = formatSeconds(c.synthesis_seconds_saved);
+}
+
+function renderSynthesis(data) {
   const rows = data.synthesis.map((w) => {
     const row = element("tr");
     row.append(
@@ -838,6 +879,7 @@ $("#token-form").addEventListener("submit", (event) => {
     return;
   }
   admin.token = token;
+  admin.tenant = ""; // another key may administer another tenant
   sessionStorage.setItem(TOKEN_KEY, token);
   connect();
 });
@@ -845,6 +887,7 @@ $("#token-form").addEventListener("submit", (event) => {
 $("#forget-token").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
   admin.token = "";
+  admin.tenant = "";
   admin.connected = false;
   tokenInput.value = "";
   stopStats();
@@ -934,8 +977,16 @@ function renderJob(job) {
 
 // ---- phrases
 
+tenantSelect.addEventListener("change", () => {
+  admin.tenant = tenantSelect.value;
+  admin.page = 1;
+  refreshStats();
+  loadPhrases();
+});
+
 async function loadPhrases() {
   const params = new URLSearchParams({ page: String(admin.page) });
+  if (admin.tenant && !tenantSelect.disabled) params.set("tenant", admin.tenant);
   if (admin.query.q) params.set("q", admin.query.q);
   if (admin.query.tag) params.set("tag", admin.query.tag);
   let data;
@@ -1063,9 +1114,10 @@ purgeForm.addEventListener("submit", async (event) => {
   button.disabled = true;
   purgeStatus.textContent = "删除中…";
   try {
-    const purged = await api("/admin/cache", {
-      method: "DELETE", token: admin.token, json: { text, voice: purgeVoice.value },
-    });
+    // The tenant chosen: its prompts of the text; the whole site: every tenant's.
+    const json = { text, voice: purgeVoice.value };
+    if (admin.tenant && !tenantSelect.disabled) json.tenant = admin.tenant;
+    const purged = await api("/admin/cache", { method: "DELETE", token: admin.token, json });
     purgeStatus.textContent = `已删除 ${purged.prompts} 条，${formatBytes(purged.bytes)}`;
     $("#purge-text").value = "";  // the text leaves the page too
     refreshStats();

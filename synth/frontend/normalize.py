@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Callable
 
 from synth.frontend.numbers import (
     read_cardinal,
@@ -249,8 +248,8 @@ class TextNormalizer:
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
         # alone as inside it (checked on every corpus text), and it is most of a text's
         # analysis; texts share clauses (greetings), and a preview while typing changes one.
-        self._wetext: Callable[[str], str] = Memo(Normalizer(remove_erhua=False).normalize,
-                                                  PIECES_KEPT)
+        self._wetext: Memo[[str], str] = Memo(Normalizer(remove_erhua=False).normalize,
+                                              PIECES_KEPT)
         self._plain = _wetext_tables()
         self._lock = threading.Lock()
 
@@ -265,7 +264,7 @@ class TextNormalizer:
         """The same, with WeTextProcessing given the whole text at once (for checking)."""
         rewritten = apply_ivr_rules(canonical_text(read_numeric_forms(text)))
         with self._lock:
-            return str(self._wetext.__wrapped__(rewritten))  # type: ignore[attr-defined]
+            return str(self._wetext.__wrapped__(rewritten))
 
     def _piece(self, piece: str) -> str:
         if _PLAIN_PIECE.fullmatch(piece):

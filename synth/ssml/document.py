@@ -193,6 +193,11 @@ def _check_values(node: Node) -> None:
 # Elements that end a sentence or break the text: white space beside them is not spoken.
 
 
+def canonical_text(node: Node) -> str:
+    """A checked node written in the canonical form (what `Document.canonical` is)."""
+    return _write(node)
+
+
 def _write(node: Node) -> str:
     """The canonical text of a node: attributes sorted, white space at the edges of each
     text (beside an element or its parent's tags) dropped and runs of it inside as one

@@ -48,7 +48,14 @@ def downgrade() -> None:
     op.drop_table("purged_keys")
     op.drop_index("ix_phrases_expires", "phrases")
     op.execute("UPDATE phrases SET text = '' WHERE text IS NULL")
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:  # the table is rebuilt again: its variants kept aside, as on the way up
+        op.execute(f"CREATE TEMPORARY TABLE variants_kept AS SELECT {_VARIANT_COLUMNS} FROM variants")
     with op.batch_alter_table("phrases") as batch:
         batch.drop_column("expires")
         batch.drop_column("text_length")
         batch.alter_column("text", existing_type=sa.Text(), nullable=False)
+    if sqlite:
+        op.execute("DELETE FROM variants")
+        op.execute(f"INSERT INTO variants ({_VARIANT_COLUMNS}) SELECT {_VARIANT_COLUMNS} FROM variants_kept")
+        op.execute("DROP TABLE variants_kept")
