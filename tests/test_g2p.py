@@ -42,6 +42,19 @@ def syllables(frontend: Frontend, text: str) -> list[str]:
         ("请耐心地等待", ["qing3", "nai4", "xin1", "de5", "deng3", "dai4"]),
         ("这块地很大", ["zhe4", "kuai4", "di4", "hen3", "da4"]),
         ("到达目的地", ["dao4", "da2", "mu4", "di4", "di4"]),
+        # 为 is "for" before whom it is for, at the head of a clause, and before a verb of
+        # service further on; "is" before a number and elsewhere.
+        ("为保障资金安全", ["wei4", "bao3", "zhang4", "zi1", "jin1", "an1", "quan2"]),
+        ("本店为会员提供停车", ["ben3", "dian4", "wei4", "hui4", "yuan2", "ti2", "gong1", "ting2", "che1"]),
+        ("我们为符合条件的客户免收年费", ["wo3", "men5", "wei4", "fu2", "he2", "tiao2", "jian4", "de5",
+                                  "ke4", "hu4", "mian3", "shou1", "nian2", "fei4"]),
+        ("请为大家介绍", ["qing3", "wei4", "da4", "jia1", "jie4", "shao4"]),
+        ("年利率为百分之四", ["nian2", "li4", "lv4", "wei2", "bai3", "fen1", "zhi1", "si4"]),
+        ("您的套餐为畅享套餐", ["nin2", "de5", "tao4", "can1", "wei2", "chang4", "xiang3", "tao4", "can1"]),
+        # In a word it is that word's: pypinyin's (成为, 特为) or "is" (为准).
+        ("成为会员", ["cheng2", "wei2", "hui4", "yuan2"]),
+        ("特为老人开通", ["te4", "wei4", "lao3", "ren2", "kai1", "tong1"]),
+        ("请以短信为准", ["qing3", "yi2", "duan3", "xin4", "wei2", "zhun3"]),
     ],
 )
 def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
