@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synth.frontend import Frontend, LexiconError, load_lexicon, parse_lexicon
-from synth.frontend.g2p import G2P
+from synth.frontend.g2p import G2P, load_vocabulary
 from synth.frontend.sandhi import Token, apply_sandhi
 
 
@@ -81,6 +81,42 @@ def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
     ],
 )
 def test_tone_sandhi(frontend: Frontend, text: str, expected: list[str]) -> None:
+    assert syllables(frontend, text) == expected
+
+
+def words(frontend: Frontend, text: str) -> list[str]:
+    return [w.text for sentence in frontend.analyze(text).sentences
+            for clause in sentence.pinyin for w in clause.words]
+
+
+def test_customer_service_words_are_kept_whole(frontend: Frontend) -> None:
+    # The segmenter's trimmed dictionary cut these into characters, a word break apiece.
+    assert words(frontend, "请联系人工客服") == ["请", "联系", "人工", "客服"]
+    assert words(frontend, "您尾号三八的储蓄卡") == ["您", "尾号", "三", "八", "的", "储蓄卡"]
+    assert "验证码" in words(frontend, "请勿向他人透露验证码")
+    assert "井号键" in words(frontend, "请按井号键结束")
+
+
+def test_vocabulary_words_stay_whole_alone() -> None:
+    g2p = G2P(load_lexicon(None))
+    vocabulary = load_vocabulary()
+    assert len(vocabulary) > 200
+    cut = [w for w in vocabulary if [x.text for x in g2p.clause(w).words] != [w]]
+    assert cut == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Third-tone sandhi inside a word the vocabulary made: 社保卡补办 is bao2 ka3 bu3
+        # (社保|卡|补办 was bao3 ka2 bu3: a one-syllable 卡 changed before 补).
+        ("社保卡补办", ["she4", "bao2", "ka3", "bu3", "ban4"]),
+        ("取款机", ["qu2", "kuan3", "ji1"]),
+        # 一 before a measure of order keeps tone 1 inside the word too.
+        ("返回上一级", ["fan3", "hui2", "shang4", "yi1", "ji2"]),
+    ],
+)
+def test_sandhi_inside_vocabulary_words(frontend: Frontend, text: str, expected: list[str]) -> None:
     assert syllables(frontend, text) == expected
 
 

@@ -114,6 +114,13 @@ def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
     return Lexicon(merged, loanwords)
 
 
+def load_vocabulary() -> tuple[str, ...]:
+    """The built-in customer-service words the segmenter keeps whole (vocabulary.txt)."""
+    text = resources.files("synth.frontend").joinpath("vocabulary.txt").read_text("utf-8")
+    words = (line.split("#", 1)[0].split() for line in text.splitlines())
+    return tuple(dict.fromkeys(w for line in words for w in line))
+
+
 # Where a word's reading came from, from the most certain to the least: the site's or
 # built-in lexicon, the pronunciation dictionary (a word it lists, or a character with one
 # reading), a letter's name, or a guess (a polyphonic character read alone, which the
@@ -219,6 +226,10 @@ class G2P:
         self._tokenizer = jieba.Tokenizer(str(segmenter_dictionary(cache_dir)))
         self._tokenizer.tmp_dir = str(cache_dir)  # jieba's own parsed cache lives beside it
         self._tokenizer.initialize()
+        for word in load_vocabulary():
+            # jieba's own suggestion: just frequent enough to beat the pieces it was cut into,
+            # so a longer word or a likelier cut of the sentence around it still wins.
+            self._tokenizer.add_word(word, freq=self._tokenizer.suggest_freq(word))
         for word in lexicon.entries:
             self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
         self._base = lexicon
