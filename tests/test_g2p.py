@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synth.frontend import Frontend, LexiconError, load_lexicon, parse_lexicon
-from synth.frontend.g2p import G2P
+from synth.frontend.g2p import G2P, load_vocabulary
 from synth.frontend.sandhi import Token, apply_sandhi
 
 
@@ -42,6 +42,19 @@ def syllables(frontend: Frontend, text: str) -> list[str]:
         ("请耐心地等待", ["qing3", "nai4", "xin1", "de5", "deng3", "dai4"]),
         ("这块地很大", ["zhe4", "kuai4", "di4", "hen3", "da4"]),
         ("到达目的地", ["dao4", "da2", "mu4", "di4", "di4"]),
+        # 为 is "for" before whom it is for, at the head of a clause, and before a verb of
+        # service further on; "is" before a number and elsewhere.
+        ("为保障资金安全", ["wei4", "bao3", "zhang4", "zi1", "jin1", "an1", "quan2"]),
+        ("本店为会员提供停车", ["ben3", "dian4", "wei4", "hui4", "yuan2", "ti2", "gong1", "ting2", "che1"]),
+        ("我们为符合条件的客户免收年费", ["wo3", "men5", "wei4", "fu2", "he2", "tiao2", "jian4", "de5",
+                                  "ke4", "hu4", "mian3", "shou1", "nian2", "fei4"]),
+        ("请为大家介绍", ["qing3", "wei4", "da4", "jia1", "jie4", "shao4"]),
+        ("年利率为百分之四", ["nian2", "li4", "lv4", "wei2", "bai3", "fen1", "zhi1", "si4"]),
+        ("您的套餐为畅享套餐", ["nin2", "de5", "tao4", "can1", "wei2", "chang4", "xiang3", "tao4", "can1"]),
+        # In a word it is that word's: pypinyin's (成为, 特为) or "is" (为准).
+        ("成为会员", ["cheng2", "wei2", "hui4", "yuan2"]),
+        ("特为老人开通", ["te4", "wei4", "lao3", "ren2", "kai1", "tong1"]),
+        ("请以短信为准", ["qing3", "yi2", "duan3", "xin4", "wei2", "zhun3"]),
     ],
 )
 def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
@@ -68,6 +81,42 @@ def test_polyphones(frontend: Frontend, text: str, expected: list[str]) -> None:
     ],
 )
 def test_tone_sandhi(frontend: Frontend, text: str, expected: list[str]) -> None:
+    assert syllables(frontend, text) == expected
+
+
+def words(frontend: Frontend, text: str) -> list[str]:
+    return [w.text for sentence in frontend.analyze(text).sentences
+            for clause in sentence.pinyin for w in clause.words]
+
+
+def test_customer_service_words_are_kept_whole(frontend: Frontend) -> None:
+    # The segmenter's trimmed dictionary cut these into characters, a word break apiece.
+    assert words(frontend, "请联系人工客服") == ["请", "联系", "人工", "客服"]
+    assert words(frontend, "您尾号三八的储蓄卡") == ["您", "尾号", "三", "八", "的", "储蓄卡"]
+    assert "验证码" in words(frontend, "请勿向他人透露验证码")
+    assert "井号键" in words(frontend, "请按井号键结束")
+
+
+def test_vocabulary_words_stay_whole_alone() -> None:
+    g2p = G2P(load_lexicon(None))
+    vocabulary = load_vocabulary()
+    assert len(vocabulary) > 200
+    cut = [w for w in vocabulary if [x.text for x in g2p.clause(w).words] != [w]]
+    assert cut == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Third-tone sandhi inside a word the vocabulary made: 社保卡补办 is bao2 ka3 bu3
+        # (社保|卡|补办 was bao3 ka2 bu3: a one-syllable 卡 changed before 补).
+        ("社保卡补办", ["she4", "bao2", "ka3", "bu3", "ban4"]),
+        ("取款机", ["qu2", "kuan3", "ji1"]),
+        # 一 before a measure of order keeps tone 1 inside the word too.
+        ("返回上一级", ["fan3", "hui2", "shang4", "yi1", "ji2"]),
+    ],
+)
+def test_sandhi_inside_vocabulary_words(frontend: Frontend, text: str, expected: list[str]) -> None:
     assert syllables(frontend, text) == expected
 
 

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from synth.frontend.context import di_is_de, wei_in_word, wei_reading
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 from synth.memo import Memo
 
@@ -40,11 +41,6 @@ COMMON_POLYPHONES = frozenset(
     "济系夹禁尽劲圈看壳咳勒累俩凉撩淋笼露绿抹宁弄呕炮漂仆強强悄翘亲区券塞厦什似"
     "拓挖尾鲜吓纤校吁旋咽要叶遗殷饮佣晕咋粘挣殖轴属爪综钻"
 )
-# 为 is wei4 ("for") before these or after 因, and wei2 ("is": 余额为…) elsewhere.
-_WEI4_NEXT = set("您你他她它我们了何什此之")
-# 地 alone after a word of two or more characters marks how something is done (耐心地,
-# 及时地: de), unless that word ends in a measure word (这块地, 一片地: the ground).
-_MEASURES = set("块片亩处")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,32}")
 _LATIN_RUN = re.compile(r"[A-Za-z]+")
@@ -116,6 +112,13 @@ def load_lexicon(path: Path | None, valid: set[str] | None = None) -> Lexicon:
         merged.update(own.entries)
         loanwords.update(own.loanwords)
     return Lexicon(merged, loanwords)
+
+
+def load_vocabulary() -> tuple[str, ...]:
+    """The built-in customer-service words the segmenter keeps whole (vocabulary.txt)."""
+    text = resources.files("synth.frontend").joinpath("vocabulary.txt").read_text("utf-8")
+    words = (line.split("#", 1)[0].split() for line in text.splitlines())
+    return tuple(dict.fromkeys(w for line in words for w in line))
 
 
 # Where a word's reading came from, from the most certain to the least: the site's or
@@ -223,6 +226,10 @@ class G2P:
         self._tokenizer = jieba.Tokenizer(str(segmenter_dictionary(cache_dir)))
         self._tokenizer.tmp_dir = str(cache_dir)  # jieba's own parsed cache lives beside it
         self._tokenizer.initialize()
+        for word in load_vocabulary():
+            # jieba's own suggestion: just frequent enough to beat the pieces it was cut into,
+            # so a longer word or a likelier cut of the sentence around it still wins.
+            self._tokenizer.add_word(word, freq=self._tokenizer.suggest_freq(word))
         for word in lexicon.entries:
             self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
         self._base = lexicon
@@ -289,13 +296,12 @@ class G2P:
                 # pypinyin's phrase list leaves out the words read by each character's
                 # first reading (中心: zhōng xīn), so a word the segmenter knows, whose
                 # characters pypinyin read one by one, is read as that word is too.
+                texts = [run[a:b] for a, b in words]
                 for n, (a, b) in enumerate(words):
                     if b - a > 1:
                         covered[a:b] = [True] * (b - a)
-                    elif run[a] == "地" and n > 0 and n + 1 < len(words):
-                        before = run[words[n - 1][0] : a]
-                        if len(before) > 1 and before[-1] not in _MEASURES:
-                            out[a] = "de5"  # 更好地为您服务: how it is done, not the ground
+                    elif run[a] == "地" and di_is_de(texts, n):
+                        out[a] = "de5"  # 更好地为您服务: how it is done, not the ground
 
         while i < len(run):
             for size in range(min(longest, len(run) - i), 1, -1):
@@ -310,11 +316,17 @@ class G2P:
             else:
                 i += 1
         flush(len(run))
-        for k, char in enumerate(run):
-            if char == "为" and out[k] == "wei4":
-                nxt = run[k + 1] if k + 1 < len(run) else ""
-                if nxt not in _WEI4_NEXT and (k == 0 or run[k - 1] != "因"):
-                    out[k] = "wei2"
+        if "为" in run:
+            # 为 as a word of its own is "for" or "is" by the words around it; in a word
+            # pypinyin lists (成为, 为了, 特为) it is read as that word.
+            cut = self._tokenizer.lcut(run, HMM=False)
+            for n, (a, _) in enumerate(_spans(cut, 0)):
+                word = cut[n]
+                if "为" not in word or word in self._phrases:
+                    continue
+                for k, char in enumerate(word):
+                    if char == "为" and not from_lexicon[a + k] and out[a + k] in ("wei2", "wei4"):
+                        out[a + k] = wei_reading(cut, n) if word == "为" else wei_in_word(word, k)
         sources = [self._source(c, lexical, known)
                    for c, lexical, known in zip(run, from_lexicon, covered, strict=True)]
         return out, sources
