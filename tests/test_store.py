@@ -321,3 +321,24 @@ def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None
         with pytest.raises(ValueError):
             files.path(bad)
     assert files.path(FileStore.phrase_name("ab" * 16)) == tmp_path / "ab" / "ab" / ("ab" * 16 + ".wav")
+
+
+async def test_a_flood_of_one_off_prompts_leaves_a_repeated_one_in_memory(
+    tmp_path: Path, synth: CountingSynthesizer
+) -> None:
+    store = PromptStore(tmp_path / "data", synth, hot_bytes=1 << 20, maintenance_interval=3600)
+    await store.open()
+    try:
+        for _ in range(2):  # an IVR menu, asked for again
+            menu = await store.audio(req("查询余额请按一。"), "ulaw")
+        flood = [await store.audio(req(f"您的验证码是{n:04d}。"), "ulaw") for n in range(40)]
+        await store.settled()
+        # Kept as it came, the flood's audio (its masters too) would be more than the budget.
+        assert sum(a.size * 7 for a in flood) > 1 << 20
+        assert store.peek(menu.key, "ulaw", 8000) is not None
+        held = [store.peek(a.key, "ulaw", 8000) is not None for a in flood]
+        assert not any(held[:30]) and sum(held) <= 10  # the last few, in the window
+        again = await store.audio(req("您的验证码是0000。"), "ulaw")  # asked again: moves in
+        assert again.cached and store.peek(again.key, "ulaw", 8000) is not None
+    finally:
+        await store.close()
