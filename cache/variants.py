@@ -42,8 +42,8 @@ class Encodings:
         return self._hot.get((key, fmt, rate))
 
     def hold_master(self, phrase: Phrase, data: bytes) -> None:
-        """Keep a phrase's master WAV in memory."""
-        self._hot.put((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
+        """Keep a new phrase's master WAV in memory, for the encodings its requests ask for."""
+        self._hot.hold((phrase.key, MASTER_FORMAT, phrase.sample_rate), Audio(
             phrase.key, MASTER_FORMAT, phrase.sample_rate, data, phrase.checksum, phrase.duration,
             synth_seconds=phrase.synth_seconds, expires=phrase.expiry,
         ))
@@ -110,7 +110,7 @@ class Encodings:
         key = phrase.key
         files, index = self._storage.files, self._storage.index
         master_name = FileStore.phrase_name(key)
-        held = self._hot.get((key, MASTER_FORMAT, phrase.sample_rate))
+        held = self._hot.held((key, MASTER_FORMAT, phrase.sample_rate))
 
         def audio_of(data: bytes, sum_: str) -> Audio:
             return Audio(key, fmt, rate, data, sum_, phrase.duration,

@@ -135,7 +135,8 @@ class Settings:
     )
     hot_set_bytes: int = field(
         default=64 << 20,
-        metadata=_doc("Bytes of encoded audio kept in memory for the most requested prompts."),
+        metadata=_doc("Bytes of encoded audio kept in memory for the most requested prompts (audio "
+                      "moves in on its second request; a sixteenth holds first requests)."),
     )
     models_dir: Path = field(
         default_factory=_default_models_dir,

@@ -54,8 +54,9 @@ VOCODER_MIN_CHUNK = 96
 # At most this many frames per vocoder run. A run holds about 0.16 MB per frame (with its
 # context) in ONNX Runtime's arena, which keeps its largest size: a 600-frame sentence
 # would keep 100 MB per run at once for good. Each cut costs 2 * VOCODER_CONTEXT frames
-# more work, 8% of a 600-frame sentence.
-VOCODER_MAX_CHUNK = 320
+# more work, 16% of a 600-frame sentence at 200 (320 kept 23 MB more at the peak of a
+# flood of misses; giving the arena back after long runs instead kept more, not less).
+VOCODER_MAX_CHUNK = 200
 HOP = 300  # samples per mel frame
 # Frames (0.4 s) of the first model call's audio vocoded alone, so a stream starts early;
 # the rest (at least VOCODER_MIN_CHUNK frames more) is ready long before they have played.

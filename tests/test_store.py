@@ -258,19 +258,60 @@ def test_sqlite_index_runs_in_wal_mode(tmp_path: Path) -> None:
     index.close()
 
 
+def _audio(n: int) -> Audio:
+    return Audio("k" * 32, "ulaw", 8000, bytes(n), "c", 1.0)
+
+
 def test_hot_set_is_lru_within_its_budget() -> None:
-    hot: HotSet[str, Audio] = HotSet(100)
-
-    def audio(n: int) -> Audio:
-        return Audio("k" * 32, "ulaw", 8000, bytes(n), "c", 1.0)
-
-    hot.put("a", audio(40))
-    hot.put("b", audio(40))
+    hot: HotSet[str, Audio] = HotSet(100, window_share=10)  # 10 bytes of window, 90 in
+    for key in ("a", "b", "c"):
+        hot.put(key, _audio(1))  # asked for once: seen
+    hot.put("a", _audio(40))
+    hot.put("b", _audio(40))
     assert hot.get("a") is not None  # a is now the most recent
-    hot.put("c", audio(40))
+    hot.put("c", _audio(40))
     assert hot.get("b") is None and hot.get("a") is not None and hot.bytes == 80
-    hot.put("huge", audio(500))
+    hot.put("huge", _audio(500))
     assert hot.get("huge") is None and len(hot) == 2
+
+
+def test_the_hot_set_lets_audio_in_on_its_second_request() -> None:
+    hot: HotSet[str, Audio] = HotSet(1000, window_share=10)  # 100 bytes of window
+    hot.put("repeat", _audio(60))
+    assert hot.get("repeat") is not None  # asked again while in the window: moves in
+    for n in range(20):  # a flood of one-off audio passes through the window only
+        hot.put(f"once{n}", _audio(60))
+    assert hot.get("repeat") is not None and hot.bytes <= 60 + 100
+    assert [hot.get(f"once{n}") is None for n in range(20)].count(False) == 1
+    hot.put("late", _audio(60))
+    hot.put("once0", _audio(60))  # pushed out of the window, asked for again: moves in
+    for n in range(20, 40):
+        hot.put(f"once{n}", _audio(60))
+    assert hot.get("once0") is not None and hot.get("late") is None
+
+
+def test_audio_held_for_a_new_phrase_moves_in_on_its_second_request() -> None:
+    hot: HotSet[str, Audio] = HotSet(1000, window_share=10)
+    hot.hold("new", _audio(60))
+    assert hot.held("new") is not None and hot.held("new") is not None  # not requests
+    assert hot.get("new") is not None  # the first request
+    hot.put("other", _audio(60))  # the window holds one: "new" is pushed out
+    assert hot.get("new") is None
+    hot.hold("made", _audio(60))
+    assert hot.get("made") is not None and hot.get("made") is not None  # moved in
+    for n in range(20):
+        hot.put(f"once{n}", _audio(60))
+    assert hot.get("made") is not None
+
+
+def test_the_hot_set_forgets_only_so_many_keys_seen_once() -> None:
+    hot: HotSet[str, Audio] = HotSet(1000, window_share=10, seen=3)
+    for key in ("a", "b", "c", "d"):
+        hot.put(key, _audio(60))
+    hot.put("a", _audio(60))  # seen too long ago: the window again
+    hot.put("d", _audio(60))  # seen recently: in
+    hot.put("e", _audio(60))
+    assert hot.get("d") is not None and hot.held("a") is None
 
 
 def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None:
@@ -280,3 +321,24 @@ def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None
         with pytest.raises(ValueError):
             files.path(bad)
     assert files.path(FileStore.phrase_name("ab" * 16)) == tmp_path / "ab" / "ab" / ("ab" * 16 + ".wav")
+
+
+async def test_a_flood_of_one_off_prompts_leaves_a_repeated_one_in_memory(
+    tmp_path: Path, synth: CountingSynthesizer
+) -> None:
+    store = PromptStore(tmp_path / "data", synth, hot_bytes=1 << 20, maintenance_interval=3600)
+    await store.open()
+    try:
+        for _ in range(2):  # an IVR menu, asked for again
+            menu = await store.audio(req("查询余额请按一。"), "ulaw")
+        flood = [await store.audio(req(f"您的验证码是{n:04d}。"), "ulaw") for n in range(40)]
+        await store.settled()
+        # Kept as it came, the flood's audio (its masters too) would be more than the budget.
+        assert sum(a.size * 7 for a in flood) > 1 << 20
+        assert store.peek(menu.key, "ulaw", 8000) is not None
+        held = [store.peek(a.key, "ulaw", 8000) is not None for a in flood]
+        assert not any(held[:30]) and sum(held) <= 10  # the last few, in the window
+        again = await store.audio(req("您的验证码是0000。"), "ulaw")  # asked again: moves in
+        assert again.cached and store.peek(again.key, "ulaw", 8000) is not None
+    finally:
+        await store.close()

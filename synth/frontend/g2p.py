@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.frontend.context import di_is_de, wei_in_word, wei_reading
+from synth.frontend.phrases import load_pypinyin
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
 from synth.memo import Memo
 
@@ -213,6 +214,9 @@ class G2P:
 
     def __init__(self, lexicon: Lexicon, cache_dir: Path | None = None) -> None:
         import jieba
+
+        # First: how pypinyin loads its phrases is decided as it is first imported.
+        phrases = load_pypinyin()
         from pypinyin import Style
         from pypinyin.contrib.neutral_tone import NeutralToneWith5Mixin
         from pypinyin.converter import DefaultConverter
@@ -234,13 +238,12 @@ class G2P:
             self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
         self._base = lexicon
         self._site: dict[str, int] = {}  # the site's words, and their segmenter frequency before
-        from pypinyin.phrases_dict import phrases_dict
         from pypinyin.seg.mmseg import seg
 
         self._pinyin = Pinyin(_Converter()).pinyin
         self._style = Style.TONE3
         self._lexicon = lexicon
-        self._phrases: Mapping[str, Any] = phrases_dict
+        self._phrases: Mapping[str, Any] = phrases
         self._clauses = Memo(self._clause, CLAUSES_KEPT)
         self._segment: Callable[[str], Iterable[str]] = seg.cut
 

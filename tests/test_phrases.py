@@ -1,0 +1,50 @@
+"""pypinyin's phrase readings, loaded compactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata, resources
+from pathlib import Path
+
+import tomllib
+
+from synth.frontend.phrases import PYPINYIN_VERSION, compact_readings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_release_whose_layout_is_read_is_the_one_pinned_and_installed() -> None:
+    pinned = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]["dependencies"]
+    assert f"pypinyin=={PYPINYIN_VERSION}" in pinned
+    assert metadata.version("pypinyin") == PYPINYIN_VERSION
+
+
+def test_compact_readings_equal_pypinyins_own_and_are_shared() -> None:
+    source = resources.files("pypinyin") / "phrases_dict.json"
+    own = json.loads(source.read_text("utf-8"))
+    with source.open("r", encoding="utf-8") as lines:
+        compact = compact_readings(lines)
+    assert compact == own and len(compact) > 40_000
+    assert any(len(r) > 1 for v in compact.values() for r in v)  # heteronyms kept
+    distinct = {id(r) for v in compact.values() for r in v}
+    assert len(distinct) < 2_000 < sum(len(v) for v in compact.values())
+
+
+def test_the_frontend_loads_pypinyin_with_compact_phrases() -> None:
+    probe = (
+        "import sys\n"
+        "from synth.frontend.phrases import load_pypinyin\n"
+        "phrases = load_pypinyin()\n"
+        "import pypinyin.constants as c\n"
+        "from pypinyin import Style, lazy_pinyin\n"
+        "assert phrases is c.PHRASES_DICT and len(phrases) > 40_000\n"
+        "assert 'pypinyin.phrases_dict' not in sys.modules\n"
+        "print(' '.join(lazy_pinyin('银行行长重新调整', style=Style.TONE3)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["yin2", "hang2", "hang2", "zhang3", "chong2", "xin1",
+                                   "tiao2", "zheng3"]
