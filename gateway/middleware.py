@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.errors import error_response_for
-from gateway.logs import FIELDS, access, route_template
+from gateway.logs import FIELDS, access, access_line, route_template
 from gateway.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +73,6 @@ def request_middleware(metrics: Metrics) -> Middleware:
                 if access.isEnabledFor(logging.DEBUG):
                     # Customer text appears only when debug logging is switched on.
                     fields["query"] = dict(request.query)
-                access.info("request", extra={"fields": fields})
+                access_line(fields)
 
     return middleware
