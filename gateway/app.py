@@ -27,7 +27,7 @@ from gateway.cosyvoice_lite import add_lite_routes
 from gateway.dashscope_ws import add_dashscope_routes
 from gateway.errors import Unavailable
 from gateway.history import History
-from gateway.logs import NoRequestText
+from gateway.logs import NoRequestText, written_off_loop
 from gateway.logs import configure as configure_logs
 from gateway.metrics import Metrics
 from gateway.middleware import request_middleware
@@ -147,12 +147,15 @@ class ListenError(RuntimeError):
 def run(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM."""
     configure_logs(settings.log_level)
-    # Before anything loads: a port in use stops startup at once, before any work.
-    sockets = bind(settings.host, settings.port)
-    raise_open_files_limit()
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
-    asyncio.run(_serve(create_app(settings), settings, sockets))
-    log.info("stopped")
+    # The loop only queues log records; a thread writes them, and the last of them before
+    # this returns (or the process exits).
+    with written_off_loop():
+        # Before anything loads: a port in use stops startup at once, before any work.
+        sockets = bind(settings.host, settings.port)
+        raise_open_files_limit()
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        asyncio.run(_serve(create_app(settings), settings, sockets))
+        log.info("stopped")
     return 0
 
 

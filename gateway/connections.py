@@ -25,7 +25,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from gateway.errors import OPENAI_PREFIX, unparsed_request_response
-from gateway.logs import access
+from gateway.logs import access, access_line
 from gateway.middleware import request_id
 from gateway.request_lines import RequestLines
 
@@ -136,10 +136,8 @@ class Connection(RequestHandler):
         if response.status >= 500:
             log.error("error answering a request", exc_info=exc)
         elif access.isEnabledFor(logging.INFO):
-            access.info("request", extra={"fields": {
-                "request_id": rid, "route": "unparsed", "status": response.status,
-                "error": type(exc).__name__,
-            }})
+            access_line({"request_id": rid, "route": "unparsed", "status": response.status,
+                         "error": type(exc).__name__})
         response.force_close()
         return response
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.errors import error_response_for
-from gateway.logs import FIELDS, access, route_template
+from gateway.logs import FIELDS, access, access_line, route_template
 from gateway.metrics import Metrics
 from gateway.nostore import says_no_store
 from synth.memo import fleeting
@@ -79,6 +79,6 @@ def request_middleware(metrics: Metrics) -> Middleware:
                     # Customer text appears only when debug logging is switched on, and
                     # never the text of a request that asked that nothing of it be kept.
                     fields["query"] = dict(request.query)
-                access.info("request", extra={"fields": fields})
+                access_line(fields)
 
     return middleware

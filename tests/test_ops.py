@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 import threading
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from cache.store import PromptStore
 from config import Settings
 from gateway import create_app
-from gateway.logs import JsonFormatter
+from gateway.logs import JsonFormatter, access_line, written_off_loop
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.support import serve_process, until_sync
 
@@ -83,6 +84,51 @@ def test_json_formatter_writes_one_object_per_line() -> None:
     data = json.loads(line)
     assert data["level"] == "info" and data["route"] == "/tts.{ext}" and data["time"].endswith("Z")
     assert "\n" not in line
+
+
+def test_lines_queued_for_the_writer_thread_are_all_written_when_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "stderr"
+    with path.open("w", encoding="utf-8") as err:
+        monkeypatch.setattr(sys, "stderr", err)
+        with written_off_loop():
+            for n in range(500):
+                fields = {"request_id": f"r{n}", "route": "/tts.{ext}", "status": 200}
+                access_line(fields)
+                fields["status"] = 500  # after the line was written: not in it
+            log = logging.getLogger("huiyin.gateway")
+            log.info("%d lines", 500)
+            try:
+                raise ValueError("broken")
+            except ValueError:
+                log.exception("failed")
+    *accessed, said, failed = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [e["request_id"] for e in accessed] == [f"r{n}" for n in range(500)]
+    assert all(e["status"] == 200 for e in accessed)
+    record = logging.LogRecord("huiyin.access", logging.INFO, __file__, 1, "request", None, None)
+    record.fields = {"request_id": "r0", "route": "/tts.{ext}", "status": 200}
+    formatted = json.loads(JsonFormatter().format(record))
+    assert list(accessed[0]) == list(formatted)  # the same line, key for key
+    assert {k: accessed[0][k] for k in ("level", "logger", "message")} == {
+        "level": "info", "logger": "huiyin.access", "message": "request"}
+    assert said["message"] == "500 lines" and said["logger"] == "huiyin.gateway"
+    assert failed["message"] == "failed" and "ValueError: broken" in failed["error"]
+
+
+def test_every_request_is_logged_when_sigterm_has_stopped_the_gateway(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    env = {"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "info"}
+    with serve_process(env, log=log) as (base, proc):
+        for _ in range(200):
+            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as r:
+                assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(entry.get("route") == "/healthz" for entry in lines) == 200
+    assert lines[-1]["message"] == "stopped"
 
 
 def test_sigterm_during_a_synthesis_finishes_it_and_commits_it(tmp_path: Path) -> None:
