@@ -203,23 +203,8 @@ def edge_and_direct(edge_url: str, direct_url: str) -> dict[str, str]:
 
 def test_the_edge_nginx_answers_a_repeated_prompt_from_its_cache(tmp_path: Path) -> None:
     with serve_process({"HUIYIN_DATA_DIR": str(tmp_path / "data"), "HUIYIN_LOG_LEVEL": "warning"}) as (base, _):
-        upstream = base.removeprefix("http://")
-        port = free_port()
-        config = render_nginx(tmp_path, upstream, port)
-        nginx = subprocess.Popen(["nginx", "-c", str(config), "-p", str(tmp_path)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        nginx, edge = start_edge(tmp_path, base)
         try:
-            edge = f"http://127.0.0.1:{port}"
-
-            def edge_answers() -> bool:
-                assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else "nginx exited"
-                try:
-                    urllib.request.urlopen(f"{edge}/healthz", timeout=1).close()
-                    return True
-                except OSError:
-                    return False
-
-            until_sync(edge_answers, interval=0.05, what="nginx answering")
             url = f"{edge}/tts.ulaw?text={quote('您好，欢迎致电客户服务中心。')}"
             with urllib.request.urlopen(url, timeout=60) as r:
                 first, first_status = r.read(), r.headers["X-Edge-Cache"]

@@ -11,11 +11,8 @@ import asyncio
 import io
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import dashscope
 import nls
 import numpy as np
 import openai
@@ -25,12 +22,10 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from dashscope.audio.tts_v2 import AudioFormat, SpeechSynthesizer
 
-from config import Settings
-from gateway import create_app
-from gateway.state import STORE, VOICES
-from synth.fastspeech2 import FastSpeech2Engine
+from gateway.state import STORE
+from tests import test_fronts_share
 from tests.nls_flowing import FlowingClient
-from tests.support import PATIENCE, until
+from tests.support import PATIENCE
 from tests.test_customer_routes import remembered
 from tests.test_dashscope_front import Recorder, closed
 
@@ -48,17 +43,8 @@ TEXTS = {
 }
 
 
-@pytest.fixture
-async def server(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], engine: FastSpeech2Engine,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> TestServer:
-    served = await aiohttp_server(create_app(Settings(data_dir=tmp_path / "data"), engines=[engine]))
-    await until(lambda: VOICES in served.app)
-    monkeypatch.setattr(dashscope, "base_websocket_api_url",
-                        str(served.make_url("/api-ws/v1/inference")).replace("http", "ws", 1))
-    monkeypatch.setattr(dashscope, "api_key", "any")
-    return served
+# The gateway with the real voice, and DashScope's SDK pointed at it.
+server = test_fronts_share.server
 
 
 # The clients' own loggers (their SDKs log what they send and receive at debug level).
