@@ -114,15 +114,20 @@ class HotSet(Generic[K, V]):
             self._to_window(key, value, asked=False)
 
     def discard(self, key: K) -> None:
-        """Remove an entry if present."""
+        """Remove an entry if present, and forget it was ever asked for (a purged key)."""
         self._main.discard(key)
         self._window.discard(key)
         self._asked.discard(key)
+        self._seen.pop(key, None)
 
     def discard_where(self, predicate: Callable[[K], bool]) -> None:
         """Remove every entry whose key matches."""
-        for key in [k for k in (*self._main.entries, *self._window.entries) if predicate(k)]:
+        for key in [k for k in self.keys() if predicate(k)]:
             self.discard(key)
+
+    def keys(self) -> list[K]:
+        """The keys of every entry held (the window's too)."""
+        return [*self._main.entries, *self._window.entries]
 
     def __len__(self) -> int:
         return len(self._main.entries) + len(self._window.entries)

@@ -91,7 +91,7 @@ def held_in_memory(store: PromptStore, key: str) -> list[str]:
     found = []
     if store._rows.get(key) is not None:
         found.append("rows")
-    if any(k[0] == key for k in store._encodings._hot._entries):
+    if any(k[0] == key for k in store._encodings._hot.keys()):
         found.append("hot set")
     if key in set(store._keying._keys.values()):
         found.append("key memo")
