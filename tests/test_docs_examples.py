@@ -14,8 +14,10 @@ environment's `huiyin` first on `PATH` and the code under test first on `PYTHONP
 
 Before it runs, its text goes through `substitutions()`, a plain replacement table: the
 documented addresses `127.0.0.1:8080` and `tts.example:8080` become the live gateway's, and
-the documented placeholders of secrets (`Bearer <admin key>`, `Bearer hy_…`) the fixture's
-admin token and API key. Nothing else is changed: an example runs as written.
+the documented placeholders of secrets (`Bearer <admin key>`, and in shell examples
+`Bearer hy_…`) the fixture's admin token and API key. A Python example's API key placeholder
+is sent as written (any key passes under `open`), so one its HTTP library cannot send fails.
+Nothing else is changed: an example runs as written.
 
 An example passes when no URL in it is cut by an unquoted `&`, it exits 0, prints no JSON
 error of the gateway, and every audio file it wrote is audio of its extension's type
@@ -99,16 +101,20 @@ class Gateway:
     key: str  # an API key of the `synthesize` scope
 
 
-def substitutions(gateway: Gateway) -> dict[str, str]:
+def substitutions(gateway: Gateway, kind: str) -> dict[str, str]:
     """What an example's text is changed by before it runs: the documented addresses and
-    placeholders, by the live gateway's address and the fixture's secrets."""
-    return {
+    placeholders, by the live gateway's address and the fixture's secrets. A Python example
+    keeps its key placeholder: it must be one its HTTP library sends as written (`hy_…`
+    is not: requests and the OpenAI SDK refuse a non-ASCII header before sending)."""
+    table = {
         "127.0.0.1:8080": gateway.address,
         "tts.example:8080": gateway.address,
         "Bearer <admin key>": f"Bearer {ADMIN_TOKEN}",
-        "Bearer hy_…": f"Bearer {gateway.key}",
-        "X-API-Key: hy_…": f"X-API-Key: {gateway.key}",
     }
+    if kind == "shell":
+        table["Bearer hy_…"] = f"Bearer {gateway.key}"
+        table["X-API-Key: hy_…"] = f"X-API-Key: {gateway.key}"
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +195,7 @@ def run_example(block: Block, gateway: Gateway, cwd: Path) -> subprocess.Complet
 
     It runs in a session of its own, ended when it exits, so a process it left in the
     background neither outlives the test nor holds its output open."""
-    text = substitute(block.text, substitutions(gateway))
+    text = substitute(block.text, substitutions(gateway, block.kind))
     if block.kind == "shell":
         command = ["bash", "-e", "-c", shell_script(text)]
     else:
