@@ -22,6 +22,7 @@ from aiohttp.web_protocol import RequestHandler
 
 import gateway.connections
 from gateway.connections import PRIVATE_NAMES, Connection
+from gateway.signing import sign
 from gateway.state import SETTINGS
 from gateway.urlmemo import URL_MEMO
 from synth.fastspeech2 import FastSpeech2Engine
@@ -236,6 +237,28 @@ async def test_raw_utf8_in_a_url_is_the_percent_encoded_url(server: Server, pars
     writer.close()
     assert status == 200 and body == encoded
     assert len(server.app[URL_MEMO]) == 1  # one URL, however it was spelled
+
+
+async def test_a_signed_url_sent_as_raw_utf8_passes_the_signature_check(
+    engine: FastSpeech2Engine, tmp_path: Path, parser: type,
+) -> None:
+    """A dialplan may hold a signed URL with its text unencoded: its signature (made over the
+    percent-encoded form, as `huiyin url --sign` makes it) checks the same, and a text
+    changed in the raw form is refused."""
+    secret = "raw-signing-secret-0123456789"
+    signed = sign("/tts.ulaw?text=" + quote(TEXT), secret, 600, bucket=60)
+    raw = signed.replace(quote(TEXT), TEXT).encode()
+    assert raw != signed.encode() and TEXT.encode() in raw
+    async with live(engine, tmp_path / "data", access="keys", url_signing_secret=(secret,)) as server:
+        status, headers, body = await server.fetch(raw_get(raw))
+        assert status == 200, body[:200]
+        assert headers["content-type"] == "audio/basic" and len(body) / 8000 > 0.5
+        status, _, encoded_body = await server.fetch(raw_get(signed.encode()))
+        assert status == 200 and encoded_body == body
+        changed = raw.replace(TEXT[-2:].encode(), "元。".encode())
+        assert changed != raw
+        status, headers, body = await server.fetch(raw_get(changed))
+        assert status in (401, 403) and headers["content-type"].startswith("application/json")
 
 
 async def test_raw_bytes_that_are_not_utf8_are_a_400_that_says_how_to_send_text(
