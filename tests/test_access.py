@@ -512,13 +512,13 @@ async def test_a_repeat_url_from_memory_is_answered_only_as_the_policy_allows(
         assert status == 401
 
 
-async def test_the_readmes_dialplan_snippet_signs_urls_the_gateway_accepts(client: Client) -> None:
+async def test_the_docs_dialplan_snippet_signs_urls_the_gateway_accepts(client: Client) -> None:
     from tests.support import REPO
 
-    readme = await asyncio.to_thread((REPO / "README.md").read_text, encoding="utf-8")
-    block = readme.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    page = await asyncio.to_thread((REPO / "docs" / "security.md").read_text, encoding="utf-8")
+    block = page.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/security.md", "exec"), namespace)
     target = namespace["signed"]("/tts.ulaw", {"text": "您的余额为12.50元", "voice": "baker"}, SECRET)
     answer = await client.get(yarl.URL(target, encoded=True))
     assert answer.status == 200 and answer.headers["Content-Type"] == "audio/basic"

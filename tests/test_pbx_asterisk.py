@@ -1,4 +1,4 @@
-"""Prompts played by a real Asterisk: every URL form the README gives it, every Asterisk
+"""Prompts played by a real Asterisk: every URL form docs/http-api.md gives it, every Asterisk
 line of README.md and docs/ as written, the docs' fallback recipe, and what a caller hears
 (a Local channel records the call), along with what Asterisk asked of the gateway.
 
@@ -205,7 +205,7 @@ def huiyin(env: dict[str, str], *args: str) -> str:
 # --- every URL form and format ---------------------------------------------------------
 
 Q = quote(TEXT)
-# The Playback argument as a dialplan would write it, as the README gives each form.
+# The Playback argument as a dialplan would write it, as docs/http-api.md gives each form.
 FORMS = {
     "ulaw": "{base}/tts.ulaw?text={q}",
     "ul": "{base}/tts.ul?text={q}",
@@ -303,7 +303,7 @@ def test_each_new_url_is_one_more_file_in_asterisks_cache(pbx: Asterisk, keyed: 
 
 
 def test_dynamic_text_with_a_dot_in_the_documented_form(pbx: Asterisk, gateway: Gateway) -> None:
-    # README: Playback(http://…/tts.ulaw?text=${URIENCODE(您好)}); '.' is left as it is.
+    # docs/http-api.md: Playback(http://…/tts.ulaw?text=${URIENCODE(您好)}); '.' is left as it is.
     target = f"{gateway.base}/tts.ulaw?text=${{URIENCODE(金额12.50元)}}"
     before = len(gateway.requests())
     heard = pbx.play(target)
@@ -397,15 +397,15 @@ def the_next_second() -> None:
     until_sync(lambda: int(time.time()) > now, 2, what="the next second")
 
 
-def readme_agi_recipe() -> str:
-    """The README's AGI recipe: its signing function and the commented lines that use it."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+def docs_agi_recipe() -> str:
+    """docs/security.md's AGI recipe: its signing function and the commented lines that use it."""
+    page = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
+    block = page.split("In an\nAsterisk AGI script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     lines = []
     for line in block.splitlines():
         if line.startswith("# "):
             try:
-                compile(line[2:], "README.md", "exec")
+                compile(line[2:], "docs/security.md", "exec")
             except SyntaxError:
                 continue  # a comment in words
             line = line[2:]
@@ -413,10 +413,10 @@ def readme_agi_recipe() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_the_readmes_agi_recipe_plays_a_signed_url(
+def test_the_docs_agi_recipe_plays_a_signed_url(
     pbx: Asterisk, keyed: Gateway, tmp_path: Path
 ) -> None:
-    recipe = readme_agi_recipe().replace("http://tts.example:8080", keyed.base)
+    recipe = docs_agi_recipe().replace("http://tts.example:8080", keyed.base)
     assert "EXEC Playback" in recipe
     sent = tmp_path / "sent"
     script = tmp_path / "prompt.agi"
