@@ -345,7 +345,7 @@ class SambertEngine:
                     f"{', '.join(absent)}, which are not installed. kantts and ttsfrd are the "
                     "Sambert frontend: PyPI holds only placeholders, so install them from the "
                     "vendor's own distribution as the model's page instructs; matplotlib comes "
-                    "from PyPI (see README, 'The ModelScope engine')"
+                    "from PyPI (see docs/voices.md, 'The ModelScope engine')"
                 )
         # Hashed before loading: ModelScope's Sambert unpacks resource.zip into the folder.
         fingerprint = model_fingerprint(directory)
