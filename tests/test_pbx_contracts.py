@@ -35,7 +35,7 @@ from synth.fastspeech2 import FastSpeech2Engine
 from tests.pbx import ASTERISK, FREESWITCH
 
 Client = TestClient[Any, web.Application]
-ORIGIN = "http://127.0.0.1:8080"  # the README's own; only the part after the host matters
+ORIGIN = "http://127.0.0.1:8080"  # the docs' own; only the part after the host matters
 
 
 # --- how a PBX reads a file ---------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_the_rules_read_urls_as_their_sources_do() -> None:
 BOTH = frozenset({"asterisk", "freeswitch"})
 AST = frozenset({"asterisk"})
 FS = frozenset({"freeswitch"})
-GREETING = "您好，欢迎致电客户服务中心"  # the README's own texts
+GREETING = "您好，欢迎致电客户服务中心"  # the docs' own texts
 HELLO = "您好"
 BALANCE = "您的余额为12.50元"
 ENGLISH = "For English service, please press 9."
@@ -217,7 +217,7 @@ _TEXT_NAMES = {GREETING: "greeting", HELLO: "hello", BALANCE: "balance", ENGLISH
 @dataclass(frozen=True)
 class Form:
     """A URL form the documentation recommends, where, and for which PBXs. `target` holds
-    {text} for the text (percent-encoded as the README says: a '.' as %2E) and {signed} for
+    {text} for the text (percent-encoded as docs/http-api.md says: a '.' as %2E) and {signed} for
     a signed URL's parameters, the text's among them."""
 
     target: str
@@ -228,22 +228,22 @@ class Form:
 
 def _table(pbx: frozenset[str], *targets: str) -> list[Form]:
     column = "Asterisk" if pbx == AST else "FreeSWITCH"
-    return [Form(t, f"README.md, HTTP: the formats table's {column} column", pbx) for t in targets]
+    return [Form(t, f"docs/http-api.md: the formats table's {column} column", pbx) for t in targets]
 
 
 FORMS = [
-    Form("/tts.ulaw?text={text}", "README.md, HTTP: the example Asterisk dialplan line "
-         "(Playback); Access: `huiyin sign '…/tts.ulaw?text=…'` for Asterisk's Playback and "
+    Form("/tts.ulaw?text={text}", "docs/http-api.md: the example Asterisk dialplan line "
+         "(Playback); docs/security.md: `huiyin sign '…/tts.ulaw?text=…'` for Asterisk's Playback and "
          "FreeSWITCH's http_cache", BOTH, HELLO),
-    Form("/tts.ulaw?{signed}", "README.md, Access: the AGI script's signed('/tts.ulaw', …) "
+    Form("/tts.ulaw?{signed}", "docs/security.md: the AGI script's signed('/tts.ulaw', …) "
          "URL (exp and sig added; ignored under access: open)", BOTH, SIGNED),
-    Form("/tts.ulaw?text={text}", "README.md, HTTP: 'in a query, send . as %2E'", BOTH, BALANCE),
-    Form("/tts.ulaw?text={text}", "README.md, The English voice: /tts.ulaw?voice=joe&text=… "
+    Form("/tts.ulaw?text={text}", "docs/http-api.md: 'in a query, send . as %2E'", BOTH, BALANCE),
+    Form("/tts.ulaw?text={text}", "docs/voices.md, The English voice: /tts.ulaw?voice=joe&text=… "
          "(here in the default voice)", BOTH, ENGLISH),
-    Form("/phrases/greeting.ulaw", "README.md, Phrase files: 'served at /phrases/greeting.ulaw'; "
+    Form("/phrases/greeting.ulaw", "docs/operations.md, Phrase files: 'served at /phrases/greeting.ulaw'; "
          "config/phrases.example.yaml", BOTH),
-    Form("/phrases/greeting.PCMU", "README.md, HTTP: the example FreeSWITCH playback line", FS),
-    Form("/phrases/greeting.r16", "README.md, HTTP: the example FreeSWITCH line's '.r16 for 16 kHz'", FS),
+    Form("/phrases/greeting.PCMU", "docs/http-api.md: the example FreeSWITCH playback line", FS),
+    Form("/phrases/greeting.r16", "docs/http-api.md: the example FreeSWITCH line's '.r16 for 16 kHz'", FS),
     *_table(AST, "/tts.wav?rate=8000&text={text}", "/tts.wav?rate=16000&text={text}",
             "/tts.wav16?text={text}", "/tts.ulaw?text={text}", "/tts.ul?text={text}",
             "/tts.mu?text={text}", "/tts.PCMU?text={text}", "/tts.alaw?text={text}",
@@ -255,7 +255,7 @@ FORMS = [
             "/tts.alaw?text={text}", "/tts.al?text={text}", "/tts.PCMA?text={text}",
             "/tts.r8?text={text}", "/tts.r16?text={text}"),
 ]
-# POST /api/tts's audio_url (README.md, HTTP: the routes table), for the bodies that ask for
+# POST /api/tts's audio_url (docs/http-api.md: the routes table), for the bodies that ask for
 # a PBX's format: the prompt URL it hands out is a form it recommends.
 API_FORMS = [
     ({"format": "ulaw"}, BOTH),
@@ -271,7 +271,7 @@ def _query_text(text: str) -> str:
 
 
 def _signed_query(text: str) -> str:
-    """The README's AGI snippet: sorted parameters, then sig, the unpadded base64url HMAC."""
+    """The AGI snippet of docs/security.md: sorted parameters, then sig, the unpadded base64url HMAC."""
     query = f"exp=4102444800&text={_query_text(text)}"
     sig = base64.urlsafe_b64encode(hmac.new(b"secret", f"GET\n/tts.ulaw\n{query}".encode(),
                                             hashlib.sha256).digest()).rstrip(b"=").decode()

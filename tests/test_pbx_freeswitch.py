@@ -721,7 +721,7 @@ URL_FORM_TEXTS = {
 def test_each_form_huiyin_url_prints_for_freeswitch_plays(
     freeswitch: FreeSwitch, gateway: Gateway, form: str, options: tuple[str, ...], in_xml: bool
 ) -> None:
-    """As the README and `--help` say: `http_cache://…` plays as installed, `--plain-http`
+    """As docs/security.md and `--help` say: `http_cache://…` plays as installed, `--plain-http`
     with enable-file-formats, and `--xml` pasted into an XML dialplan's `data="…"` (two
     parameters, so an `&amp;` FreeSWITCH's parser turns back into `&`)."""
     printed = gateway.cli("url", URL_FORM_TEXTS[form], "--for", "freeswitch", "--format", "wav",
