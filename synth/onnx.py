@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import onnxruntime as ort
@@ -37,6 +38,28 @@ OPTIMIZE_TIMEOUT = 300
 _ISA_FLAGS = ("avx512f", "avx512bw", "avx2", "fma", "avx", "sse4_1", "asimd", "sve")
 
 
+# One CPU arena for every session of the process, registered with ONNX Runtime's environment
+# on first use. Each session's own arena keeps its largest size for good, so two lanes' worth
+# of the acoustic model's and the vocoder's tensors stayed resident side by side; one shared
+# arena reuses what any of them freed. Under a flood of misses (bench/memory.py) the peak
+# fell by about 20 MB, misses per second unchanged. It grows by powers of two (ONNX
+# Runtime's default): growing by what each request asks fragmented it, 50 MB more at the peak.
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def _shared_arena() -> None:
+    global _arena_registered
+    with _arena_lock:
+        if _arena_registered:
+            return
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                   ort.OrtMemType.DEFAULT)
+        # Unbounded, grown by powers of two, chunk and dead-byte limits at their defaults.
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, 0, -1, -1))
+        _arena_registered = True
+
+
 def _options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -48,6 +71,8 @@ def _options(threads: int) -> ort.SessionOptions:
     # Each tensor from the arena as it is needed, rather than one block planned per input
     # shape: the vocoder's arena holds 0.09 MB per mel frame instead of 0.15, as fast.
     options.enable_mem_pattern = False
+    _shared_arena()
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return options
 
 

@@ -123,3 +123,35 @@ def test_a_damaged_optimized_file_is_passed_over_with_a_warning_and_removed(
     assert _mels(session)[0].shape[1] > 20
     assert not target.exists()  # the next load writes it again
     assert sessions.optimize(source) == target and target.stat().st_size > 1000
+
+
+def test_every_session_takes_its_tensors_from_one_arena_of_the_process(acoustic: Path) -> None:
+    """Sessions share the environment's CPU arena (registered once, however many sessions
+    are made, and run from it), so what one lane's run freed serves the next run of any
+    model."""
+    first = sessions.cpu_session(acoustic, 1)
+    second = sessions.cpu_session(acoustic, 1)
+    for session in (first, second):
+        entries = session.get_session_options().get_session_config_entry
+        assert entries("session.use_env_allocators") == "1"
+    for a, b in zip(_mels(first), _mels(second), strict=True):
+        assert a.shape[1] > 2 and np.array_equal(a, b)
+
+
+def test_malloc_keeps_two_arenas_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import services
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, parameter: int, value: int) -> int:
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(services.ctypes, "CDLL", lambda _: Libc())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    services.bound_malloc_arenas()
+    assert calls == [(-8, services.MALLOC_ARENAS)]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    services.bound_malloc_arenas()
+    assert calls == [(-8, services.MALLOC_ARENAS)]  # glibc reads the operator's own value

@@ -48,6 +48,21 @@ def test_a_new_index_is_at_the_head_revision(tmp_path: Path) -> None:
         again.close()
 
 
+def test_the_head_named_in_the_code_is_alembics_and_an_index_there_opens_without_alembic(
+    tmp_path: Path,
+) -> None:
+    """schema.HEAD is the newest migration (a new migration must name itself there), and a
+    gateway opening an index at it never imports Alembic, which would stay in its memory."""
+    assert schema.HEAD == schema.head()
+    Index(url_in(tmp_path)).close()  # made, and upgraded to the head
+    opened = subprocess.run(
+        [sys.executable, "-c", "import sys; from cache.index import Index; "
+         f"Index({url_in(tmp_path)!r}).close(); "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"],
+        cwd=REPO, capture_output=True, text=True, check=True)
+    assert opened.stdout.strip() == "[]", opened.stdout + opened.stderr
+
+
 def test_the_tables_the_code_queries_match_the_migrations(tmp_path: Path) -> None:
     index = Index(url_in(tmp_path))
     try:
