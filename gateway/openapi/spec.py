@@ -23,6 +23,24 @@ from gateway.openapi.parts import (
 from gateway.params import EXTENSIONS
 
 
+def _stored_audio(summary: str, operation_id: str, name: str, pattern: str,
+                  rate: dict[str, Any], *extra: dict[str, Any]) -> dict[str, Any]:
+    """A GET of stored audio named in its path (a prompt's key, a phrase's id)."""
+    return {"get": {
+        "summary": summary, "operationId": operation_id,
+        "parameters": [
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": pattern}},
+            ext_param(),
+            query("rate", rate, "sample rate (wav and mp3)"),
+            *extra,
+            *SIGNED,
+        ],
+        "security": SPEAKER,
+        "responses": {**audio_responses("audio"), **error_responses(400, 401, 403, 404, 422, 500)},
+    }}
+
+
 def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
     """The spec; text limits follow the settings, voices and ranges follow the engines
     (`voices` as /api/voices describes them, its `fronts` included)."""
@@ -70,35 +88,12 @@ def openapi_spec(settings: Settings, voices: dict[str, Any]) -> dict[str, Any]:
                 "head": {"summary": "Headers of /tts", "operationId": "ttsHead",
                          "parameters": tts_params, **audio_get},
             },
-            "/prompts/{key}.{ext}": {
-                "get": {
-                    "summary": "Stored audio by content key (immutable)", "operationId": "prompt",
-                    "parameters": [
-                        {"name": "key", "in": "path", "required": True,
-                         "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
-                        ext_param(),
-                        query("rate", rate, "sample rate (wav and mp3)"),
-                        query("download", {"type": "string"}, "download under this file name"),
-                        *SIGNED,
-                    ],
-                    "security": SPEAKER,
-                    "responses": {**audio_responses("audio"), **error_responses(400, 401, 403, 404, 422, 500)},
-                },
-            },
-            "/phrases/{phrase_id}.{ext}": {
-                "get": {
-                    "summary": "Current audio of a named phrase", "operationId": "phrase",
-                    "parameters": [
-                        {"name": "phrase_id", "in": "path", "required": True,
-                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
-                        ext_param(),
-                        query("rate", rate, "sample rate (wav and mp3)"),
-                        *SIGNED,
-                    ],
-                    "security": SPEAKER,
-                    "responses": {**audio_responses("audio"), **error_responses(400, 401, 403, 404, 422, 500)},
-                },
-            },
+            "/prompts/{key}.{ext}": _stored_audio(
+                "Stored audio by content key (immutable)", "prompt", "key", "^[0-9a-f]{32}$", rate,
+                query("download", {"type": "string"}, "download under this file name")),
+            "/phrases/{phrase_id}.{ext}": _stored_audio(
+                "Current audio of a named phrase", "phrase", "phrase_id",
+                "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", rate),
             "/api/tts": {
                 "post": {
                     "summary": "Synthesize and return URLs", "operationId": "apiTts",
