@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import (
@@ -20,7 +21,7 @@ from cache.storage import StoreUnavailableError
 from cache.variants import PhraseGoneError
 from gateway.jsonbody import json_response
 from synth.codecs import UnknownFormatError, UnsupportedRateError
-from synth.engine import InvalidInputError, SilentAudioError, SynthesisError, UpstreamError
+from synth.engine import InvalidInputError, SilentAudioError, SynthesisError, UpstreamError, UpstreamFailure
 from synth.ssml import SsmlSyntaxError
 from synth.worker import DeadlineExceededError, QueueFullError, WorkerClosedError
 
@@ -118,6 +119,13 @@ class QuotaExceeded(Unavailable):
 
 OPENAI_PREFIX = "/v1/"
 
+# The status and code a client is answered with for each way an upstream fails.
+UPSTREAM_ANSWERS: Mapping[UpstreamFailure, tuple[int, str]] = {
+    UpstreamFailure.BAD_ANSWER: (502, "upstream_failed"),
+    UpstreamFailure.UNREACHABLE: (503, "upstream_unavailable"),
+    UpstreamFailure.TIMEOUT: (504, "upstream_timeout"),
+}
+
 
 def error_response(
     status: int, code: str, message: str, field: str | None = None,
@@ -162,7 +170,8 @@ def describe_failure(
     except UpstreamError as exc:
         log.warning("upstream failed: %s", exc)
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return exc.status, exc.code, str(exc), None, retry
+        status, code = UPSTREAM_ANSWERS[exc.kind]
+        return status, code, str(exc), None, retry
     except PhraseGoneError:
         return 404, "not_found", "the phrase is no longer stored", None, None
     except StoreUnavailableError as exc:

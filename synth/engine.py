@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -44,11 +45,22 @@ class InvalidInputError(SynthesisError):
         self.field = field_name
 
 
-class UpstreamError(SynthesisError):
-    """A remote backend failed to answer with audio (502); `backend` names it."""
+class UpstreamFailure(enum.Enum):
+    """How a remote backend failed: what the gateway tells its client depends on it."""
 
-    status = 502
-    code = "upstream_failed"
+    # It answered, but not with audio: an error status, a body that is not audio or is too
+    # long, or a connection broken off before the answer was whole.
+    BAD_ANSWER = "bad_answer"
+    # It cannot be reached, or its circuit breaker is open: it counts as down for now.
+    UNREACHABLE = "unreachable"
+    # It did not answer in time.
+    TIMEOUT = "timeout"
+
+
+class UpstreamError(SynthesisError):
+    """A remote backend failed to answer with audio; `backend` names it, `kind` says how."""
+
+    kind = UpstreamFailure.BAD_ANSWER
 
     def __init__(self, backend: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(f"backend '{backend}': {message}")
@@ -57,17 +69,15 @@ class UpstreamError(SynthesisError):
 
 
 class UpstreamUnavailableError(UpstreamError):
-    """A remote backend cannot be reached, or its circuit breaker is open (503)."""
+    """A remote backend cannot be reached, or its circuit breaker is open."""
 
-    status = 503
-    code = "upstream_unavailable"
+    kind = UpstreamFailure.UNREACHABLE
 
 
 class UpstreamTimeoutError(UpstreamError):
-    """A remote backend did not answer in time (504)."""
+    """A remote backend did not answer in time."""
 
-    status = 504
-    code = "upstream_timeout"
+    kind = UpstreamFailure.TIMEOUT
 
 
 @dataclass(frozen=True)

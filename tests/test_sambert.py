@@ -1,4 +1,4 @@
-"""The optional ModelScope engine (synth/sambert.py), through the real modelscope library.
+"""The optional ModelScope engine (synth/sambert/), through the real modelscope library.
 
 No Sambert-HifiGAN weights can be had offline, so a tiny model type and pipeline type are
 registered with ModelScope here for the text-to-speech task: the pipeline answers WAV bytes of
@@ -55,9 +55,9 @@ def spoken_chars(text: str) -> int:
 @pytest.fixture(scope="session")
 def tiny_types() -> None:
     """Register the tiny model and pipeline types with ModelScope (offline env set first)."""
-    from synth.sambert import _go_offline
+    from synth.sambert.offline import go_offline
 
-    _go_offline()
+    go_offline()
     pytest.importorskip("modelscope", reason="the modelscope extra is not installed")
     from modelscope.models.base import Model
     from modelscope.models.builder import MODELS

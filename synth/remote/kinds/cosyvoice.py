@@ -26,12 +26,15 @@ from synth.engine import Prosody, SettingRange, UpstreamError
 from synth.prompts import CROSS_LINGUAL, INSTRUCT, MODES, ZERO_SHOT, Prompt, clip_problem
 from synth.remote.audio import Samples, decode_pcm
 from synth.remote.client import Caller
-from synth.remote.kinds import KindStartError, Reported
+from synth.remote.kinds.base import KindStartError, Reported, media_type
+from synth.remote.kinds.registry import register
 
 # A voice as the upstream is asked for it: a speaker id, or a prompt.
 Target = str | Prompt
 
 
+@register("cosyvoice", "/inference_sft", "/inference_zero_shot", "/inference_cross_lingual",
+          "/inference_instruct")
 class CosyVoice:
     """The kind: speakers by spk_id, voices cloned from clips, instructed speakers."""
 
@@ -92,7 +95,7 @@ class CosyVoice:
         parts = call.stream("POST", path, **fields)
         response = next(parts)
         assert isinstance(response, httpx.Response)
-        if _media_type(response) == "application/json":
+        if media_type(response) == "application/json":
             raise UpstreamError(call.backend, "answered JSON, not audio")
         pending = b""
         for piece in parts:
@@ -121,14 +124,9 @@ class CosyVoice:
             "instruct_text": target.instruction}}
 
     def _pcm(self, backend: str, response: httpx.Response) -> tuple[Samples, int]:
-        if _media_type(response) == "application/json":
+        if media_type(response) == "application/json":
             raise UpstreamError(backend, "answered JSON, not audio")
         return decode_pcm(backend, response.content, self._rate)
-
-
-def _media_type(response: httpx.Response) -> str:
-    value: str = response.headers.get("content-type", "")
-    return value.split(";")[0].strip().lower()
 
 
 def _read_clip(backend: str, voice: str, path: Path, transcript: str) -> Prompt:
