@@ -240,6 +240,8 @@ FORMS = [
     Form("/tts.ulaw?text={text}", "docs/http-api.md: 'in a query, send . as %2E'", BOTH, BALANCE),
     Form("/tts.ulaw?text={text}", "docs/voices.md, The English voice: /tts.ulaw?voice=joe&text=… "
          "(here in the default voice)", BOTH, ENGLISH),
+    Form("/tts.ulaw?ttl=600&text={text}", "docs/ivr.md, Prompts that carry customer data: "
+         "'send a ttl for prompts that must not stay on the PBX's disk'", BOTH, HELLO),
     Form("/phrases/greeting.ulaw", "docs/operations.md, Phrase files: 'served at /phrases/greeting.ulaw'; "
          "config/phrases.example.yaml", BOTH),
     Form("/phrases/greeting.PCMU", "docs/http-api.md: the example FreeSWITCH playback line", FS),
