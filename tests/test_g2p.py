@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from config import load_settings
 from synth.frontend import Frontend, LexiconError, load_lexicon, parse_lexicon
 from synth.frontend.g2p import G2P, load_vocabulary
 from synth.frontend.sandhi import Token, apply_sandhi
+from synth.frontend.symbols import PHRASE_BREAK, digit_groups
+from synth.models import find_prepared
 
 
 def syllables(frontend: Frontend, text: str) -> list[str]:
@@ -185,3 +189,45 @@ def test_digits_read_one_by_one_keep_their_tones(frontend: Frontend) -> None:
     assert syllables(frontend, "热线95588") == ["re4", "xian4", "jiu3", "wu3", "wu3", "ba1", "ba1"]
     # a cardinal number still takes sandhi: 五百 -> wu2 bai3
     assert syllables(frontend, "五百元")[:2] == ["wu2", "bai3"]
+
+
+@pytest.fixture(scope="module")
+def symbol_names() -> dict[int, str]:
+    prepared = find_prepared(load_settings().models_dir)
+    assert prepared is not None, "run `huiyin models prepare` first"
+    mapper = json.loads(prepared.path("baker_mapper.json").read_text("utf-8"))
+    return {int(i): s for s, i in mapper["symbol_to_id"].items()}
+
+
+def digit_phrases(frontend: Frontend, names: dict[int, str], text: str) -> list[int]:
+    """The lengths, in syllables, of the stretches between phrase breaks (#2) of a text."""
+    (sentence,) = frontend.analyze(text).sentences
+    lengths, count = [], 0
+    for name in (names[i] for i in sentence.ids):
+        if name == PHRASE_BREAK:
+            lengths.append(count)
+            count = 0
+        elif name[-1].isdigit() and not name.startswith("#"):  # a toned final: one syllable
+            count += 1
+    return [*lengths, count]
+
+
+@pytest.mark.parametrize(("text", "groups"), [
+    ("验证码483920", [3 + 3, 3]),  # 验证码 and the first three, then the last three
+    ("请拨打13812345678", [3 + 3, 4, 4]),  # a mobile number: 3-4-4
+    ("客服热线4008208820", [4 + 3, 3, 4]),
+    ("订单号20250301", [3 + 4, 4]),
+    ("热线95588", [2 + 5]),  # five digits and fewer run whole
+    ("尾号6688", [2 + 4]),
+    ("一千二百八十位客户", [9]),  # a quantity is no run of digits
+])
+def test_long_digit_runs_are_said_in_groups(
+    frontend: Frontend, symbol_names: dict[int, str], text: str, groups: list[int],
+) -> None:
+    assert digit_phrases(frontend, symbol_names, text) == groups
+
+
+def test_digit_groups_are_threes_then_fours() -> None:
+    assert [digit_groups(n) for n in range(4, 13)] == [
+        [4], [5], [3, 3], [3, 4], [4, 4], [3, 3, 3], [3, 3, 4], [3, 4, 4], [3, 3, 3, 3]]
+    assert all(sum(digit_groups(n)) == n for n in range(1, 40))

@@ -9,10 +9,44 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from synth.frontend.g2p import ClausePinyin
+from synth.frontend.g2p import ClausePinyin, Word
 
 WORD_BREAK = "#1"
+PHRASE_BREAK = "#2"
 CLAUSE_BREAK = "#3"
+# Digits read one by one (codes, phone and order numbers) come in groups of three or four,
+# a phrase break between, as IVR prompts say them and callers copy them down: said in one
+# breath, six digits or more run together into what sounds like a quantity.
+GROUPED_FROM = 6
+_DIGITS = frozenset("零幺一二三四五六七八九")
+
+
+def digit_groups(count: int) -> list[int]:
+    """How a run of `count` digits said one by one is grouped: runs shorter than
+    GROUPED_FROM stay whole; longer ones in threes and fours, the fours last (six 3+3,
+    seven 3+4, eight 4+4, eleven 3+4+4, as Chinese phone numbers are read)."""
+    if count < GROUPED_FROM:
+        return [count]
+    fours = count % 3  # as few fours as leave a multiple of three
+    threes = (count - 4 * fours) // 3
+    return [3] * threes + [4] * fours
+
+
+def _group_starts(words: Sequence[Word]) -> set[int]:
+    """Indices of the words that start a new group inside a run of single digits."""
+    starts: set[int] = set()
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and len(words[j].text) == 1 and words[j].text in _DIGITS:
+            j += 1
+        if j - i >= GROUPED_FROM:
+            at = i
+            for size in digit_groups(j - i)[:-1]:
+                at += size
+                starts.add(at)
+        i = max(j, i + 1)
+    return starts
 
 
 @dataclass(frozen=True)
@@ -54,6 +88,7 @@ class SymbolTable:
         symbols = ["sil"]
         unknown: list[str] = []
         for ci, clause in enumerate(clauses):
+            groups = _group_starts(clause.words)
             for wi, word in enumerate(clause.words):
                 for si, syllable in enumerate(word.syllables):
                     phones = self.phones(syllable)
@@ -64,7 +99,7 @@ class SymbolTable:
                         if si > 0:
                             symbols.append("#0")
                         elif wi > 0:
-                            symbols.append(WORD_BREAK)
+                            symbols.append(PHRASE_BREAK if wi in groups else WORD_BREAK)
                         else:
                             symbols.append(CLAUSE_BREAK if ci > 0 else "#0")
                     symbols.extend(phones)
