@@ -191,12 +191,37 @@ class PromptStore:
         return await self._keying.key_for(self._scoped(request, admission), admission,
                                           remember=remember)
 
-    async def phrase(
-        self, key: str, *, count: bool = True, tenant: str | None = None
+    async def hit(
+        self, key: str | None = None, *, phrase_id: str | None = None, tenant: str | None = None,
     ) -> Phrase | None:
+        """A listener's hit, counted: the stored phrase with this key (of `tenant` only, when
+        one is given), or the current phrase of `phrase_id` in `tenant`'s namespace (the
+        site's when None; its own, else a public one: Index.named). None when there is none,
+        a malformed key included."""
+        if phrase_id is not None:
+            key = await self._named(phrase_id, tenant or DEFAULT_TENANT)
+            tenant = None
+        row = None if key is None else await self._held(key, tenant)
+        if row is not None:
+            self._usage.hit(row.key, row.synth_seconds)
+        return row
+
+    async def lookup(
+        self, key: str | None = None, *, phrase_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Phrase | None:
+        """For admin and maintenance, never counted as a hit: the row of a key, or of a phrase
+        id's current phrase in `tenant`'s namespace (Index.named), as the index has it."""
+        index = self.index
+        if phrase_id is not None:
+            return await self._storage.read(lambda: index.named(phrase_id, tenant))
+        if key is None or not is_key(key):
+            return None
+        return await self._storage.read(lambda: index.get(key))
+
+    async def _held(self, key: str, tenant: str | None) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
-        none (a malformed key included), or it is not `tenant`'s (when one is given: found
-        as a key never stored is, in the index). `count` records a listener's hit."""
+        none, or it is not `tenant`'s (when one is given: found as a key never stored is)."""
         row = self._rows.get(key)
         if row is not None and tenant not in (None, row.tenant):
             row = None  # another tenant's: not even the time taken tells it is stored
@@ -208,35 +233,17 @@ class PromptStore:
                 return None
             row = found[0]
             self._keeper.hold(row, found[1])
-        if count:
-            self._usage.hit(key, row.synth_seconds)
         return row
 
-    async def named(
-        self, phrase_id: str, tenant: str = DEFAULT_TENANT, *, count: bool = True
-    ) -> Phrase | None:
-        """The current phrase of a phrase id in the tenant's namespace (its own, else a
-        public one: Index.named); `count` records it as a listener's hit."""
+    async def _named(self, phrase_id: str, tenant: str) -> str | None:
+        """The key of a phrase id's current phrase in the tenant's namespace."""
         # On a shared index another replica may have moved the name: the index decides.
         key = None if self._storage.shared else self._rows.named(tenant, phrase_id)
         if key is None:
             index = self.index
             row = await self._storage.read(lambda: index.named(phrase_id, tenant))
-            if row is None:
-                return None
-            key = row.key
-        return await self.phrase(key, count=count)
-
-    async def find(self, request: SpeechRequest) -> Phrase | None:
-        """The stored phrase for a request, or None; never synthesizes."""
-        return await self.phrase(await self.key_for(request))
-
-    async def get_phrase(self, key: str) -> Phrase | None:
-        """The phrase row for a key as the index has it (not a listener's hit)."""
-        if not is_key(key):
-            return None
-        index = self.index
-        return await self._storage.read(lambda: index.get(key))
+            return None if row is None else row.key
+        return key
 
     # whole and streamed synthesis, one generation per key
 
@@ -336,9 +343,9 @@ class PromptStore:
 
     # encoded variants
 
-    def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
-        """Encoded audio from memory only, counted as a hit: the path that touches neither
-        disk nor index."""
+    def hot_hit(self, key: str, fmt: str, rate: int) -> Audio | None:
+        """Encoded audio from memory only, counted as a hit when found: the path that touches
+        neither disk nor index."""
         audio = self._encodings.hot(key, fmt, rate)
         if audio is not None:
             self._usage.hit(key, audio.synth_seconds)
@@ -356,7 +363,7 @@ class PromptStore:
         row = None if storing.refresh else self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
             row = await self._kept_for(row, storing)
-            hot = self.peek(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
+            hot = self.hot_hit(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
             if hot is not None:
                 return hot
         stored = await self._obtain(request, key, priority, admission, storing)
@@ -379,11 +386,6 @@ class PromptStore:
             return await self._encodings.fleeting(stored.phrase, stored.master, fmt, rate)
         return await self.variant(stored.phrase, fmt, rate, keep=keep)
 
-    async def by_key(self, key: str, fmt: str, rate: int | None = None) -> Audio | None:
-        """Audio of a stored phrase by its key, or None when unknown (never synthesizes)."""
-        phrase = await self.phrase(key)
-        return None if phrase is None else await self.variant(phrase, fmt, rate)
-
     async def variant(
         self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False,
         keep: bool = True,
@@ -394,7 +396,7 @@ class PromptStore:
             return await self._encodings.get(phrase, fmt, rate, durable=durable, keep=keep)
         except MissingAudioError:
             self._forget(phrase.key)  # memory was behind the index (another replica)
-            current = await self.phrase(phrase.key, count=False)
+            current = await self._held(phrase.key, None)
             if current is None:
                 raise PhraseGoneError(phrase.key) from None
             return await self._encodings.get(current, fmt, rate, durable=durable, keep=keep)
@@ -429,7 +431,7 @@ class PromptStore:
     async def delete(self, key: str) -> bool:
         """Remove a phrase and its variants (every replica forgets it); False if it was
         not stored."""
-        if await self.get_phrase(key) is None:
+        if await self.lookup(key) is None:
             return False
         await self._upkeep.forget({key})
         await self._storage.remove([key], log=True)

@@ -181,7 +181,7 @@ class Warmer:
                 return
             keep = list(job.keys.values())
             for failure in job.failed:
-                current = await self._store.named(failure["id"], job.tenant, count=False)
+                current = await self._store.lookup(phrase_id=failure["id"], tenant=job.tenant)
                 if current is not None and current.tenant == job.tenant:
                     keep.append(current.key)
             unpinned = await self._store.unpin_except(keep, job.tenant)

@@ -185,7 +185,7 @@ async def delete_phrase(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     store = request.app[STORE]
     tenant = acting_tenant(request, None)
-    found = await store.get_phrase(key)
+    found = await store.lookup(key)
     if found is None or tenant not in (None, found.tenant) or not await store.delete(key):
         raise NotFound("no stored phrase with that key", "key")
     audit_log(principal_of(request).name, "delete", key)

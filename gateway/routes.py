@@ -115,7 +115,7 @@ async def prompt(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     store = request.app[STORE]
     # Only the caller's tenant's prompts (a site-wide admin hears every tenant's).
-    phrase = await store.phrase(key, tenant=principal_of(request).hears)
+    phrase = await store.hit(key, tenant=principal_of(request).hears)
     if phrase is None:
         raise NotFound(f"no stored prompt with key {key}", "key")
     rate = params.check_rate(fmt, phrase.sample_rate, params.integer(values, "rate"))
@@ -132,7 +132,7 @@ async def named_phrase(request: web.Request) -> web.StreamResponse:
     if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
-    current = await store.named(phrase_id, principal_of(request).tenant)
+    current = await store.hit(phrase_id=phrase_id, tenant=principal_of(request).tenant)
     settings = request.app[SETTINGS]
     if current is None:
         if not settings.phrases:

@@ -83,7 +83,7 @@ async def test_a_word_added_remakes_exactly_the_prompts_that_contain_it(
             made = await store.get_or_synthesize(req(text))
             await store.name(made.key, phrase_id=f"brand-{n}", tags=("brand",))
         await store.settled()
-        before = {n: (await store.named(f"brand-{n}", count=False)) for n in range(2)}
+        before = {n: (await store.lookup(phrase_id=f"brand-{n}")) for n in range(2)}
         assert len(quick.texts) == 1000
         quick.texts.clear()
 
@@ -93,7 +93,7 @@ async def test_a_word_added_remakes_exactly_the_prompts_that_contain_it(
         await store.rewarmed()
         assert sorted(quick.texts) == sorted(with_word[:2])  # the pinned two, made again
         for n in range(2):
-            now = await store.named(f"brand-{n}", count=False)
+            now = await store.lookup(phrase_id=f"brand-{n}")
             assert now is not None and now.key != before[n].key and now.pinned  # type: ignore[union-attr]
         # Every other prompt is still a hit; the unpinned one is made on its next request.
         for text in texts + with_word:
