@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cache.admission import Admission, Starter
 from cache.audio import Audio, StoredPhrase
 from cache.check import CheckReport, check
-from cache.credentials import Credentials
 from cache.files import AudioStore
 from cache.flight import GenerationStream
 from cache.generations import Generations
@@ -40,13 +39,14 @@ from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
 from cache.purge import Purged, Selector, purge
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
+from cache.reading import FairShare
 from cache.replicas import Replicas
 from cache.retention import kept_text
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.storing import KEEP, Storing
 from cache.synthesizer import Synthesizer
-from cache.tenants import DEFAULT_TENANT, Tenants
+from cache.tenants import DEFAULT_TENANT
 from cache.upkeep import Upkeep
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
@@ -58,6 +58,7 @@ __all__ = ["Admission", "Audio", "CheckReport", "PromptStore", "SpeechStream", "
 
 
 log = logging.getLogger("huiyin.cache")
+T = TypeVar("T")
 
 SpeechStream = GenerationStream[StoredPhrase]
 
@@ -86,22 +87,15 @@ class PromptStore:
             interval=maintenance_interval, busy=lambda key: key in self._generations,
             forget=self._forget,
         )
-        # What replicas on a shared index share beyond the phrases (cache/replicas.py).
-        self.replicas = Replicas(self._storage, self._maintenance, self.stats)
-        self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
-        self.tenants = Tenants(self._storage)  # quotas, use and stats (cache/tenants.py)
-        self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
-        self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
+        # The words texts are read with, as last applied (cache/lexicon.py); the gateway
+        # edits them through a SiteLexicon of its own on the same storage.
+        self._words = SiteLexicon(self._storage)
+        self._lexicon = LexiconFollower(self._words, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
-        # Texts are read into keys here, each client in turn (cache/reading.py).
-        self.reading = self._keying.reading
         self._starter = Starter(self._storage, self._rows, self._keeper, self._generations)
         self._upkeep = Upkeep(self._storage, self._rows, self._encodings, self._keying,
-                              self.replicas, store_text=store_text,
+                              Replicas(self._storage), store_text=store_text,
                               busy=lambda key: key in self._generations)
-        # Called with keys purged, expired or made again, here or on another replica: what
-        # the gateway keeps of them (its URL memo) goes too.
-        self.forgetting = self._upkeep.callbacks
 
     # lifecycle
 
@@ -124,7 +118,7 @@ class PromptStore:
         await self._encodings.wait()
         if self._storage.ready:
             await self._maintenance.stop()
-        self.reading.close()
+        self._keying.reading.close()
         await self._storage.close()
 
     @property
@@ -133,6 +127,18 @@ class PromptStore:
         if self._buckets is None:
             self._buckets = SharedBuckets(self._storage) if self._storage.shared else MemoryBuckets()
         return self._buckets
+
+    @property
+    def reading(self) -> FairShare:
+        """The frontend's fair share texts are read into keys on, each client in turn
+        (cache/reading.py)."""
+        return self._keying.reading
+
+    @property
+    def storage(self) -> Storage:
+        """The index and the audio files: what the site's other records (its API keys,
+        tenants, words and replicas' claims) are kept on beside the phrases."""
+        return self._storage
 
     @property
     def data_dir(self) -> Path:
@@ -178,8 +184,16 @@ class PromptStore:
         self._keying.read_anew()
 
     def _scoped(self, request: SpeechRequest, admission: Admission | None) -> SpeechRequest:
-        return self.lexicon.overlays.scoped(
+        return self._words.overlays.scoped(
             request, request.tenant if admission is None else admission.tenant)
+
+    async def pronounce(self, request: SpeechRequest, admission: Admission,
+                        described: Callable[[SpeechRequest], T]) -> T:
+        """What `described` says of a request read with its tenant's words, on the frontend's
+        fair share as misses' texts are (never ahead of other clients); nothing is counted,
+        synthesized or kept."""
+        scoped = self._scoped(request, admission)
+        return await self._keying.reading.run(admission.client, lambda: described(scoped))
 
     async def key_for(
         self, request: SpeechRequest, admission: Admission | None = None, *, remember: bool = True,
@@ -463,6 +477,11 @@ class PromptStore:
         """Wait for the pinned phrases a lexicon change is making again."""
         await self._lexicon.rewarmed()
 
+    def on_forgotten(self, forget: Callable[[set[str]], None]) -> None:
+        """Have `forget` called with the keys purged, expired or made again, here or on
+        another replica: what the gateway keeps of them (its URL memo) goes too."""
+        self._upkeep.callbacks.append(forget)
+
     async def upkeep(self) -> None:
         """A maintenance round's forgetting and tidying, now (see cache/upkeep.py)."""
         await self._upkeep.round()
@@ -474,11 +493,13 @@ class PromptStore:
 
     # maintenance
 
-    def stats(self) -> Stats:
-        """A snapshot of this process's counters (the metrics: summed per replica), and of
+    def stats(self, *, every_replica: bool = False) -> Stats:
+        """A snapshot of this process's counters (the metrics: summed per replica), or with
+        `every_replica` of all of them on a shared index (as of the last usage flush); and of
         the index's entries and bytes with the writes answered but not landed yet."""
         totals = self._storage.totals
-        return dataclasses.replace(self._stats, entries=totals.entries, bytes=totals.bytes)
+        mine = dataclasses.replace(self._stats, entries=totals.entries, bytes=totals.bytes)
+        return self._maintenance.every_replica(mine) if every_replica else mine
 
     async def evict(self) -> int:
         """Remove least recently used unpinned phrases until the store fits its byte budget."""

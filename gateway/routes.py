@@ -217,10 +217,8 @@ async def api_pronounce(request: web.Request) -> web.Response:
         voice=params.string(values, "voice"), style=None, speed=1.0, pitch=1.0, volume=1.0))
     admission = admission_for(request)
     await admission.preview(speech)
-    store = request.app[STORE]
-    speech = store.lexicon.overlays.scoped(speech, admission.tenant)  # with its tenant's words
-    # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
-    described = await store.reading.run(admission.client, lambda: voices.pronounce(speech))
+    # With its tenant's words, on the frontend's fair share: never ahead of other clients.
+    described = await request.app[STORE].pronounce(speech, admission, voices.pronounce)
     response = json_response(described)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -420,7 +420,7 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     heard = await b.audio(asked, "ulaw")  # B holds it: rows, hot set, local copy
     assert heard.cached and held_in_memory(b, made.key)
     forgotten: list[set[str]] = []
-    b.forgetting.append(forgotten.append)  # as the gateway's URL memo is told
+    b.on_forgotten(forgotten.append)  # as the gateway's URL memo is told
     chosen = {
         "key": Selector(key=made.key),
         "text": Selector(text_keys=(await a.key_for(asked, remember=False),)),

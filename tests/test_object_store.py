@@ -17,6 +17,7 @@ from cache.files import FileStore
 from cache.index import Index
 from cache.keys import SpeechRequest
 from cache.objects import Bucket, ObjectStore
+from cache.replicas import Replicas
 from cache.store import PromptStore
 from tests.servers import Postgres, SeaweedFS
 from tests.support import CountingSynthesizer, until
@@ -252,10 +253,10 @@ async def test_names_and_evictions_on_one_replica_hold_on_the_other(
 
 async def test_one_replica_at_a_time_holds_a_claim(open_store: Opener) -> None:
     a, b = await open_store(), await open_store()
-    assert await a.replicas.claim("startup-warm-up")
-    assert not await b.replicas.claim("startup-warm-up")
-    await a.replicas.unclaim("startup-warm-up")
-    assert await b.replicas.claim("startup-warm-up")
+    assert await Replicas(a.storage).claim("startup-warm-up")
+    assert not await Replicas(b.storage).claim("startup-warm-up")
+    await Replicas(a.storage).unclaim("startup-warm-up")
+    assert await Replicas(b.storage).claim("startup-warm-up")
 
 
 async def test_the_stats_are_every_replicas_counts(open_store: Opener) -> None:
@@ -268,7 +269,7 @@ async def test_the_stats_are_every_replicas_counts(open_store: Opener) -> None:
     await b.flush_usage()
     await a.flush_usage()  # A learns B's counts
     for store in (a, b):
-        shared = store.replicas.stats()
+        shared = store.stats(every_replica=True)
         assert (shared.hits, shared.misses) == (3, 1), store.data_dir.name
         assert shared.saved_seconds > 0
     assert (a.stats().hits, b.stats().hits) == (0, 3)  # the metrics stay per replica
