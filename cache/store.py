@@ -13,6 +13,7 @@ another replica, is not).
 Texts are read on the frontend's fair share (cache/reading.py). The generations
 themselves: cache/generations.py. A request is its tenant's (its admission's, else its
 own): it is read with that tenant's words and keyed with it (cache/overlays.py).
+Naming, deleting, purging, lookups for admin and the maintenance calls: cache/administration.py.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from cache.administration import Administration
 from cache.admission import Admission, Starter
 from cache.audio import Audio, StoredPhrase
-from cache.check import CheckReport, check
+from cache.check import CheckReport
 from cache.files import AudioStore
 from cache.flight import GenerationStream
 from cache.generations import Generations
@@ -35,13 +37,11 @@ from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keying import Keying
 from cache.keys import SpeechRequest, is_key
-from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
+from cache.lexicon import LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
-from cache.purge import Purged, Selector, purge
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
 from cache.reading import FairShare
 from cache.replicas import Replicas
-from cache.retention import kept_text
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.storing import KEEP, Storing
@@ -63,7 +63,7 @@ T = TypeVar("T")
 SpeechStream = GenerationStream[StoredPhrase]
 
 
-class PromptStore:
+class PromptStore(Administration):
     """Stored phrases by key; misses go to the synthesizer, once per key however many ask."""
 
     def __init__(
@@ -161,11 +161,6 @@ class PromptStore:
         return self._storage.index
 
     @property
-    def max_bytes(self) -> int:
-        """The byte budget (0: none)."""
-        return self._maintenance.max_bytes
-
-    @property
     def synthesizer(self) -> Synthesizer:
         """The synthesizer misses go to (a store opened for maintenance has none)."""
         if self._synthesizer is None:
@@ -219,19 +214,6 @@ class PromptStore:
         if row is not None:
             self._usage.hit(row.key, row.synth_seconds)
         return row
-
-    async def lookup(
-        self, key: str | None = None, *, phrase_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
-    ) -> Phrase | None:
-        """For admin and maintenance, never counted as a hit: the row of a key, or of a phrase
-        id's current phrase in `tenant`'s namespace (Index.named), as the index has it."""
-        index = self.index
-        if phrase_id is not None:
-            return await self._storage.read(lambda: index.named(phrase_id, tenant))
-        if key is None or not is_key(key):
-            return None
-        return await self._storage.read(lambda: index.get(key))
 
     async def _held(self, key: str, tenant: str | None) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
@@ -414,109 +396,3 @@ class PromptStore:
             if current is None:
                 raise PhraseGoneError(phrase.key) from None
             return await self._encodings.get(current, fmt, rate, durable=durable, keep=keep)
-
-    # naming, deleting, searching
-
-    async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
-        public: bool = False, text: str | None = None,
-    ) -> bool:
-        """Give a stored phrase its phrase id and tags, and pin it (another phrase of its
-        tenant with that id loses it); `public`: other tenants may play it under that id.
-        Its `text` is kept when `store_text` keeps named phrases' texts. False when the
-        phrase is no longer stored."""
-        index = self.index
-        kept = None if text is None else kept_text(
-            self._keeper.store_text, text, named=phrase_id is not None)
-        tenant = await self._storage.write(lambda: index.set_named(
-            key, phrase_id=phrase_id, tags=tags, pinned=pinned, public=public, text=kept))
-        if tenant is not None:
-            self._rows.rename(key, tenant=tenant, phrase_id=phrase_id, tags=tags, pinned=pinned,
-                              public=public)
-        return tenant is not None
-
-    async def unpin_except(self, keep: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
-        """Unpin and unname every pinned phrase of the tenant whose key is not in keep."""
-        index = self.index
-        gone = await self._storage.write(lambda: index.unpin_except(keep, tenant))
-        self._rows.unpin(gone)
-        return len(gone)
-
-    async def delete(self, key: str) -> bool:
-        """Remove a phrase and its variants (every replica forgets it); False if it was
-        not stored."""
-        if await self.lookup(key) is None:
-            return False
-        await self._upkeep.forget({key})
-        await self._storage.remove([key], log=True)
-        await self._upkeep.forget({key})
-        return True
-
-    async def purge(self, selector: Selector) -> Purged:
-        """Remove the stored prompts a selector selects, and every copy of them this
-        replica holds; the others forget theirs within a maintenance round."""
-        return await purge(self._storage, selector, self._upkeep.forget)
-
-    def _forget(self, key: str) -> None:
-        self._rows.discard(key)
-        self._encodings.forget(key)
-
-    async def search(self, **kwargs: Any) -> tuple[int, list[Phrase]]:
-        """Search the index (see Index.search)."""
-        index = self.index
-        return await self._storage.read(lambda: index.search(**kwargs))
-
-    # the site lexicon
-
-    async def relexicon(self, *, rewarm: bool = True) -> LexiconChange:
-        """Read with the index's site lexicon from now on; the stored phrases it reads
-        differently are made again (pinned ones now, with `rewarm`; see cache/lexicon.py)."""
-        return await self._lexicon.apply(rewarm=rewarm)
-
-    async def rewarmed(self) -> None:
-        """Wait for the pinned phrases a lexicon change is making again."""
-        await self._lexicon.rewarmed()
-
-    def on_forgotten(self, forget: Callable[[set[str]], None]) -> None:
-        """Have `forget` called with the keys purged, expired or made again, here or on
-        another replica: what the gateway keeps of them (its URL memo) goes too."""
-        self._upkeep.callbacks.append(forget)
-
-    async def upkeep(self) -> None:
-        """A maintenance round's forgetting and tidying, now (see cache/upkeep.py)."""
-        await self._upkeep.round()
-
-    async def _follow_lexicon(self) -> None:
-        """Each maintenance round: a lexicon changed elsewhere (another replica, the command
-        line) is applied here too."""
-        await self._lexicon.follow()
-
-    # maintenance
-
-    def stats(self, *, every_replica: bool = False) -> Stats:
-        """A snapshot of this process's counters (the metrics: summed per replica), or with
-        `every_replica` of all of them on a shared index (as of the last usage flush); and of
-        the index's entries and bytes with the writes answered but not landed yet."""
-        totals = self._storage.totals
-        mine = dataclasses.replace(self._stats, entries=totals.entries, bytes=totals.bytes)
-        return self._maintenance.every_replica(mine) if every_replica else mine
-
-    async def evict(self) -> int:
-        """Remove least recently used unpinned phrases until the store fits its byte budget."""
-        return await self._maintenance.evict()
-
-    async def settled(self) -> None:
-        """Wait until the phrases and encodings answered so far are written."""
-        await self._storage.settled()
-
-    async def flush_usage(self) -> None:
-        """Write the usage counted so far to the index now."""
-        await self._maintenance.flush()
-
-    async def check(self, *, fix: bool = False, grace: float = 60.0) -> CheckReport:
-        """Reconcile index and files (see cache.check)."""
-        return await check(
-            self._storage, fix=fix, grace=grace, forget=self._forget,
-            forget_variant=self._encodings.discard,
-            busy=lambda key: key in self._generations,
-        )
