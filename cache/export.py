@@ -39,7 +39,7 @@ async def export_phrases(
     out_rate = None
     for spec in specs:
         key = keys.get(spec.id)
-        phrase = await store.get_phrase(key) if key else None
+        phrase = await store.lookup(key) if key else None
         if phrase is None:
             continue
         audio = await store.variant(phrase, info.name, rate)

@@ -10,6 +10,7 @@ index where other processes write to it too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,6 +111,18 @@ class Maintenance:
         # counters of every replica as last read (None until then, and on SQLite).
         self.reported: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
         self.shared: dict[str, float] | None = None
+
+    def every_replica(self, mine: Stats) -> Stats:
+        """The counters of every replica on a shared index, this one's newest (`mine`)
+        included, as of the last usage flush; `mine` on SQLite."""
+        if self.shared is None:
+            return mine
+        shared, reported = self.shared, self.reported
+        values = {n: shared.get(n, 0.0) + getattr(mine, n) - reported[n] for n in COUNTERS}
+        return dataclasses.replace(
+            mine, hits=int(values["hits"]), misses=int(values["misses"]),
+            evictions=int(values["evictions"]), saved_seconds=values["saved_seconds"],
+        )
 
     def start(self) -> None:
         """Run in the background."""

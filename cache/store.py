@@ -13,6 +13,7 @@ another replica, is not).
 Texts are read on the frontend's fair share (cache/reading.py). The generations
 themselves: cache/generations.py. A request is its tenant's (its admission's, else its
 own): it is read with that tenant's words and keyed with it (cache/overlays.py).
+Naming, deleting, purging, lookups for admin and the maintenance calls: cache/administration.py.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+from cache.administration import Administration
 from cache.admission import Admission, Starter
 from cache.audio import Audio, StoredPhrase
-from cache.check import CheckReport, check
-from cache.credentials import Credentials
+from cache.check import CheckReport
 from cache.files import AudioStore
 from cache.flight import GenerationStream
 from cache.generations import Generations
@@ -36,17 +37,16 @@ from cache.index import Index, Phrase, Pool
 from cache.keeping import Keeper
 from cache.keying import Keying
 from cache.keys import SpeechRequest, is_key
-from cache.lexicon import LexiconChange, LexiconFollower, SiteLexicon
+from cache.lexicon import LexiconFollower, SiteLexicon
 from cache.maintenance import Maintenance, Stats, Usage
-from cache.purge import Purged, Selector, purge
 from cache.ratelimit import Buckets, MemoryBuckets, SharedBuckets
+from cache.reading import FairShare
 from cache.replicas import Replicas
-from cache.retention import kept_text
 from cache.rows import RowCache
 from cache.storage import Storage
 from cache.storing import KEEP, Storing
 from cache.synthesizer import Synthesizer
-from cache.tenants import DEFAULT_TENANT, Tenants
+from cache.tenants import DEFAULT_TENANT
 from cache.upkeep import Upkeep
 from cache.variants import Encodings, MissingAudioError, PhraseGoneError
 from synth import codecs
@@ -58,11 +58,12 @@ __all__ = ["Admission", "Audio", "CheckReport", "PromptStore", "SpeechStream", "
 
 
 log = logging.getLogger("huiyin.cache")
+T = TypeVar("T")
 
 SpeechStream = GenerationStream[StoredPhrase]
 
 
-class PromptStore:
+class PromptStore(Administration):
     """Stored phrases by key; misses go to the synthesizer, once per key however many ask."""
 
     def __init__(
@@ -86,22 +87,15 @@ class PromptStore:
             interval=maintenance_interval, busy=lambda key: key in self._generations,
             forget=self._forget,
         )
-        # What replicas on a shared index share beyond the phrases (cache/replicas.py).
-        self.replicas = Replicas(self._storage, self._maintenance, self.stats)
-        self.credentials = Credentials(self._storage)  # API keys (cache/credentials.py)
-        self.tenants = Tenants(self._storage)  # quotas, use and stats (cache/tenants.py)
-        self.lexicon = SiteLexicon(self._storage)  # the site's words (cache/lexicon.py)
-        self._lexicon = LexiconFollower(self.lexicon, self._storage, self, self._read_anew)
+        # The words texts are read with, as last applied (cache/lexicon.py); the gateway
+        # edits them through a SiteLexicon of its own on the same storage.
+        self._words = SiteLexicon(self._storage)
+        self._lexicon = LexiconFollower(self._words, self._storage, self, self._read_anew)
         self._buckets: Buckets | None = None
-        # Texts are read into keys here, each client in turn (cache/reading.py).
-        self.reading = self._keying.reading
         self._starter = Starter(self._storage, self._rows, self._keeper, self._generations)
         self._upkeep = Upkeep(self._storage, self._rows, self._encodings, self._keying,
-                              self.replicas, store_text=store_text,
+                              Replicas(self._storage), store_text=store_text,
                               busy=lambda key: key in self._generations)
-        # Called with keys purged, expired or made again, here or on another replica: what
-        # the gateway keeps of them (its URL memo) goes too.
-        self.forgetting = self._upkeep.callbacks
 
     # lifecycle
 
@@ -124,7 +118,7 @@ class PromptStore:
         await self._encodings.wait()
         if self._storage.ready:
             await self._maintenance.stop()
-        self.reading.close()
+        self._keying.reading.close()
         await self._storage.close()
 
     @property
@@ -133,6 +127,18 @@ class PromptStore:
         if self._buckets is None:
             self._buckets = SharedBuckets(self._storage) if self._storage.shared else MemoryBuckets()
         return self._buckets
+
+    @property
+    def reading(self) -> FairShare:
+        """The frontend's fair share texts are read into keys on, each client in turn
+        (cache/reading.py)."""
+        return self._keying.reading
+
+    @property
+    def storage(self) -> Storage:
+        """The index and the audio files: what the site's other records (its API keys,
+        tenants, words and replicas' claims) are kept on beside the phrases."""
+        return self._storage
 
     @property
     def data_dir(self) -> Path:
@@ -155,11 +161,6 @@ class PromptStore:
         return self._storage.index
 
     @property
-    def max_bytes(self) -> int:
-        """The byte budget (0: none)."""
-        return self._maintenance.max_bytes
-
-    @property
     def synthesizer(self) -> Synthesizer:
         """The synthesizer misses go to (a store opened for maintenance has none)."""
         if self._synthesizer is None:
@@ -178,8 +179,16 @@ class PromptStore:
         self._keying.read_anew()
 
     def _scoped(self, request: SpeechRequest, admission: Admission | None) -> SpeechRequest:
-        return self.lexicon.overlays.scoped(
+        return self._words.overlays.scoped(
             request, request.tenant if admission is None else admission.tenant)
+
+    async def pronounce(self, request: SpeechRequest, admission: Admission,
+                        described: Callable[[SpeechRequest], T]) -> T:
+        """What `described` says of a request read with its tenant's words, on the frontend's
+        fair share as misses' texts are (never ahead of other clients); nothing is counted,
+        synthesized or kept."""
+        scoped = self._scoped(request, admission)
+        return await self._keying.reading.run(admission.client, lambda: described(scoped))
 
     async def key_for(
         self, request: SpeechRequest, admission: Admission | None = None, *, remember: bool = True,
@@ -191,12 +200,24 @@ class PromptStore:
         return await self._keying.key_for(self._scoped(request, admission), admission,
                                           remember=remember)
 
-    async def phrase(
-        self, key: str, *, count: bool = True, tenant: str | None = None
+    async def hit(
+        self, key: str | None = None, *, phrase_id: str | None = None, tenant: str | None = None,
     ) -> Phrase | None:
+        """A listener's hit, counted: the stored phrase with this key (of `tenant` only, when
+        one is given), or the current phrase of `phrase_id` in `tenant`'s namespace (the
+        site's when None; its own, else a public one: Index.named). None when there is none,
+        a malformed key included."""
+        if phrase_id is not None:
+            key = await self._named(phrase_id, tenant or DEFAULT_TENANT)
+            tenant = None
+        row = None if key is None else await self._held(key, tenant)
+        if row is not None:
+            self._usage.hit(row.key, row.synth_seconds)
+        return row
+
+    async def _held(self, key: str, tenant: str | None) -> Phrase | None:
         """The stored phrase with this key, from memory or an intact file; None when there is
-        none (a malformed key included), or it is not `tenant`'s (when one is given: found
-        as a key never stored is, in the index). `count` records a listener's hit."""
+        none, or it is not `tenant`'s (when one is given: found as a key never stored is)."""
         row = self._rows.get(key)
         if row is not None and tenant not in (None, row.tenant):
             row = None  # another tenant's: not even the time taken tells it is stored
@@ -208,35 +229,17 @@ class PromptStore:
                 return None
             row = found[0]
             self._keeper.hold(row, found[1])
-        if count:
-            self._usage.hit(key, row.synth_seconds)
         return row
 
-    async def named(
-        self, phrase_id: str, tenant: str = DEFAULT_TENANT, *, count: bool = True
-    ) -> Phrase | None:
-        """The current phrase of a phrase id in the tenant's namespace (its own, else a
-        public one: Index.named); `count` records it as a listener's hit."""
+    async def _named(self, phrase_id: str, tenant: str) -> str | None:
+        """The key of a phrase id's current phrase in the tenant's namespace."""
         # On a shared index another replica may have moved the name: the index decides.
         key = None if self._storage.shared else self._rows.named(tenant, phrase_id)
         if key is None:
             index = self.index
             row = await self._storage.read(lambda: index.named(phrase_id, tenant))
-            if row is None:
-                return None
-            key = row.key
-        return await self.phrase(key, count=count)
-
-    async def find(self, request: SpeechRequest) -> Phrase | None:
-        """The stored phrase for a request, or None; never synthesizes."""
-        return await self.phrase(await self.key_for(request))
-
-    async def get_phrase(self, key: str) -> Phrase | None:
-        """The phrase row for a key as the index has it (not a listener's hit)."""
-        if not is_key(key):
-            return None
-        index = self.index
-        return await self._storage.read(lambda: index.get(key))
+            return None if row is None else row.key
+        return key
 
     # whole and streamed synthesis, one generation per key
 
@@ -336,9 +339,9 @@ class PromptStore:
 
     # encoded variants
 
-    def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
-        """Encoded audio from memory only, counted as a hit: the path that touches neither
-        disk nor index."""
+    def hot_hit(self, key: str, fmt: str, rate: int) -> Audio | None:
+        """Encoded audio from memory only, counted as a hit when found: the path that touches
+        neither disk nor index."""
         audio = self._encodings.hot(key, fmt, rate)
         if audio is not None:
             self._usage.hit(key, audio.synth_seconds)
@@ -356,7 +359,7 @@ class PromptStore:
         row = None if storing.refresh else self._rows.get(key)
         if row is not None and priority == Priority.LIVE:
             row = await self._kept_for(row, storing)
-            hot = self.peek(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
+            hot = self.hot_hit(key, fmt, codecs.output_rate(fmt, row.sample_rate, rate))
             if hot is not None:
                 return hot
         stored = await self._obtain(request, key, priority, admission, storing)
@@ -379,11 +382,6 @@ class PromptStore:
             return await self._encodings.fleeting(stored.phrase, stored.master, fmt, rate)
         return await self.variant(stored.phrase, fmt, rate, keep=keep)
 
-    async def by_key(self, key: str, fmt: str, rate: int | None = None) -> Audio | None:
-        """Audio of a stored phrase by its key, or None when unknown (never synthesizes)."""
-        phrase = await self.phrase(key)
-        return None if phrase is None else await self.variant(phrase, fmt, rate)
-
     async def variant(
         self, phrase: Phrase, fmt: str, rate: int | None = None, *, durable: bool = False,
         keep: bool = True,
@@ -394,106 +392,7 @@ class PromptStore:
             return await self._encodings.get(phrase, fmt, rate, durable=durable, keep=keep)
         except MissingAudioError:
             self._forget(phrase.key)  # memory was behind the index (another replica)
-            current = await self.phrase(phrase.key, count=False)
+            current = await self._held(phrase.key, None)
             if current is None:
                 raise PhraseGoneError(phrase.key) from None
             return await self._encodings.get(current, fmt, rate, durable=durable, keep=keep)
-
-    # naming, deleting, searching
-
-    async def name(
-        self, key: str, *, phrase_id: str | None, tags: Sequence[str] = (), pinned: bool = True,
-        public: bool = False, text: str | None = None,
-    ) -> bool:
-        """Give a stored phrase its phrase id and tags, and pin it (another phrase of its
-        tenant with that id loses it); `public`: other tenants may play it under that id.
-        Its `text` is kept when `store_text` keeps named phrases' texts. False when the
-        phrase is no longer stored."""
-        index = self.index
-        kept = None if text is None else kept_text(
-            self._keeper.store_text, text, named=phrase_id is not None)
-        tenant = await self._storage.write(lambda: index.set_named(
-            key, phrase_id=phrase_id, tags=tags, pinned=pinned, public=public, text=kept))
-        if tenant is not None:
-            self._rows.rename(key, tenant=tenant, phrase_id=phrase_id, tags=tags, pinned=pinned,
-                              public=public)
-        return tenant is not None
-
-    async def unpin_except(self, keep: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
-        """Unpin and unname every pinned phrase of the tenant whose key is not in keep."""
-        index = self.index
-        gone = await self._storage.write(lambda: index.unpin_except(keep, tenant))
-        self._rows.unpin(gone)
-        return len(gone)
-
-    async def delete(self, key: str) -> bool:
-        """Remove a phrase and its variants (every replica forgets it); False if it was
-        not stored."""
-        if await self.get_phrase(key) is None:
-            return False
-        await self._upkeep.forget({key})
-        await self._storage.remove([key], log=True)
-        await self._upkeep.forget({key})
-        return True
-
-    async def purge(self, selector: Selector) -> Purged:
-        """Remove the stored prompts a selector selects, and every copy of them this
-        replica holds; the others forget theirs within a maintenance round."""
-        return await purge(self._storage, selector, self._upkeep.forget)
-
-    def _forget(self, key: str) -> None:
-        self._rows.discard(key)
-        self._encodings.forget(key)
-
-    async def search(self, **kwargs: Any) -> tuple[int, list[Phrase]]:
-        """Search the index (see Index.search)."""
-        index = self.index
-        return await self._storage.read(lambda: index.search(**kwargs))
-
-    # the site lexicon
-
-    async def relexicon(self, *, rewarm: bool = True) -> LexiconChange:
-        """Read with the index's site lexicon from now on; the stored phrases it reads
-        differently are made again (pinned ones now, with `rewarm`; see cache/lexicon.py)."""
-        return await self._lexicon.apply(rewarm=rewarm)
-
-    async def rewarmed(self) -> None:
-        """Wait for the pinned phrases a lexicon change is making again."""
-        await self._lexicon.rewarmed()
-
-    async def upkeep(self) -> None:
-        """A maintenance round's forgetting and tidying, now (see cache/upkeep.py)."""
-        await self._upkeep.round()
-
-    async def _follow_lexicon(self) -> None:
-        """Each maintenance round: a lexicon changed elsewhere (another replica, the command
-        line) is applied here too."""
-        await self._lexicon.follow()
-
-    # maintenance
-
-    def stats(self) -> Stats:
-        """A snapshot of this process's counters (the metrics: summed per replica), and of
-        the index's entries and bytes with the writes answered but not landed yet."""
-        totals = self._storage.totals
-        return dataclasses.replace(self._stats, entries=totals.entries, bytes=totals.bytes)
-
-    async def evict(self) -> int:
-        """Remove least recently used unpinned phrases until the store fits its byte budget."""
-        return await self._maintenance.evict()
-
-    async def settled(self) -> None:
-        """Wait until the phrases and encodings answered so far are written."""
-        await self._storage.settled()
-
-    async def flush_usage(self) -> None:
-        """Write the usage counted so far to the index now."""
-        await self._maintenance.flush()
-
-    async def check(self, *, fix: bool = False, grace: float = 60.0) -> CheckReport:
-        """Reconcile index and files (see cache.check)."""
-        return await check(
-            self._storage, fix=fix, grace=grace, forget=self._forget,
-            forget_variant=self._encodings.discard,
-            busy=lambda key: key in self._generations,
-        )

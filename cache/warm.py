@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cache.keys import SpeechRequest
+from cache.replicas import Replicas
 from cache.store import PromptStore
 from cache.tenants import DEFAULT_TENANT
 from config.phrases import PhraseSpec
@@ -74,6 +75,7 @@ class Warmer:
         keep: int = 50, retry_delay: float = 0.5,
     ) -> None:
         self._store = store
+        self._replicas = Replicas(store.storage)  # jobs' progress, for every replica
         self._make_request = make_request
         self._concurrency = concurrency
         self._keep = keep
@@ -181,7 +183,7 @@ class Warmer:
                 return
             keep = list(job.keys.values())
             for failure in job.failed:
-                current = await self._store.named(failure["id"], job.tenant, count=False)
+                current = await self._store.lookup(phrase_id=failure["id"], tenant=job.tenant)
                 if current is not None and current.tenant == job.tenant:
                     keep.append(current.key)
             unpinned = await self._store.unpin_except(keep, job.tenant)
@@ -196,7 +198,7 @@ class Warmer:
             return
         self._published[job.id] = now
         try:
-            await self._store.replicas.record_job(job.id, job.state, job.as_dict())
+            await self._replicas.record_job(job.id, job.state, job.as_dict())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from cache.store import PromptStore
+from cache.credentials import Credentials
 from config import Settings
 from gateway.admission import LIMITS, Limits
 from gateway.caller import PRINCIPAL, Callers, Principal
 from gateway.errors import Forbidden, Unauthorized, Unavailable
 from gateway.logs import note
-from gateway.state import SETTINGS, STORE
+from gateway.state import CREDENTIALS, SETTINGS
 from synth.request import DEFAULT_TENANT
 
 # Routes by what they need: speaking routes synthesize misses (the pronunciation preview
@@ -70,10 +70,10 @@ class Access:
 ACCESS = web.AppKey("access", Access)
 
 
-def add_access(app: web.Application, store: Callable[[], PromptStore]) -> None:
+def add_access(app: web.Application, credentials: Callable[[], Credentials]) -> None:
     """The application's access policy, its limits, and the middleware that judges every
-    request that needs a scope before its handler. `store` gives the open store
-    (Unavailable while loading)."""
+    request that needs a scope before its handler. `credentials` gives the API keys once
+    the services are open (Unavailable while loading)."""
     settings = app[SETTINGS]
     app[ACCESS] = Access(settings)
     app[LIMITS] = Limits.of(settings)
@@ -87,7 +87,7 @@ def add_access(app: web.Application, store: Callable[[], PromptStore]) -> None:
         stored = request.match_info.route.name in STORED
         if need is not None or stored:
             principal = await access.callers.principal(
-                request, store(), strict=None if need is not None else False)
+                request, credentials(), strict=None if need is not None else False)
             note(client=principal.name)  # the access log names the key, never its secret
             if principal.tenant != DEFAULT_TENANT:
                 note(tenant=principal.tenant)
@@ -106,9 +106,9 @@ async def authorize(request: web.Request, secret: str | None, need: str = "play"
     request (admission reads it); refusals are Unauthorized or Forbidden, for the front to
     answer in its protocol's own shape."""
     access = request.app[ACCESS]
-    if STORE not in request.app:
+    if CREDENTIALS not in request.app:
         raise Unavailable("the gateway is still starting", retry_after=2)
-    principal = await access.callers.principal(request, request.app[STORE], given=secret)
+    principal = await access.callers.principal(request, request.app[CREDENTIALS], given=secret)
     note(client=principal.name)
     if principal.tenant != DEFAULT_TENANT:
         note(tenant=principal.tenant)

@@ -31,7 +31,7 @@ from gateway.logs import audit_log
 from gateway.purging import purge_cache
 from gateway.routes import voices_of
 from gateway.signing import MAX_TTL, expiry, for_tenant, sign
-from gateway.state import HISTORY, SETTINGS, STORE, WARMER
+from gateway.state import CREDENTIALS, HISTORY, LEXICON, REPLICAS, SETTINGS, STORE, TENANTS, WARMER
 from gateway.tenancy import acting_tenant, site_only
 from synth import codecs
 from synth.frontend import LexiconError
@@ -106,7 +106,7 @@ async def warm_status(request: web.Request) -> web.Response:
     if job is not None:
         return json_response(job.as_dict())
     # Run by another replica on the same index, or finished before a restart.
-    recorded = await request.app[STORE].replicas.job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+    recorded = await request.app[REPLICAS].job(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
     if recorded is None:
         raise NotFound("no such warm-up job", "job_id")
     return json_response(recorded)
@@ -129,10 +129,10 @@ async def stats(request: web.Request) -> web.Response:
     ]
     jobs = [j for j in request.app[WARMER].jobs() if tenant in (None, j.tenant)]
     # The tenants a site-wide admin may choose from (a tenant's admin has its own only).
-    tenants = {"tenants": await store.tenants.names()} if principal_of(request).site else {}
+    tenants = {"tenants": await request.app[TENANTS].names()} if principal_of(request).site else {}
     if tenant is not None:
         return json_response({
-            "tenant": (await store.tenants.stats(tenant)).as_dict(), **tenants,
+            "tenant": (await request.app[TENANTS].stats(tenant)).as_dict(), **tenants,
             "synthesis": synthesis, "warm_jobs": [j.as_dict() for j in jobs[:10]],
         })
     store_stats = store.stats()
@@ -140,7 +140,7 @@ async def stats(request: web.Request) -> web.Response:
     history.sample(store_stats.hits, store_stats.misses)
     return json_response({
         "history": history.minutes(),
-        "cache": store.replicas.stats().as_dict(),  # every replica's
+        "cache": store.stats(every_replica=True).as_dict(),
         **tenants,
         "synthesis": synthesis,
         "warm_jobs": [j.as_dict() for j in jobs[:10]],
@@ -185,7 +185,7 @@ async def delete_phrase(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     store = request.app[STORE]
     tenant = acting_tenant(request, None)
-    found = await store.get_phrase(key)
+    found = await store.lookup(key)
     if found is None or tenant not in (None, found.tenant) or not await store.delete(key):
         raise NotFound("no stored phrase with that key", "key")
     audit_log(principal_of(request).name, "delete", key)
@@ -220,7 +220,7 @@ async def lexicon(request: web.Request) -> web.Response:
     """GET /admin/lexicon[?tenant=]: the site's words (they override the built-in ones and
     the file), or a tenant's own (over the site's, in its prompts only)."""
     tenant = _lexicon_tenant(request)
-    entries = await request.app[STORE].lexicon.entries(tenant)
+    entries = await request.app[LEXICON].entries(tenant)
     return json_response({**_whose(tenant),
                           "words": [{"word": w, "pinyin": p} for w, p in entries.items()]})
 
@@ -241,7 +241,7 @@ async def put_lexicon_word(request: web.Request) -> web.Response:
     if tenant is not None:
         check_tenant_word(word, " ".join(pinyin.split()))  # said as a phoneme
     store = request.app[STORE]
-    entries = {**await store.lexicon.entries(tenant), word: " ".join(pinyin.split())}
+    entries = {**await request.app[LEXICON].entries(tenant), word: " ".join(pinyin.split())}
     try:
         await asyncio.get_running_loop().run_in_executor(
             None, voices_of(request).check_site_lexicon, {word: entries[word]})
@@ -249,7 +249,7 @@ async def put_lexicon_word(request: web.Request) -> web.Response:
         message = str(exc).removeprefix("site lexicon:1: ")
         field = "word" if "Chinese character" in message else "pinyin"
         raise InvalidParameter(message, field) from None
-    await store.lexicon.put(word, entries[word], tenant)
+    await request.app[LEXICON].put(word, entries[word], tenant)
     change = await store.relexicon()
     audit_log(principal_of(request).name, "lexicon_put", word, tenant=tenant, **change.as_dict())
     return json_response({"word": word, "pinyin": entries[word], **_whose(tenant),
@@ -262,7 +262,7 @@ async def delete_lexicon_word(request: web.Request) -> web.Response:
     tenant = _lexicon_tenant(request)
     word = request.match_info["word"]
     store = request.app[STORE]
-    if not await store.lexicon.remove(word, tenant):
+    if not await request.app[LEXICON].remove(word, tenant):
         raise NotFound(f"no {'site' if tenant is None else 'tenant'} word '{word[:64]}'", "word")
     change = await store.relexicon()
     audit_log(principal_of(request).name, "lexicon_delete", word, tenant=tenant,
@@ -285,7 +285,7 @@ async def create_key(request: web.Request) -> web.Response:
     if scope is None:
         raise InvalidParameter("scope is required: play, synthesize or admin", "scope")
     try:
-        key, secret = await request.app[STORE].credentials.create(
+        key, secret = await request.app[CREDENTIALS].create(
             name, scope, rate=params.integer(body, "rate"), quota=params.integer(body, "quota"),
             tenant=tenant)
     except KeyFieldError as exc:
@@ -300,7 +300,7 @@ async def list_keys(request: web.Request) -> web.Response:
     """GET /admin/keys[?tenant=]: every key (a tenant's), without secrets."""
     values = params.query_values(request.query, ("tenant",))
     tenant = acting_tenant(request, values.get("tenant"))
-    keys = await request.app[STORE].credentials.all(tenant)
+    keys = await request.app[CREDENTIALS].all(tenant)
     return json_response({"keys": [k.as_dict() for k in keys]})
 
 
@@ -309,7 +309,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     next request on."""
     name = request.match_info["name"]
     tenant = acting_tenant(request, None)
-    key = (await request.app[STORE].credentials.revoke(name, tenant)
+    key = (await request.app[CREDENTIALS].revoke(name, tenant)
            if KEY_NAME.fullmatch(name) else None)
     if key is None:
         raise NotFound(f"no key named '{name[:64]}'", "name")

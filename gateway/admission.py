@@ -25,13 +25,14 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from cache.credentials import Credentials
 from cache.keys import SpeechRequest
-from cache.ratelimit import Draw
-from cache.store import PromptStore
+from cache.ratelimit import Buckets, Draw
+from cache.tenants import Tenants
 from config import Settings
 from gateway.caller import PRINCIPAL, Principal
 from gateway.errors import Forbidden, QuotaExceeded, RateLimited
-from gateway.state import STORE
+from gateway.state import CREDENTIALS, STORE, TENANTS
 from synth.memo import memo
 from synth.scope import reading_as, scope_for
 from synth.ssml import is_ssml, parse_document
@@ -105,9 +106,14 @@ async def _paused_refusals() -> AsyncIterator[None]:
 class Admitted:
     """One principal's requests before the store (cache.store.Admission)."""
 
-    def __init__(self, limits: Limits, store: PromptStore, principal: Principal) -> None:
+    def __init__(
+        self, limits: Limits, buckets: Buckets, credentials: Credentials, tenants: Tenants,
+        principal: Principal,
+    ) -> None:
         self._limits = limits
-        self._store = store
+        self._buckets = buckets
+        self._credentials = credentials
+        self._tenants = tenants
         self._principal = principal
 
     @property
@@ -134,17 +140,17 @@ class Admitted:
         if not self._principal.allows("synthesize"):
             return  # it may hear stored audio only: it never draws, and reads in its turn
         async with _paused_refusals():
-            buckets = self._store.buckets
+            buckets = self._buckets
             # The miss count first: a client out of misses is refused before its text is counted.
             self._rate_limited(await buckets.peek(self._draws(0)[:1]))
             characters = count()
             self._rate_limited(await buckets.peek(self._draws(characters)))
             key = self._principal.key
             if key is not None and key.quota is not None:
-                left = await self._store.credentials.remaining(key)
+                left = await self._credentials.remaining(key)
                 if left is not None and left < characters:
                     self._quota_exceeded()
-            left = await self._store.tenants.remaining(self.tenant)
+            left = await self._tenants.remaining(self.tenant)
             if left is not None and left < characters:
                 self._tenant_quota_exceeded()
 
@@ -160,19 +166,19 @@ class Admitted:
         quota = key is not None and key.quota is not None
         if quota:
             assert key is not None
-            left = await self._store.credentials.remaining(key)
+            left = await self._credentials.remaining(key)
             if left is not None and left < characters:
                 self._quota_exceeded()
         draws = self._draws(characters)
-        self._rate_limited(await self._store.buckets.take(draws))
-        tenants = self._store.tenants
+        self._rate_limited(await self._buckets.take(draws))
+        tenants = self._tenants
         if await tenants.charge(self.tenant, characters) is None:  # its quota is used up
-            await self._store.buckets.give(draws)
+            await self._buckets.give(draws)
             self._tenant_quota_exceeded()
         if quota:
             assert key is not None
-            if await self._store.credentials.charge(key, characters) is None:  # taken meanwhile
-                await self._store.buckets.give(draws)
+            if await self._credentials.charge(key, characters) is None:  # taken meanwhile
+                await self._buckets.give(draws)
                 await tenants.give_back(self.tenant, characters)
                 self._quota_exceeded()
 
@@ -180,7 +186,7 @@ class Admitted:
         """Admit a pronunciation preview as a miss of the rate limits (no quota: nothing is
         synthesized)."""
         async with _paused_refusals():
-            self._rate_limited(await self._store.buckets.take(
+            self._rate_limited(await self._buckets.take(
                 self._draws(self._said(request.text))))
 
     def _said(self, text: str) -> int:
@@ -229,4 +235,6 @@ async def checked_speech(request: web.Request, text: object, build: Callable[[],
 
 def admission_for(request: web.Request) -> Admitted:
     """The admission of a speaking route's requests."""
-    return Admitted(request.app[LIMITS], request.app[STORE], request[PRINCIPAL])
+    app = request.app
+    return Admitted(app[LIMITS], app[STORE].buckets, app[CREDENTIALS], app[TENANTS],
+                    request[PRINCIPAL])

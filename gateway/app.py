@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cache.credentials import Credentials
 from cache.store import PromptStore
 from config import Settings
 from gateway.access import ACCESS, add_access
@@ -35,7 +36,18 @@ from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
 from gateway.services import EngineLoader, Services, bound_malloc_arenas, open_services
-from gateway.state import HISTORY, METRICS, SETTINGS, STORE, VOICES, WARMER
+from gateway.state import (
+    CREDENTIALS,
+    HISTORY,
+    LEXICON,
+    METRICS,
+    REPLICAS,
+    SETTINGS,
+    STORE,
+    TENANTS,
+    VOICES,
+    WARMER,
+)
 from gateway.urlmemo import URL_MEMO
 from synth.engine import Engine
 
@@ -55,7 +67,7 @@ _UNCLAIMING: web.AppKey[asyncio.Task[None]] = web.AppKey("unclaiming", asyncio.T
 
 async def _unclaim_after(running: Services, job_id: str) -> None:
     await running.warmer.wait(job_id)
-    await running.store.replicas.unclaim(_STARTUP_WARM_UP)
+    await running.replicas.unclaim(_STARTUP_WARM_UP)
 
 
 def load_default_engines(settings: Settings) -> Sequence[Engine]:
@@ -92,12 +104,12 @@ def create_app(
     if settings.cors_origins:
         add_cors(app, settings.cors_origins)
 
-    def open_store() -> PromptStore:
-        if STORE not in app:
+    def open_credentials() -> Credentials:
+        if CREDENTIALS not in app:
             raise Unavailable("the gateway is still starting", retry_after=2)
-        return app[STORE]
+        return app[CREDENTIALS]
 
-    add_access(app, open_store)
+    add_access(app, open_credentials)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         history = app[HISTORY]
@@ -106,15 +118,17 @@ def create_app(
             observers=[app[METRICS].observe, lambda t: history.observe(t.wall_seconds)],
         ) as running:
             app[STORE], app[VOICES], app[WARMER] = running.store, running.voices, running.warmer
+            app[CREDENTIALS], app[TENANTS] = running.credentials, running.tenants
+            app[LEXICON], app[REPLICAS] = running.lexicon, running.replicas
             # URLs whose prompts are purged, expired or made again leave the URL memo.
-            running.store.forgetting.append(app[URL_MEMO].forget)
+            running.store.on_forgotten(app[URL_MEMO].forget)
             sampling = asyncio.create_task(_sample_history(history, running.store))
             if settings.phrases:
                 # Served from the first second: the warm-up runs behind live requests.
                 loop = asyncio.get_running_loop()
                 phrases = await loop.run_in_executor(None, configured_phrases, app)
                 # Replicas on one index: the one that claims it warms for all of them.
-                if await running.store.replicas.claim(_STARTUP_WARM_UP):
+                if await running.replicas.claim(_STARTUP_WARM_UP):
                     job = running.warmer.start(phrases, replace_pins=True, public=True)
                     log.info("warming %d configured phrases (job %s)", job.total, job.id)
                     release = asyncio.create_task(_unclaim_after(running, job.id))

@@ -19,8 +19,7 @@ from dataclasses import dataclass, replace
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from cache.credentials import SCOPES, SECRET, TENANT_NAME, ApiKey
-from cache.store import PromptStore
+from cache.credentials import SCOPES, SECRET, TENANT_NAME, ApiKey, Credentials
 from config import Settings
 from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.nostore import says_no_store
@@ -134,13 +133,13 @@ class Callers:
             return False, None
         return True, found[0]
 
-    async def key(self, store: PromptStore, secret: str) -> ApiKey | None:
+    async def key(self, credentials: Credentials, secret: str) -> ApiKey | None:
         """The live key with this secret (memory for KEY_CACHE_SECONDS, then the index)."""
         known, key = self.cached_key(secret)
         if known:
             return key
         epoch = self._epoch
-        key = await store.credentials.find(secret) if SECRET.fullmatch(secret) else None
+        key = await credentials.find(secret) if SECRET.fullmatch(secret) else None
         if epoch != self._epoch:  # a key was revoked while this looked: ask again next time
             return key if key is None or key.name not in self._revoked else None
         self._keys[secret] = (key, time.monotonic())
@@ -189,7 +188,7 @@ class Callers:
                          site=key.tenant is None)
 
     async def principal(
-        self, request: web.Request, store: PromptStore, *, given: str | None = None,
+        self, request: web.Request, credentials: Credentials, *, given: str | None = None,
         strict: bool | None = None,
     ) -> Principal:
         """Who the request comes from: 401 for a credential that names no live key, 400/403
@@ -199,7 +198,7 @@ class Callers:
         header, field or message of its own), taken when the request has no key header. On
         a route whose URLs may be signed, a `tenant` parameter is taken only inside a signed
         URL (400 elsewhere)."""
-        found = await self._principal(request, store, given, strict)
+        found = await self._principal(request, credentials, given, strict)
         signable = request.match_info.route.name in SIGNABLE
         if signable and found.name != "signed-url" and "tenant" in request.query:
             raise BadRequest("the tenant is the key's; a URL names one only when it is signed "
@@ -207,7 +206,7 @@ class Callers:
         return found
 
     async def _principal(
-        self, request: web.Request, store: PromptStore, given: str | None, strict: bool | None,
+        self, request: web.Request, credentials: Credentials, given: str | None, strict: bool | None,
     ) -> Principal:
         route = request.match_info.route.name or ""
         if strict is None:
@@ -228,7 +227,7 @@ class Callers:
             if self._is_admin_token(secret):
                 return Principal("admin-token", "admin", "admin-token", by_header=self.guarded,
                                  site=True)
-            key = await self.key(store, secret)
+            key = await self.key(credentials, secret)
             if key is not None:
                 return self._keyed(key)
             if strict:

@@ -39,6 +39,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _cmd_cache_purge(args: argparse.Namespace) -> int:
     from cache.credentials import TENANT_NAME
     from cache.store import PromptStore
+    from cache.tenants import Tenants
     from gateway.errors import HttpError
     from gateway.purging import selector_of
     from gateway.services import audio_store, database_pool, open_services
@@ -59,9 +60,10 @@ def _cmd_cache_purge(args: argparse.Namespace) -> int:
     if args.phrase_file is not None:
         values["phrase_file"] = str(args.phrase_file)
 
-    async def purge(store: PromptStore, voices: Any) -> int:
+    async def purge(store: PromptStore, tenants: Tenants, voices: Any) -> int:
         try:
-            selector = await selector_of(values, store, voices, phrase_file=args.phrase_file,
+            selector = await selector_of(values, store, tenants, voices,
+                                         phrase_file=args.phrase_file,
                                          max_text_length=settings.max_text_length,
                                          tenant=args.tenant)
         except HttpError as exc:
@@ -77,13 +79,13 @@ def _cmd_cache_purge(args: argparse.Namespace) -> int:
             from gateway.app import load_default_engines
 
             async with open_services(settings, None, load_default_engines) as running:
-                return await purge(running.store, running.voices)
+                return await purge(running.store, running.tenants, running.voices)
         store = PromptStore(settings.data_dir, None, database_url=settings.database_url,
                             database_pool=database_pool(settings), audio=audio_store(settings),
                             ttl=settings.tts_ttl, store_text=settings.store_text)
         await store.open()
         try:
-            return await purge(store, None)
+            return await purge(store, Tenants(store.storage), None)
         finally:
             await store.close()
 

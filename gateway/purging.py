@@ -30,6 +30,7 @@ from aiohttp import web
 from cache.keys import is_key
 from cache.purge import Purged, Selector
 from cache.store import PromptStore
+from cache.tenants import Tenants
 from config.phrases import PhraseFileError, load_phrase_files
 from gateway import params
 from gateway.access import principal_of
@@ -38,7 +39,7 @@ from gateway.jsonbody import json_response
 from gateway.logs import audit_log
 from gateway.routes import voices_of
 from gateway.services import phrase_request
-from gateway.state import SETTINGS, STORE
+from gateway.state import SETTINGS, STORE, TENANTS
 from gateway.tenancy import acting_tenant
 from synth import codecs
 from synth.engine import SynthesisError
@@ -60,12 +61,12 @@ def phrase_file_of(asked: str, configured: Sequence[Path]) -> Path:
 
 
 async def selector_of(
-    values: Mapping[str, Any], store: PromptStore, voices: Voices | None, *,
+    values: Mapping[str, Any], store: PromptStore, tenants: Tenants, voices: Voices | None, *,
     phrase_file: Path | None, max_text_length: int, tenant: str | None = None,
 ) -> Selector:
     """The selector the values name (`phrase_file`: the file already resolved; `tenant`:
-    the tenant checked already, None for every tenant's); 4xx naming the field for a
-    malformed one."""
+    the tenant checked already, None for every tenant's, as `tenants` names them); 4xx
+    naming the field for a malformed one."""
     if not any(values.get(name) not in (None, "") for name in SELECTORS):
         raise BadRequest(f"name what to purge: one or more of {', '.join(SELECTORS)}")
     key = params.string(values, "key")
@@ -79,7 +80,7 @@ async def selector_of(
     if older is not None and not (older >= 0 and math.isfinite(older)):
         raise InvalidParameter("older_than must be 0 or more seconds", "older_than")
     text_keys = None
-    read_as = [tenant] if tenant is not None else await store.tenants.names()
+    read_as = [tenant] if tenant is not None else await tenants.names()
     if params.string(values, "text") is not None:
         text_keys = await _text_keys(values, store, _voices(voices, "text"), max_text_length,
                                      read_as)
@@ -152,7 +153,7 @@ async def purge_cache(request: web.Request) -> web.Response:
     store = request.app[STORE]
     # A tenant's admin purges its own tenant's prompts, whatever it selects.
     tenant = acting_tenant(request, params.string(values, "tenant") or None)
-    selector = await selector_of(values, store, voices, phrase_file=path,
+    selector = await selector_of(values, store, request.app[TENANTS], voices, phrase_file=path,
                                  max_text_length=settings.max_text_length, tenant=tenant)
     purged: Purged = await store.purge(selector)
     audit_log(principal_of(request).name, "purge", "cache", selectors=selector.given,

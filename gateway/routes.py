@@ -115,7 +115,7 @@ async def prompt(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     store = request.app[STORE]
     # Only the caller's tenant's prompts (a site-wide admin hears every tenant's).
-    phrase = await store.phrase(key, tenant=principal_of(request).hears)
+    phrase = await store.hit(key, tenant=principal_of(request).hears)
     if phrase is None:
         raise NotFound(f"no stored prompt with key {key}", "key")
     rate = params.check_rate(fmt, phrase.sample_rate, params.integer(values, "rate"))
@@ -132,7 +132,7 @@ async def named_phrase(request: web.Request) -> web.StreamResponse:
     if not PHRASE_ID.fullmatch(phrase_id):
         raise NotFound(f"no phrase '{phrase_id[:64]}'", "phrase_id")
     store = request.app[STORE]
-    current = await store.named(phrase_id, principal_of(request).tenant)
+    current = await store.hit(phrase_id=phrase_id, tenant=principal_of(request).tenant)
     settings = request.app[SETTINGS]
     if current is None:
         if not settings.phrases:
@@ -217,10 +217,8 @@ async def api_pronounce(request: web.Request) -> web.Response:
         voice=params.string(values, "voice"), style=None, speed=1.0, pitch=1.0, volume=1.0))
     admission = admission_for(request)
     await admission.preview(speech)
-    store = request.app[STORE]
-    speech = store.lexicon.overlays.scoped(speech, admission.tenant)  # with its tenant's words
-    # Read on the frontend's fair share, as misses' texts are: never ahead of other clients.
-    described = await store.reading.run(admission.client, lambda: voices.pronounce(speech))
+    # With its tenant's words, on the frontend's fair share: never ahead of other clients.
+    described = await request.app[STORE].pronounce(speech, admission, voices.pronounce)
     response = json_response(described)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -12,10 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from cache.credentials import Credentials
 from cache.files import AudioStore
 from cache.index import Pool
 from cache.keys import SpeechRequest
+from cache.lexicon import SiteLexicon
+from cache.replicas import Replicas
 from cache.store import PromptStore
+from cache.tenants import Tenants
 from cache.warm import Warmer
 from config import Settings
 from config.phrases import PhraseSpec
@@ -50,11 +54,17 @@ EngineLoader = Callable[[Settings], Sequence[Engine]]
 
 @dataclass(frozen=True)
 class Services:
-    """What handlers and commands work with."""
+    """What handlers and commands work with: the voices, the store and its warm-ups, and the
+    site's records kept on the store's storage beside the phrases (API keys, tenants, the
+    site's and tenants' words, what replicas share)."""
 
     voices: Voices
     store: PromptStore
     warmer: Warmer
+    credentials: Credentials
+    tenants: Tenants
+    lexicon: SiteLexicon
+    replicas: Replicas
 
 
 def note_timing(timing: Timing) -> None:
@@ -155,7 +165,9 @@ async def open_services(
     warmer = Warmer(store, lambda spec: phrase_request(voices, spec),
                     concurrency=sum(w.lanes for w in workers) + 1)
     try:
-        yield Services(voices, store, warmer)
+        storage = store.storage
+        yield Services(voices, store, warmer, Credentials(storage), Tenants(storage),
+                       SiteLexicon(storage), Replicas(storage))
     finally:
         await warmer.close()
         for worker in workers:

@@ -31,8 +31,8 @@ class HotAudio(Protocol):
         remembered before may name other audio now."""
         ...
 
-    def peek(self, key: str, fmt: str, rate: int) -> Audio | None:
-        """Encoded audio from memory, or None."""
+    def hot_hit(self, key: str, fmt: str, rate: int) -> Audio | None:
+        """Encoded audio from memory (counted as a hit), or None."""
         ...
 
 
@@ -101,7 +101,7 @@ class UrlMemo:
         place = self._places.get(target)
         if place is None:
             return None
-        audio = hot.peek(place.key, place.format, place.rate)
+        audio = hot.hot_hit(place.key, place.format, place.rate)
         if audio is None:
             return None
         caching = caching.until(audio.expires)

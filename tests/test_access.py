@@ -21,13 +21,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import gateway.signing
+from cache.credentials import Credentials
 from cache.ratelimit import Draw
 from config import Settings
 from gateway import create_app
 from gateway.access import ACCESS
 from gateway.logs import JsonFormatter
 from gateway.signing import expiry, sign
-from gateway.state import STORE
+from gateway.state import CREDENTIALS, STORE
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.pbx_rules import agi_args, freeswitch_extension, playback_files
 
@@ -153,7 +154,7 @@ async def test_a_key_revoked_by_another_process_is_refused_within_the_key_cache_
 ) -> None:
     key = await make_key(client, "elsewhere", "synthesize")
     assert (await client.get(tts(TEXT), headers=bearer(key))).status == 200
-    await client.app[STORE].credentials.revoke("elsewhere")  # as `huiyin keys revoke` does
+    await client.app[CREDENTIALS].revoke("elsewhere")  # as `huiyin keys revoke` does
 
     for _ in range(400):  # refused within KEY_CACHE_SECONDS (1 s); 10 s at most here
         if (await client.get(tts(TEXT), headers=bearer(key))).status == 401:
@@ -407,21 +408,21 @@ async def test_keys_and_quotas_hold_on_either_index(store: Any, synth: Any, back
     # charged at once from two stores never passes its limit, and a revocation is seen by both.
     from tests.support import same_store
 
-    key, secret = await store.credentials.create("both", "synthesize", rate=5, quota=30)
+    key, secret = await Credentials(store.storage).create("both", "synthesize", rate=5, quota=30)
     assert secret.startswith("hy_") and key.prefix in secret
     other = await same_store(store, synth)
     await other.open()
     try:
-        found = await other.credentials.find(secret)
+        found = await Credentials(other.storage).find(secret)
         assert found is not None and (found.name, found.quota, found.rate) == ("both", 30, 5)
-        assert await other.credentials.find(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
-        charges = await asyncio.gather(*[s.credentials.charge(key, 4) for s in (store, other) * 5])
+        assert await Credentials(other.storage).find(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        charges = await asyncio.gather(*[Credentials(s.storage).charge(key, 4) for s in (store, other) * 5])
         totals = sorted(t for t in charges if t is not None)
         assert totals == [4, 8, 12, 16, 20, 24, 28]  # seven of ten fit in 30 characters
-        assert await store.credentials.charge(key, 2) == 30
-        assert await other.credentials.charge(key, 1) is None
-        assert (await store.credentials.revoke("both")) is not None
-        assert await other.credentials.find(secret) is None
+        assert await Credentials(store.storage).charge(key, 2) == 30
+        assert await Credentials(other.storage).charge(key, 1) is None
+        assert (await Credentials(store.storage).revoke("both")) is not None
+        assert await Credentials(other.storage).find(secret) is None
     finally:
         await other.close()
 
@@ -435,7 +436,7 @@ async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], app: web.
 
 
 async def test_the_official_openai_client_authenticates_with_its_api_key(server: TestServer) -> None:
-    _, secret = await server.app[STORE].credentials.create("sdk", "synthesize")
+    _, secret = await server.app[CREDENTIALS].create("sdk", "synthesize")
     url = str(server.make_url("/v1"))
 
     def speak(key: str) -> bytes:
@@ -488,7 +489,7 @@ async def test_a_repeat_url_from_memory_is_answered_only_as_the_policy_allows(
 
     async with live(engine, tmp_path / "data", access="keys", admin_token=ADMIN,
                     url_signing_secret=(SECRET,)) as server:
-        _, secret = await server.app[STORE].credentials.create("memo", "play")
+        _, secret = await server.app[CREDENTIALS].create("memo", "play")
         status, _, _ = await server.fetch(get(URL))
         assert status == 401
         status, _, made = await server.fetch(get(URL, f"Authorization: Bearer {ADMIN}"))
@@ -507,7 +508,7 @@ async def test_a_repeat_url_from_memory_is_answered_only_as_the_policy_allows(
         status, _, _ = await server.fetch(get(signed.replace("&sig=", "&sig=x")))
         assert status == 403
         server.app[ACCESS].callers.forget("memo")
-        await server.app[STORE].credentials.revoke("memo")
+        await server.app[CREDENTIALS].revoke("memo")
         status, _, _ = await server.fetch(get(URL, f"X-API-Key: {secret}"))
         assert status == 401
 
@@ -594,7 +595,7 @@ async def test_a_key_revoked_while_it_was_being_looked_up_is_not_remembered() ->
 
     store: Any = types.SimpleNamespace(credentials=types.SimpleNamespace(find=find))
     secret = "hy_" + "k" * 43
-    lookup = asyncio.create_task(access.key(store, secret))
+    lookup = asyncio.create_task(access.key(store.credentials, secret))
     await looking.wait()
     access.forget("racing")
     answer.set()

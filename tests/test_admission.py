@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from cache.reading import FairShare
 from config import Settings
 from gateway import create_app
-from gateway.state import STORE
+from gateway.state import CREDENTIALS, STORE
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.voices import Voices
 from tests.support import until
@@ -102,14 +102,14 @@ async def test_a_quota_refusal_takes_no_rate_token_and_ssml_markup_is_not_charge
 ) -> None:
     client = await app_client(aiohttp_client, engine, tmp_path)
     key = await make_key(client, "small", "synthesize", rate=1, quota=6)
-    store = client.app[STORE]
+    credentials = client.app[CREDENTIALS]
     refused = await client.get(tts("请您稍候再拨打本热线"), headers=bearer(key))  # 10 > 6
     assert refused.status == 429 and (await refused.json())["code"] == "quota_exceeded"
     ssml = '<speak>好<break time="300ms"/>的</speak>'  # two characters said, 38 written
     made = await client.post("/api/tts", json={"text": ssml}, headers=bearer(key))
     assert made.status == 200, await made.text()  # the one rate token was still there
-    found = await store.credentials.find(key)
-    assert found is not None and await store.credentials.remaining(found) == 4
+    found = await credentials.find(key)
+    assert found is not None and await credentials.remaining(found) == 4
 
 
 async def test_callers_who_join_one_synthesis_are_charged_once(
@@ -121,9 +121,9 @@ async def test_callers_who_join_one_synthesis_are_charged_once(
     answers = await asyncio.gather(*(client.get(tts(text, "ulaw"), headers=bearer(key))
                                      for _ in range(20)))
     assert [a.status for a in answers] == [200] * 20
-    store = client.app[STORE]
-    found = await store.credentials.find(key)
-    assert found is not None and await store.credentials.remaining(found) == 40 - len(text)
+    credentials = client.app[CREDENTIALS]
+    found = await credentials.find(key)
+    assert found is not None and await credentials.remaining(found) == 40 - len(text)
     assert syntheses == [text]
 
 

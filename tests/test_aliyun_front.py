@@ -21,7 +21,7 @@ import requests
 import soundfile as sf
 from aiohttp import ClientSession
 
-from gateway.state import STORE, VOICES
+from gateway.state import CREDENTIALS, VOICES
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.live import Server, live
 
@@ -242,7 +242,7 @@ async def test_under_access_keys_the_token_is_an_api_key(
     make: Make, caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = await make(access="keys")
-    _, secret = await server.app[STORE].credentials.create("callcenter", "synthesize")
+    _, secret = await server.app[CREDENTIALS].create("callcenter", "synthesize")
     caplog.set_level("INFO", logger="huiyin.access")
     async with ClientSession() as session:
         for headers, body in (({}, {"text": TEXT}), ({"X-NLS-Token": "not-a-key"}, {"text": TEXT}),

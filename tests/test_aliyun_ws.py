@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 from aiohttp import ClientSession, WSMsgType
 
-from gateway.state import STORE, VOICES
+from gateway.state import CREDENTIALS, VOICES
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.live import Server, live
 from tests.nls_flowing import FlowingClient
@@ -165,7 +165,7 @@ async def test_under_access_keys_the_handshake_token_is_an_api_key(
     make: Make,
 ) -> None:
     server = await make(access="keys")
-    _, secret = await server.app[STORE].credentials.create("ivr", "synthesize")
+    _, secret = await server.app[CREDENTIALS].create("ivr", "synthesize")
     refused = await synthesize(server, TEXT, token="not-a-key")
     assert refused.error is not None and refused.error["header"]["status"] == 40000001
     spoken = await synthesize(server, TEXT, token=secret, aformat="wav")
@@ -300,7 +300,7 @@ async def test_flowing_under_access_keys(
     make: Make,
 ) -> None:
     server = await make(access="keys")
-    _, secret = await server.app[STORE].credentials.create("bot", "synthesize")
+    _, secret = await server.app[CREDENTIALS].create("bot", "synthesize")
     refused = await flowing(server, ["您好。"], token="hy_not_a_key")
     assert refused.failure() is not None and refused.failure()["status"] == 40000001  # type: ignore[index]
     spoken = await flowing(server, ["您好。"], token=secret)

@@ -134,8 +134,8 @@ async def test_a_piper_server_as_upstream_then_down_then_back(
                             pitch=1.0, volume=1.0)
     spoke = voices_.fallback(asked)
     assert spoke is not None and spoke.voice == "baker"
-    assert await store.find(asked) is None  # nothing under the primary's key
-    assert await store.find(spoke) is not None  # the fallback under its own
+    assert await store.hit(await store.key_for(asked)) is None  # nothing under the primary's key
+    assert await store.hit(await store.key_for(spoke)) is not None  # the fallback under its own
     ready = await (await client.get("/readyz")).json()
     assert ready["backends"]["piper-en"] in ("open", "half_open")
     metrics = await (await client.get("/metrics")).text()
@@ -284,7 +284,7 @@ async def test_faults_open_the_breaker_use_the_fallback_and_recover(
         for text in texts[:3]:
             asked = voices.request(text, voice="nova", style=None, speed=1.0, pitch=1.0,
                                    volume=1.0)
-            assert await client.app[STORE].find(asked) is None
+            assert await client.app[STORE].hit(await client.app[STORE].key_for(asked)) is None
         if mode == "refuse":
             return  # nothing to recover to on that port
         state.mode = "ok"

@@ -189,7 +189,7 @@ async def test_a_no_store_request_for_a_stored_text_is_answered_from_the_store(
     await store.settled()
     assert await stored_names(store) == before
     assert [v.format for v in await off(store.index.all_variants)] == ["ulaw"]
-    assert store.peek(kept.key, "alaw", 8000) is None
+    assert store.hot_hit(kept.key, "alaw", 8000) is None
 
 
 # silence
@@ -310,7 +310,7 @@ async def test_the_index_keeps_text_as_store_text_says(open_store: Opener) -> No
     assert [r.phrase_id for r in (await private.search(query="余额"))[1]] == ["menu"]
     new = await private.get_or_synthesize(req("新的提示音。"))
     await private.settled()
-    row = await private.get_phrase(new.key)
+    row = await private.lookup(new.key)
     assert row is not None and row.text is None and row.text_length == 6
     assert (await private.check(grace=0)).clean  # nothing the check reads needs the text
     # Under `never`, named phrases keep no text either.
@@ -318,7 +318,7 @@ async def test_the_index_keeps_text_as_store_text_says(open_store: Opener) -> No
     await never.upkeep()
     assert {p.text for p in await off(never.index.all_phrases)} == {None}
     assert await never.name(named.key, phrase_id="menu", text=OTHER)
-    assert (await never.get_phrase(named.key)).text is None  # type: ignore[union-attr]
+    assert (await never.lookup(named.key)).text is None  # type: ignore[union-attr]
 
 
 # regeneration
@@ -343,7 +343,7 @@ async def test_refresh_makes_a_prompt_again_in_place(open_store: Opener, engine:
     assert again.key == first.key and again.etag != first.etag and not again.cached
     assert varying.calls == 2
     await store.settled()
-    row = await store.get_phrase(first.key)
+    row = await store.lookup(first.key)
     assert row is not None and row.phrase_id == "code" and row.pinned and row.tags == ("otp",)
     stored = await off(store.files.read, FileStore.variant_name(first.key, "ulaw", 8000, "ulaw"))
     assert stored == again.data  # the old encoding was replaced, not served
@@ -380,12 +380,12 @@ async def test_a_purge_removes_what_each_selector_names(
         "old": Selector(older_than=3600),
     }
     for name, selector in selectors.items():
-        row = await store.get_phrase(made[name].key)
+        row = await store.lookup(made[name].key)
         assert row is not None
         purged = await store.purge(selector)
         assert purged.prompts == 1, name
         assert purged.bytes == row.bytes + len(made[name].data), name
-        assert await store.get_phrase(made[name].key) is None
+        assert await store.lookup(made[name].key) is None
         assert held_in_memory(store, made[name].key) == []
     assert (await store.purge(Selector(tag="nobody"))).prompts == 0
     assert [p.key for p in await off(store.index.all_phrases)] == [made["kept"].key]
@@ -420,7 +420,7 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     heard = await b.audio(asked, "ulaw")  # B holds it: rows, hot set, local copy
     assert heard.cached and held_in_memory(b, made.key)
     forgotten: list[set[str]] = []
-    b.forgetting.append(forgotten.append)  # as the gateway's URL memo is told
+    b.on_forgotten(forgotten.append)  # as the gateway's URL memo is told
     chosen = {
         "key": Selector(key=made.key),
         "text": Selector(text_keys=(await a.key_for(asked, remember=False),)),
@@ -435,7 +435,7 @@ async def test_a_purge_on_one_replica_is_forgotten_by_the_other(
     assert not any(n.startswith(made.key) for n in await stored_names(a))
     await b.upkeep()
     assert forgotten == [{made.key}]
-    assert held_in_memory(b, made.key) == [] and b.peek(made.key, "ulaw", 8000) is None
+    assert held_in_memory(b, made.key) == [] and b.hot_hit(made.key, "ulaw", 8000) is None
     assert not any(n.startswith(made.key) for n in await local_copies(b))
     calls = synth.calls
     assert not (await b.audio(asked, "ulaw")).cached and synth.calls == calls + 1
@@ -456,6 +456,6 @@ async def test_an_expiry_swept_on_one_replica_is_forgotten_by_the_other(
     assert (await b.audio(req(TEXT), "ulaw")).cached and held_in_memory(b, made.key)
     await set_expires(a, made.key, now() - 1)
     await a.upkeep()  # the one replica that holds the claim sweeps
-    assert await a.get_phrase(made.key) is None and await stored_names(a) == []
+    assert await a.lookup(made.key) is None and await stored_names(a) == []
     await b.upkeep()
     assert held_in_memory(b, made.key) == [] and await local_copies(b) == []

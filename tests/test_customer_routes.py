@@ -229,7 +229,7 @@ async def test_ttl_bounds_max_age_and_is_bounded_itself(
         assert refused.status == 422 and (await refused.json())["field"] == "ttl"
     posted = await client.post("/api/tts", json={"text": "请稍候。", "ttl": 50})
     assert posted.status == 200
-    row = await client.app[STORE].get_phrase((await posted.json())["key"])
+    row = await client.app[STORE].lookup((await posted.json())["key"])
     assert row is not None and row.expires is not None
 
 
@@ -293,7 +293,7 @@ async def test_delete_admin_cache_purges_by_each_selector(
     assert again.headers["X-Cache"] == "MISS"
     assert (await purge("json", text=SECRET_TEXT, voice="baker", speed=1.0))["prompts"] == 1
     assert (await purge("query", tag="greeting"))["prompts"] == 1
-    assert await store.named("welcome") is None
+    assert await store.hit(phrase_id="welcome") is None
     assert (await purge("query", phrase_file="ivr-menu.yaml"))["prompts"] == 1
     assert (await purge("json", older_than=0))["prompts"] == 1  # "old", the last one left
     assert await asyncio.to_thread(store.index.all_phrases) == []

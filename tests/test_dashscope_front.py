@@ -26,7 +26,7 @@ from dashscope.common.error import RequestFailure
 from config import Settings
 from gateway import create_app
 from gateway.dashscope_task import MODELS
-from gateway.state import STORE, VOICES
+from gateway.state import CREDENTIALS, STORE, VOICES
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
 from tests.support import PATIENCE, WrappedEngine, until
@@ -347,13 +347,13 @@ async def test_keys_and_rate_limits_are_dashscopes_errors(
     recorder, raised = await in_thread(failing)
     assert_failed_shape(recorder.errors[0], "InvalidApiKey")
     assert raised is not None and raised.name == "InvalidApiKey"
-    _, secret = await served.app[STORE].credentials.create("voicebot", "synthesize")
+    _, secret = await served.app[CREDENTIALS].create("voicebot", "synthesize")
     monkeypatch.setattr(dashscope, "api_key", secret)
     # One miss a minute: the first sentence is spoken, the second is refused.
     recorder, raised = await in_thread(lambda: failing("您好。请稍候。"))
     assert raised is None and recorder.opened == 1 and len(recorder.audio) > 4800
     assert_failed_shape(recorder.errors[0], "Throttling.RateQuota")
-    _, player = await served.app[STORE].credentials.create("player", "play")
+    _, player = await served.app[CREDENTIALS].create("player", "play")
     monkeypatch.setattr(dashscope, "api_key", player)
     recorder, _ = await in_thread(lambda: failing("这句话没有存过。"))
     assert_failed_shape(recorder.errors[0], "AccessDenied")

@@ -16,10 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from cache.keys import SpeechRequest
+from cache.lexicon import SiteLexicon
 from cache.store import PromptStore
 from config import Settings
 from gateway import create_app
-from gateway.state import STORE
+from gateway.state import LEXICON, STORE
 from synth.engine import InvalidInputError, Pcm
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.worker import Priority, Urgency
@@ -83,17 +84,17 @@ async def test_a_word_added_remakes_exactly_the_prompts_that_contain_it(
             made = await store.get_or_synthesize(req(text))
             await store.name(made.key, phrase_id=f"brand-{n}", tags=("brand",))
         await store.settled()
-        before = {n: (await store.named(f"brand-{n}", count=False)) for n in range(2)}
+        before = {n: (await store.lookup(phrase_id=f"brand-{n}")) for n in range(2)}
         assert len(quick.texts) == 1000
         quick.texts.clear()
 
-        await store.lexicon.put(WORD, READING)
+        await SiteLexicon(store.storage).put(WORD, READING)
         change = await store.relexicon()
         assert (change.affected, change.rewarming) == (3, 2)
         await store.rewarmed()
         assert sorted(quick.texts) == sorted(with_word[:2])  # the pinned two, made again
         for n in range(2):
-            now = await store.named(f"brand-{n}", count=False)
+            now = await store.lookup(phrase_id=f"brand-{n}")
             assert now is not None and now.key != before[n].key and now.pinned  # type: ignore[union-attr]
         # Every other prompt is still a hit; the unpinned one is made on its next request.
         for text in texts + with_word:
@@ -101,7 +102,7 @@ async def test_a_word_added_remakes_exactly_the_prompts_that_contain_it(
         assert sorted(quick.texts) == sorted(with_word)
         # Removing the word reads as before: the old phrases are hits again.
         quick.texts.clear()
-        assert await store.lexicon.remove(WORD)
+        assert await SiteLexicon(store.storage).remove(WORD)
         change = await store.relexicon(rewarm=False)
         assert change.affected == 3
         for text in with_word:
@@ -124,7 +125,7 @@ async def test_another_replica_follows_a_lexicon_change(
         text = "欢迎致电汇音。"
         old_key = await second.key_for(req(text))  # remembered by the second replica
         epoch = second.reading_epoch
-        await first.lexicon.put(WORD, READING)
+        await SiteLexicon(first.storage).put(WORD, READING)
         await first.relexicon()
         new_key = await first.key_for(req(text))
         assert new_key != old_key
@@ -186,7 +187,7 @@ async def test_the_admin_routes_edit_the_lexicon_and_say_what_changed(client: Cl
     assert gone.status == 200 and (await gone.json())["affected"] == 1
     missing = await client.delete(f"/admin/lexicon/{WORD}", headers=auth)
     assert missing.status == 404 and (await missing.json())["field"] == "word"
-    assert await client.app[STORE].lexicon.entries() == {}
+    assert await client.app[LEXICON].entries() == {}
 
 
 async def test_a_word_a_lexicon_line_cannot_hold_is_refused(client: Client) -> None:
@@ -201,10 +202,10 @@ async def test_a_word_a_lexicon_line_cannot_hold_is_refused(client: Client) -> N
         body = await refused.json()
         assert refused.status == 422 and body["field"] == field, (word, pinyin, body)
     store = client.app[STORE]
-    assert await store.lexicon.entries() == {}
+    assert await SiteLexicon(store.storage).entries() == {}
     with pytest.raises(InvalidInputError) as refused_here:  # the command line's way in
-        await store.lexicon.put("#汇音", READING)
-    assert refused_here.value.field == "word" and await store.lexicon.entries() == {}
+        await SiteLexicon(store.storage).put("#汇音", READING)
+    assert refused_here.value.field == "word" and await SiteLexicon(store.storage).entries() == {}
     # A word the lines can hold is checked by the engines as before.
     put = await client.put(f"/admin/lexicon/{quote(WORD)}", json={"pinyin": READING}, headers=auth)
-    assert put.status == 200 and await store.lexicon.entries() == {WORD: READING}
+    assert put.status == 200 and await SiteLexicon(store.storage).entries() == {WORD: READING}

@@ -17,6 +17,7 @@ from cache.files import FileStore
 from cache.index import Index
 from cache.keys import SpeechRequest
 from cache.objects import Bucket, ObjectStore
+from cache.replicas import Replicas
 from cache.store import PromptStore
 from tests.servers import Postgres, SeaweedFS
 from tests.support import CountingSynthesizer, until
@@ -108,7 +109,8 @@ async def test_the_local_cache_keeps_to_its_budget_and_reads_through(
     budget = max(s.phrase.bytes for s in stored) + 1000  # room for one master
     b = await open_store(cache_bytes=budget)
     for s in stored:
-        audio = await b.by_key(s.key, "wav")
+        found = await b.hit(s.key)
+        audio = None if found is None else await b.variant(found, "wav")
         assert audio is not None and audio.checksum == s.phrase.checksum
     files = b.files
     assert isinstance(files, ObjectStore)
@@ -129,7 +131,7 @@ async def test_the_check_reconciles_the_index_with_the_bucket(open_store: Opener
     assert (await store.check(fix=True, grace=0)).fixed
     after = await store.check(grace=0)
     assert after.clean and after.phrases == 1
-    assert await store.get_phrase(kept.key) is not None
+    assert await store.lookup(kept.key) is not None
 
 
 async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
@@ -153,18 +155,19 @@ async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
         await b.close()
         await c.open()
         try:
-            heard = await c.by_key(first.key, "wav")
+            found = await c.hit(first.key)
+            heard = None if found is None else await c.variant(found, "wav")
             assert heard is not None and heard.checksum == first.phrase.checksum
             # A miss is synthesized and answered, but not indexed while the bucket is down.
             miss = await c.get_or_synthesize(req(TEXTS[1]))
             assert not miss.cached and miss.phrase.bytes > 0
             await c.settled()
-            assert await c.get_phrase(miss.key) is None
+            assert await c.lookup(miss.key) is None
             await asyncio.to_thread(own.start)
             again = await c.get_or_synthesize(req(TEXTS[1]))
             assert not again.cached  # synthesized again, and stored this time
             await c.settled()
-            assert await c.get_phrase(again.key) is not None
+            assert await c.lookup(again.key) is not None
             assert (await c.check(grace=0)).clean
         finally:
             await c.close()
@@ -228,11 +231,11 @@ async def test_names_and_evictions_on_one_replica_hold_on_the_other(
     a, b = await open_store(), await open_store()
     old = await a.get_or_synthesize(req(TEXTS[0]))
     assert await a.name(old.key, phrase_id="welcome")
-    seen = await b.named("welcome")
+    seen = await b.hit(phrase_id="welcome")
     assert seen is not None and seen.key == old.key
     new = await a.get_or_synthesize(req(TEXTS[1]))
     assert await a.name(new.key, phrase_id="welcome")  # the name moves on A
-    moved = await b.named("welcome")
+    moved = await b.hit(phrase_id="welcome")
     assert moved is not None and moved.key == new.key
     # B holds a phrase in memory that A then deletes: B makes it again, never a 500.
     gone = await b.get_or_synthesize(req(TEXTS[2]))
@@ -250,10 +253,10 @@ async def test_names_and_evictions_on_one_replica_hold_on_the_other(
 
 async def test_one_replica_at_a_time_holds_a_claim(open_store: Opener) -> None:
     a, b = await open_store(), await open_store()
-    assert await a.replicas.claim("startup-warm-up")
-    assert not await b.replicas.claim("startup-warm-up")
-    await a.replicas.unclaim("startup-warm-up")
-    assert await b.replicas.claim("startup-warm-up")
+    assert await Replicas(a.storage).claim("startup-warm-up")
+    assert not await Replicas(b.storage).claim("startup-warm-up")
+    await Replicas(a.storage).unclaim("startup-warm-up")
+    assert await Replicas(b.storage).claim("startup-warm-up")
 
 
 async def test_the_stats_are_every_replicas_counts(open_store: Opener) -> None:
@@ -266,9 +269,9 @@ async def test_the_stats_are_every_replicas_counts(open_store: Opener) -> None:
     await b.flush_usage()
     await a.flush_usage()  # A learns B's counts
     for store in (a, b):
-        shared = store.replicas.stats()
+        shared = store.stats(every_replica=True)
         assert (shared.hits, shared.misses) == (3, 1), store.data_dir.name
         assert shared.saved_seconds > 0
     assert (a.stats().hits, b.stats().hits) == (0, 3)  # the metrics stay per replica
-    row = await b.get_phrase(made.key)
+    row = await b.lookup(made.key)
     assert row is not None and row.hits == 3

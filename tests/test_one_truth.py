@@ -63,7 +63,7 @@ async def test_hits_after_a_warm_up_count_and_keep_a_phrase_from_eviction(
     hits_before = store.stats().hits
     key_a = await store.key_for(req(A))
     for _ in range(50):  # as the URL memo answers a repeated URL
-        assert store.peek(key_a, "wav", 24000) is not None
+        assert store.hot_hit(key_a, "wav", 24000) is not None
     assert store.stats().hits == hits_before + 50
     await store.audio(req(C), "wav")
     await store.close()
@@ -77,10 +77,10 @@ async def test_hits_after_a_warm_up_count_and_keep_a_phrase_from_eviction(
     await budgeted.open()
     try:
         assert await budgeted.evict() == 1
-        assert await budgeted.find(req(A)) is not None, "A, heard 50 times since, was evicted"
-        assert await budgeted.find(req(B)) is None, "B, heard once before A, was kept"
-        assert await budgeted.find(req(C)) is not None
-        row = await budgeted.get_phrase(await budgeted.key_for(req(A)))
+        assert await budgeted.hit(await budgeted.key_for(req(A))) is not None, "A, heard 50 times since, was evicted"
+        assert await budgeted.hit(await budgeted.key_for(req(B))) is None, "B, heard once before A, was kept"
+        assert await budgeted.hit(await budgeted.key_for(req(C))) is not None
+        row = await budgeted.lookup(await budgeted.key_for(req(A)))
         assert row is not None and row.hits == 51  # one hit before the warm-up, fifty after
     finally:
         await budgeted.close()
@@ -91,10 +91,10 @@ async def test_renaming_and_unpinning_keep_rows_answering_from_memory(
 ) -> None:
     stored = await store.get_or_synthesize(req(A))
     await store.name(stored.key, phrase_id="welcome", tags=["greeting"])
-    named = await store.named("welcome")
+    named = await store.hit(phrase_id="welcome")
     assert named is not None and named.pinned and named.tags == ("greeting",)
     assert await store.unpin_except([]) == 1
-    assert await store.named("welcome") is None
+    assert await store.hit(phrase_id="welcome") is None
     again = await store.get_or_synthesize(req(A))
     assert again.cached and not again.phrase.pinned and synth.calls == 1
 
@@ -126,7 +126,7 @@ async def test_stream_whole_and_warm_of_one_text_make_one_synthesis(
     assert synth.calls == 1
     assert job.state == "done" and not job.failed
     # The stream's chunks are the stored audio, sample for sample.
-    stored = await store.named("racey")
+    stored = await store.hit(phrase_id="racey")
     assert stored is not None and stored.pinned and stored.phrase_id == "racey"
     assert sum(len(c.samples) for c in chunks) == round(stored.duration * stored.sample_rate)
     assert audio.key == stored.key and audio.format == "ulaw"
@@ -153,7 +153,7 @@ async def test_the_last_stream_to_leave_stops_an_unheld_synthesis(
     await anext(stream)
     await stream.aclose()
     await until(lambda: not store._generations)
-    assert await store.find(req(long_text)) is None
+    assert await store.hit(await store.key_for(req(long_text))) is None
     # A new request afterwards synthesizes afresh and stores it.
     again = await store.get_or_synthesize(req(long_text))
     assert not again.cached and synth.calls == 2
@@ -170,7 +170,7 @@ async def test_a_whole_request_keeps_a_stream_generation_going_after_the_stream_
     await stream.aclose()
     stored = await whole
     assert not stored.cached and synth.calls == 1
-    assert await store.find(req(long_text)) is not None
+    assert await store.hit(await store.key_for(req(long_text))) is not None
 
 
 async def test_a_damaged_master_resynthesized_keeps_pin_name_and_variants(
@@ -221,7 +221,7 @@ async def test_prompt_and_phrase_fetches_count_as_hits_without_a_search(client: 
     job = (await r.json())["job_id"]
 
     await until(lambda: client.app[WARMER].get(job).state == "done")  # type: ignore[union-attr]
-    key = (await client.app[STORE].named("welcome"))
+    key = (await client.app[STORE].hit(phrase_id="welcome"))
     assert key is not None
     before = await admin_hits(client)
 
@@ -265,7 +265,7 @@ async def test_stream_and_whole_ulaw_requests_for_one_text_make_one_synthesis(
     assert named.status == 200 and await named.read() == body
     report = await client.app[STORE].check(grace=0)
     assert report.clean, report.as_dict()  # no orphaned variant, no stray file
-    stored = await client.app[STORE].named("racey")
+    stored = await client.app[STORE].hit(phrase_id="racey")
     assert stored is not None and stored.pinned
     data, rate = sf.read(io.BytesIO(await (await client.get(
         f"/prompts/{stored.key}.wav")).read()), dtype="int16")

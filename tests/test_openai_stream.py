@@ -174,7 +174,7 @@ async def test_a_client_that_hangs_up_early_stops_the_synthesis_and_stores_nothi
     assert gated_engine.closed.is_set() and made == 2
     assert worker.completed == 0  # the stream was abandoned, not finished
     speech = client.app[VOICES].request(LONG, voice=None, style=None, speed=1, pitch=1, volume=1)
-    assert await client.app[STORE].find(speech) is None
+    assert await client.app[STORE].hit(await client.app[STORE].key_for(speech)) is None
     full = await client.get("/tts.ulaw", params={"text": LONG})
     assert full.headers["X-Cache"] == "MISS"
     assert abs(len(await full.read()) / 8000 - float(full.headers["X-Audio-Duration"])) < 0.02

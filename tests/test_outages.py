@@ -108,7 +108,7 @@ async def test_the_bucket_down_and_back_under_traffic(
     await store.settled()
     key = await store.key_for(SpeechRequest.create("查询余额请按一。", engine="fastspeech2",
                                                    voice="baker"))
-    assert await store.get_phrase(key) is None
+    assert await store.lookup(key) is None
 
     await asyncio.to_thread(own_seaweed.start)
     ready = await client.get("/readyz")
@@ -116,5 +116,5 @@ async def test_the_bucket_down_and_back_under_traffic(
     back = await client.get(tts("查询余额请按一。"))
     assert back.status == 200 and back.headers["X-Cache"] == "MISS"
     await store.settled()
-    assert await store.get_phrase(key) is not None
+    assert await store.lookup(key) is not None
     assert (await store.check(grace=0)).clean

@@ -89,7 +89,7 @@ async def test_variants_are_encoded_once_and_served_from_memory(store: PromptSto
     await store.settled()
     row = await off(store.index.variant, audio.key, "ulaw", 8000)
     assert row is not None and await off(store.files.read, row.file) == audio.data
-    hot = store.peek(audio.key, "ulaw", 8000)
+    hot = store.hot_hit(audio.key, "ulaw", 8000)
     assert hot is not None and hot.data == audio.data and hot.cached
     wav = await store.audio(req("转人工服务请按零。"), "wav", 8000)
     assert abs(plays(wav.data) - audio.duration) < 0.05
@@ -245,8 +245,8 @@ async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> No
 
 
 async def test_unknown_or_malformed_keys_are_not_found(store: PromptStore) -> None:
-    assert await store.by_key("f" * 32, "wav") is None
-    assert await store.by_key("../../etc/passwd", "wav") is None
+    assert await store.hit("f" * 32) is None
+    assert await store.hit("../../etc/passwd") is None
     assert not await store.delete("not-a-key")
 
 
@@ -335,10 +335,10 @@ async def test_a_flood_of_one_off_prompts_leaves_a_repeated_one_in_memory(
         await store.settled()
         # Kept as it came, the flood's audio (its masters too) would be more than the budget.
         assert sum(a.size * 7 for a in flood) > 1 << 20
-        assert store.peek(menu.key, "ulaw", 8000) is not None
-        held = [store.peek(a.key, "ulaw", 8000) is not None for a in flood]
+        assert store.hot_hit(menu.key, "ulaw", 8000) is not None
+        held = [store.hot_hit(a.key, "ulaw", 8000) is not None for a in flood]
         assert not any(held[:30]) and sum(held) <= 10  # the last few, in the window
         again = await store.audio(req("您的验证码是0000。"), "ulaw")  # asked again: moves in
-        assert again.cached and store.peek(again.key, "ulaw", 8000) is not None
+        assert again.cached and store.hot_hit(again.key, "ulaw", 8000) is not None
     finally:
         await store.close()

@@ -43,7 +43,7 @@ async def test_a_phrase_repaired_while_the_check_ran_is_not_removed(
         todo = await asyncio.to_thread(_recheck, fresh._storage, stale, 0)
         assert todo.corrupt == [] and todo.missing == []
         assert (await fresh.check(fix=True, grace=0)).clean
-        assert await fresh.named("welcome") is not None
+        assert await fresh.hit(phrase_id="welcome") is not None
     finally:
         await fresh.close()
 
@@ -75,7 +75,7 @@ async def test_usage_that_cannot_be_written_is_kept_for_the_next_flush(
     with pytest.raises(OSError):
         await store.flush_usage()
     await store.flush_usage()
-    row = await store.get_phrase(hit.key)
+    row = await store.lookup(hit.key)
     assert row is not None and row.hits == 1
 
 
@@ -95,16 +95,16 @@ async def test_a_phrase_id_names_one_phrase(store: PromptStore, synth: CountingS
     new = await store.get_or_synthesize(req(B))
     assert await store.name(old.key, phrase_id="greeting")
     assert await store.name(new.key, phrase_id="greeting")
-    current = await store.named("greeting")
+    current = await store.hit(phrase_id="greeting")
     assert current is not None and current.key == new.key
-    was = await store.get_phrase(old.key)
+    was = await store.lookup(old.key)
     assert was is not None and was.phrase_id is None and not was.pinned
     fresh = await same_store(store, synth)
     await store.close()
     await fresh.open()
     try:
         await fresh.get_or_synthesize(req(A))  # the old row comes back into memory first
-        again = await fresh.named("greeting")
+        again = await fresh.hit(phrase_id="greeting")
         assert again is not None and again.key == new.key
         assert not await fresh.name("0" * 32, phrase_id="gone")  # no such phrase
     finally:
@@ -124,7 +124,7 @@ async def test_a_failed_phrase_keeps_the_audio_it_had_when_pins_are_replaced(
     assert first.state == "done" and not first.failed
     broken = await warmer.run(specs("😀"), replace_pins=True)  # nothing the voice can say
     assert broken.failed and broken.failed[0]["id"] == "welcome"
-    kept = await store.named("welcome")
+    kept = await store.hit(phrase_id="welcome")
     assert kept is not None and kept.pinned and kept.key == first.keys["welcome"]
 
 
@@ -138,7 +138,7 @@ async def test_an_older_replacing_warm_up_does_not_undo_a_newer_one(store: Promp
     older = warmer.start(specs("old", A), replace_pins=True)
     newer = warmer.start(specs("new", B), replace_pins=True)
     await until(lambda: older.finished is not None and newer.finished is not None)
-    assert await store.named("new") is not None
+    assert await store.hit(phrase_id="new") is not None
 
 
 class HoldingEngine:

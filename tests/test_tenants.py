@@ -27,7 +27,7 @@ from cache.index import Index, Phrase
 from cache.keys import SpeechRequest, phrase_key
 from config import Settings
 from gateway import create_app
-from gateway.state import STORE, WARMER
+from gateway.state import LEXICON, STORE, TENANTS, WARMER
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.scope import reading_as
 from synth.ssml.readings import with_readings
@@ -224,9 +224,8 @@ async def test_a_tenants_words_change_its_own_prompts_only(
     assert put.status == 200, await put.text()
     assert await put.json() == {"word": WORD, "pinyin": READING, "tenant": "acme",
                                 "affected": 1, "rewarming": 0}
-    store = client.app[STORE]
-    assert await store.lexicon.entries() == {}  # the site's words are untouched
-    assert await store.lexicon.entries("acme") == {WORD: READING}
+    assert await client.app[LEXICON].entries() == {}  # the site's words are untouched
+    assert await client.app[LEXICON].entries("acme") == {WORD: READING}
 
     async def preview(key: str) -> list[str]:
         got = await client.get("/api/pronounce", params={"text": WORD}, headers=bearer(key))
@@ -328,7 +327,7 @@ async def test_stats_keys_and_quotas_are_per_tenant(client: Client) -> None:
     assert (await site_admin.json())["tenant"] is None  # an admin key without one: site-wide
 
     # A tenant's daily quota is shared by its keys; other tenants are not charged.
-    await client.app[STORE].tenants.set_quota("acme", 20)
+    await client.app[TENANTS].set_quota("acme", 20)
     assert (await answer(client, tts("第三条通知。"), acme))[0] == 200  # 18 of 20 used
     over = await client.get(tts("第四条通知。"), headers=bearer(acme))
     body = await over.json()

@@ -138,7 +138,7 @@ async def stored(client: Client, text: str) -> bool:
     asked = client.app[VOICES].request(text, voice="nova", style=None, speed=1.0, pitch=1.0,
                                        volume=1.0)
     await client.app[STORE].settled()
-    return await client.app[STORE].find(asked) is not None
+    return await client.app[STORE].hit(await client.app[STORE].key_for(asked)) is not None
 
 
 @pytest.mark.parametrize("answer", [drip_head, drip_body], ids=["head", "body"])

@@ -20,7 +20,7 @@ from cache.index import Phrase
 from config import Settings
 from config.phrases import PhraseFileError, load_phrase_files, parse_phrases
 from gateway import create_app
-from gateway.state import STORE, VOICES, WARMER
+from gateway.state import CREDENTIALS, STORE, VOICES, WARMER
 from synth import codecs
 from synth.engine import Pcm
 from synth.fastspeech2 import FastSpeech2Engine
@@ -144,7 +144,7 @@ async def test_without_an_admin_token_only_admin_keys_reach_the_admin_routes(
     for method, path in (("POST", "/admin/warm"), ("GET", "/admin/stats")):
         response = await client.request(method, path, headers=auth())
         assert response.status == 401 and (await response.json())["code"] == "unauthorized"
-    _, secret = await app[STORE].credentials.create("ops", "admin")
+    _, secret = await app[CREDENTIALS].create("ops", "admin")
     stats = await client.get("/admin/stats", headers=auth(secret))
     assert stats.status == 200 and "cache" in await stats.json()
 

@@ -60,11 +60,12 @@ async def test_a_miss_is_answered_before_its_write_lands(
     assert again.cached and synth.calls == 1
     ulaw = await store.audio(req(), "ulaw")
     assert ulaw.rate == 8000 and ulaw.size > 0
-    by_key = await store.by_key(first.key, "wav")
+    found = await store.hit(first.key)
+    by_key = None if found is None else await store.variant(found, "wav")
     assert by_key is not None and by_key.checksum == first.phrase.checksum
     # What reads the index, and what writes after it, waits for the write: the row is
     # found and named although neither was in the index when they were asked.
-    row = asyncio.create_task(store.get_phrase(first.key))
+    row = asyncio.create_task(store.lookup(first.key))
     named = asyncio.create_task(store.name(first.key, phrase_id="welcome"))
     held.release.set()
     assert (await row) is not None and await named
@@ -106,13 +107,13 @@ async def test_a_write_that_fails_is_forgotten_and_the_next_request_synthesizes_
     assert not first.cached and first.phrase.bytes > 0  # the listener has the audio
     await store.settled()
     assert "could not be stored" in caplog.text and TEXT not in caplog.text
-    assert store.peek(first.key, "wav", first.phrase.sample_rate) is None
-    assert await store.get_phrase(first.key) is None
+    assert store.hot_hit(first.key, "wav", first.phrase.sample_rate) is None
+    assert await store.lookup(first.key) is None
     assert (store.stats().entries, store.stats().bytes) == (0, 0)
     again = await store.get_or_synthesize(req())
     assert not again.cached and synth.calls == 2
     await store.settled()
-    assert await store.get_phrase(first.key) is not None
+    assert await store.lookup(first.key) is not None
     assert (await store.check(grace=0)).clean
 
 
@@ -141,7 +142,7 @@ async def test_closing_the_store_lands_every_write(
     await reopened.open()
     try:
         for key in keys:
-            assert await reopened.get_phrase(key) is not None
+            assert await reopened.lookup(key) is not None
         assert (await reopened.check(grace=0)).clean
     finally:
         await reopened.close()
@@ -165,4 +166,4 @@ async def test_a_warm_up_whose_encoding_cannot_be_written_reports_it(
     job = await Warmer(store, lambda spec: req(spec.text)).run(phrases)
     (failure,) = job.failed
     assert failure["id"] == "welcome" and "ulaw encoding could not be stored" in failure["reason"]
-    assert store.peek(await store.key_for(req()), "ulaw", 8000) is None
+    assert store.hot_hit(await store.key_for(req()), "ulaw", 8000) is None
