@@ -175,13 +175,12 @@ class Maintenance:
         if excess <= 0:
             return 0
         # Replicas on one index evict one at a time; the others see the result in the index.
-        leases = self._storage.index.leases
-        if not await self._storage.run(lambda: leases.try_take(_EVICTION)):
+        if not await self._storage.leases.take(_EVICTION):
             return 0
         try:
             return await self._evict(excess)
         finally:
-            await self._storage.release(_EVICTION)
+            await self._storage.leases.release(_EVICTION)
 
     async def _evict(self, excess: int) -> int:
         index = self._storage.index

@@ -35,12 +35,11 @@ class Replicas:
     async def claim(self, name: str) -> bool:
         """Take a named lease that one replica on a shared index holds at a time (always
         True on SQLite); give it back with `unclaim`."""
-        leases = self._storage.index.leases
-        return await self._storage.run(lambda: leases.try_take(f"claim:{name}"))
+        return await self._storage.leases.take(f"claim:{name}")
 
     async def unclaim(self, name: str) -> None:
         """Give a claimed lease back."""
-        await self._storage.release(f"claim:{name}")
+        await self._storage.leases.release(f"claim:{name}")
 
     def stats(self) -> Stats:
         """The counters of every replica on a shared index, this one's newest included (as

@@ -27,15 +27,12 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from cache.audio import checksum, decode_master
 from cache.files import AudioStore, AudioStoreError, FileStore
 from cache.index import Index, Phrase, Pool, sqlite_url
+from cache.leases import Leasing
 from cache.totals import Change, Totals
 from synth.engine import audible
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
-
-# Waiting for another replica's synthesis: how often to look, and for how long at most.
-_LEASE_POLL = 0.05
-_PATIENCE = 60.0
 
 
 class StoreUnavailableError(RuntimeError):
@@ -71,7 +68,8 @@ class Storage:
         self._index: Index | None = None
         self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
         self._closed = False
-        self._releasing: set[asyncio.Future[None]] = set()  # leases being given back
+        # Single flight across replicas (cache/leases.py): leases of the open index's.
+        self.leases = Leasing(lambda: self.index.leases, self.run, self.load_good)
         self.totals = Totals()  # moved only by the writes below, as they land
 
     async def open(self) -> None:
@@ -85,8 +83,7 @@ class Storage:
             return
         self._closed = True
         await self.settled()
-        if self._releasing:
-            await asyncio.gather(*self._releasing, return_exceptions=True)
+        await self.leases.given_back()
         loop = asyncio.get_running_loop()
         # Reads under way end before the index's pool is disposed: a connection checked out
         # at that moment would go back to a pool nobody closes, and leak its socket.
@@ -166,49 +163,7 @@ class Storage:
     @property
     def shared(self) -> bool:
         """Whether other processes use this index (leases make single flight span them)."""
-        return self.index.leases.shared
-
-    async def lease(self, key: str, *, fresh: bool = False) -> tuple[Phrase, bytes] | None:
-        """Hold the key's lease so that this process synthesizes it (None), or the phrase
-        another process stored while this one waited (with `fresh`, never: the stored
-        phrase is being replaced, and this process waits for the lease). A holder that
-        stays past `_PATIENCE` is given up on: this process synthesizes too, rather than
-        never."""
-        leases = self.index.leases
-        waited = 0.0
-        while True:
-            if await self.run(lambda: leases.try_take(key)):
-                found = None if fresh else await self.load_good(key)  # stored meanwhile?
-                if found is not None:
-                    await self.release(key)
-                return found
-            await asyncio.sleep(_LEASE_POLL)  # the holder's row, or its lease, will come
-            waited += _LEASE_POLL
-            found = None if fresh else await self.load_good(key)
-            if found is not None:
-                return found
-            if waited >= _PATIENCE:
-                log.warning("phrase %s… is held by another replica past %.0f s; "
-                            "synthesizing it here too", key[:8], _PATIENCE)
-                return None
-
-    async def release(self, key: str) -> None:
-        """Give a key's lease back."""
-        leases = self.index.leases
-        if leases.shared:
-            await self.run(lambda: leases.release(key))
-
-    def release_after(self, key: str, saved: asyncio.Future[Any] | None) -> None:
-        """Give a key's lease back once its phrase is written (now, when it is already)."""
-        def landed(_: object) -> None:
-            task = asyncio.ensure_future(self.release(key))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
-
-        if saved is None:
-            landed(None)
-        else:
-            saved.add_done_callback(landed)
+        return self.leases.shared
 
     def _queue(
         self, fn: Callable[[], T], landed: Callable[[concurrent.futures.Future[T]], None]
