@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cache.index import now
+from cache.shared_rows import add_counters
 from cache.storage import Storage, StoreUnavailableError
 
 log = logging.getLogger("huiyin.cache")
@@ -153,7 +154,7 @@ class Maintenance:
         before, self.reported = self.reported, counted  # handed over: counted once, even if
         try:                                           # the caller is cancelled meanwhile
             self.shared = await asyncio.shield(
-                self._storage.write(lambda: index.add_counters(deltas)))
+                self._storage.write(lambda: add_counters(index.engine, deltas)))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cache.maintenance import COUNTERS, Maintenance, Stats
+from cache.shared_rows import put_warm_job, warm_job
 from cache.storage import Storage
 
 
@@ -25,12 +26,12 @@ class Replicas:
     async def record_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
         """Write a warm-up job's progress where every replica can read it."""
         index = self._storage.index
-        await self._storage.write(lambda: index.put_warm_job(job_id, state, progress))
+        await self._storage.write(lambda: put_warm_job(index.engine, job_id, state, progress))
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """A warm-up job's progress as last recorded by whichever replica runs it."""
         index = self._storage.index
-        return await self._storage.read(lambda: index.warm_job(job_id))
+        return await self._storage.read(lambda: warm_job(index.engine, job_id))
 
     async def claim(self, name: str) -> bool:
         """Take a named lease that one replica on a shared index holds at a time (always
