@@ -63,11 +63,6 @@ class PendingWrites:
         """The phrases and bytes the writes under way are expected to add."""
         return self._change
 
-    @property
-    def bytes(self) -> int:
-        """The bytes the writes under way are expected to add."""
-        return self._change.bytes
-
     async def wait(self, name: str) -> None:
         """Wait until the write of this file, if one is under way, has landed (or failed)."""
         future = self.get(name)
