@@ -7,8 +7,8 @@ its leases with its connection and never blocks a key. On SQLite, one process ow
 index and the in-process single flight is all there is: leases are free.
 
 `Leases` holds the locks (blocking, on the index's side); `Leasing` takes, waits for and
-gives them back from the event loop. Named leases (claims: eviction, expiry, a warm-up
-job) are taken and given back the same way as a key's.
+gives them back from the event loop. Named leases (claims: eviction, expiry, upkeep, the
+startup warm-up) are taken and given back the same way as a key's.
 """
 
 from __future__ import annotations
