@@ -116,7 +116,7 @@ class Starter:
         leased = False
         if self._storage.shared:
             # Another replica may be making it: waited for, and neither made twice nor charged.
-            leasing = asyncio.ensure_future(self._storage.lease(key, fresh=fresh))
+            leasing = asyncio.ensure_future(self._storage.leases.wait(key, fresh=fresh))
             try:
                 made = await asyncio.shield(leasing)
             except asyncio.CancelledError:  # this caller left: a lease taken after is given back
@@ -131,11 +131,11 @@ class Starter:
                 await admission.admit(request)
             except BaseException:
                 if leased:
-                    await asyncio.shield(self._storage.release(key))
+                    await asyncio.shield(self._storage.leases.release(key))
                 raise
         return self._generations.start(request, key, priority, streamed=streamed, found=found,
                                        leased=leased, fresh=fresh)
 
     def _unlease(self, key: str, done: asyncio.Future[tuple[Phrase, bytes] | None]) -> None:
         if not done.cancelled() and done.exception() is None and done.result() is None:
-            self._storage.release_after(key, None)
+            self._storage.leases.release_after(key, None)

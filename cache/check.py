@@ -107,7 +107,7 @@ def _recheck(storage: Storage, report: CheckReport, grace: float) -> CheckReport
             now.temp_files.append(rel)
             continue
         key, fmt, rate = parsed
-        if name in storage.writing:
+        if name in storage.pending.keys():
             continue
         known = index.get(key) if fmt is None or rate is None else index.variant(key, fmt, rate)
         if known is None:
@@ -126,7 +126,7 @@ async def check(
     checked again, so a phrase repaired or written while the scan ran is kept.
     """
     await storage.settled()
-    writing = set(storage.writing)
+    writing = set(storage.pending.keys())
     report = await storage.run(lambda: _scan(storage, writing, grace))
     if not fix or report.clean:
         return report
@@ -147,7 +147,7 @@ async def check(
         for name in todo.bad_variants:
             storage.files.delete(name)
         for rel in todo.orphans + todo.temp_files:
-            if rel.rsplit("/", 1)[-1] not in storage.writing:
+            if rel.rsplit("/", 1)[-1] not in storage.pending.keys():
                 storage.files.remove(rel)
 
     await storage.run(unlink)

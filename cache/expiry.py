@@ -76,8 +76,7 @@ class Expiry:
 
     async def sweep(self) -> int:
         """Remove the prompts whose expiry is past, when this replica holds the claim."""
-        leases = self._storage.index.leases
-        if not await self._storage.run(lambda: leases.try_take(_CLAIM)):
+        if not await self._storage.leases.take(_CLAIM):
             return 0
         try:
             removed = 0
@@ -96,4 +95,4 @@ class Expiry:
                     break
             return removed
         finally:
-            await self._storage.release(_CLAIM)
+            await self._storage.leases.release(_CLAIM)

@@ -106,7 +106,7 @@ class Generations:
             self.drop(key, generation)
             generation.stop()
             if leased:
-                self._storage.release_after(key, None)
+                self._storage.leases.release_after(key, None)
 
     def drop(self, key: str, generation: Generation[StoredPhrase]) -> None:
         """Forget a generation (a stopped stream's) unless another took its place."""
@@ -153,7 +153,7 @@ class Generations:
             generation.finish(stored)
             if leased:  # kept until its row is in the index, where the others look
                 leased = False
-                self._storage.release_after(key, stored.saved)
+                self._storage.leases.release_after(key, stored.saved)
         except asyncio.CancelledError:
             generation.stop()
             raise
@@ -164,4 +164,4 @@ class Generations:
         finally:
             self.drop(key, generation)
             if leased:
-                await asyncio.shield(self._storage.release(key))
+                await asyncio.shield(self._storage.leases.release(key))

@@ -1,4 +1,5 @@
-"""The phrase index: blocking queries on SQLite or PostgreSQL (the tables: cache/tables.py).
+"""The phrase index: blocking queries on SQLite or PostgreSQL (the tables: cache/tables.py;
+what replicas share beyond the phrases, warm-up jobs and counters: cache/shared_rows.py).
 
 Every method blocks; the store runs writes on its single writer thread and reads on its
 I/O threads, never on the event loop. SQLite runs in WAL mode with a busy timeout;
@@ -36,13 +37,11 @@ from cache.leases import Leases
 from cache.tables import (
     AUDIO_COLUMNS,
     Base,
-    CounterRow,
     Phrase,
     PhraseRow,
     PurgedKeyRow,
     Variant,
     VariantRow,
-    WarmJobRow,
     phrase_of,
     variant_of,
 )
@@ -65,9 +64,6 @@ class Pool:
     timeout: float = 10.0  # seconds to wait for a free connection
     connect_timeout: int = 5  # seconds to reach the server
 
-
-_JOBS_KEPT = 200  # the newest warm-up jobs the index remembers
-_JOB_SILENCE = 60.0  # seconds without progress after which a running job is given up
 
 _PHRASE_BY_KEY = select(PhraseRow.__table__).where(PhraseRow.__table__.c.key == bindparam("key"))
 _VARIANT_BY_KEY = select(VariantRow.__table__).where(
@@ -264,40 +260,6 @@ class Index:
                 delete(VariantRow).where(VariantRow.key == key).returning(*VariantRow.__table__.c)
             ).all()
         return [variant_of(r) for r in rows]
-
-    def put_warm_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
-        """Record a warm-up job's progress (the oldest beyond _JOBS_KEPT are dropped)."""
-        with Session(self.engine) as session, session.begin():
-            session.merge(WarmJobRow(id=job_id, state=state, updated=time.time(),
-                                     progress=json.dumps(progress, ensure_ascii=False)))
-            if state in ("done", "failed"):
-                keep = select(WarmJobRow.id).order_by(WarmJobRow.updated.desc()).limit(_JOBS_KEPT)
-                session.execute(delete(WarmJobRow).where(WarmJobRow.id.not_in(keep)))
-
-    def add_counters(self, deltas: dict[str, float]) -> dict[str, float]:
-        """Add this replica's new counts to the shared counters; all of them after it."""
-        with self.engine.begin() as connection:
-            for name, delta in deltas.items():
-                if delta:
-                    connection.execute(update(CounterRow).where(CounterRow.name == name)
-                                       .values(value=CounterRow.value + delta))
-            rows = connection.execute(select(CounterRow.name, CounterRow.value)).all()
-        return {name: float(value) for name, value in rows}
-
-    def warm_job(self, job_id: str) -> dict[str, Any] | None:
-        """A warm-up job's last recorded progress."""
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(WarmJobRow.progress, WarmJobRow.updated).where(WarmJobRow.id == job_id)
-            ).first()
-        if row is None:
-            return None
-        progress = dict(json.loads(row[0]))
-        # A job whose replica stopped reporting (it died) is not running any more.
-        if progress.get("state") == "running" and time.time() - row[1] > _JOB_SILENCE:
-            progress.update(state="failed", error="its replica stopped reporting progress",
-                            eta_seconds=None)
-        return progress
 
     def put_variant(self, variant: Variant) -> int | None:
         """Insert or replace a variant row; the size of the one it replaced (None: new)."""

@@ -1,8 +1,8 @@
 """New audio into the store: answered from memory at once, written behind.
 
 A new phrase's row and master WAV go into memory (the row cache, the hot set) the moment
-it is synthesized, and its file and row are queued on the writer thread, counted in the
-totals as pending until they land (cache/totals.py); a listener waits for neither. Should
+it is synthesized, and its file and row are queued on the writer thread, one of the
+pending writes until they land (cache/pending.py); a listener waits for neither. Should
 the write fail, memory forgets the phrase, and its next request synthesizes it again. A
 phrase that replaces a stored one (its file was damaged, or it is made again on purpose) is
 written first, as its row keeps the pin, name, tags and text it had; one made again on

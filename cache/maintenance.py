@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cache.index import now
+from cache.shared_rows import add_counters
 from cache.storage import Storage, StoreUnavailableError
 
 log = logging.getLogger("huiyin.cache")
@@ -166,7 +167,7 @@ class Maintenance:
         before, self.reported = self.reported, counted  # handed over: counted once, even if
         try:                                           # the caller is cancelled meanwhile
             self.shared = await asyncio.shield(
-                self._storage.write(lambda: index.add_counters(deltas)))
+                self._storage.write(lambda: add_counters(index.engine, deltas)))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -188,13 +189,12 @@ class Maintenance:
         if excess <= 0:
             return 0
         # Replicas on one index evict one at a time; the others see the result in the index.
-        leases = self._storage.index.leases
-        if not await self._storage.run(lambda: leases.try_take(_EVICTION)):
+        if not await self._storage.leases.take(_EVICTION):
             return 0
         try:
             return await self._evict(excess)
         finally:
-            await self._storage.release(_EVICTION)
+            await self._storage.leases.release(_EVICTION)
 
     async def _evict(self, excess: int) -> int:
         index = self._storage.index

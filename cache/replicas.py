@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cache.shared_rows import put_warm_job, warm_job
 from cache.storage import Storage
 
 
@@ -18,19 +19,18 @@ class Replicas:
     async def record_job(self, job_id: str, state: str, progress: dict[str, Any]) -> None:
         """Write a warm-up job's progress where every replica can read it."""
         index = self._storage.index
-        await self._storage.write(lambda: index.put_warm_job(job_id, state, progress))
+        await self._storage.write(lambda: put_warm_job(index.engine, job_id, state, progress))
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """A warm-up job's progress as last recorded by whichever replica runs it."""
         index = self._storage.index
-        return await self._storage.read(lambda: index.warm_job(job_id))
+        return await self._storage.read(lambda: warm_job(index.engine, job_id))
 
     async def claim(self, name: str) -> bool:
         """Take a named lease that one replica on a shared index holds at a time (always
         True on SQLite); give it back with `unclaim`."""
-        leases = self._storage.index.leases
-        return await self._storage.run(lambda: leases.try_take(f"claim:{name}"))
+        return await self._storage.leases.take(f"claim:{name}")
 
     async def unclaim(self, name: str) -> None:
         """Give a claimed lease back."""
-        await self._storage.release(f"claim:{name}")
+        await self._storage.leases.release(f"claim:{name}")

@@ -5,9 +5,10 @@ never a row without its audio. Deletes go row first, file second, for the same r
 
 A new phrase's audio is answered from memory while it is written: `persist` queues the
 file and its row on the writer thread at once, so every index write queued after it (a pin,
-a name, usage, a delete) finds the row, and readers that must see it wait for it
-(`settled`, `written`). The writes that add or remove audio move the store's totals as they
-land, in the order they ran (cache/totals.py).
+a name, usage, a delete) finds the row. Until it lands it is one of the pending writes
+(cache/pending.py), which readers that must see it wait for (`settled`, `pending.wait`).
+The writes that add or remove audio move the store's totals as they land, in the order
+they ran (cache/totals.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, KeysView, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -27,15 +28,13 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from cache.audio import checksum, decode_master
 from cache.files import AudioStore, AudioStoreError, FileStore
 from cache.index import Index, Phrase, Pool, sqlite_url
+from cache.leases import Leasing
+from cache.pending import PendingWrites
 from cache.totals import Change, Totals
 from synth.engine import audible
 
 log = logging.getLogger("huiyin.cache")
 T = TypeVar("T")
-
-# Waiting for another replica's synthesis: how often to look, and for how long at most.
-_LEASE_POLL = 0.05
-_PATIENCE = 60.0
 
 
 class StoreUnavailableError(RuntimeError):
@@ -69,10 +68,11 @@ class Storage:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-io")
         self._index: Index | None = None
-        self._behind: dict[str, asyncio.Future[Any]] = {}  # writes under way, by file name
+        self.pending = PendingWrites()  # writes behind: counted, waited for, spared
         self._closed = False
-        self._releasing: set[asyncio.Future[None]] = set()  # leases being given back
-        self.totals = Totals()  # moved only by the writes below, as they land
+        # Single flight across replicas (cache/leases.py): leases of the open index's.
+        self.leases = Leasing(lambda: self.index.leases, self.run, self.load_good)
+        self.totals = Totals(self.pending)  # moved only by the writes below, as they land
 
     async def open(self) -> None:
         """Make the folder and open (and migrate) the index."""
@@ -85,8 +85,7 @@ class Storage:
             return
         self._closed = True
         await self.settled()
-        if self._releasing:
-            await asyncio.gather(*self._releasing, return_exceptions=True)
+        await self.leases.given_back()
         loop = asyncio.get_running_loop()
         # Reads under way end before the index's pool is disposed: a connection checked out
         # at that moment would go back to a pool nobody closes, and leak its socket.
@@ -97,11 +96,6 @@ class Storage:
             self._index = None
         await loop.run_in_executor(None, self.files.close)
         await loop.run_in_executor(None, self._writer.shutdown)
-
-    @property
-    def writing(self) -> KeysView[str]:
-        """File names written but maybe not yet in the index: the integrity check spares them."""
-        return self._behind.keys()
 
     @property
     def database_url(self) -> str:
@@ -146,7 +140,7 @@ class Storage:
     ) -> tuple[Phrase | None, bytes | None]:
         """The row, and its master bytes when the file is there and agrees with it; nothing
         for a row that is not `tenant`'s (when one is given), whose file is not read."""
-        await self.written(FileStore.phrase_name(key))
+        await self.pending.wait(FileStore.phrase_name(key))
 
         def load() -> tuple[Phrase | None, bytes | None]:
             row = self.index.get(key)
@@ -166,49 +160,7 @@ class Storage:
     @property
     def shared(self) -> bool:
         """Whether other processes use this index (leases make single flight span them)."""
-        return self.index.leases.shared
-
-    async def lease(self, key: str, *, fresh: bool = False) -> tuple[Phrase, bytes] | None:
-        """Hold the key's lease so that this process synthesizes it (None), or the phrase
-        another process stored while this one waited (with `fresh`, never: the stored
-        phrase is being replaced, and this process waits for the lease). A holder that
-        stays past `_PATIENCE` is given up on: this process synthesizes too, rather than
-        never."""
-        leases = self.index.leases
-        waited = 0.0
-        while True:
-            if await self.run(lambda: leases.try_take(key)):
-                found = None if fresh else await self.load_good(key)  # stored meanwhile?
-                if found is not None:
-                    await self.release(key)
-                return found
-            await asyncio.sleep(_LEASE_POLL)  # the holder's row, or its lease, will come
-            waited += _LEASE_POLL
-            found = None if fresh else await self.load_good(key)
-            if found is not None:
-                return found
-            if waited >= _PATIENCE:
-                log.warning("phrase %s… is held by another replica past %.0f s; "
-                            "synthesizing it here too", key[:8], _PATIENCE)
-                return None
-
-    async def release(self, key: str) -> None:
-        """Give a key's lease back."""
-        leases = self.index.leases
-        if leases.shared:
-            await self.run(lambda: leases.release(key))
-
-    def release_after(self, key: str, saved: asyncio.Future[Any] | None) -> None:
-        """Give a key's lease back once its phrase is written (now, when it is already)."""
-        def landed(_: object) -> None:
-            task = asyncio.ensure_future(self.release(key))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
-
-        if saved is None:
-            landed(None)
-        else:
-            saved.add_done_callback(landed)
+        return self.leases.shared
 
     def _queue(
         self, fn: Callable[[], T], landed: Callable[[concurrent.futures.Future[T]], None]
@@ -227,51 +179,39 @@ class Storage:
         job.add_done_callback(ran)  # before the future below: counted before it is seen
         return asyncio.wrap_future(job, loop=loop)
 
-    def _counted(
-        self, fn: Callable[[], T], counts: Callable[[T], Change], expected: Change = Change()
-    ) -> asyncio.Future[T]:
-        """Queue an index write that changes the totals: `expected` counts at once (its audio
-        is answered before it lands), what it did (`counts` of its result) once it lands."""
-        self.totals.expect(expected)
+    def _counted(self, fn: Callable[[], T], counts: Callable[[T], Change]) -> asyncio.Future[T]:
+        """Queue an index write that changes the totals by what it did (`counts` of its
+        result), counted once it lands."""
+        return self._queue(fn, lambda done: self._count(done, counts))
 
-        def landed(done: concurrent.futures.Future[T]) -> None:
-            ran = not done.cancelled() and done.exception() is None
-            self.totals.land(expected, counts(done.result()) if ran else Change())
-
-        return self._queue(fn, landed)
+    def _count(self, done: concurrent.futures.Future[T], counts: Callable[[T], Change]) -> None:
+        wrote = not done.cancelled() and done.exception() is None
+        self.totals.land(counts(done.result()) if wrote else Change())
 
     def persist(
         self, name: str, data: bytes, put_row: Callable[[], T], *, expected: Change,
         counts: Callable[[T], Change],
     ) -> asyncio.Future[T]:
         """Write behind: the file (atomic), then its row, queued on the writer thread now;
-        the future tells how it went. Until it lands, the name is spared by the integrity
-        check, `settled`/`written` wait for it, and the totals count it as `expected`;
-        then as `counts` of what `put_row` returned (nothing, when it failed)."""
+        the future tells how it went. Until it lands it is a pending write (cache/pending.py):
+        spared by the integrity check, waited for by `settled` and `pending.wait`, and
+        counted by the totals as `expected`; then as `counts` of what `put_row` returned
+        (nothing, when it failed)."""
         def write() -> T:
             self.files.write(name, data)
             return put_row()
 
-        future = self._counted(write, counts, expected)
-        self._behind[name] = future
+        def landed(done: concurrent.futures.Future[T]) -> None:
+            self.pending.done(future)  # in one step: expected no more, counted as it is
+            self._count(done, counts)
 
-        def landed(done: asyncio.Future[T]) -> None:
-            if self._behind.get(name) is done:
-                del self._behind[name]
-
-        future.add_done_callback(landed)
+        future = self._queue(write, landed)
+        self.pending.add(name, future, expected)
         return future
-
-    async def written(self, name: str) -> None:
-        """Wait until a write behind of this file, if one is under way, has landed (or failed)."""
-        future = self._behind.get(name)
-        if future is not None:
-            await asyncio.wait([future])
 
     async def settled(self) -> None:
         """Wait until every write behind has landed (or failed)."""
-        if self._behind:
-            await asyncio.wait(list(self._behind.values()))
+        await self.pending.settled()
 
     async def remove(self, keys: Sequence[str], *, log: bool = False) -> tuple[int, int]:
         """Delete phrases' rows, then their files and their variants' files; (phrases,

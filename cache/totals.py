@@ -1,5 +1,5 @@
 """The store's entries and bytes: the index's, as the writes that change them land, plus
-the writes answered but not landed yet.
+the writes answered but not landed yet (the pending writes', cache/pending.py).
 
 Every index write that adds or removes a phrase or an encoding runs on the storage's one
 writer thread and reports what it changed; the change is applied on the event loop when
@@ -11,6 +11,10 @@ did: there is no second writer to race, and a write is counted once, pending or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cache.pending import PendingWrites
 
 
 @dataclass(frozen=True)
@@ -28,31 +32,26 @@ class Change:
 
 
 class Totals:
-    """The index's totals as this process's writer last left them, and its pending writes.
-    Changed only on the event loop, by the storage (cache/storage.py)."""
+    """The index's totals as this process's writer last left them, and what its pending
+    writes will add. Changed only on the event loop, by the storage (cache/storage.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pending: PendingWrites) -> None:
         self._landed = Change()
-        self._pending = Change()
+        self._pending = pending
 
     @property
     def entries(self) -> int:
         """Phrases in the index, and those answered but not written yet."""
-        return self._landed.entries + self._pending.entries
+        return self._landed.entries + self._pending.change.entries
 
     @property
     def bytes(self) -> int:
         """Bytes of phrases and encodings in the index, and of those not written yet."""
-        return self._landed.bytes + self._pending.bytes
+        return self._landed.bytes + self._pending.change.bytes
 
-    def expect(self, change: Change) -> None:
-        """A write was queued whose audio is answered before it lands."""
-        self._pending += change
-
-    def land(self, expected: Change, landed: Change) -> None:
-        """A write ran: what it was expected to change leaves the pending, what it did
-        change (nothing, when it failed) joins the index's."""
-        self._pending -= expected
+    def land(self, landed: Change) -> None:
+        """A write ran: what it did change (nothing, when it failed) joins the index's (in
+        the same step, the pending writes stop expecting it)."""
         self._landed += landed
 
     def recount(self, counted: Change) -> None:

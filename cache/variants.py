@@ -99,7 +99,7 @@ class Encodings:
 
     async def _is_stored(self, key: str, fmt: str, rate: int) -> None:
         """Wait for the encoding's write; raise when its row is not in the index after it."""
-        await self._storage.written(
+        await self._storage.pending.wait(
             FileStore.variant_name(key, fmt, rate, codecs.FORMATS[fmt].extension)
         )
         index = self._storage.index
@@ -125,7 +125,7 @@ class Encodings:
             return data
 
         if held is None:
-            await self._storage.written(master_name)  # a new phrase's file may be landing
+            await self._storage.pending.wait(master_name)  # a new phrase's file may be landing
         if fmt == MASTER_FORMAT and rate == phrase.sample_rate:
             audio = held or audio_of(await self._storage.run(master), phrase.checksum)
             if keep:

@@ -1,104 +1,42 @@
 """A bounded priority queue in front of an engine, run by one thread per lane: one lane for
-an engine that takes one call at a time, several for one that takes concurrent calls."""
+an engine that takes one call at a time, several for one that takes concurrent calls (what
+it queues, and how urgent each is: synth/jobs.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import itertools
 import math
-import threading
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import cast
 
 from synth.compat import timeout
 from synth.engine import Engine, Pcm, Prosody, takes_concurrent_calls
-from synth.memo import FLEETING, fleeting
+from synth.jobs import (
+    DeadlineExceededError,
+    Job,
+    Priority,
+    QueueFullError,
+    Urgency,
+    WorkerClosedError,
+    as_asked,
+)
 from synth.priority import run_in_background
-from synth.scope import reading_as
 from synth.ssml import speaking
+
+# The jobs' language, for callers that import it with the worker.
+__all__ = [
+    "DeadlineExceededError", "Priority", "QueueFullError", "SynthesisWorker", "Urgency",
+    "WorkerClosedError",
+]
 
 # Weight of the newest measurement in the moving mean of synthesis seconds.
 _EMA_WEIGHT = 0.2
 # Until something has been measured, assume half a second per job: a prompt of several
 # seconds at the default voice's speed, with headroom. Only retry_after uses it.
 _FIRST_GUESS_SECONDS = 0.5
-
-
-class Priority(enum.IntEnum):
-    """Who is asking; lower values are served first."""
-
-    LIVE = 0  # a caller is waiting on the line
-    WARM = 1  # background pre-warming of the cache
-
-
-class Urgency:
-    """A waiting job's priority, which may rise while it waits: a live caller who joins a
-    warm-up's synthesis of the same phrase makes it live."""
-
-    __slots__ = ("priority",)
-
-    def __init__(self, priority: Priority) -> None:
-        self.priority = priority
-
-    def raise_to(self, priority: Priority) -> None:
-        """At least this urgent from now on (a job not yet taken is served accordingly)."""
-        if priority < self.priority:
-            self.priority = priority
-
-
-class QueueFullError(Exception):
-    """The queue is full; `retry_after` estimates in seconds when there will be room."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"the synthesis queue is full; retry after {retry_after} s")
-        self.retry_after = retry_after
-
-
-class DeadlineExceededError(Exception):
-    """The request's deadline passed before its audio was ready."""
-
-
-class WorkerClosedError(Exception):
-    """The worker is closed and takes no more work."""
-
-
-@dataclass(eq=False)
-class _Job:
-    text: str
-    voice: str | None
-    style: str
-    prosody: Prosody
-    urgency: Urgency
-    seq: int
-    # A synthesis resolves to its Pcm; a stream resolves to None once it holds the engine.
-    outcome: asyncio.Future[Pcm | None]
-    # Streams only: chunks, then an exception or None (the end), and the consumer's stop flag.
-    chunks: asyncio.Queue[Pcm | BaseException | None] | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    # Read inside fleeting() (a no-store request): the engine's memos remember nothing of it.
-    fleeting: bool = field(default_factory=FLEETING.get)
-    # Seconds the engine spent on it (a whole synthesis, or all of a stream), for the
-    # caller's timing.
-    engine_seconds: float = 0.0
-    scope: str = ""  # whose text it is: the frontend's memos are read in that scope
-
-    @property
-    def priority(self) -> Priority:
-        """How urgent the job is now."""
-        return self.urgency.priority
-
-
-@contextlib.contextmanager
-def _as_asked(job: _Job) -> Iterator[None]:
-    """On the engine's thread, read as the job's caller was: in its tenant's reading scope,
-    and fleeting (no memo keeps its text) if it asked that nothing be kept."""
-    with reading_as(job.scope), fleeting() if job.fleeting else contextlib.nullcontext():
-        yield
 
 
 class SynthesisWorker:
@@ -124,7 +62,7 @@ class SynthesisWorker:
         self._lanes = lanes
         self._max_queue = max_queue
         self._deadline = deadline
-        self._waiting: list[_Job] = []
+        self._waiting: list[Job] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -290,7 +228,7 @@ class SynthesisWorker:
     def _submit(
         self, text: str, voice: str | None, style: str, prosody: Prosody,
         priority: Priority | Urgency, *, streaming: bool, scope: str = "",
-    ) -> _Job:
+    ) -> Job:
         urgency = priority if isinstance(priority, Urgency) else Urgency(priority)
         if self._closed:
             raise WorkerClosedError("the synthesis worker is closed")
@@ -298,7 +236,7 @@ class SynthesisWorker:
             raise RuntimeError("start() the worker before submitting work")
         if self.queue_depth >= self._max_queue:
             self._make_room(urgency.priority)
-        job = _Job(
+        job = Job(
             text, voice, style, prosody, urgency, next(self._seq),
             asyncio.get_running_loop().create_future(),
             asyncio.Queue() if streaming else None, scope=scope,
@@ -320,14 +258,14 @@ class SynthesisWorker:
         per_job = self._mean if self._completed else _FIRST_GUESS_SECONDS
         return max(1, math.ceil(self.load * per_job))
 
-    def _withdraw(self, job: _Job) -> None:
+    def _withdraw(self, job: Job) -> None:
         """Drop a job its caller no longer waits for, if the engine has not taken it."""
         if job in self._waiting:
             self._waiting.remove(job)
         if job.outcome.done() and not job.outcome.cancelled():
             job.outcome.exception()  # mark it retrieved: nobody may be left to see it
 
-    def _take(self) -> _Job | None:
+    def _take(self) -> Job | None:
         while self._waiting:
             job = min(self._waiting, key=lambda j: (j.priority, j.seq))
             self._waiting.remove(job)
@@ -355,7 +293,7 @@ class SynthesisWorker:
             finally:
                 self._running -= 1
 
-    async def _run_synthesis(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+    async def _run_synthesis(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         try:
             pcm, seconds = await loop.run_in_executor(self._executor, self._synthesize_in_thread, job)
         except Exception as exc:
@@ -367,22 +305,22 @@ class SynthesisWorker:
         if not job.outcome.done():  # else the caller gave up: the audio is discarded
             job.outcome.set_result(pcm)
 
-    def _synthesize_in_thread(self, job: _Job) -> tuple[Pcm, float]:
+    def _synthesize_in_thread(self, job: Job) -> tuple[Pcm, float]:
         started = time.perf_counter()
-        with _as_asked(job):
+        with as_asked(job):
             pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
                                       prosody=job.prosody)
         return pcm, time.perf_counter() - started
 
-    async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+    async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         job.outcome.set_result(None)
         await loop.run_in_executor(self._executor, self._stream_in_thread, loop, job)
 
-    def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
-        with _as_asked(job):  # the chunks are read (each next()) in the job's scope
+    def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        with as_asked(job):  # the chunks are read (each next()) in the job's scope
             self._stream_chunks(loop, job)
 
-    def _stream_chunks(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+    def _stream_chunks(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         assert job.chunks is not None
         put = job.chunks.put_nowait
         started = time.perf_counter()
@@ -412,7 +350,7 @@ class SynthesisWorker:
                                   audio, finished)
         loop.call_soon_threadsafe(put, end)
 
-    def _record_stream(self, job: _Job, seconds: float, audio: float, finished: bool) -> None:
+    def _record_stream(self, job: Job, seconds: float, audio: float, finished: bool) -> None:
         job.engine_seconds = seconds
         self._record(seconds, audio, finished)
 
