@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import tempfile
 import unicodedata
@@ -18,6 +17,7 @@ from typing import Any
 from synth.frontend.context import di_is_de, wei_in_word, wei_reading
 from synth.frontend.phrases import load_pypinyin
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
+from synth.frontend.segmenter import hold_compactly, segmenter_dictionary
 from synth.memo import Memo
 
 # How Mandarin speakers name Latin letters, in pinyin the Baker voice can say. I and M
@@ -183,32 +183,6 @@ def _no_syllables(chars: str) -> Any:
 CLAUSES_KEPT = 4096
 # What the segmenter is told of a lexicon word: frequent enough to be kept whole.
 _LEXICON_FREQ = 100000
-# Words rarer than this are left out of the segmentation dictionary: it loads in a
-# quarter of the time, and word boundaries for prosody and sandhi measured the same.
-SEGMENTER_MIN_FREQ = 10
-
-
-def segmenter_dictionary(cache_dir: Path) -> Path:
-    """jieba's word list without its rare words, written once into cache_dir (atomically)."""
-    import jieba
-
-    source = Path(jieba.__file__).with_name("dict.txt")
-    target = cache_dir / f"jieba-{jieba.__version__}-f{SEGMENTER_MIN_FREQ}.txt"
-    if target.is_file():
-        return target
-    kept = []
-    for line in source.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and (len(parts[0]) == 1 or int(parts[1]) >= SEGMENTER_MIN_FREQ):
-            kept.append(line)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".jieba-")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(kept) + "\n")
-    os.replace(tmp, target)
-    return target
-
-
 class G2P:
     """Word segmentation (jieba), pinyin (pypinyin) and our rules. Dictionaries load once."""
 
@@ -236,6 +210,7 @@ class G2P:
             self._tokenizer.add_word(word, freq=self._tokenizer.suggest_freq(word))
         for word in lexicon.entries:
             self._tokenizer.add_word(word, freq=_LEXICON_FREQ)
+        hold_compactly(self._tokenizer)  # the site's words come later, as few
         self._base = lexicon
         self._site: dict[str, int] = {}  # the site's words, and their segmenter frequency before
         from pypinyin.seg.mmseg import seg
