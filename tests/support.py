@@ -58,6 +58,21 @@ async def until(
         raise AssertionError(f"{what} did not hold within {timeout} s") from None
 
 
+class Clock:
+    """A clock that moves only when a test moves it, from the real monotonic clock's now:
+    what ages by time is aged at once, with no waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass."""
+        self.now += seconds
+
+
 class WrappedEngine:
     """The real engine behind a test's own hooks: a subclass overrides `stream` (and
     `synthesize`, which is the concatenation of `stream` unless overridden)."""
