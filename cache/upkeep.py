@@ -5,6 +5,7 @@ does not keep, and the purge log's old entries."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from cache.expiry import Expiry
@@ -35,6 +36,10 @@ class Upkeep:
         self._store_text = store_text
         self.expiry = Expiry(storage, rows, encodings, busy=busy, forget=self.forget)
         self._log = Forgetting(storage, self.forget)
+        # One round at a time: a round asked for while the background one runs would find
+        # its claim held (by this very replica) and tidy nothing, and follow the log from
+        # where the other did, forgetting its keys twice.
+        self._one_round = asyncio.Lock()
         # Called with the keys forgotten: what the gateway keeps of them (its URL memo) goes.
         self.callbacks: list[Callable[[set[str]], None]] = []
 
@@ -53,16 +58,17 @@ class Upkeep:
     async def round(self) -> None:
         """Forget what was purged or made again on any replica; and on one replica at a
         time, remove expired prompts, drop the texts `store_text` does not keep, and trim
-        the purge log."""
-        await self._log.follow()
-        if not await self._replicas.claim(_CLAIM):
-            return
-        try:
-            await self.expiry.sweep()
-            mode, engine = self._store_text, self._storage.index.engine
-            if await self._storage.write(lambda: forget_texts(engine, mode)):
-                self._rows.forget_texts(
-                    lambda row: kept_text(mode, "", named=row.phrase_id is not None) is not None)
-            await self._log.trim()
-        finally:
-            await self._replicas.unclaim(_CLAIM)
+        the purge log. A round asked for while another runs waits for it, then runs."""
+        async with self._one_round:
+            await self._log.follow()
+            if not await self._replicas.claim(_CLAIM):
+                return
+            try:
+                await self.expiry.sweep()
+                mode, engine = self._store_text, self._storage.index.engine
+                if await self._storage.write(lambda: forget_texts(engine, mode)):
+                    self._rows.forget_texts(
+                        lambda row: kept_text(mode, "", named=row.phrase_id is not None) is not None)
+                await self._log.trim()
+            finally:
+                await self._replicas.unclaim(_CLAIM)

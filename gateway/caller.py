@@ -14,6 +14,7 @@ import ipaddress
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from aiohttp import web
@@ -112,8 +113,12 @@ def credential(headers: CIMultiDictProxy[str]) -> str | None:
 class Callers:
     """Tells who a request comes from, under one application's settings."""
 
-    def __init__(self, settings: Settings, guarded: bool) -> None:
+    def __init__(
+        self, settings: Settings, guarded: bool, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.guarded = guarded  # speaking needs a key or a signed URL
+        # Monotonic seconds, by which a key kept in memory ages (a test moves its own clock).
+        self.clock = clock
         self.secrets = settings.url_signing_secret
         self._admin_token = settings.admin_token
         self._keys: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()
@@ -129,7 +134,7 @@ class Callers:
     def cached_key(self, secret: str) -> tuple[bool, ApiKey | None]:
         """(known, key) from memory: known is False when the index must be asked."""
         found = self._keys.get(secret)
-        if found is None or time.monotonic() - found[1] > KEY_CACHE_SECONDS:
+        if found is None or self.clock() - found[1] > KEY_CACHE_SECONDS:
             return False, None
         return True, found[0]
 
@@ -142,7 +147,7 @@ class Callers:
         key = await credentials.find(secret) if SECRET.fullmatch(secret) else None
         if epoch != self._epoch:  # a key was revoked while this looked: ask again next time
             return key if key is None or key.name not in self._revoked else None
-        self._keys[secret] = (key, time.monotonic())
+        self._keys[secret] = (key, self.clock())
         self._keys.move_to_end(secret)
         while len(self._keys) > _KEY_CACHE_SIZE:
             self._keys.popitem(last=False)

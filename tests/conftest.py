@@ -3,22 +3,19 @@ that fails any test in which something blocks a running event loop."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from cache.index import Index
-from cache.objects import Bucket, ObjectStore
 from cache.store import PromptStore
 from config import load_settings
 from synth.fastspeech2 import FastSpeech2Engine
 from synth.frontend import Frontend
 from tests.servers import Postgres, SeaweedFS, postgres_available
-from tests.support import REPO, CountingSynthesizer
+from tests.support import REPO, Backing, CountingSynthesizer, Stores, opening_stores
 
 __all__ = ["REPO"]  # for the test modules that import it from here
 
@@ -81,20 +78,6 @@ def seaweed() -> Iterator[SeaweedFS]:
         server.close()
 
 
-@dataclass(frozen=True)
-class Backing:
-    """What a store under test stands on: an index, and where its audio goes."""
-
-    database_url: str | None
-    bucket: Bucket | None
-
-    def audio(self, data_dir: Path) -> ObjectStore | None:
-        """A new handle on the bucket (blocking), or None for the local folder."""
-        if self.bucket is None:
-            return None
-        return ObjectStore(self.bucket, data_dir / "bucket-cache", 1 << 30)
-
-
 @pytest.fixture(params=["sqlite", "postgresql", "postgresql+s3"])
 def backing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backing:
     """Each store test runs three times: on SQLite with a local folder, on a fresh
@@ -119,14 +102,17 @@ def database_url(backing: Backing) -> str | None:
 
 
 @pytest.fixture
-async def store(
+async def stores(
     tmp_path: Path, synth: CountingSynthesizer, backing: Backing
-) -> AsyncIterator[PromptStore]:
-    """An open store in tmp_path in front of the counting engine, no background maintenance,
-    on each index and audio store the store supports."""
-    audio = await asyncio.to_thread(backing.audio, tmp_path / "data")
-    opened = PromptStore(tmp_path / "data", synth, database_url=backing.database_url,
-                         audio=audio, maintenance_interval=3600)
-    await opened.open()
-    yield opened
-    await opened.close()
+) -> AsyncIterator[Stores]:
+    """Opens stores in front of the counting engine on the test's backing, in new folders
+    under tmp_path, each with maintenance every few milliseconds; closed after the test."""
+    async with opening_stores(synth, backing, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def store(tmp_path: Path, stores: Stores) -> PromptStore:
+    """An open store in tmp_path in front of the counting engine, with maintenance every few
+    milliseconds, on each index and audio store the store supports."""
+    return await stores.open(tmp_path / "data")

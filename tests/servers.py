@@ -100,10 +100,23 @@ class Postgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _outgoing_ports_start() -> int:
+    """The first port the kernel gives outgoing connections (32768 unless configured)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_twin_port() -> int:
-    """A loopback port below 55535 that is free, and whose gRPC twin (+10000) is free too."""
+    """A free loopback port whose gRPC twin (+10000) is free too, both below the ports the
+    kernel gives outgoing connections: a server started again on them after a crash finds
+    them free, where a connection made meanwhile (a busy test's lease connections, say)
+    could hold one, in use or in TIME_WAIT."""
+    high = _outgoing_ports_start() - 10001
+    low, high = (10000, high) if high >= 12000 else (20000, 45000)  # else: an odd range
     for _ in range(200):
-        port = random.randint(20000, 45000)
+        port = random.randint(low, high)
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))

@@ -12,10 +12,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cache.keys import SpeechRequest
+from cache.objects import Bucket, ObjectStore
+from cache.store import PromptStore
 from synth.compat import timeout as time_limit
 from synth.engine import Pcm, Prosody
 from synth.fastspeech2 import FastSpeech2Engine
@@ -25,6 +28,9 @@ from synth.worker import Priority
 REPO = Path(__file__).resolve().parents[1]
 # Generous bound for waits on threads and processes, so a bug fails the test instead of hanging it.
 PATIENCE = 20.0
+# Seconds between a test store's maintenance rounds: usage flushes, eviction, expiry and the
+# lexicon's follow-up run among a test's requests, as they would in a busy gateway.
+MAINTENANCE = 0.005
 
 
 def until_sync(
@@ -50,6 +56,21 @@ async def until(
                 await asyncio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"{what} did not hold within {timeout} s") from None
+
+
+class Clock:
+    """A clock that moves only when a test moves it, from the real monotonic clock's now:
+    what ages by time is aged at once, with no waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass."""
+        self.now += seconds
 
 
 class WrappedEngine:
@@ -186,19 +207,88 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> None:
             proc.wait()
 
 
-async def same_store(store: Any, synth: Any, **options: Any) -> Any:
+@dataclass(frozen=True)
+class Backing:
+    """What a store under test stands on: an index, and where its audio goes."""
+
+    database_url: str | None
+    bucket: Bucket | None
+
+    def audio(self, data_dir: Path, cache_bytes: int = 1 << 30) -> ObjectStore | None:
+        """A new handle on the bucket (blocking), or None for the local folder."""
+        if self.bucket is None:
+            return None
+        return ObjectStore(self.bucket, data_dir / "bucket-cache", cache_bytes)
+
+
+LOCAL = Backing(None, None)  # SQLite and a folder, both in the store's data folder
+
+
+def new_store(data_dir: Path, synthesizer: Any, **options: Any) -> PromptStore:
+    """A new (unopened) PromptStore: `options` as PromptStore takes them, maintenance every
+    MAINTENANCE seconds unless they say otherwise."""
+    options.setdefault("maintenance_interval", MAINTENANCE)
+    return PromptStore(data_dir, synthesizer, **options)
+
+
+class Stores:
+    """Opens a test's stores on one backing (see `opening_stores`)."""
+
+    def __init__(self, synthesizer: Any, backing: Backing, root: Path | None,
+                 options: dict[str, Any]) -> None:
+        self.synthesizer = synthesizer
+        self.backing = backing
+        self.opened: list[PromptStore] = []
+        self._root = root
+        self._options = options
+        self._count = 0
+
+    def folder(self) -> Path:
+        """A data folder no store of this test has had yet."""
+        if self._root is None:
+            raise ValueError("these stores have no root folder: name each one's data folder")
+        self._count += 1
+        return self._root / f"store-{self._count}"
+
+    async def open(self, data_dir: Path | None = None, synthesizer: Any = None,
+                   **options: Any) -> PromptStore:
+        """A store opened in `data_dir` (a new folder by default) on the backing, in front
+        of `synthesizer` (the one given to all by default); `options` as PromptStore takes
+        them, over the ones given to all (an `audio` of its own among them)."""
+        data_dir = data_dir or self.folder()
+        options = {"database_url": self.backing.database_url, **self._options, **options}
+        if "audio" not in options:
+            options["audio"] = await asyncio.to_thread(self.backing.audio, data_dir)
+        store = new_store(data_dir, synthesizer or self.synthesizer, **options)
+        await store.open()
+        self.opened.append(store)
+        return store
+
+
+@contextlib.asynccontextmanager
+async def opening_stores(
+    synthesizer: Any, backing: Backing = LOCAL, root: Path | None = None, **options: Any
+) -> AsyncIterator[Stores]:
+    """Opens stores in front of `synthesizer` on `backing` (new data folders under `root`),
+    each with maintenance every MAINTENANCE seconds unless `options` say otherwise; on exit
+    closes every one, in the order they were opened."""
+    stores = Stores(synthesizer, backing, root, options)
+    try:
+        yield stores
+    finally:
+        for store in stores.opened:
+            await store.close()
+
+
+async def same_store(store: PromptStore, synth: Any, **options: Any) -> PromptStore:
     """A new (unopened) PromptStore on the same data folder, index and audio as `store`, as
     after a restart."""
-    from cache.objects import ObjectStore
-    from cache.store import PromptStore
-
     audio = None
     if isinstance(store.files, ObjectStore):
         old = store.files
         audio = await asyncio.to_thread(ObjectStore, old.bucket, old.cache_dir, old.cache_bytes)
-    options.setdefault("maintenance_interval", 3600)
-    return PromptStore(store.data_dir, synth, database_url=store.database_url, audio=audio,
-                       **options)
+    return new_store(store.data_dir, synth, database_url=store.database_url, audio=audio,
+                     **options)
 
 
 class Admitting:

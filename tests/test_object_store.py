@@ -6,7 +6,6 @@ goes down costs no hit and no half-written row."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from cache.objects import Bucket, ObjectStore
 from cache.replicas import Replicas
 from cache.store import PromptStore
 from tests.servers import Postgres, SeaweedFS
-from tests.support import CountingSynthesizer, until
+from tests.support import Backing, CountingSynthesizer, new_store, opening_stores, until
 
 TEXTS = ["您好，欢迎致电。", "查询余额请按一。", "人工服务请按零。"]
 
@@ -47,24 +46,17 @@ async def open_store(
     url = await asyncio.to_thread(postgres.database)
     await asyncio.to_thread(lambda: Index(url, upgrade=True).close())
     bucket = seaweed.place(timeout=3)
-    opened: list[PromptStore] = []
-    count = itertools.count()
 
-    async def opener(cache_bytes: int = 1 << 30, server: SeaweedFS | None = None) -> PromptStore:
-        where = bucket if server is None else Bucket(bucket.bucket, bucket.prefix,
-                                                     endpoint_url=server.endpoint,
-                                                     region="us-east-1", timeout=3)
-        data = tmp_path / f"replica-{next(count)}"
-        audio = await asyncio.to_thread(ObjectStore, where, data / "bucket-cache", cache_bytes)
-        store = PromptStore(data, synth, database_url=url, maintenance_interval=3600,
-                            audio=audio)
-        await store.open()
-        opened.append(store)
-        return store
+    async with opening_stores(synth, Backing(url, bucket), tmp_path) as stores:
+        async def opener(cache_bytes: int = 1 << 30, server: SeaweedFS | None = None) -> PromptStore:
+            where = bucket if server is None else Bucket(bucket.bucket, bucket.prefix,
+                                                         endpoint_url=server.endpoint,
+                                                         region="us-east-1", timeout=3)
+            data = stores.folder()
+            audio = await asyncio.to_thread(ObjectStore, where, data / "bucket-cache", cache_bytes)
+            return await stores.open(data, audio=audio)
 
-    yield opener
-    for store in opened:
-        await store.close()
+        yield opener
 
 
 def objects(store: PromptStore) -> list[str]:
@@ -150,8 +142,7 @@ async def test_a_bucket_that_goes_down_costs_no_hit_and_no_half_written_row(
         bucket = Bucket(*first_bucket(a), endpoint_url=own.endpoint, region="us-east-1",
                         timeout=1)
         audio = await asyncio.to_thread(ObjectStore, bucket, b.data_dir / "bucket-cache", 1 << 30)
-        c = PromptStore(b.data_dir, synth, database_url=b.database_url,
-                        maintenance_interval=3600, audio=audio)
+        c = new_store(b.data_dir, synth, database_url=b.database_url, audio=audio)
         await b.close()
         await c.open()
         try:

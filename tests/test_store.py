@@ -19,7 +19,7 @@ from cache.keys import SpeechRequest
 from cache.store import Audio, PromptStore
 from synth.engine import Pcm, SynthesisError
 from synth.worker import Priority
-from tests.support import CountingSynthesizer, same_store, until
+from tests.support import CountingSynthesizer, new_store, same_store, until
 
 T = TypeVar("T")
 
@@ -163,7 +163,8 @@ async def test_eviction_respects_pins_budget_and_recency(
     await store.get_or_synthesize(req(texts[1]))  # recently used: survives
     sizes = {p.key: p.phrase.bytes for p in phrases}
     budget = sizes[phrases[0].key] + sizes[phrases[1].key] + 100
-    store = await reopen(store, synth, max_bytes=budget)
+    # Maintenance left off: a round would evict first, and the evict() below is what is judged.
+    store = await reopen(store, synth, max_bytes=budget, maintenance_interval=3600)
     try:
         await store.get_or_synthesize(req(texts[1]))
         evicted = await store.evict()
@@ -229,7 +230,7 @@ async def test_failed_and_empty_synthesis_are_never_stored(tmp_path: Path) -> No
                 return Pcm(np.zeros(0, dtype=np.int16), 24000)
             raise SynthesisError("engine failed")
 
-    store = PromptStore(tmp_path / "data", Broken(), maintenance_interval=3600)
+    store = new_store(tmp_path / "data", Broken())
     await store.open()
     try:
         for text in ("空", "坏"):
@@ -326,7 +327,7 @@ def test_file_names_are_checked_before_they_become_paths(tmp_path: Path) -> None
 async def test_a_flood_of_one_off_prompts_leaves_a_repeated_one_in_memory(
     tmp_path: Path, synth: CountingSynthesizer
 ) -> None:
-    store = PromptStore(tmp_path / "data", synth, hot_bytes=1 << 20, maintenance_interval=3600)
+    store = new_store(tmp_path / "data", synth, hot_bytes=1 << 20)
     await store.open()
     try:
         for _ in range(2):  # an IVR menu, asked for again

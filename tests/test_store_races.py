@@ -17,7 +17,7 @@ from cache.warm import Warmer
 from config.phrases import parse_phrases
 from synth import codecs
 from synth.worker import Priority, SynthesisWorker, Urgency
-from tests.support import Admitting, CountingSynthesizer, same_store, until
+from tests.support import Admitting, CountingSynthesizer, new_store, same_store, until
 
 A, B = "您好，欢迎致电。", "请稍候，正在为您转接。"
 
@@ -323,8 +323,8 @@ async def test_a_replica_whose_caller_joins_another_replicas_synthesis_charges_n
 
     held = Held(synth.engine)
     # Two replicas on one index and one audio folder.
-    first = PromptStore(tmp_path, held, database_url=url, maintenance_interval=3600)
-    second = PromptStore(tmp_path, synth, database_url=url, maintenance_interval=3600)
+    first = new_store(tmp_path, held, database_url=url)
+    second = new_store(tmp_path, synth, database_url=url)
     await first.open()
     await second.open()
     try:

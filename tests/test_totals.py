@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -23,8 +22,7 @@ from cache.variants import PhraseGoneError
 from synth.compat import timeout as time_limit
 from synth.engine import Pcm
 from synth.worker import Priority, Urgency
-from tests.conftest import Backing
-from tests.support import PATIENCE, until
+from tests.support import PATIENCE, Backing, opening_stores, until
 
 ROUND = 0.002  # seconds between maintenance rounds: rounds run among the misses
 MISSES = 200
@@ -73,21 +71,8 @@ Opener = Callable[..., Awaitable[PromptStore]]
 async def open_store(tmp_path: Path, backing: Backing) -> AsyncIterator[Opener]:
     """Opens stores on the test's index and audio store (on PostgreSQL, replicas of one
     index), with maintenance every ROUND seconds."""
-    opened: list[PromptStore] = []
-    count = itertools.count()
-
-    async def opener(**options: Any) -> PromptStore:
-        data = tmp_path / f"store-{next(count)}"
-        audio = await asyncio.to_thread(backing.audio, data)
-        store = PromptStore(data, QuickVoice(), database_url=backing.database_url, audio=audio,
-                            **{"maintenance_interval": ROUND, **options})
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        await store.close()
+    async with opening_stores(QuickVoice(), backing, tmp_path, maintenance_interval=ROUND) as stores:
+        yield lambda **options: stores.open(**options)
 
 
 def rounds(store: PromptStore) -> Callable[[], int]:
