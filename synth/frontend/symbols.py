@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from synth.frontend.g2p import ClausePinyin, Word
+from synth.frontend.sandhi import DIGIT_CHARS
 
 WORD_BREAK = "#1"
 PHRASE_BREAK = "#2"
@@ -18,7 +19,6 @@ CLAUSE_BREAK = "#3"
 # a phrase break between, as IVR prompts say them and callers copy them down: said in one
 # breath, six digits or more run together into what sounds like a quantity.
 GROUPED_FROM = 6
-_DIGITS = frozenset("零幺一二三四五六七八九")
 
 
 def digit_groups(count: int) -> list[int]:
@@ -38,7 +38,7 @@ def _group_starts(words: Sequence[Word]) -> set[int]:
     i = 0
     while i < len(words):
         j = i
-        while j < len(words) and len(words[j].text) == 1 and words[j].text in _DIGITS:
+        while j < len(words) and words[j].text in DIGIT_CHARS:
             j += 1
         if j - i >= GROUPED_FROM:
             at = i
