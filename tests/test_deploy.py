@@ -129,7 +129,9 @@ def test_the_images_entrypoint_serves_outside_docker(tmp_path: Path) -> None:
     executable = str(Path(__import__("sys").executable).with_name(command[0]))
     log = tmp_path / "serve.log"
     with serve_process(env, command=[executable, *command[1:]], log=log) as (base, _):
-        assert '"access keys: misses need an API key or a signed URL (the default for host 0.0.0.0)"' in log.read_text()
+        # Log lines are written by a thread of their own: readiness may come first.
+        startup = '"access keys: misses need an API key or a signed URL (the default for host 0.0.0.0)"'
+        until_sync(lambda: startup in log.read_text(), what="the startup line about access keys")
         url = f"{base}/tts.ulaw?text={quote('您好')}"
         # On 0.0.0.0 the image's gateway refuses misses without a key.
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -125,7 +125,9 @@ def test_more_connections_than_descriptors_wait_and_the_server_recovers(tmp_path
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
         (line,) = [x for x in limits.splitlines() if x.startswith("Max open files")]
         assert line.split()[3:5] == ["64", "64"]
-        assert "open files limit raised from 40 to 64" in log.read_text()
+        # Log lines are written by a thread of their own: readiness may come first.
+        until_sync(lambda: "open files limit raised from 40 to 64" in log.read_text(),
+                   what="the line about the raised limit")
         for _ in range(100):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         until_sync(lambda: "cannot accept connections" in log.read_text(), 30,
