@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +211,34 @@ def test_jiebas_file_cache_still_loads(cache_dir: Path, plain: Any) -> None:
     again = G2P(load_lexicon(None), cache_dir)._tokenizer
     assert isinstance(again.FREQ, WordCounts)
     assert dict(again.FREQ.items()) == plain.FREQ
+
+
+_HMM_PROBE = """
+import json, sys
+from synth.frontend.segmenter import import_jieba
+jieba = import_jieba() if sys.argv[1] == "deferred" else __import__("jieba")
+from synth.frontend.g2p import G2P, load_lexicon
+G2P(load_lexicon(None), __import__("pathlib").Path(sys.argv[2])).clause("请拨打客服热线，我们将为您转接人工服务。")
+before = "jieba.finalseg.prob_emit" in sys.modules
+texts = json.loads(sys.stdin.read())
+cuts = [jieba.lcut(t) for t in texts]
+jieba.del_word("清华大学")  # forces the word apart: the HMM finder's own set
+cuts += [jieba.lcut(t) for t in texts]
+print(json.dumps({"before": before, "cuts": cuts}))
+"""
+
+
+def test_jiebas_hmm_finder_loads_on_first_use_and_cuts_as_when_imported(
+    cache_dir: Path, texts: list[str],
+) -> None:
+    sample = ["我来到北京清华大学他来到了网易杭研大厦", *random.Random(28).sample(texts, 300)]
+    said = {}
+    for how in ("deferred", "imported"):
+        done = subprocess.run([sys.executable, "-c", _HMM_PROBE, how, str(cache_dir)], cwd=ROOT,
+                              input=json.dumps(sample), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        said[how] = json.loads(done.stdout)
+    assert said["deferred"]["before"] is False  # the frontend never loaded it
+    assert said["imported"]["before"] is True
+    assert said["deferred"]["cuts"] == said["imported"]["cuts"]
+    assert ["我", "来到", "北京", "清华", "大学"] == said["deferred"]["cuts"][301][:5]

@@ -17,7 +17,7 @@ from typing import Any
 from synth.frontend.context import di_is_de, wei_in_word, wei_reading
 from synth.frontend.phrases import load_pypinyin
 from synth.frontend.sandhi import DIGIT_CHARS, Token, apply_sandhi
-from synth.frontend.segmenter import hold_compactly, segmenter_dictionary
+from synth.frontend.segmenter import hold_compactly, import_jieba, segmenter_dictionary
 from synth.memo import Memo
 
 # How Mandarin speakers name Latin letters, in pinyin the Baker voice can say. I and M
@@ -187,7 +187,7 @@ class G2P:
     """Word segmentation (jieba), pinyin (pypinyin) and our rules. Dictionaries load once."""
 
     def __init__(self, lexicon: Lexicon, cache_dir: Path | None = None) -> None:
-        import jieba
+        jieba = import_jieba()
 
         # First: how pypinyin loads its phrases is decided as it is first imported.
         phrases = load_pypinyin()

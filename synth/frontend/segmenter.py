@@ -11,15 +11,26 @@ what is written afterwards goes to a small dict laid over the arrays.
 That FREQ is a dict jieba reads and writes is its release's detail, not its interface:
 the compact table is used with JIEBA_VERSION only (the pinned one), any other keeps
 jieba's own dict and says so. Tests check cuts and answers equal those of jieba's dict.
+
+jieba imports its HMM word finder (`jieba.finalseg`) with its package, and with it the
+finder's character probabilities: 9 MB, never read here (every cut is HMM=False).
+`import_jieba` puts a stand-in for that module first, which loads it on its first use;
+with JIEBA_VERSION only, whose package imports the module by name and reads it only to
+cut with HMM or to force a word apart.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 import tempfile
+import threading
+import types
 from array import array
 from collections.abc import Iterator, Mapping, MutableMapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +49,46 @@ _EMPTY = -1  # a free place in the hash table
 _MAX_COUNT = 0xFFFFFFFF  # what array("I") holds; a larger count (or a negative) is laid over
 
 
+class _Deferred(types.ModuleType):
+    """A stand-in in sys.modules for a module not loaded yet: the first attribute asked of
+    it loads the module (from its file, under its own name) and every attribute is then
+    read from that."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__(name)
+        self.__path__ = [str(path)]  # its own submodules import beside it
+        self.__file__ = str(path / "__init__.py")
+        self.__dict__["_lock"] = threading.Lock()
+        self.__dict__["_loaded"] = None
+
+    def __getattr__(self, name: str) -> Any:
+        with self.__dict__["_lock"]:
+            loaded = self.__dict__["_loaded"]
+            if loaded is None:
+                spec = importlib.util.spec_from_file_location(
+                    self.__name__, self.__dict__["__file__"],
+                    submodule_search_locations=list(self.__path__))
+                assert spec is not None and spec.loader is not None
+                loaded = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(loaded)
+                self.__dict__["_loaded"] = loaded
+        return getattr(loaded, name)
+
+
+def import_jieba() -> types.ModuleType:
+    """jieba, its HMM word finder loaded only when a cut uses it (with JIEBA_VERSION)."""
+    if "jieba" not in sys.modules and metadata.version("jieba") == JIEBA_VERSION:
+        spec = importlib.util.find_spec("jieba")  # finds the package, imports nothing
+        if spec is not None and spec.submodule_search_locations:
+            finder = Path(list(spec.submodule_search_locations)[0]) / "finalseg"
+            sys.modules.setdefault("jieba.finalseg", _Deferred("jieba.finalseg", finder))
+    return importlib.import_module("jieba")
+
+
 def segmenter_dictionary(cache_dir: Path) -> Path:
     """jieba's word list without its rare words, written once into cache_dir (atomically)."""
-    import jieba
-
-    source = Path(jieba.__file__).with_name("dict.txt")
+    jieba = import_jieba()
+    source = Path(str(jieba.__file__)).with_name("dict.txt")
     target = cache_dir / f"jieba-{jieba.__version__}-f{SEGMENTER_MIN_FREQ}.txt"
     if target.is_file():
         return target
@@ -180,7 +226,7 @@ class WordCounts(MutableMapping[str, int]):
 def hold_compactly(tokenizer: Any) -> bool:
     """Replace an initialized jieba Tokenizer's FREQ dict with WordCounts, if jieba is the
     release that was checked (JIEBA_VERSION); whether it was replaced."""
-    import jieba
+    jieba = import_jieba()
 
     if jieba.__version__ != JIEBA_VERSION:
         log.warning("jieba %s is not %s: its word counts are kept as its own dict (about "
