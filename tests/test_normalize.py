@@ -270,3 +270,33 @@ def test_piece_by_piece_normalization_reads_as_the_whole_text(frontend: Frontend
     ]
     for text in texts:
         assert frontend.normalize(text) == frontend._normalizer.whole(text), text
+
+
+def test_the_compact_tagger_reads_as_wetextprocessings_own() -> None:
+    """The normalizer's tagger is a const FST read by its own one-best tag: every text
+    reads as WeTextProcessing's normalizer reads it."""
+    import random
+
+    from tn.chinese.normalizer import Normalizer
+
+    from synth.frontend.normalize import _compact_normalizer
+    from tests.test_segmenter import corpus
+
+    compact, own = _compact_normalizer(), Normalizer(remove_erhua=False)
+    assert type(compact.tagger).__name__ == "Fst" and compact.tagger.fst_type() == "const"
+    rng = random.Random(28)
+    numbers = [
+        lambda: f"{rng.randint(1900, 2099)}年{rng.randint(1, 12)}月{rng.randint(1, 31)}日",
+        lambda: f"{rng.randint(0, 23)}:{rng.randint(0, 59):02d}",
+        lambda: f"{rng.randint(0, 10**rng.randint(1, 12))}",
+        lambda: f"{rng.randint(0, 9999)}.{rng.randint(0, 99)}元",
+        lambda: f"{rng.randint(0, 100)}%",
+        lambda: f"{rng.randint(1, 9)}/{rng.randint(2, 9)}",
+        lambda: f"1{rng.randint(3, 9)}{rng.randint(0, 10**9 - 1):09d}",
+        lambda: f"{rng.randint(1, 500)}kg",
+        lambda: f"{rng.randint(1, 99)}-{rng.randint(1, 99)}",
+        lambda: rng.choice(["，", "。", "请拨打", "您的余额为", "第", "号", "ATM", "共"]),
+    ]
+    texts = rng.sample(corpus(["您好", "客服", "银行", "转接"]), 500)
+    texts += ["".join(rng.choice(numbers)() for _ in range(rng.randint(1, 6))) for _ in range(500)]
+    assert [compact.normalize(t) for t in texts] == [own.normalize(t) for t in texts]

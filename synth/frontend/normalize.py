@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import unicodedata
+from typing import Any
 
 from synth.frontend.numbers import (
     read_cardinal,
@@ -233,6 +234,36 @@ def _wetext_tables() -> dict[int, str]:
     return table
 
 
+def _compact_normalizer() -> Any:
+    """WeTextProcessing's Chinese normalizer (remove_erhua=False), its tagger held as a
+    const FST with its arcs sorted: 5 MB less resident than the mutable FST it reads (once
+    the allocator has given the freed pages back), as fast, and the same readings (a test
+    checks every corpus text). Only the one-best tag is asked for here."""
+    import pynini
+    import pywrapfst
+    from tn.chinese.normalizer import Normalizer
+
+    class CompactNormalizer(Normalizer):  # type: ignore[misc]
+        tagger: Any
+
+        def build_fst(self, prefix: str, cache_dir: Any, overwrite_cache: bool) -> None:
+            super().build_fst(prefix, cache_dir, overwrite_cache)
+            tagger: Any = self.tagger
+            tagger.arcsort("ilabel")
+            self.tagger = pywrapfst.convert(tagger, "const")
+
+        def tag(self, input: str, nbest: int = 1) -> str:
+            if nbest != 1:
+                raise ValueError("only the one-best tag is read from the compact tagger")
+            if not input:
+                return ""
+            lattice = pywrapfst.compose(pynini.accep(pynini.escape(input)), self.tagger)
+            best = pywrapfst.shortestpath(lattice, nshortest=1, unique=True)
+            return str(pynini.Fst.from_pywrapfst(best).string())
+
+    return CompactNormalizer(remove_erhua=False)
+
+
 class TextNormalizer:
     """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once.
 
@@ -240,17 +271,14 @@ class TextNormalizer:
     """
 
     def __init__(self) -> None:
-        from tn.chinese.normalizer import Normalizer
-
         # WeTextProcessing sets its logger to INFO on import and logs every load.
         logging.getLogger("wetext").setLevel(logging.WARNING)
+        self._plain = _wetext_tables()  # first: it checks WeTextProcessing's release
 
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
         # alone as inside it (checked on every corpus text), and it is most of a text's
         # analysis; texts share clauses (greetings), and a preview while typing changes one.
-        self._wetext: Memo[[str], str] = Memo(Normalizer(remove_erhua=False).normalize,
-                                              PIECES_KEPT)
-        self._plain = _wetext_tables()
+        self._wetext: Memo[[str], str] = Memo(_compact_normalizer().normalize, PIECES_KEPT)
         self._lock = threading.Lock()
 
     def normalize(self, text: str) -> str:
