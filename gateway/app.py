@@ -35,7 +35,7 @@ from gateway.middleware import request_middleware
 from gateway.openai_api import add_openai_routes
 from gateway.page import add_page_routes
 from gateway.routes import add_routes
-from gateway.services import EngineLoader, Services, bound_malloc_arenas, open_services
+from gateway.services import EngineLoader, Services, open_services, tune_malloc
 from gateway.state import (
     CREDENTIALS,
     HISTORY,
@@ -160,7 +160,7 @@ class ListenError(RuntimeError):
 
 def run(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM."""
-    bound_malloc_arenas()  # before any thread allocates
+    tune_malloc()  # before any thread allocates
     configure_logs(settings.log_level)
     # The loop only queues log records; a thread writes them, and the last of them before
     # this returns (or the process exits).

@@ -86,20 +86,30 @@ def phrase_request(voices: Voices, spec: PhraseSpec) -> SpeechRequest:
 # threads, the log writer and the loop's executor each kept their own high-water mark. Two
 # arenas kept the peak of a flood of misses about 10 MB lower (bench/memory.py), as fast.
 MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+# glibc serves a block this large or larger from a mapping of its own, given back when it is
+# freed. By default the threshold rises to the largest block freed (up to 32 MB), and the
+# heap then keeps twice that unreturned: each synthesis' audio and mel buffers stayed
+# resident. Held fixed, the peak of a flood of misses was about 8 MB lower, as fast.
+MALLOC_MMAP_THRESHOLD = 256 << 10
+_M_ARENA_MAX = -8  # mallopt's parameter numbers in glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
 
 
-def bound_malloc_arenas() -> None:
-    """Let glibc's malloc keep at most MALLOC_ARENAS arenas (mallopt M_ARENA_MAX), unless
-    the environment sets MALLOC_ARENA_MAX (the operator's choice, read by glibc itself).
-    Called before the process starts threads. A no-op where the C library has no mallopt."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
+def tune_malloc() -> None:
+    """Let glibc's malloc keep at most MALLOC_ARENAS arenas (mallopt M_ARENA_MAX) and map
+    blocks of MALLOC_MMAP_THRESHOLD bytes or more on their own (M_MMAP_THRESHOLD), each
+    unless the environment sets it (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_ or
+    GLIBC_TUNABLES: the operator's choice, read by glibc itself). Called before the process
+    starts threads. A no-op where the C library has no mallopt."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
-    mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "MALLOC_ARENA_MAX" not in os.environ and "arena_max" not in tunables:
+        mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and "mmap_threshold" not in tunables:
+        mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
 
 
 def return_freed_memory() -> None:

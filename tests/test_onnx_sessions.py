@@ -138,7 +138,9 @@ def test_every_session_takes_its_tensors_from_one_arena_of_the_process(acoustic:
         assert a.shape[1] > 2 and np.array_equal(a, b)
 
 
-def test_malloc_keeps_two_arenas_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malloc_keeps_two_arenas_and_a_fixed_mmap_threshold_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from gateway import services
 
     calls: list[tuple[int, int]] = []
@@ -149,9 +151,20 @@ def test_malloc_keeps_two_arenas_unless_the_environment_says(monkeypatch: pytest
             return 1
 
     monkeypatch.setattr(services.ctypes, "CDLL", lambda _: Libc())
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    services.bound_malloc_arenas()
-    assert calls == [(-8, services.MALLOC_ARENAS)]
+    for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    ours = [(-8, services.MALLOC_ARENAS), (-3, services.MALLOC_MMAP_THRESHOLD)]
+    services.tune_malloc()
+    assert calls == ours
+    # glibc reads the operator's own values
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    services.bound_malloc_arenas()
-    assert calls == [(-8, services.MALLOC_ARENAS)]  # glibc reads the operator's own value
+    services.tune_malloc()
+    assert calls == ours + ours[1:]
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1048576")
+    services.tune_malloc()
+    assert calls == ours + ours[1:] + ours[:1]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+    services.tune_malloc()
+    assert calls == ours + ours[1:] + ours[:1]
