@@ -243,6 +243,9 @@ def _compact_normalizer() -> Any:
     import pywrapfst
     from tn.chinese.normalizer import Normalizer
 
+    # WeTextProcessing sets its logger to INFO on import and logs every load.
+    logging.getLogger("wetext").setLevel(logging.WARNING)
+
     class CompactNormalizer(Normalizer):  # type: ignore[misc]
         tagger: Any
 
@@ -271,8 +274,6 @@ class TextNormalizer:
     """
 
     def __init__(self) -> None:
-        # WeTextProcessing sets its logger to INFO on import and logs every load.
-        logging.getLogger("wetext").setLevel(logging.WARNING)
         self._plain = _wetext_tables()  # first: it checks WeTextProcessing's release
 
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
