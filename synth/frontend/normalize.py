@@ -251,9 +251,8 @@ def _compact_normalizer() -> Any:
 
         def build_fst(self, prefix: str, cache_dir: Any, overwrite_cache: bool) -> None:
             super().build_fst(prefix, cache_dir, overwrite_cache)
-            tagger: Any = self.tagger
-            tagger.arcsort("ilabel")
-            self.tagger = pywrapfst.convert(tagger, "const")
+            self.tagger.arcsort("ilabel")
+            self.tagger = pywrapfst.convert(self.tagger, "const")
 
         def tag(self, input: str, nbest: int = 1) -> str:
             if nbest != 1:
