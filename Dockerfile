@@ -17,7 +17,7 @@ COPY config config
 RUN python -m venv /opt/huiyin \
  && /opt/huiyin/bin/pip install . \
  && HUIYIN_MODELS_DIR=/models /opt/huiyin/bin/huiyin models prepare \
- # one synthesis writes the segmenter's cached dictionary beside the models and proves the image speaks
+ # one synthesis writes the segmenter's cached dictionary and the normalizer's FSTs beside the models, and proves the image speaks
  && HUIYIN_MODELS_DIR=/models /opt/huiyin/bin/huiyin synth "您好，欢迎致电。" -o /tmp/check.wav \
  && rm -f /tmp/check.wav
 

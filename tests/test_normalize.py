@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -272,18 +273,22 @@ def test_piece_by_piece_normalization_reads_as_the_whole_text(frontend: Frontend
         assert frontend.normalize(text) == frontend._normalizer.whole(text), text
 
 
-def test_the_compact_tagger_reads_as_wetextprocessings_own() -> None:
-    """The normalizer's tagger is a const FST read by its own one-best tag: every text
-    reads as WeTextProcessing's normalizer reads it."""
+def test_wetextprocessings_fsts_read_without_pynini_as_its_own_normalizer_reads(
+    tmp_path: Path,
+) -> None:
+    """The FSTs are written once into the cache folder by a child process, as const FSTs;
+    read back through pywrapfst, every text reads as WeTextProcessing's normalizer reads it."""
     import random
 
     from tn.chinese.normalizer import Normalizer
 
-    from synth.frontend.normalize import _compact_normalizer
+    from synth.frontend.wetext import WeTextNormalizer, fst_paths
     from tests.test_segmenter import corpus
 
-    compact, own = _compact_normalizer(), Normalizer(remove_erhua=False)
-    assert type(compact.tagger).__name__ == "Fst" and compact.tagger.fst_type() == "const"
+    ours, own = WeTextNormalizer(tmp_path), Normalizer(remove_erhua=False)
+    assert all(path.is_file() for path in fst_paths(tmp_path).values())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+    assert ours.tagger.fst_type() == ours.verbalizer.fst_type() == "const"
     rng = random.Random(28)
     numbers = [
         lambda: f"{rng.randint(1900, 2099)}年{rng.randint(1, 12)}月{rng.randint(1, 31)}日",
@@ -295,8 +300,49 @@ def test_the_compact_tagger_reads_as_wetextprocessings_own() -> None:
         lambda: f"1{rng.randint(3, 9)}{rng.randint(0, 10**9 - 1):09d}",
         lambda: f"{rng.randint(1, 500)}kg",
         lambda: f"{rng.randint(1, 99)}-{rng.randint(1, 99)}",
-        lambda: rng.choice(["，", "。", "请拨打", "您的余额为", "第", "号", "ATM", "共"]),
+        lambda: rng.choice(["，", "。", "请拨打", "您的余额为", "第", "号", "ATM", "共", "\\",
+                            "[", "]", '"', "啊", "～", "Ｆ", "鬱", "ｍｌ"]),
     ]
     texts = rng.sample(corpus(["您好", "客服", "银行", "转接"]), 500)
     texts += ["".join(rng.choice(numbers)() for _ in range(rng.randint(1, 6))) for _ in range(500)]
-    assert [compact.normalize(t) for t in texts] == [own.normalize(t) for t in texts]
+    assert [ours.normalize(t) for t in texts] == [own.normalize(t) for t in texts]
+    # Read again from the files written above (no child process this time): the same.
+    again = WeTextNormalizer(tmp_path)
+    assert [again.normalize(t) for t in texts[-50:]] == [own.normalize(t) for t in texts[-50:]]
+
+
+def test_without_a_folder_to_write_in_the_fsts_load_in_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from synth.frontend.wetext import WeTextNormalizer
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="synth.frontend.wetext"):
+        normalizer = WeTextNormalizer(blocked / "cache")
+    assert "could not write WeTextProcessing's FSTs" in caplog.text
+    assert normalizer.normalize("余额12.5元") == "余额十二点五元"
+
+
+_PYNINI_PROBE = """
+import sys
+from pathlib import Path
+from synth.frontend.normalize import TextNormalizer
+print(TextNormalizer(Path(sys.argv[1])).normalize("2024年3月5日下午3:30，余额12.5元"))
+print("pynini" in sys.modules, "_pynini" in sys.modules)
+"""
+
+
+def test_the_serving_process_never_imports_pynini(tmp_path: Path) -> None:
+    """pynini (and its libraries) load only in the child that writes the FSTs."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    for _ in range(2):  # writing the files, then reading them
+        done = subprocess.run([sys.executable, "-c", _PYNINI_PROBE, str(tmp_path)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "二零二四年三月五日下午三点三十分,余额十二点五元", "False False"]

@@ -99,7 +99,7 @@ class Frontend:
         # WeTextProcessing's FSTs load in native code, so they load beside the segmenter's
         # dictionary (Python) rather than after it: a quicker cold start.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frontend-load") as loader:
-            normalizer = loader.submit(TextNormalizer)
+            normalizer = loader.submit(TextNormalizer, cache_dir)
             self._g2p = G2P(lexicon, cache_dir)
             self._normalizer = normalizer.result()
         self._symbols = symbols

@@ -3,11 +3,11 @@ then WeTextProcessing for the rest of Chinese number reading."""
 
 from __future__ import annotations
 
-import logging
 import re
+import tempfile
 import threading
 import unicodedata
-from typing import Any
+from pathlib import Path
 
 from synth.frontend.numbers import (
     read_cardinal,
@@ -17,6 +17,7 @@ from synth.frontend.numbers import (
     read_ordinal,
 )
 from synth.frontend.numeric_forms import read_numeric_forms
+from synth.frontend.wetext import WeTextNormalizer, plain_table
 from synth.memo import Memo
 
 # Words after which a number is an identifier read digit by digit.
@@ -209,76 +210,24 @@ PIECES_KEPT = 4096
 # That is done here from its own tables, at a fraction of the cost; a test checks the two
 # agree on every corpus text.
 _PLAIN_PIECE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff,.!?;、。…“”‘’]+")
-WETEXT_VERSION = "1.2.0"
-
-
-def _wetext_tables() -> dict[int, str]:
-    """WeTextProcessing's character tables as one str.translate table (its data files,
-    read for the version pinned: WETEXT_VERSION)."""
-    from importlib import metadata, resources
-
-    installed = metadata.version("WeTextProcessing")
-    if installed != WETEXT_VERSION:
-        raise ImportError(f"the frontend reads WeTextProcessing {WETEXT_VERSION}'s character "
-                          f"tables; {installed} is installed")
-    data = resources.files("tn").joinpath("chinese").joinpath("data")  # one step at a time: 3.10
-    table: dict[int, str] = {}
-    for name in ("traditional_to_simple.tsv", "fullwidth_to_halfwidth.tsv"):
-        for line in data.joinpath("char").joinpath(name).read_text("utf-8").splitlines():
-            parts = line.split("\t")
-            if len(parts) == 2 and len(parts[0]) == 1:
-                table[ord(parts[0])] = parts[1]
-    for line in data.joinpath("default").joinpath("blacklist.tsv").read_text("utf-8").splitlines():
-        if len(line.strip()) == 1:
-            table[ord(line.strip())] = ""
-    return table
-
-
-def _compact_normalizer() -> Any:
-    """WeTextProcessing's Chinese normalizer (remove_erhua=False), its tagger held as a
-    const FST with its arcs sorted: 5 MB less resident than the mutable FST it reads (once
-    the allocator has given the freed pages back), as fast, and the same readings (a test
-    checks every corpus text). Only the one-best tag is asked for here."""
-    import pynini
-    import pywrapfst
-    from tn.chinese.normalizer import Normalizer
-
-    # WeTextProcessing sets its logger to INFO on import and logs every load.
-    logging.getLogger("wetext").setLevel(logging.WARNING)
-
-    class CompactNormalizer(Normalizer):  # type: ignore[misc]
-        tagger: Any
-
-        def build_fst(self, prefix: str, cache_dir: Any, overwrite_cache: bool) -> None:
-            super().build_fst(prefix, cache_dir, overwrite_cache)
-            self.tagger.arcsort("ilabel")
-            self.tagger = pywrapfst.convert(self.tagger, "const")
-
-        def tag(self, input: str, nbest: int = 1) -> str:
-            if nbest != 1:
-                raise ValueError("only the one-best tag is read from the compact tagger")
-            if not input:
-                return ""
-            lattice = pywrapfst.compose(pynini.accep(pynini.escape(input)), self.tagger)
-            best = pywrapfst.shortestpath(lattice, nshortest=1, unique=True)
-            return str(pynini.Fst.from_pywrapfst(best).string())
-
-    return CompactNormalizer(remove_erhua=False)
 
 
 class TextNormalizer:
-    """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once.
+    """Written text to spoken Chinese characters. Loads WeTextProcessing's FSTs once (kept
+    in `cache_dir`, by default the system's temporary folder: synth/frontend/wetext.py).
 
     Safe to call from several threads: WeTextProcessing's FSTs are used one call at a time.
     """
 
-    def __init__(self) -> None:
-        self._plain = _wetext_tables()  # first: it checks WeTextProcessing's release
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._plain = plain_table()  # first: it checks WeTextProcessing's release
 
         # Piece by piece, remembered: WeTextProcessing reads a sentence's clauses the same
         # alone as inside it (checked on every corpus text), and it is most of a text's
         # analysis; texts share clauses (greetings), and a preview while typing changes one.
-        self._wetext: Memo[[str], str] = Memo(_compact_normalizer().normalize, PIECES_KEPT)
+        self._wetext: Memo[[str], str] = Memo(
+            WeTextNormalizer(cache_dir or Path(tempfile.gettempdir()) / "huiyin").normalize,
+            PIECES_KEPT)
         self._lock = threading.Lock()
 
     def normalize(self, text: str) -> str:
