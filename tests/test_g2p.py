@@ -231,3 +231,15 @@ def test_digit_groups_are_threes_then_fours() -> None:
     assert [digit_groups(n) for n in range(4, 13)] == [
         [4], [5], [3, 3], [3, 4], [4, 4], [3, 3, 3], [3, 3, 4], [3, 4, 4], [3, 3, 3, 3]]
     assert all(sum(digit_groups(n)) == n for n in range(1, 40))
+
+
+def test_remembered_clauses_share_their_syllables(frontend: Frontend) -> None:
+    """The clause memo holds thousands of clauses: their words are slotted and their
+    syllables interned, one string per syllable however many clauses say it."""
+    g2p = frontend._g2p
+    first = g2p.clause("您好欢迎致电客服热线")
+    second = g2p.clause("您好请问还有什么可以帮您")
+    assert not hasattr(first.words[0], "__dict__") and not hasattr(first, "__dict__")
+    said = {s: s for w in first.words for s in w.syllables}
+    shared = [s for w in second.words for s in w.syllables if s in said]
+    assert shared and all(s is said[s] for s in shared)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import sys
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -131,16 +132,17 @@ def load_vocabulary() -> tuple[str, ...]:
 SOURCES = ("lexicon", "dictionary", "letters", "guess", "rule", "ssml")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Word:
-    """A word's characters and toned syllables (one per character; letters may have more)."""
+    """A word's characters and toned syllables (one per character; letters may have more).
+    Slotted, its syllables interned: the clause memo holds thousands of these."""
 
     text: str
     syllables: tuple[str, ...]
     source: str = "dictionary"  # one of SOURCES: the least certain of its characters'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClausePinyin:
     """A clause as words of syllables, plus what could not be read."""
 
@@ -355,7 +357,7 @@ class G2P:
                 words.append(tokens)
         result = apply_sandhi(words)
         return ClausePinyin(
-            tuple(Word("".join(t.char for t in w), tuple(t.syllable for t in w),
+            tuple(Word("".join(t.char for t in w), tuple(sys.intern(t.syllable) for t in w),
                        max((t.source for t in w), key=SOURCES.index)) for w in result),
             tuple(unread),
         )
