@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -51,6 +51,7 @@ class SynthesisWorker:
 
     def __init__(
         self, engine: Engine, *, max_queue: int = 32, deadline: float = 30.0, lanes: int = 1,
+        after_job: Callable[[], object] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
@@ -60,6 +61,9 @@ class SynthesisWorker:
             raise ValueError(f"engine '{engine.name}' takes one call at a time: one lane")
         self._engine = engine
         self._lanes = lanes
+        # Called on the lane's thread after each job, done or failed (the gateway gives the
+        # allocator's freed pages back there).
+        self._after_job = after_job
         self._max_queue = max_queue
         self._deadline = deadline
         self._waiting: list[Job] = []
@@ -307,18 +311,28 @@ class SynthesisWorker:
 
     def _synthesize_in_thread(self, job: Job) -> tuple[Pcm, float]:
         started = time.perf_counter()
-        with as_asked(job):
-            pcm = speaking.synthesize(self._engine, job.text, voice=job.voice, style=job.style,
-                                      prosody=job.prosody)
-        return pcm, time.perf_counter() - started
+        try:
+            with as_asked(job):
+                pcm = speaking.synthesize(self._engine, job.text, voice=job.voice,
+                                          style=job.style, prosody=job.prosody)
+            return pcm, time.perf_counter() - started
+        finally:
+            self._job_done()
 
     async def _run_stream(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         job.outcome.set_result(None)
         await loop.run_in_executor(self._executor, self._stream_in_thread, loop, job)
 
     def _stream_in_thread(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
-        with as_asked(job):  # the chunks are read (each next()) in the job's scope
-            self._stream_chunks(loop, job)
+        try:
+            with as_asked(job):  # the chunks are read (each next()) in the job's scope
+                self._stream_chunks(loop, job)
+        finally:
+            self._job_done()
+
+    def _job_done(self) -> None:
+        if self._after_job is not None:
+            self._after_job()
 
     def _stream_chunks(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         assert job.chunks is not None

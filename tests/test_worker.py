@@ -380,3 +380,27 @@ async def test_closing_a_worker_of_two_lanes_fails_the_waiting_and_finishes_the_
     await closing
     assert all(p.duration > 0 for p in await asyncio.gather(*running))
     assert shared.calls == held and worker.running == 0
+
+
+async def test_each_job_done_or_failed_is_followed_by_the_after_job_call(
+    recording: Recording,
+) -> None:
+    """The gateway hands the worker a call that gives freed memory back: it runs on the
+    lane's thread after every job, synthesized, streamed or failed."""
+    lanes: set[str] = set()
+    done: list[str] = []
+
+    def after() -> None:
+        lanes.add(threading.current_thread().name)
+        done.append("job")
+
+    async with SynthesisWorker(recording, max_queue=4, after_job=after) as worker:
+        await worker.synthesize("您好。")
+        assert done == ["job"]
+        async for _ in worker.stream("请稍候。"):
+            pass
+        await until(lambda: len(done) == 2)
+        with pytest.raises(InvalidInputError):
+            await worker.synthesize("。")
+        await until(lambda: len(done) == 3)
+    assert lanes and all(name.startswith("synth-worker") for name in lanes)
