@@ -95,6 +95,12 @@ class NoRequestText(logging.Filter):
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
+# What every access line says after its time, spelled once; fields named as these parts
+# are spelled the general way (line), where a field takes its part's place.
+_ACCESS_HEAD = _encode({"level": "info", "logger": access.name, "message": "request"})[1:-1]
+_ACCESS_HEAD_KEYS = frozenset({"time", "level", "logger", "message"})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any structured fields."""
 
@@ -110,15 +116,25 @@ class JsonFormatter(logging.Formatter):
             self.formatException(record.exc_info) if record.exc_info else None,
         )
 
-    def line(self, created: float, level: str, logger: str, message: str,
-             fields: dict[str, Any] | None = None, error: str | None = None) -> str:
-        """The line of a record made of these parts (created: seconds since the epoch)."""
+    def _time(self, created: float) -> str:
         second, spelled = self._second
         if int(created) != second:
             spelled = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created))
             self._second = (int(created), spelled)
+        return f"{spelled}.{int((created - int(created)) * 1000):03d}Z"
+
+    def access(self, created: float, fields: dict[str, Any]) -> str:
+        """An access line: line(created, "info", "huiyin.access", "request", fields), with
+        only the fields encoded per line (its head is the same for every request)."""
+        if not fields or not _ACCESS_HEAD_KEYS.isdisjoint(fields):
+            return self.line(created, "info", access.name, "request", fields)
+        return f'{{"time": "{self._time(created)}", {_ACCESS_HEAD}, {_encode(fields)[1:]}'
+
+    def line(self, created: float, level: str, logger: str, message: str,
+             fields: dict[str, Any] | None = None, error: str | None = None) -> str:
+        """The line of a record made of these parts (created: seconds since the epoch)."""
         entry: dict[str, Any] = {
-            "time": f"{spelled}.{int((created - int(created)) * 1000):03d}Z",
+            "time": self._time(created),
             "level": level,
             "logger": logger,
             "message": message,
@@ -151,21 +167,36 @@ class _Handoff(QueueHandler):
 
 
 class _BurstWriter(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line into its stream's buffer; the listener flushes when the queue is
-    empty, so a burst of lines is one write."""
+    """Gathers lines, in order, and hands them to its stream together: when the listener
+    flushes (the queue is empty), or every BURST_LINES lines under a steady stream, so a
+    burst of lines is one write."""
+
+    BURST_LINES = 256
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + "\n")
+            self.write(self.format(record))
         except Exception:  # as StreamHandler: a line that cannot be written is reported
             self.handleError(record)
 
     def write(self, line: str) -> None:
         """Write a line spelled elsewhere."""
-        with contextlib.suppress(OSError, ValueError):  # as flush(): stderr is gone
-            self.stream.write(line + "\n")
+        self._lines.append(line)
+        if len(self._lines) >= self.BURST_LINES:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            with contextlib.suppress(OSError, ValueError):  # as flush(): stderr is gone
+                self.stream.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
+        self._write_out()
         try:
             super().flush()
         except OSError:  # stderr is gone (a closed pipe): the process serves on regardless
@@ -203,8 +234,7 @@ class _Listener(QueueListener):
         """Write a record, or an access line queued as (time, fields)."""
         if isinstance(record, tuple):
             created, fields = record
-            self._writer.write(self._formatter.line(created, "info", access.name, "request",
-                                                    fields))
+            self._writer.write(self._formatter.access(created, fields))
         else:
             super().handle(record)
 

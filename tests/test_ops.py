@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -115,6 +116,23 @@ def test_lines_queued_for_the_writer_thread_are_all_written_when_it_stops(
         "level": "info", "logger": "huiyin.access", "message": "request"}
     assert said["message"] == "500 lines" and said["logger"] == "huiyin.gateway"
     assert failed["message"] == "failed" and "ValueError: broken" in failed["error"]
+
+
+@pytest.mark.parametrize("fields", [
+    {"request_id": "r1", "method": "GET", "route": "/tts.{ext}", "status": 200, "ms": 0.4,
+     "key": "ab12", "cache": "hit", "synth_ms": None, "query": {"text": "您好\n\"x\""}},
+    {"status": 404},
+    {},
+    {"message": "a field named as a part", "status": 200},
+    {"time": 1.5, "level": "debug"},
+])
+def test_an_access_line_is_the_general_line_of_its_fields(fields: dict[str, object]) -> None:
+    formatter = JsonFormatter()
+    formatter.converter = time.gmtime
+    created = 1765100000.123
+    assert formatter.access(created, fields) == formatter.line(
+        created, "info", "huiyin.access", "request", fields)
+    assert json.loads(formatter.access(created, fields))["logger"] == "huiyin.access"
 
 
 def test_every_request_is_logged_when_sigterm_has_stopped_the_gateway(tmp_path: Path) -> None:
