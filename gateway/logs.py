@@ -4,8 +4,9 @@ The request middleware (gateway.middleware) opens each request's line and `acces
 writes it.
 
 A serving process hands its log to a writer thread (`written_off_loop`): the event loop
-only queues a request's fields (and other loggers' records), and the thread spells and
-writes the lines, one write for each burst. Leaving the block writes every line queued."""
+spells a request's line (and other loggers spell their records) into a burst, and the
+thread writes each burst in one write, without blocking the loop. Leaving the block writes
+every line gathered."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ import contextlib
 import contextvars
 import json
 import logging
-import queue
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from logging.handlers import QueueHandler, QueueListener
 from typing import IO, Any
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -29,9 +28,9 @@ access = logging.getLogger("huiyin.access")
 audit = logging.getLogger("huiyin.audit")
 # How long a line may wait in the queue for the lines after it, to be written with them.
 WRITE_INTERVAL = 0.01
-# The writer thread's queue while there is one (written_off_loop). Access lines go there as
-# (time, fields): no log record is made for them on the loop.
-_writing: queue.SimpleQueue[Any] | None = None
+# The writer thread's burst while there is one (written_off_loop). Access lines go there
+# spelled: no log record is made for them on the loop.
+_writing: _Burst | None = None
 # The current request's log fields; tasks started for the request share the same dict.
 # Unset when the access log is off, so note() costs nothing then.
 FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
@@ -45,10 +44,9 @@ def route_template(route: AbstractRoute) -> str:
 
 def access_line(fields: dict[str, Any]) -> None:
     """Write a request's access line (the caller has checked that info is enabled)."""
-    writing = _writing
-    if writing is not None:
-        # A copy: the request's tasks may still note() while the thread spells the line.
-        writing.put((time.time(), dict(fields)))
+    burst = _writing
+    if burst is not None:  # spelled now (the request's tasks may still note() after it)
+        burst.add(burst.formatter.access(time.time(), fields))
         return
     # A record made directly: Logger.info would first walk the stack for the caller's file
     # and line, which this line never shows.
@@ -152,102 +150,86 @@ def _utc_json() -> JsonFormatter:
     return formatter
 
 
-class _Handoff(QueueHandler):
-    """Queues records as they are, for the writer thread to format."""
+class _Burst:
+    """The lines logged since the writer's last write, in the order they came. Any thread
+    adds spelled lines; the writer thread takes them all at once."""
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Fix what may change after the call: the message's arguments and the record's
-        fields, spelled later on the writer's thread."""
-        if record.args:
-            record.msg, record.args = record.getMessage(), None
-        fields = getattr(record, "fields", None)
-        if fields is not None:
-            record.fields = dict(fields)
-        return record
-
-
-class _BurstWriter(logging.StreamHandler):  # type: ignore[type-arg]
-    """Gathers lines, in order, and hands them to its stream together: when the listener
-    flushes (the queue is empty), or every BURST_LINES lines under a steady stream, so a
-    burst of lines is one write."""
-
-    BURST_LINES = 256
-
-    def __init__(self, stream: IO[str]) -> None:
-        super().__init__(stream)
+    def __init__(self, formatter: JsonFormatter) -> None:
+        self.formatter = formatter
+        self.waiting = threading.Event()  # set while there are lines to write
+        self._lock = threading.Lock()
         self._lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        """Add a spelled line."""
+        with self._lock:
+            self._lines.append(line)
+            if len(self._lines) == 1:
+                self.waiting.set()
+
+    def take(self) -> list[str]:
+        """Every line added since the last take."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            self.waiting.clear()
+        return lines
+
+
+class _Handoff(logging.Handler):
+    """Spells each record on the thread that logs it, and adds it to the burst."""
+
+    def __init__(self, burst: _Burst) -> None:
+        super().__init__()
+        self.setFormatter(burst.formatter)
+        self._burst = burst
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write(self.format(record))
-        except Exception:  # as StreamHandler: a line that cannot be written is reported
+            self._burst.add(self.format(record))
+        except Exception:  # as StreamHandler: a line that cannot be spelled is reported
             self.handleError(record)
 
-    def write(self, line: str) -> None:
-        """Write a line spelled elsewhere."""
-        self._lines.append(line)
-        if len(self._lines) >= self.BURST_LINES:
-            self._write_out()
 
-    def _write_out(self) -> None:
-        lines, self._lines = self._lines, []
-        if lines:
-            with contextlib.suppress(OSError, ValueError):  # as flush(): stderr is gone
-                self.stream.write("\n".join(lines) + "\n")
-
-    def flush(self) -> None:
-        self._write_out()
-        try:
-            super().flush()
-        except OSError:  # stderr is gone (a closed pipe): the process serves on regardless
-            pass
-
-
-class _Listener(QueueListener):
+class _Writer(threading.Thread):
     """The writer thread. Idle, it waits for a line; then it lets the lines that follow
     gather for `interval` seconds and writes them in one go: waking for every line would
     cost two thread switches each, on the loop's own core (a logged hit cost 1.8 times an
-    unlogged one so)."""
+    unlogged one so). Lines are spelled where they are logged, so this thread holds the
+    interpreter only to join a burst; the stream's write lets go of it."""
 
-    def __init__(self, records: queue.SimpleQueue[Any], writer: _BurstWriter,
-                 formatter: JsonFormatter, *, interval: float) -> None:
-        super().__init__(records, writer)
-        self._records = records
-        self._writer = writer
-        self._formatter = formatter
+    def __init__(self, burst: _Burst, stream: IO[str], *, interval: float) -> None:
+        super().__init__(name="log-writer", daemon=True)
+        self._burst = burst
+        self._stream = stream
         self._interval = interval
         self._stopping = threading.Event()
 
-    def dequeue(self, block: bool) -> Any:
-        try:
-            return self._records.get_nowait()
-        except queue.Empty:
-            if not block:
-                raise
-        self._writer.flush()
-        item = self._records.get()
-        if item is not None:  # None is the sentinel: stop at once
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._burst.waiting.wait()
             self._stopping.wait(self._interval)
-        return item
+            self.write(self._burst.take())
 
-    def handle(self, record: Any) -> None:
-        """Write a record, or an access line queued as (time, fields)."""
-        if isinstance(record, tuple):
-            created, fields = record
-            self._writer.write(self._formatter.access(created, fields))
-        else:
-            super().handle(record)
+    def write(self, lines: list[str]) -> None:
+        """Write lines, and flush them to the descriptor."""
+        if lines:
+            with contextlib.suppress(OSError, ValueError):  # stderr is gone (a closed pipe):
+                self._stream.write("\n".join(lines) + "\n")  # the process serves on
+                self._stream.flush()
 
-    def enqueue_sentinel(self) -> None:
-        super().enqueue_sentinel()
-        self._stopping.set()  # no more waiting: the rest is written at once
+    def stop(self) -> None:
+        """Write what is gathered at once, end the thread, then write what came meanwhile."""
+        self._stopping.set()
+        self._burst.waiting.set()
+        self.join()
+        self.write(self._burst.take())
 
 
 @contextlib.contextmanager
 def written_off_loop() -> Iterator[None]:
-    """For the block, the root logger's records go through a queue to a writer thread
-    (formatted and written there, to stderr as JSON lines); leaving the block, or the
-    process, writes every line queued and restores the handler."""
+    """For the block, the root logger's records (spelled as JSON lines where they are
+    logged) go to a writer thread, which writes them to stderr in bursts; leaving the
+    block, or the process, writes every line gathered and restores the handler."""
     global _writing
     root = logging.getLogger()
     previous = root.handlers[:]
@@ -257,11 +239,9 @@ def written_off_loop() -> Iterator[None]:
                                errors="backslashreplace", closefd=False)
     except (AttributeError, OSError, ValueError):  # a stderr without a descriptor
         stream = sys.stderr
-    writer, formatter = _BurstWriter(stream), _utc_json()
-    writer.setFormatter(formatter)
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    listener = _Listener(records, writer, formatter, interval=WRITE_INTERVAL)
-    listener.start()
+    burst = _Burst(_utc_json())
+    writer = _Writer(burst, stream, interval=WRITE_INTERVAL)
+    writer.start()
     stopped = False
 
     def stop() -> None:
@@ -270,13 +250,12 @@ def written_off_loop() -> Iterator[None]:
         if not stopped:
             stopped = True
             _writing = None
-            listener.stop()  # writes what is queued, then the thread ends
-            writer.flush()
+            writer.stop()
 
     # Also at exit, should the process leave some other way than through this block.
     atexit.register(stop)
-    root.handlers[:] = [_Handoff(records)]
-    _writing = records
+    root.handlers[:] = [_Handoff(burst)]
+    _writing = burst
     try:
         yield
     finally:
