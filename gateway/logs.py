@@ -89,8 +89,10 @@ class NoRequestText(logging.Filter):
             logger.addFilter(cls())
 
 
-# One encoder for every line: json.dumps with an option builds a new one at each call.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
+# One encoder for every line: json.dumps with an option builds a new one at each call. A
+# value JSON has no form for is spelled as str() spells it: a line is spelled where it is
+# logged (on the loop, for a request's), and must not fail there.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 # What every access line says after its time, spelled once; fields named as these parts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import signal
@@ -125,6 +126,7 @@ def test_lines_queued_for_the_writer_thread_are_all_written_when_it_stops(
     {},
     {"message": "a field named as a part", "status": 200},
     {"time": 1.5, "level": "debug"},
+    {"path": Path("/a"), "when": datetime.date(2026, 1, 2)},  # no JSON form: str()
 ])
 def test_an_access_line_is_the_general_line_of_its_fields(fields: dict[str, object]) -> None:
     formatter = JsonFormatter()
@@ -132,7 +134,9 @@ def test_an_access_line_is_the_general_line_of_its_fields(fields: dict[str, obje
     created = 1765100000.123
     assert formatter.access(created, fields) == formatter.line(
         created, "info", "huiyin.access", "request", fields)
-    assert json.loads(formatter.access(created, fields))["logger"] == "huiyin.access"
+    spelled = json.loads(formatter.access(created, fields))
+    assert spelled["logger"] == "huiyin.access"
+    assert spelled.get("path", "/a") == "/a" and spelled.get("when", "2026-01-02") == "2026-01-02"
 
 
 def test_every_request_is_logged_when_sigterm_has_stopped_the_gateway(tmp_path: Path) -> None:
