@@ -19,13 +19,13 @@ import contextlib
 import logging
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import onnxruntime as ort
+
+from synth.child import run_module, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -133,29 +133,19 @@ def optimized_path(path: Path) -> Path | None:
 
 def write_optimized(source: Path, target: Path) -> None:
     """Optimize the model at `source` for this machine into `target`, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx")
-    os.close(fd)
-    try:
+    def write(tmp: str) -> None:
         options = _options(1)
         options.optimized_model_filepath = tmp
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        os.chmod(tmp, source.stat().st_mode & 0o666)  # readable as the model is (mkstemp: 0600)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    # Readable as the model is.
+    write_atomically(target, write, source.stat().st_mode & 0o666)
 
 
 def write_in_child(source: Path, target: Path) -> bool:
     """write_optimized in a child process (whose memory goes back when it exits); False,
     with a warning, when it did not write the file."""
-    try:  # run from the folder holding this package, so the child imports this very one
-        result = subprocess.run([sys.executable, "-m", "synth.onnx", str(source), str(target)],
-                                capture_output=True, text=True, timeout=OPTIMIZE_TIMEOUT,
-                                cwd=Path(__file__).resolve().parents[1])
-        failure = (result.stderr.strip().splitlines() or ["no message"])[-1] if result.returncode else ""
-    except subprocess.TimeoutExpired:
-        failure = f"not done in {OPTIMIZE_TIMEOUT} s"
+    failure = run_module("synth.onnx", str(source), str(target), timeout=OPTIMIZE_TIMEOUT)
     if failure or not target.is_file():
         log.warning("could not write the optimized %s to %s (%s); optimizing at each load",
                     source.name, target, failure or "no file")

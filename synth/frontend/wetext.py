@@ -21,13 +21,12 @@ usage: python -m synth.frontend.wetext FOLDER   (writes the two FSTs into FOLDER
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
+
+from synth.child import run_module, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -95,27 +94,14 @@ def write_fsts(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     fsts = _loaded_by_wetext()
     for part, target in fst_paths(folder).items():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}-", suffix=".fst")
-        os.close(fd)
-        try:
-            fsts[part].write(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(target, fsts[part].write, 0o644)
 
 
 def _written_in_child(folder: Path) -> str:
     """write_fsts in a child process; what went wrong, or "" when the files are there."""
-    try:  # run from the folder holding this package, so the child imports this very one
-        result = subprocess.run(
-            [sys.executable, "-m", "synth.frontend.wetext", str(folder)], capture_output=True,
-            text=True, timeout=WRITE_TIMEOUT, cwd=Path(__file__).resolve().parents[2])
-    except subprocess.TimeoutExpired:
-        return f"not done in {WRITE_TIMEOUT} s"
-    if result.returncode:
-        return (result.stderr.strip().splitlines() or ["no message"])[-1]
+    failure = run_module("synth.frontend.wetext", str(folder), timeout=WRITE_TIMEOUT)
+    if failure:
+        return failure
     return "" if all(p.is_file() for p in fst_paths(folder).values()) else "no files"
 
 
